@@ -1,0 +1,216 @@
+//! cgroups: a [`Manager`] per container, with a backend chosen from the host.
+//!
+//! Owns: finding the container's cgroup directories from `linux.cgroupsPath`
+//! (runc's non-systemd "cgroupfs" semantics), creating and joining them,
+//! writing `linux.resources` into them, freezing, listing and removing them,
+//! and describing what to mount at the container's `/sys/fs/cgroup`.
+//!
+//! Must never: change host cgroup mounts, write to any cgroup outside the
+//! container's own directories (two exceptions, both as runc does: filling
+//! an ancestor's empty `cpuset.cpus`/`cpuset.mems` from its parent, and
+//! enabling `hugetlb` in the `cgroup.subtree_control` of the container's
+//! ancestors on the hybrid cgroup2 hierarchy — only when hugepage limits are
+//! asked for and v1 has no hugetlb), remove anything but the container's own
+//! (empty) cgroup directories, or leave a requested setting silently
+//! unapplied.
+//!
+//! Backends: [`v1`] handles legacy (v1 only) and hybrid hosts (v1 controllers
+//! plus a cgroup2 hierarchy, usually at /sys/fs/cgroup/unified, which the
+//! container also joins). Pure cgroup v2 hosts are detected and refused for
+//! now.
+//!
+//! Order of use by the runtime (as runc): [`new`] → [`Manager::apply`] with
+//! the container init's pid, before that process unshares its cgroup
+//! namespace (the namespace root is the cgroup it is in at unshare time) →
+//! [`Manager::set`] with the resources (devices list built with
+//! [`device_rules`]) once the init has made its device nodes, before it
+//! execs → store [`Manager::paths`] in the state file → later [`load`] →
+//! freeze/thaw/pids → [`Manager::destroy`] after every process has exited.
+
+mod devices;
+mod layout;
+mod util;
+pub mod v1;
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+
+use oci_spec::runtime::LinuxResources;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+pub use devices::{device_rules, DefaultDevice, DEFAULT_DEVICES};
+
+use layout::{Layout, Mode};
+
+/// The container's cgroups.
+pub trait Manager: std::fmt::Debug + Send + Sync {
+    /// Create the container's directory in every hierarchy and move `pid`
+    /// into each (`cgroup.procs`). Also used to put an exec'd process into a
+    /// running container's cgroups.
+    fn apply(&self, pid: i32) -> Result<()>;
+
+    /// Write the resource limits. Settings that are `None` are left as they
+    /// are; `devices: Some(list)` replaces the device rules with exactly
+    /// `list` applied on top of "deny everything".
+    fn set(&self, r: &LinuxResources) -> Result<()>;
+
+    /// Freeze every process, returning once the kernel reports FROZEN.
+    fn freeze(&self) -> Result<()>;
+
+    /// Thaw, returning once the kernel reports THAWED.
+    fn thaw(&self) -> Result<()>;
+
+    /// Whether the container's cgroup itself is frozen (a frozen ancestor
+    /// does not count, as in runc).
+    fn state_frozen(&self) -> Result<bool>;
+
+    /// Every process in the container's cgroups, recursively, sorted.
+    fn pids(&self) -> Result<Vec<i32>>;
+
+    /// Remove the container's directories (children first). Missing ones
+    /// are fine; busy ones are retried a few times.
+    fn destroy(&self) -> Result<()>;
+
+    /// Controller (or `name=systemd`, or `unified`) → the container's
+    /// directory; what the state file stores and [`load`] takes back.
+    fn paths(&self) -> BTreeMap<String, PathBuf>;
+
+    /// What to mount under the container's `/sys/fs/cgroup`, one entry per
+    /// hierarchy the container joined.
+    fn mounts(&self) -> Vec<CgroupMount>;
+}
+
+/// One hierarchy as the container should see it under `/sys/fs/cgroup`.
+///
+/// Without a cgroup namespace (runc's v1 way): mount a tmpfs at
+/// `/sys/fs/cgroup`, bind `host_path` (recursively) at
+/// `/sys/fs/cgroup/<name>`, then for each entry make the `links` as
+/// symlinks `/sys/fs/cgroup/<link> -> <name>`.
+///
+/// With a cgroup namespace: same tmpfs and links, but mount a fresh
+/// filesystem of type `fstype` with data `options` at
+/// `/sys/fs/cgroup/<name>` (source "cgroup", or "systemd" for the named
+/// hierarchy, as runc does).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CgroupMount {
+    /// Directory name under `/sys/fs/cgroup`: "memory", "cpu,cpuacct",
+    /// "systemd", "unified".
+    pub name: String,
+    /// The container's cgroup in this hierarchy, on the host.
+    pub host_path: PathBuf,
+    /// "cgroup" (v1) or "cgroup2" (the hybrid unified hierarchy).
+    pub fstype: String,
+    /// Mount data for a fresh mount: "memory", "cpu,cpuacct",
+    /// "name=systemd"; empty for cgroup2.
+    pub options: String,
+    /// Symlinks to make next to `name` pointing at it, for co-mounted
+    /// controllers: ["cpu", "cpuacct"] for "cpu,cpuacct". Usually empty.
+    pub links: Vec<String>,
+}
+
+/// The manager for a new container.
+///
+/// `cgroups_path` is `linux.cgroupsPath`: absolute → that path under the
+/// root of every hierarchy; relative → relative to the calling process's own
+/// cgroup in each hierarchy (from /proc/self/cgroup); absent → relative
+/// path `<id>` (runc 1.1's default). `..` may not climb above the start;
+/// the path may not name the root (or own) cgroup itself; the systemd form
+/// `slice:prefix:name` is refused.
+pub fn new(cgroups_path: Option<&str>, id: &str) -> Result<Box<dyn Manager>> {
+    let inner = parse_cgroups_path(cgroups_path, id)?;
+    let layout = Layout::detect()?;
+    match layout.mode()? {
+        Mode::Legacy | Mode::Hybrid => Ok(Box::new(v1::V1Manager::new(&layout, &inner)?)),
+        Mode::Unified => Err(Error::msg(
+            "cgroup v2 is not supported yet: this host mounts only the unified cgroup2 hierarchy",
+        )),
+    }
+}
+
+/// Rebuild the manager of an existing container from its stored
+/// [`Manager::paths`]. The host layout is re-read for [`Manager::mounts`]
+/// and cpuset/hugetlb parents; if that fails those degrade (no mounts).
+pub fn load(paths: BTreeMap<String, PathBuf>) -> Box<dyn Manager> {
+    let layout = Layout::detect().ok();
+    Box::new(v1::V1Manager::load(layout.as_ref(), paths))
+}
+
+/// `linux.cgroupsPath`, cleaned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Inner {
+    /// Under each hierarchy's root (relative path, no `..`).
+    Absolute(PathBuf),
+    /// Under the caller's own cgroup (relative path, no `..`).
+    Relative(PathBuf),
+}
+
+const PATH_FIELD: &str = "linux.cgroupsPath";
+
+pub(crate) fn parse_cgroups_path(p: Option<&str>, id: &str) -> Result<Inner> {
+    let bad = |msg: String| Error::config("config.json", PATH_FIELD, msg);
+    let (raw, field_is_id) = match p {
+        Some(s) if !s.is_empty() => (s, false),
+        _ => (id, true),
+    };
+    if !field_is_id && !raw.starts_with('/') && raw.split(':').count() == 3 {
+        return Err(bad(format!(
+            "{raw:?} is in the systemd form \"slice:prefix:name\"; systemd cgroups are not supported yet"
+        )));
+    }
+    let mut clean = PathBuf::new();
+    for c in Path::new(raw).components() {
+        match c {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(n) => clean.push(n),
+            Component::ParentDir => {
+                if !clean.pop() {
+                    return Err(bad(format!(
+                        "{raw:?} climbs above its starting point with \"..\""
+                    )));
+                }
+            }
+            Component::Prefix(_) => return Err(bad(format!("{raw:?} is not a valid path"))),
+        }
+    }
+    if clean.as_os_str().is_empty() {
+        let what = if field_is_id {
+            format!("container id {raw:?} is not usable as a cgroup name")
+        } else if raw.starts_with('/') {
+            format!("{raw:?} names the root cgroup")
+        } else {
+            format!("{raw:?} names the runtime's own cgroup")
+        };
+        return Err(bad(what));
+    }
+    Ok(if raw.starts_with('/') {
+        Inner::Absolute(clean)
+    } else {
+        Inner::Relative(clean)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cgroups_path() {
+        let p = |s: Option<&str>| parse_cgroups_path(s, "ctr").map_err(|e| e.to_string());
+        assert_eq!(p(None), Ok(Inner::Relative("ctr".into())));
+        assert_eq!(p(Some("")), Ok(Inner::Relative("ctr".into())));
+        assert_eq!(
+            p(Some("/a//b/./c/../d")),
+            Ok(Inner::Absolute("a/b/d".into()))
+        );
+        assert_eq!(p(Some("x/y")), Ok(Inner::Relative("x/y".into())));
+        for bad in ["/", "/a/../..", "../x", ".", "system.slice:docker:abc"] {
+            let e = p(Some(bad)).err().unwrap_or_default();
+            assert!(e.contains("linux.cgroupsPath"), "{bad}: {e}");
+        }
+        let e = p(Some("system.slice:docker:abc")).err().unwrap_or_default();
+        assert!(e.contains("systemd"), "{e}");
+        assert!(parse_cgroups_path(None, "..").is_err());
+    }
+}

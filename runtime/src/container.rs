@@ -1,0 +1,521 @@
+//! Container lifecycle: create, start, run, kill, delete, pause, resume.
+//!
+//! `create` reads the bundle, turns the spec into the init's plan, clones the
+//! init, drives it through the sync protocol, and records the state once.
+//! Any failure undoes what was done (process, cgroup, state dir), so a failed
+//! create leaves nothing behind. Status is always derived from facts
+//! ([`state::Saved::status`]).
+
+use std::collections::BTreeMap;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::fcntl::OFlag;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::stat::{Mode, SFlag};
+use nix::unistd::Pid;
+use oci_spec::runtime::{LinuxDeviceType, LinuxNamespaceType, Spec};
+
+use crate::cgroups::{self, Manager};
+use crate::error::{Error, Result, SysContext};
+use crate::hooks;
+use crate::linux::{capabilities, mounts, namespaces, rlimits, rootfs, seccomp, sysctl, user};
+use crate::process::{self, init, Msg, Sync};
+use crate::state::{self, Root, Saved, Status};
+use crate::{logging, spec};
+
+/// Options of `create` and `run`.
+#[derive(Debug, Default, Clone)]
+pub struct CreateOpts {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub console_socket: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: i32,
+}
+
+/// Undo list of a create in progress.
+struct Undo<'a> {
+    root: &'a Root,
+    id: String,
+    dir: Option<PathBuf>,
+    cgroup: Option<Box<dyn Manager>>,
+    pid: Option<i32>,
+    armed: bool,
+}
+
+impl Drop for Undo<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Some(pid) = self.pid {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
+        }
+        if let Some(cg) = &self.cgroup {
+            if let Err(e) = cg.destroy() {
+                logging::warn(&format!("cleanup of {}: {e}", self.id));
+            }
+        }
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        let _ = self.root;
+    }
+}
+
+/// Creates a container; returns the init's pid. The caller's process is the
+/// parent of the init (needed by foreground `run` to wait for it).
+pub fn create(root: &Root, opts: &CreateOpts) -> Result<i32> {
+    state::validate_id(&opts.id)?;
+    if root.container_dir(&opts.id).join(state::STATE_FILE).exists() {
+        return Err(Error::Exists(opts.id.clone()));
+    }
+    let bundle = spec::load(&opts.bundle)?;
+    let spec = &bundle.spec;
+    let process_spec = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::config(bundle.dir.join("config.json"), "process", "missing: nothing to run"))?;
+    let linux = spec.linux().as_ref().expect("validated");
+    if process_spec.terminal() == Some(true) && opts.console_socket.is_none() {
+        return Err(Error::msg(
+            "cannot allocate tty if brig will detach without setting console socket",
+        ));
+    }
+    if process_spec.apparmor_profile().as_deref().is_some_and(|p| !p.is_empty()) {
+        return Err(Error::config("config.json", "process.apparmorProfile", "AppArmor is not enabled on this host"));
+    }
+    if process_spec.selinux_label().as_deref().is_some_and(|p| !p.is_empty()) {
+        return Err(Error::config("config.json", "process.selinuxLabel", "SELinux is not enabled on this host"));
+    }
+    for name in capabilities::unknown(process_spec.capabilities().as_ref()) {
+        logging::warn(&format!("ignoring unknown or unavailable capability {name:?}"));
+    }
+
+    let ns = namespaces::Plan::from_spec(linux.namespaces().as_deref().unwrap_or(&[]))?;
+    if spec.hostname().as_deref().is_some_and(|h| !h.is_empty()) && !ns.has(LinuxNamespaceType::Uts) {
+        return Err(Error::config("config.json", "hostname", "setting the hostname needs a new uts namespace"));
+    }
+    let sysctls = linux.sysctl().clone().unwrap_or_default();
+    for key in sysctls.keys() {
+        sysctl::check(
+            key,
+            ns.has(LinuxNamespaceType::Ipc),
+            ns.has(LinuxNamespaceType::Network),
+            ns.has(LinuxNamespaceType::Uts),
+        )?;
+    }
+    let seccomp = linux.seccomp().as_ref().map(seccomp::compile).transpose()?;
+    let rlimits = rlimits::from_spec(process_spec.rlimits().as_ref())?;
+
+    let mut undo = Undo { root, id: opts.id.clone(), dir: None, cgroup: None, pid: None, armed: true };
+    let dir = root.create_dir(&opts.id)?;
+    undo.dir = Some(dir.clone());
+    let fifo_path = dir.join(state::EXEC_FIFO);
+    nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o622)).sys("mkfifo", fifo_path.display())?;
+    let exec_fifo = nix::fcntl::open(&fifo_path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+        .sys("open", fifo_path.display())?;
+
+    let cg = cgroups::new(linux.cgroups_path().as_ref().and_then(|p| p.to_str()), &opts.id)?;
+    let cgroup_mounts = cg.mounts();
+    undo.cgroup = Some(cg);
+
+    let rootfs_plan = rootfs_plan(spec, &bundle.dir, &bundle.rootfs, opts.no_pivot, cgroup_mounts, ns.has(LinuxNamespaceType::Cgroup))?;
+    let hooks = spec.hooks().clone().unwrap_or_default();
+    let annotations: BTreeMap<String, String> = spec.annotations().clone().unwrap_or_default().into_iter().collect();
+    let plan = init::Plan {
+        id: opts.id.clone(),
+        bundle: bundle.dir.clone(),
+        annotations: annotations.clone(),
+        time_offsets: linux
+            .time_offsets()
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.secs().unwrap_or(0), v.nanosecs().unwrap_or(0)))
+            .collect(),
+        ns,
+        rootfs: rootfs_plan,
+        hostname: spec.hostname().clone(),
+        domainname: spec.domainname().clone(),
+        sysctl: sysctls,
+        args: process_spec.args().clone().unwrap_or_default(),
+        env: process_spec.env().clone().unwrap_or_default(),
+        cwd: process_spec.cwd().clone(),
+        user: user::User::from_spec(process_spec.user()),
+        caps: capabilities::Sets::from_spec(process_spec.capabilities().as_ref()),
+        rlimits,
+        no_new_privileges: process_spec.no_new_privileges() == Some(true),
+        seccomp,
+        create_container_hooks: hooks.create_container().clone().unwrap_or_default(),
+        start_container_hooks: hooks.start_container().clone().unwrap_or_default(),
+        exec_fifo,
+        preserve_fds: opts.preserve_fds,
+    };
+
+    if let Some(j) = &plan.ns.join_pid {
+        namespaces::join_pid_for_children(j)?;
+    }
+    let (parent_sync, child_sync) = Sync::pair()?;
+    std::env::set_current_dir(&bundle.dir).map_err(|e| Error::io(format!("chdir {}", bundle.dir.display()), e))?;
+    let pid = process::clone_init(plan.ns.clone_flags, || {
+        let _ = nix::unistd::close(parent_sync.as_raw_fd());
+        init::run(&plan, &child_sync)
+    })?;
+    drop(child_sync);
+    undo.pid = Some(pid);
+    let cg = undo.cgroup.as_ref().expect("set above");
+
+    let run_parent = || -> Result<()> {
+        cg.apply(pid)?;
+        if let Some(adj) = process_spec.oom_score_adj() {
+            std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string())
+                .map_err(|e| Error::io(format!("set process.oomScoreAdj to {adj}"), e))?;
+        }
+        parent_sync.send(&Msg::Go)?;
+        loop {
+            match parent_sync.recv()? {
+                Some(Msg::Hooks) => {
+                    let st = hooks::state_json(&opts.id, "creating", pid, &bundle.dir, &annotations);
+                    let r = hooks::run_all("prestart", hooks.prestart().as_deref().unwrap_or(&[]), &st)
+                        .and_then(|_| hooks::run_all("createRuntime", hooks.create_runtime().as_deref().unwrap_or(&[]), &st));
+                    if let Err(e) = r {
+                        let st = hooks::state_json(&opts.id, "stopped", pid, &bundle.dir, &annotations);
+                        if let Err(pe) = hooks::run_all("poststop", hooks.poststop().as_deref().unwrap_or(&[]), &st) {
+                            logging::warn(&pe.to_string());
+                        }
+                        return Err(e);
+                    }
+                    parent_sync.send(&Msg::HooksDone)?;
+                }
+                Some(Msg::Ready) => return Ok(()),
+                Some(Msg::Error { msg }) => return Err(Error::Msg(msg)),
+                Some(m) => return Err(Error::msg(format!("sync: unexpected {m:?}"))),
+                None => return Err(Error::msg("container init exited during setup")),
+            }
+        }
+    };
+    run_parent()?;
+    if let Some(res) = linux.resources() {
+        let mut res = res.clone();
+        res.set_devices(Some(cgroups::device_rules(res.devices().as_deref(), linux.devices().as_deref())));
+        cg.set(&res)?;
+    } else {
+        let mut res = oci_spec::runtime::LinuxResources::default();
+        res.set_devices(Some(cgroups::device_rules(None, linux.devices().as_deref())));
+        cg.set(&res)?;
+    }
+
+    let st = state::proc_stat(pid).ok_or_else(|| Error::msg("container init exited during setup"))?;
+    let saved = Saved {
+        id: opts.id.clone(),
+        pid,
+        pid_start: st.start_time,
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: state::now_rfc3339(),
+        owner: String::new(),
+        annotations,
+        cgroup_paths: cg.paths(),
+        hooks: spec.hooks().clone(),
+        own_pid_ns: plan.ns.clone_flags & libc::CLONE_NEWPID as u64 != 0,
+    };
+    state::save(&dir, &saved)?;
+    if let Some(p) = &opts.pid_file {
+        state::write_pid_file(&absolute(p)?, pid)?;
+    }
+    undo.armed = false;
+    Ok(pid)
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    if p.is_absolute() {
+        return Ok(p.to_path_buf());
+    }
+    // Relative to where brig was started; create chdirs into the bundle,
+    // so callers resolve before create (see main).
+    Ok(std::env::current_dir().map_err(|e| Error::io("getcwd", e))?.join(p))
+}
+
+fn rootfs_plan(
+    spec: &Spec,
+    bundle: &Path,
+    rootfs: &Path,
+    no_pivot: bool,
+    cgroup_mounts: Vec<cgroups::CgroupMount>,
+    cgroupns: bool,
+) -> Result<rootfs::Plan> {
+    let linux = spec.linux().as_ref().expect("validated");
+    let mut mounts_out = Vec::new();
+    for (i, m) in spec.mounts().iter().flatten().enumerate() {
+        let opts = mounts::parse(m.options().as_deref().unwrap_or(&[]));
+        let typ = m.typ().clone().unwrap_or_default();
+        let is_bind = opts.bind || typ == "bind";
+        let mut opts = opts;
+        opts.bind = is_bind;
+        let source = m.source().clone().unwrap_or_default();
+        let (source, source_is_dir) = if is_bind {
+            let abs = if source.is_absolute() { source } else { bundle.join(source) };
+            let meta = std::fs::metadata(&abs).map_err(|e| {
+                Error::config("config.json", format!("mounts[{i}].source"), format!("{}: {e}", abs.display()))
+            })?;
+            (abs, meta.is_dir())
+        } else {
+            (source, true)
+        };
+        let plan = rootfs::MountPlan {
+            index: i,
+            destination: m.destination().clone(),
+            typ,
+            source,
+            opts,
+            source_is_dir,
+        };
+        rootfs::check_destination(&plan)?;
+        mounts_out.push(plan);
+    }
+    let mut devices = rootfs::default_devices();
+    for (i, d) in linux.devices().iter().flatten().enumerate() {
+        let kind = match d.typ() {
+            LinuxDeviceType::C | LinuxDeviceType::U => SFlag::S_IFCHR,
+            LinuxDeviceType::B => SFlag::S_IFBLK,
+            LinuxDeviceType::P => SFlag::S_IFIFO,
+            LinuxDeviceType::A => {
+                return Err(Error::config("config.json", format!("linux.devices[{i}].type"), "\"a\" is not a device node type"))
+            }
+        };
+        devices.retain(|x| x.path != *d.path());
+        devices.push(rootfs::DevicePlan {
+            path: d.path().clone(),
+            kind,
+            major: d.major() as u64,
+            minor: d.minor() as u64,
+            mode: d.file_mode().unwrap_or(0o666) & 0o7777,
+            uid: d.uid(),
+            gid: d.gid(),
+        });
+    }
+    let propagation = match linux.rootfs_propagation().as_deref() {
+        None | Some("") => None,
+        Some(p) => mounts::propagation(p),
+    };
+    Ok(rootfs::Plan {
+        rootfs: rootfs.to_path_buf(),
+        mounts: mounts_out,
+        devices,
+        masked: linux.masked_paths().iter().flatten().map(PathBuf::from).collect(),
+        readonly: linux.readonly_paths().iter().flatten().map(PathBuf::from).collect(),
+        readonly_root: spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false),
+        propagation,
+        no_pivot,
+        cgroup_mounts,
+        cgroupns,
+    })
+}
+
+/// `start`: lets the init exec the container process, then runs poststart.
+pub fn start(root: &Root, id: &str) -> Result<()> {
+    let _lock = root.lock(id)?;
+    let saved = root.load(id)?;
+    match saved.status(root) {
+        Status::Created => {}
+        Status::Stopped => return Err(Error::msg("cannot start a container that has stopped")),
+        _ => return Err(Error::msg("cannot start an already running container")),
+    }
+    let fifo_path = root.container_dir(id).join(state::EXEC_FIFO);
+    let fifo = nix::fcntl::open(&fifo_path, OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, Mode::empty())
+        .sys("open", fifo_path.display())?;
+    let mut buf = [0u8; 1];
+    loop {
+        let mut fds = [nix::poll::PollFd::new(
+            std::os::fd::AsFd::as_fd(&fifo),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        let n = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16));
+        match n {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => {}
+            Ok(_) => match nix::unistd::read(&fifo, &mut buf) {
+                Ok(1) => break,
+                Ok(_) | Err(nix::errno::Errno::EAGAIN) => {}
+                Err(e) => return Err(Error::sys("read", fifo_path.display(), e)),
+            },
+            Err(e) => return Err(Error::sys("poll", fifo_path.display(), e)),
+        }
+        if !state::init_alive(&saved) {
+            return Err(Error::msg("container init exited before start"));
+        }
+    }
+    std::fs::remove_file(&fifo_path).map_err(|e| Error::io(format!("remove {}", fifo_path.display()), e))?;
+    if let Some(list) = saved.hooks.as_ref().and_then(|h| h.poststart().clone()) {
+        let st = hooks::state_json(id, "running", saved.pid, &saved.bundle, &saved.annotations);
+        if let Err(e) = hooks::run_all("poststart", &list, &st) {
+            let _ = kill(Pid::from_raw(saved.pid), Signal::SIGKILL);
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// `kill`.
+pub fn kill_container(root: &Root, id: &str, sig: i32, all: bool) -> Result<()> {
+    let saved = root.load(id)?;
+    let status = saved.status(root);
+    if status == Status::Stopped {
+        return Err(Error::msg("container not running"));
+    }
+    let signal = |pid: i32| -> Result<()> {
+        // SAFETY: kill(2) with a plain signal number (0 included).
+        let r = unsafe { libc::kill(pid, sig) };
+        nix::errno::Errno::result(r).map(drop).map_err(|e| Error::msg(format!("unable to signal init: {}", e.desc().to_lowercase())))
+    };
+    if all {
+        let cg = cgroups::load(saved.cgroup_paths.clone());
+        for pid in cg.pids()? {
+            let _ = signal(pid);
+        }
+        // A stopped task ignores everything but SIGKILL until continued.
+        if status == Status::Paused && sig == libc::SIGKILL {
+            let _ = cg.thaw();
+        }
+        return Ok(());
+    }
+    signal(saved.pid)
+}
+
+/// `delete`.
+pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
+    let saved = match root.load(id) {
+        Ok(s) => s,
+        Err(Error::NotFound(_)) if force => {
+            // A dir without state (a create that died): remove it.
+            let _ = std::fs::remove_dir_all(root.container_dir(id));
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    let _lock = root.lock(id)?;
+    match saved.status(root) {
+        Status::Stopped => {}
+        Status::Created => kill_and_wait(&saved)?,
+        s if force => {
+            if s == Status::Paused {
+                let _ = cgroups::load(saved.cgroup_paths.clone()).thaw();
+            }
+            kill_and_wait(&saved)?;
+        }
+        s => return Err(Error::msg(format!("cannot delete container {id} that is not stopped: {s}"))),
+    }
+    destroy(root, &saved)
+}
+
+fn kill_and_wait(saved: &Saved) -> Result<()> {
+    let cg = cgroups::load(saved.cgroup_paths.clone());
+    let _ = kill(Pid::from_raw(saved.pid), Signal::SIGKILL);
+    if !saved.own_pid_ns {
+        for pid in cg.pids().unwrap_or_default() {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut nap = Duration::from_micros(100);
+    while state::init_alive(saved) {
+        if Instant::now() > deadline {
+            return Err(Error::msg(format!("container init {} did not die after SIGKILL", saved.pid)));
+        }
+        std::thread::sleep(nap);
+        nap = (nap * 2).min(Duration::from_millis(10));
+    }
+    Ok(())
+}
+
+/// Removes what a stopped container still holds: leftover processes in its
+/// cgroup, the cgroup, then runs poststop hooks and removes the state dir.
+pub fn destroy(root: &Root, saved: &Saved) -> Result<()> {
+    let cg = cgroups::load(saved.cgroup_paths.clone());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let pids = cg.pids().unwrap_or_default();
+        if pids.is_empty() || Instant::now() > deadline {
+            break;
+        }
+        for pid in pids {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let cg_err = cg.destroy().err();
+    if let Some(list) = saved.hooks.as_ref().and_then(|h| h.poststop().clone()) {
+        let st = hooks::state_json(&saved.id, "stopped", 0, &saved.bundle, &saved.annotations);
+        if let Err(e) = hooks::run_all("poststop", &list, &st) {
+            logging::warn(&e.to_string());
+        }
+    }
+    std::fs::remove_dir_all(root.container_dir(&saved.id))
+        .map_err(|e| Error::io(format!("remove {}", root.container_dir(&saved.id).display()), e))?;
+    match cg_err {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// `pause`.
+pub fn pause(root: &Root, id: &str) -> Result<()> {
+    let saved = root.load(id)?;
+    match saved.status(root) {
+        Status::Running | Status::Created => cgroups::load(saved.cgroup_paths.clone()).freeze(),
+        Status::Paused => Ok(()),
+        s => Err(Error::msg(format!("container not running: {s}"))),
+    }
+}
+
+/// `resume`.
+pub fn resume(root: &Root, id: &str) -> Result<()> {
+    let saved = root.load(id)?;
+    match saved.status(root) {
+        Status::Paused => cgroups::load(saved.cgroup_paths.clone()).thaw(),
+        _ => Err(Error::msg("container not paused")),
+    }
+}
+
+/// Foreground `run`: waits for the init, forwarding signals to it, and
+/// returns its exit code (128+signal when killed), like runc.
+pub fn wait_foreground(pid: i32) -> Result<i32> {
+    use nix::sys::signal::{SigSet, SigmaskHow};
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let mut set = SigSet::all();
+    for s in [Signal::SIGKILL, Signal::SIGSTOP, Signal::SIGSEGV, Signal::SIGBUS, Signal::SIGILL, Signal::SIGFPE] {
+        set.remove(s);
+    }
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None).sys("sigprocmask", "run")?;
+    let sfd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC).sys("signalfd", "run")?;
+    loop {
+        // The init may have exited before the mask was set: check first.
+        match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+            Ok(_) => {}
+            Err(nix::errno::Errno::ECHILD) => return Ok(255),
+            Err(e) => return Err(Error::sys("waitpid", pid, e)),
+        }
+        let info = match sfd.read_signal() {
+            Ok(Some(info)) => info,
+            Ok(None) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(Error::sys("read", "signalfd", e)),
+        };
+        let sig = info.ssi_signo as i32;
+        if sig == libc::SIGCHLD {
+            // Reap other children (none expected) on the next loop turn.
+            continue;
+        }
+        if sig == libc::SIGWINCH {
+            continue;
+        }
+        // SAFETY: kill(2) with a signal number we received.
+        unsafe { libc::kill(pid, sig) };
+    }
+}

@@ -1,0 +1,21 @@
+//! brig: an OCI low-level container runtime, a drop-in for runc.
+//!
+//! The path of one `brig run` reads top to bottom: [`container::create`] →
+//! [`process::spawn`] → (in the child) [`linux`] in spec order → exec.
+
+pub mod cgroups;
+pub mod container;
+pub mod error;
+pub mod features;
+pub mod hooks;
+pub mod linux;
+pub mod logging;
+pub mod process;
+pub mod spec;
+pub mod state;
+pub mod template;
+
+pub use error::{Error, Result};
+
+/// The OCI runtime-spec version brig implements.
+pub const OCI_VERSION: &str = "1.0.2-dev";

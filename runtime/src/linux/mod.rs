@@ -1,0 +1,11 @@
+//! One file per kernel facility the container init sets up.
+
+pub mod capabilities;
+pub mod fs;
+pub mod mounts;
+pub mod namespaces;
+pub mod rlimits;
+pub mod rootfs;
+pub mod seccomp;
+pub mod sysctl;
+pub mod user;

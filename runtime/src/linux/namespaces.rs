@@ -1,0 +1,147 @@
+//! Namespaces: which to create with clone, which to join by path, in the
+//! order the kernel needs.
+//!
+//! New namespaces come from the one clone3 call (all flags at once), except
+//! cgroup (unshared by the child after the parent has put it into its
+//! cgroup, so the namespace root is the container's cgroup) and time (its
+//! offsets must be written before a process enters it, so the child
+//! unshares it and execve moves the container process in). A pid namespace
+//! given by path is joined by the parent before clone, as setns(CLONE_NEWPID)
+//! only affects children; the others are joined by the child.
+
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+
+use nix::fcntl::OFlag;
+use nix::sched::CloneFlags;
+use nix::sys::stat::Mode;
+use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType};
+
+use crate::error::{Error, Result, SysContext};
+
+pub fn flag(t: LinuxNamespaceType) -> CloneFlags {
+    match t {
+        LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
+        LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+        LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
+        LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
+        LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
+        LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
+        LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
+        // CLONE_NEWTIME is not in nix's CloneFlags for clone(2) (it clashes
+        // with CSIGNAL); we only ever unshare it.
+        LinuxNamespaceType::Time => CloneFlags::empty(),
+    }
+}
+
+/// A namespace to join, opened in the parent so a bad path fails early.
+#[derive(Debug)]
+pub struct Join {
+    pub typ: LinuxNamespaceType,
+    pub path: PathBuf,
+    pub fd: OwnedFd,
+}
+
+/// The namespace plan of a container.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// Flags for clone3.
+    pub clone_flags: u64,
+    /// Namespaces the child joins with setns (not pid: see module doc).
+    pub join: Vec<Join>,
+    /// A pid namespace the parent joins before clone.
+    pub join_pid: Option<Join>,
+    pub new_cgroup: bool,
+    pub new_time: bool,
+    pub has: Vec<LinuxNamespaceType>,
+}
+
+impl Plan {
+    pub fn from_spec(list: &[LinuxNamespace]) -> Result<Self> {
+        let mut plan = Plan::default();
+        for (i, ns) in list.iter().enumerate() {
+            plan.has.push(ns.typ());
+            match ns.path() {
+                Some(path) => {
+                    let fd = nix::fcntl::open(
+                        path.as_path(),
+                        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+                        Mode::empty(),
+                    )
+                    .map_err(|e| {
+                        Error::config(
+                            "config.json",
+                            format!("linux.namespaces[{i}].path"),
+                            format!("{}: {}", path.display(), e.desc()),
+                        )
+                    })?;
+                    let j = Join {
+                        typ: ns.typ(),
+                        path: path.clone(),
+                        fd,
+                    };
+                    if ns.typ() == LinuxNamespaceType::Pid {
+                        plan.join_pid = Some(j);
+                    } else {
+                        plan.join.push(j);
+                    }
+                }
+                None => match ns.typ() {
+                    LinuxNamespaceType::Cgroup => plan.new_cgroup = true,
+                    LinuxNamespaceType::Time => plan.new_time = true,
+                    t => plan.clone_flags |= flag(t).bits() as u64,
+                },
+            }
+        }
+        Ok(plan)
+    }
+
+    pub fn has(&self, t: LinuxNamespaceType) -> bool {
+        self.has.contains(&t)
+    }
+
+    /// In the child: joins the namespaces given by path (mount last so the
+    /// other paths stay reachable).
+    pub fn join_all(&self) -> Result<()> {
+        let mut order: Vec<&Join> = self.join.iter().collect();
+        order.sort_by_key(|j| j.typ == LinuxNamespaceType::Mount);
+        for j in order {
+            nix::sched::setns(&j.fd, flag_for_setns(j.typ))
+                .sys("setns", j.path.display())?;
+        }
+        Ok(())
+    }
+}
+
+/// setns accepts 0 (any type); we pass the type so a wrong file is refused.
+fn flag_for_setns(t: LinuxNamespaceType) -> CloneFlags {
+    match t {
+        LinuxNamespaceType::Time => CloneFlags::from_bits_retain(libc::CLONE_NEWTIME),
+        t => flag(t),
+    }
+}
+
+/// Joins a pid namespace for our future children (parent side).
+pub fn join_pid_for_children(j: &Join) -> Result<()> {
+    nix::sched::setns(&j.fd, CloneFlags::CLONE_NEWPID).sys("setns", j.path.display())
+}
+
+/// Unshares the cgroup namespace (child, after the parent joined the cgroup).
+pub fn unshare_cgroup() -> Result<()> {
+    nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).sys("unshare", "cgroup namespace")
+}
+
+/// Unshares a time namespace with offsets; the process enters it at execve.
+pub fn unshare_time(offsets: &[(String, i64, u32)]) -> Result<()> {
+    nix::sched::unshare(CloneFlags::from_bits_retain(libc::CLONE_NEWTIME))
+        .sys("unshare", "time namespace")?;
+    if !offsets.is_empty() {
+        let mut s = String::new();
+        for (clock, secs, nanos) in offsets {
+            s.push_str(&format!("{clock} {secs} {nanos}\n"));
+        }
+        std::fs::write("/proc/self/timens_offsets", s)
+            .map_err(|e| Error::io("write /proc/self/timens_offsets", e))?;
+    }
+    Ok(())
+}

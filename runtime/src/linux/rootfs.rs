@@ -1,0 +1,556 @@
+//! The container's root filesystem: mounts of config.json, /dev, pivot_root,
+//! masked and read-only paths, the read-only root.
+//!
+//! Runs in the container init, in its new mount namespace. Every destination
+//! is resolved inside the rootfs by [`crate::linux::fs`] and mounted through
+//! `/proc/self/fd/N` of the resolved fd, so a symlink in the image can never
+//! redirect a mount onto the host. Masked paths are covered from an fd of
+//! /dev/null that is checked to be the 1:3 character device first, and every
+//! write under /proc goes through a [`ProcHandle`] that is checked to be procfs.
+//!
+//! The plan ([`Plan`]) is computed in the parent from the spec; this module
+//! only carries it out.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{OFlag, ResolveFlag};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::stat::{Mode, SFlag};
+
+use crate::cgroups::CgroupMount;
+use crate::error::{Error, Result, SysContext};
+use crate::linux::fs::{ensure_target, fd_path, is_dir, mkdir_all_in_root, open_in_root};
+use crate::linux::mounts::Options;
+
+const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+
+/// One mount of config.json, resolved by the parent.
+#[derive(Debug, Clone)]
+pub struct MountPlan {
+    pub index: usize,
+    pub destination: PathBuf,
+    pub typ: String,
+    /// Host path for binds (made absolute against the bundle), else the
+    /// source string.
+    pub source: PathBuf,
+    pub opts: Options,
+    /// For binds: whether the source is a directory (else a file target).
+    pub source_is_dir: bool,
+}
+
+/// A device node to create.
+#[derive(Debug, Clone)]
+pub struct DevicePlan {
+    pub path: PathBuf,
+    pub kind: SFlag,
+    pub major: u64,
+    pub minor: u64,
+    pub mode: u32,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub rootfs: PathBuf,
+    pub mounts: Vec<MountPlan>,
+    pub devices: Vec<DevicePlan>,
+    pub masked: Vec<PathBuf>,
+    pub readonly: Vec<PathBuf>,
+    pub readonly_root: bool,
+    pub propagation: Option<MsFlags>,
+    pub no_pivot: bool,
+    pub cgroup_mounts: Vec<CgroupMount>,
+    pub cgroupns: bool,
+}
+
+/// The default device nodes every container gets (runc's list).
+pub fn default_devices() -> Vec<DevicePlan> {
+    [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)]
+        .into_iter()
+        .map(|(name, major, minor)| DevicePlan {
+            path: PathBuf::from("/dev").join(name),
+            kind: SFlag::S_IFCHR,
+            major,
+            minor,
+            mode: 0o666,
+            uid: Some(0),
+            gid: Some(0),
+        })
+        .collect()
+}
+
+/// Paths under /proc that may be mount destinations (lxcfs-style overlays),
+/// as runc allows; anything else under /proc is refused (CVE-2019-16884).
+const PROC_ALLOWED: &[&str] = &[
+    "/proc/cpuinfo",
+    "/proc/diskstats",
+    "/proc/meminfo",
+    "/proc/stat",
+    "/proc/swaps",
+    "/proc/uptime",
+    "/proc/loadavg",
+    "/proc/slabinfo",
+    "/proc/net/dev",
+    "/proc/sys/kernel/ns_last_pid",
+];
+
+/// Checks, in the parent, destinations that must never be mounted on.
+pub fn check_destination(m: &MountPlan) -> Result<()> {
+    let dest = m.destination.as_path();
+    let under_proc = dest.starts_with("/proc") && dest != Path::new("/proc");
+    if under_proc && !PROC_ALLOWED.iter().any(|p| Path::new(p) == dest) {
+        return Err(Error::config(
+            "config.json",
+            format!("mounts[{}].destination", m.index),
+            format!("{} is under /proc: mounting there is not allowed", dest.display()),
+        ));
+    }
+    if dest == Path::new("/proc") && m.typ != "proc" {
+        return Err(Error::config(
+            "config.json",
+            format!("mounts[{}].destination", m.index),
+            format!("/proc may only be a proc mount, not {:?}", m.typ),
+        ));
+    }
+    Ok(())
+}
+
+/// Stage 1, before the createRuntime hooks: propagation, the rootfs bind,
+/// every mount, /dev.
+pub fn prepare(plan: &Plan) -> Result<()> {
+    let prop = plan.propagation.unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
+    mount(None::<&str>, "/", None::<&str>, prop, None::<&str>).sys("mount", "propagation of /")?;
+    mount(
+        Some(&plan.rootfs),
+        &plan.rootfs,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .sys("bind mount rootfs", plan.rootfs.display())?;
+    if prop.contains(MsFlags::MS_SHARED) {
+        // pivot_root refuses a new root whose parent mount is shared.
+        make_parent_private(&plan.rootfs)?;
+    }
+    let root = nix::fcntl::open(
+        &plan.rootfs,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .sys("open", plan.rootfs.display())?;
+    for m in &plan.mounts {
+        mount_one(root.as_fd(), plan, m)?;
+    }
+    create_devices(root.as_fd(), &plan.devices)?;
+    dev_symlinks(root.as_fd())?;
+    Ok(())
+}
+
+fn mount_one(root: BorrowedFd, plan: &Plan, m: &MountPlan) -> Result<()> {
+    let dest = &m.destination;
+    let what = || format!("{} (mounts[{}])", dest.display(), m.index);
+    if m.typ == "cgroup" {
+        return mount_cgroups(root, plan, m);
+    }
+    if m.typ == "proc" || m.typ == "sysfs" {
+        // The destination must be a real directory inside the rootfs, never
+        // a symlink (CVE-2019-19921).
+        let target = mkdir_all_in_root(root, dest, 0o755)?;
+        if let Err(nix::errno::Errno::ELOOP) = nix::fcntl::openat2(
+            root,
+            dest.strip_prefix("/").unwrap_or(dest),
+            nix::fcntl::OpenHow::new()
+                .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+                .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_SYMLINKS),
+        ) {
+            return Err(Error::msg(format!(
+                "mount destination {} is a symlink: refusing to mount {} there",
+                dest.display(),
+                m.typ
+            )));
+        }
+        return do_mount(&target, m, &what);
+    }
+    if m.opts.bind {
+        let target = ensure_target(root, dest, !m.source_is_dir)?;
+        let mut flags = MsFlags::MS_BIND;
+        if m.opts.recursive {
+            flags |= MsFlags::MS_REC;
+        }
+        mount(Some(&m.source), fd_path(target.as_fd()).as_str(), None::<&str>, flags, None::<&str>)
+            .map_err(|e| Error::sys("bind mount", format!("{} on {}", m.source.display(), what()), e))?;
+        let extra = m.opts.flags - MsFlags::MS_REMOUNT;
+        if !extra.is_empty() {
+            // Re-resolve: the fd still names the covered directory.
+            let target = open_in_root(root, dest, OFlag::O_PATH).sys("open", what())?;
+            let keep = locked_flags(target.as_fd());
+            mount(
+                None::<&str>,
+                fd_path(target.as_fd()).as_str(),
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | extra | keep | (flags & MsFlags::MS_REC),
+                None::<&str>,
+            )
+            .sys("remount", what())?;
+        }
+        return apply_propagation(root, dest, &m.opts.propagation, &what);
+    }
+    let target = mkdir_all_in_root(root, dest, 0o755)?;
+    do_mount(&target, m, &what)?;
+    apply_propagation(root, dest, &m.opts.propagation, &what)
+}
+
+fn do_mount(target: &OwnedFd, m: &MountPlan, what: &dyn Fn() -> String) -> Result<()> {
+    let data = (!m.opts.data.is_empty()).then_some(m.opts.data.as_str());
+    let r = mount(
+        Some(&m.source),
+        fd_path(target.as_fd()).as_str(),
+        Some(m.typ.as_str()),
+        m.opts.flags,
+        data,
+    );
+    match r {
+        // mqueue/sysfs without the namespace, or /dev/mqueue on kernels
+        // without it: fail as runc does, naming the mount.
+        Err(e) => Err(Error::sys("mount", format!("{} ({})", what(), m.typ), e)),
+        Ok(()) => Ok(()),
+    }
+}
+
+fn apply_propagation(
+    root: BorrowedFd,
+    dest: &Path,
+    props: &[MsFlags],
+    what: &dyn Fn() -> String,
+) -> Result<()> {
+    if props.is_empty() {
+        return Ok(());
+    }
+    let target = open_in_root(root, dest, OFlag::O_PATH).sys("open", what())?;
+    for p in props {
+        mount(None::<&str>, fd_path(target.as_fd()).as_str(), None::<&str>, *p, None::<&str>)
+            .sys("set propagation of", what())?;
+    }
+    Ok(())
+}
+
+/// Mount flags of the mount at `fd` that a bind remount must keep.
+fn locked_flags(fd: BorrowedFd) -> MsFlags {
+    let Ok(st) = nix::sys::statvfs::fstatvfs(fd) else {
+        return MsFlags::empty();
+    };
+    use nix::sys::statvfs::FsFlags;
+    let f = st.flags();
+    let mut out = MsFlags::empty();
+    for (a, b) in [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ] {
+        if f.contains(a) {
+            out |= b;
+        }
+    }
+    out
+}
+
+/// `type: cgroup`: a tmpfs with the container's cgroup of each hierarchy
+/// bound (or, with a cgroup namespace, mounted fresh) below it.
+fn mount_cgroups(root: BorrowedFd, plan: &Plan, m: &MountPlan) -> Result<()> {
+    let dest = &m.destination;
+    let what = || format!("{} (mounts[{}])", dest.display(), m.index);
+    let target = mkdir_all_in_root(root, dest, 0o755)?;
+    let base = m.opts.flags & (MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
+    mount(
+        Some("tmpfs"),
+        fd_path(target.as_fd()).as_str(),
+        Some("tmpfs"),
+        base,
+        Some("mode=755"),
+    )
+    .sys("mount tmpfs for cgroups on", what())?;
+    for cg in plan.cgroup_mounts.iter().filter(|c| c.fstype == "cgroup") {
+        let sub = dest.join(&cg.name);
+        let t = mkdir_all_in_root(root, &sub, 0o755)?;
+        let tp = fd_path(t.as_fd());
+        if plan.cgroupns {
+            let src = if cg.name == "systemd" { "systemd" } else { "cgroup" };
+            mount(Some(src), tp.as_str(), Some("cgroup"), m.opts.flags - MsFlags::MS_RDONLY | base, Some(cg.options.as_str()))
+                .sys("mount cgroup on", sub.display())?;
+        } else {
+            mount(Some(&cg.host_path), tp.as_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+                .sys("bind cgroup on", sub.display())?;
+        }
+        if m.opts.flags.contains(MsFlags::MS_RDONLY) {
+            let t = open_in_root(root, &sub, OFlag::O_PATH).sys("open", sub.display())?;
+            mount(
+                None::<&str>,
+                fd_path(t.as_fd()).as_str(),
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | base | locked_flags(t.as_fd()),
+                None::<&str>,
+            )
+            .sys("remount read-only", sub.display())?;
+        }
+        for link in &cg.links {
+            let dir = open_in_root(root, dest, OFlag::O_RDONLY | OFlag::O_DIRECTORY).sys("open", what())?;
+            match nix::unistd::symlinkat(cg.name.as_str(), dir.as_fd(), link.as_str()) {
+                Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+                Err(e) => return Err(Error::sys("symlink", dest.join(link).display(), e)),
+            }
+        }
+    }
+    if m.opts.flags.contains(MsFlags::MS_RDONLY) {
+        let t = open_in_root(root, dest, OFlag::O_PATH).sys("open", what())?;
+        mount(
+            None::<&str>,
+            fd_path(t.as_fd()).as_str(),
+            None::<&str>,
+            MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | base,
+            None::<&str>,
+        )
+        .sys("remount read-only", what())?;
+    }
+    Ok(())
+}
+
+fn create_devices(root: BorrowedFd, devices: &[DevicePlan]) -> Result<()> {
+    for d in devices {
+        let parent = d.path.parent().unwrap_or(Path::new("/dev"));
+        let name = d.path.file_name().ok_or_else(|| Error::msg(format!("device {}: no name", d.path.display())))?;
+        let dir = mkdir_all_in_root(root, parent, 0o755)?;
+        let dir = crate::linux::fs::reopen(dir.as_fd(), OFlag::O_RDONLY | OFlag::O_DIRECTORY)
+            .sys("open", parent.display())?;
+        // Replace whatever is there (a file from the image, a stale node),
+        // but never a directory.
+        let _ = nix::unistd::unlinkat(dir.as_fd(), name, nix::unistd::UnlinkatFlags::NoRemoveDir);
+        let dev = nix::sys::stat::makedev(d.major, d.minor);
+        nix::sys::stat::mknodat(dir.as_fd(), name, d.kind, Mode::from_bits_truncate(d.mode), dev)
+            .sys("mknod", d.path.display())?;
+        // mknod honours the umask; set the exact mode.
+        nix::sys::stat::fchmodat(
+            dir.as_fd(),
+            name,
+            Mode::from_bits_truncate(d.mode),
+            nix::sys::stat::FchmodatFlags::NoFollowSymlink,
+        )
+        .or_else(|e| if e == nix::errno::Errno::EOPNOTSUPP { Ok(()) } else { Err(e) })
+        .sys("chmod", d.path.display())?;
+        if d.uid.is_some() || d.gid.is_some() {
+            nix::unistd::fchownat(
+                dir.as_fd(),
+                name,
+                d.uid.map(nix::unistd::Uid::from_raw),
+                d.gid.map(nix::unistd::Gid::from_raw),
+                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
+            .sys("chown", d.path.display())?;
+        }
+    }
+    Ok(())
+}
+
+fn dev_symlinks(root: BorrowedFd) -> Result<()> {
+    let dev = mkdir_all_in_root(root, Path::new("/dev"), 0o755)?;
+    let dev = crate::linux::fs::reopen(dev.as_fd(), OFlag::O_RDONLY | OFlag::O_DIRECTORY)
+        .sys("open", "/dev")?;
+    let mut links = vec![
+        ("/proc/self/fd", "fd"),
+        ("/proc/self/fd/0", "stdin"),
+        ("/proc/self/fd/1", "stdout"),
+        ("/proc/self/fd/2", "stderr"),
+    ];
+    if Path::new("/proc/kcore").exists() {
+        links.push(("/proc/kcore", "core"));
+    }
+    for (target, name) in links {
+        match nix::unistd::symlinkat(target, dev.as_fd(), name) {
+            Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+            Err(e) => return Err(Error::sys("symlink", format!("/dev/{name}"), e)),
+        }
+    }
+    // /dev/ptmx follows the container's own devpts instance.
+    if nix::sys::stat::fstatat(dev.as_fd(), "pts", nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+        .is_ok_and(|s| s.st_mode & libc::S_IFMT == libc::S_IFDIR)
+    {
+        let _ = nix::unistd::unlinkat(dev.as_fd(), "ptmx", nix::unistd::UnlinkatFlags::NoRemoveDir);
+        nix::unistd::symlinkat("pts/ptmx", dev.as_fd(), "ptmx").sys("symlink", "/dev/ptmx")?;
+    }
+    Ok(())
+}
+
+fn make_parent_private(rootfs: &Path) -> Result<()> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| Error::io("read /proc/self/mountinfo", e))?;
+    let parent = rootfs.parent().unwrap_or(Path::new("/"));
+    let best = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|mp| PathBuf::from(unescape(mp)))
+        .filter(|mp| parent.starts_with(mp))
+        .max_by_key(|mp| mp.as_os_str().len())
+        .unwrap_or_else(|| PathBuf::from("/"));
+    mount(None::<&str>, &best, None::<&str>, MsFlags::MS_PRIVATE, None::<&str>)
+        .sys("make private", best.display())
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+}
+
+/// Stage 2, after the createContainer hooks: switch the root.
+pub fn enter(plan: &Plan) -> Result<()> {
+    if plan.no_pivot {
+        nix::unistd::chdir(&plan.rootfs).sys("chdir", plan.rootfs.display())?;
+        mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+            .sys("move mount", plan.rootfs.display())?;
+        nix::unistd::chroot(".").sys("chroot", plan.rootfs.display())?;
+        nix::unistd::chdir("/").sys("chdir", "/")?;
+        return Ok(());
+    }
+    let old = nix::fcntl::open("/", OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+        .sys("open", "/")?;
+    let new = nix::fcntl::open(&plan.rootfs, OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+        .sys("open", plan.rootfs.display())?;
+    nix::unistd::fchdir(&new).sys("chdir", plan.rootfs.display())?;
+    // pivot_root(".", "."): the old root ends up on top of the new one and
+    // is then detached, with no directory needed for it in the image.
+    nix::unistd::pivot_root(".", ".").sys("pivot_root", plan.rootfs.display())?;
+    nix::unistd::fchdir(&old).sys("fchdir", "old root")?;
+    // Don't let the unmount propagate back to the host.
+    mount(None::<&str>, ".", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>)
+        .sys("make old root slave", ".")?;
+    umount2(".", MntFlags::MNT_DETACH).sys("unmount", "old root")?;
+    nix::unistd::chdir("/").sys("chdir", "/")?;
+    drop(new);
+    Ok(())
+}
+
+/// Stage 3, after pivot_root: masked paths, read-only paths, read-only root.
+pub fn finish(plan: &Plan) -> Result<()> {
+    let root = nix::fcntl::open("/", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .sys("open", "/")?;
+    for p in &plan.readonly {
+        readonly_path(root.as_fd(), p)?;
+    }
+    if !plan.masked.is_empty() {
+        let null = checked_dev_null()?;
+        for p in &plan.masked {
+            mask_path(root.as_fd(), p, null.as_fd())?;
+        }
+    }
+    if plan.readonly_root {
+        let keep = locked_flags(root.as_fd());
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | keep,
+            None::<&str>,
+        )
+        .sys("remount read-only", "/")?;
+    }
+    if let Some(p) = plan.propagation {
+        mount(None::<&str>, "/", None::<&str>, p, None::<&str>).sys("set propagation of", "/")?;
+    }
+    Ok(())
+}
+
+fn readonly_path(root: BorrowedFd, p: &Path) -> Result<()> {
+    let fd = match open_in_root(root, p, OFlag::O_PATH) {
+        Ok(fd) => fd,
+        Err(nix::errno::Errno::ENOENT) => return Ok(()),
+        Err(e) => return Err(Error::sys("open readonly path", p.display(), e)),
+    };
+    let path = fd_path(fd.as_fd());
+    mount(Some(path.as_str()), path.as_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+        .sys("bind readonly path", p.display())?;
+    let fd = open_in_root(root, p, OFlag::O_PATH).sys("open readonly path", p.display())?;
+    let keep = locked_flags(fd.as_fd());
+    mount(
+        None::<&str>,
+        fd_path(fd.as_fd()).as_str(),
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC | keep,
+        None::<&str>,
+    )
+    .sys("remount read-only", p.display())
+}
+
+/// Opens /dev/null of the container and checks it is the 1:3 character
+/// device: a rootfs that swapped it for a symlink or a regular file must not
+/// turn masking into a bind of something else (CVE-2025-31133).
+fn checked_dev_null() -> Result<OwnedFd> {
+    let fd = nix::fcntl::open("/dev/null", OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
+        .sys("open", "/dev/null")?;
+    let st = nix::sys::stat::fstat(&fd).sys("stat", "/dev/null")?;
+    let ok = st.st_mode & libc::S_IFMT == libc::S_IFCHR
+        && nix::sys::stat::major(st.st_rdev) == 1
+        && nix::sys::stat::minor(st.st_rdev) == 3;
+    if !ok {
+        return Err(Error::msg(
+            "/dev/null in the container is not the 1:3 character device: refusing to mask paths with it",
+        ));
+    }
+    Ok(fd)
+}
+
+fn mask_path(root: BorrowedFd, p: &Path, null: BorrowedFd) -> Result<()> {
+    let fd = match open_in_root(root, p, OFlag::O_PATH) {
+        Ok(fd) => fd,
+        Err(nix::errno::Errno::ENOENT) => return Ok(()),
+        Err(e) => return Err(Error::sys("open masked path", p.display(), e)),
+    };
+    let target = fd_path(fd.as_fd());
+    if is_dir(fd.as_fd()) {
+        mount(Some("tmpfs"), target.as_str(), Some("tmpfs"), MsFlags::MS_RDONLY, None::<&str>)
+            .sys("mask", p.display())
+    } else {
+        mount(Some(fd_path(null).as_str()), target.as_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
+            .sys("mask", p.display())
+    }
+}
+
+/// A handle on a procfs mount, checked with fstatfs. Files below it are
+/// opened with openat2 so that neither a symlink nor a bind mount placed in
+/// /proc can redirect a write to another file (CVE-2025-52881).
+pub struct ProcHandle {
+    fd: OwnedFd,
+}
+
+impl ProcHandle {
+    pub fn open(path: &Path) -> Result<Self> {
+        let fd = nix::fcntl::open(path, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+            .sys("open", path.display())?;
+        check_proc(fd.as_fd(), path)?;
+        Ok(ProcHandle { fd })
+    }
+
+    /// Opens `rel` (e.g. "sys/net/ipv4/ip_forward") below the handle.
+    pub fn open_file(&self, rel: &str, flags: OFlag) -> Result<OwnedFd> {
+        let how = nix::fcntl::OpenHow::new()
+            .flags(flags | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW)
+            .resolve(
+                ResolveFlag::RESOLVE_BENEATH
+                    | ResolveFlag::RESOLVE_NO_SYMLINKS
+                    | ResolveFlag::RESOLVE_NO_MAGICLINKS
+                    | ResolveFlag::RESOLVE_NO_XDEV,
+            );
+        let fd = nix::fcntl::openat2(self.fd.as_fd(), rel, how).sys("open", format!("/proc/{rel}"))?;
+        check_proc(fd.as_fd(), Path::new(rel))?;
+        Ok(fd)
+    }
+}
+
+fn check_proc(fd: BorrowedFd, path: &Path) -> Result<()> {
+    let st = nix::sys::statfs::fstatfs(fd).sys("statfs", path.display())?;
+    if st.filesystem_type().0 as i64 != PROC_SUPER_MAGIC {
+        return Err(Error::msg(format!("{} is not on procfs", path.display())));
+    }
+    Ok(())
+}

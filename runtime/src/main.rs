@@ -1,0 +1,293 @@
+//! `brig`: the command line, a drop-in for runc's. Thin: each command parses
+//! its flags and calls the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use brig::container::{self, CreateOpts};
+use brig::logging::{self, Format};
+use brig::state::Root;
+use brig::{Error, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(name = "brig", version, about = "brig: an OCI container runtime, a drop-in for runc", disable_help_subcommand = true)]
+struct Cli {
+    /// Root directory for container state.
+    #[arg(long, global = true, default_value = "/run/brig")]
+    root: PathBuf,
+    /// Log file (default: stderr).
+    #[arg(long, global = true)]
+    log: Option<PathBuf>,
+    /// Log format.
+    #[arg(long = "log-format", global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Log debug messages.
+    #[arg(long, global = true)]
+    debug: bool,
+    /// Use systemd for cgroups.
+    #[arg(long = "systemd-cgroup", global = true)]
+    systemd_cgroup: bool,
+    /// Rootless mode: true, false or auto.
+    #[arg(long, global = true)]
+    rootless: Option<String>,
+    /// Path to criu.
+    #[arg(long, global = true)]
+    criu: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args, Clone)]
+struct CreateArgs {
+    /// Path to the bundle directory.
+    #[arg(short, long, default_value = ".")]
+    bundle: PathBuf,
+    /// Unix socket to receive the pty master of a terminal container.
+    #[arg(long = "console-socket")]
+    console_socket: Option<PathBuf>,
+    /// File to write the container's pid to.
+    #[arg(long = "pid-file")]
+    pid_file: Option<PathBuf>,
+    /// Do not use pivot_root (for ramdisk roots).
+    #[arg(long = "no-pivot")]
+    no_pivot: bool,
+    /// Do not create a new session keyring.
+    #[arg(long = "no-new-keyring")]
+    no_new_keyring: bool,
+    /// Pass N extra fds (3..3+N) to the container.
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    preserve_fds: i32,
+    id: String,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create a container.
+    Create(CreateArgs),
+    /// Run the user process of a created container.
+    Start { id: String },
+    /// Create and run a container.
+    Run {
+        #[command(flatten)]
+        create: CreateArgs,
+        /// Detach from the container's process.
+        #[arg(short, long)]
+        detach: bool,
+        /// Do not delete the container after it exits.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Output the state of a container.
+    State { id: String },
+    /// Send a signal to the container's init process.
+    Kill {
+        /// Send to all processes in the container.
+        #[arg(short, long)]
+        all: bool,
+        id: String,
+        #[arg(default_value = "SIGTERM")]
+        signal: String,
+    },
+    /// Delete a container.
+    Delete {
+        /// Kill the container first if it is running.
+        #[arg(short, long)]
+        force: bool,
+        id: String,
+    },
+    /// List containers.
+    List {
+        #[arg(short, long, default_value = "table")]
+        format: String,
+        /// Print only ids.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Suspend all processes of a container.
+    Pause { id: String },
+    /// Resume a paused container.
+    Resume { id: String },
+    /// Write a default config.json.
+    Spec {
+        #[arg(short, long, default_value = ".")]
+        bundle: PathBuf,
+        #[arg(long)]
+        rootless: bool,
+    },
+    /// Show what this runtime supports (runtime-spec features document).
+    Features,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let format = match cli.log_format {
+        LogFormat::Text => Format::Text,
+        LogFormat::Json => Format::Json,
+    };
+    logging::init(cli.log.clone(), format, cli.debug);
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let msg = e.to_string();
+            if logging::has_file() {
+                logging::error(&msg);
+            }
+            eprintln!("{msg}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn create_opts(a: &CreateArgs) -> Result<CreateOpts> {
+    let cwd = std::env::current_dir().map_err(|e| Error::io("getcwd", e))?;
+    Ok(CreateOpts {
+        id: a.id.clone(),
+        bundle: cwd.join(&a.bundle),
+        console_socket: a.console_socket.as_ref().map(|p| cwd.join(p)),
+        pid_file: a.pid_file.as_ref().map(|p| cwd.join(p)),
+        no_pivot: a.no_pivot,
+        no_new_keyring: a.no_new_keyring,
+        preserve_fds: a.preserve_fds,
+    })
+}
+
+fn run(cli: Cli) -> Result<u8> {
+    if cli.systemd_cgroup {
+        return Err(Error::msg("systemd cgroup driver is not supported by this version of brig"));
+    }
+    let _ = (&cli.rootless, &cli.criu);
+    let root = Root::new(cli.root.clone());
+    match cli.cmd {
+        Cmd::Create(a) => {
+            container::create(&root, &create_opts(&a)?)?;
+        }
+        Cmd::Start { id } => container::start(&root, &id)?,
+        Cmd::Run { create, detach, keep } => {
+            let opts = create_opts(&create)?;
+            let pid = container::create(&root, &opts)?;
+            if let Err(e) = container::start(&root, &opts.id) {
+                let _ = container::delete(&root, &opts.id, true);
+                return Err(e);
+            }
+            if detach {
+                return Ok(0);
+            }
+            let code = container::wait_foreground(pid)?;
+            if !keep {
+                if let Err(e) = container::delete(&root, &opts.id, true) {
+                    logging::warn(&e.to_string());
+                }
+            }
+            return Ok((code & 0xff) as u8);
+        }
+        Cmd::State { id } => {
+            let saved = root.load(&id)?;
+            let st = saved.to_oci(saved.status(&root));
+            println!("{}", serde_json::to_string_pretty(&st).expect("json"));
+        }
+        Cmd::Kill { all, id, signal } => {
+            let sig = parse_signal(&signal)?;
+            container::kill_container(&root, &id, sig, all)?;
+        }
+        Cmd::Delete { force, id } => container::delete(&root, &id, force)?,
+        Cmd::List { format, quiet } => list(&root, &format, quiet)?,
+        Cmd::Pause { id } => container::pause(&root, &id)?,
+        Cmd::Resume { id } => container::resume(&root, &id)?,
+        Cmd::Spec { bundle, rootless } => {
+            let path = bundle.join("config.json");
+            if path.exists() {
+                return Err(Error::msg(format!("File {} exists. Remove it first", path.display())));
+            }
+            let spec = brig::template::default_spec(rootless);
+            let text = serde_json::to_string_pretty(&spec).expect("json");
+            std::fs::write(&path, text + "\n").map_err(|e| Error::io(format!("write {}", path.display()), e))?;
+        }
+        Cmd::Features => {
+            println!("{}", serde_json::to_string_pretty(&brig::features::features()).expect("json"));
+        }
+    }
+    Ok(0)
+}
+
+fn list(root: &Root, format: &str, quiet: bool) -> Result<()> {
+    let mut rows = Vec::new();
+    for id in root.list()? {
+        let Ok(saved) = root.load(&id) else { continue };
+        let status = saved.status(root);
+        let mut v = saved.to_oci(status);
+        v["owner"] = owner_of(&root.container_dir(&id)).into();
+        rows.push(v);
+    }
+    if quiet {
+        for r in &rows {
+            println!("{}", r["id"].as_str().unwrap_or_default());
+        }
+        return Ok(());
+    }
+    match format {
+        "json" => {
+            let out = if rows.is_empty() { serde_json::Value::Null } else { serde_json::Value::Array(rows) };
+            println!("{out}");
+        }
+        "table" => {
+            let header = ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"];
+            let table: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    ["id", "pid", "status", "bundle", "created", "owner"]
+                        .iter()
+                        .map(|k| match &r[*k] {
+                            serde_json::Value::String(s) => s.clone(),
+                            v => v.to_string(),
+                        })
+                        .collect()
+                })
+                .collect();
+            let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+            for row in &table {
+                for (i, c) in row.iter().enumerate() {
+                    widths[i] = widths[i].max(c.len());
+                }
+            }
+            let print = |cells: Vec<&str>| {
+                let line: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{c:<w$}", w = widths[i])).collect();
+                println!("{}", line.join("   ").trim_end());
+            };
+            print(header.to_vec());
+            for row in &table {
+                print(row.iter().map(String::as_str).collect());
+            }
+        }
+        other => return Err(Error::msg(format!("invalid format option {other:?}: use table or json"))),
+    }
+    Ok(())
+}
+
+fn owner_of(dir: &std::path::Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(uid) = std::fs::metadata(dir).map(|m| m.uid()) else { return String::new() };
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| format!("#{uid}"))
+}
+
+/// A signal by number, name, or name without the SIG prefix (any case).
+fn parse_signal(s: &str) -> Result<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        return Ok(n);
+    }
+    let up = s.to_uppercase();
+    let name = if up.starts_with("SIG") { up } else { format!("SIG{up}") };
+    name.parse::<nix::sys::signal::Signal>()
+        .map(|sig| sig as i32)
+        .map_err(|_| Error::msg(format!("unknown signal {s:?}")))
+}

@@ -1,0 +1,206 @@
+//! The container init: what the child of the clone does, in spec order, up
+//! to execve of the container process.
+//!
+//! Runs after clone in a single-threaded child. Every step's error goes back
+//! to the parent as a message so `create` fails with the real cause.
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+use oci_spec::runtime::Hook;
+
+use crate::error::{Error, Result, SysContext};
+use crate::linux::{capabilities, namespaces, rlimits, rootfs, seccomp, sysctl, user};
+use crate::process::{Msg, Sync};
+
+/// Everything the init needs, computed by the parent before clone.
+pub struct Plan {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub annotations: std::collections::BTreeMap<String, String>,
+    pub ns: namespaces::Plan,
+    pub time_offsets: Vec<(String, i64, u32)>,
+    pub rootfs: rootfs::Plan,
+    pub hostname: Option<String>,
+    pub domainname: Option<String>,
+    pub sysctl: HashMap<String, String>,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: PathBuf,
+    pub user: user::User,
+    pub caps: capabilities::Sets,
+    pub rlimits: Vec<rlimits::Rlimit>,
+    pub no_new_privileges: bool,
+    pub seccomp: Option<seccomp::SeccompProgram>,
+    pub create_container_hooks: Vec<Hook>,
+    pub start_container_hooks: Vec<Hook>,
+    /// O_PATH fd of exec.fifo, reopened for writing to wait for `start`.
+    pub exec_fifo: OwnedFd,
+    /// Extra fds (3..3+N) the container process keeps.
+    pub preserve_fds: i32,
+}
+
+/// Runs the init; returns only on error (the exit code for the child).
+pub fn run(plan: &Plan, sync: &Sync) -> i32 {
+    match setup(plan, sync) {
+        Ok(never) => match never {},
+        Err(e) => {
+            let _ = sync.send(&Msg::Error { msg: e.to_string() });
+            1
+        }
+    }
+}
+
+enum Never {}
+
+fn expect(sync: &Sync, want: &str) -> Result<()> {
+    match sync.recv()? {
+        Some(Msg::Go) if want == "go" => Ok(()),
+        Some(Msg::HooksDone) if want == "hooks-done" => Ok(()),
+        other => Err(Error::msg(format!("sync: expected {want}, got {other:?}"))),
+    }
+}
+
+fn setup(plan: &Plan, sync: &Sync) -> Result<Never> {
+    // The parent puts us into our cgroups first.
+    expect(sync, "go")?;
+    // SAFETY: setsid in a fresh child; not a process group leader.
+    unsafe { libc::setsid() };
+    plan.ns.join_all()?;
+    if plan.ns.new_cgroup {
+        namespaces::unshare_cgroup()?;
+    }
+    if plan.ns.new_time {
+        namespaces::unshare_time(&plan.time_offsets)?;
+    }
+    if let Some(h) = &plan.hostname {
+        nix::unistd::sethostname(h).sys("sethostname", h)?;
+    }
+    if let Some(d) = &plan.domainname {
+        // SAFETY: valid pointer and length of a Rust string.
+        let r = unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) };
+        nix::errno::Errno::result(r).sys("setdomainname", d)?;
+    }
+    rootfs::prepare(&plan.rootfs)?;
+    sync.send(&Msg::Hooks)?;
+    expect(sync, "hooks-done")?;
+    let state = crate::hooks::state_json(&plan.id, "creating", nix::unistd::getpid().as_raw(), &plan.bundle, &plan.annotations);
+    crate::hooks::run_all("createContainer", &plan.create_container_hooks, &state)?;
+    rootfs::enter(&plan.rootfs)?;
+    sysctl::apply(&plan.sysctl)?;
+    rootfs::finish(&plan.rootfs)?;
+
+    let env = with_home(&plan.env, plan.user.uid);
+    let program = find_program(&plan.args[0], &env)?;
+    let argv = cstrings(&plan.args)?;
+    let envp = cstrings(&env)?;
+
+    rlimits::apply(&plan.rlimits)?;
+    if !plan.no_new_privileges {
+        // Without no_new_privs the filter needs CAP_SYS_ADMIN: load it now.
+        if let Some(s) = &plan.seccomp {
+            s.load()?;
+        }
+    }
+    plan.caps.drop_bounding()?;
+    plan.user.switch()?;
+    plan.caps.apply()?;
+    if let Err(e) = nix::unistd::chdir(&plan.cwd) {
+        return Err(Error::sys("chdir", format!("{} (process.cwd)", plan.cwd.display()), e));
+    }
+    // Only stdio and --preserve-fds reach the container process.
+    close_range_cloexec(3 + plan.preserve_fds);
+
+    sync.send(&Msg::Ready)?;
+    // Wait for `start`: opening the fifo for writing blocks until it is read.
+    let fifo = nix::fcntl::open(
+        crate::linux::fs::fd_path(plan.exec_fifo.as_fd()).as_str(),
+        OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .sys("open", "exec fifo")?;
+    nix::unistd::write(&fifo, b"0").sys("write", "exec fifo")?;
+    drop(fifo);
+
+    let state = crate::hooks::state_json(&plan.id, "created", nix::unistd::getpid().as_raw(), &plan.bundle, &plan.annotations);
+    crate::hooks::run_all("startContainer", &plan.start_container_hooks, &state)?;
+
+    if plan.no_new_privileges {
+        // SAFETY: prctl with integer arguments.
+        let r = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+        nix::errno::Errno::result(r).sys("prctl", "PR_SET_NO_NEW_PRIVS")?;
+        if let Some(s) = &plan.seccomp {
+            s.load()?;
+        }
+    }
+    let e = nix::unistd::execve(&program, &argv, &envp).unwrap_err();
+    Err(Error::sys("exec", plan.args[0].as_str(), e))
+}
+
+fn close_range_cloexec(from: i32) {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
+    unsafe {
+        libc::syscall(libc::SYS_close_range, from as u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
+    }
+}
+
+fn cstrings(v: &[String]) -> Result<Vec<CString>> {
+    v.iter()
+        .map(|s| CString::new(s.as_str()).map_err(|_| Error::msg(format!("{s:?}: contains NUL"))))
+        .collect()
+}
+
+/// Adds HOME from the container's /etc/passwd (or "/") if env lacks it, as runc does.
+fn with_home(env: &[String], uid: u32) -> Vec<String> {
+    if env.iter().any(|e| e.starts_with("HOME=")) {
+        return env.to_vec();
+    }
+    let home = std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|p| {
+            p.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() >= 6 && f[2].parse() == Ok(uid)).then(|| f[5].to_string())
+            })
+        })
+        .unwrap_or_else(|| "/".to_string());
+    let mut env = env.to_vec();
+    env.push(format!("HOME={home}"));
+    env
+}
+
+/// Resolves argv[0] in the container like execvp, so a missing program
+/// fails `create` rather than `start`.
+fn find_program(arg0: &str, env: &[String]) -> Result<CString> {
+    let exists = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| {
+            use std::os::unix::fs::PermissionsExt;
+            m.is_file() && m.permissions().mode() & 0o111 != 0
+        })
+    };
+    if arg0.contains('/') {
+        if !Path::new(arg0).exists() {
+            return Err(Error::msg(format!("exec: {arg0:?}: stat {arg0}: no such file or directory")));
+        }
+        return CString::new(arg0).map_err(|_| Error::msg("process.args[0] contains NUL"));
+    }
+    let path = env
+        .iter()
+        .rev()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    for dir in path.split(':') {
+        let dir = if dir.is_empty() { "." } else { dir };
+        let cand = Path::new(dir).join(arg0);
+        if exists(&cand) {
+            return CString::new(cand.into_os_string().into_encoded_bytes())
+                .map_err(|_| Error::msg("path contains NUL"));
+        }
+    }
+    Err(Error::msg(format!("exec: {arg0:?}: executable file not found in $PATH")))
+}
+

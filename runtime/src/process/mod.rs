@@ -1,0 +1,135 @@
+//! The container init process: one clone3 with every namespace flag, and the
+//! parent↔child sync protocol over a SOCK_SEQPACKET socketpair.
+//!
+//! brig does not re-exec itself as init: the child of the clone *is* the
+//! init, running the plan computed by the parent ([`init::Plan`]) and then
+//! execve'ing the container process. The parent is single-threaded when it
+//! clones, so the child may allocate (no other thread can hold the
+//! allocator's lock); it still does no parsing or file reading it can avoid.
+//!
+//! Protocol (one JSON message per datagram):
+//! parent → child `Go` once the child is in its cgroups; child → parent
+//! `Hooks` when the mounts are ready (the parent runs prestart and
+//! createRuntime, then answers `HooksDone`); child → parent `Ready` when it
+//! only has to wait for `start`; or `Error` with the real cause at any step.
+
+pub mod init;
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result, SysContext};
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Msg {
+    Go,
+    Hooks,
+    HooksDone,
+    Ready,
+    Error { msg: String },
+}
+
+/// One end of the sync socket.
+pub struct Sync {
+    fd: OwnedFd,
+}
+
+impl Sync {
+    pub fn pair() -> Result<(Sync, Sync)> {
+        let (a, b) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .sys("socketpair", "sync")?;
+        Ok((Sync { fd: a }, Sync { fd: b }))
+    }
+
+    pub fn send(&self, m: &Msg) -> Result<()> {
+        let data = serde_json::to_vec(m).map_err(|e| Error::msg(e.to_string()))?;
+        nix::unistd::write(&self.fd, &data).sys("write", "sync socket")?;
+        Ok(())
+    }
+
+    /// Receives one message; `None` when the other side closed.
+    pub fn recv(&self) -> Result<Option<Msg>> {
+        let mut buf = vec![0u8; 64 * 1024];
+        let n = loop {
+            match nix::unistd::read(&self.fd, &mut buf) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                r => break r.sys("read", "sync socket")?,
+            }
+        };
+        if n == 0 {
+            return Ok(None);
+        }
+        serde_json::from_slice(&buf[..n])
+            .map(Some)
+            .map_err(|e| Error::msg(format!("bad sync message: {e}")))
+    }
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// Clones the container init with `flags` (CLONE_NEW* bits). The child runs
+/// `child` and never returns; the parent gets the child's pid.
+pub fn clone_init(flags: u64, child: impl FnOnce() -> i32) -> Result<i32> {
+    let mut args = CloneArgs {
+        flags,
+        exit_signal: libc::SIGCHLD as u64,
+        ..Default::default()
+    };
+    // SAFETY: clone3 without CLONE_VM behaves like fork: the child gets a
+    // copy of our address space and continues here with a return of 0. The
+    // process is single-threaded at this point.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if r < 0 {
+        return Err(Error::sys("clone3", "container init", nix::errno::Errno::last()));
+    }
+    if r == 0 {
+        let code = child();
+        // SAFETY: leave the child without running the parent's atexit
+        // handlers or destructors.
+        unsafe { libc::_exit(code) };
+    }
+    Ok(r as i32)
+}
+
+/// Takes ownership of an inherited raw fd.
+///
+/// # Safety
+/// `fd` must be open and owned by nobody else.
+pub unsafe fn own_fd(fd: i32) -> OwnedFd {
+    // SAFETY: the caller guarantees ownership.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+impl AsRawFd for Sync {
+    fn as_raw_fd(&self) -> i32 {
+        self.fd.as_raw_fd()
+    }
+}

@@ -1,0 +1,241 @@
+//! CLI surface: `--version`/`-v`, `--help`, `spec` (writes a config.json that `run` can use
+//! after pointing root.path at a rootfs; refuses to overwrite; `--bundle`), `features` JSON, and a
+//! self-test of the leftover checker used by the other tests.
+
+use brig_tests::*;
+use serde_json::{json, Value};
+use std::process::{Command, Stdio};
+
+#[test]
+fn version() {
+    let Some(rt) = Runtime::new("version") else {
+        return;
+    };
+    for flag in ["--version", "-v"] {
+        let out = rt.cmd(&[flag]);
+        out.assert_ok();
+        let first = out.stdout.lines().next().unwrap_or("");
+        assert!(first.contains("version"), "{out}");
+        assert!(first.chars().any(|c| c.is_ascii_digit()), "{out}");
+        // runc also prints the spec version it implements: "spec: 1.0.2-dev"
+        assert!(
+            out.stdout.lines().any(|l| l.starts_with("spec: 1.")),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn help() {
+    let Some(rt) = Runtime::new("help") else {
+        return;
+    };
+    let out = rt.cmd(&["--help"]);
+    out.assert_ok();
+    for sub in [
+        "create", "start", "run", "kill", "delete", "state", "list", "spec", "features",
+    ] {
+        assert!(out.stdout.contains(sub), "help lacks {sub}: {out}");
+    }
+}
+
+/// `spec` writes config.json in the cwd; the config runs as is once root.path points at a
+/// rootfs (and terminal is off, since the test has no tty).
+#[test]
+fn spec_then_run() {
+    let Some(rt) = Runtime::new("spec_then_run") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = rt.spawn_in(dir.path(), &["spec"]).wait_timeout(CMD_TIMEOUT);
+    out.assert_ok();
+    let cfg_path = dir.path().join("config.json");
+    let mut cfg: Value = serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap())
+        .expect("spec writes JSON");
+    assert!(
+        cfg["ociVersion"].as_str().unwrap().starts_with("1."),
+        "{cfg}"
+    );
+    assert_eq!(cfg["root"]["path"], "rootfs");
+    assert_eq!(cfg["process"]["args"], json!(["sh"]));
+    assert_eq!(cfg["process"]["terminal"], true);
+    let ns: Vec<&str> = cfg["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["type"].as_str().unwrap())
+        .collect();
+    for t in ["pid", "network", "ipc", "uts", "mount"] {
+        assert!(ns.contains(&t), "spec namespaces {ns:?} lack {t}");
+    }
+    assert!(cfg["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["destination"] == "/proc"));
+
+    // refuses to overwrite
+    let out = rt.spawn_in(dir.path(), &["spec"]).wait_timeout(CMD_TIMEOUT);
+    out.assert_fail();
+
+    // point root.path at a busybox rootfs elsewhere, run without a terminal
+    let rootfs = tempfile::tempdir().unwrap();
+    busybox_rootfs(rootfs.path());
+    cfg["root"]["path"] = json!(rootfs.path().to_str().unwrap());
+    cfg["process"]["terminal"] = json!(false);
+    cfg["process"]["args"] = json!(["sh", "-c", "echo spec-works; hostname"]);
+    std::fs::write(&cfg_path, serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
+    let id = rt.new_id("spec");
+    let out = rt
+        .spawn_in(dir.path(), &["run", &id])
+        .wait_timeout(CMD_TIMEOUT);
+    out.assert_ok();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines[0], "spec-works", "{out}");
+    // the default spec sets a hostname (runc: "runc")
+    assert_eq!(Some(lines[1]), cfg["hostname"].as_str(), "{out}");
+    assert!(rt.cmd(&["state", &id]).code != 0);
+    assert!(processes_in(rootfs.path()).is_empty());
+}
+
+/// `spec --bundle DIR` writes DIR/config.json.
+#[test]
+fn spec_bundle_flag() {
+    let Some(rt) = Runtime::new("spec_bundle_flag") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    rt.cmd(&["spec", "--bundle", dir.path().to_str().unwrap()])
+        .assert_ok();
+    let v: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("config.json")).unwrap())
+            .unwrap();
+    assert!(v["process"].is_object());
+    // a bundle dir that does not exist fails
+    let out = rt.cmd(&[
+        "spec",
+        "--bundle",
+        dir.path().join("nope").to_str().unwrap(),
+    ]);
+    out.assert_fail();
+}
+
+/// The full default spec (the one the tests use) runs under the runtime exactly as written.
+#[test]
+fn default_spec_runs() {
+    let Some(rt) = Runtime::new("default_spec_runs") else {
+        return;
+    };
+    let b = Bundle::new(&["true"]);
+    let id = rt.new_id("def");
+    rt.run_capture(&b, &id).assert_ok();
+    assert_no_leftovers(&rt, &id, &b);
+}
+
+#[test]
+fn features() {
+    let Some(rt) = Runtime::new("features") else {
+        return;
+    };
+    let out = rt.cmd(&["features"]);
+    out.assert_ok();
+    let v: Value = serde_json::from_str(&out.stdout).expect("features prints JSON");
+    assert!(
+        v["ociVersionMin"].as_str().unwrap().starts_with("1.0"),
+        "{v}"
+    );
+    assert!(
+        v["ociVersionMax"].as_str().unwrap().starts_with("1."),
+        "{v}"
+    );
+    let hooks: Vec<&str> = v["hooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h.as_str().unwrap())
+        .collect();
+    for h in [
+        "prestart",
+        "createRuntime",
+        "createContainer",
+        "startContainer",
+        "poststart",
+        "poststop",
+    ] {
+        assert!(hooks.contains(&h), "features hooks lack {h}: {hooks:?}");
+    }
+    let opts: Vec<&str> = v["mountOptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h.as_str().unwrap())
+        .collect();
+    for o in [
+        "ro", "rw", "bind", "rbind", "nosuid", "nodev", "noexec", "relatime",
+    ] {
+        assert!(opts.contains(&o), "mountOptions lack {o}");
+    }
+    let ns: Vec<&str> = v["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h.as_str().unwrap())
+        .collect();
+    for n in ["cgroup", "ipc", "mount", "network", "pid", "uts"] {
+        assert!(ns.contains(&n), "namespaces lack {n}: {ns:?}");
+    }
+    let caps = v["linux"]["capabilities"].as_array().expect("capabilities");
+    assert!(caps.iter().any(|c| c == "CAP_SYS_ADMIN"));
+    assert_eq!(v["linux"]["cgroup"]["v1"], true, "{v}");
+}
+
+/// The leftover checker itself catches a live container (state dir, cgroup, process).
+#[test]
+fn leftover_checker_detects_live_container() {
+    let Some(rt) = Runtime::new("leftover_checker_detects_live_container") else {
+        return;
+    };
+    let b = Bundle::new(&["sleep", "100"]);
+    let id = rt.new_id("chk");
+    rt.run_detached(&b, &id).assert_ok();
+    let pid = rt.pid(&id);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        assert_no_leftovers_at(rt.root(), &id, b.path(), None)
+    }));
+    let msg = match r {
+        Ok(()) => panic!("checker missed a running container"),
+        Err(e) => e.downcast_ref::<String>().cloned().unwrap_or_default(),
+    };
+    assert!(msg.contains("state dir"), "{msg}");
+    assert!(msg.contains(&format!("process {pid}")), "{msg}");
+    if std::path::Path::new("/sys/fs/cgroup/pids").is_dir() {
+        assert!(msg.contains("cgroup dir"), "{msg}");
+    }
+    rt.delete_force(&id).assert_ok();
+    assert_no_leftovers(&rt, &id, &b);
+}
+
+/// `$BRIG` not set: the default binary path points into this workspace's target dir.
+#[test]
+fn binary_selection() {
+    let p = binary_path();
+    if std::env::var_os("BRIG").is_some() {
+        assert_eq!(
+            p,
+            std::path::PathBuf::from(std::env::var_os("BRIG").unwrap())
+        );
+    } else {
+        assert!(
+            p.ends_with("debug/brig") || p.ends_with("release/brig"),
+            "{}",
+            p.display()
+        );
+    }
+    // busybox is usable for the rootfs
+    let st = Command::new(busybox_path())
+        .arg("true")
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
