@@ -22,9 +22,18 @@ pub struct Sets {
 fn convert(list: &Option<oci_spec::runtime::Capabilities>) -> CapsHashSet {
     list.iter()
         .flatten()
-        .filter_map(|c| c.to_string().parse::<Capability>().ok())
+        .filter_map(|c| cap_name(&c.to_string()).parse::<Capability>().ok())
         .filter(|c| caps::all().contains(c))
         .collect()
+}
+
+/// oci-spec prints names without the CAP_ prefix; the caps crate wants it.
+fn cap_name(s: &str) -> String {
+    if s.starts_with("CAP_") {
+        s.to_string()
+    } else {
+        format!("CAP_{s}")
+    }
 }
 
 impl Sets {
@@ -58,13 +67,14 @@ impl Sets {
     /// (an ambient capability must be permitted and inheritable; like runc
     /// we skip ones the kernel refuses).
     pub fn apply(&self) -> Result<()> {
-        // Permitted must be a superset of effective and set first.
-        caps::set(None, CapSet::Permitted, &self.permitted)
-            .map_err(|e| Error::msg(format!("set permitted capabilities: {e}")))?;
-        caps::set(None, CapSet::Inheritable, &self.inheritable)
-            .map_err(|e| Error::msg(format!("set inheritable capabilities: {e}")))?;
+        // Shrink effective first (it must stay within permitted), set
+        // inheritable while permitted is still full, then permitted.
         caps::set(None, CapSet::Effective, &self.effective)
             .map_err(|e| Error::msg(format!("set effective capabilities: {e}")))?;
+        caps::set(None, CapSet::Inheritable, &self.inheritable)
+            .map_err(|e| Error::msg(format!("set inheritable capabilities: {e}")))?;
+        caps::set(None, CapSet::Permitted, &self.permitted)
+            .map_err(|e| Error::msg(format!("set permitted capabilities: {e}")))?;
         let _ = caps::clear(None, CapSet::Ambient);
         for cap in &self.ambient {
             let _ = caps::raise(None, CapSet::Ambient, *cap);
@@ -80,7 +90,7 @@ pub fn unknown(c: Option<&LinuxCapabilities>) -> Vec<String> {
         .into_iter()
         .flat_map(|s| s.iter().flatten())
         .filter(|cap| {
-            cap.to_string()
+            cap_name(&cap.to_string())
                 .parse::<Capability>()
                 .map(|c| !caps::all().contains(&c))
                 .unwrap_or(true)
