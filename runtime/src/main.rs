@@ -29,7 +29,7 @@ struct Cli {
     #[arg(long = "systemd-cgroup", global = true)]
     systemd_cgroup: bool,
     /// Rootless mode: true, false or auto.
-    #[arg(long, global = true)]
+    #[arg(long)]
     rootless: Option<String>,
     /// Path to criu.
     #[arg(long, global = true)]
@@ -118,7 +118,8 @@ enum Cmd {
     Spec {
         #[arg(short, long, default_value = ".")]
         bundle: PathBuf,
-        #[arg(long)]
+        /// Generate a config for a rootless container.
+        #[arg(long = "rootless", id = "spec_rootless")]
         rootless: bool,
     },
     /// Show what this runtime supports (runtime-spec features document).

@@ -1,0 +1,36 @@
+# brig: `make demo` runs a container; `make test` runs every test.
+SHELL := /bin/bash
+CARGO ?= cargo
+
+.PHONY: deps build demo test unit e2e conformance bench
+
+deps:
+	bash scripts/deps.sh
+
+build: deps
+	$(CARGO) build --release --workspace
+	$(CARGO) build --workspace
+
+demo: build
+	bash scripts/demo.sh
+
+unit: build
+	$(CARGO) test --workspace --lib --bins
+
+e2e: build
+	BRIG=$(CURDIR)/target/release/brig $(CARGO) test -p brig-tests -- --test-threads=2
+
+conformance: build
+	bash conformance/setup.sh
+	BRIG=$(CURDIR)/target/release/brig bash conformance/run.sh --runtimes "brig runc"
+
+test: build
+	@set -o pipefail; fail=0; \
+	echo "== unit tests"; $(MAKE) -s unit || fail=1; \
+	echo "== end-to-end tests"; $(MAKE) -s e2e || fail=1; \
+	echo "== conformance (runc's integration suite)"; $(MAKE) -s conformance || fail=1; \
+	echo "== summary: $$( [ $$fail = 0 ] && echo all passed || echo FAILURES, see above )"; \
+	exit $$fail
+
+bench: build
+	BRIG=$(CURDIR)/target/release/brig bash bench/run.sh

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs what building and testing brig needs, only what is missing.
+# Needs no network but the Debian mirrors and crates.io.
+set -euo pipefail
+need=()
+for p in build-essential pkg-config libseccomp-dev busybox-static runc crun hyperfine time jq iproute2 util-linux; do
+  dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need[@]}"
+fi
+command -v cargo >/dev/null || { echo "deps: cargo (Rust toolchain) is required" >&2; exit 1; }
