@@ -72,34 +72,64 @@ impl Drop for Undo<'_> {
 /// parent of the init (needed by foreground `run` to wait for it).
 pub fn create(root: &Root, opts: &CreateOpts) -> Result<i32> {
     state::validate_id(&opts.id)?;
-    if root.container_dir(&opts.id).join(state::STATE_FILE).exists() {
+    if root
+        .container_dir(&opts.id)
+        .join(state::STATE_FILE)
+        .exists()
+    {
         return Err(Error::Exists(opts.id.clone()));
     }
     let bundle = spec::load(&opts.bundle)?;
     let spec = &bundle.spec;
-    let process_spec = spec
-        .process()
-        .as_ref()
-        .ok_or_else(|| Error::config(bundle.dir.join("config.json"), "process", "missing: nothing to run"))?;
+    let process_spec = spec.process().as_ref().ok_or_else(|| {
+        Error::config(
+            bundle.dir.join("config.json"),
+            "process",
+            "missing: nothing to run",
+        )
+    })?;
     let linux = spec.linux().as_ref().expect("validated");
     if process_spec.terminal() == Some(true) && opts.console_socket.is_none() {
         return Err(Error::msg(
             "cannot allocate tty if brig will detach without setting console socket",
         ));
     }
-    if process_spec.apparmor_profile().as_deref().is_some_and(|p| !p.is_empty()) {
-        return Err(Error::config("config.json", "process.apparmorProfile", "AppArmor is not enabled on this host"));
+    if process_spec
+        .apparmor_profile()
+        .as_deref()
+        .is_some_and(|p| !p.is_empty())
+    {
+        return Err(Error::config(
+            "config.json",
+            "process.apparmorProfile",
+            "AppArmor is not enabled on this host",
+        ));
     }
-    if process_spec.selinux_label().as_deref().is_some_and(|p| !p.is_empty()) {
-        return Err(Error::config("config.json", "process.selinuxLabel", "SELinux is not enabled on this host"));
+    if process_spec
+        .selinux_label()
+        .as_deref()
+        .is_some_and(|p| !p.is_empty())
+    {
+        return Err(Error::config(
+            "config.json",
+            "process.selinuxLabel",
+            "SELinux is not enabled on this host",
+        ));
     }
     for name in capabilities::unknown(process_spec.capabilities().as_ref()) {
-        logging::warn(&format!("ignoring unknown or unavailable capability {name:?}"));
+        logging::warn(&format!(
+            "ignoring unknown or unavailable capability {name:?}"
+        ));
     }
 
     let ns = namespaces::Plan::from_spec(linux.namespaces().as_deref().unwrap_or(&[]))?;
-    if spec.hostname().as_deref().is_some_and(|h| !h.is_empty()) && !ns.has(LinuxNamespaceType::Uts) {
-        return Err(Error::config("config.json", "hostname", "setting the hostname needs a new uts namespace"));
+    if spec.hostname().as_deref().is_some_and(|h| !h.is_empty()) && !ns.has(LinuxNamespaceType::Uts)
+    {
+        return Err(Error::config(
+            "config.json",
+            "hostname",
+            "setting the hostname needs a new uts namespace",
+        ));
     }
     let sysctls = linux.sysctl().clone().unwrap_or_default();
     for key in sysctls.keys() {
@@ -113,21 +143,51 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<i32> {
     let seccomp = linux.seccomp().as_ref().map(seccomp::compile).transpose()?;
     let rlimits = rlimits::from_spec(process_spec.rlimits().as_ref())?;
 
-    let mut undo = Undo { root, id: opts.id.clone(), dir: None, cgroup: None, pid: None, armed: true };
+    let mut undo = Undo {
+        root,
+        id: opts.id.clone(),
+        dir: None,
+        cgroup: None,
+        pid: None,
+        armed: true,
+    };
     let dir = root.create_dir(&opts.id)?;
     undo.dir = Some(dir.clone());
     let fifo_path = dir.join(state::EXEC_FIFO);
-    nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o622)).sys("mkfifo", fifo_path.display())?;
+    nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o622))
+        .sys("mkfifo", fifo_path.display())?;
+    // The umask narrowed it; a non-root container user must be able to
+    // open it for writing.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&fifo_path, std::fs::Permissions::from_mode(0o622))
+            .map_err(|e| Error::io(format!("chmod {}", fifo_path.display()), e))?;
+    }
     let exec_fifo = nix::fcntl::open(&fifo_path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
         .sys("open", fifo_path.display())?;
 
-    let cg = cgroups::new(linux.cgroups_path().as_ref().and_then(|p| p.to_str()), &opts.id)?;
+    let cg = cgroups::new(
+        linux.cgroups_path().as_ref().and_then(|p| p.to_str()),
+        &opts.id,
+    )?;
     let cgroup_mounts = cg.mounts();
     undo.cgroup = Some(cg);
 
-    let rootfs_plan = rootfs_plan(spec, &bundle.dir, &bundle.rootfs, opts.no_pivot, cgroup_mounts, ns.has(LinuxNamespaceType::Cgroup))?;
+    let rootfs_plan = rootfs_plan(
+        spec,
+        &bundle.dir,
+        &bundle.rootfs,
+        opts.no_pivot,
+        cgroup_mounts,
+        ns.has(LinuxNamespaceType::Cgroup),
+    )?;
     let hooks = spec.hooks().clone().unwrap_or_default();
-    let annotations: BTreeMap<String, String> = spec.annotations().clone().unwrap_or_default().into_iter().collect();
+    let annotations: BTreeMap<String, String> = spec
+        .annotations()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
     let plan = init::Plan {
         id: opts.id.clone(),
         bundle: bundle.dir.clone(),
@@ -161,7 +221,8 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<i32> {
         namespaces::join_pid_for_children(j)?;
     }
     let (parent_sync, child_sync) = Sync::pair()?;
-    std::env::set_current_dir(&bundle.dir).map_err(|e| Error::io(format!("chdir {}", bundle.dir.display()), e))?;
+    std::env::set_current_dir(&bundle.dir)
+        .map_err(|e| Error::io(format!("chdir {}", bundle.dir.display()), e))?;
     let pid = process::clone_init(plan.ns.clone_flags, || {
         let _ = nix::unistd::close(parent_sync.as_raw_fd());
         init::run(&plan, &child_sync)
@@ -180,12 +241,25 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<i32> {
         loop {
             match parent_sync.recv()? {
                 Some(Msg::Hooks) => {
-                    let st = hooks::state_json(&opts.id, "creating", pid, &bundle.dir, &annotations);
-                    let r = hooks::run_all("prestart", hooks.prestart().as_deref().unwrap_or(&[]), &st)
-                        .and_then(|_| hooks::run_all("createRuntime", hooks.create_runtime().as_deref().unwrap_or(&[]), &st));
+                    let st =
+                        hooks::state_json(&opts.id, "creating", pid, &bundle.dir, &annotations);
+                    let r =
+                        hooks::run_all("prestart", hooks.prestart().as_deref().unwrap_or(&[]), &st)
+                            .and_then(|_| {
+                                hooks::run_all(
+                                    "createRuntime",
+                                    hooks.create_runtime().as_deref().unwrap_or(&[]),
+                                    &st,
+                                )
+                            });
                     if let Err(e) = r {
-                        let st = hooks::state_json(&opts.id, "stopped", pid, &bundle.dir, &annotations);
-                        if let Err(pe) = hooks::run_all("poststop", hooks.poststop().as_deref().unwrap_or(&[]), &st) {
+                        let st =
+                            hooks::state_json(&opts.id, "stopped", pid, &bundle.dir, &annotations);
+                        if let Err(pe) = hooks::run_all(
+                            "poststop",
+                            hooks.poststop().as_deref().unwrap_or(&[]),
+                            &st,
+                        ) {
                             logging::warn(&pe.to_string());
                         }
                         return Err(e);
@@ -202,15 +276,22 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<i32> {
     run_parent()?;
     if let Some(res) = linux.resources() {
         let mut res = res.clone();
-        res.set_devices(Some(cgroups::device_rules(res.devices().as_deref(), linux.devices().as_deref())));
+        res.set_devices(Some(cgroups::device_rules(
+            res.devices().as_deref(),
+            linux.devices().as_deref(),
+        )));
         cg.set(&res)?;
     } else {
         let mut res = oci_spec::runtime::LinuxResources::default();
-        res.set_devices(Some(cgroups::device_rules(None, linux.devices().as_deref())));
+        res.set_devices(Some(cgroups::device_rules(
+            None,
+            linux.devices().as_deref(),
+        )));
         cg.set(&res)?;
     }
 
-    let st = state::proc_stat(pid).ok_or_else(|| Error::msg("container init exited during setup"))?;
+    let st =
+        state::proc_stat(pid).ok_or_else(|| Error::msg("container init exited during setup"))?;
     let saved = Saved {
         id: opts.id.clone(),
         pid,
@@ -238,7 +319,9 @@ fn absolute(p: &Path) -> Result<PathBuf> {
     }
     // Relative to where brig was started; create chdirs into the bundle,
     // so callers resolve before create (see main).
-    Ok(std::env::current_dir().map_err(|e| Error::io("getcwd", e))?.join(p))
+    Ok(std::env::current_dir()
+        .map_err(|e| Error::io("getcwd", e))?
+        .join(p))
 }
 
 fn rootfs_plan(
@@ -259,9 +342,17 @@ fn rootfs_plan(
         opts.bind = is_bind;
         let source = m.source().clone().unwrap_or_default();
         let (source, source_is_dir) = if is_bind {
-            let abs = if source.is_absolute() { source } else { bundle.join(source) };
+            let abs = if source.is_absolute() {
+                source
+            } else {
+                bundle.join(source)
+            };
             let meta = std::fs::metadata(&abs).map_err(|e| {
-                Error::config("config.json", format!("mounts[{i}].source"), format!("{}: {e}", abs.display()))
+                Error::config(
+                    "config.json",
+                    format!("mounts[{i}].source"),
+                    format!("{}: {e}", abs.display()),
+                )
             })?;
             (abs, meta.is_dir())
         } else {
@@ -285,7 +376,11 @@ fn rootfs_plan(
             LinuxDeviceType::B => SFlag::S_IFBLK,
             LinuxDeviceType::P => SFlag::S_IFIFO,
             LinuxDeviceType::A => {
-                return Err(Error::config("config.json", format!("linux.devices[{i}].type"), "\"a\" is not a device node type"))
+                return Err(Error::config(
+                    "config.json",
+                    format!("linux.devices[{i}].type"),
+                    "\"a\" is not a device node type",
+                ))
             }
         };
         devices.retain(|x| x.path != *d.path());
@@ -307,13 +402,32 @@ fn rootfs_plan(
         rootfs: rootfs.to_path_buf(),
         mounts: mounts_out,
         devices,
-        masked: linux.masked_paths().iter().flatten().map(PathBuf::from).collect(),
-        readonly: linux.readonly_paths().iter().flatten().map(PathBuf::from).collect(),
-        readonly_root: spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false),
+        masked: linux
+            .masked_paths()
+            .iter()
+            .flatten()
+            .map(PathBuf::from)
+            .collect(),
+        readonly: linux
+            .readonly_paths()
+            .iter()
+            .flatten()
+            .map(PathBuf::from)
+            .collect(),
+        readonly_root: spec
+            .root()
+            .as_ref()
+            .and_then(|r| r.readonly())
+            .unwrap_or(false),
         propagation,
         no_pivot,
         cgroup_mounts,
         cgroupns,
+        cwd: spec
+            .process()
+            .as_ref()
+            .map(|p| p.cwd().clone())
+            .unwrap_or_else(|| PathBuf::from("/")),
     })
 }
 
@@ -327,8 +441,12 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
         _ => return Err(Error::msg("cannot start an already running container")),
     }
     let fifo_path = root.container_dir(id).join(state::EXEC_FIFO);
-    let fifo = nix::fcntl::open(&fifo_path, OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, Mode::empty())
-        .sys("open", fifo_path.display())?;
+    let fifo = nix::fcntl::open(
+        &fifo_path,
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .sys("open", fifo_path.display())?;
     let mut buf = [0u8; 1];
     loop {
         let mut fds = [nix::poll::PollFd::new(
@@ -349,7 +467,8 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
             return Err(Error::msg("container init exited before start"));
         }
     }
-    std::fs::remove_file(&fifo_path).map_err(|e| Error::io(format!("remove {}", fifo_path.display()), e))?;
+    std::fs::remove_file(&fifo_path)
+        .map_err(|e| Error::io(format!("remove {}", fifo_path.display()), e))?;
     if let Some(list) = saved.hooks.as_ref().and_then(|h| h.poststart().clone()) {
         let st = hooks::state_json(id, "running", saved.pid, &saved.bundle, &saved.annotations);
         if let Err(e) = hooks::run_all("poststart", &list, &st) {
@@ -370,7 +489,12 @@ pub fn kill_container(root: &Root, id: &str, sig: i32, all: bool) -> Result<()> 
     let signal = |pid: i32| -> Result<()> {
         // SAFETY: kill(2) with a plain signal number (0 included).
         let r = unsafe { libc::kill(pid, sig) };
-        nix::errno::Errno::result(r).map(drop).map_err(|e| Error::msg(format!("unable to signal init: {}", e.desc().to_lowercase())))
+        nix::errno::Errno::result(r).map(drop).map_err(|e| {
+            Error::msg(format!(
+                "unable to signal init: {}",
+                e.desc().to_lowercase()
+            ))
+        })
     };
     if all {
         let cg = cgroups::load(saved.cgroup_paths.clone());
@@ -407,7 +531,11 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
             }
             kill_and_wait(&saved)?;
         }
-        s => return Err(Error::msg(format!("cannot delete container {id} that is not stopped: {s}"))),
+        s => {
+            return Err(Error::msg(format!(
+                "cannot delete container {id} that is not stopped: {s}"
+            )))
+        }
     }
     destroy(root, &saved)
 }
@@ -424,7 +552,10 @@ fn kill_and_wait(saved: &Saved) -> Result<()> {
     let mut nap = Duration::from_micros(100);
     while state::init_alive(saved) {
         if Instant::now() > deadline {
-            return Err(Error::msg(format!("container init {} did not die after SIGKILL", saved.pid)));
+            return Err(Error::msg(format!(
+                "container init {} did not die after SIGKILL",
+                saved.pid
+            )));
         }
         std::thread::sleep(nap);
         nap = (nap * 2).min(Duration::from_millis(10));
@@ -454,8 +585,12 @@ pub fn destroy(root: &Root, saved: &Saved) -> Result<()> {
             logging::warn(&e.to_string());
         }
     }
-    std::fs::remove_dir_all(root.container_dir(&saved.id))
-        .map_err(|e| Error::io(format!("remove {}", root.container_dir(&saved.id).display()), e))?;
+    std::fs::remove_dir_all(root.container_dir(&saved.id)).map_err(|e| {
+        Error::io(
+            format!("remove {}", root.container_dir(&saved.id).display()),
+            e,
+        )
+    })?;
     match cg_err {
         Some(e) => Err(e),
         None => Ok(()),
@@ -488,10 +623,18 @@ pub fn wait_foreground(pid: i32) -> Result<i32> {
     use nix::sys::signalfd::{SfdFlags, SignalFd};
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
     let mut set = SigSet::all();
-    for s in [Signal::SIGKILL, Signal::SIGSTOP, Signal::SIGSEGV, Signal::SIGBUS, Signal::SIGILL, Signal::SIGFPE] {
+    for s in [
+        Signal::SIGKILL,
+        Signal::SIGSTOP,
+        Signal::SIGSEGV,
+        Signal::SIGBUS,
+        Signal::SIGILL,
+        Signal::SIGFPE,
+    ] {
         set.remove(s);
     }
-    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None).sys("sigprocmask", "run")?;
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)
+        .sys("sigprocmask", "run")?;
     let sfd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC).sys("signalfd", "run")?;
     loop {
         // The init may have exited before the mask was set: check first.

@@ -33,7 +33,7 @@ pub enum Error {
     },
     #[error("container \"{0}\" does not exist")]
     NotFound(String),
-    #[error("container with id exists: {0}")]
+    #[error("container with id {0} already exists")]
     Exists(String),
     /// Anything else, already phrased for the user.
     #[error("{0}")]
@@ -60,7 +60,11 @@ impl Error {
         Error::Msg(m.into())
     }
 
-    pub fn config(file: impl Into<PathBuf>, path: impl Into<String>, msg: impl Into<String>) -> Self {
+    pub fn config(
+        file: impl Into<PathBuf>,
+        path: impl Into<String>,
+        msg: impl Into<String>,
+    ) -> Self {
         Error::Config {
             file: file.into(),
             path: path.into(),

@@ -18,7 +18,12 @@ use crate::error::{Error, Result};
 /// Runs `hooks` of `kind` in order; the first failure stops and is returned.
 pub fn run_all(kind: &str, hooks: &[Hook], state: &str) -> Result<()> {
     for (i, h) in hooks.iter().enumerate() {
-        run(h, state).map_err(|e| Error::msg(format!("error running {kind} hook #{i} ({}): {e}", h.path().display())))?;
+        run(h, state).map_err(|e| {
+            Error::msg(format!(
+                "error running {kind} hook #{i} ({}): {e}",
+                h.path().display()
+            ))
+        })?;
     }
     Ok(())
 }
@@ -68,7 +73,10 @@ fn run(h: &Hook, state: &str) -> std::result::Result<(), String> {
             if start.elapsed() >= t {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("hook ran past specified timeout of {}s", t.as_secs()));
+                return Err(format!(
+                    "hook ran past specified timeout of {}s",
+                    t.as_secs()
+                ));
             }
         }
         std::thread::sleep(nap);
@@ -88,7 +96,13 @@ fn run(h: &Hook, state: &str) -> std::result::Result<(), String> {
 }
 
 /// The state JSON a hook receives.
-pub fn state_json(id: &str, status: &str, pid: i32, bundle: &std::path::Path, annotations: &std::collections::BTreeMap<String, String>) -> String {
+pub fn state_json(
+    id: &str,
+    status: &str,
+    pid: i32,
+    bundle: &std::path::Path,
+    annotations: &std::collections::BTreeMap<String, String>,
+) -> String {
     serde_json::json!({
         "ociVersion": crate::OCI_VERSION,
         "id": id,

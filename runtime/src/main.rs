@@ -11,8 +11,16 @@ use brig::{Error, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
-#[command(name = "brig", version, about = "brig: an OCI container runtime, a drop-in for runc", disable_help_subcommand = true)]
+#[command(
+    name = "brig",
+    about = "brig: an OCI container runtime, a drop-in for runc",
+    disable_help_subcommand = true,
+    disable_version_flag = true
+)]
 struct Cli {
+    /// Print the version.
+    #[arg(short = 'v', long = "version")]
+    version: bool,
     /// Root directory for container state.
     #[arg(long, global = true, default_value = "/run/brig")]
     root: PathBuf,
@@ -35,7 +43,7 @@ struct Cli {
     #[arg(long, global = true)]
     criu: Option<PathBuf>,
     #[command(subcommand)]
-    cmd: Cmd,
+    cmd: Option<Cmd>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -128,6 +136,10 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.version {
+        print_version();
+        return ExitCode::SUCCESS;
+    }
     let format = match cli.log_format {
         LogFormat::Text => Format::Text,
         LogFormat::Json => Format::Json,
@@ -161,16 +173,29 @@ fn create_opts(a: &CreateArgs) -> Result<CreateOpts> {
 
 fn run(cli: Cli) -> Result<u8> {
     if cli.systemd_cgroup {
-        return Err(Error::msg("systemd cgroup driver is not supported by this version of brig"));
+        return Err(Error::msg(
+            "systemd cgroup driver is not supported by this version of brig",
+        ));
     }
     let _ = (&cli.rootless, &cli.criu);
     let root = Root::new(cli.root.clone());
-    match cli.cmd {
+    let Some(cmd) = cli.cmd else {
+        use clap::CommandFactory;
+        Cli::command()
+            .print_help()
+            .map_err(|e| Error::io("print help", e))?;
+        return Ok(0);
+    };
+    match cmd {
         Cmd::Create(a) => {
             container::create(&root, &create_opts(&a)?)?;
         }
         Cmd::Start { id } => container::start(&root, &id)?,
-        Cmd::Run { create, detach, keep } => {
+        Cmd::Run {
+            create,
+            detach,
+            keep,
+        } => {
             let opts = create_opts(&create)?;
             let pid = container::create(&root, &opts)?;
             if let Err(e) = container::start(&root, &opts.id) {
@@ -204,17 +229,34 @@ fn run(cli: Cli) -> Result<u8> {
         Cmd::Spec { bundle, rootless } => {
             let path = bundle.join("config.json");
             if path.exists() {
-                return Err(Error::msg(format!("File {} exists. Remove it first", path.display())));
+                return Err(Error::msg(format!(
+                    "File {} exists. Remove it first",
+                    path.display()
+                )));
             }
             let spec = brig::template::default_spec(rootless);
             let text = serde_json::to_string_pretty(&spec).expect("json");
-            std::fs::write(&path, text + "\n").map_err(|e| Error::io(format!("write {}", path.display()), e))?;
+            std::fs::write(&path, text + "\n")
+                .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
         }
         Cmd::Features => {
-            println!("{}", serde_json::to_string_pretty(&brig::features::features()).expect("json"));
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&brig::features::features()).expect("json")
+            );
         }
     }
     Ok(0)
+}
+
+/// runc's version block: name and version, then the spec and libseccomp.
+fn print_version() {
+    let v = libseccomp::ScmpVersion::current()
+        .map(|v| format!("{}.{}.{}", v.major, v.minor, v.micro))
+        .unwrap_or_else(|_| "unknown".into());
+    println!("brig version {}", env!("CARGO_PKG_VERSION"));
+    println!("spec: {}", brig::OCI_VERSION);
+    println!("libseccomp: {v}");
 }
 
 fn list(root: &Root, format: &str, quiet: bool) -> Result<()> {
@@ -234,7 +276,11 @@ fn list(root: &Root, format: &str, quiet: bool) -> Result<()> {
     }
     match format {
         "json" => {
-            let out = if rows.is_empty() { serde_json::Value::Null } else { serde_json::Value::Array(rows) };
+            let out = if rows.is_empty() {
+                serde_json::Value::Null
+            } else {
+                serde_json::Value::Array(rows)
+            };
             println!("{out}");
         }
         "table" => {
@@ -258,7 +304,11 @@ fn list(root: &Root, format: &str, quiet: bool) -> Result<()> {
                 }
             }
             let print = |cells: Vec<&str>| {
-                let line: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{c:<w$}", w = widths[i])).collect();
+                let line: Vec<String> = cells
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+                    .collect();
                 println!("{}", line.join("   ").trim_end());
             };
             print(header.to_vec());
@@ -266,14 +316,20 @@ fn list(root: &Root, format: &str, quiet: bool) -> Result<()> {
                 print(row.iter().map(String::as_str).collect());
             }
         }
-        other => return Err(Error::msg(format!("invalid format option {other:?}: use table or json"))),
+        other => {
+            return Err(Error::msg(format!(
+                "invalid format option {other:?}: use table or json"
+            )))
+        }
     }
     Ok(())
 }
 
 fn owner_of(dir: &std::path::Path) -> String {
     use std::os::unix::fs::MetadataExt;
-    let Ok(uid) = std::fs::metadata(dir).map(|m| m.uid()) else { return String::new() };
+    let Ok(uid) = std::fs::metadata(dir).map(|m| m.uid()) else {
+        return String::new();
+    };
     nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
         .ok()
         .flatten()
@@ -287,7 +343,11 @@ fn parse_signal(s: &str) -> Result<i32> {
         return Ok(n);
     }
     let up = s.to_uppercase();
-    let name = if up.starts_with("SIG") { up } else { format!("SIG{up}") };
+    let name = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
     name.parse::<nix::sys::signal::Signal>()
         .map(|sig| sig as i32)
         .map_err(|_| Error::msg(format!("unknown signal {s:?}")))

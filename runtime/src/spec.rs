@@ -38,8 +38,7 @@ pub fn load(bundle: &Path) -> Result<Bundle> {
     let dir = std::fs::canonicalize(bundle)
         .map_err(|e| Error::io(format!("bundle {}", bundle.display()), e))?;
     let file = dir.join(CONFIG);
-    let data =
-        std::fs::read(&file).map_err(|e| Error::io(format!("{}", file.display()), e))?;
+    let data = std::fs::read(&file).map_err(|e| Error::io(format!("{}", file.display()), e))?;
     let spec = parse(&data).map_err(|(path, msg)| Error::config(&file, path, msg))?;
     validate(&spec).map_err(|(path, msg)| Error::config(&file, path, msg))?;
     let root = spec
@@ -78,7 +77,11 @@ pub fn parse(data: &[u8]) -> std::result::Result<Spec, (String, String)> {
     let de = &mut serde_json::Deserializer::from_slice(data);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
-        let path = if path == "." { "(document)".to_string() } else { path };
+        let path = if path == "." || path == "?" {
+            "(document)".to_string()
+        } else {
+            path
+        };
         (path, e.into_inner().to_string())
     })
 }
@@ -112,7 +115,10 @@ pub fn validate(spec: &Spec) -> std::result::Result<(), Invalid> {
         if let Some(env) = p.env() {
             for (i, e) in env.iter().enumerate() {
                 if !e.contains('=') {
-                    return Err(bad(format!("process.env[{i}]"), format!("{e:?} is not KEY=VALUE")));
+                    return Err(bad(
+                        format!("process.env[{i}]"),
+                        format!("{e:?} is not KEY=VALUE"),
+                    ));
                 }
             }
         }
@@ -145,7 +151,10 @@ pub fn validate(spec: &Spec) -> std::result::Result<(), Invalid> {
                     ));
                 }
                 if matches!(h.timeout(), Some(t) if t <= 0) {
-                    return Err(bad(format!("hooks.{kind}[{i}].timeout"), "must be greater than zero"));
+                    return Err(bad(
+                        format!("hooks.{kind}[{i}].timeout"),
+                        "must be greater than zero",
+                    ));
                 }
             }
         }
@@ -204,20 +213,36 @@ pub fn validate(spec: &Spec) -> std::result::Result<(), Invalid> {
         }
         for (i, p) in linux.masked_paths().iter().flatten().enumerate() {
             if !p.starts_with('/') {
-                return Err(bad(format!("linux.maskedPaths[{i}]"), format!("{p:?} is not an absolute path")));
+                return Err(bad(
+                    format!("linux.maskedPaths[{i}]"),
+                    format!("{p:?} is not an absolute path"),
+                ));
             }
         }
         for (i, p) in linux.readonly_paths().iter().flatten().enumerate() {
             if !p.starts_with('/') {
-                return Err(bad(format!("linux.readonlyPaths[{i}]"), format!("{p:?} is not an absolute path")));
+                return Err(bad(
+                    format!("linux.readonlyPaths[{i}]"),
+                    format!("{p:?} is not an absolute path"),
+                ));
             }
         }
         if let Some(prop) = linux.rootfs_propagation() {
             if !matches!(
                 prop.as_str(),
-                "" | "private" | "rprivate" | "slave" | "rslave" | "shared" | "rshared" | "unbindable" | "runbindable"
+                "" | "private"
+                    | "rprivate"
+                    | "slave"
+                    | "rslave"
+                    | "shared"
+                    | "rshared"
+                    | "unbindable"
+                    | "runbindable"
             ) {
-                return Err(bad("linux.rootfsPropagation", format!("unknown propagation {prop:?}")));
+                return Err(bad(
+                    "linux.rootfsPropagation",
+                    format!("unknown propagation {prop:?}"),
+                ));
             }
         }
     } else {
@@ -293,7 +318,8 @@ mod tests {
         v["linux"]["namespaces"][1]["path"] = "proc/1/ns/pid".into();
         assert_eq!(check(v).unwrap_err().0, "linux.namespaces[1].path");
         let mut v = minimal();
-        v["mounts"] = serde_json::json!([{"destination": "tmp", "type": "tmpfs", "source": "tmpfs"}]);
+        v["mounts"] =
+            serde_json::json!([{"destination": "tmp", "type": "tmpfs", "source": "tmpfs"}]);
         assert_eq!(check(v).unwrap_err().0, "mounts[0].destination");
         let mut v = minimal();
         v["process"]["cwd"] = "tmp".into();

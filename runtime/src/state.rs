@@ -120,8 +120,7 @@ impl Root {
             }
             Err(e) => return Err(Error::io(format!("read {}", file.display()), e)),
         };
-        serde_json::from_slice(&data)
-            .map_err(|e| Error::config(&file, "(document)", e.to_string()))
+        serde_json::from_slice(&data).map_err(|e| Error::config(&file, "(document)", e.to_string()))
     }
 
     /// Ids of all containers with a state file, sorted.
@@ -170,7 +169,8 @@ pub fn save(dir: &Path, saved: &Saved) -> Result<()> {
         .mode(0o600)
         .open(&tmp)
         .ctx(|| format!("write {}", tmp.display()))?;
-    f.write_all(&data).ctx(|| format!("write {}", tmp.display()))?;
+    f.write_all(&data)
+        .ctx(|| format!("write {}", tmp.display()))?;
     fs::rename(&tmp, &file).ctx(|| format!("rename to {}", file.display()))?;
     Ok(())
 }
@@ -247,7 +247,11 @@ impl Saved {
 
     /// The OCI state JSON, with the fields runc adds (rootfs, created, owner).
     pub fn to_oci(&self, status: Status) -> serde_json::Value {
-        let pid = if status == Status::Stopped { 0 } else { self.pid };
+        let pid = if status == Status::Stopped {
+            0
+        } else {
+            self.pid
+        };
         serde_json::json!({
             "ociVersion": crate::OCI_VERSION,
             "id": self.id,
@@ -338,6 +342,9 @@ mod tests {
             format_rfc3339(1_700_000_000, 5),
             "2023-11-14T22:13:20.000000005Z"
         );
-        assert_eq!(format_rfc3339(951_825_600, 0), "2000-02-29T12:00:00.000000000Z");
+        assert_eq!(
+            format_rfc3339(951_825_600, 0),
+            "2000-02-29T12:00:00.000000000Z"
+        );
     }
 }

@@ -86,15 +86,21 @@ impl Sets {
 /// Names in the spec that this kernel or the caps crate does not know.
 pub fn unknown(c: Option<&LinuxCapabilities>) -> Vec<String> {
     let Some(c) = c else { return Vec::new() };
-    [c.bounding(), c.effective(), c.permitted(), c.inheritable(), c.ambient()]
-        .into_iter()
-        .flat_map(|s| s.iter().flatten())
-        .filter(|cap| {
-            cap_name(&cap.to_string())
-                .parse::<Capability>()
-                .map(|c| !caps::all().contains(&c))
-                .unwrap_or(true)
-        })
-        .map(|c| c.to_string())
-        .collect()
+    [
+        c.bounding(),
+        c.effective(),
+        c.permitted(),
+        c.inheritable(),
+        c.ambient(),
+    ]
+    .into_iter()
+    .flat_map(|s| s.iter().flatten())
+    .filter(|cap| {
+        cap_name(&cap.to_string())
+            .parse::<Capability>()
+            .map(|c| !caps::all().contains(&c))
+            .unwrap_or(true)
+    })
+    .map(|c| c.to_string())
+    .collect()
 }

@@ -36,46 +36,76 @@ fn rel(path: &Path) -> &Path {
 /// Opens `path` (absolute, inside `root`) with `flags`, never leaving `root`.
 pub fn open_in_root(root: BorrowedFd, path: &Path, flags: OFlag) -> nix::Result<OwnedFd> {
     let r = rel(path);
-    let r = if r.as_os_str().is_empty() { Path::new(".") } else { r };
+    let r = if r.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        r
+    };
     openat2(root, r, how(flags))
 }
 
 /// `mkdir -p` of `path` inside `root`; returns an O_PATH fd of the directory.
-/// Existing symlinks on the way are followed, but only within `root`.
+/// Existing symlinks on the way are followed, but only within `root`; a
+/// dangling one gets its target created inside `root` (what a lexical
+/// secure join followed by `mkdir -p` does in runc).
 pub fn mkdir_all_in_root(root: BorrowedFd, path: &Path, mode: u32) -> Result<OwnedFd> {
+    mkdir_all_depth(root, path, mode, 0)
+}
+
+fn mkdir_all_depth(root: BorrowedFd, path: &Path, mode: u32, depth: u32) -> Result<OwnedFd> {
+    let in_root = |p: &Path| format!("{} (in rootfs)", p.display());
     let mut dir = open_in_root(root, Path::new("/"), OFlag::O_PATH | OFlag::O_DIRECTORY)
         .sys("open", "rootfs")?;
+    let flags = OFlag::O_PATH | OFlag::O_DIRECTORY;
     for comp in rel(path).components() {
         let name: &OsStr = match comp {
             Component::Normal(n) => n,
-            Component::CurDir => continue,
-            // ".." is resolved by openat2 inside the root; stay on it.
-            Component::ParentDir => OsStr::new(".."),
+            // ".." must not climb above the root: resolve the prefix so far
+            // with RESOLVE_IN_ROOT, which clamps it.
+            Component::ParentDir => {
+                dir = open_in_root(root, &prefix_upto(path, comp), flags)
+                    .sys("open", in_root(path))?;
+                continue;
+            }
             _ => continue,
         };
-        let flags = OFlag::O_PATH | OFlag::O_DIRECTORY;
-        // Resolve each component relative to the directory reached so far,
-        // but with the rootfs as the root for symlinks: go through the root
-        // fd with the path so far to keep RESOLVE_IN_ROOT semantics.
+        // One component below a directory already known to be inside the
+        // root, refusing symlinks; a symlink is then resolved from the root.
         match openat2(dir.as_fd(), name, how_beneath(flags)) {
             Ok(fd) => dir = fd,
             Err(Errno::ENOENT) => {
                 match mkdirat(dir.as_fd(), name, Mode::from_bits_truncate(mode)) {
                     Ok(()) | Err(Errno::EEXIST) => {}
-                    Err(e) => {
-                        return Err(Error::sys("mkdir", format!("{} (in rootfs)", path.display()), e))
-                    }
+                    Err(e) => return Err(Error::sys("mkdir", in_root(path), e)),
                 }
-                dir = openat2(dir.as_fd(), name, how_beneath(flags))
-                    .sys("open", format!("{} (in rootfs)", path.display()))?;
+                dir = openat2(dir.as_fd(), name, how_beneath(flags)).sys("open", in_root(path))?;
             }
-            Err(Errno::ELOOP | Errno::EXDEV) => {
-                // A symlink on the way: resolve the whole prefix inside the root.
+            Err(Errno::ELOOP | Errno::EXDEV | Errno::ENOTDIR)
+                if nix::sys::stat::fstatat(
+                    dir.as_fd(),
+                    name,
+                    nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+                )
+                .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFLNK) =>
+            {
                 let prefix = prefix_upto(path, comp);
-                dir = open_in_root(root, &prefix, flags)
-                    .sys("open", format!("{} (in rootfs)", prefix.display()))?;
+                dir = match open_in_root(root, &prefix, flags) {
+                    Ok(fd) => fd,
+                    Err(Errno::ENOENT) if depth < 40 => {
+                        let target = nix::fcntl::readlinkat(dir.as_fd(), name)
+                            .sys("readlink", in_root(&prefix))?;
+                        let target = Path::new(&target);
+                        let resolved = if target.is_absolute() {
+                            target.to_path_buf()
+                        } else {
+                            prefix.parent().unwrap_or(Path::new("/")).join(target)
+                        };
+                        mkdir_all_depth(root, &resolved, mode, depth + 1)?
+                    }
+                    Err(e) => return Err(Error::sys("open", in_root(&prefix), e)),
+                };
             }
-            Err(e) => return Err(Error::sys("open", format!("{} (in rootfs)", path.display()), e)),
+            Err(e) => return Err(Error::sys("open", in_root(path), e)),
         }
     }
     Ok(dir)
@@ -110,13 +140,16 @@ pub fn ensure_target(root: BorrowedFd, path: &Path, file: bool) -> Result<OwnedF
         return Ok(fd);
     }
     let parent = path.parent().unwrap_or(Path::new("/"));
-    let name = path
-        .file_name()
-        .ok_or_else(|| Error::msg(format!("mount destination {}: no file name", path.display())))?;
+    let name = path.file_name().ok_or_else(|| {
+        Error::msg(format!(
+            "mount destination {}: no file name",
+            path.display()
+        ))
+    })?;
     let dir = mkdir_all_in_root(root, parent, 0o755)?;
     // Reopen the directory for writing a new entry: O_PATH fds can't openat O_CREAT.
-    let dirfd = reopen(dir.as_fd(), OFlag::O_RDONLY | OFlag::O_DIRECTORY)
-        .sys("open", parent.display())?;
+    let dirfd =
+        reopen(dir.as_fd(), OFlag::O_RDONLY | OFlag::O_DIRECTORY).sys("open", parent.display())?;
     match nix::fcntl::openat(
         dirfd.as_fd(),
         name,
@@ -124,7 +157,13 @@ pub fn ensure_target(root: BorrowedFd, path: &Path, file: bool) -> Result<OwnedF
         Mode::from_bits_truncate(0o644),
     ) {
         Ok(_) | Err(Errno::EEXIST) => {}
-        Err(e) => return Err(Error::sys("create", format!("{} (in rootfs)", path.display()), e)),
+        Err(e) => {
+            return Err(Error::sys(
+                "create",
+                format!("{} (in rootfs)", path.display()),
+                e,
+            ))
+        }
     }
     openat2(dirfd.as_fd(), name, how_beneath(OFlag::O_PATH))
         .sys("open", format!("{} (in rootfs)", path.display()))
@@ -159,8 +198,12 @@ mod tests {
     use super::*;
 
     fn root(dir: &Path) -> OwnedFd {
-        nix::fcntl::open(dir, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-            .unwrap()
+        nix::fcntl::open(
+            dir,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -177,7 +220,9 @@ mod tests {
         mkdir_all_in_root(rfd.as_fd(), Path::new("/up/z"), 0o755).unwrap();
         assert!(std::fs::read_dir(outside.path()).unwrap().next().is_none());
         // The absolute link resolved inside the root: <root>/<outside path>/x/y.
-        let inside = r.join(outside.path().strip_prefix("/").unwrap()).join("x/y");
+        let inside = r
+            .join(outside.path().strip_prefix("/").unwrap())
+            .join("x/y");
         assert!(inside.is_dir(), "{}", inside.display());
         assert!(r.join("z").is_dir());
     }

@@ -72,8 +72,8 @@ pub fn parse(opts: &[String]) -> Options {
                 o.recursive = true;
                 continue;
             }
-            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave"
-            | "unbindable" | "runbindable" => {
+            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "unbindable"
+            | "runbindable" => {
                 o.propagation.push(propagation(opt).expect("listed above"));
                 continue;
             }
@@ -116,8 +116,16 @@ mod tests {
 
     #[test]
     fn flags_and_data() {
-        let o = parse(&s(&["nosuid", "strictatime", "mode=755", "size=65536k", "ro"]));
-        assert!(o.flags.contains(MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME | MsFlags::MS_RDONLY));
+        let o = parse(&s(&[
+            "nosuid",
+            "strictatime",
+            "mode=755",
+            "size=65536k",
+            "ro",
+        ]));
+        assert!(o
+            .flags
+            .contains(MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME | MsFlags::MS_RDONLY));
         assert_eq!(o.data, "mode=755,size=65536k");
         assert!(!o.bind);
     }

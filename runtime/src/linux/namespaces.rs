@@ -106,8 +106,7 @@ impl Plan {
         let mut order: Vec<&Join> = self.join.iter().collect();
         order.sort_by_key(|j| j.typ == LinuxNamespaceType::Mount);
         for j in order {
-            nix::sched::setns(&j.fd, flag_for_setns(j.typ))
-                .sys("setns", j.path.display())?;
+            nix::sched::setns(&j.fd, flag_for_setns(j.typ)).sys("setns", j.path.display())?;
         }
         Ok(())
     }

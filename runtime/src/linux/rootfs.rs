@@ -63,22 +63,31 @@ pub struct Plan {
     pub no_pivot: bool,
     pub cgroup_mounts: Vec<CgroupMount>,
     pub cgroupns: bool,
+    /// process.cwd, created (as runc does) when missing.
+    pub cwd: PathBuf,
 }
 
 /// The default device nodes every container gets (runc's list).
 pub fn default_devices() -> Vec<DevicePlan> {
-    [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)]
-        .into_iter()
-        .map(|(name, major, minor)| DevicePlan {
-            path: PathBuf::from("/dev").join(name),
-            kind: SFlag::S_IFCHR,
-            major,
-            minor,
-            mode: 0o666,
-            uid: Some(0),
-            gid: Some(0),
-        })
-        .collect()
+    [
+        ("null", 1, 3),
+        ("zero", 1, 5),
+        ("full", 1, 7),
+        ("random", 1, 8),
+        ("urandom", 1, 9),
+        ("tty", 5, 0),
+    ]
+    .into_iter()
+    .map(|(name, major, minor)| DevicePlan {
+        path: PathBuf::from("/dev").join(name),
+        kind: SFlag::S_IFCHR,
+        major,
+        minor,
+        mode: 0o666,
+        uid: Some(0),
+        gid: Some(0),
+    })
+    .collect()
 }
 
 /// Paths under /proc that may be mount destinations (lxcfs-style overlays),
@@ -104,7 +113,10 @@ pub fn check_destination(m: &MountPlan) -> Result<()> {
         return Err(Error::config(
             "config.json",
             format!("mounts[{}].destination", m.index),
-            format!("{} is under /proc: mounting there is not allowed", dest.display()),
+            format!(
+                "{} is under /proc: mounting there is not allowed",
+                dest.display()
+            ),
         ));
     }
     if dest == Path::new("/proc") && m.typ != "proc" {
@@ -120,7 +132,9 @@ pub fn check_destination(m: &MountPlan) -> Result<()> {
 /// Stage 1, before the createRuntime hooks: propagation, the rootfs bind,
 /// every mount, /dev.
 pub fn prepare(plan: &Plan) -> Result<()> {
-    let prop = plan.propagation.unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
+    let prop = plan
+        .propagation
+        .unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
     mount(None::<&str>, "/", None::<&str>, prop, None::<&str>).sys("mount", "propagation of /")?;
     mount(
         Some(&plan.rootfs),
@@ -145,6 +159,9 @@ pub fn prepare(plan: &Plan) -> Result<()> {
     }
     create_devices(root.as_fd(), &plan.devices)?;
     dev_symlinks(root.as_fd())?;
+    // Before the root may turn read-only.
+    mkdir_all_in_root(root.as_fd(), &plan.cwd, 0o755)
+        .map_err(|e| Error::msg(format!("create process.cwd {}: {e}", plan.cwd.display())))?;
     Ok(())
 }
 
@@ -179,8 +196,20 @@ fn mount_one(root: BorrowedFd, plan: &Plan, m: &MountPlan) -> Result<()> {
         if m.opts.recursive {
             flags |= MsFlags::MS_REC;
         }
-        mount(Some(&m.source), fd_path(target.as_fd()).as_str(), None::<&str>, flags, None::<&str>)
-            .map_err(|e| Error::sys("bind mount", format!("{} on {}", m.source.display(), what()), e))?;
+        mount(
+            Some(&m.source),
+            fd_path(target.as_fd()).as_str(),
+            None::<&str>,
+            flags,
+            None::<&str>,
+        )
+        .map_err(|e| {
+            Error::sys(
+                "bind mount",
+                format!("{} on {}", m.source.display(), what()),
+                e,
+            )
+        })?;
         let extra = m.opts.flags - MsFlags::MS_REMOUNT;
         if !extra.is_empty() {
             // Re-resolve: the fd still names the covered directory.
@@ -230,8 +259,14 @@ fn apply_propagation(
     }
     let target = open_in_root(root, dest, OFlag::O_PATH).sys("open", what())?;
     for p in props {
-        mount(None::<&str>, fd_path(target.as_fd()).as_str(), None::<&str>, *p, None::<&str>)
-            .sys("set propagation of", what())?;
+        mount(
+            None::<&str>,
+            fd_path(target.as_fd()).as_str(),
+            None::<&str>,
+            *p,
+            None::<&str>,
+        )
+        .sys("set propagation of", what())?;
     }
     Ok(())
 }
@@ -279,12 +314,28 @@ fn mount_cgroups(root: BorrowedFd, plan: &Plan, m: &MountPlan) -> Result<()> {
         let t = mkdir_all_in_root(root, &sub, 0o755)?;
         let tp = fd_path(t.as_fd());
         if plan.cgroupns {
-            let src = if cg.name == "systemd" { "systemd" } else { "cgroup" };
-            mount(Some(src), tp.as_str(), Some("cgroup"), m.opts.flags - MsFlags::MS_RDONLY | base, Some(cg.options.as_str()))
-                .sys("mount cgroup on", sub.display())?;
+            let src = if cg.name == "systemd" {
+                "systemd"
+            } else {
+                "cgroup"
+            };
+            mount(
+                Some(src),
+                tp.as_str(),
+                Some("cgroup"),
+                (m.opts.flags - MsFlags::MS_RDONLY) | base,
+                Some(cg.options.as_str()),
+            )
+            .sys("mount cgroup on", sub.display())?;
         } else {
-            mount(Some(&cg.host_path), tp.as_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-                .sys("bind cgroup on", sub.display())?;
+            mount(
+                Some(&cg.host_path),
+                tp.as_str(),
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .sys("bind cgroup on", sub.display())?;
         }
         if m.opts.flags.contains(MsFlags::MS_RDONLY) {
             let t = open_in_root(root, &sub, OFlag::O_PATH).sys("open", sub.display())?;
@@ -292,13 +343,18 @@ fn mount_cgroups(root: BorrowedFd, plan: &Plan, m: &MountPlan) -> Result<()> {
                 None::<&str>,
                 fd_path(t.as_fd()).as_str(),
                 None::<&str>,
-                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | base | locked_flags(t.as_fd()),
+                MsFlags::MS_BIND
+                    | MsFlags::MS_REMOUNT
+                    | MsFlags::MS_RDONLY
+                    | base
+                    | locked_flags(t.as_fd()),
                 None::<&str>,
             )
             .sys("remount read-only", sub.display())?;
         }
         for link in &cg.links {
-            let dir = open_in_root(root, dest, OFlag::O_RDONLY | OFlag::O_DIRECTORY).sys("open", what())?;
+            let dir = open_in_root(root, dest, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
+                .sys("open", what())?;
             match nix::unistd::symlinkat(cg.name.as_str(), dir.as_fd(), link.as_str()) {
                 Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
                 Err(e) => return Err(Error::sys("symlink", dest.join(link).display(), e)),
@@ -322,7 +378,10 @@ fn mount_cgroups(root: BorrowedFd, plan: &Plan, m: &MountPlan) -> Result<()> {
 fn create_devices(root: BorrowedFd, devices: &[DevicePlan]) -> Result<()> {
     for d in devices {
         let parent = d.path.parent().unwrap_or(Path::new("/dev"));
-        let name = d.path.file_name().ok_or_else(|| Error::msg(format!("device {}: no name", d.path.display())))?;
+        let name = d
+            .path
+            .file_name()
+            .ok_or_else(|| Error::msg(format!("device {}: no name", d.path.display())))?;
         let dir = mkdir_all_in_root(root, parent, 0o755)?;
         let dir = crate::linux::fs::reopen(dir.as_fd(), OFlag::O_RDONLY | OFlag::O_DIRECTORY)
             .sys("open", parent.display())?;
@@ -330,8 +389,14 @@ fn create_devices(root: BorrowedFd, devices: &[DevicePlan]) -> Result<()> {
         // but never a directory.
         let _ = nix::unistd::unlinkat(dir.as_fd(), name, nix::unistd::UnlinkatFlags::NoRemoveDir);
         let dev = nix::sys::stat::makedev(d.major, d.minor);
-        nix::sys::stat::mknodat(dir.as_fd(), name, d.kind, Mode::from_bits_truncate(d.mode), dev)
-            .sys("mknod", d.path.display())?;
+        nix::sys::stat::mknodat(
+            dir.as_fd(),
+            name,
+            d.kind,
+            Mode::from_bits_truncate(d.mode),
+            dev,
+        )
+        .sys("mknod", d.path.display())?;
         // mknod honours the umask; set the exact mode.
         nix::sys::stat::fchmodat(
             dir.as_fd(),
@@ -339,7 +404,13 @@ fn create_devices(root: BorrowedFd, devices: &[DevicePlan]) -> Result<()> {
             Mode::from_bits_truncate(d.mode),
             nix::sys::stat::FchmodatFlags::NoFollowSymlink,
         )
-        .or_else(|e| if e == nix::errno::Errno::EOPNOTSUPP { Ok(()) } else { Err(e) })
+        .or_else(|e| {
+            if e == nix::errno::Errno::EOPNOTSUPP {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })
         .sys("chmod", d.path.display())?;
         if d.uid.is_some() || d.gid.is_some() {
             nix::unistd::fchownat(
@@ -395,12 +466,21 @@ fn make_parent_private(rootfs: &Path) -> Result<()> {
         .filter(|mp| parent.starts_with(mp))
         .max_by_key(|mp| mp.as_os_str().len())
         .unwrap_or_else(|| PathBuf::from("/"));
-    mount(None::<&str>, &best, None::<&str>, MsFlags::MS_PRIVATE, None::<&str>)
-        .sys("make private", best.display())
+    mount(
+        None::<&str>,
+        &best,
+        None::<&str>,
+        MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .sys("make private", best.display())
 }
 
 fn unescape(s: &str) -> String {
-    s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
 }
 
 /// Stage 2, after the createContainer hooks: switch the root.
@@ -413,18 +493,32 @@ pub fn enter(plan: &Plan) -> Result<()> {
         nix::unistd::chdir("/").sys("chdir", "/")?;
         return Ok(());
     }
-    let old = nix::fcntl::open("/", OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
-        .sys("open", "/")?;
-    let new = nix::fcntl::open(&plan.rootfs, OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
-        .sys("open", plan.rootfs.display())?;
+    let old = nix::fcntl::open(
+        "/",
+        OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .sys("open", "/")?;
+    let new = nix::fcntl::open(
+        &plan.rootfs,
+        OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .sys("open", plan.rootfs.display())?;
     nix::unistd::fchdir(&new).sys("chdir", plan.rootfs.display())?;
     // pivot_root(".", "."): the old root ends up on top of the new one and
     // is then detached, with no directory needed for it in the image.
     nix::unistd::pivot_root(".", ".").sys("pivot_root", plan.rootfs.display())?;
     nix::unistd::fchdir(&old).sys("fchdir", "old root")?;
     // Don't let the unmount propagate back to the host.
-    mount(None::<&str>, ".", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>)
-        .sys("make old root slave", ".")?;
+    mount(
+        None::<&str>,
+        ".",
+        None::<&str>,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .sys("make old root slave", ".")?;
     umount2(".", MntFlags::MNT_DETACH).sys("unmount", "old root")?;
     nix::unistd::chdir("/").sys("chdir", "/")?;
     drop(new);
@@ -433,8 +527,12 @@ pub fn enter(plan: &Plan) -> Result<()> {
 
 /// Stage 3, after pivot_root: masked paths, read-only paths, read-only root.
 pub fn finish(plan: &Plan) -> Result<()> {
-    let root = nix::fcntl::open("/", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-        .sys("open", "/")?;
+    let root = nix::fcntl::open(
+        "/",
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .sys("open", "/")?;
     for p in &plan.readonly {
         readonly_path(root.as_fd(), p)?;
     }
@@ -468,8 +566,14 @@ fn readonly_path(root: BorrowedFd, p: &Path) -> Result<()> {
         Err(e) => return Err(Error::sys("open readonly path", p.display(), e)),
     };
     let path = fd_path(fd.as_fd());
-    mount(Some(path.as_str()), path.as_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-        .sys("bind readonly path", p.display())?;
+    mount(
+        Some(path.as_str()),
+        path.as_str(),
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .sys("bind readonly path", p.display())?;
     let fd = open_in_root(root, p, OFlag::O_PATH).sys("open readonly path", p.display())?;
     let keep = locked_flags(fd.as_fd());
     mount(
@@ -486,8 +590,12 @@ fn readonly_path(root: BorrowedFd, p: &Path) -> Result<()> {
 /// device: a rootfs that swapped it for a symlink or a regular file must not
 /// turn masking into a bind of something else (CVE-2025-31133).
 fn checked_dev_null() -> Result<OwnedFd> {
-    let fd = nix::fcntl::open("/dev/null", OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
-        .sys("open", "/dev/null")?;
+    let fd = nix::fcntl::open(
+        "/dev/null",
+        OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .sys("open", "/dev/null")?;
     let st = nix::sys::stat::fstat(&fd).sys("stat", "/dev/null")?;
     let ok = st.st_mode & libc::S_IFMT == libc::S_IFCHR
         && nix::sys::stat::major(st.st_rdev) == 1
@@ -508,11 +616,23 @@ fn mask_path(root: BorrowedFd, p: &Path, null: BorrowedFd) -> Result<()> {
     };
     let target = fd_path(fd.as_fd());
     if is_dir(fd.as_fd()) {
-        mount(Some("tmpfs"), target.as_str(), Some("tmpfs"), MsFlags::MS_RDONLY, None::<&str>)
-            .sys("mask", p.display())
+        mount(
+            Some("tmpfs"),
+            target.as_str(),
+            Some("tmpfs"),
+            MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
+        .sys("mask", p.display())
     } else {
-        mount(Some(fd_path(null).as_str()), target.as_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
-            .sys("mask", p.display())
+        mount(
+            Some(fd_path(null).as_str()),
+            target.as_str(),
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .sys("mask", p.display())
     }
 }
 
@@ -525,8 +645,12 @@ pub struct ProcHandle {
 
 impl ProcHandle {
     pub fn open(path: &Path) -> Result<Self> {
-        let fd = nix::fcntl::open(path, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-            .sys("open", path.display())?;
+        let fd = nix::fcntl::open(
+            path,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .sys("open", path.display())?;
         check_proc(fd.as_fd(), path)?;
         Ok(ProcHandle { fd })
     }
@@ -541,7 +665,8 @@ impl ProcHandle {
                     | ResolveFlag::RESOLVE_NO_MAGICLINKS
                     | ResolveFlag::RESOLVE_NO_XDEV,
             );
-        let fd = nix::fcntl::openat2(self.fd.as_fd(), rel, how).sys("open", format!("/proc/{rel}"))?;
+        let fd =
+            nix::fcntl::openat2(self.fd.as_fd(), rel, how).sys("open", format!("/proc/{rel}"))?;
         check_proc(fd.as_fd(), Path::new(rel))?;
         Ok(fd)
     }

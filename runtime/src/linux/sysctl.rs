@@ -25,17 +25,35 @@ pub fn check(key: &str, has_ipc: bool, has_net: bool, has_uts: bool) -> Result<(
     };
     let ipc = matches!(
         key,
-        "kernel.msgmax" | "kernel.msgmnb" | "kernel.msgmni" | "kernel.sem" | "kernel.shmall"
-            | "kernel.shmmax" | "kernel.shmmni" | "kernel.shm_rmid_forced"
+        "kernel.msgmax"
+            | "kernel.msgmnb"
+            | "kernel.msgmni"
+            | "kernel.sem"
+            | "kernel.shmall"
+            | "kernel.shmmax"
+            | "kernel.shmmni"
+            | "kernel.shm_rmid_forced"
     ) || key.starts_with("fs.mqueue.");
     if ipc {
-        return if has_ipc { Ok(()) } else { bad("in host IPC namespace") };
+        return if has_ipc {
+            Ok(())
+        } else {
+            bad("in host IPC namespace")
+        };
     }
     if key.starts_with("net.") {
-        return if has_net { Ok(()) } else { bad("in host network namespace") };
+        return if has_net {
+            Ok(())
+        } else {
+            bad("in host network namespace")
+        };
     }
     if key == "kernel.hostname" || key == "kernel.domainname" {
-        return if has_uts { Ok(()) } else { bad("in host UTS namespace") };
+        return if has_uts {
+            Ok(())
+        } else {
+            bad("in host UTS namespace")
+        };
     }
     bad("because it is not in a namespace of the container")
 }

@@ -30,7 +30,11 @@ impl User {
         // SAFETY: prctl with integer arguments.
         let r = unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };
         nix::errno::Errno::result(r).sys("prctl", "PR_SET_KEEPCAPS")?;
-        let groups: Vec<Gid> = self.additional_gids.iter().map(|g| Gid::from_raw(*g)).collect();
+        let groups: Vec<Gid> = self
+            .additional_gids
+            .iter()
+            .map(|g| Gid::from_raw(*g))
+            .collect();
         setgroups(&groups).sys("setgroups", format!("{:?}", self.additional_gids))?;
         // setresgid/setresuid: real, effective and saved all change.
         let g = Gid::from_raw(self.gid);

@@ -88,7 +88,13 @@ fn setup(plan: &Plan, sync: &Sync) -> Result<Never> {
     rootfs::prepare(&plan.rootfs)?;
     sync.send(&Msg::Hooks)?;
     expect(sync, "hooks-done")?;
-    let state = crate::hooks::state_json(&plan.id, "creating", nix::unistd::getpid().as_raw(), &plan.bundle, &plan.annotations);
+    let state = crate::hooks::state_json(
+        &plan.id,
+        "creating",
+        nix::unistd::getpid().as_raw(),
+        &plan.bundle,
+        &plan.annotations,
+    );
     crate::hooks::run_all("createContainer", &plan.create_container_hooks, &state)?;
     rootfs::enter(&plan.rootfs)?;
     sysctl::apply(&plan.sysctl)?;
@@ -110,7 +116,11 @@ fn setup(plan: &Plan, sync: &Sync) -> Result<Never> {
     plan.user.switch()?;
     plan.caps.apply()?;
     if let Err(e) = nix::unistd::chdir(&plan.cwd) {
-        return Err(Error::sys("chdir", format!("{} (process.cwd)", plan.cwd.display()), e));
+        return Err(Error::sys(
+            "chdir",
+            format!("{} (process.cwd)", plan.cwd.display()),
+            e,
+        ));
     }
     // Only stdio and --preserve-fds reach the container process.
     close_range_cloexec(3 + plan.preserve_fds);
@@ -126,7 +136,13 @@ fn setup(plan: &Plan, sync: &Sync) -> Result<Never> {
     nix::unistd::write(&fifo, b"0").sys("write", "exec fifo")?;
     drop(fifo);
 
-    let state = crate::hooks::state_json(&plan.id, "created", nix::unistd::getpid().as_raw(), &plan.bundle, &plan.annotations);
+    let state = crate::hooks::state_json(
+        &plan.id,
+        "created",
+        nix::unistd::getpid().as_raw(),
+        &plan.bundle,
+        &plan.annotations,
+    );
     crate::hooks::run_all("startContainer", &plan.start_container_hooks, &state)?;
 
     if plan.no_new_privileges {
@@ -144,7 +160,12 @@ fn setup(plan: &Plan, sync: &Sync) -> Result<Never> {
 fn close_range_cloexec(from: i32) {
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
     unsafe {
-        libc::syscall(libc::SYS_close_range, from as u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
+        libc::syscall(
+            libc::SYS_close_range,
+            from as u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        );
     }
 }
 
@@ -184,7 +205,9 @@ fn find_program(arg0: &str, env: &[String]) -> Result<CString> {
     };
     if arg0.contains('/') {
         if !Path::new(arg0).exists() {
-            return Err(Error::msg(format!("exec: {arg0:?}: stat {arg0}: no such file or directory")));
+            return Err(Error::msg(format!(
+                "exec: {arg0:?}: stat {arg0}: no such file or directory"
+            )));
         }
         return CString::new(arg0).map_err(|_| Error::msg("process.args[0] contains NUL"));
     }
@@ -201,6 +224,7 @@ fn find_program(arg0: &str, env: &[String]) -> Result<CString> {
                 .map_err(|_| Error::msg("path contains NUL"));
         }
     }
-    Err(Error::msg(format!("exec: {arg0:?}: executable file not found in $PATH")))
+    Err(Error::msg(format!(
+        "exec: {arg0:?}: executable file not found in $PATH"
+    )))
 }
-

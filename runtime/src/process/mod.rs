@@ -108,7 +108,11 @@ pub fn clone_init(flags: u64, child: impl FnOnce() -> i32) -> Result<i32> {
         )
     };
     if r < 0 {
-        return Err(Error::sys("clone3", "container init", nix::errno::Errno::last()));
+        return Err(Error::sys(
+            "clone3",
+            "container init",
+            nix::errno::Errno::last(),
+        ));
     }
     if r == 0 {
         let code = child();
