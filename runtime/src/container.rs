@@ -20,7 +20,7 @@ use oci_spec::runtime::{LinuxDeviceType, LinuxNamespaceType, Spec};
 use crate::cgroups::{self, Manager};
 use crate::error::{Error, Result, SysContext};
 use crate::hooks;
-use crate::linux::{capabilities, mounts, namespaces, rlimits, rootfs, seccomp, sysctl, user};
+use crate::linux::{capabilities, mounts, namespaces, rlimits, rootfs, seccomp, sysctl, tty, user};
 use crate::process::{self, init, Msg, Sync};
 use crate::state::{self, Root, Saved, Status};
 use crate::{logging, spec};
@@ -35,6 +35,9 @@ pub struct CreateOpts {
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: i32,
+    /// Instead of a console socket path: a connected socket (owned by the
+    /// caller) to send the pty master to; foreground `run` uses it.
+    pub console_fd: Option<i32>,
 }
 
 /// Undo list of a create in progress.
@@ -89,11 +92,7 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<i32> {
         )
     })?;
     let linux = spec.linux().as_ref().expect("validated");
-    if process_spec.terminal() == Some(true) && opts.console_socket.is_none() {
-        return Err(Error::msg(
-            "cannot allocate tty if brig will detach without setting console socket",
-        ));
-    }
+    let console = console_for(process_spec.terminal() == Some(true), opts)?;
     if process_spec
         .apparmor_profile()
         .as_deref()
@@ -215,6 +214,17 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<i32> {
         start_container_hooks: hooks.start_container().clone().unwrap_or_default(),
         exec_fifo,
         preserve_fds: opts.preserve_fds,
+        console,
+        console_size: process_spec
+            .console_size()
+            .as_ref()
+            .filter(|b| b.height() > 0 && b.width() > 0)
+            .map(|b| {
+                (
+                    b.height().min(u16::MAX as u64) as u16,
+                    b.width().min(u16::MAX as u64) as u16,
+                )
+            }),
     };
 
     if let Some(j) = &plan.ns.join_pid {
@@ -311,6 +321,34 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<i32> {
     }
     undo.armed = false;
     Ok(pid)
+}
+
+/// The socket the init sends the pty master to, checked like runc's
+/// checkTerminal.
+fn console_for(terminal: bool, opts: &CreateOpts) -> Result<Option<std::os::fd::OwnedFd>> {
+    match (terminal, &opts.console_socket, opts.console_fd) {
+        (true, Some(path), _) => {
+            let s = std::os::unix::net::UnixStream::connect(path).map_err(|e| {
+                Error::io(format!("connect to console socket {}", path.display()), e)
+            })?;
+            Ok(Some(s.into()))
+        }
+        (true, None, Some(fd)) => {
+            // SAFETY: the caller keeps `fd` open during create.
+            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+            Ok(Some(
+                fd.try_clone_to_owned()
+                    .map_err(|e| Error::io("dup console fd", e))?,
+            ))
+        }
+        (true, None, None) => Err(Error::msg(
+            "cannot allocate tty if brig will detach without setting console socket",
+        )),
+        (false, Some(_), _) => Err(Error::msg(
+            "cannot use console socket if brig will not detach or allocate tty",
+        )),
+        (false, None, _) => Ok(None),
+    }
 }
 
 fn absolute(p: &Path) -> Result<PathBuf> {
@@ -617,11 +655,17 @@ pub fn resume(root: &Root, id: &str) -> Result<()> {
 }
 
 /// Foreground `run`: waits for the init, forwarding signals to it, and
-/// returns its exit code (128+signal when killed), like runc.
-pub fn wait_foreground(pid: i32) -> Result<i32> {
+/// returns its exit code (128+signal when killed), like runc. With a pty
+/// master, relays it to our stdio (stdin in raw mode when it is a terminal,
+/// window size changes passed on) until the init exits and the output is
+/// drained.
+pub fn wait_foreground(pid: i32, master: Option<std::os::fd::OwnedFd>) -> Result<i32> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use nix::sys::signal::{SigSet, SigmaskHow};
     use nix::sys::signalfd::{SfdFlags, SignalFd};
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    use std::os::fd::AsFd;
+
     let mut set = SigSet::all();
     for s in [
         Signal::SIGKILL,
@@ -635,30 +679,104 @@ pub fn wait_foreground(pid: i32) -> Result<i32> {
     }
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)
         .sys("sigprocmask", "run")?;
-    let sfd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC).sys("signalfd", "run")?;
+    let sfd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .sys("signalfd", "run")?;
+    let stdin = std::io::stdin();
+    let stdout = std::io::stdout();
+    let _raw = master.as_ref().and_then(|_| tty::RawMode::stdin());
+    if let Some(m) = &master {
+        tty::set_nonblocking(m.as_fd())?;
+        if let Some((rows, cols)) = tty::size_of(stdin.as_fd()) {
+            let _ = tty::resize(m.as_fd(), rows, cols);
+        }
+    }
+    let mut master_open = master.is_some();
+    let mut stdin_open = master.is_some();
+    let mut buf = vec![0u8; 32 * 1024];
+    // Copies what the pty has for us to stdout; false once it is closed.
+    let drain = |m: &std::os::fd::OwnedFd, buf: &mut [u8]| -> bool {
+        loop {
+            match nix::unistd::read(m, buf) {
+                Ok(0) | Err(nix::errno::Errno::EIO) => return false,
+                Ok(n) => {
+                    if tty::write_all(stdout.as_fd(), &buf[..n]).is_err() {
+                        return false;
+                    }
+                }
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(nix::errno::Errno::EAGAIN) => return true,
+                Err(_) => return false,
+            }
+        }
+    };
     loop {
         // The init may have exited before the mask was set: check first.
-        match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(_, code)) => return Ok(code),
-            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
-            Ok(_) => {}
-            Err(nix::errno::Errno::ECHILD) => return Ok(255),
+        let exited = match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => Some(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => Some(128 + sig as i32),
+            Ok(_) => None,
+            Err(nix::errno::Errno::ECHILD) => Some(255),
             Err(e) => return Err(Error::sys("waitpid", pid, e)),
-        }
-        let info = match sfd.read_signal() {
-            Ok(Some(info)) => info,
-            Ok(None) | Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(Error::sys("read", "signalfd", e)),
         };
-        let sig = info.ssi_signo as i32;
-        if sig == libc::SIGCHLD {
-            // Reap other children (none expected) on the next loop turn.
-            continue;
+        if let Some(code) = exited {
+            if let (Some(m), true) = (&master, master_open) {
+                drain(m, &mut buf);
+            }
+            return Ok(code);
         }
-        if sig == libc::SIGWINCH {
-            continue;
+        let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+        if let (Some(m), true) = (&master, master_open) {
+            fds.push(PollFd::new(m.as_fd(), PollFlags::POLLIN));
         }
-        // SAFETY: kill(2) with a signal number we received.
-        unsafe { libc::kill(pid, sig) };
+        if stdin_open {
+            fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
+        }
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(Error::sys("poll", "run", e)),
+        }
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
+        drop(fds);
+        let mut k = 1;
+        if let (Some(m), true) = (&master, master_open) {
+            if ready[k] {
+                master_open = drain(m, &mut buf);
+            }
+            k += 1;
+        }
+        if stdin_open && ready[k] {
+            match nix::unistd::read(&stdin, &mut buf) {
+                Ok(0) => stdin_open = false,
+                Ok(n) => {
+                    if let Some(m) = &master {
+                        let _ = tty::write_all(m.as_fd(), &buf[..n]);
+                    }
+                }
+                Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => {}
+                Err(_) => stdin_open = false,
+            }
+        }
+        if ready[0] {
+            while let Ok(Some(info)) = sfd.read_signal() {
+                let sig = info.ssi_signo as i32;
+                match sig {
+                    libc::SIGCHLD => {}
+                    libc::SIGWINCH => {
+                        if let (Some(m), Some((rows, cols))) =
+                            (&master, tty::size_of(stdin.as_fd()))
+                        {
+                            let _ = tty::resize(m.as_fd(), rows, cols);
+                        }
+                    }
+                    // SAFETY: kill(2) with a signal number we received.
+                    _ => unsafe {
+                        libc::kill(pid, sig);
+                    },
+                }
+            }
+        }
     }
 }

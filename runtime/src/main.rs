@@ -168,6 +168,7 @@ fn create_opts(a: &CreateArgs) -> Result<CreateOpts> {
         no_pivot: a.no_pivot,
         no_new_keyring: a.no_new_keyring,
         preserve_fds: a.preserve_fds,
+        console_fd: None,
     })
 }
 
@@ -196,8 +197,33 @@ fn run(cli: Cli) -> Result<u8> {
             detach,
             keep,
         } => {
-            let opts = create_opts(&create)?;
+            let mut opts = create_opts(&create)?;
+            if !detach && opts.console_socket.is_some() {
+                return Err(Error::msg(
+                    "cannot use console socket if brig will not detach or allocate tty",
+                ));
+            }
+            // In the foreground brig itself takes the pty master (if the
+            // spec asks for a terminal) through a socketpair.
+            let pair = if detach {
+                None
+            } else {
+                Some(
+                    std::os::unix::net::UnixStream::pair()
+                        .map_err(|e| Error::io("socketpair", e))?,
+                )
+            };
+            opts.console_fd = pair
+                .as_ref()
+                .map(|(ours, _)| std::os::fd::AsRawFd::as_raw_fd(ours));
             let pid = container::create(&root, &opts)?;
+            let master = match &pair {
+                Some((_, theirs)) => {
+                    brig::linux::tty::recv_fd(std::os::fd::AsFd::as_fd(theirs), false)?
+                }
+                None => None,
+            };
+            drop(pair);
             if let Err(e) = container::start(&root, &opts.id) {
                 let _ = container::delete(&root, &opts.id, true);
                 return Err(e);
@@ -205,7 +231,7 @@ fn run(cli: Cli) -> Result<u8> {
             if detach {
                 return Ok(0);
             }
-            let code = container::wait_foreground(pid)?;
+            let code = container::wait_foreground(pid, master)?;
             if !keep {
                 if let Err(e) = container::delete(&root, &opts.id, true) {
                     logging::warn(&e.to_string());

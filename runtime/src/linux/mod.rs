@@ -8,4 +8,5 @@ pub mod rlimits;
 pub mod rootfs;
 pub mod seccomp;
 pub mod sysctl;
+pub mod tty;
 pub mod user;

@@ -49,3 +49,37 @@ impl User {
         Ok(())
     }
 }
+
+/// Gives the container user its stdio (a pty, pipes from the caller) as
+/// runc does, so a non-root process can use its terminal; only the owner
+/// changes (devpts may set a group), /dev/null is left alone, and refusals
+/// by the kernel (unmapped ids, read-only /dev) are not errors.
+pub fn fix_stdio_owner(uid: u32) -> Result<()> {
+    let null = nix::sys::stat::stat("/dev/null").ok().map(|s| s.st_rdev);
+    for fd in 0..3 {
+        // SAFETY: stdio fds stay open for the life of the process.
+        let bfd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let Ok(st) = nix::sys::stat::fstat(bfd) else {
+            continue;
+        };
+        if st.st_uid == uid
+            || Some(st.st_rdev) == null && st.st_mode & libc::S_IFMT == libc::S_IFCHR
+        {
+            continue;
+        }
+        match nix::unistd::fchown(bfd, Some(Uid::from_raw(uid)), None) {
+            Ok(())
+            | Err(
+                nix::errno::Errno::EINVAL | nix::errno::Errno::EPERM | nix::errno::Errno::EROFS,
+            ) => {}
+            Err(e) => {
+                return Err(crate::error::Error::sys(
+                    "chown",
+                    format!("stdio fd {fd}"),
+                    e,
+                ))
+            }
+        }
+    }
+    Ok(())
+}

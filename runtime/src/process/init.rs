@@ -42,6 +42,10 @@ pub struct Plan {
     pub exec_fifo: OwnedFd,
     /// Extra fds (3..3+N) the container process keeps.
     pub preserve_fds: i32,
+    /// Where to send the pty master when process.terminal is set.
+    pub console: Option<OwnedFd>,
+    /// process.consoleSize as (rows, columns).
+    pub console_size: Option<(u16, u16)>,
 }
 
 /// Runs the init; returns only on error (the exit code for the child).
@@ -98,6 +102,10 @@ fn setup(plan: &Plan, sync: &Sync) -> Result<Never> {
     crate::hooks::run_all("createContainer", &plan.create_container_hooks, &state)?;
     rootfs::enter(&plan.rootfs)?;
     sysctl::apply(&plan.sysctl)?;
+    // Before finish: /dev may turn read-only there.
+    if let Some(sock) = &plan.console {
+        crate::linux::tty::setup(sock.as_fd(), plan.console_size, true)?;
+    }
     rootfs::finish(&plan.rootfs)?;
 
     let env = with_home(&plan.env, plan.user.uid);
@@ -113,6 +121,7 @@ fn setup(plan: &Plan, sync: &Sync) -> Result<Never> {
         }
     }
     plan.caps.drop_bounding()?;
+    user::fix_stdio_owner(plan.user.uid)?;
     plan.user.switch()?;
     plan.caps.apply()?;
     if let Err(e) = nix::unistd::chdir(&plan.cwd) {
