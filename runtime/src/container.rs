@@ -521,7 +521,9 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
 pub fn kill_container(root: &Root, id: &str, sig: i32, all: bool) -> Result<()> {
     let saved = root.load(id)?;
     let status = saved.status(root);
-    if status == Status::Stopped {
+    // --all signals whatever is left in the cgroup, even of a stopped
+    // container, as runc does.
+    if status == Status::Stopped && !all {
         return Err(Error::msg("container not running"));
     }
     let signal = |pid: i32| -> Result<()> {
@@ -536,7 +538,7 @@ pub fn kill_container(root: &Root, id: &str, sig: i32, all: bool) -> Result<()> 
     };
     if all {
         let cg = cgroups::load(saved.cgroup_paths.clone());
-        for pid in cg.pids()? {
+        for pid in cg.pids().unwrap_or_default() {
             let _ = signal(pid);
         }
         // A stopped task ignores everything but SIGKILL until continued.

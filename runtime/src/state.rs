@@ -252,7 +252,8 @@ impl Saved {
         } else {
             self.pid
         };
-        serde_json::json!({
+        // runc's field order; annotations only when there are some.
+        let mut v = serde_json::json!({
             "ociVersion": crate::OCI_VERSION,
             "id": self.id,
             "pid": pid,
@@ -260,9 +261,12 @@ impl Saved {
             "bundle": self.bundle,
             "rootfs": self.rootfs,
             "created": self.created,
-            "owner": self.owner,
-            "annotations": self.annotations,
-        })
+        });
+        if !self.annotations.is_empty() {
+            v["annotations"] = serde_json::json!(self.annotations);
+        }
+        v["owner"] = self.owner.clone().into();
+        v
     }
 }
 

@@ -119,7 +119,14 @@ pub fn check_destination(m: &MountPlan) -> Result<()> {
             ),
         ));
     }
-    if dest == Path::new("/proc") && m.typ != "proc" {
+    // A bind of another procfs (host /proc with a shared pid namespace) is
+    // still proc; anything else over /proc is refused (CVE-2019-16884).
+    let source_is_proc = || {
+        m.opts.bind
+            && nix::sys::statfs::statfs(&m.source)
+                .is_ok_and(|fs| fs.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC)
+    };
+    if dest == Path::new("/proc") && m.typ != "proc" && !source_is_proc() {
         return Err(Error::config(
             "config.json",
             format!("mounts[{}].destination", m.index),
