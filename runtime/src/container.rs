@@ -203,7 +203,7 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<i32> {
         domainname: spec.domainname().clone(),
         sysctl: sysctls,
         args: process_spec.args().clone().unwrap_or_default(),
-        env: process_spec.env().clone().unwrap_or_default(),
+        env: init::dedupe_env(process_spec.env().as_deref().unwrap_or(&[])),
         cwd: process_spec.cwd().clone(),
         user: user::User::from_spec(process_spec.user()),
         caps: capabilities::Sets::from_spec(process_spec.capabilities().as_ref()),
@@ -315,6 +315,11 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<i32> {
         hooks: spec.hooks().clone(),
         own_pid_ns: plan.ns.clone_flags & libc::CLONE_NEWPID as u64 != 0,
     };
+    // exec reads the container's config from here, not from a bundle that
+    // may have changed since.
+    let cfg = serde_json::to_vec(spec).map_err(|e| Error::msg(format!("encode config: {e}")))?;
+    std::fs::write(dir.join(state::CONFIG_FILE), cfg)
+        .map_err(|e| Error::io(format!("write {}", dir.join(state::CONFIG_FILE).display()), e))?;
     state::save(&dir, &saved)?;
     if let Some(p) = &opts.pid_file {
         state::write_pid_file(&absolute(p)?, pid)?;

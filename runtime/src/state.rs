@@ -19,6 +19,8 @@ use crate::error::{Error, IoContext, Result, SysContext};
 
 pub const STATE_FILE: &str = "state.json";
 pub const EXEC_FIFO: &str = "exec.fifo";
+/// The container's config.json as it was at create.
+pub const CONFIG_FILE: &str = "config.json";
 
 /// What brig records about a container, once, at create.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -166,7 +166,7 @@ fn setup(plan: &Plan, sync: &Sync) -> Result<Never> {
     Err(Error::sys("exec", plan.args[0].as_str(), e))
 }
 
-fn close_range_cloexec(from: i32) {
+pub(crate) fn close_range_cloexec(from: i32) {
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
     unsafe {
         libc::syscall(
@@ -178,14 +178,28 @@ fn close_range_cloexec(from: i32) {
     }
 }
 
-fn cstrings(v: &[String]) -> Result<Vec<CString>> {
+pub(crate) fn cstrings(v: &[String]) -> Result<Vec<CString>> {
     v.iter()
         .map(|s| CString::new(s.as_str()).map_err(|_| Error::msg(format!("{s:?}: contains NUL"))))
         .collect()
 }
 
+/// Environment with duplicates removed: the last value of a name wins, at
+/// the place of its first occurrence (what runc's os.Setenv loop yields).
+pub(crate) fn dedupe_env(env: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(env.len());
+    for e in env {
+        let name = e.split_once('=').map_or(e.as_str(), |(n, _)| n);
+        match out.iter_mut().find(|o| o.split_once('=').map_or(o.as_str(), |(n, _)| n) == name) {
+            Some(slot) => *slot = e.clone(),
+            None => out.push(e.clone()),
+        }
+    }
+    out
+}
+
 /// Adds HOME from the container's /etc/passwd (or "/") if env lacks it, as runc does.
-fn with_home(env: &[String], uid: u32) -> Vec<String> {
+pub(crate) fn with_home(env: &[String], uid: u32) -> Vec<String> {
     if env.iter().any(|e| e.starts_with("HOME=")) {
         return env.to_vec();
     }
@@ -205,7 +219,7 @@ fn with_home(env: &[String], uid: u32) -> Vec<String> {
 
 /// Resolves argv[0] in the container like execvp, so a missing program
 /// fails `create` rather than `start`.
-fn find_program(arg0: &str, env: &[String]) -> Result<CString> {
+pub(crate) fn find_program(arg0: &str, env: &[String]) -> Result<CString> {
     let exists = |p: &Path| {
         std::fs::metadata(p).is_ok_and(|m| {
             use std::os::unix::fs::PermissionsExt;

@@ -1,0 +1,370 @@
+//! `exec`: runs another process in a running container.
+//!
+//! The process comes from `--process` (a runtime-spec process JSON) or from
+//! the container's own config with runc's flag overrides. brig joins the
+//! namespaces the init lives in (those that differ from ours, read from
+//! /proc/PID/ns, so nothing depends on a config that may have changed), puts
+//! the new process into the container's cgroups before it runs anything,
+//! and applies the process's user, capabilities, rlimits, seccomp filter and
+//! no_new_privileges as the init does.
+//!
+//! The child is not dumpable until execve (CVE-2016-9962): a process in the
+//! container cannot ptrace it or open its /proc entries while it still holds
+//! brig's memory and fds. Success is the sync socket closing on execve
+//! (CLOEXEC); any earlier failure comes back as a message.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceType, Process, Spec};
+
+use crate::cgroups;
+use crate::error::{Error, Result, SysContext};
+use crate::linux::{capabilities, namespaces, rlimits, seccomp, tty, user};
+use crate::process::{self, init, Msg, Sync};
+use crate::state::{self, Root, Status};
+
+/// Options of `exec`, as on runc's command line.
+#[derive(Debug, Default, Clone)]
+pub struct ExecOpts {
+    pub id: String,
+    /// `--process`: a process JSON instead of the flags below.
+    pub process: Option<PathBuf>,
+    pub args: Vec<String>,
+    pub cwd: Option<PathBuf>,
+    pub env: Vec<String>,
+    pub tty: bool,
+    /// `uid[:gid]`.
+    pub user: Option<String>,
+    pub additional_gids: Vec<i64>,
+    pub caps: Vec<String>,
+    pub no_new_privs: bool,
+    pub apparmor: Option<String>,
+    pub process_label: Option<String>,
+    pub detach: bool,
+    pub console_socket: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub preserve_fds: i32,
+    pub ignore_paused: bool,
+}
+
+/// The container's config as saved at create (falls back to the bundle's).
+pub fn container_spec(root: &Root, saved: &state::Saved) -> Result<Spec> {
+    let saved_cfg = root.container_dir(&saved.id).join(state::CONFIG_FILE);
+    let path = if saved_cfg.exists() { saved_cfg } else { saved.bundle.join("config.json") };
+    let data = std::fs::read(&path).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+    crate::spec::parse(&data).map_err(|(field, msg)| Error::config(path.clone(), field, msg))
+}
+
+/// Runs `exec`; returns the exit code to leave with (0 when detached).
+pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32> {
+    let saved = root.load(&opts.id)?;
+    match saved.status(root) {
+        Status::Stopped => return Err(Error::msg("cannot exec in a stopped container")),
+        Status::Paused if !opts.ignore_paused => {
+            return Err(Error::msg("cannot exec in a paused container (use --ignore-paused to override)"))
+        }
+        _ => {}
+    }
+    let spec = container_spec(root, &saved)?;
+    let p = process_of(&spec, opts)?;
+    if opts.detach && p.terminal() == Some(true) && opts.console_socket.is_none() {
+        return Err(Error::msg("cannot allocate tty if brig will detach without setting console socket"));
+    }
+    if opts.console_socket.is_some() && (!opts.detach || p.terminal() != Some(true)) {
+        return Err(Error::msg("cannot use console socket if brig will not detach or allocate tty"));
+    }
+    if p.apparmor_profile().as_deref().is_some_and(|a| !a.is_empty()) {
+        return Err(Error::config("process", "apparmorProfile", "AppArmor is not enabled on this host"));
+    }
+    if p.selinux_label().as_deref().is_some_and(|a| !a.is_empty()) {
+        return Err(Error::config("process", "selinuxLabel", "SELinux is not enabled on this host"));
+    }
+    let linux = spec.linux().clone().unwrap_or_default();
+    let seccomp = linux.seccomp().as_ref().map(seccomp::compile).transpose()?;
+    let rlimits = rlimits::from_spec(p.rlimits().as_ref())?;
+    let ns = namespaces::Plan::from_spec(&namespaces_of(saved.pid)?)?;
+
+    // A foreground terminal: brig takes the master through a socketpair.
+    let pair = if p.terminal() == Some(true) && opts.console_socket.is_none() {
+        Some(std::os::unix::net::UnixStream::pair().map_err(|e| Error::io("socketpair", e))?)
+    } else {
+        None
+    };
+    let console: Option<OwnedFd> = match (&opts.console_socket, &pair) {
+        (Some(path), _) => Some(
+            std::os::unix::net::UnixStream::connect(path)
+                .map_err(|e| Error::io(format!("connect to console socket {}", path.display()), e))?
+                .into(),
+        ),
+        (None, Some((ours, _))) => Some(ours.as_fd().try_clone_to_owned().map_err(|e| Error::io("dup", e))?),
+        _ => None,
+    };
+    let plan = Plan {
+        args: p.args().clone().unwrap_or_default(),
+        env: init::dedupe_env(p.env().as_deref().unwrap_or(&[])),
+        cwd: p.cwd().clone(),
+        user: user::User::from_spec(p.user()),
+        caps: capabilities::Sets::from_spec(p.capabilities().as_ref()),
+        rlimits,
+        no_new_privileges: p.no_new_privileges() == Some(true),
+        seccomp,
+        ns,
+        console,
+        console_size: p.console_size().as_ref().filter(|b| b.height() > 0 && b.width() > 0).map(|b| {
+            (b.height().min(u16::MAX as u64) as u16, b.width().min(u16::MAX as u64) as u16)
+        }),
+        preserve_fds: opts.preserve_fds,
+    };
+    // pid and time namespaces apply to children: join them before the clone.
+    if let Some(j) = &plan.ns.join_pid {
+        namespaces::join_pid_for_children(j)?;
+    }
+    for j in plan.ns.join.iter().filter(|j| j.typ == LinuxNamespaceType::Time) {
+        nix::sched::setns(&j.fd, nix::sched::CloneFlags::from_bits_retain(libc::CLONE_NEWTIME))
+            .sys("setns", j.path.display())?;
+    }
+    let (parent_sync, child_sync) = Sync::pair()?;
+    let pid = process::clone_init(0, || {
+        let _ = nix::unistd::close(parent_sync.as_raw_fd());
+        match child(&plan, &child_sync) {
+            Ok(never) => match never {},
+            Err(e) => {
+                let _ = child_sync.send(&Msg::Error { msg: e.to_string() });
+                1
+            }
+        }
+    })?;
+    drop(child_sync);
+    drop(plan);
+    let kill_child = || {
+        // SAFETY: kill(2) of our own child.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    };
+    let cg = cgroups::load(saved.cgroup_paths.clone());
+    if let Err(e) = cg.apply(pid).and_then(|_| parent_sync.send(&Msg::Go)) {
+        kill_child();
+        return Err(e);
+    }
+    match parent_sync.recv() {
+        Ok(None) => {}
+        Ok(Some(Msg::Error { msg })) => {
+            kill_child();
+            return Err(Error::Msg(msg));
+        }
+        Ok(Some(m)) => {
+            kill_child();
+            return Err(Error::msg(format!("sync: unexpected {m:?}")));
+        }
+        Err(e) => {
+            kill_child();
+            return Err(e);
+        }
+    }
+    if let Some(path) = &opts.pid_file {
+        state::write_pid_file(path, pid)?;
+    }
+    if opts.detach {
+        return Ok(0);
+    }
+    let master = match &pair {
+        Some((_, theirs)) => tty::recv_fd(theirs.as_fd(), true)?,
+        None => None,
+    };
+    drop(pair);
+    crate::container::wait_foreground(pid, master)
+}
+
+/// The process to run: `--process` as given, or the container's process
+/// with the flags applied (runc's getProcess).
+fn process_of(spec: &Spec, o: &ExecOpts) -> Result<Process> {
+    let mut p = if let Some(path) = &o.process {
+        let data = std::fs::read(path).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+        let de = &mut serde_json::Deserializer::from_slice(&data);
+        serde_path_to_error::deserialize::<_, Process>(de)
+            .map_err(|e| Error::config(path.clone(), e.path().to_string(), e.into_inner().to_string()))?
+    } else {
+        let mut p = spec.process().clone().ok_or_else(|| Error::msg("container config has no process"))?;
+        p.set_args(Some(o.args.clone()));
+        if let Some(cwd) = &o.cwd {
+            p.set_cwd(cwd.clone());
+        }
+        if let Some(a) = &o.apparmor {
+            p.set_apparmor_profile(Some(a.clone()));
+        }
+        if let Some(l) = &o.process_label {
+            p.set_selinux_label(Some(l.clone()));
+        }
+        if !o.caps.is_empty() {
+            let mut c = p.capabilities().clone().unwrap_or_default();
+            for name in &o.caps {
+                let cap: oci_spec::runtime::Capability = name
+                    .parse()
+                    .or_else(|_| format!("CAP_{}", name.to_uppercase()).parse())
+                    .map_err(|_| Error::msg(format!("unknown capability {name:?}")))?;
+                let add = |set: &Option<oci_spec::runtime::Capabilities>| {
+                    let mut set = set.clone().unwrap_or_default();
+                    set.insert(cap);
+                    Some(set)
+                };
+                c.set_bounding(add(c.bounding()));
+                c.set_effective(add(c.effective()));
+                c.set_permitted(add(c.permitted()));
+                c.set_ambient(add(c.ambient()));
+            }
+            p.set_capabilities(Some(c));
+        }
+        let mut env = p.env().clone().unwrap_or_default();
+        env.extend(o.env.iter().cloned());
+        p.set_env(Some(env));
+        p.set_terminal(Some(o.tty));
+        if o.no_new_privs {
+            p.set_no_new_privileges(Some(true));
+        }
+        if let Some(u) = &o.user {
+            let mut user = p.user().clone();
+            let (uid, gid) = match u.split_once(':') {
+                Some((a, b)) => (a, Some(b)),
+                None => (u.as_str(), None),
+            };
+            if let Some(g) = gid {
+                user.set_gid(g.parse().map_err(|e| Error::msg(format!("parsing {g} as int for gid failed: {e}")))?);
+            }
+            user.set_uid(uid.parse().map_err(|e| Error::msg(format!("parsing {uid} as int for uid failed: {e}")))?);
+            p.set_user(user);
+        }
+        if !o.additional_gids.is_empty() {
+            let mut user = p.user().clone();
+            let mut gids = user.additional_gids().clone().unwrap_or_default();
+            for g in &o.additional_gids {
+                if *g < 0 {
+                    return Err(Error::msg(format!("additional-gids must be a positive number {g}")));
+                }
+                gids.push(*g as u32);
+            }
+            user.set_additional_gids(Some(gids));
+            p.set_user(user);
+        }
+        p
+    };
+    if p.args().as_ref().is_none_or(|a| a.is_empty()) {
+        return Err(Error::msg("args must not be empty"));
+    }
+    if !p.cwd().is_absolute() {
+        return Err(Error::msg(format!("cwd {:?} is not an absolute path", p.cwd())));
+    }
+    if o.process.is_some() && o.tty {
+        p.set_terminal(Some(true));
+    }
+    Ok(p)
+}
+
+/// The namespaces of `pid` that differ from ours, as join-by-path entries.
+fn namespaces_of(pid: i32) -> Result<Vec<LinuxNamespace>> {
+    use std::os::unix::fs::MetadataExt;
+    let kinds = [
+        ("ipc", LinuxNamespaceType::Ipc),
+        ("uts", LinuxNamespaceType::Uts),
+        ("net", LinuxNamespaceType::Network),
+        ("pid", LinuxNamespaceType::Pid),
+        ("mnt", LinuxNamespaceType::Mount),
+        ("cgroup", LinuxNamespaceType::Cgroup),
+        ("time", LinuxNamespaceType::Time),
+    ];
+    let mut out = Vec::new();
+    for (name, typ) in kinds {
+        let theirs = format!("/proc/{pid}/ns/{name}");
+        let (Ok(a), Ok(b)) = (std::fs::metadata(&theirs), std::fs::metadata(format!("/proc/self/ns/{name}"))) else {
+            continue;
+        };
+        if (a.dev(), a.ino()) != (b.dev(), b.ino()) {
+            out.push(
+                LinuxNamespaceBuilder::default()
+                    .typ(typ)
+                    .path(PathBuf::from(theirs))
+                    .build()
+                    .map_err(|e| Error::msg(e.to_string()))?,
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// What the exec child needs, computed before the clone.
+struct Plan {
+    args: Vec<String>,
+    env: Vec<String>,
+    cwd: PathBuf,
+    user: user::User,
+    caps: capabilities::Sets,
+    rlimits: Vec<rlimits::Rlimit>,
+    no_new_privileges: bool,
+    seccomp: Option<seccomp::SeccompProgram>,
+    ns: namespaces::Plan,
+    console: Option<OwnedFd>,
+    console_size: Option<(u16, u16)>,
+    preserve_fds: i32,
+}
+
+enum Never {}
+
+fn child(plan: &Plan, sync: &Sync) -> Result<Never> {
+    // SAFETY: prctl with integer arguments.
+    let r = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    nix::errno::Errno::result(r).sys("prctl", "PR_SET_DUMPABLE")?;
+    match sync.recv()? {
+        Some(Msg::Go) => {}
+        other => return Err(Error::msg(format!("sync: expected go, got {other:?}"))),
+    }
+    // SAFETY: setsid in a fresh child.
+    unsafe { libc::setsid() };
+    // Time was joined by the parent; setns into it again is harmless but
+    // only affects children, so skip it here.
+    let mut order: Vec<&namespaces::Join> =
+        plan.ns.join.iter().filter(|j| j.typ != LinuxNamespaceType::Time).collect();
+    order.sort_by_key(|j| j.typ == LinuxNamespaceType::Mount);
+    for j in order {
+        nix::sched::setns(&j.fd, namespaces::flag(j.typ)).sys("setns", j.path.display())?;
+    }
+    if let Some(sock) = &plan.console {
+        tty::setup(sock.as_fd(), plan.console_size, false)?;
+    }
+    let env = init::with_home(&plan.env, plan.user.uid);
+    let program = init::find_program(&plan.args[0], &env)?;
+    let argv = init::cstrings(&plan.args)?;
+    let envp = init::cstrings(&env)?;
+    rlimits::apply(&plan.rlimits)?;
+    if !plan.no_new_privileges {
+        if let Some(s) = &plan.seccomp {
+            s.load()?;
+        }
+    }
+    plan.caps.drop_bounding()?;
+    user::fix_stdio_owner(plan.user.uid)?;
+    plan.user.switch()?;
+    plan.caps.apply()?;
+    if let Err(e) = nix::unistd::chdir(&plan.cwd) {
+        return Err(Error::sys("chdir", format!("{} (process.cwd)", plan.cwd.display()), e));
+    }
+    init::close_range_cloexec(3 + plan.preserve_fds);
+    if plan.no_new_privileges {
+        // SAFETY: prctl with integer arguments.
+        let r = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+        nix::errno::Errno::result(r).sys("prctl", "PR_SET_NO_NEW_PRIVS")?;
+        if let Some(s) = &plan.seccomp {
+            s.load()?;
+        }
+    }
+    let e = nix::unistd::execve(&program, &argv, &envp).unwrap_err();
+    Err(Error::sys("exec", plan.args[0].as_str(), e))
+}
+
+/// `path` relative to the caller's cwd.
+pub fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(p)
+    }
+}
