@@ -46,6 +46,8 @@ pub struct ExecOpts {
     pub pid_file: Option<PathBuf>,
     pub preserve_fds: i32,
     pub ignore_paused: bool,
+    /// `--cgroup [ctrl[,ctrl]:]path`: sub-cgroups to run in.
+    pub cgroups: Vec<String>,
 }
 
 /// The container's config as saved at create (falls back to the bundle's).
@@ -66,6 +68,9 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32> {
         }
         _ => {}
     }
+    if !opts.cgroups.is_empty() {
+        sub_cgroups(&saved.cgroup_paths, &opts.cgroups)?;
+    }
     let spec = container_spec(root, &saved)?;
     let p = process_of(&spec, opts)?;
     if opts.detach && p.terminal() == Some(true) && opts.console_socket.is_none() {
@@ -84,6 +89,7 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32> {
     let seccomp = linux.seccomp().as_ref().map(seccomp::compile).transpose()?;
     let rlimits = rlimits::from_spec(p.rlimits().as_ref())?;
     let ns = namespaces::Plan::from_spec(&namespaces_of(saved.pid)?)?;
+    crate::logging::debug(&format!("exec: joining the namespaces of pid {} ({} to join)", saved.pid, ns.join.len() + ns.join_pid.is_some() as usize));
 
     // A foreground terminal: brig takes the master through a socketpair.
     let pair = if p.terminal() == Some(true) && opts.console_socket.is_none() {
@@ -142,8 +148,12 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32> {
         unsafe { libc::kill(pid, libc::SIGKILL) };
         let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
     };
-    let cg = cgroups::load(saved.cgroup_paths.clone());
-    if let Err(e) = cg.apply(pid).and_then(|_| parent_sync.send(&Msg::Go)) {
+    let joined = if opts.cgroups.is_empty() {
+        cgroups::load(saved.cgroup_paths.clone()).apply(pid)
+    } else {
+        sub_cgroups(&saved.cgroup_paths, &opts.cgroups).and_then(|paths| join_cgroups(&paths, pid))
+    };
+    if let Err(e) = joined.and_then(|_| parent_sync.send(&Msg::Go)) {
         kill_child();
         return Err(e);
     }
@@ -181,8 +191,13 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32> {
 fn process_of(spec: &Spec, o: &ExecOpts) -> Result<Process> {
     let mut p = if let Some(path) = &o.process {
         let data = std::fs::read(path).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
-        let de = &mut serde_json::Deserializer::from_slice(&data);
-        serde_path_to_error::deserialize::<_, Process>(de)
+        let mut v: serde_json::Value = serde_json::from_slice(&data)
+            .map_err(|e| Error::config(path.clone(), "(document)", e.to_string()))?;
+        // runc takes a process without "user" as uid 0, gid 0.
+        if let Some(obj) = v.as_object_mut() {
+            obj.entry("user").or_insert_with(|| serde_json::json!({"uid": 0, "gid": 0}));
+        }
+        serde_path_to_error::deserialize::<_, Process>(v)
             .map_err(|e| Error::config(path.clone(), e.path().to_string(), e.into_inner().to_string()))?
     } else {
         let mut p = spec.process().clone().ok_or_else(|| Error::msg("container config has no process"))?;
@@ -258,6 +273,58 @@ fn process_of(spec: &Spec, o: &ExecOpts) -> Result<Process> {
         p.set_terminal(Some(true));
     }
     Ok(p)
+}
+
+/// The container's cgroup paths with `--cgroup` sub-paths applied: a bare
+/// path applies to every controller, `a,b:path` to those named.
+fn sub_cgroups(
+    paths: &std::collections::BTreeMap<String, PathBuf>,
+    specs: &[String],
+) -> Result<std::collections::BTreeMap<String, PathBuf>> {
+    let mut out = paths.clone();
+    for s in specs {
+        let (ctrls, sub) = match s.split_once(':') {
+            Some((c, p)) => (Some(c), p),
+            None => (None, s.as_str()),
+        };
+        let rel = Path::new(sub);
+        if rel.components().any(|c| c == std::path::Component::ParentDir) {
+            return Err(Error::msg(format!("bad --cgroup value {s:?}: {sub} is not a sub cgroup path")));
+        }
+        let rel = rel.strip_prefix("/").unwrap_or(rel);
+        match ctrls {
+            None => {
+                for (k, v) in out.iter_mut() {
+                    *v = paths[k].join(rel);
+                }
+            }
+            Some(list) => {
+                for c in list.split(',') {
+                    let base = paths.get(c).ok_or_else(|| Error::msg(format!("bad --cgroup value {s:?}: unknown controller {c:?}")))?;
+                    out.insert(c.to_string(), base.join(rel));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn join_cgroups(paths: &std::collections::BTreeMap<String, PathBuf>, pid: i32) -> Result<()> {
+    for dir in paths.values() {
+        let procs = dir.join("cgroup.procs");
+        if let Err(e) = std::fs::OpenOptions::new().write(true).open(&procs).and_then(|mut f| {
+            use std::io::Write;
+            f.write_all(pid.to_string().as_bytes())
+        }) {
+            let errno = nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0));
+            return Err(Error::msg(format!(
+                "adding pid {pid} to cgroups: write {}: {}",
+                procs.display(),
+                errno.desc().to_lowercase()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The namespaces of `pid` that differ from ours, as join-by-path entries.
@@ -356,6 +423,7 @@ fn child(plan: &Plan, sync: &Sync) -> Result<Never> {
             s.load()?;
         }
     }
+    crate::logging::debug(&format!("exec: about to execve {:?}", plan.args));
     let e = nix::unistd::execve(&program, &argv, &envp).unwrap_err();
     Err(Error::sys("exec", plan.args[0].as_str(), e))
 }
