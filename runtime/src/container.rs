@@ -169,6 +169,14 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<i32> {
         linux.cgroups_path().as_ref().and_then(|p| p.to_str()),
         &opts.id,
     )?;
+    // A cgroup someone froze would stop the init mid-setup; it is not ours
+    // to remove, so refuse before taking it over (as runc does).
+    if cg.state_frozen().unwrap_or(false) {
+        return Err(Error::msg("container's cgroup unexpectedly frozen"));
+    }
+    if cg.pids().is_ok_and(|p| !p.is_empty()) {
+        logging::warn("container's cgroup is not empty: it already has processes");
+    }
     let cgroup_mounts = cg.mounts();
     undo.cgroup = Some(cg);
 
@@ -318,8 +326,12 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<i32> {
     // exec reads the container's config from here, not from a bundle that
     // may have changed since.
     let cfg = serde_json::to_vec(spec).map_err(|e| Error::msg(format!("encode config: {e}")))?;
-    std::fs::write(dir.join(state::CONFIG_FILE), cfg)
-        .map_err(|e| Error::io(format!("write {}", dir.join(state::CONFIG_FILE).display()), e))?;
+    std::fs::write(dir.join(state::CONFIG_FILE), cfg).map_err(|e| {
+        Error::io(
+            format!("write {}", dir.join(state::CONFIG_FILE).display()),
+            e,
+        )
+    })?;
     state::save(&dir, &saved)?;
     if let Some(p) = &opts.pid_file {
         state::write_pid_file(&absolute(p)?, pid)?;

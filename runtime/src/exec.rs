@@ -53,8 +53,13 @@ pub struct ExecOpts {
 /// The container's config as saved at create (falls back to the bundle's).
 pub fn container_spec(root: &Root, saved: &state::Saved) -> Result<Spec> {
     let saved_cfg = root.container_dir(&saved.id).join(state::CONFIG_FILE);
-    let path = if saved_cfg.exists() { saved_cfg } else { saved.bundle.join("config.json") };
-    let data = std::fs::read(&path).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+    let path = if saved_cfg.exists() {
+        saved_cfg
+    } else {
+        saved.bundle.join("config.json")
+    };
+    let data =
+        std::fs::read(&path).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
     crate::spec::parse(&data).map_err(|(field, msg)| Error::config(path.clone(), field, msg))
 }
 
@@ -64,7 +69,9 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32> {
     match saved.status(root) {
         Status::Stopped => return Err(Error::msg("cannot exec in a stopped container")),
         Status::Paused if !opts.ignore_paused => {
-            return Err(Error::msg("cannot exec in a paused container (use --ignore-paused to override)"))
+            return Err(Error::msg(
+                "cannot exec in a paused container (use --ignore-paused to override)",
+            ))
         }
         _ => {}
     }
@@ -74,22 +81,41 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32> {
     let spec = container_spec(root, &saved)?;
     let p = process_of(&spec, opts)?;
     if opts.detach && p.terminal() == Some(true) && opts.console_socket.is_none() {
-        return Err(Error::msg("cannot allocate tty if brig will detach without setting console socket"));
+        return Err(Error::msg(
+            "cannot allocate tty if brig will detach without setting console socket",
+        ));
     }
     if opts.console_socket.is_some() && (!opts.detach || p.terminal() != Some(true)) {
-        return Err(Error::msg("cannot use console socket if brig will not detach or allocate tty"));
+        return Err(Error::msg(
+            "cannot use console socket if brig will not detach or allocate tty",
+        ));
     }
-    if p.apparmor_profile().as_deref().is_some_and(|a| !a.is_empty()) {
-        return Err(Error::config("process", "apparmorProfile", "AppArmor is not enabled on this host"));
+    if p.apparmor_profile()
+        .as_deref()
+        .is_some_and(|a| !a.is_empty())
+    {
+        return Err(Error::config(
+            "process",
+            "apparmorProfile",
+            "AppArmor is not enabled on this host",
+        ));
     }
     if p.selinux_label().as_deref().is_some_and(|a| !a.is_empty()) {
-        return Err(Error::config("process", "selinuxLabel", "SELinux is not enabled on this host"));
+        return Err(Error::config(
+            "process",
+            "selinuxLabel",
+            "SELinux is not enabled on this host",
+        ));
     }
     let linux = spec.linux().clone().unwrap_or_default();
     let seccomp = linux.seccomp().as_ref().map(seccomp::compile).transpose()?;
     let rlimits = rlimits::from_spec(p.rlimits().as_ref())?;
     let ns = namespaces::Plan::from_spec(&namespaces_of(saved.pid)?)?;
-    crate::logging::debug(&format!("exec: joining the namespaces of pid {} ({} to join)", saved.pid, ns.join.len() + ns.join_pid.is_some() as usize));
+    crate::logging::debug(&format!(
+        "exec: joining the namespaces of pid {} ({} to join)",
+        saved.pid,
+        ns.join.len() + ns.join_pid.is_some() as usize
+    ));
 
     // A foreground terminal: brig takes the master through a socketpair.
     let pair = if p.terminal() == Some(true) && opts.console_socket.is_none() {
@@ -103,7 +129,11 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32> {
                 .map_err(|e| Error::io(format!("connect to console socket {}", path.display()), e))?
                 .into(),
         ),
-        (None, Some((ours, _))) => Some(ours.as_fd().try_clone_to_owned().map_err(|e| Error::io("dup", e))?),
+        (None, Some((ours, _))) => Some(
+            ours.as_fd()
+                .try_clone_to_owned()
+                .map_err(|e| Error::io("dup", e))?,
+        ),
         _ => None,
     };
     let plan = Plan {
@@ -117,18 +147,33 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32> {
         seccomp,
         ns,
         console,
-        console_size: p.console_size().as_ref().filter(|b| b.height() > 0 && b.width() > 0).map(|b| {
-            (b.height().min(u16::MAX as u64) as u16, b.width().min(u16::MAX as u64) as u16)
-        }),
+        console_size: p
+            .console_size()
+            .as_ref()
+            .filter(|b| b.height() > 0 && b.width() > 0)
+            .map(|b| {
+                (
+                    b.height().min(u16::MAX as u64) as u16,
+                    b.width().min(u16::MAX as u64) as u16,
+                )
+            }),
         preserve_fds: opts.preserve_fds,
     };
     // pid and time namespaces apply to children: join them before the clone.
     if let Some(j) = &plan.ns.join_pid {
         namespaces::join_pid_for_children(j)?;
     }
-    for j in plan.ns.join.iter().filter(|j| j.typ == LinuxNamespaceType::Time) {
-        nix::sched::setns(&j.fd, nix::sched::CloneFlags::from_bits_retain(libc::CLONE_NEWTIME))
-            .sys("setns", j.path.display())?;
+    for j in plan
+        .ns
+        .join
+        .iter()
+        .filter(|j| j.typ == LinuxNamespaceType::Time)
+    {
+        nix::sched::setns(
+            &j.fd,
+            nix::sched::CloneFlags::from_bits_retain(libc::CLONE_NEWTIME),
+        )
+        .sys("setns", j.path.display())?;
     }
     let (parent_sync, child_sync) = Sync::pair()?;
     let pid = process::clone_init(0, || {
@@ -189,85 +234,109 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32> {
 /// The process to run: `--process` as given, or the container's process
 /// with the flags applied (runc's getProcess).
 fn process_of(spec: &Spec, o: &ExecOpts) -> Result<Process> {
-    let mut p = if let Some(path) = &o.process {
-        let data = std::fs::read(path).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
-        let mut v: serde_json::Value = serde_json::from_slice(&data)
-            .map_err(|e| Error::config(path.clone(), "(document)", e.to_string()))?;
-        // runc takes a process without "user" as uid 0, gid 0.
-        if let Some(obj) = v.as_object_mut() {
-            obj.entry("user").or_insert_with(|| serde_json::json!({"uid": 0, "gid": 0}));
-        }
-        serde_path_to_error::deserialize::<_, Process>(v)
-            .map_err(|e| Error::config(path.clone(), e.path().to_string(), e.into_inner().to_string()))?
-    } else {
-        let mut p = spec.process().clone().ok_or_else(|| Error::msg("container config has no process"))?;
-        p.set_args(Some(o.args.clone()));
-        if let Some(cwd) = &o.cwd {
-            p.set_cwd(cwd.clone());
-        }
-        if let Some(a) = &o.apparmor {
-            p.set_apparmor_profile(Some(a.clone()));
-        }
-        if let Some(l) = &o.process_label {
-            p.set_selinux_label(Some(l.clone()));
-        }
-        if !o.caps.is_empty() {
-            let mut c = p.capabilities().clone().unwrap_or_default();
-            for name in &o.caps {
-                let cap: oci_spec::runtime::Capability = name
-                    .parse()
-                    .or_else(|_| format!("CAP_{}", name.to_uppercase()).parse())
-                    .map_err(|_| Error::msg(format!("unknown capability {name:?}")))?;
-                let add = |set: &Option<oci_spec::runtime::Capabilities>| {
-                    let mut set = set.clone().unwrap_or_default();
-                    set.insert(cap);
-                    Some(set)
-                };
-                c.set_bounding(add(c.bounding()));
-                c.set_effective(add(c.effective()));
-                c.set_permitted(add(c.permitted()));
-                c.set_ambient(add(c.ambient()));
+    let mut p =
+        if let Some(path) = &o.process {
+            let data = std::fs::read(path)
+                .map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+            let mut v: serde_json::Value = serde_json::from_slice(&data)
+                .map_err(|e| Error::config(path.clone(), "(document)", e.to_string()))?;
+            // runc takes a process without "user" as uid 0, gid 0.
+            if let Some(obj) = v.as_object_mut() {
+                obj.entry("user")
+                    .or_insert_with(|| serde_json::json!({"uid": 0, "gid": 0}));
             }
-            p.set_capabilities(Some(c));
-        }
-        let mut env = p.env().clone().unwrap_or_default();
-        env.extend(o.env.iter().cloned());
-        p.set_env(Some(env));
-        p.set_terminal(Some(o.tty));
-        if o.no_new_privs {
-            p.set_no_new_privileges(Some(true));
-        }
-        if let Some(u) = &o.user {
-            let mut user = p.user().clone();
-            let (uid, gid) = match u.split_once(':') {
-                Some((a, b)) => (a, Some(b)),
-                None => (u.as_str(), None),
-            };
-            if let Some(g) = gid {
-                user.set_gid(g.parse().map_err(|e| Error::msg(format!("parsing {g} as int for gid failed: {e}")))?);
+            serde_path_to_error::deserialize::<_, Process>(v).map_err(|e| {
+                Error::config(
+                    path.clone(),
+                    e.path().to_string(),
+                    e.into_inner().to_string(),
+                )
+            })?
+        } else {
+            let mut p = spec
+                .process()
+                .clone()
+                .ok_or_else(|| Error::msg("container config has no process"))?;
+            p.set_args(Some(o.args.clone()));
+            if let Some(cwd) = &o.cwd {
+                p.set_cwd(cwd.clone());
             }
-            user.set_uid(uid.parse().map_err(|e| Error::msg(format!("parsing {uid} as int for uid failed: {e}")))?);
-            p.set_user(user);
-        }
-        if !o.additional_gids.is_empty() {
-            let mut user = p.user().clone();
-            let mut gids = user.additional_gids().clone().unwrap_or_default();
-            for g in &o.additional_gids {
-                if *g < 0 {
-                    return Err(Error::msg(format!("additional-gids must be a positive number {g}")));
+            if let Some(a) = &o.apparmor {
+                p.set_apparmor_profile(Some(a.clone()));
+            }
+            if let Some(l) = &o.process_label {
+                p.set_selinux_label(Some(l.clone()));
+            }
+            if !o.caps.is_empty() {
+                let mut c = p.capabilities().clone().unwrap_or_default();
+                for name in &o.caps {
+                    let full = if name.to_uppercase().starts_with("CAP_") {
+                        name.to_uppercase()
+                    } else {
+                        format!("CAP_{}", name.to_uppercase())
+                    };
+                    let cap: oci_spec::runtime::Capability =
+                        serde_json::from_value(serde_json::Value::String(full))
+                            .map_err(|_| Error::msg(format!("unknown capability {name:?}")))?;
+                    let add = |set: &Option<oci_spec::runtime::Capabilities>| {
+                        let mut set = set.clone().unwrap_or_default();
+                        set.insert(cap);
+                        Some(set)
+                    };
+                    c.set_bounding(add(c.bounding()));
+                    c.set_effective(add(c.effective()));
+                    c.set_permitted(add(c.permitted()));
+                    c.set_ambient(add(c.ambient()));
                 }
-                gids.push(*g as u32);
+                p.set_capabilities(Some(c));
             }
-            user.set_additional_gids(Some(gids));
-            p.set_user(user);
-        }
-        p
-    };
+            let mut env = p.env().clone().unwrap_or_default();
+            env.extend(o.env.iter().cloned());
+            p.set_env(Some(env));
+            p.set_terminal(Some(o.tty));
+            if o.no_new_privs {
+                p.set_no_new_privileges(Some(true));
+            }
+            if let Some(u) = &o.user {
+                let mut user = p.user().clone();
+                let (uid, gid) = match u.split_once(':') {
+                    Some((a, b)) => (a, Some(b)),
+                    None => (u.as_str(), None),
+                };
+                if let Some(g) = gid {
+                    user.set_gid(g.parse().map_err(|e| {
+                        Error::msg(format!("parsing {g} as int for gid failed: {e}"))
+                    })?);
+                }
+                user.set_uid(uid.parse().map_err(|e| {
+                    Error::msg(format!("parsing {uid} as int for uid failed: {e}"))
+                })?);
+                p.set_user(user);
+            }
+            if !o.additional_gids.is_empty() {
+                let mut user = p.user().clone();
+                let mut gids = user.additional_gids().clone().unwrap_or_default();
+                for g in &o.additional_gids {
+                    if *g < 0 {
+                        return Err(Error::msg(format!(
+                            "additional-gids must be a positive number {g}"
+                        )));
+                    }
+                    gids.push(*g as u32);
+                }
+                user.set_additional_gids(Some(gids));
+                p.set_user(user);
+            }
+            p
+        };
     if p.args().as_ref().is_none_or(|a| a.is_empty()) {
         return Err(Error::msg("args must not be empty"));
     }
     if !p.cwd().is_absolute() {
-        return Err(Error::msg(format!("cwd {:?} is not an absolute path", p.cwd())));
+        return Err(Error::msg(format!(
+            "cwd {:?} is not an absolute path",
+            p.cwd()
+        )));
     }
     if o.process.is_some() && o.tty {
         p.set_terminal(Some(true));
@@ -288,8 +357,13 @@ fn sub_cgroups(
             None => (None, s.as_str()),
         };
         let rel = Path::new(sub);
-        if rel.components().any(|c| c == std::path::Component::ParentDir) {
-            return Err(Error::msg(format!("bad --cgroup value {s:?}: {sub} is not a sub cgroup path")));
+        if rel
+            .components()
+            .any(|c| c == std::path::Component::ParentDir)
+        {
+            return Err(Error::msg(format!(
+                "bad --cgroup value {s:?}: {sub} is not a sub cgroup path"
+            )));
         }
         let rel = rel.strip_prefix("/").unwrap_or(rel);
         match ctrls {
@@ -300,7 +374,11 @@ fn sub_cgroups(
             }
             Some(list) => {
                 for c in list.split(',') {
-                    let base = paths.get(c).ok_or_else(|| Error::msg(format!("bad --cgroup value {s:?}: unknown controller {c:?}")))?;
+                    let base = paths.get(c).ok_or_else(|| {
+                        Error::msg(format!(
+                            "bad --cgroup value {s:?}: unknown controller {c:?}"
+                        ))
+                    })?;
                     out.insert(c.to_string(), base.join(rel));
                 }
             }
@@ -312,10 +390,14 @@ fn sub_cgroups(
 fn join_cgroups(paths: &std::collections::BTreeMap<String, PathBuf>, pid: i32) -> Result<()> {
     for dir in paths.values() {
         let procs = dir.join("cgroup.procs");
-        if let Err(e) = std::fs::OpenOptions::new().write(true).open(&procs).and_then(|mut f| {
-            use std::io::Write;
-            f.write_all(pid.to_string().as_bytes())
-        }) {
+        if let Err(e) = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&procs)
+            .and_then(|mut f| {
+                use std::io::Write;
+                f.write_all(pid.to_string().as_bytes())
+            })
+        {
             let errno = nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0));
             return Err(Error::msg(format!(
                 "adding pid {pid} to cgroups: write {}: {}",
@@ -342,7 +424,10 @@ fn namespaces_of(pid: i32) -> Result<Vec<LinuxNamespace>> {
     let mut out = Vec::new();
     for (name, typ) in kinds {
         let theirs = format!("/proc/{pid}/ns/{name}");
-        let (Ok(a), Ok(b)) = (std::fs::metadata(&theirs), std::fs::metadata(format!("/proc/self/ns/{name}"))) else {
+        let (Ok(a), Ok(b)) = (
+            std::fs::metadata(&theirs),
+            std::fs::metadata(format!("/proc/self/ns/{name}")),
+        ) else {
             continue;
         };
         if (a.dev(), a.ino()) != (b.dev(), b.ino()) {
@@ -388,8 +473,12 @@ fn child(plan: &Plan, sync: &Sync) -> Result<Never> {
     unsafe { libc::setsid() };
     // Time was joined by the parent; setns into it again is harmless but
     // only affects children, so skip it here.
-    let mut order: Vec<&namespaces::Join> =
-        plan.ns.join.iter().filter(|j| j.typ != LinuxNamespaceType::Time).collect();
+    let mut order: Vec<&namespaces::Join> = plan
+        .ns
+        .join
+        .iter()
+        .filter(|j| j.typ != LinuxNamespaceType::Time)
+        .collect();
     order.sort_by_key(|j| j.typ == LinuxNamespaceType::Mount);
     for j in order {
         nix::sched::setns(&j.fd, namespaces::flag(j.typ)).sys("setns", j.path.display())?;
@@ -412,7 +501,11 @@ fn child(plan: &Plan, sync: &Sync) -> Result<Never> {
     plan.user.switch()?;
     plan.caps.apply()?;
     if let Err(e) = nix::unistd::chdir(&plan.cwd) {
-        return Err(Error::sys("chdir", format!("{} (process.cwd)", plan.cwd.display()), e));
+        return Err(Error::sys(
+            "chdir",
+            format!("{} (process.cwd)", plan.cwd.display()),
+            e,
+        ));
     }
     init::close_range_cloexec(3 + plan.preserve_fds);
     if plan.no_new_privileges {
