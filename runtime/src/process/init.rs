@@ -190,7 +190,10 @@ pub(crate) fn dedupe_env(env: &[String]) -> Vec<String> {
     let mut out: Vec<String> = Vec::with_capacity(env.len());
     for e in env {
         let name = e.split_once('=').map_or(e.as_str(), |(n, _)| n);
-        match out.iter_mut().find(|o| o.split_once('=').map_or(o.as_str(), |(n, _)| n) == name) {
+        match out
+            .iter_mut()
+            .find(|o| o.split_once('=').map_or(o.as_str(), |(n, _)| n) == name)
+        {
             Some(slot) => *slot = e.clone(),
             None => out.push(e.clone()),
         }
