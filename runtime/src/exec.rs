@@ -498,14 +498,11 @@ fn child(plan: &Plan, sync: &Sync) -> Result<Never> {
     }
     plan.caps.drop_bounding()?;
     user::fix_stdio_owner(plan.user.uid)?;
+    let chdir_later = user::chdir_before_switch(&plan.cwd)?;
     plan.user.switch()?;
     plan.caps.apply()?;
-    if let Err(e) = nix::unistd::chdir(&plan.cwd) {
-        return Err(Error::sys(
-            "chdir",
-            format!("{} (process.cwd)", plan.cwd.display()),
-            e,
-        ));
+    if chdir_later {
+        user::chdir_after_switch(&plan.cwd)?;
     }
     init::close_range_cloexec(3 + plan.preserve_fds);
     if plan.no_new_privileges {

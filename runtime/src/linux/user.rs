@@ -83,3 +83,36 @@ pub fn fix_stdio_owner(uid: u32) -> Result<()> {
     }
     Ok(())
 }
+
+/// Changes to the process's cwd while still privileged, as runc does, so a
+/// directory the runtime can reach but the user cannot still works; returns
+/// true when only the user can reach it (try again after the switch).
+pub fn chdir_before_switch(cwd: &std::path::Path) -> Result<bool> {
+    match nix::unistd::chdir(cwd) {
+        Ok(()) => verify_cwd(cwd).map(|_| false),
+        Err(nix::errno::Errno::EACCES | nix::errno::Errno::EPERM) => Ok(true),
+        Err(e) => Err(crate::error::Error::sys(
+            "chdir",
+            format!("{} (process.cwd)", cwd.display()),
+            e,
+        )),
+    }
+}
+
+/// The second try of [`chdir_before_switch`], as the container user.
+pub fn chdir_after_switch(cwd: &std::path::Path) -> Result<()> {
+    nix::unistd::chdir(cwd).sys("chdir", format!("{} (process.cwd)", cwd.display()))?;
+    verify_cwd(cwd)
+}
+
+/// A cwd reached through a leaked fd of a host directory (CVE-2024-21626)
+/// lies outside our root: getcwd then fails (ENOENT, "(unreachable)").
+fn verify_cwd(cwd: &std::path::Path) -> Result<()> {
+    match nix::unistd::getcwd() {
+        Ok(p) if p.is_absolute() => Ok(()),
+        _ => Err(crate::error::Error::msg(format!(
+            "process.cwd {}: the directory is outside the container's root",
+            cwd.display()
+        ))),
+    }
+}

@@ -99,6 +99,8 @@ fn setup(plan: &Plan, sync: &Sync) -> Result<Never> {
         &plan.bundle,
         &plan.annotations,
     );
+    // createContainer hooks run from the rootfs (runc's cwd there).
+    nix::unistd::chdir(&plan.rootfs.rootfs).sys("chdir", plan.rootfs.rootfs.display())?;
     crate::hooks::run_all("createContainer", &plan.create_container_hooks, &state)?;
     rootfs::enter(&plan.rootfs)?;
     sysctl::apply(&plan.sysctl)?;
@@ -122,14 +124,11 @@ fn setup(plan: &Plan, sync: &Sync) -> Result<Never> {
     }
     plan.caps.drop_bounding()?;
     user::fix_stdio_owner(plan.user.uid)?;
+    let chdir_later = user::chdir_before_switch(&plan.cwd)?;
     plan.user.switch()?;
     plan.caps.apply()?;
-    if let Err(e) = nix::unistd::chdir(&plan.cwd) {
-        return Err(Error::sys(
-            "chdir",
-            format!("{} (process.cwd)", plan.cwd.display()),
-            e,
-        ));
+    if chdir_later {
+        user::chdir_after_switch(&plan.cwd)?;
     }
     // Only stdio and --preserve-fds reach the container process.
     close_range_cloexec(3 + plan.preserve_fds);
