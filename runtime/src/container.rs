@@ -74,6 +74,13 @@ impl Drop for Undo<'_> {
 /// Creates a container; returns the init's pid. The caller's process is the
 /// parent of the init (needed by foreground `run` to wait for it).
 pub fn create(root: &Root, opts: &CreateOpts) -> Result<i32> {
+    create_with_sync(root, opts).map(|(pid, _)| pid)
+}
+
+/// [`create`], also returning the parent's end of the sync socket: after
+/// `start` it reports an error of the init's last steps (startContainer
+/// hooks, execve), or closes when the container process runs.
+pub fn create_with_sync(root: &Root, opts: &CreateOpts) -> Result<(i32, Sync)> {
     state::validate_id(&opts.id)?;
     if root
         .container_dir(&opts.id)
@@ -173,9 +180,6 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<i32> {
     // to remove, so refuse before taking it over (as runc does).
     if cg.state_frozen().unwrap_or(false) {
         return Err(Error::msg("container's cgroup unexpectedly frozen"));
-    }
-    if cg.pids().is_ok_and(|p| !p.is_empty()) {
-        logging::warn("container's cgroup is not empty: it already has processes");
     }
     let cgroup_mounts = cg.mounts();
     undo.cgroup = Some(cg);
@@ -337,7 +341,17 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<i32> {
         state::write_pid_file(&absolute(p)?, pid)?;
     }
     undo.armed = false;
-    Ok(pid)
+    Ok((pid, parent_sync))
+}
+
+/// After `start` of a container made by [`create_with_sync`]: waits until
+/// the init has exec'd the container process, or returns its error.
+pub fn wait_exec(sync: &Sync) -> Result<()> {
+    match sync.recv() {
+        Ok(None) | Err(_) => Ok(()),
+        Ok(Some(Msg::Error { msg })) => Err(Error::Msg(msg)),
+        Ok(Some(m)) => Err(Error::msg(format!("sync: unexpected {m:?}"))),
+    }
 }
 
 /// The socket the init sends the pty master to, checked like runc's
@@ -520,6 +534,25 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
         }
         if !state::init_alive(&saved) {
             return Err(Error::msg("container init exited before start"));
+        }
+    }
+    // The init holds its end open until execve: EOF means the container
+    // process runs (or the init died in a startContainer hook, which `run`
+    // reports from the sync socket; a short-lived process may also be gone
+    // already, so the init's absence is no error here).
+    loop {
+        let mut fds = [nix::poll::PollFd::new(
+            std::os::fd::AsFd::as_fd(&fifo),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16)) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => {}
+            Ok(_) => match nix::unistd::read(&fifo, &mut buf) {
+                Ok(0) => break,
+                Ok(_) | Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(Error::sys("read", fifo_path.display(), e)),
+            },
+            Err(e) => return Err(Error::sys("poll", fifo_path.display(), e)),
         }
     }
     std::fs::remove_file(&fifo_path)

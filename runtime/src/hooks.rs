@@ -20,7 +20,7 @@ pub fn run_all(kind: &str, hooks: &[Hook], state: &str) -> Result<()> {
     for (i, h) in hooks.iter().enumerate() {
         run(h, state).map_err(|e| {
             Error::msg(format!(
-                "error running {kind} hook #{i} ({}): {e}",
+                "error running hook #{i} ({kind}, {}): {e}",
                 h.path().display()
             ))
         })?;
@@ -92,7 +92,21 @@ fn run(h: &Hook, state: &str) -> std::result::Result<(), String> {
         s.trim_end().to_string()
     };
     let (o, e) = (read(&mut out), read(&mut err));
-    Err(format!("{status}, stdout: {o}, stderr: {e}"))
+    Err(format!("{}, stdout: {o}, stderr: {e}", describe(status)))
+}
+
+/// "exit status: N", or "signal: bad system call" for a hook killed by a
+/// signal (the wording runc's callers match on).
+fn describe(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match status.signal() {
+        Some(sig) => {
+            // SAFETY: strsignal returns a pointer to a static string.
+            let name = unsafe { std::ffi::CStr::from_ptr(libc::strsignal(sig)) };
+            format!("signal: {}", name.to_string_lossy().to_lowercase())
+        }
+        None => status.to_string(),
+    }
 }
 
 /// The state JSON a hook receives.

@@ -14,6 +14,49 @@ pub struct Options {
     pub data: String,
     pub bind: bool,
     pub recursive: bool,
+    /// Recursive attributes (`rro`, `rnosuid`, ...): MOUNT_ATTR_* bits to
+    /// set and clear with mount_setattr(AT_RECURSIVE).
+    pub rec_set: u64,
+    pub rec_clr: u64,
+}
+
+/// MOUNT_ATTR_* of linux/mount.h.
+pub mod attr {
+    pub const RDONLY: u64 = 0x1;
+    pub const NOSUID: u64 = 0x2;
+    pub const NODEV: u64 = 0x4;
+    pub const NOEXEC: u64 = 0x8;
+    pub const ATIME_MASK: u64 = 0x70;
+    pub const RELATIME: u64 = 0x0;
+    pub const NOATIME: u64 = 0x10;
+    pub const STRICTATIME: u64 = 0x20;
+    pub const NODIRATIME: u64 = 0x80;
+    pub const NOSYMFOLLOW: u64 = 0x200000;
+}
+
+/// A recursive mount option: (clear instead of set, attribute).
+fn recursive_attr(name: &str) -> Option<(bool, u64)> {
+    Some(match name {
+        "rro" => (false, attr::RDONLY),
+        "rrw" => (true, attr::RDONLY),
+        "rnosuid" => (false, attr::NOSUID),
+        "rsuid" => (true, attr::NOSUID),
+        "rnodev" => (false, attr::NODEV),
+        "rdev" => (true, attr::NODEV),
+        "rnoexec" => (false, attr::NOEXEC),
+        "rexec" => (true, attr::NOEXEC),
+        "rnodiratime" => (false, attr::NODIRATIME),
+        "rdiratime" => (true, attr::NODIRATIME),
+        "rrelatime" => (false, attr::RELATIME),
+        "rnorelatime" => (true, attr::RELATIME),
+        "rnoatime" => (false, attr::NOATIME),
+        "ratime" => (true, attr::NOATIME),
+        "rstrictatime" => (false, attr::STRICTATIME),
+        "rnostrictatime" => (true, attr::STRICTATIME),
+        "rnosymfollow" => (false, attr::NOSYMFOLLOW),
+        "rsymfollow" => (true, attr::NOSYMFOLLOW),
+        _ => return None,
+    })
 }
 
 impl Default for Options {
@@ -24,6 +67,8 @@ impl Default for Options {
             data: String::new(),
             bind: false,
             recursive: false,
+            rec_set: 0,
+            rec_clr: 0,
         }
     }
 }
@@ -79,6 +124,33 @@ pub fn parse(opts: &[String]) -> Options {
             }
             // Accepted and ignored as runc does with options it handles elsewhere.
             "tmpcopyup" => continue,
+            other if recursive_attr(other).is_some() => {
+                let (clear, bit) = recursive_attr(other).expect("checked");
+                let is_atime = matches!(
+                    other,
+                    "rrelatime"
+                        | "rnorelatime"
+                        | "rnoatime"
+                        | "ratime"
+                        | "rstrictatime"
+                        | "rnostrictatime"
+                );
+                if clear {
+                    o.rec_set &= !bit;
+                    o.rec_clr |= if is_atime { attr::ATIME_MASK } else { bit };
+                } else {
+                    if is_atime {
+                        // The kernel takes an atime mode only with the
+                        // whole atime field cleared.
+                        o.rec_set &= !attr::ATIME_MASK;
+                        o.rec_clr |= attr::ATIME_MASK;
+                    } else {
+                        o.rec_clr &= !bit;
+                    }
+                    o.rec_set |= bit;
+                }
+                continue;
+            }
             other => {
                 data.push(other.to_string());
                 continue;

@@ -190,7 +190,7 @@ fn mount_one(root: BorrowedFd, plan: &Plan, m: &MountPlan) -> Result<()> {
                 .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_SYMLINKS),
         ) {
             return Err(Error::msg(format!(
-                "mount destination {} is a symlink: refusing to mount {} there",
+                "mount destination {} is a symlink: {} must be mounted on ordinary directory",
                 dest.display(),
                 m.typ
             )));
@@ -231,11 +231,76 @@ fn mount_one(root: BorrowedFd, plan: &Plan, m: &MountPlan) -> Result<()> {
             )
             .sys("remount", what())?;
         }
+        apply_recursive_attrs(root, m, &what)?;
         return apply_propagation(root, dest, &m.opts.propagation, &what);
     }
     let target = mkdir_all_in_root(root, dest, 0o755)?;
-    do_mount(&target, m, &what)?;
+    // A read-only tmpfs or /dev is mounted writable first: files are made
+    // in it (devices, mount points) before it turns read-only (runc's order).
+    let delay_ro = (m.typ == "tmpfs" || dest == Path::new("/dev"))
+        && m.opts.flags.contains(MsFlags::MS_RDONLY);
+    if delay_ro {
+        let mut rw = m.clone();
+        rw.opts.flags.remove(MsFlags::MS_RDONLY);
+        do_mount(&target, &rw, &what)?;
+        if dest != Path::new("/dev") {
+            remount_readonly(root, dest, &what)?;
+        }
+    } else {
+        do_mount(&target, m, &what)?;
+    }
+    apply_recursive_attrs(root, m, &what)?;
     apply_propagation(root, dest, &m.opts.propagation, &what)
+}
+
+fn remount_readonly(root: BorrowedFd, dest: &Path, what: &dyn Fn() -> String) -> Result<()> {
+    let target = open_in_root(root, dest, OFlag::O_PATH).sys("open", what())?;
+    let keep = locked_flags(target.as_fd());
+    mount(
+        None::<&str>,
+        fd_path(target.as_fd()).as_str(),
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | keep,
+        None::<&str>,
+    )
+    .sys("remount read-only", what())
+}
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// `rro`, `rnosuid`, ...: mount_setattr(AT_RECURSIVE) on the mount and
+/// everything below it.
+fn apply_recursive_attrs(root: BorrowedFd, m: &MountPlan, what: &dyn Fn() -> String) -> Result<()> {
+    if m.opts.rec_set == 0 && m.opts.rec_clr == 0 {
+        return Ok(());
+    }
+    let target = open_in_root(root, &m.destination, OFlag::O_PATH).sys("open", what())?;
+    let attr = MountAttr {
+        attr_set: m.opts.rec_set,
+        attr_clr: m.opts.rec_clr,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: mount_setattr on our fd with a valid, sized attribute struct.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            std::os::fd::AsRawFd::as_raw_fd(&target),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    nix::errno::Errno::result(r)
+        .map(drop)
+        .sys("set recursive mount attributes of", what())
 }
 
 fn do_mount(target: &OwnedFd, m: &MountPlan, what: &dyn Fn() -> String) -> Result<()> {
@@ -493,6 +558,7 @@ fn unescape(s: &str) -> String {
 /// Stage 2, after the createContainer hooks: switch the root.
 pub fn enter(plan: &Plan) -> Result<()> {
     if plan.no_pivot {
+        hide_host_pseudo_fs(&plan.rootfs)?;
         nix::unistd::chdir(&plan.rootfs).sys("chdir", plan.rootfs.display())?;
         mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
             .sys("move mount", plan.rootfs.display())?;
@@ -532,6 +598,58 @@ pub fn enter(plan: &Plan) -> Result<()> {
     Ok(())
 }
 
+/// Without pivot_root the host's mounts stay in our namespace under the
+/// chroot, and a full procfs or sysfs mount among them lets the container
+/// mount a fresh, unmasked /proc. Detach every full proc and sysfs mount
+/// outside the rootfs (or cover it with a tmpfs when that is refused), as
+/// runc does.
+fn hide_host_pseudo_fs(rootfs: &Path) -> Result<()> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| Error::io("read /proc/self/mountinfo", e))?;
+    let mut targets: Vec<PathBuf> = Vec::new();
+    for line in info.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        let Some(sep) = f.iter().position(|x| *x == "-") else {
+            continue;
+        };
+        let (root, mp, fstype) = (f.get(3), f.get(4), f.get(sep + 1));
+        let (Some(root), Some(mp), Some(fstype)) = (root, mp, fstype) else {
+            continue;
+        };
+        let mp = PathBuf::from(unescape(mp));
+        if *root == "/" && (*fstype == "proc" || *fstype == "sysfs") && !mp.starts_with(rootfs) {
+            targets.push(mp);
+        }
+    }
+    // Deepest first, so a parent's detach does not hide a child we still list.
+    targets.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for p in targets {
+        match mount(
+            None::<&str>,
+            &p,
+            None::<&str>,
+            MsFlags::MS_SLAVE | MsFlags::MS_REC,
+            None::<&str>,
+        ) {
+            Err(nix::errno::Errno::ENOENT) => continue,
+            r => r.sys("make slave", p.display())?,
+        }
+        match umount2(&p, MntFlags::MNT_DETACH) {
+            Ok(()) => {}
+            Err(nix::errno::Errno::EINVAL | nix::errno::Errno::EPERM) => mount(
+                Some("tmpfs"),
+                &p,
+                Some("tmpfs"),
+                MsFlags::empty(),
+                None::<&str>,
+            )
+            .sys("cover", p.display())?,
+            Err(e) => return Err(Error::sys("unmount", p.display(), e)),
+        }
+    }
+    Ok(())
+}
+
 /// Stage 3, after pivot_root: masked paths, read-only paths, read-only root.
 pub fn finish(plan: &Plan) -> Result<()> {
     let root = nix::fcntl::open(
@@ -547,6 +665,14 @@ pub fn finish(plan: &Plan) -> Result<()> {
         let null = checked_dev_null()?;
         for p in &plan.masked {
             mask_path(root.as_fd(), p, null.as_fd())?;
+        }
+    }
+    for m in &plan.mounts {
+        if m.destination == Path::new("/dev")
+            && !m.opts.bind
+            && m.opts.flags.contains(MsFlags::MS_RDONLY)
+        {
+            remount_readonly(root.as_fd(), &m.destination, &|| "/dev".to_string())?;
         }
     }
     if plan.readonly_root {

@@ -132,6 +132,16 @@ fn setup(plan: &Plan, sync: &Sync) -> Result<Never> {
     }
     // Only stdio and --preserve-fds reach the container process.
     close_range_cloexec(3 + plan.preserve_fds);
+    // With no_new_privs the filter goes on as late as it can while errors
+    // still reach `create` (runc's order): startContainer hooks run under it.
+    if plan.no_new_privileges {
+        // SAFETY: prctl with integer arguments.
+        let r = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+        nix::errno::Errno::result(r).sys("prctl", "PR_SET_NO_NEW_PRIVS")?;
+        if let Some(s) = &plan.seccomp {
+            s.load()?;
+        }
+    }
 
     sync.send(&Msg::Ready)?;
     // Wait for `start`: opening the fifo for writing blocks until it is read.
@@ -142,7 +152,10 @@ fn setup(plan: &Plan, sync: &Sync) -> Result<Never> {
     )
     .sys("open", "exec fifo")?;
     nix::unistd::write(&fifo, b"0").sys("write", "exec fifo")?;
-    drop(fifo);
+    // Kept open (CLOEXEC) until execve: `start` reads to EOF, so it knows
+    // the startContainer hooks ran and the process is exec'd before it runs
+    // the poststart hooks.
+    let _fifo = fifo;
 
     let state = crate::hooks::state_json(
         &plan.id,
@@ -153,14 +166,6 @@ fn setup(plan: &Plan, sync: &Sync) -> Result<Never> {
     );
     crate::hooks::run_all("startContainer", &plan.start_container_hooks, &state)?;
 
-    if plan.no_new_privileges {
-        // SAFETY: prctl with integer arguments.
-        let r = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-        nix::errno::Errno::result(r).sys("prctl", "PR_SET_NO_NEW_PRIVS")?;
-        if let Some(s) = &plan.seccomp {
-            s.load()?;
-        }
-    }
     let e = nix::unistd::execve(&program, &argv, &envp).unwrap_err();
     Err(Error::sys("exec", plan.args[0].as_str(), e))
 }
