@@ -6,14 +6,17 @@
 pub mod cgroups;
 pub mod container;
 pub mod error;
+pub mod events;
 pub mod features;
 pub mod hooks;
 pub mod linux;
 pub mod logging;
 pub mod process;
+pub mod ps;
 pub mod spec;
 pub mod state;
 pub mod template;
+pub mod update;
 
 pub use error::{Error, Result};
 

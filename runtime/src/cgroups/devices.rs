@@ -188,11 +188,17 @@ pub(crate) fn parse_rules(list: &[LinuxDeviceCgroup]) -> Result<Vec<Rule>> {
     let mut out = Vec::with_capacity(list.len());
     for (i, d) in list.iter().enumerate() {
         let acc = d.access().as_deref().unwrap_or("");
-        let Some(access) = parse_access(acc) else {
+        // Like runc, letters other than r, w and m are ignored ("rwa" is
+        // "rw"), but one of them must be there.
+        let known: String = acc
+            .chars()
+            .filter(|c| matches!(c, 'r' | 'w' | 'm'))
+            .collect();
+        let Some(access) = parse_access(&known) else {
             return Err(Error::config(
                 "config.json",
                 format!("{FIELD}[{i}].access"),
-                format!("{acc:?} is not a non-empty combination of r, w and m"),
+                format!("{acc:?} has none of r, w and m"),
             ));
         };
         let kind = match d.typ() {
@@ -465,6 +471,21 @@ mod tests {
         ]);
         let msg = e.err().map(|e| e.to_string()).unwrap_or_default();
         assert!(msg.contains("linux.resources.devices[0].access"), "{msg}");
+        let e = parse_rules(&[
+            rule(true, None, None, None, "rwm"),
+            rule(true, None, None, None, "x"),
+        ]);
+        let msg = e.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(msg.contains("linux.resources.devices[1].access"), "{msg}");
+        // Unknown letters are dropped, as runc does.
+        let ok = parse_rules(&[rule(
+            false,
+            Some(LinuxDeviceType::C),
+            Some(1),
+            Some(11),
+            "rwa",
+        )]);
+        assert_eq!(ok.map(|r| r.len()).ok(), Some(1));
         let e = parse_rules(&[rule(true, Some(LinuxDeviceType::P), None, None, "r")]);
         let msg = e.err().map(|e| e.to_string()).unwrap_or_default();
         assert!(msg.contains("linux.resources.devices[0].type"), "{msg}");

@@ -25,10 +25,13 @@
 //! [`Manager::set`] with the resources (devices list built with
 //! [`device_rules`]) once the init has made its device nodes, before it
 //! execs → store [`Manager::paths`] in the state file → later [`load`] →
-//! freeze/thaw/pids → [`Manager::destroy`] after every process has exited.
+//! freeze/thaw/pids/set (`update`)/stats → [`Manager::destroy`] after every
+//! process has exited.
 
 mod devices;
 mod layout;
+pub mod oom;
+pub mod stats;
 mod util;
 pub mod v1;
 
@@ -41,6 +44,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 pub use devices::{device_rules, DefaultDevice, DEFAULT_DEVICES};
+pub use oom::{OomEvent, OomWatch};
+pub use stats::Stats;
 
 use layout::{Layout, Mode};
 
@@ -80,6 +85,21 @@ pub trait Manager: std::fmt::Debug + Send + Sync {
     /// What to mount under the container's `/sys/fs/cgroup`, one entry per
     /// hierarchy the container joined.
     fn mounts(&self) -> Vec<CgroupMount>;
+
+    /// The values now in effect for the settings `like` has (memory limit,
+    /// reservation and swap; cpu shares, quota, period, realtime period and
+    /// runtime, cpus and mems; blkio weight; pids limit — what `update`
+    /// changes), as resources that [`Manager::set`] can write back to undo
+    /// a change. Settings `like` lacks, or others, are left out.
+    fn current(&self, like: &LinuxResources) -> Result<LinuxResources>;
+
+    /// Resource usage now, from the statistics files of every controller
+    /// the container has (missing controllers read as zero).
+    fn stats(&self) -> Result<Stats>;
+
+    /// Start listening for out-of-memory events of the container's memory
+    /// cgroup.
+    fn watch_oom(&self) -> Result<OomWatch>;
 }
 
 /// One hierarchy as the container should see it under `/sys/fs/cgroup`.

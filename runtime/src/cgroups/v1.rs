@@ -20,6 +20,8 @@ use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxResources, Lin
 
 use super::devices::{parse_rules, set_devices};
 use super::layout::{own_dir, rank, read_own_cgroups, Layout, UNIFIED_KEY};
+use super::oom::OomWatch;
+use super::stats::{self, Stats};
 use super::util::{all_pids, mkdir_all, read_file, read_u64, remove_cgroup, write_file};
 use super::{CgroupMount, Inner, Manager};
 use crate::error::{Error, Result};
@@ -813,6 +815,147 @@ impl Manager for V1Manager {
             .collect()
     }
 
+    fn current(&self, like: &LinuxResources) -> Result<LinuxResources> {
+        let mut out = LinuxResources::default();
+        // A setting `like` has → its file's value in the controller's dir.
+        let read_i64 = |key: &str, file: &str| -> Result<Option<i64>> {
+            let Some(g) = self.group(key) else {
+                return Ok(None);
+            };
+            let text = read_file(&g.path, file)?;
+            match text.trim() {
+                "max" => Ok(Some(-1)),
+                t => t.parse().map(Some).map_err(|_| {
+                    Error::msg(format!(
+                        "parse {}: {t:?} is not a number",
+                        g.path.join(file).display()
+                    ))
+                }),
+            }
+        };
+        let read_str = |key: &str, file: &str| -> Result<Option<String>> {
+            match self.group(key) {
+                Some(g) => Ok(Some(read_file(&g.path, file)?.trim().to_string())),
+                None => Ok(None),
+            }
+        };
+        if let Some(m) = like.memory() {
+            let mut cur = LinuxMemory::default();
+            if m.limit().is_some() || m.swap().is_some() {
+                // Both, so that writing them back keeps the pair in order.
+                cur.set_limit(read_i64("memory", "memory.limit_in_bytes")?);
+                if self
+                    .group("memory")
+                    .is_some_and(|g| g.path.join("memory.memsw.limit_in_bytes").exists())
+                {
+                    cur.set_swap(read_i64("memory", "memory.memsw.limit_in_bytes")?);
+                }
+            }
+            if m.reservation().is_some() {
+                cur.set_reservation(read_i64("memory", "memory.soft_limit_in_bytes")?);
+            }
+            out.set_memory(Some(cur));
+        }
+        if let Some(c) = like.cpu() {
+            let mut cur = LinuxCpu::default();
+            let u = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
+            if c.shares().is_some() {
+                cur.set_shares(u(read_i64("cpu", "cpu.shares")?));
+            }
+            if c.quota().is_some() || c.period().is_some() {
+                cur.set_quota(read_i64("cpu", "cpu.cfs_quota_us")?);
+                cur.set_period(u(read_i64("cpu", "cpu.cfs_period_us")?));
+            }
+            if c.realtime_period().is_some() || c.realtime_runtime().is_some() {
+                cur.set_realtime_period(u(read_i64("cpu", "cpu.rt_period_us")?));
+                cur.set_realtime_runtime(read_i64("cpu", "cpu.rt_runtime_us")?);
+            }
+            if c.cpus().is_some() {
+                cur.set_cpus(read_str("cpuset", "cpuset.cpus")?);
+            }
+            if c.mems().is_some() {
+                cur.set_mems(read_str("cpuset", "cpuset.mems")?);
+            }
+            out.set_cpu(Some(cur));
+        }
+        if like
+            .block_io()
+            .as_ref()
+            .is_some_and(|b| b.weight().is_some())
+        {
+            if let Some(g) = self.group("blkio") {
+                let file = ["blkio.weight", "blkio.bfq.weight"]
+                    .into_iter()
+                    .find(|f| g.path.join(f).exists());
+                if let Some(file) = file {
+                    // bfq.weight reads "default 100".
+                    let text = read_file(&g.path, file)?;
+                    let w = text
+                        .split_whitespace()
+                        .last()
+                        .and_then(|w| w.parse::<u16>().ok());
+                    let mut b = LinuxBlockIo::default();
+                    b.set_weight(w);
+                    out.set_block_io(Some(b));
+                }
+            }
+        }
+        if like.pids().is_some() {
+            if let Some(limit) = read_i64("pids", "pids.max")? {
+                let mut p = oci_spec::runtime::LinuxPids::default();
+                p.set_limit(limit);
+                out.set_pids(Some(p));
+            }
+        }
+        Ok(out)
+    }
+
+    fn stats(&self) -> Result<Stats> {
+        let mut s = Stats::default();
+        let dir = |key: &str| self.group(key).map(|g| g.path.as_path());
+        if let Some(d) = dir("cpuacct") {
+            stats::read_cpuacct(d, &mut s.cpu)?;
+        }
+        if let Some(d) = dir("cpu") {
+            stats::read_cpu(d, &mut s.cpu)?;
+        }
+        if let Some(d) = dir("cpuset") {
+            stats::read_cpuset(d, &mut s.cpuset)?;
+        }
+        if let Some(d) = dir("memory") {
+            stats::read_memory(d, &mut s.memory)?;
+        }
+        if let Some(d) = dir("pids") {
+            stats::read_pids(d, &mut s.pids)?;
+        }
+        if let Some(d) = dir("blkio") {
+            stats::read_blkio(d, &mut s.blkio)?;
+        }
+        match dir("hugetlb") {
+            Some(d) => stats::read_hugetlb_v1(d, &mut s.hugetlb)?,
+            None => {
+                // Hybrid hosts may offer hugetlb only on cgroup2 (set_hugetlb
+                // puts limits there too).
+                if let Some(g) = self.groups.iter().find(|g| g.v2) {
+                    stats::read_hugetlb_v2(&g.path, &mut s.hugetlb)?;
+                }
+            }
+        }
+        Ok(s)
+    }
+
+    fn watch_oom(&self) -> Result<OomWatch> {
+        let dir = self
+            .group("memory")
+            .map(|g| g.path.as_path())
+            .ok_or_else(|| {
+                Error::msg(
+                    "watch for OOM: the memory cgroup controller is not mounted on this host",
+                )
+            })?;
+        OomWatch::new(dir)
+    }
+
     fn mounts(&self) -> Vec<CgroupMount> {
         self.groups
             .iter()
@@ -995,6 +1138,20 @@ mod tests {
         );
         // Setting the same again changes nothing and still verifies.
         g.mgr.set(&r).expect("set again");
+
+        // What is in effect reads back as what was set; stats see it too.
+        let cur = g.mgr.current(&r).expect("current");
+        assert_eq!(
+            cur.memory().as_ref().and_then(|m| m.limit()),
+            Some(64 << 20)
+        );
+        assert_eq!(cur.pids().as_ref().map(|p| p.limit()), Some(10));
+        assert_eq!(cur.cpu().as_ref().and_then(|c| c.shares()), Some(512));
+        assert!(cur.block_io().is_none() && cur.devices().is_none());
+        let st = g.mgr.stats().expect("stats");
+        assert_eq!((st.pids.current, st.pids.limit), (1, 10));
+        assert_eq!(st.memory.usage.limit, 64 << 20);
+        let _oom = g.mgr.watch_oom().expect("watch oom");
 
         assert!(g.mgr.pids().expect("pids").contains(&pid));
 
