@@ -7,6 +7,7 @@ pub mod cgroups;
 pub mod container;
 pub mod error;
 pub mod events;
+pub mod exec;
 pub mod features;
 pub mod hooks;
 pub mod linux;

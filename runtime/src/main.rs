@@ -75,6 +75,63 @@ struct CreateArgs {
     id: String,
 }
 
+#[derive(clap::Args)]
+#[command(trailing_var_arg = true)]
+struct ExecArgs {
+    /// Unix socket to receive the pty master.
+    #[arg(long = "console-socket")]
+    console_socket: Option<PathBuf>,
+    /// Working directory in the container.
+    #[arg(long)]
+    cwd: Option<PathBuf>,
+    /// Set an environment variable (NAME=value).
+    #[arg(short, long)]
+    env: Vec<String>,
+    /// Allocate a pseudo-TTY.
+    #[arg(short, long)]
+    tty: bool,
+    /// uid[:gid] to run as.
+    #[arg(short, long)]
+    user: Option<String>,
+    /// Additional gids.
+    #[arg(short = 'g', long = "additional-gids")]
+    additional_gids: Vec<i64>,
+    /// Path to a process.json.
+    #[arg(short, long)]
+    process: Option<PathBuf>,
+    /// Detach from the process.
+    #[arg(short, long)]
+    detach: bool,
+    /// File to write the process pid to.
+    #[arg(long = "pid-file")]
+    pid_file: Option<PathBuf>,
+    /// SELinux label of the process.
+    #[arg(long = "process-label")]
+    process_label: Option<String>,
+    /// AppArmor profile of the process.
+    #[arg(long)]
+    apparmor: Option<String>,
+    /// Set no_new_privs.
+    #[arg(long = "no-new-privs")]
+    no_new_privs: bool,
+    /// Add a capability.
+    #[arg(short, long)]
+    cap: Vec<String>,
+    /// Pass N extra fds (3..3+N).
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    preserve_fds: i32,
+    /// Exec even if the container is paused.
+    #[arg(long = "ignore-paused")]
+    ignore_paused: bool,
+    /// Run in a sub-cgroup: [controller[,controller]:]path (repeatable).
+    #[arg(long = "cgroup")]
+    cgroup: Vec<String>,
+    id: String,
+    /// The command and its arguments.
+    #[arg(allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Create a container.
@@ -130,6 +187,8 @@ enum Cmd {
         #[arg(long = "rootless", id = "spec_rootless")]
         rootless: bool,
     },
+    /// Run a process in a running container.
+    Exec(Box<ExecArgs>),
     /// Show what this runtime supports (runtime-spec features document).
     Features,
     /// Display the processes running inside a container.
@@ -225,17 +284,29 @@ fn main() -> ExitCode {
         LogFormat::Json => Format::Json,
     };
     logging::init(cli.log.clone(), format, cli.debug);
+    if cli.debug {
+        let args: Vec<String> = std::env::args().collect();
+        logging::debug(&format!(
+            "brig {}: {}",
+            env!("CARGO_PKG_VERSION"),
+            args.join(" ")
+        ));
+    }
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            let msg = e.to_string();
-            if logging::has_file() {
-                logging::error(&msg);
-            }
-            eprintln!("{msg}");
+            report(&e.to_string());
             ExitCode::from(1)
         }
     }
+}
+
+/// An error for the user: on stderr, and in the --log file when there is one.
+fn report(msg: &str) {
+    if logging::has_file() {
+        logging::error(msg);
+    }
+    eprintln!("{msg}");
 }
 
 fn create_opts(a: &CreateArgs) -> Result<CreateOpts> {
@@ -296,7 +367,7 @@ fn run(cli: Cli) -> Result<u8> {
             opts.console_fd = pair
                 .as_ref()
                 .map(|(ours, _)| std::os::fd::AsRawFd::as_raw_fd(ours));
-            let pid = container::create(&root, &opts)?;
+            let (pid, sync) = container::create_with_sync(&root, &opts)?;
             let master = match &pair {
                 Some((_, theirs)) => {
                     brig::linux::tty::recv_fd(std::os::fd::AsFd::as_fd(theirs), false)?
@@ -304,10 +375,13 @@ fn run(cli: Cli) -> Result<u8> {
                 None => None,
             };
             drop(pair);
-            if let Err(e) = container::start(&root, &opts.id) {
+            if let Err(e) =
+                container::start(&root, &opts.id).and_then(|_| container::wait_exec(&sync))
+            {
                 let _ = container::delete(&root, &opts.id, true);
                 return Err(e);
             }
+            drop(sync);
             if detach {
                 return Ok(0);
             }
@@ -364,6 +438,40 @@ fn run(cli: Cli) -> Result<u8> {
                 interval: brig::events::parse_duration(&interval)?,
             };
             brig::events::run(&root, &id, opts, &mut std::io::stdout().lock())?;
+        }
+        Cmd::Exec(a) => {
+            if a.process.is_none() && a.command.is_empty() {
+                return Err(Error::msg("exec: no command given (args or --process)"));
+            }
+            let opts = brig::exec::ExecOpts {
+                id: a.id,
+                process: a.process.as_deref().map(brig::exec::absolute),
+                args: a.command,
+                cwd: a.cwd,
+                env: a.env,
+                tty: a.tty,
+                user: a.user,
+                additional_gids: a.additional_gids,
+                caps: a.cap,
+                no_new_privs: a.no_new_privs,
+                apparmor: a.apparmor,
+                process_label: a.process_label,
+                detach: a.detach,
+                console_socket: a.console_socket.as_deref().map(brig::exec::absolute),
+                pid_file: a.pid_file.as_deref().map(brig::exec::absolute),
+                preserve_fds: a.preserve_fds,
+                ignore_paused: a.ignore_paused,
+                cgroups: a.cgroup,
+            };
+            // Like runc, a failure to start the process exits 255, so it
+            // can be told from the process's own exit codes.
+            return match brig::exec::exec(&root, &opts) {
+                Ok(code) => Ok((code & 0xff) as u8),
+                Err(e) => {
+                    report(&format!("exec failed: {e}"));
+                    Ok(255)
+                }
+            };
         }
         Cmd::Features => {
             println!(
