@@ -3,7 +3,8 @@
 # Needs no network but the Debian mirrors and crates.io.
 set -euo pipefail
 need=()
-for p in build-essential pkg-config libseccomp-dev busybox-static runc crun hyperfine time jq iproute2 util-linux; do
+for p in build-essential pkg-config libseccomp-dev busybox-static runc crun hyperfine time jq iproute2 util-linux \
+         skopeo umoci podman; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -1,0 +1,304 @@
+//! Variable substitution and word splitting with the Dockerfile's shell-like rules.
+//!
+//! Owns: `$v`, `${v}`, `${v:-default}`, `${v-default}`, `${v:+alt}`, `${v+alt}`, `${v:?msg}`,
+//! `${v?msg}`, quote removal (single quotes are literal, double quotes allow substitution) and
+//! the escape character of the `# escape=` directive. Never touches RUN/CMD/ENTRYPOINT: their
+//! text goes to the image's shell untouched, as the Dockerfile reference says.
+//!
+//! Hand-written because the `dockerfile-parser` crate only splices plain `$v`/`${v}` references
+//! in FROM lines; it has no default/alternate forms and no notion of the escape directive.
+
+/// Looks a variable up; None when it is not set.
+pub type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// Processes one word: substitution and quote removal. Whitespace is kept as is.
+pub fn word(s: &str, env: Lookup<'_>, escape: char) -> Result<String, String> {
+    let mut out = String::new();
+    let chars: Vec<char> = s.chars().collect();
+    let mut i = 0;
+    process(&chars, &mut i, env, escape, &mut out, None, &mut None)?;
+    Ok(out)
+}
+
+/// Processes a list of words: like [`word`] but splits at unquoted whitespace (empty words
+/// coming from unquoted empty expansions are dropped, as a shell does).
+pub fn words(s: &str, env: Lookup<'_>, escape: char) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let chars: Vec<char> = s.chars().collect();
+    let mut i = 0;
+    let mut cur = String::new();
+    let mut split = Some(Vec::new());
+    process(&chars, &mut i, env, escape, &mut cur, None, &mut split)?;
+    let marks = split.unwrap_or_default();
+    // `marks` holds the byte offsets in `cur` where unquoted whitespace separated words, plus
+    // whether the word had quotes (so `""` is a word).
+    let mut start = 0;
+    for (end, quoted) in marks {
+        let w = &cur[start..end];
+        if !w.is_empty() || quoted {
+            words.push(w.to_string());
+        }
+        start = end;
+    }
+    Ok(words)
+}
+
+/// Splits at unquoted, unescaped whitespace without processing anything (quotes and escapes are
+/// kept, for `NAME=VALUE` lists whose values are processed afterwards).
+pub fn split_raw(s: &str, escape: char) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quote: Option<char> = None;
+    let mut it = s.chars().peekable();
+    while let Some(c) = it.next() {
+        match quote {
+            Some(q) => {
+                cur.push(c);
+                if c == q {
+                    quote = None;
+                } else if c == escape && q == '"' {
+                    if let Some(n) = it.next() {
+                        cur.push(n);
+                    }
+                }
+            }
+            None if c.is_whitespace() => {
+                if !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                }
+            }
+            None => {
+                cur.push(c);
+                if c == '"' || c == '\'' {
+                    quote = Some(c);
+                } else if c == escape {
+                    if let Some(n) = it.next() {
+                        cur.push(n);
+                    }
+                }
+            }
+        }
+    }
+    if let Some(q) = quote {
+        return Err(format!("unterminated quote {q} in {s:?}"));
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    Ok(out)
+}
+
+/// The shared worker. Reads from `i` until the end (or until `stop` at depth 0 when inside a
+/// `${v:-...}` word); pushes the result to `out`. When `split` is Some, records word ends.
+fn process(
+    s: &[char],
+    i: &mut usize,
+    env: Lookup<'_>,
+    escape: char,
+    out: &mut String,
+    stop: Option<char>,
+    split: &mut Option<Vec<(usize, bool)>>,
+) -> Result<(), String> {
+    let mut quoted_word = false;
+    while *i < s.len() {
+        let c = s[*i];
+        if Some(c) == stop {
+            return Ok(());
+        }
+        *i += 1;
+        if c == escape {
+            if *i < s.len() {
+                out.push(s[*i]);
+                *i += 1;
+            } else {
+                out.push(c);
+            }
+        } else if c == '\'' {
+            quoted_word = true;
+            loop {
+                if *i >= s.len() {
+                    return Err("unterminated single quote".into());
+                }
+                let c = s[*i];
+                *i += 1;
+                if c == '\'' {
+                    break;
+                }
+                out.push(c);
+            }
+        } else if c == '"' {
+            quoted_word = true;
+            loop {
+                if *i >= s.len() {
+                    return Err("unterminated double quote".into());
+                }
+                let c = s[*i];
+                *i += 1;
+                if c == '"' {
+                    break;
+                } else if c == escape && *i < s.len() && matches!(s[*i], '"' | '$') {
+                    out.push(s[*i]);
+                    *i += 1;
+                } else if c == escape && *i < s.len() && s[*i] == escape {
+                    out.push(escape);
+                    *i += 1;
+                } else if c == '$' {
+                    dollar(s, i, env, escape, out)?;
+                } else {
+                    out.push(c);
+                }
+            }
+        } else if c == '$' {
+            let mut v = String::new();
+            dollar(s, i, env, escape, &mut v)?;
+            match split.as_mut() {
+                // An unquoted expansion is split into words too (`EXPOSE $PORTS`).
+                Some(marks) => {
+                    for ch in v.chars() {
+                        if ch.is_whitespace() {
+                            marks.push((out.len(), quoted_word));
+                            quoted_word = false;
+                        } else {
+                            out.push(ch);
+                        }
+                    }
+                }
+                None => out.push_str(&v),
+            }
+        } else if c.is_whitespace() && split.is_some() {
+            if let Some(marks) = split.as_mut() {
+                marks.push((out.len(), quoted_word));
+            }
+            quoted_word = false;
+        } else {
+            out.push(c);
+        }
+    }
+    if let Some(marks) = split.as_mut() {
+        marks.push((out.len(), quoted_word));
+    }
+    if stop.is_some() {
+        return Err("missing '}' in variable reference".into());
+    }
+    Ok(())
+}
+
+/// After a `$`: a name, `{name}`, `{name<op>word}`, or a lone `$`.
+fn dollar(
+    s: &[char],
+    i: &mut usize,
+    env: Lookup<'_>,
+    escape: char,
+    out: &mut String,
+) -> Result<(), String> {
+    let is_name = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    if *i < s.len() && s[*i] == '{' {
+        *i += 1;
+        let start = *i;
+        while *i < s.len() && is_name(s[*i]) {
+            *i += 1;
+        }
+        let name: String = s[start..*i].iter().collect();
+        if name.is_empty() {
+            return Err("bad substitution: empty variable name".into());
+        }
+        if *i >= s.len() {
+            return Err(format!("missing '}}' after ${{{name}"));
+        }
+        if s[*i] == '}' {
+            *i += 1;
+            out.push_str(&env(&name).unwrap_or_default());
+            return Ok(());
+        }
+        let colon = s[*i] == ':';
+        if colon {
+            *i += 1;
+        }
+        let op = s.get(*i).copied().ok_or("missing '}'")?;
+        if !matches!(op, '-' | '+' | '?') {
+            return Err(format!("unsupported modifier {op:?} in ${{{name}...}}"));
+        }
+        *i += 1;
+        let mut arg = String::new();
+        process(s, i, env, escape, &mut arg, Some('}'), &mut None)?;
+        *i += 1; // the '}'
+        let val = env(&name);
+        let set = match &val {
+            Some(v) => !(colon && v.is_empty()),
+            None => false,
+        };
+        match op {
+            '-' => out.push_str(&if set { val.unwrap_or_default() } else { arg }),
+            '+' => {
+                if set {
+                    out.push_str(&arg)
+                }
+            }
+            _ => {
+                if !set {
+                    let msg = if arg.is_empty() {
+                        "is not set".to_string()
+                    } else {
+                        arg
+                    };
+                    return Err(format!("{name}: {msg}"));
+                }
+                out.push_str(&val.unwrap_or_default());
+            }
+        }
+        return Ok(());
+    }
+    let start = *i;
+    while *i < s.len() && is_name(s[*i]) {
+        *i += 1;
+    }
+    if start == *i {
+        out.push('$');
+    } else {
+        let name: String = s[start..*i].iter().collect();
+        out.push_str(&env(&name).unwrap_or_default());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(n: &str) -> Option<String> {
+        match n {
+            "A" => Some("a".into()),
+            "E" => Some(String::new()),
+            "SP" => Some("x y".into()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn substitution_forms() {
+        let w = |s: &str| word(s, &env, '\\').unwrap();
+        assert_eq!(w("$A-${A}"), "a-a");
+        assert_eq!(w("${U:-d}/${A:-d}/${E:-d}/${E-d}"), "d/a/d/");
+        assert_eq!(w("${A:+x}/${U:+x}/${E:+x}/${E+x}"), "x///x");
+        assert_eq!(w("${U:-${A}b}"), "ab");
+        assert_eq!(w("'$A' \"$A\" \\$A"), "$A a $A");
+        assert_eq!(w("a$"), "a$");
+        assert!(word("${A", &env, '\\').is_err());
+        assert!(word("${U:?needed}", &env, '\\')
+            .unwrap_err()
+            .contains("needed"));
+        assert_eq!(word("`$A", &env, '`').unwrap(), "$A");
+    }
+
+    #[test]
+    fn word_splitting() {
+        let ws = |s: &str| words(s, &env, '\\').unwrap();
+        assert_eq!(ws("a  \"b c\" $SP ''"), vec!["a", "b c", "x", "y", ""]);
+        assert_eq!(ws("$U x"), vec!["x"]);
+        assert_eq!(
+            split_raw("a=\"b c\" d=e\\ f", '\\').unwrap(),
+            vec!["a=\"b c\"", "d=e\\ f"]
+        );
+        assert!(split_raw("a=\"b", '\\').is_err());
+    }
+}

@@ -1,0 +1,683 @@
+//! Dockerfile text → instructions with their line numbers.
+//!
+//! Owns the lexical layer of the Dockerfile reference: parser directives (`# escape=`,
+//! `# syntax=` is accepted and ignored), comments, line continuations with the escape
+//! character, heredocs (`<<EOF`, `<<-EOF`, quoted delimiters) and flags (`--from=`,
+//! `--chown=`, ...). It never expands variables: that needs the build's ARG/ENV state and
+//! happens in `exec`, through [`super::expand`].
+//!
+//! Hand-written rather than built on the `dockerfile-parser` crate: that crate (deprecated
+//! upstream) fails on the `# escape=` directive and on heredocs (both tried: "expected
+//! any_breakable"), has no `--chmod` semantics of its own and only splices plain `$v`
+//! references; working around it would have meant a pre-pass as large as this module.
+
+use super::{DfError, Result};
+
+/// One instruction as written: keyword (upper case), flags, the rest of the line, heredocs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Raw {
+    /// 1-based line of the keyword.
+    pub line: usize,
+    pub keyword: String,
+    pub flags: Vec<(String, Option<String>)>,
+    pub args: String,
+    pub heredocs: Vec<Heredoc>,
+}
+
+/// A heredoc body attached to an instruction (`RUN <<EOF`, `COPY <<EOF /dest`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Heredoc {
+    pub name: String,
+    /// Body with a trailing newline; leading tabs removed for `<<-`.
+    pub content: String,
+    /// `<<'EOF'` or `<<"EOF"`: no expansion in the body.
+    pub quoted: bool,
+}
+
+/// A command in shell form (text for the image's SHELL) or exec form (argv).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    Shell(String),
+    Exec(Vec<String>),
+}
+
+/// COPY and ADD.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CopyArgs {
+    pub from: Option<String>,
+    pub chown: Option<String>,
+    pub chmod: Option<String>,
+    /// Sources and destination as written (the last is the destination); expanded at build
+    /// time. Heredoc sources are named `<<NAME`.
+    pub paths: Vec<String>,
+    pub heredocs: Vec<Heredoc>,
+}
+
+/// `HEALTHCHECK [--interval=..] CMD ...`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Healthcheck {
+    pub flags: Vec<(String, Option<String>)>,
+    pub cmd: Command,
+}
+
+/// A parsed instruction. Strings are unexpanded.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Instr {
+    From {
+        image: String,
+        alias: Option<String>,
+        platform: Option<String>,
+    },
+    Run(Command),
+    Cmd(Command),
+    Entrypoint(Command),
+    Shell(Vec<String>),
+    /// `NAME=VALUE` pairs; values unexpanded, quotes kept.
+    Env(Vec<(String, String)>),
+    Label(Vec<(String, String)>),
+    Arg(Vec<(String, Option<String>)>),
+    Workdir(String),
+    User(String),
+    Expose(String),
+    Volume(Vec<String>),
+    StopSignal(String),
+    Maintainer(String),
+    Copy(CopyArgs),
+    Add(CopyArgs),
+    Onbuild(String),
+    /// None for `HEALTHCHECK NONE`.
+    Healthcheck(Option<Healthcheck>),
+}
+
+/// An instruction and where it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Located {
+    pub line: usize,
+    pub instr: Instr,
+}
+
+/// The parsed file: escape character and instructions in order.
+#[derive(Debug, Clone)]
+pub struct Parsed {
+    pub escape: char,
+    pub instrs: Vec<Located>,
+}
+
+/// Parses `text`; `file` names it in errors (`Dockerfile:7: ...`).
+pub fn parse(file: &str, text: &str) -> Result<Parsed> {
+    let (escape, raws) = lex(file, text)?;
+    let mut instrs = Vec::new();
+    for r in raws {
+        let instr = typed(file, escape, &r)?;
+        instrs.push(Located {
+            line: r.line,
+            instr,
+        });
+    }
+    if !instrs.iter().any(|l| matches!(l.instr, Instr::From { .. })) {
+        return Err(DfError::new(file, 0, "no FROM instruction"));
+    }
+    Ok(Parsed { escape, instrs })
+}
+
+/// Splits the text into raw instructions.
+pub fn lex(file: &str, text: &str) -> Result<(char, Vec<Raw>)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut escape = '\\';
+    let mut i = 0;
+    // Parser directives: `# key=value` lines at the very top.
+    while i < lines.len() {
+        let l = lines[i].trim();
+        let Some(rest) = l.strip_prefix('#') else {
+            break;
+        };
+        let Some((k, v)) = rest.split_once('=') else {
+            break;
+        };
+        let k = k.trim().to_ascii_lowercase();
+        if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            break;
+        }
+        let v = v.trim();
+        match k.as_str() {
+            "escape" => {
+                escape = match v {
+                    "\\" => '\\',
+                    "`" => '`',
+                    _ => {
+                        return Err(DfError::new(
+                            file,
+                            i + 1,
+                            format!("invalid escape token {v:?}: must be ` or \\"),
+                        ))
+                    }
+                }
+            }
+            "syntax" | "check" => {}
+            _ => break,
+        }
+        i += 1;
+    }
+    let mut raws = Vec::new();
+    while i < lines.len() {
+        let l = lines[i];
+        let t = l.trim();
+        if t.is_empty() || t.starts_with('#') {
+            i += 1;
+            continue;
+        }
+        let start = i + 1;
+        // Join continuation lines; comment lines inside a continuation are dropped.
+        let mut logical = String::new();
+        let mut cur = l.trim_end().to_string();
+        loop {
+            if cur.ends_with(escape) {
+                cur.pop();
+                logical.push_str(&cur);
+                i += 1;
+                loop {
+                    if i >= lines.len() {
+                        cur = String::new();
+                        break;
+                    }
+                    let n = lines[i].trim();
+                    if n.starts_with('#') {
+                        i += 1;
+                        continue;
+                    }
+                    cur = lines[i].trim_end().to_string();
+                    break;
+                }
+                if i >= lines.len() {
+                    break;
+                }
+            } else {
+                logical.push_str(&cur);
+                i += 1;
+                break;
+            }
+        }
+        let logical = logical.trim().to_string();
+        let (kw, rest) = match logical.split_once(char::is_whitespace) {
+            Some((k, r)) => (k.to_string(), r.trim().to_string()),
+            None => (logical.clone(), String::new()),
+        };
+        let keyword = kw.to_ascii_uppercase();
+        let (flags, args) = split_flags(&rest);
+        let mut heredocs = Vec::new();
+        if matches!(keyword.as_str(), "RUN" | "COPY" | "ADD") {
+            for (name, strip, quoted) in heredoc_markers(&args) {
+                let mut content = String::new();
+                let mut found = false;
+                while i < lines.len() {
+                    let mut body = lines[i];
+                    i += 1;
+                    if strip {
+                        body = body.trim_start_matches('\t');
+                    }
+                    if body == name {
+                        found = true;
+                        break;
+                    }
+                    content.push_str(body);
+                    content.push('\n');
+                }
+                if !found {
+                    return Err(DfError::new(
+                        file,
+                        start,
+                        format!("unterminated heredoc <<{name}: no line {name:?} before the end"),
+                    ));
+                }
+                heredocs.push(Heredoc {
+                    name,
+                    content,
+                    quoted,
+                });
+            }
+        }
+        raws.push(Raw {
+            line: start,
+            keyword,
+            flags,
+            args,
+            heredocs,
+        });
+    }
+    Ok((escape, raws))
+}
+
+/// Leading `--name[=value]` words.
+fn split_flags(rest: &str) -> (Vec<(String, Option<String>)>, String) {
+    let mut flags = Vec::new();
+    let mut s = rest.trim_start();
+    while let Some(f) = s.strip_prefix("--") {
+        let end = f.find(char::is_whitespace).unwrap_or(f.len());
+        let word = &f[..end];
+        if word.is_empty() {
+            break;
+        }
+        match word.split_once('=') {
+            Some((k, v)) => flags.push((k.to_string(), Some(v.to_string()))),
+            None => flags.push((word.to_string(), None)),
+        }
+        s = f[end..].trim_start();
+    }
+    (flags, s.to_string())
+}
+
+/// Heredoc markers in the arguments: (name, strip tabs, quoted).
+fn heredoc_markers(args: &str) -> Vec<(String, bool, bool)> {
+    let mut out = Vec::new();
+    if args.trim_start().starts_with('[') {
+        return out;
+    }
+    let mut rest = args;
+    while let Some(pos) = rest.find("<<") {
+        let mut m = &rest[pos + 2..];
+        rest = m;
+        if let Some(after) = m.strip_prefix('<') {
+            rest = after;
+            continue;
+        }
+        let strip = m.starts_with('-');
+        if strip {
+            m = &m[1..];
+        }
+        let (quoted, m) = match m.chars().next() {
+            Some(q @ ('"' | '\'')) => (Some(q), &m[1..]),
+            _ => (None, m),
+        };
+        let end = m
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.'))
+            .unwrap_or(m.len());
+        let name = &m[..end];
+        if name.is_empty() {
+            continue;
+        }
+        if let Some(q) = quoted {
+            if !m[end..].starts_with(q) {
+                continue;
+            }
+        }
+        out.push((name.to_string(), strip, quoted.is_some()));
+    }
+    out
+}
+
+fn check_flags(file: &str, r: &Raw, allowed: &[&str]) -> Result<()> {
+    for (k, _) in &r.flags {
+        if !allowed.contains(&k.as_str()) {
+            return Err(DfError::new(
+                file,
+                r.line,
+                format!("{}: unknown flag --{k}", r.keyword),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn flag(r: &Raw, name: &str) -> Option<String> {
+    r.flags
+        .iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.clone().unwrap_or_default())
+}
+
+/// JSON array of strings → exec form; anything else is shell form (as docker does).
+fn command(args: &str) -> Command {
+    let t = args.trim();
+    if t.starts_with('[') {
+        if let Ok(v) = serde_json::from_str::<Vec<String>>(t) {
+            return Command::Exec(v);
+        }
+    }
+    Command::Shell(args.to_string())
+}
+
+/// `NAME=VALUE ...` or the legacy `NAME VALUE` form (ENV, LABEL).
+fn pairs(file: &str, r: &Raw, escape: char) -> Result<Vec<(String, String)>> {
+    let words = super::expand::split_raw(&r.args, escape)
+        .map_err(|e| DfError::new(file, r.line, format!("{}: {e}", r.keyword)))?;
+    if words.is_empty() {
+        return Err(DfError::new(
+            file,
+            r.line,
+            format!("{} needs at least one NAME=VALUE argument", r.keyword),
+        ));
+    }
+    if !words[0].contains('=') {
+        // Legacy form: the first word is the name, the rest of the line the value.
+        let name = words[0].clone();
+        let value = r.args.trim_start()[name.len()..].trim().to_string();
+        if value.is_empty() && r.keyword == "ENV" {
+            return Err(DfError::new(
+                file,
+                r.line,
+                format!("ENV {name} needs a value (ENV NAME=VALUE)"),
+            ));
+        }
+        return Ok(vec![(name, value)]);
+    }
+    let mut out = Vec::new();
+    for w in words {
+        let Some((k, v)) = w.split_once('=') else {
+            return Err(DfError::new(
+                file,
+                r.line,
+                format!("{}: {w:?} is not of the form NAME=VALUE", r.keyword),
+            ));
+        };
+        if k.is_empty() {
+            return Err(DfError::new(
+                file,
+                r.line,
+                format!("{}: empty name in {w:?}", r.keyword),
+            ));
+        }
+        out.push((k.to_string(), v.to_string()));
+    }
+    Ok(out)
+}
+
+fn typed(file: &str, escape: char, r: &Raw) -> Result<Instr> {
+    let err = |msg: String| DfError::new(file, r.line, msg);
+    let need_args = || -> Result<()> {
+        if r.args.trim().is_empty() && r.heredocs.is_empty() {
+            Err(err(format!("{} needs an argument", r.keyword)))
+        } else {
+            Ok(())
+        }
+    };
+    let no_flags = |allowed: &[&str]| check_flags(file, r, allowed);
+    Ok(match r.keyword.as_str() {
+        "FROM" => {
+            no_flags(&["platform"])?;
+            need_args()?;
+            let w: Vec<&str> = r.args.split_whitespace().collect();
+            let alias = match w.as_slice() {
+                [_] => None,
+                [_, kw, name] if kw.eq_ignore_ascii_case("as") => Some(name.to_ascii_lowercase()),
+                _ => return Err(err(format!("FROM takes IMAGE [AS NAME], got {:?}", r.args))),
+            };
+            Instr::From {
+                image: w[0].to_string(),
+                alias,
+                platform: flag(r, "platform"),
+            }
+        }
+        "RUN" => {
+            // --mount/--network/--security are BuildKit extensions not supported yet.
+            no_flags(&[])?;
+            need_args()?;
+            match (&r.heredocs[..], r.args.trim()) {
+                ([h], a) if a.starts_with("<<") && !a.contains(char::is_whitespace) => {
+                    Instr::Run(Command::Shell(h.content.clone()))
+                }
+                ([], _) => Instr::Run(command(&r.args)),
+                (hs, _) => {
+                    // The shell reads its own heredocs: give it the line and the bodies.
+                    let mut script = r.args.clone();
+                    for h in hs {
+                        script.push('\n');
+                        script.push_str(&h.content);
+                        script.push_str(&h.name);
+                    }
+                    Instr::Run(Command::Shell(script))
+                }
+            }
+        }
+        "CMD" => {
+            no_flags(&[])?;
+            need_args()?;
+            Instr::Cmd(command(&r.args))
+        }
+        "ENTRYPOINT" => {
+            no_flags(&[])?;
+            need_args()?;
+            Instr::Entrypoint(command(&r.args))
+        }
+        "SHELL" => {
+            no_flags(&[])?;
+            match command(&r.args) {
+                Command::Exec(v) if !v.is_empty() => Instr::Shell(v),
+                _ => {
+                    return Err(err(
+                        "SHELL needs a JSON array, e.g. SHELL [\"/bin/sh\", \"-c\"]".into(),
+                    ))
+                }
+            }
+        }
+        "ENV" => {
+            no_flags(&[])?;
+            Instr::Env(pairs(file, r, escape)?)
+        }
+        "LABEL" => {
+            no_flags(&[])?;
+            Instr::Label(pairs(file, r, escape)?)
+        }
+        "ARG" => {
+            no_flags(&[])?;
+            need_args()?;
+            let words =
+                super::expand::split_raw(&r.args, escape).map_err(|e| err(format!("ARG: {e}")))?;
+            let mut out = Vec::new();
+            for w in words {
+                match w.split_once('=') {
+                    Some((k, v)) => out.push((k.to_string(), Some(v.to_string()))),
+                    None => out.push((w, None)),
+                }
+            }
+            Instr::Arg(out)
+        }
+        "WORKDIR" => {
+            no_flags(&[])?;
+            need_args()?;
+            Instr::Workdir(r.args.trim().to_string())
+        }
+        "USER" => {
+            no_flags(&[])?;
+            need_args()?;
+            Instr::User(r.args.trim().to_string())
+        }
+        "EXPOSE" => {
+            no_flags(&[])?;
+            need_args()?;
+            Instr::Expose(r.args.clone())
+        }
+        "VOLUME" => {
+            no_flags(&[])?;
+            need_args()?;
+            match command(&r.args) {
+                Command::Exec(v) => Instr::Volume(v),
+                Command::Shell(s) => {
+                    Instr::Volume(s.split_whitespace().map(str::to_string).collect())
+                }
+            }
+        }
+        "STOPSIGNAL" => {
+            no_flags(&[])?;
+            need_args()?;
+            Instr::StopSignal(r.args.trim().to_string())
+        }
+        "MAINTAINER" => {
+            no_flags(&[])?;
+            need_args()?;
+            Instr::Maintainer(r.args.trim().to_string())
+        }
+        "ONBUILD" => {
+            no_flags(&[])?;
+            need_args()?;
+            let first = r.args.split_whitespace().next().unwrap_or("");
+            if matches!(
+                first.to_ascii_uppercase().as_str(),
+                "ONBUILD" | "FROM" | "MAINTAINER"
+            ) {
+                return Err(err(format!("ONBUILD {first} is not allowed")));
+            }
+            Instr::Onbuild(r.args.trim().to_string())
+        }
+        "HEALTHCHECK" => {
+            no_flags(&[
+                "interval",
+                "timeout",
+                "start-period",
+                "start-interval",
+                "retries",
+            ])?;
+            need_args()?;
+            let t = r.args.trim();
+            if t.eq_ignore_ascii_case("none") {
+                Instr::Healthcheck(None)
+            } else {
+                let Some(rest) = t
+                    .strip_prefix("CMD")
+                    .or_else(|| t.strip_prefix("cmd"))
+                    .filter(|s| s.starts_with(char::is_whitespace))
+                else {
+                    return Err(err("HEALTHCHECK takes NONE or CMD COMMAND".into()));
+                };
+                Instr::Healthcheck(Some(Healthcheck {
+                    flags: r.flags.clone(),
+                    cmd: command(rest.trim()),
+                }))
+            }
+        }
+        "COPY" | "ADD" => {
+            if r.keyword == "COPY" {
+                no_flags(&["from", "chown", "chmod", "link"])?;
+            } else {
+                no_flags(&["chown", "chmod", "link"])?;
+            }
+            let paths = match command(&r.args) {
+                Command::Exec(v) => v,
+                Command::Shell(s) => s.split_whitespace().map(str::to_string).collect(),
+            };
+            if paths.len() < 2 {
+                return Err(err(format!(
+                    "{} needs at least two arguments: SOURCE... DEST",
+                    r.keyword
+                )));
+            }
+            let a = CopyArgs {
+                from: flag(r, "from"),
+                chown: flag(r, "chown"),
+                chmod: flag(r, "chmod"),
+                paths,
+                heredocs: r.heredocs.clone(),
+            };
+            if r.keyword == "COPY" {
+                Instr::Copy(a)
+            } else {
+                Instr::Add(a)
+            }
+        }
+        "" => return Err(err("empty instruction".into())),
+        other => return Err(err(format!("unknown instruction: {other}"))),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continuation_comments_and_escape_directive() {
+        let p = parse(
+            "Dockerfile",
+            "# escape=`\nFROM scratch\nRUN echo a `\n# comment inside\n  b\nENV A=1 B=\"x y\"\n",
+        )
+        .unwrap();
+        assert_eq!(p.escape, '`');
+        assert_eq!(p.instrs[1].line, 3);
+        assert_eq!(
+            p.instrs[1].instr,
+            Instr::Run(Command::Shell("echo a   b".into()))
+        );
+        assert_eq!(
+            p.instrs[2].instr,
+            Instr::Env(vec![
+                ("A".into(), "1".into()),
+                ("B".into(), "\"x y\"".into())
+            ])
+        );
+    }
+
+    #[test]
+    fn heredocs() {
+        let p = parse(
+            "Dockerfile",
+            "FROM scratch\nRUN <<EOF\necho hi\nEOF\nCOPY <<-'END' /f\n\tbody $x\n\tEND\nRUN cat <<A > /x\nline\nA\n",
+        )
+        .unwrap();
+        assert_eq!(
+            p.instrs[1].instr,
+            Instr::Run(Command::Shell("echo hi\n".into()))
+        );
+        let Instr::Copy(c) = &p.instrs[2].instr else {
+            panic!()
+        };
+        assert_eq!(c.heredocs[0].content, "body $x\n");
+        assert!(c.heredocs[0].quoted);
+        assert_eq!(p.instrs[3].line, 8);
+        assert_eq!(
+            p.instrs[3].instr,
+            Instr::Run(Command::Shell("cat <<A > /x\nline\nA".into()))
+        );
+        let e = parse("Dockerfile", "FROM scratch\nRUN <<EOF\nx\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("Dockerfile:2: unterminated heredoc"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let e = parse("Dockerfile", "FROM scratch\n\nFOO bar\n").unwrap_err();
+        assert_eq!(e.to_string(), "Dockerfile:3: unknown instruction: FOO");
+        let e = parse("Dockerfile", "FROM scratch\nCOPY a\n").unwrap_err();
+        assert!(e.to_string().starts_with("Dockerfile:2: COPY needs"), "{e}");
+        let e = parse("Dockerfile", "FROM scratch\nCOPY --bogus=1 a b\n").unwrap_err();
+        assert!(e.to_string().contains("unknown flag --bogus"), "{e}");
+        let e = parse("Dockerfile", "FROM\n").unwrap_err();
+        assert_eq!(e.to_string(), "Dockerfile:1: FROM needs an argument");
+    }
+
+    #[test]
+    fn forms() {
+        let p = parse(
+            "Dockerfile",
+            "FROM a AS Build\nCMD [\"a\", \"b\"]\nCMD [bad json\nCOPY --from=build --chown=1:2 --chmod=640 x y /z/\nLABEL k v w\n",
+        )
+        .unwrap();
+        assert_eq!(
+            p.instrs[0].instr,
+            Instr::From {
+                image: "a".into(),
+                alias: Some("build".into()),
+                platform: None
+            }
+        );
+        assert_eq!(
+            p.instrs[1].instr,
+            Instr::Cmd(Command::Exec(vec!["a".into(), "b".into()]))
+        );
+        assert_eq!(
+            p.instrs[2].instr,
+            Instr::Cmd(Command::Shell("[bad json".into()))
+        );
+        let Instr::Copy(c) = &p.instrs[3].instr else {
+            panic!()
+        };
+        assert_eq!(c.from.as_deref(), Some("build"));
+        assert_eq!(c.chmod.as_deref(), Some("640"));
+        assert_eq!(c.paths, vec!["x", "y", "/z/"]);
+        assert_eq!(
+            p.instrs[4].instr,
+            Instr::Label(vec![("k".into(), "v w".into())])
+        );
+    }
+}

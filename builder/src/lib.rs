@@ -1,0 +1,8 @@
+//! brig-build: Dockerfile → layered OCI image.
+//!
+//! Stages, one module each: [`dockerfile`] (parse, expand, ignore) → [`plan`] (which stages the
+//! target needs) → [`exec`] (COPY/ADD/RUN write layers; RUN through a runc-compatible runtime)
+//! → [`image`] (layers, config, the local store, safe unpacking) → [`export`] (OCI layout,
+//! oci-archive, docker-archive).
+
+pub mod dockerfile;
