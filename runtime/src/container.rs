@@ -181,6 +181,9 @@ pub fn create_with_sync(root: &Root, opts: &CreateOpts) -> Result<(i32, Sync)> {
     if cg.state_frozen().unwrap_or(false) {
         return Err(Error::msg("container's cgroup unexpectedly frozen"));
     }
+    if cg.pids().is_ok_and(|p| !p.is_empty()) {
+        logging::warn("container's cgroup is not empty: it already has processes");
+    }
     let cgroup_mounts = cg.mounts();
     undo.cgroup = Some(cg);
 
@@ -261,7 +264,11 @@ pub fn create_with_sync(root: &Root, opts: &CreateOpts) -> Result<(i32, Sync)> {
         }
         parent_sync.send(&Msg::Go)?;
         loop {
-            match parent_sync.recv()? {
+            let (msg, mut seccomp_fd) = match parent_sync.recv_with_fd()? {
+                Some((m, fd)) => (Some(m), fd),
+                None => (None, None),
+            };
+            match msg {
                 Some(Msg::Hooks) => {
                     let st =
                         hooks::state_json(&opts.id, "creating", pid, &bundle.dir, &annotations);
@@ -289,6 +296,30 @@ pub fn create_with_sync(root: &Root, opts: &CreateOpts) -> Result<(i32, Sync)> {
                     parent_sync.send(&Msg::HooksDone)?;
                 }
                 Some(Msg::Ready) => return Ok(()),
+                Some(Msg::SeccompFd) => {
+                    let Some(fd) = seccomp_fd.take() else {
+                        return Err(Error::msg("sync: seccomp message without its fd"));
+                    };
+                    let st =
+                        hooks::state_json(&opts.id, "creating", pid, &bundle.dir, &annotations);
+                    let sc = linux
+                        .seccomp()
+                        .as_ref()
+                        .expect("a listener comes only from a profile");
+                    let path = sc
+                        .listener_path()
+                        .clone()
+                        .expect("validated: listener needs listenerPath");
+                    seccomp::send_to_agent(
+                        &path,
+                        sc.listener_metadata().as_deref(),
+                        std::os::fd::AsFd::as_fd(&fd),
+                        pid,
+                        &st,
+                    )?;
+                    drop(fd);
+                    parent_sync.send(&Msg::SeccompDone)?;
+                }
                 Some(Msg::Error { msg }) => return Err(Error::Msg(msg)),
                 Some(m) => return Err(Error::msg(format!("sync: unexpected {m:?}"))),
                 None => return Err(Error::msg("container init exited during setup")),

@@ -202,7 +202,37 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32> {
         kill_child();
         return Err(e);
     }
-    match parent_sync.recv() {
+    let mut result = parent_sync.recv_with_fd();
+    // A seccomp listener first goes to the agent, then the child goes on.
+    while let Ok(Some((Msg::SeccompFd, fd))) = &result {
+        let forwarded = match (fd, linux.seccomp().as_ref()) {
+            (Some(fd), Some(sc)) => {
+                let st = crate::hooks::state_json(
+                    &saved.id,
+                    "running",
+                    saved.pid,
+                    &saved.bundle,
+                    &saved.annotations,
+                );
+                let path = sc.listener_path().clone().unwrap_or_default();
+                seccomp::send_to_agent(
+                    &path,
+                    sc.listener_metadata().as_deref(),
+                    fd.as_fd(),
+                    pid,
+                    &st,
+                )
+                .and_then(|_| parent_sync.send(&Msg::SeccompDone))
+            }
+            _ => Err(Error::msg("sync: seccomp message without its fd")),
+        };
+        if let Err(e) = forwarded {
+            kill_child();
+            return Err(e);
+        }
+        result = parent_sync.recv_with_fd();
+    }
+    match result.map(|o| o.map(|(m, _)| m)) {
         Ok(None) => {}
         Ok(Some(Msg::Error { msg })) => {
             kill_child();
@@ -493,7 +523,7 @@ fn child(plan: &Plan, sync: &Sync) -> Result<Never> {
     rlimits::apply(&plan.rlimits)?;
     if !plan.no_new_privileges {
         if let Some(s) = &plan.seccomp {
-            s.load()?;
+            crate::linux::seccomp::load_and_hand_over(s, sync)?;
         }
     }
     plan.caps.drop_bounding()?;
@@ -510,7 +540,7 @@ fn child(plan: &Plan, sync: &Sync) -> Result<Never> {
         let r = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
         nix::errno::Errno::result(r).sys("prctl", "PR_SET_NO_NEW_PRIVS")?;
         if let Some(s) = &plan.seccomp {
-            s.load()?;
+            crate::linux::seccomp::load_and_hand_over(s, sync)?;
         }
     }
     crate::logging::debug(&format!("exec: about to execve {:?}", plan.args));

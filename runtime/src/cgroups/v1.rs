@@ -702,7 +702,7 @@ impl Manager for V1Manager {
             return Err(Error::config(
                 "config.json",
                 "linux.resources.unified",
-                "cannot be used with cgroup v1",
+                "invalid configuration: cannot be used with cgroup v1",
             ));
         }
         let rules = match r.devices() {

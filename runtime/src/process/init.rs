@@ -119,7 +119,7 @@ fn setup(plan: &Plan, sync: &Sync) -> Result<Never> {
     if !plan.no_new_privileges {
         // Without no_new_privs the filter needs CAP_SYS_ADMIN: load it now.
         if let Some(s) = &plan.seccomp {
-            s.load()?;
+            crate::linux::seccomp::load_and_hand_over(s, sync)?;
         }
     }
     plan.caps.drop_bounding()?;
@@ -139,7 +139,7 @@ fn setup(plan: &Plan, sync: &Sync) -> Result<Never> {
         let r = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
         nix::errno::Errno::result(r).sys("prctl", "PR_SET_NO_NEW_PRIVS")?;
         if let Some(s) = &plan.seccomp {
-            s.load()?;
+            crate::linux::seccomp::load_and_hand_over(s, sync)?;
         }
     }
 

@@ -29,7 +29,13 @@ pub enum Msg {
     Hooks,
     HooksDone,
     Ready,
-    Error { msg: String },
+    /// Child → parent, with the seccomp listener fd attached: hand it to
+    /// the agent at listenerPath; the parent answers `SeccompDone`.
+    SeccompFd,
+    SeccompDone,
+    Error {
+        msg: String,
+    },
 }
 
 /// One end of the sync socket.
@@ -55,20 +61,65 @@ impl Sync {
         Ok(())
     }
 
+    /// Sends `m` with `fd` attached (SCM_RIGHTS).
+    pub fn send_with_fd(&self, m: &Msg, fd: std::os::fd::BorrowedFd) -> Result<()> {
+        use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+        let data = serde_json::to_vec(m).map_err(|e| Error::msg(e.to_string()))?;
+        let fds = [fd.as_raw_fd()];
+        let iov = [std::io::IoSlice::new(&data)];
+        sendmsg::<()>(
+            self.fd.as_raw_fd(),
+            &iov,
+            &[ControlMessage::ScmRights(&fds)],
+            MsgFlags::empty(),
+            None,
+        )
+        .sys("sendmsg", "sync socket")?;
+        Ok(())
+    }
+
     /// Receives one message; `None` when the other side closed.
     pub fn recv(&self) -> Result<Option<Msg>> {
+        Ok(self.recv_with_fd()?.map(|(m, _)| m))
+    }
+
+    /// Receives one message and the fd sent with it, if any.
+    pub fn recv_with_fd(&self) -> Result<Option<(Msg, Option<OwnedFd>)>> {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
         let mut buf = vec![0u8; 64 * 1024];
-        let n = loop {
-            match nix::unistd::read(&self.fd, &mut buf) {
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let (n, fd) = loop {
+            let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+            match recvmsg::<()>(
+                self.fd.as_raw_fd(),
+                &mut iov,
+                Some(&mut space),
+                MsgFlags::MSG_CMSG_CLOEXEC,
+            ) {
                 Err(nix::errno::Errno::EINTR) => continue,
-                r => break r.sys("read", "sync socket")?,
+                Err(e) => return Err(Error::sys("recvmsg", "sync socket", e)),
+                Ok(msg) => {
+                    let mut fd = None;
+                    for c in msg.cmsgs().sys("recvmsg", "sync socket")? {
+                        if let ControlMessageOwned::ScmRights(fds) = c {
+                            for (i, raw) in fds.into_iter().enumerate() {
+                                // SAFETY: the kernel installed these fds for us.
+                                let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+                                if i == 0 {
+                                    fd = Some(owned);
+                                }
+                            }
+                        }
+                    }
+                    break (msg.bytes, fd);
+                }
             }
         };
         if n == 0 {
             return Ok(None);
         }
         serde_json::from_slice(&buf[..n])
-            .map(Some)
+            .map(|m| Some((m, fd)))
             .map_err(|e| Error::msg(format!("bad sync message: {e}")))
     }
 }
