@@ -605,6 +605,71 @@ fn export(ctx: &ScmpFilterContext) -> Result<Vec<libc::sock_filter>> {
     Ok(filter)
 }
 
+/// In the container process: loads the filter and, when it has a listener,
+/// passes the listener to the parent over `sync`, which gives it to the
+/// agent ([`send_to_agent`]); our copy is closed once the parent confirms.
+pub fn load_and_hand_over(p: &SeccompProgram, sync: &crate::process::Sync) -> Result<()> {
+    use crate::process::Msg;
+    use std::os::fd::AsFd;
+    if let Some(fd) = p.load()? {
+        sync.send_with_fd(&Msg::SeccompFd, fd.as_fd())?;
+        match sync.recv()? {
+            Some(Msg::SeccompDone) => {}
+            other => {
+                return Err(Error::msg(format!(
+                    "sync: expected seccomp-done, got {other:?}"
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// In the runtime: sends the seccomp listener fd to the agent listening at
+/// `listener_path`, with the container process state (runtime-spec
+/// "ContainerProcessState": ociVersion, fds, pid, metadata, state).
+pub fn send_to_agent(
+    listener_path: &std::path::Path,
+    metadata: Option<&str>,
+    fd: std::os::fd::BorrowedFd,
+    pid: i32,
+    state_json: &str,
+) -> Result<()> {
+    let state: serde_json::Value =
+        serde_json::from_str(state_json).map_err(|e| Error::msg(e.to_string()))?;
+    let mut msg = serde_json::json!({
+        "ociVersion": crate::OCI_VERSION,
+        "fds": ["seccompFd"],
+        "pid": pid,
+    });
+    if let Some(m) = metadata.filter(|m| !m.is_empty()) {
+        msg["metadata"] = m.into();
+    }
+    msg["state"] = state;
+    let sock = std::os::unix::net::UnixStream::connect(listener_path).map_err(|e| {
+        Error::io(
+            format!(
+                "failed to connect with seccomp agent at {}",
+                listener_path.display()
+            ),
+            e,
+        )
+    })?;
+    let data = msg.to_string();
+    use std::os::fd::AsRawFd;
+    let fds = [fd.as_raw_fd()];
+    let iov = [std::io::IoSlice::new(data.as_bytes())];
+    nix::sys::socket::sendmsg::<()>(
+        sock.as_raw_fd(),
+        &iov,
+        &[nix::sys::socket::ControlMessage::ScmRights(&fds)],
+        nix::sys::socket::MsgFlags::empty(),
+        None,
+    )
+    .map_err(|e| Error::sys("send seccomp fd to", listener_path.display(), e))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -929,69 +994,4 @@ mod tests {
         assert!(libc::WIFEXITED(status), "status {status:#x}");
         assert_eq!(libc::WEXITSTATUS(status), 0);
     }
-}
-
-/// In the container process: loads the filter and, when it has a listener,
-/// passes the listener to the parent over `sync`, which gives it to the
-/// agent ([`send_to_agent`]); our copy is closed once the parent confirms.
-pub fn load_and_hand_over(p: &SeccompProgram, sync: &crate::process::Sync) -> Result<()> {
-    use crate::process::Msg;
-    use std::os::fd::AsFd;
-    if let Some(fd) = p.load()? {
-        sync.send_with_fd(&Msg::SeccompFd, fd.as_fd())?;
-        match sync.recv()? {
-            Some(Msg::SeccompDone) => {}
-            other => {
-                return Err(Error::msg(format!(
-                    "sync: expected seccomp-done, got {other:?}"
-                )))
-            }
-        }
-    }
-    Ok(())
-}
-
-/// In the runtime: sends the seccomp listener fd to the agent listening at
-/// `listener_path`, with the container process state (runtime-spec
-/// "ContainerProcessState": ociVersion, fds, pid, metadata, state).
-pub fn send_to_agent(
-    listener_path: &std::path::Path,
-    metadata: Option<&str>,
-    fd: std::os::fd::BorrowedFd,
-    pid: i32,
-    state_json: &str,
-) -> Result<()> {
-    let state: serde_json::Value =
-        serde_json::from_str(state_json).map_err(|e| Error::msg(e.to_string()))?;
-    let mut msg = serde_json::json!({
-        "ociVersion": crate::OCI_VERSION,
-        "fds": ["seccompFd"],
-        "pid": pid,
-    });
-    if let Some(m) = metadata.filter(|m| !m.is_empty()) {
-        msg["metadata"] = m.into();
-    }
-    msg["state"] = state;
-    let sock = std::os::unix::net::UnixStream::connect(listener_path).map_err(|e| {
-        Error::io(
-            format!(
-                "failed to connect with seccomp agent at {}",
-                listener_path.display()
-            ),
-            e,
-        )
-    })?;
-    let data = msg.to_string();
-    use std::os::fd::AsRawFd;
-    let fds = [fd.as_raw_fd()];
-    let iov = [std::io::IoSlice::new(data.as_bytes())];
-    nix::sys::socket::sendmsg::<()>(
-        sock.as_raw_fd(),
-        &iov,
-        &[nix::sys::socket::ControlMessage::ScmRights(&fds)],
-        nix::sys::socket::MsgFlags::empty(),
-        None,
-    )
-    .map_err(|e| Error::sys("send seccomp fd to", listener_path.display(), e))?;
-    Ok(())
 }
