@@ -6,3 +6,7 @@
 //! oci-archive, docker-archive).
 
 pub mod dockerfile;
+pub mod exec;
+pub mod export;
+pub mod fsroot;
+pub mod image;

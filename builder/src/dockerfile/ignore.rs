@@ -78,7 +78,7 @@ fn match_segs(pat: &[String], path: &[String]) -> bool {
 }
 
 /// `filepath.Match` for one segment.
-fn glob(p: &[u8], s: &[u8]) -> bool {
+pub(crate) fn glob(p: &[u8], s: &[u8]) -> bool {
     match p.first() {
         None => s.is_empty(),
         Some(b'*') => (0..=s.len()).any(|k| glob(&p[1..], &s[k..])),

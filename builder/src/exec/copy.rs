@@ -1,0 +1,346 @@
+//! COPY and ADD: files from the build context (or another stage, or an image) into the mounted
+//! overlay of the stage being built.
+//!
+//! Owns the Dockerfile's copy rules: wildcards in sources, a directory source copies its
+//! contents, a destination ending in `/` (or several sources) is a directory, owners become
+//! 0:0 unless `--chown`, `--chmod` sets the mode, `.dockerignore` hides context files, ADD
+//! extracts local tar archives (plain or gzip). Both sides are resolved inside their roots with
+//! [`Root`]: a source symlink cannot reach outside the context, a destination symlink planted
+//! by an earlier step cannot make a copy write outside the image.
+
+use crate::dockerfile::ignore::{glob, Ignore};
+use crate::fsroot::{remove_at, Root};
+use crate::image::unpack;
+use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, Timespec, Timestamps};
+use std::fs;
+use std::io::{self, BufRead, BufReader, Read};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// One COPY or ADD with expanded arguments.
+pub struct CopyOp<'a> {
+    pub src: &'a Root,
+    /// Applies to context sources only.
+    pub ignore: Option<&'a Ignore>,
+    /// Source paths relative to `src` (may contain wildcards).
+    pub sources: Vec<String>,
+    /// Inline files (heredocs): (name, content).
+    pub inline: Vec<(String, String)>,
+    /// Absolute destination inside the image.
+    pub dest: String,
+    pub owner: Option<(u32, u32)>,
+    pub chmod: Option<u32>,
+    pub add: bool,
+}
+
+/// Performs the copy into `dst` (the mounted overlay).
+pub fn copy(op: &CopyOp<'_>, dst: &Root) -> Result<(), String> {
+    let mut srcs: Vec<PathBuf> = Vec::new();
+    for s in &op.sources {
+        let rel = s.trim_start_matches('/');
+        if rel.contains(['*', '?', '[']) {
+            let found = expand_glob(op.src, rel).map_err(|e| e.to_string())?;
+            let found: Vec<PathBuf> = found
+                .into_iter()
+                .filter(|p| !excluded(op.ignore, p))
+                .collect();
+            if found.is_empty() {
+                return Err(format!("no source files were specified by {s:?}"));
+            }
+            srcs.extend(found);
+        } else {
+            let p = crate::fsroot::inner(Path::new(rel));
+            if excluded(op.ignore, &p) {
+                return Err(format!("{s}: excluded by .dockerignore"));
+            }
+            srcs.push(p);
+        }
+    }
+    let count = srcs.len() + op.inline.len();
+    let dest_is_dir = op.dest.ends_with('/')
+        || count > 1
+        || dst
+            .open_at(Path::new(&op.dest), OFlags::DIRECTORY | OFlags::PATH)
+            .is_ok();
+    if count > 1 && !op.dest.ends_with('/') {
+        return Err(format!(
+            "when using COPY with more than one source file, the destination must be a directory and end with a / ({})",
+            op.dest
+        ));
+    }
+    let dest = PathBuf::from(&op.dest);
+    for (name, content) in &op.inline {
+        let target = if dest_is_dir {
+            dest.join(name)
+        } else {
+            dest.clone()
+        };
+        let parent = target.parent().unwrap_or(Path::new("/"));
+        let (pfd, _) = dst.mkdir_all(parent, 0o755).map_err(|e| e.to_string())?;
+        let fname = target.file_name().ok_or("destination is the root")?;
+        let f = create_file(&pfd, fname.as_ref()).map_err(|e| e.to_string())?;
+        let mut f = fs::File::from(f);
+        io::Write::write_all(&mut f, content.as_bytes()).map_err(|e| e.to_string())?;
+        finish(
+            &OwnedFd::from(f),
+            op.owner.unwrap_or((0, 0)),
+            op.chmod.unwrap_or(0o644),
+            None,
+        )
+        .map_err(|e| e.to_string())?;
+    }
+    for rel in srcs {
+        let real = op
+            .src
+            .real_path(&rel)
+            .map_err(|e| format!("{}: {e}", rel.display()))?;
+        let md = fs::metadata(&real).map_err(|e| format!("{}: {e}", rel.display()))?;
+        if md.is_dir() {
+            copy_tree(op, &real, &rel, &dest, dst)?;
+        } else if op.add && is_archive(&real) {
+            let (_, _) = dst.mkdir_all(&dest, 0o755).map_err(|e| e.to_string())?;
+            let f = fs::File::open(&real).map_err(|e| e.to_string())?;
+            let mut r = BufReader::new(f);
+            let gz = r
+                .fill_buf()
+                .map_err(|e| e.to_string())?
+                .starts_with(&[0x1f, 0x8b]);
+            let stream: Box<dyn Read> = if gz {
+                Box::new(flate2::read::GzDecoder::new(r))
+            } else {
+                Box::new(r)
+            };
+            unpack::unpack(
+                dst,
+                &dest,
+                stream,
+                &rel.display().to_string(),
+                unpack::Options {
+                    whiteouts: false,
+                    owners: true,
+                },
+            )
+            .map_err(|e| e.to_string())?;
+        } else {
+            let name = rel
+                .file_name()
+                .map(PathBuf::from)
+                .ok_or("cannot copy the context root as a file")?;
+            let target = if dest_is_dir {
+                dest.join(name)
+            } else {
+                dest.clone()
+            };
+            let parent = target.parent().unwrap_or(Path::new("/"));
+            let (pfd, _) = dst.mkdir_all(parent, 0o755).map_err(|e| e.to_string())?;
+            let fname = target.file_name().ok_or("destination is the root")?;
+            copy_entry(op, &real, &md, &pfd, fname.as_ref()).map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+fn excluded(ignore: Option<&Ignore>, rel: &Path) -> bool {
+    ignore
+        .map(|i| i.excluded(&rel.to_string_lossy()))
+        .unwrap_or(false)
+}
+
+/// Copies the contents of the directory `real` (context path `rel`) into `dest`.
+fn copy_tree(
+    op: &CopyOp<'_>,
+    real: &Path,
+    rel: &Path,
+    dest: &Path,
+    dst: &Root,
+) -> Result<(), String> {
+    let (dfd, _) = dst.mkdir_all(dest, 0o755).map_err(|e| e.to_string())?;
+    let md = fs::metadata(real).map_err(|e| e.to_string())?;
+    finish(
+        &dfd,
+        op.owner.unwrap_or((0, 0)),
+        op.chmod.unwrap_or(md.mode() & 0o7777),
+        None,
+    )
+    .map_err(|e| e.to_string())?;
+    let mut dirs: Vec<(PathBuf, i64)> = Vec::new();
+    let mut walk = walkdir::WalkDir::new(real)
+        .min_depth(1)
+        .follow_links(false)
+        .sort_by_file_name()
+        .into_iter();
+    while let Some(e) = walk.next() {
+        let e = e.map_err(|e| e.to_string())?;
+        let sub = e.path().strip_prefix(real).expect("below the walk root");
+        if excluded(op.ignore, &rel.join(sub)) {
+            if e.file_type().is_dir() {
+                walk.skip_current_dir();
+            }
+            continue;
+        }
+        let target = dest.join(sub);
+        let parent = target.parent().unwrap_or(Path::new("/"));
+        let pfd = dst.dir(parent).map_err(|e| e.to_string())?;
+        let md = e.path().symlink_metadata().map_err(|e| e.to_string())?;
+        let name = target.file_name().expect("walk entries have names");
+        copy_entry(op, e.path(), &md, &pfd, name.as_ref()).map_err(|e| e.to_string())?;
+        if md.is_dir() {
+            dirs.push((target, md.mtime()));
+        }
+    }
+    for (d, mtime) in dirs.iter().rev() {
+        if let Ok(fd) = dst.dir(d) {
+            let _ = rfs::futimens(&fd, &times(*mtime));
+        }
+    }
+    Ok(())
+}
+
+/// Copies one file, directory (itself only) or symlink to `name` in `pfd`.
+fn copy_entry(
+    op: &CopyOp<'_>,
+    src: &Path,
+    md: &fs::Metadata,
+    pfd: &OwnedFd,
+    name: &Path,
+) -> io::Result<()> {
+    let owner = op.owner.unwrap_or((0, 0));
+    let mode = op.chmod.unwrap_or(md.mode() & 0o7777);
+    let ft = md.file_type();
+    if ft.is_dir() {
+        let exists_dir = rfs::statat(pfd, name, AtFlags::SYMLINK_NOFOLLOW)
+            .map(|st| rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Directory)
+            .unwrap_or(false);
+        if !exists_dir {
+            remove_at(pfd, name.as_os_str())?;
+            rfs::mkdirat(pfd, name, Mode::from_raw_mode(0o755))?;
+        }
+        let d = rfs::openat(
+            pfd,
+            name,
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        finish(&d, owner, mode, None)
+    } else if ft.is_symlink() {
+        let target = fs::read_link(src)?;
+        remove_at(pfd, name.as_os_str())?;
+        rfs::symlinkat(&target, pfd, name)?;
+        rfs::chownat(
+            pfd,
+            name,
+            Some(rfs::Uid::from_raw(owner.0)),
+            Some(rfs::Gid::from_raw(owner.1)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )?;
+        Ok(())
+    } else if ft.is_file() {
+        let f = create_file(pfd, name)?;
+        let mut out = fs::File::from(f);
+        let mut inp = fs::File::open(src)?;
+        io::copy(&mut inp, &mut out)?;
+        finish(&OwnedFd::from(out), owner, mode, Some(md.mtime()))
+    } else {
+        // Devices, fifos and sockets in a context are skipped, as docker does.
+        Ok(())
+    }
+}
+
+/// Replaces `name` in `pfd` by a new empty file.
+fn create_file(pfd: &OwnedFd, name: &Path) -> io::Result<OwnedFd> {
+    remove_at(pfd, name.as_os_str())?;
+    Ok(rfs::openat(
+        pfd,
+        name,
+        OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )?)
+}
+
+/// Owner, then mode (chown clears set-id bits), then mtime.
+fn finish(fd: &OwnedFd, owner: (u32, u32), mode: u32, mtime: Option<i64>) -> io::Result<()> {
+    rfs::fchown(
+        fd,
+        Some(rfs::Uid::from_raw(owner.0)),
+        Some(rfs::Gid::from_raw(owner.1)),
+    )?;
+    rfs::fchmod(fd, Mode::from_raw_mode(mode))?;
+    if let Some(t) = mtime {
+        rfs::futimens(fd, &times(t))?;
+    }
+    Ok(())
+}
+
+fn times(t: i64) -> Timestamps {
+    let ts = Timespec {
+        tv_sec: t,
+        tv_nsec: 0,
+    };
+    Timestamps {
+        last_access: ts,
+        last_modification: ts,
+    }
+}
+
+/// A plain or gzip tar archive (by content, as docker decides).
+fn is_archive(p: &Path) -> bool {
+    let Ok(f) = fs::File::open(p) else {
+        return false;
+    };
+    let mut head = Vec::new();
+    if f.take(512).read_to_end(&mut head).is_err() {
+        return false;
+    }
+    if head.starts_with(&[0x1f, 0x8b]) {
+        let Ok(f) = fs::File::open(p) else {
+            return false;
+        };
+        let mut dec = Vec::new();
+        let _ = flate2::read::GzDecoder::new(f)
+            .take(512)
+            .read_to_end(&mut dec);
+        return dec.len() >= 262 && &dec[257..262] == b"ustar";
+    }
+    head.len() >= 262 && &head[257..262] == b"ustar"
+}
+
+/// Context-relative paths matching the wildcard pattern `pat` (segment by segment).
+fn expand_glob(root: &Root, pat: &str) -> io::Result<Vec<PathBuf>> {
+    let mut cur = vec![PathBuf::new()];
+    for seg in pat.split('/').filter(|s| !s.is_empty() && *s != ".") {
+        let mut next = Vec::new();
+        for base in &cur {
+            if !seg.contains(['*', '?', '[']) {
+                next.push(base.join(seg));
+                continue;
+            }
+            let Ok(real) = root.real_path(base) else {
+                continue;
+            };
+            let Ok(rd) = fs::read_dir(&real) else {
+                continue;
+            };
+            let mut names: Vec<String> = rd
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| glob(seg.as_bytes(), n.as_bytes()))
+                .collect();
+            names.sort();
+            next.extend(names.into_iter().map(|n| base.join(n)));
+        }
+        cur = next;
+    }
+    Ok(cur
+        .into_iter()
+        .filter(|p| root.open_at(p, OFlags::PATH).is_ok())
+        .collect())
+}
+
+/// Parses `--chmod` (octal).
+pub fn parse_chmod(s: &str) -> Result<u32, String> {
+    u32::from_str_radix(s, 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| format!("invalid --chmod={s}: only octal modes are supported"))
+}

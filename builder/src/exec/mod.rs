@@ -1,0 +1,1058 @@
+//! The build: stages in order, each instruction applied to an image config and a list of
+//! layers. COPY/ADD/RUN mount the stage's layers with overlayfs ([`overlay`]), change the
+//! merged tree ([`copy`], [`run`]) and turn the upper directory into a new layer.
+//!
+//! Owns the Dockerfile's semantics (ARG scoping, ENV over ARG, what each instruction records in
+//! the config and history) and the undo of a failed build: blobs and unpacked layers this build
+//! added are removed and no name in the store moves, so a failure leaves nothing half-written.
+//! Only the stages the target needs are built.
+
+pub mod copy;
+pub mod overlay;
+pub mod run;
+
+use crate::dockerfile::{expand, ignore::Ignore, Command, CopyArgs, DfError, Dockerfile, Instr};
+use crate::fsroot::Root;
+use crate::image::config::{History, ImageConfig};
+use crate::image::layer;
+use crate::image::rfc3339;
+use crate::image::source::{self, SourceError};
+use crate::image::store::{self, Store, StoreError};
+use oci_spec::image::{Descriptor, ImageManifestBuilder, MediaType};
+use run::Network;
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// A failed build.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Dockerfile(#[from] DfError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("{0}")]
+    Other(String),
+}
+
+pub type Result<T> = std::result::Result<T, BuildError>;
+
+/// What `brig-build build` was asked.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub dockerfile: PathBuf,
+    pub context: PathBuf,
+    pub tags: Vec<String>,
+    pub build_args: BTreeMap<String, String>,
+    pub target: Option<String>,
+    pub runtime: PathBuf,
+    pub network: Network,
+    pub labels: BTreeMap<String, String>,
+    /// SOURCE_DATE_EPOCH: created times and clamped layer mtimes.
+    pub source_date_epoch: Option<i64>,
+}
+
+/// A layer of an image being built.
+#[derive(Debug, Clone)]
+struct Layer {
+    desc: Descriptor,
+    diff_id: String,
+    dir: PathBuf,
+}
+
+/// A stage's result so far.
+#[derive(Debug, Clone)]
+struct State {
+    config: ImageConfig,
+    layers: Vec<Layer>,
+    /// ARGs declared in this stage (name → value).
+    args: BTreeMap<String, String>,
+    /// CMD came from the base image (ENTRYPOINT resets it).
+    cmd_inherited: bool,
+}
+
+/// The image a build produced.
+#[derive(Debug, Clone)]
+pub struct Built {
+    pub manifest: Descriptor,
+    pub config_digest: String,
+}
+
+struct Builder<'a> {
+    opts: &'a Options,
+    store: &'a Store,
+    df: &'a Dockerfile,
+    ignore: Ignore,
+    context: Root,
+    /// Blobs and layer dirs this build created (removed on failure).
+    new_blobs: Vec<String>,
+    new_layers: Vec<PathBuf>,
+    work: tempfile::TempDir,
+    steps: usize,
+    step: usize,
+    n: usize,
+}
+
+/// Builds the Dockerfile; on success the image is in the store under `opts.tags`.
+pub fn build(opts: &Options, store: &Store) -> Result<Built> {
+    let text = fs::read_to_string(&opts.dockerfile)
+        .map_err(|e| BuildError::Other(format!("{}: {e}", opts.dockerfile.display())))?;
+    let file = opts
+        .dockerfile
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "Dockerfile".into());
+    let df = Dockerfile::parse(&file, &text)?;
+    let ignore = read_ignore(&opts.context, &opts.dockerfile);
+    let context =
+        Root::open(&opts.context).map_err(|e| BuildError::Other(format!("build context: {e}")))?;
+    let mut b = Builder {
+        opts,
+        store,
+        df: &df,
+        ignore,
+        context,
+        new_blobs: Vec::new(),
+        new_layers: Vec::new(),
+        work: store.tempdir("build-")?,
+        steps: 0,
+        step: 0,
+        n: 0,
+    };
+    let r = b.build_all();
+    if r.is_err() {
+        for d in &b.new_blobs {
+            let _ = fs::remove_file(store.blob_path(d));
+        }
+        for l in &b.new_layers {
+            let _ = fs::remove_dir_all(l);
+        }
+    }
+    r
+}
+
+/// `.dockerignore` (or `<Dockerfile>.dockerignore` next to the Dockerfile, which wins).
+fn read_ignore(context: &Path, dockerfile: &Path) -> Ignore {
+    let specific = PathBuf::from(format!("{}.dockerignore", dockerfile.display()));
+    for p in [specific, context.join(".dockerignore")] {
+        if let Ok(t) = fs::read_to_string(&p) {
+            return Ignore::parse(&t);
+        }
+    }
+    Ignore::default()
+}
+
+impl Builder<'_> {
+    fn err(&self, line: usize, msg: impl std::fmt::Display) -> BuildError {
+        BuildError::Dockerfile(DfError::new(&self.df.file, line, msg.to_string()))
+    }
+
+    /// Global ARG values (defaults overridden by --build-arg).
+    fn global_args(&self) -> Result<BTreeMap<String, String>> {
+        let mut m = BTreeMap::new();
+        for (line, k, v) in &self.df.global_args {
+            let val = match self.opts.build_args.get(k) {
+                Some(v) => Some(v.clone()),
+                None => match v {
+                    Some(v) => {
+                        let look = |n: &str| m.get(n).cloned();
+                        Some(
+                            expand::word(v, &look, self.df.escape)
+                                .map_err(|e| self.err(*line, e))?,
+                        )
+                    }
+                    None => None,
+                },
+            };
+            if let Some(v) = val {
+                m.insert(k.clone(), v);
+            }
+        }
+        Ok(m)
+    }
+
+    /// Indexes of the stages the target needs, in order.
+    fn needed(&self, globals: &BTreeMap<String, String>) -> Result<(usize, Vec<usize>)> {
+        let target = match &self.opts.target {
+            Some(t) => {
+                self.df
+                    .stage(t)
+                    .ok_or_else(|| BuildError::Other(format!("target stage {t:?} not found")))?
+                    .index
+            }
+            None => self.df.stages.len() - 1,
+        };
+        let look = |n: &str| globals.get(n).cloned();
+        let mut need = HashSet::new();
+        let mut todo = vec![target];
+        while let Some(i) = todo.pop() {
+            if !need.insert(i) {
+                continue;
+            }
+            let st = &self.df.stages[i];
+            let base =
+                expand::word(&st.base, &look, self.df.escape).map_err(|e| self.err(st.line, e))?;
+            if let Some(dep) = self.df.stage(&base) {
+                if dep.index >= i {
+                    return Err(self.err(
+                        st.line,
+                        format!("FROM {base}: stage is not defined before this one"),
+                    ));
+                }
+                todo.push(dep.index);
+            }
+            for l in &st.instrs {
+                if let Instr::Copy(CopyArgs { from: Some(f), .. }) = &l.instr {
+                    let f =
+                        expand::word(f, &look, self.df.escape).map_err(|e| self.err(l.line, e))?;
+                    match self.df.stage(&f) {
+                        Some(dep) if dep.index < i => todo.push(dep.index),
+                        Some(_) => {
+                            return Err(self.err(
+                                l.line,
+                                format!("COPY --from={f}: stage is not defined before this one"),
+                            ))
+                        }
+                        None if source::is_transport(&f) || f.contains(':') || f.contains('/') => {}
+                        None => {
+                            return Err(self.err(
+                                l.line,
+                                format!("COPY --from={f}: no stage named {f:?} (and it is not an image reference)"),
+                            ))
+                        }
+                    }
+                }
+            }
+        }
+        let mut v: Vec<usize> = need.into_iter().collect();
+        v.sort();
+        Ok((target, v))
+    }
+
+    fn build_all(&mut self) -> Result<Built> {
+        let globals = self.global_args()?;
+        let (target, order) = self.needed(&globals)?;
+        self.steps = order
+            .iter()
+            .map(|&i| 1 + self.df.stages[i].instrs.len())
+            .sum();
+        let mut done: HashMap<usize, State> = HashMap::new();
+        for i in order {
+            let st = self.build_stage(i, &globals, &done)?;
+            done.insert(i, st);
+        }
+        let mut st = done.remove(&target).expect("the target stage was built");
+        for (k, v) in &self.opts.labels {
+            st.config
+                .config
+                .labels
+                .get_or_insert_with(BTreeMap::new)
+                .insert(k.clone(), v.clone());
+        }
+        let used: HashSet<&String> = self
+            .df
+            .global_args
+            .iter()
+            .map(|(_, k, _)| k)
+            .chain(self.df.stages.iter().flat_map(|s| {
+                s.instrs.iter().flat_map(|l| match &l.instr {
+                    Instr::Arg(a) => a.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+                    _ => Vec::new(),
+                })
+            }))
+            .collect();
+        for k in self.opts.build_args.keys() {
+            if !used.contains(k) {
+                eprintln!("[Warning] one or more build args were not consumed: {k}");
+            }
+        }
+        self.commit_image(st)
+    }
+
+    fn now(&self) -> String {
+        let t = self.opts.source_date_epoch.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0)
+        });
+        rfc3339(t)
+    }
+
+    fn progress(&mut self, line: usize, text: &str) {
+        self.step += 1;
+        let short: String = text
+            .lines()
+            .next()
+            .unwrap_or("")
+            .chars()
+            .take(120)
+            .collect();
+        eprintln!(
+            "STEP {}/{} ({}:{line}): {short}",
+            self.step, self.steps, self.df.file
+        );
+    }
+
+    fn build_stage(
+        &mut self,
+        i: usize,
+        globals: &BTreeMap<String, String>,
+        done: &HashMap<usize, State>,
+    ) -> Result<State> {
+        let df = self.df;
+        let stage = &df.stages[i];
+        let look = |n: &str| globals.get(n).cloned();
+        let base =
+            expand::word(&stage.base, &look, df.escape).map_err(|e| self.err(stage.line, e))?;
+        self.progress(stage.line, &format!("FROM {base}"));
+        let mut st = match df.stage(&base).filter(|s| s.index < i) {
+            Some(dep) => {
+                let mut s = done[&dep.index].clone();
+                s.args.clear();
+                s
+            }
+            None => self.base_state(&base, stage.line)?,
+        };
+        for l in &stage.instrs {
+            let line = l.line;
+            let text = instr_text(&l.instr);
+            self.progress(line, &text);
+            self.apply(&mut st, line, &l.instr, &text, globals, done)?;
+        }
+        Ok(st)
+    }
+
+    fn base_state(&mut self, base: &str, line: usize) -> Result<State> {
+        let img = source::resolve(self.store, base).map_err(|e| self.err(line, e))?;
+        let Some(img) = img else {
+            return Ok(State {
+                config: ImageConfig::scratch(),
+                layers: Vec::new(),
+                args: BTreeMap::new(),
+                cmd_inherited: false,
+            });
+        };
+        let dirs = source::layer_dirs(self.store, &img).map_err(|e| self.err(line, e))?;
+        let layers = img
+            .manifest
+            .layers()
+            .iter()
+            .zip(img.config.rootfs.diff_ids.iter())
+            .zip(dirs)
+            .map(|((d, id), dir)| Layer {
+                desc: d.clone(),
+                diff_id: id.clone(),
+                dir,
+            })
+            .collect();
+        let mut config = img.config.clone();
+        config.extra.remove("container_config");
+        let cmd_inherited = config.config.cmd.is_some();
+        Ok(State {
+            config,
+            layers,
+            args: BTreeMap::new(),
+            cmd_inherited,
+        })
+    }
+
+    /// Expansion environment: ENV first, then the stage's ARGs.
+    fn word(&self, st: &State, line: usize, s: &str) -> Result<String> {
+        let look = |n: &str| st.config.env(n).or_else(|| st.args.get(n).cloned());
+        expand::word(s, &look, self.df.escape).map_err(|e| self.err(line, e))
+    }
+
+    fn words(&self, st: &State, line: usize, s: &str) -> Result<Vec<String>> {
+        let look = |n: &str| st.config.env(n).or_else(|| st.args.get(n).cloned());
+        expand::words(s, &look, self.df.escape).map_err(|e| self.err(line, e))
+    }
+
+    fn history(&self, st: &mut State, text: &str, empty: bool) {
+        st.config.history.push(History {
+            created: Some(self.now()),
+            created_by: Some(text.to_string()),
+            comment: Some("brig-build".into()),
+            empty_layer: empty,
+            ..Default::default()
+        });
+    }
+
+    fn shell(st: &State) -> Vec<String> {
+        st.config
+            .config
+            .shell
+            .clone()
+            .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()])
+    }
+
+    fn argv(st: &State, c: &Command) -> Vec<String> {
+        match c {
+            Command::Exec(v) => v.clone(),
+            Command::Shell(s) => {
+                let mut v = Self::shell(st);
+                v.push(s.clone());
+                v
+            }
+        }
+    }
+
+    fn apply(
+        &mut self,
+        st: &mut State,
+        line: usize,
+        instr: &Instr,
+        text: &str,
+        globals: &BTreeMap<String, String>,
+        done: &HashMap<usize, State>,
+    ) -> Result<()> {
+        match instr {
+            Instr::From { .. } => unreachable!("FROM starts a stage"),
+            Instr::Arg(args) => {
+                let mut parts = Vec::new();
+                for (k, v) in args {
+                    let val = match (self.opts.build_args.get(k), v) {
+                        (Some(b), _) => Some(b.clone()),
+                        (None, Some(d)) => Some(self.word(st, line, d)?),
+                        (None, None) => globals.get(k).cloned(),
+                    };
+                    match &val {
+                        Some(v) => {
+                            parts.push(format!("{k}={v}"));
+                            st.args.insert(k.clone(), v.clone());
+                        }
+                        None => parts.push(k.clone()),
+                    }
+                }
+                self.history(st, &format!("ARG {}", parts.join(" ")), true);
+            }
+            Instr::Env(pairs) => {
+                let mut shown = Vec::new();
+                for (k, v) in pairs {
+                    let v = self.word(st, line, v)?;
+                    st.config.set_env(k, &v);
+                    shown.push(format!("{k}={v}"));
+                }
+                self.history(st, &format!("ENV {}", shown.join(" ")), true);
+            }
+            Instr::Label(pairs) => {
+                let mut shown = Vec::new();
+                for (k, v) in pairs {
+                    let k = self.word(st, line, k)?;
+                    let v = self.word(st, line, v)?;
+                    shown.push(format!("{k}={v}"));
+                    cfg(st)
+                        .labels
+                        .get_or_insert_with(BTreeMap::new)
+                        .insert(k, v);
+                }
+                self.history(st, &format!("LABEL {}", shown.join(" ")), true);
+            }
+            Instr::Maintainer(m) => {
+                st.config.author = Some(m.clone());
+                self.history(st, text, true);
+            }
+            Instr::Workdir(w) => {
+                let w = self.word(st, line, w)?;
+                let cur = cfg(st).working_dir.clone().unwrap_or_else(|| "/".into());
+                let p = if w.starts_with('/') {
+                    PathBuf::from(&w)
+                } else {
+                    Path::new(&cur).join(&w)
+                };
+                cfg(st).working_dir = Some(clean_abs(&p));
+                let shown = format!(
+                    "WORKDIR {}",
+                    cfg(st).working_dir.clone().unwrap_or_default()
+                );
+                self.history(st, &shown, true);
+            }
+            Instr::User(u) => {
+                let u = self.word(st, line, u)?;
+                cfg(st).user = Some(u.clone());
+                self.history(st, &format!("USER {u}"), true);
+            }
+            Instr::Expose(e) => {
+                let ports = self.words(st, line, e)?;
+                for p in ports {
+                    let p = if p.contains('/') {
+                        p.to_ascii_lowercase()
+                    } else {
+                        format!("{p}/tcp")
+                    };
+                    let (num, proto) = p.split_once('/').expect("has a /");
+                    let ok_num = num.split('-').all(|n| n.parse::<u16>().is_ok());
+                    if !ok_num || !matches!(proto, "tcp" | "udp" | "sctp") {
+                        return Err(self.err(line, format!("EXPOSE: invalid port {p:?}")));
+                    }
+                    cfg(st)
+                        .exposed_ports
+                        .get_or_insert_with(BTreeMap::new)
+                        .insert(p, json!({}));
+                }
+                self.history(st, text, true);
+            }
+            Instr::Volume(v) => {
+                for v in v {
+                    let v = self.word(st, line, v)?;
+                    if v.is_empty() {
+                        return Err(self.err(line, "VOLUME: empty path"));
+                    }
+                    cfg(st)
+                        .volumes
+                        .get_or_insert_with(BTreeMap::new)
+                        .insert(v, json!({}));
+                }
+                self.history(st, text, true);
+            }
+            Instr::StopSignal(s) => {
+                let s = self.word(st, line, s)?;
+                let ok = s.parse::<u32>().is_ok()
+                    || (s.starts_with("SIG")
+                        && s.len() > 3
+                        && s[3..]
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '-'));
+                if !ok {
+                    return Err(self.err(line, format!("STOPSIGNAL: invalid signal {s:?}")));
+                }
+                cfg(st).stop_signal = Some(s);
+                self.history(st, text, true);
+            }
+            Instr::Shell(v) => {
+                cfg(st).shell = Some(v.clone());
+                self.history(st, text, true);
+            }
+            Instr::Cmd(c) => {
+                cfg(st).cmd = Some(Self::argv(st, c));
+                st.cmd_inherited = false;
+                self.history(st, text, true);
+            }
+            Instr::Entrypoint(c) => {
+                cfg(st).entrypoint = Some(Self::argv(st, c));
+                if st.cmd_inherited {
+                    cfg(st).cmd = None;
+                    st.cmd_inherited = false;
+                }
+                self.history(st, text, true);
+            }
+            Instr::Onbuild(t) => {
+                cfg(st)
+                    .on_build
+                    .get_or_insert_with(Vec::new)
+                    .push(t.clone());
+                self.history(st, text, true);
+            }
+            Instr::Healthcheck(h) => {
+                let v = match h {
+                    None => json!({"Test": ["NONE"]}),
+                    Some(h) => {
+                        let test = match &h.cmd {
+                            Command::Exec(v) => {
+                                let mut t = vec!["CMD".to_string()];
+                                t.extend(v.iter().cloned());
+                                t
+                            }
+                            Command::Shell(s) => vec!["CMD-SHELL".into(), s.clone()],
+                        };
+                        let mut o = json!({"Test": test});
+                        for (k, v) in &h.flags {
+                            let v = v.clone().unwrap_or_default();
+                            let (key, val) = match k.as_str() {
+                                "retries" => (
+                                    "Retries",
+                                    json!(v.parse::<u64>().map_err(|_| self
+                                        .err(line, format!("HEALTHCHECK: bad --retries={v}")))?),
+                                ),
+                                "interval" => (
+                                    "Interval",
+                                    json!(duration_ns(&v).ok_or_else(|| self
+                                        .err(line, format!("HEALTHCHECK: bad --interval={v}")))?),
+                                ),
+                                "timeout" => (
+                                    "Timeout",
+                                    json!(duration_ns(&v).ok_or_else(|| self
+                                        .err(line, format!("HEALTHCHECK: bad --timeout={v}")))?),
+                                ),
+                                "start-period" => (
+                                    "StartPeriod",
+                                    json!(duration_ns(&v).ok_or_else(|| self.err(
+                                        line,
+                                        format!("HEALTHCHECK: bad --start-period={v}")
+                                    ))?),
+                                ),
+                                _ => (
+                                    "StartInterval",
+                                    json!(duration_ns(&v).ok_or_else(|| self.err(
+                                        line,
+                                        format!("HEALTHCHECK: bad --start-interval={v}")
+                                    ))?),
+                                ),
+                            };
+                            o[key] = val;
+                        }
+                        o
+                    }
+                };
+                cfg(st).healthcheck = Some(v);
+                self.history(st, text, true);
+            }
+            Instr::Run(c) => self.run_step(st, line, c, text)?,
+            Instr::Copy(a) => self.copy_step(st, line, a, false, text, done)?,
+            Instr::Add(a) => self.copy_step(st, line, a, true, text, done)?,
+        }
+        Ok(())
+    }
+
+    /// A fresh work area: upper, work, merged, empty.
+    fn area(&mut self) -> Result<PathBuf> {
+        self.n += 1;
+        let a = self.work.path().join(format!("s{}", self.n));
+        for d in ["upper", "work", "merged", "empty"] {
+            fs::create_dir_all(a.join(d))
+                .map_err(|e| BuildError::Other(format!("{}: {e}", a.display())))?;
+        }
+        fs::set_permissions(
+            a.join("upper"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .map_err(|e| BuildError::Other(e.to_string()))?;
+        Ok(a)
+    }
+
+    fn mount_rw(&mut self, st: &State, line: usize) -> Result<(PathBuf, overlay::Mounted)> {
+        let a = self.area()?;
+        let lowers: Vec<PathBuf> = st.layers.iter().map(|l| l.dir.clone()).collect();
+        let m = overlay::mount_overlay(
+            &lowers,
+            Some((&a.join("upper"), &a.join("work"))),
+            &a.join("merged"),
+            &a.join("empty"),
+        )
+        .map_err(|e| self.err(line, e))?;
+        Ok((a, m))
+    }
+
+    fn run_step(&mut self, st: &mut State, line: usize, c: &Command, text: &str) -> Result<()> {
+        let (area, m) = self.mount_rw(st, line)?;
+        let merged = area.join("merged");
+        let root = Root::open(&merged).map_err(|e| self.err(line, e))?;
+        // Mount points the runtime needs: made now, removed from the layer after.
+        let mut made: Vec<PathBuf> = Vec::new();
+        for d in ["proc", "sys", "dev"] {
+            let (_, created) = root
+                .mkdir_all(Path::new(d), 0o755)
+                .map_err(|e| self.err(line, e))?;
+            made.extend(created);
+        }
+        for f in run::host_net_files(self.opts.network) {
+            let rel = Path::new(f.trim_start_matches('/'));
+            if root.open_at(rel, rustix::fs::OFlags::PATH).is_err() {
+                let (pfd, created) = root
+                    .mkdir_all(rel.parent().unwrap_or(Path::new("")), 0o755)
+                    .map_err(|e| self.err(line, e))?;
+                made.extend(created);
+                let name = rel.file_name().expect("file has a name");
+                rustix::fs::openat(
+                    &pfd,
+                    name,
+                    rustix::fs::OFlags::CREATE
+                        | rustix::fs::OFlags::WRONLY
+                        | rustix::fs::OFlags::CLOEXEC,
+                    rustix::fs::Mode::from_raw_mode(0o644),
+                )
+                .map_err(|e| self.err(line, std::io::Error::from(e)))?;
+                made.push(rel.to_path_buf());
+            }
+        }
+        let cwd = st
+            .config
+            .config
+            .working_dir
+            .clone()
+            .unwrap_or_else(|| "/".into());
+        root.mkdir_all(Path::new(&cwd), 0o755)
+            .map_err(|e| self.err(line, e))?;
+        let (uid, gid) = match st.config.config.user.as_deref() {
+            None | Some("") => (0, 0),
+            Some(u) => run::lookup_user(&root, u).map_err(|e| self.err(line, e))?,
+        };
+        let mut env: Vec<String> = st.config.config.env.clone().unwrap_or_default();
+        for (k, v) in &st.args {
+            if st.config.env(k).is_none() {
+                env.push(format!("{k}={v}"));
+            }
+        }
+        if !env.iter().any(|e| e.starts_with("PATH=")) {
+            env.push("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+        }
+        let args = Self::argv(st, c);
+        let proc_ = run::Process {
+            args: args.clone(),
+            env,
+            uid,
+            gid,
+            cwd,
+        };
+        let spec = run::spec(&proc_, &merged, self.opts.network);
+        fs::write(
+            area.join("config.json"),
+            serde_json::to_vec_pretty(&spec).expect("json"),
+        )
+        .map_err(|e| self.err(line, e))?;
+        let id = format!("brig-build-{}-{}", std::process::id(), self.n);
+        let code = run::run_bundle(
+            &self.opts.runtime,
+            &self.work.path().join("state"),
+            &area,
+            &id,
+        )
+        .map_err(|e| self.err(line, format!("RUN: cannot start the runtime: {e}")))?;
+        drop(root);
+        m.unmount().map_err(|e| self.err(line, e))?;
+        if code != 0 {
+            return Err(self.err(
+                line,
+                format!("RUN {} returned a non-zero code: {code}", show_cmd(c)),
+            ));
+        }
+        let upper = area.join("upper");
+        for p in made.iter().rev() {
+            let up = upper.join(p);
+            if let Ok(md) = up.symlink_metadata() {
+                if md.is_dir() {
+                    let _ = fs::remove_dir(&up);
+                } else if md.len() == 0 {
+                    let _ = fs::remove_file(&up);
+                }
+            }
+        }
+        let _ = text;
+        let by = format!("RUN {}", args.join(" "));
+        self.commit_layer(st, line, &upper, &by)
+    }
+
+    fn copy_step(
+        &mut self,
+        st: &mut State,
+        line: usize,
+        a: &CopyArgs,
+        add: bool,
+        text: &str,
+        done: &HashMap<usize, State>,
+    ) -> Result<()> {
+        let mut paths = Vec::new();
+        for p in &a.paths {
+            paths.push(self.word(st, line, p)?);
+        }
+        let dest_raw = paths.pop().expect("parser checked two paths");
+        let wd = st
+            .config
+            .config
+            .working_dir
+            .clone()
+            .unwrap_or_else(|| "/".into());
+        let mut dest = if dest_raw.starts_with('/') {
+            dest_raw.clone()
+        } else {
+            format!("{}/{}", wd.trim_end_matches('/'), dest_raw)
+        };
+        if dest_raw.ends_with('/') || dest_raw == "." || dest_raw.ends_with("/.") {
+            dest = format!("{}/", clean_abs(Path::new(&dest)).trim_end_matches('/'));
+        }
+        let mut inline = Vec::new();
+        let mut sources = Vec::new();
+        for p in paths {
+            match p
+                .strip_prefix("<<")
+                .map(|n| n.trim_start_matches('-').trim_matches(['"', '\'']))
+            {
+                Some(name) => {
+                    let h = a
+                        .heredocs
+                        .iter()
+                        .find(|h| h.name == name)
+                        .ok_or_else(|| self.err(line, format!("heredoc {name} not found")))?;
+                    let content = if h.quoted {
+                        h.content.clone()
+                    } else {
+                        self.word(st, line, &h.content.replace('"', "\\\""))?
+                    };
+                    inline.push((name.to_string(), content));
+                }
+                None => sources.push(p),
+            }
+        }
+        let (area, m) = self.mount_rw(st, line)?;
+        let merged = area.join("merged");
+        let dst = Root::open(&merged).map_err(|e| self.err(line, e))?;
+        let owner = match &a.chown {
+            Some(c) => {
+                let c = self.word(st, line, c)?;
+                Some(
+                    run::lookup_user(&dst, &c)
+                        .map_err(|e| self.err(line, format!("--chown={c}: {e}")))?,
+                )
+            }
+            None => None,
+        };
+        let chmod = match &a.chmod {
+            Some(c) => {
+                Some(copy::parse_chmod(&self.word(st, line, c)?).map_err(|e| self.err(line, e))?)
+            }
+            None => None,
+        };
+        // The source root: the context, another stage (read-only overlay) or an image.
+        let mut _src_mount = None;
+        let src_tmp;
+        let from_root;
+        let (src_root, ignore) = match &a.from {
+            None => (&self.context, Some(&self.ignore)),
+            Some(f) => {
+                let f = self.word(st, line, f)?;
+                let layers: Vec<PathBuf> = match self.df.stage(&f) {
+                    Some(s) => done
+                        .get(&s.index)
+                        .ok_or_else(|| self.err(line, format!("COPY --from={f}: stage not built")))?
+                        .layers
+                        .iter()
+                        .map(|l| l.dir.clone())
+                        .collect(),
+                    None => {
+                        let s = self.base_state(&f, line)?;
+                        s.layers.iter().map(|l| l.dir.clone()).collect()
+                    }
+                };
+                src_tmp = self.area()?;
+                let mm = overlay::mount_overlay(
+                    &layers,
+                    None,
+                    &src_tmp.join("merged"),
+                    &src_tmp.join("empty"),
+                )
+                .map_err(|e| self.err(line, e))?;
+                from_root = Root::open(mm.path()).map_err(|e| self.err(line, e))?;
+                _src_mount = Some(mm);
+                (&from_root, None)
+            }
+        };
+        let op = copy::CopyOp {
+            src: src_root,
+            ignore,
+            sources,
+            inline,
+            dest,
+            owner,
+            chmod,
+            add,
+        };
+        let kw = if add { "ADD" } else { "COPY" };
+        copy::copy(&op, &dst).map_err(|e| self.err(line, format!("{kw} failed: {e}")))?;
+        drop(dst);
+        m.unmount().map_err(|e| self.err(line, e))?;
+        let by = text.to_string();
+        self.commit_layer(st, line, &area.join("upper"), &by)
+    }
+
+    /// Turns `upper` into a layer blob and an unpacked layer of the store; appends it.
+    fn commit_layer(&mut self, st: &mut State, line: usize, upper: &Path, by: &str) -> Result<()> {
+        let blob_tmp = self.work.path().join(format!("layer{}.tar.gz", self.n));
+        let w = layer::write(
+            upper,
+            &blob_tmp,
+            layer::Options {
+                clamp_mtime: self.opts.source_date_epoch,
+            },
+        )
+        .map_err(|e| self.err(line, format!("writing the layer: {e}")))?;
+        if self.store.put_blob_file(&blob_tmp, &w.digest)? {
+            self.new_blobs.push(w.digest.clone());
+        }
+        let dir = self.store.layer_dir(&w.diff_id);
+        if !dir.exists() {
+            fs::rename(upper, &dir).map_err(|e| self.err(line, e))?;
+            self.new_layers.push(dir.clone());
+        }
+        let desc = Descriptor::new(
+            store::layer_media_type(),
+            w.size,
+            w.digest
+                .parse::<oci_spec::image::Digest>()
+                .map_err(|e| self.err(line, e))?,
+        );
+        st.layers.push(Layer {
+            desc,
+            diff_id: w.diff_id.clone(),
+            dir,
+        });
+        st.config.rootfs.diff_ids.push(w.diff_id);
+        self.history(st, by, false);
+        Ok(())
+    }
+
+    fn commit_image(&mut self, mut st: State) -> Result<Built> {
+        st.config.created = Some(self.now());
+        st.config.rootfs.diff_ids = st.layers.iter().map(|l| l.diff_id.clone()).collect();
+        let cbytes = serde_json::to_vec(&st.config).expect("config serializes");
+        let (cdigest, new) = self.store.put_blob(&cbytes)?;
+        if new {
+            self.new_blobs.push(cdigest.clone());
+        }
+        let bad = |e: oci_spec::OciSpecError| BuildError::Other(format!("manifest: {e}"));
+        let cdesc = Descriptor::new(
+            MediaType::ImageConfig,
+            cbytes.len() as u64,
+            cdigest.parse::<oci_spec::image::Digest>().map_err(bad)?,
+        );
+        let manifest = ImageManifestBuilder::default()
+            .schema_version(2u32)
+            .media_type(MediaType::ImageManifest)
+            .config(cdesc)
+            .layers(st.layers.iter().map(|l| l.desc.clone()).collect::<Vec<_>>())
+            .build()
+            .map_err(bad)?;
+        let mbytes = serde_json::to_vec(&manifest).expect("manifest serializes");
+        let (mdigest, new) = self.store.put_blob(&mbytes)?;
+        if new {
+            self.new_blobs.push(mdigest.clone());
+        }
+        let mdesc = Descriptor::new(
+            MediaType::ImageManifest,
+            mbytes.len() as u64,
+            mdigest.parse::<oci_spec::image::Digest>().map_err(bad)?,
+        );
+        self.store.tag(&mdesc, &self.opts.tags)?;
+        Ok(Built {
+            manifest: mdesc,
+            config_digest: cdigest,
+        })
+    }
+}
+
+fn cfg(st: &mut State) -> &mut crate::image::config::RunConfig {
+    &mut st.config.config
+}
+
+/// `/a/./b/../c` → `/a/c`.
+fn clean_abs(p: &Path) -> String {
+    let mut out: Vec<String> = Vec::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::Normal(n) => out.push(n.to_string_lossy().into_owned()),
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    format!("/{}", out.join("/"))
+}
+
+/// `30s`, `1m30s`, `500ms`, `2h` → nanoseconds.
+fn duration_ns(s: &str) -> Option<u64> {
+    let mut total = 0f64;
+    let mut num = String::new();
+    let mut chars = s.chars().peekable();
+    let mut any = false;
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() || c == '.' {
+            num.push(c);
+            continue;
+        }
+        let mut unit = c.to_string();
+        while let Some(&n) = chars.peek() {
+            if n.is_ascii_alphabetic() {
+                unit.push(n);
+                chars.next();
+            } else {
+                break;
+            }
+        }
+        let v: f64 = num.parse().ok()?;
+        num.clear();
+        let mult = match unit.as_str() {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        total += v * mult;
+        any = true;
+    }
+    (any && num.is_empty()).then_some(total as u64)
+}
+
+fn show_cmd(c: &Command) -> String {
+    match c {
+        Command::Shell(s) => s.lines().next().unwrap_or("").to_string(),
+        Command::Exec(v) => serde_json::to_string(v).unwrap_or_default(),
+    }
+}
+
+/// The instruction as history shows it.
+fn instr_text(i: &Instr) -> String {
+    let cmd = |c: &Command| match c {
+        Command::Shell(s) => s.clone(),
+        Command::Exec(v) => serde_json::to_string(v).unwrap_or_default(),
+    };
+    match i {
+        Instr::From { image, .. } => format!("FROM {image}"),
+        Instr::Run(c) => format!("RUN {}", cmd(c)),
+        Instr::Cmd(c) => format!("CMD {}", cmd(c)),
+        Instr::Entrypoint(c) => format!("ENTRYPOINT {}", cmd(c)),
+        Instr::Shell(v) => format!("SHELL {}", serde_json::to_string(v).unwrap_or_default()),
+        Instr::Env(p) => format!(
+            "ENV {}",
+            p.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        Instr::Label(p) => format!(
+            "LABEL {}",
+            p.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        Instr::Arg(a) => format!(
+            "ARG {}",
+            a.iter()
+                .map(|(k, v)| match v {
+                    Some(v) => format!("{k}={v}"),
+                    None => k.clone(),
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        Instr::Workdir(w) => format!("WORKDIR {w}"),
+        Instr::User(u) => format!("USER {u}"),
+        Instr::Expose(e) => format!("EXPOSE {e}"),
+        Instr::Volume(v) => format!("VOLUME {}", serde_json::to_string(v).unwrap_or_default()),
+        Instr::StopSignal(s) => format!("STOPSIGNAL {s}"),
+        Instr::Maintainer(m) => format!("MAINTAINER {m}"),
+        Instr::Copy(a) | Instr::Add(a) => {
+            let kw = if matches!(i, Instr::Copy(_)) {
+                "COPY"
+            } else {
+                "ADD"
+            };
+            let mut s = kw.to_string();
+            for (k, v) in [("from", &a.from), ("chown", &a.chown), ("chmod", &a.chmod)] {
+                if let Some(v) = v {
+                    s.push_str(&format!(" --{k}={v}"));
+                }
+            }
+            format!("{s} {}", a.paths.join(" "))
+        }
+        Instr::Onbuild(t) => format!("ONBUILD {t}"),
+        Instr::Healthcheck(None) => "HEALTHCHECK NONE".into(),
+        Instr::Healthcheck(Some(h)) => format!("HEALTHCHECK CMD {}", cmd(&h.cmd)),
+    }
+}

@@ -1,0 +1,94 @@
+//! overlayfs mounts of a stage's layers: read-write (lower = parent layers, upper = the new
+//! layer) for RUN/COPY/ADD, read-only for reading another stage (COPY --from).
+//!
+//! Owns the mount options: `index=off` (layers are reused across mounts), `metacopy=off` (an
+//! upper file must hold its data, it becomes a layer) and `redirect_dir=off` (a renamed lower
+//! directory must be copied up whole, layers have no redirects). A [`Mounted`] unmounts when
+//! dropped, so an error path never leaves a mount behind.
+
+use rustix::mount::{mount, unmount, MountFlags, UnmountFlags};
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// A mounted overlay; unmounted (lazily) on drop unless [`Mounted::unmount`] was called.
+pub struct Mounted {
+    target: PathBuf,
+    active: bool,
+}
+
+impl Mounted {
+    pub fn path(&self) -> &Path {
+        &self.target
+    }
+
+    /// Unmounts now, reporting errors.
+    pub fn unmount(mut self) -> io::Result<()> {
+        self.active = false;
+        unmount(&self.target, UnmountFlags::empty())
+            .map_err(|e| io::Error::new(e.kind(), format!("umount {}: {e}", self.target.display())))
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if self.active {
+            let _ = unmount(&self.target, UnmountFlags::DETACH);
+        }
+    }
+}
+
+/// Mounts `lowers` (bottom first) at `target`; with `upper` = (upperdir, workdir) read-write,
+/// else read-only. `empty` is an empty directory used when there are too few lowers.
+pub fn mount_overlay(
+    lowers: &[PathBuf],
+    upper: Option<(&Path, &Path)>,
+    target: &Path,
+    empty: &Path,
+) -> io::Result<Mounted> {
+    let mut ls: Vec<&Path> = lowers.iter().rev().map(|p| p.as_path()).collect();
+    let need = if upper.is_some() { 1 } else { 2 };
+    while ls.len() < need {
+        ls.push(empty);
+    }
+    for p in ls.iter().chain(upper.iter().flat_map(|(u, w)| [u, w])) {
+        let s = p.to_string_lossy();
+        if s.contains(',') || s.contains(':') {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("overlay path {s:?} contains ',' or ':'"),
+            ));
+        }
+    }
+    let mut data = format!(
+        "lowerdir={}",
+        ls.iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(":")
+    );
+    if let Some((u, w)) = upper {
+        data.push_str(&format!(
+            ",upperdir={},workdir={},metacopy=off,redirect_dir=off",
+            u.display(),
+            w.display()
+        ));
+    }
+    data.push_str(",index=off");
+    let flags = if upper.is_some() {
+        MountFlags::empty()
+    } else {
+        MountFlags::RDONLY
+    };
+    let cdata = std::ffi::CString::new(data.clone())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    mount("overlay", target, "overlay", flags, Some(cdata.as_c_str())).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("mount overlay on {} ({data}): {e}", target.display()),
+        )
+    })?;
+    Ok(Mounted {
+        target: target.to_path_buf(),
+        active: true,
+    })
+}

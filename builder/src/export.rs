@@ -1,0 +1,259 @@
+//! Outputs of a build: an OCI image layout directory, an oci-archive (that layout as a tar)
+//! and a docker-archive (`docker save` format: manifest.json, config, uncompressed layer tars),
+//! as `--output type=oci|oci-archive|docker-archive,dest=PATH[,name=REF]` asks.
+//!
+//! Owns the names peers look for: in a layout, `org.opencontainers.image.ref.name` holds the
+//! tag (what `skopeo oci:DIR:TAG` and `umoci DIR:TAG` match) and
+//! `io.containerd.image.name` the full name (for `ctr image import`); in a docker-archive,
+//! RepoTags holds `NAME:TAG`. Archives are written to a temporary name and renamed, so a failed
+//! export leaves no partial file at `dest`.
+
+use crate::image::store::{new_index, normalize, ref_name, Store, REF_NAME};
+use crate::image::{hex_of, store::Image};
+use oci_spec::image::{Descriptor, ImageIndex};
+use serde_json::json;
+use std::collections::HashMap;
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// The kind of output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Oci,
+    OciArchive,
+    DockerArchive,
+}
+
+/// One `--output`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Output {
+    pub kind: Kind,
+    pub dest: PathBuf,
+    pub name: Option<String>,
+}
+
+/// Parses `type=KIND,dest=PATH[,name=REF]`.
+pub fn parse_output(s: &str) -> Result<Output, String> {
+    let (mut kind, mut dest, mut name) = (None, None, None);
+    for part in s.split(',') {
+        let (k, v) = part
+            .split_once('=')
+            .ok_or_else(|| format!("--output {s:?}: {part:?} is not KEY=VALUE"))?;
+        match k {
+            "type" => {
+                kind = Some(match v {
+                    "oci" => Kind::Oci,
+                    "oci-archive" => Kind::OciArchive,
+                    "docker-archive" | "docker" => Kind::DockerArchive,
+                    _ => {
+                        return Err(format!(
+                            "--output: unknown type {v:?} (oci, oci-archive, docker-archive)"
+                        ))
+                    }
+                })
+            }
+            "dest" => dest = Some(PathBuf::from(v)),
+            "name" => name = Some(v.to_string()),
+            _ => return Err(format!("--output: unknown key {k:?}")),
+        }
+    }
+    Ok(Output {
+        kind: kind.ok_or_else(|| format!("--output {s:?}: type= is required"))?,
+        dest: dest.ok_or_else(|| format!("--output {s:?}: dest= is required"))?,
+        name,
+    })
+}
+
+fn io_at(p: &Path) -> impl Fn(io::Error) -> String + '_ {
+    move |e| format!("{}: {e}", p.display())
+}
+
+/// Writes `img` as `out` asks; `tags` are the build's `-t` names.
+pub fn export(store: &Store, img: &Image, out: &Output, tags: &[String]) -> Result<(), String> {
+    let full = out
+        .name
+        .clone()
+        .or_else(|| tags.first().cloned())
+        .map(|n| normalize(&n));
+    match out.kind {
+        Kind::Oci => write_layout(store, img, &out.dest, full.as_deref()),
+        Kind::OciArchive => {
+            let tmp = store.tempdir("export-").map_err(|e| e.to_string())?;
+            let dir = tmp.path().join("layout");
+            write_layout(store, img, &dir, full.as_deref())?;
+            write_tar(&out.dest, |b| {
+                let mut entries: Vec<PathBuf> = walkdir::WalkDir::new(&dir)
+                    .min_depth(1)
+                    .sort_by_file_name()
+                    .into_iter()
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.path().to_path_buf())
+                    .collect();
+                entries.sort();
+                for p in entries {
+                    let rel = p.strip_prefix(&dir).expect("below the layout");
+                    if p.is_dir() {
+                        let mut h = dir_header();
+                        b.append_data(&mut h, rel, io::empty())?;
+                    } else {
+                        let f = fs::File::open(&p)?;
+                        let mut h = file_header(f.metadata()?.len());
+                        b.append_data(&mut h, rel, f)?;
+                    }
+                }
+                Ok(())
+            })
+        }
+        Kind::DockerArchive => write_tar(&out.dest, |b| {
+            let cfg_name = format!("{}.json", hex_of(&img.config_digest));
+            let cfg = fs::read(store.blob_path(&img.config_digest))?;
+            let mut h = file_header(cfg.len() as u64);
+            b.append_data(&mut h, &cfg_name, &cfg[..])?;
+            let mut layers = Vec::new();
+            for (l, diff_id) in img
+                .manifest
+                .layers()
+                .iter()
+                .zip(&img.config.rootfs.diff_ids)
+            {
+                let name = format!("{}/layer.tar", hex_of(diff_id));
+                // docker load wants the uncompressed tar: its size first.
+                let blob = store.blob_path(l.digest().as_ref());
+                let size = io::copy(&mut open_layer(&blob)?, &mut io::sink())?;
+                let mut hd = dir_header();
+                b.append_data(&mut hd, format!("{}/", hex_of(diff_id)), io::empty())?;
+                let mut h = file_header(size);
+                b.append_data(&mut h, &name, open_layer(&blob)?)?;
+                layers.push(name);
+            }
+            let repo_tags: Vec<String> = match &out.name {
+                Some(n) => vec![normalize(n)],
+                None => tags.iter().map(|t| normalize(t)).collect(),
+            };
+            let manifest = json!([{
+                "Config": cfg_name,
+                "RepoTags": if repo_tags.is_empty() { serde_json::Value::Null } else { json!(repo_tags) },
+                "Layers": layers,
+            }]);
+            let m = serde_json::to_vec(&manifest).expect("json");
+            let mut h = file_header(m.len() as u64);
+            b.append_data(&mut h, "manifest.json", &m[..])?;
+            Ok(())
+        }),
+    }
+}
+
+fn open_layer(blob: &Path) -> io::Result<Box<dyn io::Read>> {
+    use std::io::BufRead;
+    let mut r = io::BufReader::new(fs::File::open(blob)?);
+    if r.fill_buf()?.starts_with(&[0x1f, 0x8b]) {
+        Ok(Box::new(flate2::read::GzDecoder::new(r)))
+    } else {
+        Ok(Box::new(r))
+    }
+}
+
+fn file_header(size: u64) -> tar::Header {
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(0o644);
+    h.set_size(size);
+    h.set_mtime(0);
+    h
+}
+
+fn dir_header() -> tar::Header {
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::Directory);
+    h.set_mode(0o755);
+    h.set_size(0);
+    h.set_mtime(0);
+    h
+}
+
+/// Writes a tar at `dest` through a temporary file and a rename.
+fn write_tar(
+    dest: &Path,
+    f: impl FnOnce(&mut tar::Builder<io::BufWriter<fs::File>>) -> io::Result<()>,
+) -> Result<(), String> {
+    let tmp = dest.with_file_name(format!(
+        ".{}.tmp",
+        dest.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    ));
+    let r = (|| -> io::Result<()> {
+        let file = fs::File::create(&tmp)?;
+        let mut b = tar::Builder::new(io::BufWriter::new(file));
+        f(&mut b)?;
+        let mut w = b.into_inner()?;
+        w.flush()?;
+        w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        fs::rename(&tmp, dest)
+    })();
+    if r.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    r.map_err(io_at(dest))
+}
+
+/// Writes (or adds to) the OCI layout at `dir`.
+pub fn write_layout(
+    store: &Store,
+    img: &Image,
+    dir: &Path,
+    full: Option<&str>,
+) -> Result<(), String> {
+    let blobs = dir.join("blobs/sha256");
+    fs::create_dir_all(&blobs).map_err(io_at(&blobs))?;
+    let mut digests = vec![img.manifest_digest.clone(), img.config_digest.clone()];
+    digests.extend(img.manifest.layers().iter().map(|l| l.digest().to_string()));
+    for d in digests {
+        let dst = blobs.join(hex_of(&d));
+        if dst.exists() {
+            continue;
+        }
+        let src = store.blob_path(&d);
+        let tmp = blobs.join(format!(".{}.tmp", hex_of(&d)));
+        fs::copy(&src, &tmp).map_err(io_at(&src))?;
+        fs::rename(&tmp, &dst).map_err(io_at(&dst))?;
+    }
+    let layout = dir.join("oci-layout");
+    fs::write(&layout, "{\"imageLayoutVersion\":\"1.0.0\"}").map_err(io_at(&layout))?;
+    let idx_path = dir.join("index.json");
+    let mut manifests: Vec<Descriptor> = match ImageIndex::from_file(&idx_path) {
+        Ok(i) => i.manifests().clone(),
+        Err(_) => Vec::new(),
+    };
+    let size = fs::metadata(store.blob_path(&img.manifest_digest))
+        .map_err(io_at(&idx_path))?
+        .len();
+    let mut d = Descriptor::new(
+        oci_spec::image::MediaType::ImageManifest,
+        size,
+        img.manifest_digest
+            .parse::<oci_spec::image::Digest>()
+            .map_err(|e| e.to_string())?,
+    );
+    let tag = full.map(|f| {
+        let last = f.rsplit('/').next().unwrap_or(f);
+        last.split_once(':')
+            .map(|(_, t)| t.to_string())
+            .unwrap_or_else(|| "latest".into())
+    });
+    if let (Some(tag), Some(full)) = (&tag, full) {
+        manifests.retain(|m| ref_name(m).as_deref() != Some(tag.as_str()));
+        d.set_annotations(Some(HashMap::from([
+            (REF_NAME.to_string(), tag.clone()),
+            ("io.containerd.image.name".to_string(), full.to_string()),
+        ])));
+    } else {
+        manifests.retain(|m| m.digest() != d.digest() || ref_name(m).is_some());
+    }
+    manifests.push(d);
+    let idx = new_index(manifests);
+    let tmp = dir.join(".index.json.tmp");
+    fs::write(&tmp, serde_json::to_vec_pretty(&idx).expect("json")).map_err(io_at(&tmp))?;
+    fs::rename(&tmp, &idx_path).map_err(io_at(&idx_path))
+}

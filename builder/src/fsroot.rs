@@ -1,0 +1,147 @@
+//! Paths resolved inside a directory tree that may be hostile: an image rootfs, a layer being
+//! unpacked, the build context.
+//!
+//! Owns every lookup that follows a path we did not write: each goes through `openat2(2)` with
+//! `RESOLVE_IN_ROOT`, so `..` and absolute symlinks stop at the root instead of reaching the
+//! host (the kernel does the scoping; a user-space resolver would race with a RUN step or a
+//! layer that swaps a directory for a symlink). Final components are then created with `*at`
+//! calls and `O_NOFOLLOW` relative to the resolved parent. It never follows a final symlink when
+//! creating.
+
+use rustix::fs::{self as rfs, Mode, OFlags, ResolveFlags};
+use std::ffi::OsStr;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
+
+/// A directory every lookup is scoped to.
+pub struct Root {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+fn resolve_flags() -> ResolveFlags {
+    ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV
+}
+
+impl Root {
+    pub fn open(path: &Path) -> io::Result<Root> {
+        let fd = rfs::open(
+            path,
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| io::Error::new(e.kind(), format!("open {}: {e}", path.display())))?;
+        Ok(Root {
+            fd,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Opens `rel` (relative or absolute, meaning inside the root) with `flags`, symlinks
+    /// resolved inside the root.
+    pub fn open_at(&self, rel: &Path, flags: OFlags) -> io::Result<OwnedFd> {
+        let rel = inner(rel);
+        let rel: &Path = if rel.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            &rel
+        };
+        rfs::openat2(
+            &self.fd,
+            rel,
+            flags | OFlags::CLOEXEC,
+            Mode::empty(),
+            resolve_flags(),
+        )
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("open {} in {}: {e}", rel.display(), self.path.display()),
+            )
+        })
+    }
+
+    /// Opens the directory `rel` for `*at` calls.
+    pub fn dir(&self, rel: &Path) -> io::Result<OwnedFd> {
+        self.open_at(rel, OFlags::DIRECTORY | OFlags::RDONLY)
+    }
+
+    /// Opens the directory `rel`, creating missing components (mode `mode`, owner root). A
+    /// component that exists and is not a directory (after in-root symlink resolution) is an
+    /// error. Returns the directory fd and the components that were created.
+    pub fn mkdir_all(&self, rel: &Path, mode: u32) -> io::Result<(OwnedFd, Vec<PathBuf>)> {
+        let rel = inner(rel);
+        let mut created = Vec::new();
+        let mut cur = PathBuf::new();
+        let mut fd = self.dir(Path::new("."))?;
+        for c in rel.components() {
+            let Component::Normal(name) = c else { continue };
+            cur.push(name);
+            match self.dir(&cur) {
+                Ok(f) => fd = f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    match rfs::mkdirat(&fd, name, Mode::from_raw_mode(mode)) {
+                        Ok(()) => created.push(cur.clone()),
+                        Err(rustix::io::Errno::EXIST) => {}
+                        Err(e) => {
+                            return Err(io::Error::new(
+                                e.kind(),
+                                format!("mkdir {} in {}: {e}", cur.display(), self.path.display()),
+                            ))
+                        }
+                    }
+                    // mkdir ignores the umask only via fchmod.
+                    let f = self.dir(&cur)?;
+                    rfs::fchmod(&f, Mode::from_raw_mode(mode))?;
+                    fd = f;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((fd, created))
+    }
+
+    /// The real host path of `rel` after in-root resolution (for tools that want a path, such
+    /// as directory walks). Only meaningful while nobody else modifies the tree.
+    pub fn real_path(&self, rel: &Path) -> io::Result<PathBuf> {
+        let fd = self.open_at(rel, OFlags::PATH)?;
+        fd_path(&fd)
+    }
+}
+
+/// The path of an open fd (readlink of /proc/self/fd/N).
+pub fn fd_path(fd: &impl AsFd) -> io::Result<PathBuf> {
+    use std::os::fd::AsRawFd;
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_fd().as_raw_fd()))
+}
+
+/// `rel` with root, `.` and prefix components removed (`..` is kept: openat2 scopes it).
+pub fn inner(rel: &Path) -> PathBuf {
+    rel.components()
+        .filter(|c| matches!(c, Component::Normal(_) | Component::ParentDir))
+        .collect()
+}
+
+/// Removes `name` in `dir` whatever it is (a directory recursively). Missing is fine.
+pub fn remove_at(dir: &OwnedFd, name: &OsStr) -> io::Result<()> {
+    match rfs::unlinkat(dir, name, rfs::AtFlags::empty()) {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::NOENT) => Ok(()),
+        Err(rustix::io::Errno::ISDIR) => {
+            let sub = rfs::openat(
+                dir,
+                name,
+                OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?;
+            let p = fd_path(&sub)?;
+            std::fs::remove_dir_all(&p)
+        }
+        Err(e) => Err(e.into()),
+    }
+}

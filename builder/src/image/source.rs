@@ -1,0 +1,276 @@
+//! Base images: `scratch`, `oci-layout://DIR[:TAG]`, `oci-archive:PATH[:TAG]` and images of the
+//! local store; and the unpacked layers RUN steps mount.
+//!
+//! Owns bringing outside content into the store: every blob is hashed while it is copied and
+//! refused if its digest differs, layers are unpacked through [`super::unpack`] (hostile-tar
+//! safe) and their diffIDs checked against the image config. Never writes outside the store.
+
+use super::config::host_arch;
+use super::store::{ref_name, Image, Store};
+use super::unpack::{self, UnpackError};
+use super::HashWriter;
+use crate::fsroot::Root;
+use oci_spec::image::{ImageIndex, ImageManifest, MediaType};
+use std::fs;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+/// A base image that cannot be used, naming the reference.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("image {reference:?}: {msg}")]
+    Bad { reference: String, msg: String },
+    #[error(transparent)]
+    Store(#[from] super::store::StoreError),
+    #[error(transparent)]
+    Unpack(#[from] UnpackError),
+}
+
+fn bad(reference: &str, msg: impl std::fmt::Display) -> SourceError {
+    SourceError::Bad {
+        reference: reference.to_string(),
+        msg: msg.to_string(),
+    }
+}
+
+/// Splits `DIR:TAG` at a colon after the last slash.
+fn split_tag(s: &str) -> (&str, Option<&str>) {
+    let slash = s.rfind('/').map(|i| i + 1).unwrap_or(0);
+    match s[slash..].rfind(':') {
+        Some(i) => (&s[..slash + i], Some(&s[slash + i + 1..])),
+        None => (s, None),
+    }
+}
+
+/// True if `reference` names something [`resolve`] can find without a stage.
+pub fn is_transport(reference: &str) -> bool {
+    reference.starts_with("oci-layout://") || reference.starts_with("oci-archive:")
+}
+
+/// The image `reference` names, imported into the store; None for `scratch`.
+pub fn resolve(store: &Store, reference: &str) -> Result<Option<Image>, SourceError> {
+    if reference == "scratch" {
+        return Ok(None);
+    }
+    if let Some(rest) = reference.strip_prefix("oci-layout://") {
+        let (dir, tag) = split_tag(rest);
+        return import_layout(store, reference, Path::new(dir), tag).map(Some);
+    }
+    if let Some(rest) = reference.strip_prefix("oci-archive:") {
+        let (path, tag) = split_tag(rest);
+        let tmp = store.tempdir("archive-")?;
+        let f = fs::File::open(path).map_err(|e| bad(reference, format!("open {path}: {e}")))?;
+        let root = Root::open(tmp.path()).map_err(|e| bad(reference, e))?;
+        unpack::unpack(
+            &root,
+            Path::new(""),
+            BufReader::new(f),
+            path,
+            unpack::Options {
+                whiteouts: false,
+                owners: false,
+            },
+        )?;
+        return import_layout(store, reference, tmp.path(), tag).map(Some);
+    }
+    match store.resolve(reference)? {
+        Some(d) => Ok(Some(store.image(&d)?)),
+        None => Err(bad(
+            reference,
+            "not in the local store (pulling from registries is not supported yet; use \
+             oci-layout://DIR:TAG or oci-archive:PATH)",
+        )),
+    }
+}
+
+/// Imports the image tagged `tag` of the layout at `dir`.
+fn import_layout(
+    store: &Store,
+    reference: &str,
+    dir: &Path,
+    tag: Option<&str>,
+) -> Result<Image, SourceError> {
+    let idx_path = dir.join("index.json");
+    let idx = ImageIndex::from_file(&idx_path)
+        .map_err(|e| bad(reference, format!("{}: {e}", idx_path.display())))?;
+    let ms = idx.manifests();
+    let pick = match tag {
+        Some(t) => ms.iter().find(|m| {
+            ref_name(m)
+                .map(|n| n == t || split_tag(&n).1 == Some(t))
+                .unwrap_or(false)
+        }),
+        None if ms.len() == 1 => ms.first(),
+        None => ms.iter().find(|m| ref_name(m).as_deref() == Some("latest")),
+    }
+    .ok_or_else(|| {
+        bad(
+            reference,
+            format!(
+                "no manifest tagged {:?} in {}",
+                tag.unwrap_or("latest"),
+                idx_path.display()
+            ),
+        )
+    })?;
+    let mut desc = pick.clone();
+    // An index (multi-platform): take this host's platform.
+    for _ in 0..4 {
+        if !matches!(desc.media_type(), MediaType::ImageIndex)
+            && desc.media_type().to_string()
+                != "application/vnd.docker.distribution.manifest.list.v2+json"
+        {
+            break;
+        }
+        let bytes = copy_blob(store, reference, dir, desc.digest().as_ref())?;
+        let sub = ImageIndex::from_reader(&bytes[..]).map_err(|e| bad(reference, e))?;
+        desc = sub
+            .manifests()
+            .iter()
+            .find(|m| {
+                m.platform()
+                    .as_ref()
+                    .map(|p| {
+                        p.os().to_string() == "linux" && p.architecture().to_string() == host_arch()
+                    })
+                    .unwrap_or(false)
+            })
+            .cloned()
+            .ok_or_else(|| bad(reference, format!("no linux/{} manifest", host_arch())))?;
+    }
+    let mdigest = desc.digest().to_string();
+    let mbytes = copy_blob(store, reference, dir, &mdigest)?;
+    let manifest = ImageManifest::from_reader(&mbytes[..]).map_err(|e| bad(reference, e))?;
+    copy_blob(store, reference, dir, manifest.config().digest().as_ref())?;
+    for l in manifest.layers() {
+        copy_blob(store, reference, dir, l.digest().as_ref())?;
+    }
+    let img = store.image(&mdigest)?;
+    if img.config.rootfs.diff_ids.len() != img.manifest.layers().len() {
+        return Err(bad(
+            reference,
+            "config rootfs.diff_ids and manifest layers differ in number",
+        ));
+    }
+    Ok(img)
+}
+
+/// Copies blob `digest` from the layout `dir` into the store (verified); returns it if it is
+/// small (manifests, configs, indexes) or empty.
+fn copy_blob(
+    store: &Store,
+    reference: &str,
+    dir: &Path,
+    digest: &str,
+) -> Result<Vec<u8>, SourceError> {
+    if !super::valid_digest(digest) {
+        return Err(bad(reference, format!("unsupported digest {digest:?}")));
+    }
+    let small = |p: &Path| -> Result<Vec<u8>, SourceError> {
+        let md = fs::metadata(p).map_err(|e| bad(reference, e))?;
+        if md.len() < 4 << 20 {
+            fs::read(p).map_err(|e| bad(reference, e))
+        } else {
+            Ok(Vec::new())
+        }
+    };
+    if store.has_blob(digest) {
+        return small(&store.blob_path(digest));
+    }
+    let src = dir.join("blobs/sha256").join(super::hex_of(digest));
+    let mut f =
+        fs::File::open(&src).map_err(|e| bad(reference, format!("{}: {e}", src.display())))?;
+    let tmp = store.tempdir("blob-")?;
+    let tpath = tmp.path().join("blob");
+    let out = fs::File::create(&tpath).map_err(|e| bad(reference, e))?;
+    let mut hw = HashWriter::new(out);
+    io::copy(&mut f, &mut hw).map_err(|e| bad(reference, e))?;
+    let (_, got, _) = hw.finish();
+    if got != digest {
+        return Err(bad(
+            reference,
+            format!("blob {} has digest {got}, expected {digest}", src.display()),
+        ));
+    }
+    store.put_blob_file(&tpath, digest)?;
+    small(&store.blob_path(digest))
+}
+
+/// The unpacked directories of the image's layers, bottom first, unpacking what is missing.
+pub fn layer_dirs(store: &Store, img: &Image) -> Result<Vec<PathBuf>, SourceError> {
+    let mut dirs = Vec::new();
+    for (l, diff_id) in img
+        .manifest
+        .layers()
+        .iter()
+        .zip(img.config.rootfs.diff_ids.iter())
+    {
+        let dst = store.layer_dir(diff_id);
+        if !dst.is_dir() {
+            unpack_layer(store, l.digest().as_ref(), diff_id, &dst)?;
+        }
+        dirs.push(dst);
+    }
+    Ok(dirs)
+}
+
+/// A reader that hashes what it reads.
+struct HashReader<R> {
+    inner: R,
+    hw: HashWriter<io::Sink>,
+}
+
+impl<R: Read> Read for HashReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        io::Write::write_all(&mut self.hw, &buf[..n])?;
+        Ok(n)
+    }
+}
+
+fn unpack_layer(store: &Store, digest: &str, diff_id: &str, dst: &Path) -> Result<(), SourceError> {
+    let blob = store.blob_path(digest);
+    let f = fs::File::open(&blob).map_err(|e| bad(digest, e))?;
+    let mut r = BufReader::new(f);
+    let gz = r
+        .fill_buf()
+        .map_err(|e| bad(digest, e))?
+        .starts_with(&[0x1f, 0x8b]);
+    let stream: Box<dyn Read> = if gz {
+        Box::new(flate2::read::GzDecoder::new(r))
+    } else {
+        Box::new(r)
+    };
+    let mut hr = HashReader {
+        inner: stream,
+        hw: HashWriter::new(io::sink()),
+    };
+    let tmp = store.tempdir("unpack-")?;
+    let tdir = tmp.path().join("layer");
+    fs::create_dir(&tdir).map_err(|e| bad(digest, e))?;
+    let root = Root::open(&tdir).map_err(|e| bad(digest, e))?;
+    unpack::unpack(
+        &root,
+        Path::new(""),
+        &mut hr,
+        &format!("layer {digest}"),
+        unpack::Options {
+            whiteouts: true,
+            owners: true,
+        },
+    )?;
+    // Drain the tar padding so the hash covers the whole stream.
+    io::copy(&mut hr, &mut io::sink()).map_err(|e| bad(digest, e))?;
+    let (_, got, _) = hr.hw.finish();
+    if got != diff_id {
+        return Err(bad(
+            digest,
+            format!("layer content has diffID {got}, the config says {diff_id}"),
+        ));
+    }
+    match fs::rename(&tdir, dst) {
+        Ok(()) => Ok(()),
+        Err(_) if dst.is_dir() => Ok(()),
+        Err(e) => Err(bad(digest, e)),
+    }
+}

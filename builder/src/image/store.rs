@@ -1,0 +1,370 @@
+//! The local store (default `/var/lib/brig-build`): an OCI image layout plus the unpacked
+//! layers RUN steps mount.
+//!
+//! ```text
+//! STORE/oci-layout, index.json   the images; annotation org.opencontainers.image.ref.name = NAME:TAG
+//! STORE/blobs/sha256/HEX         configs, manifests, gzip layers
+//! STORE/layers/HEX               a layer unpacked in overlayfs form (HEX = its diffID)
+//! STORE/tmp/                     work dirs of running builds; runtime state
+//! STORE/lock                     flock: one writer of index.json at a time
+//! ```
+//! Every file appears by rename of a complete temporary file, so a killed build leaves at worst
+//! orphans in `tmp/` and unreferenced blobs, never a reference to something half-written.
+
+use super::config::ImageConfig;
+use super::{hex_of, sha256, valid_digest};
+use oci_spec::image::{Descriptor, ImageIndex, ImageIndexBuilder, ImageManifest, MediaType};
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::io;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+
+/// The annotation naming an image in an index.
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+/// An error about the store, naming the path.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {err}")]
+pub struct StoreError {
+    pub path: String,
+    pub err: io::Error,
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+fn at<T>(p: &Path, r: io::Result<T>) -> Result<T> {
+    r.map_err(|err| StoreError {
+        path: p.display().to_string(),
+        err,
+    })
+}
+
+/// An image in the store: its manifest, config and their digests.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub manifest_digest: String,
+    pub manifest: ImageManifest,
+    pub config_digest: String,
+    pub config: ImageConfig,
+}
+
+/// The local store.
+pub struct Store {
+    root: PathBuf,
+}
+
+/// Holds the store's lock while alive.
+pub struct Lock(#[allow(dead_code)] fs::File);
+
+impl Store {
+    /// Opens (creating) the store at `root`.
+    pub fn open(root: &Path) -> Result<Store> {
+        for d in ["blobs/sha256", "layers", "tmp"] {
+            at(&root.join(d), fs::create_dir_all(root.join(d)))?;
+        }
+        let layout = root.join("oci-layout");
+        if !layout.exists() {
+            at(
+                &layout,
+                fs::write(&layout, "{\"imageLayoutVersion\":\"1.0.0\"}"),
+            )?;
+        }
+        let index = root.join("index.json");
+        if !index.exists() {
+            at(
+                &index,
+                fs::write(&index, "{\"schemaVersion\":2,\"manifests\":[]}"),
+            )?;
+        }
+        Ok(Store {
+            root: root.to_path_buf(),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Takes the store's exclusive lock.
+    pub fn lock(&self) -> Result<Lock> {
+        let p = self.root.join("lock");
+        let f = at(
+            &p,
+            fs::OpenOptions::new().create(true).append(true).open(&p),
+        )?;
+        at(
+            &p,
+            rustix::fs::flock(f.as_fd(), rustix::fs::FlockOperation::LockExclusive)
+                .map_err(io::Error::from),
+        )?;
+        Ok(Lock(f))
+    }
+
+    /// A fresh private directory under `tmp/`.
+    pub fn tempdir(&self, prefix: &str) -> Result<tempfile::TempDir> {
+        let t = self.root.join("tmp");
+        at(&t, tempfile::Builder::new().prefix(prefix).tempdir_in(&t))
+    }
+
+    pub fn blob_path(&self, digest: &str) -> PathBuf {
+        self.root.join("blobs/sha256").join(hex_of(digest))
+    }
+
+    pub fn has_blob(&self, digest: &str) -> bool {
+        valid_digest(digest) && self.blob_path(digest).is_file()
+    }
+
+    /// Moves the complete file `tmp` in as blob `digest`. Returns true if it was new.
+    pub fn put_blob_file(&self, tmp: &Path, digest: &str) -> Result<bool> {
+        let dst = self.blob_path(digest);
+        if dst.exists() {
+            let _ = fs::remove_file(tmp);
+            return Ok(false);
+        }
+        at(&dst, fs::rename(tmp, &dst))?;
+        Ok(true)
+    }
+
+    /// Stores `data`; returns its digest and whether it was new.
+    pub fn put_blob(&self, data: &[u8]) -> Result<(String, bool)> {
+        let digest = sha256(data);
+        let dst = self.blob_path(&digest);
+        if dst.exists() {
+            return Ok((digest, false));
+        }
+        let tmp = self
+            .root
+            .join("tmp")
+            .join(format!(".blob-{}", hex_of(&digest)));
+        at(&tmp, fs::write(&tmp, data))?;
+        at(&dst, fs::rename(&tmp, &dst))?;
+        Ok((digest, true))
+    }
+
+    pub fn read_blob(&self, digest: &str) -> Result<Vec<u8>> {
+        let p = self.blob_path(digest);
+        if !valid_digest(digest) {
+            return at(
+                &p,
+                Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("bad digest {digest:?}"),
+                )),
+            );
+        }
+        at(&p, fs::read(&p))
+    }
+
+    /// The unpacked form of the layer with `diff_id`.
+    pub fn layer_dir(&self, diff_id: &str) -> PathBuf {
+        self.root.join("layers").join(hex_of(diff_id))
+    }
+
+    pub fn index(&self) -> Result<ImageIndex> {
+        let p = self.root.join("index.json");
+        at(
+            &p,
+            ImageIndex::from_file(&p).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
+        )
+    }
+
+    fn write_index(&self, idx: &ImageIndex) -> Result<()> {
+        let p = self.root.join("index.json");
+        let tmp = self.root.join("tmp/.index.json");
+        let text = serde_json::to_vec_pretty(idx).expect("an index serializes");
+        at(&tmp, fs::write(&tmp, text))?;
+        at(&p, fs::rename(&tmp, &p))
+    }
+
+    /// The manifest digest of `reference` (`NAME[:TAG]` or an image id prefix).
+    pub fn resolve(&self, reference: &str) -> Result<Option<String>> {
+        let name = normalize(reference);
+        let idx = self.index()?;
+        for m in idx.manifests() {
+            if ref_name(m).as_deref() == Some(name.as_str()) {
+                return Ok(Some(m.digest().to_string()));
+            }
+        }
+        let id = reference.strip_prefix("sha256:").unwrap_or(reference);
+        if id.len() >= 6 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            for m in idx.manifests() {
+                let d = m.digest().to_string();
+                if hex_of(&d).starts_with(id) {
+                    return Ok(Some(d));
+                }
+                if let Ok(img) = self.image(&d) {
+                    if hex_of(&img.config_digest).starts_with(id) {
+                        return Ok(Some(d));
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Loads the image whose manifest is `manifest_digest`.
+    pub fn image(&self, manifest_digest: &str) -> Result<Image> {
+        let p = self.blob_path(manifest_digest);
+        let bytes = self.read_blob(manifest_digest)?;
+        let manifest = at(
+            &p,
+            ImageManifest::from_reader(&bytes[..])
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
+        )?;
+        let config_digest = manifest.config().digest().to_string();
+        let cbytes = self.read_blob(&config_digest)?;
+        let config: ImageConfig = at(
+            &self.blob_path(&config_digest),
+            serde_json::from_slice(&cbytes).map_err(io::Error::other),
+        )?;
+        Ok(Image {
+            manifest_digest: manifest_digest.to_string(),
+            manifest,
+            config_digest,
+            config,
+        })
+    }
+
+    /// Points each of `names` at the manifest (moving a name if it pointed elsewhere); with no
+    /// names, records the image untagged.
+    pub fn tag(&self, desc: &Descriptor, names: &[String]) -> Result<()> {
+        let _l = self.lock()?;
+        let mut idx = self.index()?;
+        let names: Vec<String> = names.iter().map(|n| normalize(n)).collect();
+        let mut ms: Vec<Descriptor> = idx
+            .manifests()
+            .iter()
+            .filter(|m| match ref_name(m) {
+                Some(n) => !names.contains(&n),
+                None => m.digest() != desc.digest(),
+            })
+            .cloned()
+            .collect();
+        if names.is_empty() {
+            ms.push(desc.clone());
+        }
+        for n in &names {
+            let mut d = desc.clone();
+            d.set_annotations(Some(HashMap::from([(REF_NAME.to_string(), n.clone())])));
+            ms.push(d);
+        }
+        idx.set_manifests(ms);
+        self.write_index(&idx)
+    }
+
+    /// Removes the images named (or with the id); then deletes what nothing references.
+    /// Returns the references that matched nothing.
+    pub fn remove(&self, refs: &[String]) -> Result<Vec<String>> {
+        let _l = self.lock()?;
+        let mut idx = self.index()?;
+        let mut missing = Vec::new();
+        let mut ms: Vec<Descriptor> = idx.manifests().clone();
+        for r in refs {
+            let name = normalize(r);
+            let before = ms.len();
+            ms.retain(|m| ref_name(m).as_deref() != Some(name.as_str()));
+            if ms.len() == before {
+                let id = r.strip_prefix("sha256:").unwrap_or(r);
+                let matches: Vec<String> = ms
+                    .iter()
+                    .map(|m| m.digest().to_string())
+                    .filter(|d| {
+                        id.len() >= 6
+                            && (hex_of(d).starts_with(id)
+                                || self
+                                    .image(d)
+                                    .map(|i| hex_of(&i.config_digest).starts_with(id))
+                                    .unwrap_or(false))
+                    })
+                    .collect();
+                ms.retain(|m| !matches.contains(&m.digest().to_string()));
+                if matches.is_empty() {
+                    missing.push(r.clone());
+                }
+            }
+        }
+        idx.set_manifests(ms);
+        self.write_index(&idx)?;
+        drop(_l);
+        self.gc()?;
+        Ok(missing)
+    }
+
+    /// Deletes blobs and unpacked layers no image in the index references.
+    pub fn gc(&self) -> Result<()> {
+        let _l = self.lock()?;
+        let idx = self.index()?;
+        let mut blobs = HashSet::new();
+        let mut layers = HashSet::new();
+        for m in idx.manifests() {
+            let d = m.digest().to_string();
+            blobs.insert(hex_of(&d).to_string());
+            if let Ok(img) = self.image(&d) {
+                blobs.insert(hex_of(&img.config_digest).to_string());
+                for l in img.manifest.layers() {
+                    blobs.insert(hex_of(l.digest().as_ref()).to_string());
+                }
+                for d in &img.config.rootfs.diff_ids {
+                    layers.insert(hex_of(d).to_string());
+                }
+            }
+        }
+        for (dir, keep) in [("blobs/sha256", &blobs), ("layers", &layers)] {
+            let p = self.root.join(dir);
+            for e in at(&p, fs::read_dir(&p))?.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if !keep.contains(&n) {
+                    let path = e.path();
+                    let r = if path.is_dir() {
+                        fs::remove_dir_all(&path)
+                    } else {
+                        fs::remove_file(&path)
+                    };
+                    at(&path, r)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// (name or None, manifest digest) of every image.
+    pub fn list(&self) -> Result<Vec<(Option<String>, String)>> {
+        Ok(self
+            .index()?
+            .manifests()
+            .iter()
+            .map(|m| (ref_name(m), m.digest().to_string()))
+            .collect())
+    }
+}
+
+/// The ref name annotation of an index entry.
+pub fn ref_name(d: &Descriptor) -> Option<String> {
+    d.annotations().as_ref()?.get(REF_NAME).cloned()
+}
+
+/// `NAME` → `NAME:latest`; a name with a tag or digest is kept.
+pub fn normalize(reference: &str) -> String {
+    let last = reference.rsplit('/').next().unwrap_or(reference);
+    if last.contains(':') || reference.contains('@') {
+        reference.to_string()
+    } else {
+        format!("{reference}:latest")
+    }
+}
+
+/// The media type of an OCI gzip layer.
+pub fn layer_media_type() -> MediaType {
+    MediaType::ImageLayerGzip
+}
+
+/// Builds an index with these manifests (for layouts written elsewhere).
+pub fn new_index(manifests: Vec<Descriptor>) -> ImageIndex {
+    ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageIndex)
+        .manifests(manifests)
+        .build()
+        .expect("an index with schemaVersion and manifests is complete")
+}
