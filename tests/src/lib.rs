@@ -1402,3 +1402,31 @@ pub const SYSCALLS_EXCEPT_MKDIR: &[&str] = &[
     "landlock_add_rule",
     "landlock_restrict_self",
 ];
+
+// ---------------------------------------------------------------------------------------------
+// brig-build
+// ---------------------------------------------------------------------------------------------
+
+/// The image builder under test: `$BRIG_BUILD`, else the newer of `target/{debug,release}/
+/// brig-build` (honouring `$CARGO_TARGET_DIR`).
+pub fn builder_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("BRIG_BUILD") {
+        if !p.is_empty() {
+            return PathBuf::from(p);
+        }
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_dir().join("target"));
+    let candidates = [
+        target.join("debug/brig-build"),
+        target.join("release/brig-build"),
+    ];
+    let mtime = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
+    candidates
+        .iter()
+        .filter_map(|p| mtime(p).map(|t| (t, p.clone())))
+        .max_by_key(|(t, _)| *t)
+        .map(|(_, p)| p)
+        .unwrap_or_else(|| candidates[0].clone())
+}
