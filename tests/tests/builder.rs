@@ -180,24 +180,31 @@ impl Image {
     }
 }
 
-/// The busybox base image as an OCI layout (made once per test process).
+/// The busybox base image as an OCI layout, made once per test process in cargo's per-test
+/// temporary dir (a fixed path, so runs do not pile up copies).
 fn base() -> &'static Path {
-    static BASE: OnceLock<tempfile::TempDir> = OnceLock::new();
+    static BASE: OnceLock<PathBuf> = OnceLock::new();
     BASE.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("builder-base-{}", std::process::id()));
         let c = Ctx::new("FROM scratch\nCOPY rootfs/ /\nCMD [\"sh\"]\n");
         busybox_rootfs(&c.ctx().join("rootfs"));
-        let t = tempfile::Builder::new()
-            .prefix("brig-build-base-")
-            .tempdir()
-            .unwrap();
         let dest = format!(
             "type=oci,dest={},name=busybox:base",
-            t.path().join("oci").display()
+            dir.join("oci").display()
         );
         c.build(&["-o", &dest]).assert_ok();
-        t
+        // Older runs' copies go (their processes are done with them).
+        if let Ok(rd) = fs::read_dir(env!("CARGO_TARGET_TMPDIR")) {
+            for e in rd.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if n.starts_with("builder-base-") && e.path() != dir {
+                    let _ = fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        dir
     })
-    .path()
 }
 
 fn from_base() -> String {
