@@ -262,6 +262,18 @@ pub fn create_with_sync(root: &Root, opts: &CreateOpts) -> Result<(i32, Sync)> {
             std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string())
                 .map_err(|e| Error::io(format!("set process.oomScoreAdj to {adj}"), e))?;
         }
+        let new_userns = linux
+            .namespaces()
+            .iter()
+            .flatten()
+            .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none());
+        if new_userns {
+            namespaces::write_id_maps(
+                pid,
+                linux.uid_mappings().as_deref().unwrap_or(&[]),
+                linux.gid_mappings().as_deref().unwrap_or(&[]),
+            )?;
+        }
         parent_sync.send(&Msg::Go)?;
         loop {
             let (msg, mut seccomp_fd) = match parent_sync.recv_with_fd()? {
@@ -458,6 +470,21 @@ fn rootfs_plan(
         } else {
             (source, true)
         };
+        // Cloned here, by the runtime, as a detached mount (open_tree): the
+        // init may run as an id (in a user namespace) that cannot reach the
+        // source, and the clone pins what was checked.
+        let source_fd = if is_bind {
+            let fd = rootfs::clone_mount(&source, opts.recursive).map_err(|e| {
+                Error::config(
+                    "config.json",
+                    format!("mounts[{i}].source"),
+                    format!("{}: {}", source.display(), e.desc()),
+                )
+            })?;
+            Some(std::sync::Arc::new(fd))
+        } else {
+            None
+        };
         let plan = rootfs::MountPlan {
             index: i,
             destination: m.destination().clone(),
@@ -465,6 +492,7 @@ fn rootfs_plan(
             source,
             opts,
             source_is_dir,
+            source_fd,
         };
         rootfs::check_destination(&plan)?;
         mounts_out.push(plan);
@@ -523,6 +551,11 @@ fn rootfs_plan(
         no_pivot,
         cgroup_mounts,
         cgroupns,
+        bind_devices: linux
+            .namespaces()
+            .iter()
+            .flatten()
+            .any(|n| n.typ() == LinuxNamespaceType::User),
         cwd: spec
             .process()
             .as_ref()

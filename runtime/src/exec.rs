@@ -443,6 +443,7 @@ fn join_cgroups(paths: &std::collections::BTreeMap<String, PathBuf>, pid: i32) -
 fn namespaces_of(pid: i32) -> Result<Vec<LinuxNamespace>> {
     use std::os::unix::fs::MetadataExt;
     let kinds = [
+        ("user", LinuxNamespaceType::User),
         ("ipc", LinuxNamespaceType::Ipc),
         ("uts", LinuxNamespaceType::Uts),
         ("net", LinuxNamespaceType::Network),
@@ -509,9 +510,16 @@ fn child(plan: &Plan, sync: &Sync) -> Result<Never> {
         .iter()
         .filter(|j| j.typ != LinuxNamespaceType::Time)
         .collect();
-    order.sort_by_key(|j| j.typ == LinuxNamespaceType::Mount);
+    order.sort_by_key(|j| match j.typ {
+        LinuxNamespaceType::User => 0,
+        LinuxNamespaceType::Mount => 2,
+        _ => 1,
+    });
     for j in order {
         nix::sched::setns(&j.fd, namespaces::flag(j.typ)).sys("setns", j.path.display())?;
+    }
+    if plan.ns.has(LinuxNamespaceType::User) {
+        namespaces::become_userns_root()?;
     }
     if let Some(sock) = &plan.console {
         tty::setup(sock.as_fd(), plan.console_size, false)?;

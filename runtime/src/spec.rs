@@ -187,11 +187,41 @@ pub fn validate(spec: &Spec) -> std::result::Result<(), Invalid> {
                 "a mount namespace is required to set up the root filesystem",
             ));
         }
-        if has_user {
-            return Err(bad(
-                "linux.namespaces",
-                "user namespaces are not supported by this version of brig",
-            ));
+        let new_user = linux
+            .namespaces()
+            .iter()
+            .flatten()
+            .any(|ns| ns.typ() == LinuxNamespaceType::User && ns.path().is_none());
+        if new_user {
+            for (field, maps) in [
+                ("linux.uidMappings", linux.uid_mappings()),
+                ("linux.gidMappings", linux.gid_mappings()),
+            ] {
+                let maps = maps.as_deref().unwrap_or(&[]);
+                if maps.is_empty() {
+                    return Err(bad(field, "a new user namespace needs id mappings"));
+                }
+                let mut ranges: Vec<(u64, u64)> = Vec::new();
+                for (i, m) in maps.iter().enumerate() {
+                    if m.size() == 0 {
+                        return Err(bad(format!("{field}[{i}].size"), "must not be 0"));
+                    }
+                    let r = (
+                        m.container_id() as u64,
+                        m.container_id() as u64 + m.size() as u64,
+                    );
+                    if let Some(o) = ranges.iter().find(|o| r.0 < o.1 && o.0 < r.1) {
+                        return Err(bad(
+                            format!("{field}[{i}]"),
+                            format!(
+                                "container ids {}..{} overlap another mapping ({}..{})",
+                                r.0, r.1, o.0, o.1
+                            ),
+                        ));
+                    }
+                    ranges.push(r);
+                }
+            }
         }
         if !has_user && (linux.uid_mappings().is_some() || linux.gid_mappings().is_some()) {
             let any = linux.uid_mappings().iter().flatten().count()

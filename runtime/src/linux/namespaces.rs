@@ -104,7 +104,13 @@ impl Plan {
     /// other paths stay reachable).
     pub fn join_all(&self) -> Result<()> {
         let mut order: Vec<&Join> = self.join.iter().collect();
-        order.sort_by_key(|j| j.typ == LinuxNamespaceType::Mount);
+        // The user namespace first (it owns the others and gives us the
+        // capabilities to join them), the mount namespace last.
+        order.sort_by_key(|j| match j.typ {
+            LinuxNamespaceType::User => 0,
+            LinuxNamespaceType::Mount => 2,
+            _ => 1,
+        });
         for j in order {
             nix::sched::setns(&j.fd, flag_for_setns(j.typ)).sys("setns", j.path.display())?;
         }
@@ -142,5 +148,39 @@ pub fn unshare_time(offsets: &[(String, i64, u32)]) -> Result<()> {
         std::fs::write("/proc/self/timens_offsets", s)
             .map_err(|e| Error::io("write /proc/self/timens_offsets", e))?;
     }
+    Ok(())
+}
+
+/// Writes a new user namespace's id maps (as root: directly, like runc
+/// without newuidmap).
+pub fn write_id_maps(
+    pid: i32,
+    uid: &[oci_spec::runtime::LinuxIdMapping],
+    gid: &[oci_spec::runtime::LinuxIdMapping],
+) -> Result<()> {
+    let text = |maps: &[oci_spec::runtime::LinuxIdMapping]| {
+        maps.iter()
+            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+            .collect::<String>()
+    };
+    for (file, maps, field) in [
+        ("uid_map", uid, "linux.uidMappings"),
+        ("gid_map", gid, "linux.gidMappings"),
+    ] {
+        let path = format!("/proc/{pid}/{file}");
+        std::fs::write(&path, text(maps))
+            .map_err(|e| Error::config("config.json", field, format!("write {path}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// In a process that just entered a user namespace: become its root, so
+/// files we create are owned by a mapped id.
+pub fn become_userns_root() -> Result<()> {
+    let _ = nix::unistd::setgroups(&[]);
+    let root_g = nix::unistd::Gid::from_raw(0);
+    nix::unistd::setresgid(root_g, root_g, root_g).sys("setgid", "0 in the user namespace")?;
+    let root_u = nix::unistd::Uid::from_raw(0);
+    nix::unistd::setresuid(root_u, root_u, root_u).sys("setuid", "0 in the user namespace")?;
     Ok(())
 }

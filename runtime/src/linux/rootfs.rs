@@ -37,6 +37,8 @@ pub struct MountPlan {
     pub opts: Options,
     /// For binds: whether the source is a directory (else a file target).
     pub source_is_dir: bool,
+    /// For binds: the source, opened by the runtime before the clone.
+    pub source_fd: Option<std::sync::Arc<OwnedFd>>,
 }
 
 /// A device node to create.
@@ -65,6 +67,8 @@ pub struct Plan {
     pub cgroupns: bool,
     /// process.cwd, created (as runc does) when missing.
     pub cwd: PathBuf,
+    /// In a user namespace device nodes cannot be made: bind the host's.
+    pub bind_devices: bool,
 }
 
 /// The default device nodes every container gets (runc's list).
@@ -164,7 +168,7 @@ pub fn prepare(plan: &Plan) -> Result<()> {
     for m in &plan.mounts {
         mount_one(root.as_fd(), plan, m)?;
     }
-    create_devices(root.as_fd(), &plan.devices)?;
+    create_devices(root.as_fd(), &plan.devices, plan.bind_devices)?;
     dev_symlinks(root.as_fd())?;
     // Before the root may turn read-only.
     mkdir_all_in_root(root.as_fd(), &plan.cwd, 0o755)
@@ -203,14 +207,17 @@ fn mount_one(root: BorrowedFd, plan: &Plan, m: &MountPlan) -> Result<()> {
         if m.opts.recursive {
             flags |= MsFlags::MS_REC;
         }
-        mount(
-            Some(&m.source),
-            fd_path(target.as_fd()).as_str(),
-            None::<&str>,
-            flags,
-            None::<&str>,
-        )
-        .map_err(|e| {
+        let attached = match &m.source_fd {
+            Some(tree) => attach_mount(tree.as_fd(), target.as_fd()),
+            None => mount(
+                Some(&m.source),
+                fd_path(target.as_fd()).as_str(),
+                None::<&str>,
+                flags,
+                None::<&str>,
+            ),
+        };
+        attached.map_err(|e| {
             Error::sys(
                 "bind mount",
                 format!("{} on {}", m.source.display(), what()),
@@ -251,6 +258,43 @@ fn mount_one(root: BorrowedFd, plan: &Plan, m: &MountPlan) -> Result<()> {
     }
     apply_recursive_attrs(root, m, &what)?;
     apply_propagation(root, dest, &m.opts.propagation, &what)
+}
+
+/// A detached copy of the mount at `source` (the whole subtree when
+/// `recursive`), made with open_tree(OPEN_TREE_CLONE) so it can be attached
+/// in another mount namespace, by a process that could not open `source`.
+pub fn clone_mount(source: &Path, recursive: bool) -> nix::Result<OwnedFd> {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    let path = std::ffi::CString::new(source.as_os_str().as_encoded_bytes())
+        .map_err(|_| nix::errno::Errno::EINVAL)?;
+    let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
+    // SAFETY: open_tree with a valid C string; returns a new fd we own.
+    let r = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) };
+    let fd = nix::errno::Errno::result(r)?;
+    // SAFETY: fresh fd from the kernel.
+    Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd as i32) })
+}
+
+/// Attaches a detached mount from [`clone_mount`] on the directory or file
+/// `target` refers to (no path is resolved again).
+fn attach_mount(tree: BorrowedFd, target: BorrowedFd) -> nix::Result<()> {
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+    const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+    // SAFETY: move_mount between two fds we hold, with empty paths.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            std::os::fd::AsRawFd::as_raw_fd(&tree),
+            c"".as_ptr(),
+            std::os::fd::AsRawFd::as_raw_fd(&target),
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    nix::errno::Errno::result(r).map(drop)
 }
 
 fn remount_readonly(root: BorrowedFd, dest: &Path, what: &dyn Fn() -> String) -> Result<()> {
@@ -447,7 +491,7 @@ fn mount_cgroups(root: BorrowedFd, plan: &Plan, m: &MountPlan) -> Result<()> {
     Ok(())
 }
 
-fn create_devices(root: BorrowedFd, devices: &[DevicePlan]) -> Result<()> {
+fn create_devices(root: BorrowedFd, devices: &[DevicePlan], bind: bool) -> Result<()> {
     for d in devices {
         let parent = d.path.parent().unwrap_or(Path::new("/dev"));
         let name = d
@@ -460,6 +504,10 @@ fn create_devices(root: BorrowedFd, devices: &[DevicePlan]) -> Result<()> {
         // Replace whatever is there (a file from the image, a stale node),
         // but never a directory.
         let _ = nix::unistd::unlinkat(dir.as_fd(), name, nix::unistd::UnlinkatFlags::NoRemoveDir);
+        if bind {
+            bind_host_device(dir.as_fd(), name, &d.path)?;
+            continue;
+        }
         let dev = nix::sys::stat::makedev(d.major, d.minor);
         nix::sys::stat::mknodat(
             dir.as_fd(),
@@ -496,6 +544,34 @@ fn create_devices(root: BorrowedFd, devices: &[DevicePlan]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A user namespace may not mknod: bind the host's node of the same path
+/// onto an empty file (runc's way).
+fn bind_host_device(dir: BorrowedFd, name: &std::ffi::OsStr, host: &Path) -> Result<()> {
+    let f = nix::fcntl::openat(
+        dir,
+        name,
+        OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .sys("create", host.display())?;
+    drop(f);
+    let target = nix::fcntl::openat(
+        dir,
+        name,
+        OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .sys("open", host.display())?;
+    mount(
+        Some(host),
+        fd_path(target.as_fd()).as_str(),
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .sys("bind mount host device", host.display())
 }
 
 fn dev_symlinks(root: BorrowedFd) -> Result<()> {

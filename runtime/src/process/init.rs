@@ -75,6 +75,10 @@ fn setup(plan: &Plan, sync: &Sync) -> Result<Never> {
     // SAFETY: setsid in a fresh child; not a process group leader.
     unsafe { libc::setsid() };
     plan.ns.join_all()?;
+    if plan.ns.has(oci_spec::runtime::LinuxNamespaceType::User) {
+        // The parent wrote our id maps before `go`.
+        namespaces::become_userns_root()?;
+    }
     if plan.ns.new_cgroup {
         namespaces::unshare_cgroup()?;
     }
