@@ -91,21 +91,12 @@ impl Ctx {
     }
 
     fn build_with(&self, runtime: &Path, args: &[&str]) -> Out {
-        // brig fails the read-only bind of /etc/resolv.conf over a copied-up overlay dir
-        // (EINVAL, reported): RUN steps under brig use --network none until it is fixed; the
-        // runc runs keep the default network (host netns + resolv.conf bind).
-        let net: &[&str] = if runtime.ends_with("runc") {
-            &[]
-        } else {
-            &["--network", "none"]
-        };
         run(Command::new(builder_path())
             .arg("--store")
             .arg(self.store())
             .arg("build")
             .arg("--runtime")
             .arg(runtime)
-            .args(net)
             .args(args)
             .arg(self.ctx()))
     }
