@@ -1,4 +1,5 @@
-# brig: `make demo` runs a container; `make test` runs every test.
+# brig: `make demo` builds an image with brig-build and runs it with brig;
+# `make test` runs every test.
 SHELL := /bin/bash
 CARGO ?= cargo
 
@@ -18,7 +19,7 @@ unit: build
 	$(CARGO) test --workspace --lib --bins
 
 e2e: build
-	BRIG=$(CURDIR)/target/release/brig $(CARGO) test -p brig-tests -- --test-threads=2
+	BRIG=$(CURDIR)/target/release/brig BRIG_BUILD=$(CURDIR)/target/release/brig-build $(CARGO) test -p brig-tests -- --test-threads=2
 
 conformance: build
 	bash conformance/setup.sh

@@ -1,11 +1,27 @@
 #!/usr/bin/env bash
-# Makes a busybox bundle and runs a container with brig that shows it is
-# isolated: its own hostname, PID 1, its own mount table, its limits.
+# The main job: builds examples/hello with brig-build into an OCI image
+# layout, unpacks it into a bundle with umoci (the standard image → bundle
+# step, as containerd or podman would do it) and runs it with brig. Then a
+# second container shows brig's isolation: its own hostname, PID 1, its own
+# mount table, its limits.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 brig=${BRIG:-$top/target/release/brig}
+brig_build=${BRIG_BUILD:-$top/target/release/brig-build}
 work=$(mktemp -d /tmp/brig-demo.XXXXXX)
 trap 'rm -rf "$work"' EXIT
+
+echo "== brig-build build -t hello:1 examples/hello"
+cp -r "$top/examples/hello" "$work/hello"
+cp /bin/busybox "$work/hello/busybox"
+"$brig_build" --store "$work/store" build --runtime "$brig" -t hello:1 \
+	-o "type=oci,dest=$work/hello-oci" "$work/hello"
+umoci unpack --image "$work/hello-oci:1" "$work/hello-bundle" >/dev/null
+echo "== brig run hello (bundle unpacked from the image)"
+"$brig" --root "$work/state" run --bundle "$work/hello-bundle" "hello-$$" </dev/null
+
+echo
+mkdir -p "$work/isolation" && work="$work/isolation"
 mkdir -p "$work/rootfs/bin" "$work/rootfs/etc" "$work/rootfs/proc" "$work/rootfs/sys" "$work/rootfs/dev" "$work/rootfs/tmp"
 chmod 755 "$work" "$work/rootfs"
 cp /bin/busybox "$work/rootfs/bin/busybox"
