@@ -20,7 +20,8 @@ use oci_spec::runtime::{LinuxDeviceType, LinuxNamespaceType, Spec};
 use crate::cgroups::{self, Manager};
 use crate::error::{Error, Result, SysContext};
 use crate::hooks;
-use crate::linux::{capabilities, mounts, namespaces, rlimits, rootfs, seccomp, sysctl, tty, user};
+use crate::linux::{capabilities, mounts, namespaces, rootfs, seccomp, sysctl, tty};
+use crate::process::target::ProcessPlan;
 use crate::process::{self, init, Msg, Sync};
 use crate::state::{self, Root, Saved, Status};
 use crate::{logging, spec};
@@ -147,7 +148,6 @@ pub fn create_with_sync(root: &Root, opts: &CreateOpts) -> Result<(i32, Sync)> {
         )?;
     }
     let seccomp = linux.seccomp().as_ref().map(seccomp::compile).transpose()?;
-    let rlimits = rlimits::from_spec(process_spec.rlimits().as_ref())?;
 
     let mut undo = Undo {
         root,
@@ -217,29 +217,11 @@ pub fn create_with_sync(root: &Root, opts: &CreateOpts) -> Result<(i32, Sync)> {
         hostname: spec.hostname().clone(),
         domainname: spec.domainname().clone(),
         sysctl: sysctls,
-        args: process_spec.args().clone().unwrap_or_default(),
-        env: init::dedupe_env(process_spec.env().as_deref().unwrap_or(&[])),
-        cwd: process_spec.cwd().clone(),
-        user: user::User::from_spec(process_spec.user()),
-        caps: capabilities::Sets::from_spec(process_spec.capabilities().as_ref()),
-        rlimits,
-        no_new_privileges: process_spec.no_new_privileges() == Some(true),
-        seccomp,
+        process: ProcessPlan::from_spec(process_spec, seccomp, opts.preserve_fds)?,
         create_container_hooks: hooks.create_container().clone().unwrap_or_default(),
         start_container_hooks: hooks.start_container().clone().unwrap_or_default(),
         exec_fifo,
-        preserve_fds: opts.preserve_fds,
         console,
-        console_size: process_spec
-            .console_size()
-            .as_ref()
-            .filter(|b| b.height() > 0 && b.width() > 0)
-            .map(|b| {
-                (
-                    b.height().min(u16::MAX as u64) as u16,
-                    b.width().min(u16::MAX as u64) as u16,
-                )
-            }),
     };
 
     if let Some(j) = &plan.ns.join_pid {

@@ -20,8 +20,9 @@ use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceTyp
 
 use crate::cgroups;
 use crate::error::{Error, Result, SysContext};
-use crate::linux::{capabilities, namespaces, rlimits, seccomp, tty, user};
-use crate::process::{self, init, Msg, Sync};
+use crate::linux::{namespaces, seccomp, tty};
+use crate::process::target::ProcessPlan;
+use crate::process::{self, Msg, Sync};
 use crate::state::{self, Root, Status};
 
 /// Options of `exec`, as on runc's command line.
@@ -109,7 +110,6 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32> {
     }
     let linux = spec.linux().clone().unwrap_or_default();
     let seccomp = linux.seccomp().as_ref().map(seccomp::compile).transpose()?;
-    let rlimits = rlimits::from_spec(p.rlimits().as_ref())?;
     let ns = namespaces::Plan::from_spec(&namespaces_of(saved.pid)?)?;
     crate::logging::debug(&format!(
         "exec: joining the namespaces of pid {} ({} to join)",
@@ -137,27 +137,9 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32> {
         _ => None,
     };
     let plan = Plan {
-        args: p.args().clone().unwrap_or_default(),
-        env: init::dedupe_env(p.env().as_deref().unwrap_or(&[])),
-        cwd: p.cwd().clone(),
-        user: user::User::from_spec(p.user()),
-        caps: capabilities::Sets::from_spec(p.capabilities().as_ref()),
-        rlimits,
-        no_new_privileges: p.no_new_privileges() == Some(true),
-        seccomp,
+        process: ProcessPlan::from_spec(&p, seccomp, opts.preserve_fds)?,
         ns,
         console,
-        console_size: p
-            .console_size()
-            .as_ref()
-            .filter(|b| b.height() > 0 && b.width() > 0)
-            .map(|b| {
-                (
-                    b.height().min(u16::MAX as u64) as u16,
-                    b.width().min(u16::MAX as u64) as u16,
-                )
-            }),
-        preserve_fds: opts.preserve_fds,
     };
     // pid and time namespaces apply to children: join them before the clone.
     if let Some(j) = &plan.ns.join_pid {
@@ -476,18 +458,9 @@ fn namespaces_of(pid: i32) -> Result<Vec<LinuxNamespace>> {
 
 /// What the exec child needs, computed before the clone.
 struct Plan {
-    args: Vec<String>,
-    env: Vec<String>,
-    cwd: PathBuf,
-    user: user::User,
-    caps: capabilities::Sets,
-    rlimits: Vec<rlimits::Rlimit>,
-    no_new_privileges: bool,
-    seccomp: Option<seccomp::SeccompProgram>,
+    process: ProcessPlan,
     ns: namespaces::Plan,
     console: Option<OwnedFd>,
-    console_size: Option<(u16, u16)>,
-    preserve_fds: i32,
 }
 
 enum Never {}
@@ -522,38 +495,13 @@ fn child(plan: &Plan, sync: &Sync) -> Result<Never> {
         namespaces::become_userns_root()?;
     }
     if let Some(sock) = &plan.console {
-        tty::setup(sock.as_fd(), plan.console_size, false)?;
+        tty::setup(sock.as_fd(), plan.process.console_size, false)?;
     }
-    let env = init::with_home(&plan.env, plan.user.uid);
-    let program = init::find_program(&plan.args[0], &env)?;
-    let argv = init::cstrings(&plan.args)?;
-    let envp = init::cstrings(&env)?;
-    rlimits::apply(&plan.rlimits)?;
-    if !plan.no_new_privileges {
-        if let Some(s) = &plan.seccomp {
-            crate::linux::seccomp::load_and_hand_over(s, sync)?;
-        }
-    }
-    plan.caps.drop_bounding()?;
-    user::fix_stdio_owner(plan.user.uid)?;
-    let chdir_later = user::chdir_before_switch(&plan.cwd)?;
-    plan.user.switch()?;
-    plan.caps.apply()?;
-    if chdir_later {
-        user::chdir_after_switch(&plan.cwd)?;
-    }
-    init::close_range_cloexec(3 + plan.preserve_fds);
-    if plan.no_new_privileges {
-        // SAFETY: prctl with integer arguments.
-        let r = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-        nix::errno::Errno::result(r).sys("prctl", "PR_SET_NO_NEW_PRIVS")?;
-        if let Some(s) = &plan.seccomp {
-            crate::linux::seccomp::load_and_hand_over(s, sync)?;
-        }
-    }
-    crate::logging::debug(&format!("exec: about to execve {:?}", plan.args));
-    let e = nix::unistd::execve(&program, &argv, &envp).unwrap_err();
-    Err(Error::sys("exec", plan.args[0].as_str(), e))
+    let exec = plan.process.resolve()?;
+    plan.process.become_process(sync)?;
+    plan.process.seal(sync)?;
+    crate::logging::debug(&format!("exec: about to execve {:?}", plan.process.args));
+    Err(plan.process.exec(&exec))
 }
 
 /// `path` relative to the caller's cwd.

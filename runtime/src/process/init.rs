@@ -14,7 +14,7 @@ use nix::sys::stat::Mode;
 use oci_spec::runtime::Hook;
 
 use crate::error::{Error, Result, SysContext};
-use crate::linux::{capabilities, namespaces, rlimits, rootfs, seccomp, sysctl, user};
+use crate::linux::{namespaces, rootfs, sysctl};
 use crate::process::{Msg, Sync};
 
 /// Everything the init needs, computed by the parent before clone.
@@ -28,24 +28,14 @@ pub struct Plan {
     pub hostname: Option<String>,
     pub domainname: Option<String>,
     pub sysctl: HashMap<String, String>,
-    pub args: Vec<String>,
-    pub env: Vec<String>,
-    pub cwd: PathBuf,
-    pub user: user::User,
-    pub caps: capabilities::Sets,
-    pub rlimits: Vec<rlimits::Rlimit>,
-    pub no_new_privileges: bool,
-    pub seccomp: Option<seccomp::SeccompProgram>,
+    /// The container process.
+    pub process: crate::process::target::ProcessPlan,
     pub create_container_hooks: Vec<Hook>,
     pub start_container_hooks: Vec<Hook>,
     /// O_PATH fd of exec.fifo, reopened for writing to wait for `start`.
     pub exec_fifo: OwnedFd,
-    /// Extra fds (3..3+N) the container process keeps.
-    pub preserve_fds: i32,
     /// Where to send the pty master when process.terminal is set.
     pub console: Option<OwnedFd>,
-    /// process.consoleSize as (rows, columns).
-    pub console_size: Option<(u16, u16)>,
 }
 
 /// Runs the init; returns only on error (the exit code for the child).
@@ -110,42 +100,15 @@ fn setup(plan: &Plan, sync: &Sync) -> Result<Never> {
     sysctl::apply(&plan.sysctl)?;
     // Before finish: /dev may turn read-only there.
     if let Some(sock) = &plan.console {
-        crate::linux::tty::setup(sock.as_fd(), plan.console_size, true)?;
+        crate::linux::tty::setup(sock.as_fd(), plan.process.console_size, true)?;
     }
     rootfs::finish(&plan.rootfs)?;
 
-    let env = with_home(&plan.env, plan.user.uid);
-    let program = find_program(&plan.args[0], &env)?;
-    let argv = cstrings(&plan.args)?;
-    let envp = cstrings(&env)?;
-
-    rlimits::apply(&plan.rlimits)?;
-    if !plan.no_new_privileges {
-        // Without no_new_privs the filter needs CAP_SYS_ADMIN: load it now.
-        if let Some(s) = &plan.seccomp {
-            crate::linux::seccomp::load_and_hand_over(s, sync)?;
-        }
-    }
-    plan.caps.drop_bounding()?;
-    user::fix_stdio_owner(plan.user.uid)?;
-    let chdir_later = user::chdir_before_switch(&plan.cwd)?;
-    plan.user.switch()?;
-    plan.caps.apply()?;
-    if chdir_later {
-        user::chdir_after_switch(&plan.cwd)?;
-    }
-    // Only stdio and --preserve-fds reach the container process.
-    close_range_cloexec(3 + plan.preserve_fds);
+    let exec = plan.process.resolve()?;
+    plan.process.become_process(sync)?;
     // With no_new_privs the filter goes on as late as it can while errors
     // still reach `create` (runc's order): startContainer hooks run under it.
-    if plan.no_new_privileges {
-        // SAFETY: prctl with integer arguments.
-        let r = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-        nix::errno::Errno::result(r).sys("prctl", "PR_SET_NO_NEW_PRIVS")?;
-        if let Some(s) = &plan.seccomp {
-            crate::linux::seccomp::load_and_hand_over(s, sync)?;
-        }
-    }
+    plan.process.seal(sync)?;
 
     sync.send(&Msg::Ready)?;
     // Wait for `start`: opening the fifo for writing blocks until it is read.
@@ -170,8 +133,7 @@ fn setup(plan: &Plan, sync: &Sync) -> Result<Never> {
     );
     crate::hooks::run_all("startContainer", &plan.start_container_hooks, &state)?;
 
-    let e = nix::unistd::execve(&program, &argv, &envp).unwrap_err();
-    Err(Error::sys("exec", plan.args[0].as_str(), e))
+    Err(plan.process.exec(&exec))
 }
 
 pub(crate) fn close_range_cloexec(from: i32) {
