@@ -117,6 +117,11 @@ jq '.ociVersion = "1.0.2"
     "$WORK/bundle/config.json" >"$WORK/bundle/config.json.new"
 mv "$WORK/bundle/config.json.new" "$WORK/bundle/config.json"
 BUNDLE="$WORK/bundle"
+# A second bundle on the same rootfs whose process stays up, for exec.
+mkdir -p "$WORK/sleeper"
+jq --arg rootfs "$ROOTFS" '.process.args = ["/bin/sleep", "100000"] | .root.path = $rootfs' \
+    "$BUNDLE/config.json" >"$WORK/sleeper/config.json"
+SLEEPER="$WORK/sleeper"
 
 # ---------------------------------------------------------------- wrapper
 # crun 1.8 refuses hybrid cgroup hosts ("cgroups in hybrid mode not
@@ -159,6 +164,8 @@ cycle)
         fi
     done
     exec "\$rt" --root "\$root" delete "\$id" ;;
+sleeper) exec "\$rt" --root "\$root" run -d --bundle "$SLEEPER" "\$4" </dev/null >/dev/null 2>&1 ;;
+exec)  exec "\$rt" --root "\$root" exec "\$4" /bin/true ;;
 list)  exec "\$rt" --root "\$root" list -q ;;
 kill)  exec "\$rt" --root "\$root" delete --force "\$4" ;;
 *)     echo "ns.sh: bad mode \$mode" >&2; exit 2 ;;
@@ -179,7 +186,7 @@ trap on_exit EXIT
 for n in "${NAMES[@]}"; do cleanup_root "$n"; mkdir -p "$WORK/root-$n"; done
 
 # ---------------------------------------------------------------- measure
-declare -A RUN_MS=() CYC_MS=() RSS_KB=() STATUS=()
+declare -A RUN_MS=() CYC_MS=() EXEC_MS=() RSS_KB=() STATUS=()
 LOAD0=$(cut -d" " -f1-3 /proc/loadavg)
 
 hf() { # name json command
@@ -216,6 +223,16 @@ for n in "${NAMES[@]}"; do
     else
         STATUS[$n]+="cycle failed; "
     fi
+    devnull_fix
+
+    log "$n: exec /bin/true into a running container"
+    if wrap_cmd sleeper "$rt" "$root" "exec-$n" &&
+        hf "$n exec" "$WORK/results/$n-exec.json" "$(wrap_str exec "$rt" "$root" "exec-$n")"; then
+        EXEC_MS[$n]=$(median_ms "$WORK/results/$n-exec.json")
+    else
+        STATUS[$n]+="exec failed; "
+    fi
+    wrap_cmd kill "$rt" "$root" "exec-$n" >/dev/null 2>&1 || true
     devnull_fix
 
     log "$n: peak RSS of 'run', median of $RSS_RUNS"
@@ -255,26 +272,28 @@ echo "bundle: busybox /bin/true; $(uname -r), $(nproc) cpus; load avg at start: 
 echo "all runtimes invoked through the same wrapper: $WRAP_NOTE"
 printf 'wrapper overhead alone: %s ms (included in every time below)\n' "$(fmt "$WRAP_MS" 2)"
 echo
-printf '%-8s | %14s | %16s | %13s\n' runtime "run median ms" "cycle median ms" "peak RSS KB"
-printf '%-8s-+-%14s-+-%16s-+-%13s\n' -------- -------------- ---------------- -------------
+printf '%-8s | %14s | %16s | %15s | %13s\n' runtime "run median ms" "cycle median ms" "exec median ms" "peak RSS KB"
+printf '%-8s-+-%14s-+-%16s-+-%15s-+-%13s\n' -------- -------------- ---------------- --------------- -------------
 for n in brig crun runc; do
     if [ -z "${RT_PATH[$n]:-}" ]; then
-        printf '%-8s | %14s | %16s | %13s   (binary missing: %s)\n' "$n" - - - "$BRIG"
+        printf '%-8s | %14s | %16s | %15s | %13s   (binary missing: %s)\n' "$n" - - - - "$BRIG"
         continue
     fi
-    printf '%-8s | %14s | %16s | %13s' "$n" \
-        "$(fmt "${RUN_MS[$n]:-}" 2)" "$(fmt "${CYC_MS[$n]:-}" 2)" "$(fmt "${RSS_KB[$n]:-}" 0)"
+    printf '%-8s | %14s | %16s | %15s | %13s' "$n" \
+        "$(fmt "${RUN_MS[$n]:-}" 2)" "$(fmt "${CYC_MS[$n]:-}" 2)" "$(fmt "${EXEC_MS[$n]:-}" 2)" "$(fmt "${RSS_KB[$n]:-}" 0)"
     [ -n "${STATUS[$n]:-}" ] && printf '   (%s)' "${STATUS[$n]%; }"
     echo
 done
 echo
 for base in crun runc; do
-    printf 'brig/%s:  run %s   cycle %s   rss %s   | net of wrapper: run %s   cycle %s\n' "$base" \
+    printf 'brig/%s:  run %s   cycle %s   exec %s   rss %s   | net of wrapper: run %s   cycle %s   exec %s\n' "$base" \
         "$(ratio "${RUN_MS[brig]:-}" "${RUN_MS[$base]:-}")" \
         "$(ratio "${CYC_MS[brig]:-}" "${CYC_MS[$base]:-}")" \
+        "$(ratio "${EXEC_MS[brig]:-}" "${EXEC_MS[$base]:-}")" \
         "$(ratio "${RSS_KB[brig]:-}" "${RSS_KB[$base]:-}")" \
         "$(ratio "${RUN_MS[brig]:-}" "${RUN_MS[$base]:-}" "$WRAP_MS")" \
-        "$(ratio "${CYC_MS[brig]:-}" "${CYC_MS[$base]:-}" "$WRAP_MS")"
+        "$(ratio "${CYC_MS[brig]:-}" "${CYC_MS[$base]:-}" "$WRAP_MS")" \
+        "$(ratio "${EXEC_MS[brig]:-}" "${EXEC_MS[$base]:-}" "$WRAP_MS")"
 done
 echo "(ratio < 1 means brig is faster / smaller; raw hyperfine JSON in $WORK/results)"
 
