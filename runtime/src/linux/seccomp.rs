@@ -27,8 +27,12 @@
 //! Stricter than runc, as the runtime-spec requires: `errnoRet` on an action
 //! that takes no errno is an error.
 //!
-//! Not done (yet): runc's `patchbpf` stub that answers `ENOSYS` for syscalls
-//! newer than the profile; the precomputed program is where it would go.
+//! Like runc, a profile whose default is not "allow" gets a stub in front of
+//! libseccomp's program that answers `ENOSYS` for syscall numbers above the
+//! highest one the profile names (per x86 architecture): a syscall newer than
+//! the profile then looks unimplemented, and libc falls back to an older one
+//! instead of failing with the default errno. libseccomp has no such option,
+//! so the stub is a few hand-written BPF instructions ([`enosys_stub`]).
 
 use std::fmt;
 use std::fs::File;
@@ -331,13 +335,148 @@ pub fn compile(seccomp: &LinuxSeccomp) -> Result<SeccompProgram> {
         }
     }
 
-    let filter = export(&ctx)?;
+    let mut filter = export(&ctx)?;
+    if !matches!(default, ScmpAction::Allow | ScmpAction::Log) {
+        let names = syscalls.iter().flat_map(|c| c.names().iter());
+        let stub = enosys_stub(&ctx, names);
+        if stub.len() + filter.len() > BPF_MAXINSNS {
+            return Err(Error::msg(format!(
+                "the seccomp profile compiles to {} BPF instructions; the kernel takes at most {}",
+                stub.len() + filter.len(),
+                BPF_MAXINSNS
+            )));
+        }
+        filter.splice(0..0, stub);
+    }
     Ok(SeccompProgram {
         filter,
         flags,
         notify,
         unknown,
     })
+}
+
+/// The `ENOSYS` stub (see the module doc): for each x86 architecture in the
+/// filter, a syscall number above the highest one `names` resolves to there
+/// returns `ENOSYS`; everything else falls through to the program after it.
+fn enosys_stub<'a>(
+    ctx: &ScmpFilterContext,
+    names: impl Iterator<Item = &'a String> + Clone,
+) -> Vec<libc::sock_filter> {
+    const LD_W_ABS: u16 = 0x20;
+    const JEQ_K: u16 = 0x15;
+    const JGT_K: u16 = 0x25;
+    const JSET_K: u16 = 0x45;
+    const JA: u16 = 0x05;
+    const RET_K: u16 = 0x06;
+    const OFF_NR: u32 = 0;
+    const OFF_ARCH: u32 = 4;
+    const X32_BIT: u32 = 0x4000_0000;
+    const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
+    const AUDIT_ARCH_I386: u32 = 0x4000_0003;
+    let max_for = |arch: ScmpArch| -> Option<u32> {
+        if !ctx.is_arch_present(arch).unwrap_or(false) {
+            return None;
+        }
+        names
+            .clone()
+            .filter_map(|n| ScmpSyscall::from_name_by_arch(n, arch).ok())
+            .map(i32::from)
+            .filter(|nr| *nr >= 0)
+            .max()
+            .map(|nr| nr as u32)
+    };
+    let (x64, x32, i386) = (
+        max_for(ScmpArch::X8664),
+        max_for(ScmpArch::X32),
+        max_for(ScmpArch::X86),
+    );
+    if x64.is_none() && x32.is_none() && i386.is_none() {
+        return Vec::new();
+    }
+    // Instructions with symbolic jump targets, resolved below.
+    #[derive(Clone, Copy, PartialEq)]
+    enum L {
+        Next,
+        X64,
+        I386,
+        X32Check,
+        Enosys,
+        Orig,
+    }
+    let mut prog: Vec<(u16, L, L, u32)> = Vec::new();
+    let mut labels: Vec<(L, usize)> = Vec::new();
+    prog.push((LD_W_ABS, L::Next, L::Next, OFF_ARCH));
+    if x64.is_some() || x32.is_some() {
+        prog.push((JEQ_K, L::X64, L::Next, AUDIT_ARCH_X86_64));
+    }
+    if i386.is_some() {
+        prog.push((JEQ_K, L::I386, L::Next, AUDIT_ARCH_I386));
+    }
+    prog.push((JA, L::Orig, L::Orig, 0));
+    if x64.is_some() || x32.is_some() {
+        labels.push((L::X64, prog.len()));
+        prog.push((LD_W_ABS, L::Next, L::Next, OFF_NR));
+        prog.push((JSET_K, L::X32Check, L::Next, X32_BIT));
+        match x64 {
+            Some(max) => prog.push((JGT_K, L::Enosys, L::Orig, max)),
+            None => prog.push((JA, L::Orig, L::Orig, 0)),
+        }
+        labels.push((L::X32Check, prog.len()));
+        match x32 {
+            // libseccomp gives x32 numbers with the x32 bit set.
+            Some(max) => prog.push((JGT_K, L::Enosys, L::Orig, max | X32_BIT)),
+            None => prog.push((JA, L::Orig, L::Orig, 0)),
+        }
+    }
+    if let Some(max) = i386 {
+        labels.push((L::I386, prog.len()));
+        prog.push((LD_W_ABS, L::Next, L::Next, OFF_NR));
+        prog.push((JGT_K, L::Enosys, L::Orig, max));
+    }
+    labels.push((L::Enosys, prog.len()));
+    prog.push((
+        RET_K,
+        L::Next,
+        L::Next,
+        libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32,
+    ));
+    labels.push((L::Orig, prog.len()));
+    let at = |l: L| {
+        labels
+            .iter()
+            .find(|(x, _)| *x == l)
+            .map(|(_, i)| *i)
+            .expect("label placed")
+    };
+    prog.iter()
+        .enumerate()
+        .map(|(i, &(code, jt, jf, k))| {
+            // Jumps are relative to the next instruction and only go forward.
+            let rel = |l: L| {
+                if l == L::Next {
+                    0
+                } else {
+                    (at(l) - i - 1) as u32
+                }
+            };
+            if code == JA {
+                libc::sock_filter {
+                    code,
+                    jt: 0,
+                    jf: 0,
+                    k: rel(jt),
+                }
+            } else {
+                libc::sock_filter {
+                    code,
+                    jt: rel(jt) as u8,
+                    jf: rel(jf) as u8,
+                    k,
+                }
+            }
+        })
+        .collect()
 }
 
 /// The filter flags of [`KNOWN_FLAGS`] this kernel accepts.
@@ -792,6 +931,51 @@ mod tests {
             let (path, msg) = config_err(v.clone());
             assert_eq!(path, want, "profile {v}: {msg}");
         }
+    }
+
+    #[test]
+    fn enosys_for_syscalls_newer_than_the_profile() {
+        // default ERRNO(EPERM); getppid allowed. In a forked child with the
+        // filter loaded: getppid works, getpid (older, not named) gets EPERM,
+        // syscall 1000 (newer than anything named) gets ENOSYS.
+        let p = compile(&profile(json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+            "syscalls": [{"names": ["getppid", "exit_group", "exit", "write"], "action": "SCMP_ACT_ALLOW"}]
+        })))
+        .unwrap();
+        // SAFETY: fork in a test; the child only makes raw syscalls and exits.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            unsafe {
+                libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+                if p.load().is_err() {
+                    libc::_exit(10);
+                }
+                let ok = libc::syscall(libc::SYS_getppid) > 0;
+                let eperm = libc::syscall(libc::SYS_getpid) == -1
+                    && *libc::__errno_location() == libc::EPERM;
+                let enosys = libc::syscall(1000) == -1 && *libc::__errno_location() == libc::ENOSYS;
+                libc::_exit(if !ok {
+                    11
+                } else if !eperm {
+                    12
+                } else if !enosys {
+                    13
+                } else {
+                    0
+                });
+            }
+        }
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(libc::WIFEXITED(status), "child died: {status:#x}");
+        assert_eq!(
+            libc::WEXITSTATUS(status),
+            0,
+            "11: getppid blocked, 12: no EPERM, 13: no ENOSYS"
+        );
     }
 
     #[test]
