@@ -1,0 +1,33 @@
+//! `containerd-shim-brig-v2`: the containerd shim v2 that supervises the
+//! containers of one group and drives brig (or runc, or crun: any binary
+//! with runc's command line, chosen by the `BinaryName` runtime option).
+//!
+//! * [`shim`] — the shim protocol: `start`/`delete` subcommands, the daemon.
+//! * [`service`] — the Task service (Create, Start, Exec, Kill, ...) and its
+//!   events; [`process`] — one supervised process.
+//! * [`runtime`] — the runtime binary's command line and its errors.
+//! * [`io`] — stdio FIFOs, log files and terminals.
+//! * [`reaper`] — exit statuses of every child (the shim is a subreaper).
+//! * [`stats`] — runtime stats JSON to containerd's cgroup metrics.
+//! * [`options`] — runc's shim options.
+//! * [`mount`] — the rootfs mounts containerd passes.
+
+pub mod error;
+pub mod io;
+pub mod mount;
+pub mod options;
+pub mod process;
+pub mod reaper;
+pub mod runtime;
+pub mod service;
+pub mod shim;
+pub mod stats;
+
+/// Runs the shim (all of `main`): exits 1 with the error on stderr.
+pub fn run() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Err(e) = shim::main(&args) {
+        eprintln!("{}: {e}", shim::RUNTIME_ID);
+        std::process::exit(1);
+    }
+}

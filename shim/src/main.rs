@@ -1,0 +1,3 @@
+fn main() {
+    brig_shim::run();
+}

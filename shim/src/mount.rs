@@ -1,0 +1,178 @@
+//! The rootfs mounts containerd passes in Create (overlay from the
+//! snapshotter, or a bind of a native snapshot), made on `bundle/rootfs`,
+//! and their removal on delete.
+//!
+//! Hand-written instead of `containerd_shim::mount`: that one forks a
+//! child per mount and waits for it through the library's own reaper,
+//! which races ours ([`crate::reaper`]) for the status. mount(2) needs no
+//! child here: the shim makes no chdir for long overlay options (options
+//! longer than a page are refused with a clear error).
+
+use std::path::Path;
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+
+use crate::error::{Error, Result};
+
+/// Splits mount(8) options into flags and the data string.
+fn parse_options(options: &[String]) -> (MsFlags, MsFlags, String) {
+    let mut flags = MsFlags::empty();
+    let mut propagation = MsFlags::empty();
+    let mut data: Vec<&str> = Vec::new();
+    for o in options {
+        let (set, clear) = match o.as_str() {
+            "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
+            "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY),
+            "bind" => (MsFlags::MS_BIND, MsFlags::empty()),
+            "rbind" => (MsFlags::MS_BIND | MsFlags::MS_REC, MsFlags::empty()),
+            "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty()),
+            "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID),
+            "nodev" => (MsFlags::MS_NODEV, MsFlags::empty()),
+            "dev" => (MsFlags::empty(), MsFlags::MS_NODEV),
+            "noexec" => (MsFlags::MS_NOEXEC, MsFlags::empty()),
+            "exec" => (MsFlags::empty(), MsFlags::MS_NOEXEC),
+            "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
+            "async" => (MsFlags::empty(), MsFlags::MS_SYNCHRONOUS),
+            "dirsync" => (MsFlags::MS_DIRSYNC, MsFlags::empty()),
+            "remount" => (MsFlags::MS_REMOUNT, MsFlags::empty()),
+            "mand" => (MsFlags::MS_MANDLOCK, MsFlags::empty()),
+            "nomand" => (MsFlags::empty(), MsFlags::MS_MANDLOCK),
+            "noatime" => (MsFlags::MS_NOATIME, MsFlags::empty()),
+            "atime" => (MsFlags::empty(), MsFlags::MS_NOATIME),
+            "nodiratime" => (MsFlags::MS_NODIRATIME, MsFlags::empty()),
+            "diratime" => (MsFlags::empty(), MsFlags::MS_NODIRATIME),
+            "relatime" => (MsFlags::MS_RELATIME, MsFlags::empty()),
+            "norelatime" => (MsFlags::empty(), MsFlags::MS_RELATIME),
+            "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty()),
+            "defaults" => (MsFlags::empty(), MsFlags::empty()),
+            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "unbindable"
+            | "runbindable" => {
+                let p = match o.trim_start_matches('r') {
+                    "private" => MsFlags::MS_PRIVATE,
+                    "shared" => MsFlags::MS_SHARED,
+                    "slave" => MsFlags::MS_SLAVE,
+                    _ => MsFlags::MS_UNBINDABLE,
+                };
+                propagation |= p;
+                if o.starts_with('r') {
+                    propagation |= MsFlags::MS_REC;
+                }
+                continue;
+            }
+            other => {
+                data.push(other);
+                continue;
+            }
+        };
+        flags.insert(set);
+        flags.remove(clear);
+    }
+    (flags, propagation, data.join(","))
+}
+
+/// Mounts one of containerd's mounts on `target`.
+pub fn mount_one(fs_type: &str, source: &str, options: &[String], target: &Path) -> Result<()> {
+    let (flags, propagation, data) = parse_options(options);
+    let what = || format!("mount {fs_type} {source} on {}", target.display());
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
+    if data.len() >= page {
+        return Err(Error::Other(format!(
+            "{}: options are {} bytes, longer than a page",
+            what(),
+            data.len()
+        )));
+    }
+    let fs_type = Some(fs_type).filter(|t| !t.is_empty());
+    let source = Some(source).filter(|s| !s.is_empty());
+    let data = Some(data.as_str()).filter(|d| !d.is_empty());
+    let err = |e: nix::Error| Error::io(what(), e.into());
+    mount(source, target, fs_type, flags, data).map_err(err)?;
+    if flags.contains(MsFlags::MS_BIND) && flags.contains(MsFlags::MS_RDONLY) {
+        mount::<str, Path, str, str>(None, target, None, flags | MsFlags::MS_REMOUNT, None)
+            .map_err(err)?;
+    }
+    if !propagation.is_empty() {
+        mount::<str, Path, str, str>(None, target, None, propagation, None).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// The mount points at and below `target`, deepest first.
+fn mounts_under(target: &Path) -> Vec<String> {
+    let target = target.display().to_string();
+    let prefix = format!("{}/", target.trim_end_matches('/'));
+    let mut points: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(unescape)
+        .filter(|p| *p == target || p.starts_with(&prefix))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    points.dedup();
+    points
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(u8::is_ascii_digit) {
+            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Unmounts everything at and below `target` (lazily, as runc's shim).
+pub fn unmount_all(target: &Path) -> Result<()> {
+    for point in mounts_under(target) {
+        match umount2(point.as_str(), MntFlags::MNT_DETACH) {
+            Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => {}
+            Err(e) => return Err(Error::io(format!("unmount {point}"), e.into())),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_split_into_flags_and_data() {
+        let opts: Vec<String> = [
+            "ro",
+            "rbind",
+            "nosuid",
+            "lowerdir=/a:/b",
+            "upperdir=/u",
+            "rprivate",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let (flags, prop, data) = parse_options(&opts);
+        assert!(flags.contains(
+            MsFlags::MS_RDONLY | MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_NOSUID
+        ));
+        assert_eq!(prop, MsFlags::MS_PRIVATE | MsFlags::MS_REC);
+        assert_eq!(data, "lowerdir=/a:/b,upperdir=/u");
+        let (flags, _, _) = parse_options(&["ro".to_string(), "rw".to_string()]);
+        assert!(!flags.contains(MsFlags::MS_RDONLY));
+    }
+
+    #[test]
+    fn mountinfo_escapes() {
+        assert_eq!(unescape("/a\\040b"), "/a b");
+        assert_eq!(unescape("/plain"), "/plain");
+    }
+}
