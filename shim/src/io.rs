@@ -14,7 +14,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
@@ -38,6 +39,8 @@ pub struct ProcessIo {
     stdin: Arc<Mutex<Option<File>>>,
     /// The pty master, for resizing.
     console: Option<File>,
+    /// Output copy threads still running.
+    copies: Arc<(Mutex<usize>, Condvar)>,
 }
 
 fn pipe() -> Result<(File, File)> {
@@ -72,8 +75,12 @@ fn open_output(uri: &str) -> Result<File> {
         .ctx(|| format!("open {path}"))
 }
 
-fn spawn_copy(name: &str, mut from: File, mut to: File) {
-    let _ = std::thread::Builder::new()
+/// Copies `from` to `to` until EOF; `copies` counts the running copies.
+fn spawn_copy(name: &str, mut from: File, mut to: File, copies: &Arc<(Mutex<usize>, Condvar)>) {
+    let copies = copies.clone();
+    *copies.0.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+    let done = copies.clone();
+    let spawned = std::thread::Builder::new()
         .name(name.into())
         .spawn(move || {
             let mut buf = vec![0u8; 32 * 1024];
@@ -90,7 +97,13 @@ fn spawn_copy(name: &str, mut from: File, mut to: File) {
                     Err(_) => break,
                 }
             }
+            drop(to);
+            *done.0.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+            done.1.notify_all();
         });
+    if spawned.is_err() {
+        *copies.0.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+    }
 }
 
 /// Copies the stdin FIFO into `target` until the client closes it, then
@@ -218,13 +231,13 @@ pub fn pipes(paths: &StdioPaths) -> Result<(ProcessIo, ChildStdio)> {
         let out = open_output(&paths.stdout)?;
         let (r, w) = pipe()?;
         child.stdout = Stdio::from(w);
-        spawn_copy("stdout", r, out);
+        spawn_copy("stdout", r, out, &io.copies);
     }
     if !paths.stderr.is_empty() {
         let out = open_output(&paths.stderr)?;
         let (r, w) = pipe()?;
         child.stderr = Stdio::from(w);
-        spawn_copy("stderr", r, out);
+        spawn_copy("stderr", r, out, &io.copies);
     }
     Ok((io, child))
 }
@@ -235,7 +248,7 @@ pub fn console(paths: &StdioPaths, master: File) -> Result<ProcessIo> {
     if !paths.stdout.is_empty() {
         let out = open_output(&paths.stdout)?;
         let reader = master.try_clone().ctx(|| "dup pty master".to_string())?;
-        spawn_copy("console-out", reader, out);
+        spawn_copy("console-out", reader, out, &io.copies);
     }
     if !paths.stdin.is_empty() {
         let writer = master.try_clone().ctx(|| "dup pty master".to_string())?;
@@ -247,6 +260,24 @@ pub fn console(paths: &StdioPaths, master: File) -> Result<ProcessIo> {
 }
 
 impl ProcessIo {
+    /// Waits (at most `timeout`) until the output reached containerd: the
+    /// copies end when the process and its children closed their side.
+    pub fn wait_output(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let (count, cv) = &*self.copies;
+        let mut n = count.lock().unwrap_or_else(|p| p.into_inner());
+        while *n > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            n = cv
+                .wait_timeout(n, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
     /// CloseIO: the container reads EOF on stdin.
     pub fn close_stdin(&self) {
         *self.stdin.lock().unwrap_or_else(|p| p.into_inner()) = None;

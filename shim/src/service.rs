@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::{ExitSignal, TtrpcContext, TtrpcResult};
@@ -369,6 +370,9 @@ impl Service {
                 display_id(&req.id, &req.exec_id)
             )));
         }
+        // The client reads the rest of the output after Delete: let it
+        // reach the FIFOs first (as runc's shim, for at most 2 s).
+        p.with_io(|io| io.wait_output(Duration::from_secs(2)));
         if req.exec_id.is_empty() {
             if let Err(e) = c.runtime.run(&["delete", "--force", c.id.as_str()]) {
                 let msg = e.to_string();
