@@ -1430,3 +1430,342 @@ pub fn builder_path() -> PathBuf {
         .map(|(_, p)| p)
         .unwrap_or_else(|| candidates[0].clone())
 }
+
+// ---------------------------------------------------------------------------------------------
+// containerd and the shim
+// ---------------------------------------------------------------------------------------------
+
+/// The shim under test: `$BRIG_SHIM`, else the newer of `target/{debug,release}/
+/// containerd-shim-brig-v2` (honouring `$CARGO_TARGET_DIR`).
+pub fn shim_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("BRIG_SHIM") {
+        if !p.is_empty() {
+            return PathBuf::from(p);
+        }
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_dir().join("target"));
+    let candidates = [
+        target.join("debug/containerd-shim-brig-v2"),
+        target.join("release/containerd-shim-brig-v2"),
+    ];
+    let mtime = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
+    candidates
+        .iter()
+        .filter_map(|p| mtime(p).map(|t| (t, p.clone())))
+        .max_by_key(|(t, _)| *t)
+        .map(|(_, p)| p)
+        .unwrap_or_else(|| candidates[0].clone())
+}
+
+/// Runs `cmd` with stdout/stderr in files, killing it after `timeout` (then the result has
+/// code 137 and says so in stderr).
+pub fn run_timeout(cmd: &mut Command, timeout: Duration) -> Out {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (o, e) = (dir.path().join("out"), dir.path().join("err"));
+    let cmdline = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&o).expect("out file"))
+        .stderr(fs::File::create(&e).expect("err file"))
+        .spawn()
+        .unwrap_or_else(|err| panic!("spawn {cmdline}: {err}"));
+    let st = wait_child_or_kill(&mut child, timeout);
+    let read = |p: &Path| String::from_utf8_lossy(&fs::read(p).unwrap_or_default()).into_owned();
+    let mut stderr = read(&e);
+    let code = match st {
+        Some(st) => exit_code(st),
+        None => {
+            stderr.push_str(&format!("\n[killed after {timeout:?}]"));
+            137
+        }
+    };
+    Out {
+        code,
+        stdout: read(&o),
+        stderr,
+        cmdline,
+    }
+}
+
+fn wait_child_or_kill(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let start = Instant::now();
+    loop {
+        if let Ok(Some(st)) = child.try_wait() {
+            return Some(st);
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        sleep(Duration::from_millis(10));
+    }
+}
+
+/// sha256 of a file, hex (by `sha256sum`, which coreutils always has).
+fn sha256_file(p: &Path) -> String {
+    let out = Command::new("sha256sum")
+        .arg(p)
+        .output()
+        .expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .expect("sha256sum prints a digest")
+        .to_string()
+}
+
+/// Writes an OCI image archive (a tar of an OCI layout) of a busybox rootfs whose index names
+/// it `name` (`io.containerd.image.name`), as `ctr image import` reads it. Returns its path.
+pub fn busybox_oci_archive(dir: &Path, name: &str) -> PathBuf {
+    let rootfs = dir.join("image-rootfs");
+    busybox_rootfs(&rootfs);
+    let layout = dir.join("image-layout");
+    let blobs = layout.join("blobs/sha256");
+    fs::create_dir_all(&blobs).unwrap();
+    let add_blob = |path: &Path| -> (String, u64) {
+        let digest = sha256_file(path);
+        let size = fs::metadata(path).unwrap().len();
+        fs::rename(path, blobs.join(&digest)).unwrap();
+        (digest, size)
+    };
+    let layer = dir.join("layer.tar");
+    let st = Command::new("tar")
+        .args(["--numeric-owner", "--owner=0", "--group=0", "-C"])
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&layer)
+        .arg(".")
+        .status()
+        .expect("tar");
+    assert!(st.success(), "tar of the busybox rootfs failed");
+    let (layer_digest, layer_size) = add_blob(&layer);
+    let config = dir.join("config.json");
+    let config_json = json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], "Cmd": ["sh"]},
+        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{layer_digest}")]},
+    });
+    fs::write(&config, config_json.to_string()).unwrap();
+    let (config_digest, config_size) = add_blob(&config);
+    let manifest = dir.join("manifest.json");
+    let manifest_json = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": format!("sha256:{config_digest}"), "size": config_size},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": format!("sha256:{layer_digest}"), "size": layer_size}],
+    });
+    fs::write(&manifest, manifest_json.to_string()).unwrap();
+    let (manifest_digest, manifest_size) = add_blob(&manifest);
+    let index = json!({
+        "schemaVersion": 2,
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                       "digest": format!("sha256:{manifest_digest}"), "size": manifest_size,
+                       "annotations": {"io.containerd.image.name": name,
+                                       "org.opencontainers.image.ref.name": "latest"}}],
+    });
+    fs::write(layout.join("index.json"), index.to_string()).unwrap();
+    fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    let archive = dir.join("busybox-oci.tar");
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(&layout)
+        .arg("-cf")
+        .arg(&archive)
+        .arg(".")
+        .status()
+        .expect("tar");
+    assert!(st.success(), "tar of the OCI layout failed");
+    archive
+}
+
+/// A containerd of our own: config, root, state and sockets in a temporary directory, with
+/// `bin/` first in its PATH holding `containerd-shim-brig-v2` (the shim under test) and `brig`
+/// (the runtime under test). Dropping it stops containerd and every shim it started, and
+/// unmounts what they left.
+pub struct Containerd {
+    dir: tempfile::TempDir,
+    child: Child,
+    pub namespace: String,
+}
+
+impl Containerd {
+    /// Starts containerd; `Err` says why it cannot run here (the caller skips).
+    pub fn start() -> Result<Containerd, String> {
+        if !is_root() {
+            return Err("needs root".into());
+        }
+        for tool in ["containerd", "ctr", "script"] {
+            let found = std::env::var_os("PATH")
+                .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+                .unwrap_or(false);
+            if !found {
+                return Err(format!(
+                    "{tool} is not installed (scripts/deps.sh installs it)"
+                ));
+            }
+        }
+        let shim = shim_path();
+        assert!(
+            shim.is_file(),
+            "{} is missing: cargo build -p containerd-shim-brig-v2",
+            shim.display()
+        );
+        let brig = binary_path();
+        assert!(
+            brig.is_file(),
+            "{} is missing: cargo build -p brig",
+            brig.display()
+        );
+        // Short: the shim's sockets and containerd's paths live below it.
+        let dir = tempfile::Builder::new()
+            .prefix("brig-ctrd-")
+            .tempdir_in("/tmp")
+            .map_err(|e| format!("tempdir: {e}"))?;
+        let d = dir.path();
+        let bin = d.join("bin");
+        fs::create_dir_all(&bin).unwrap();
+        symlink(&shim, bin.join("containerd-shim-brig-v2")).unwrap();
+        symlink(&brig, bin.join("brig")).unwrap();
+        let config = format!(
+            "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n\
+             disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+             [grpc]\n  address = \"{d}/c.sock\"\n[ttrpc]\n  address = \"{d}/c.sock.ttrpc\"\n\
+             [plugins.\"io.containerd.internal.v1.opt\"]\n  path = \"{d}/opt\"\n",
+            d = d.display()
+        );
+        fs::write(d.join("config.toml"), config).unwrap();
+        let path = format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let log = fs::File::create(d.join("containerd.log")).unwrap();
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(d.join("config.toml"))
+            .env("PATH", path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("containerd cannot start: {e}"))?;
+        let mut c = Containerd {
+            dir,
+            child,
+            namespace: "brigtest".into(),
+        };
+        let up = wait_for(Duration::from_secs(15), || c.ctr(&["version"]).success());
+        if !up {
+            let log = fs::read_to_string(c.dir.path().join("containerd.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(5).collect();
+            let _ = c.child.kill();
+            return Err(format!(
+                "containerd did not answer on its socket within 15 s; its log ends: {}",
+                tail.join(" | ")
+            ));
+        }
+        Ok(c)
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("c.sock")
+    }
+
+    /// `ctr -a SOCK -n NS ARGS` (at most 60 s).
+    pub fn ctr(&self, args: &[&str]) -> Out {
+        let mut cmd = Command::new("ctr");
+        cmd.arg("-a")
+            .arg(self.socket())
+            .arg("-n")
+            .arg(&self.namespace)
+            .args(args);
+        run_timeout(&mut cmd, Duration::from_secs(60))
+    }
+
+    /// `ctr ... ARGS` inside a pseudo-terminal (`script`), for `run -t`.
+    pub fn ctr_tty(&self, args: &[&str]) -> Out {
+        let mut line = format!("ctr -a {} -n {}", self.socket().display(), self.namespace);
+        for a in args {
+            line.push_str(&format!(" '{}'", a.replace('\'', "'\\''")));
+        }
+        let mut cmd = Command::new("script");
+        cmd.args(["-qec", &line, "/dev/null"]);
+        run_timeout(&mut cmd, Duration::from_secs(60))
+    }
+
+    /// Imports a busybox image made here; returns its name.
+    pub fn import_busybox(&self) -> String {
+        let name = "docker.io/brigtest/busybox:latest";
+        let archive = busybox_oci_archive(self.dir.path(), name);
+        self.ctr(&["image", "import", archive.to_str().unwrap()])
+            .assert_ok();
+        name.to_string()
+    }
+
+    /// Pids of the shims serving this containerd (their command line names its socket).
+    pub fn shim_pids(&self) -> Vec<i32> {
+        let sock = self.socket().display().to_string();
+        let mut pids = Vec::new();
+        for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let cmdline = fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let args: Vec<String> = cmdline
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            if args
+                .first()
+                .map(|a| a.contains("containerd-shim"))
+                .unwrap_or(false)
+                && args.contains(&sock)
+            {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+
+    /// Mount points below our directory.
+    pub fn mounts(&self) -> Vec<String> {
+        let prefix = format!("{}/", self.dir.path().display());
+        fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+            .filter(|p| p.starts_with(&prefix))
+            .collect()
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for pid in self.shim_pids() {
+            kill_pid(pid, libc::SIGKILL);
+        }
+        let mut mounts = self.mounts();
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mounts {
+            if let Ok(c) = std::ffi::CString::new(m) {
+                // SAFETY: umount2 with a valid C string.
+                unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+            }
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! containerd end to end: a containerd of our own runs busybox through
+//! `containerd-shim-brig-v2` (with brig underneath), and through containerd's
+//! own runc shim with brig as its `BinaryName`.
+
+use brig_tests::*;
+use std::time::Duration;
+
+const BRIG_SHIM: &str = "io.containerd.brig.v2";
+
+/// containerd with the busybox image, or `None` after printing why the test skips.
+fn setup(test: &str) -> Option<(Containerd, String)> {
+    match Containerd::start() {
+        Ok(c) => {
+            let image = c.import_busybox();
+            Some((c, image))
+        }
+        Err(why) => {
+            eprintln!("skipping {test}: {why}");
+            None
+        }
+    }
+}
+
+fn task_status(c: &Containerd, id: &str) -> Option<String> {
+    let out = c.ctr(&["task", "ls"]);
+    out.stdout.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.first() == Some(&id)).then(|| f.get(2).unwrap_or(&"").to_string())
+    })
+}
+
+/// After delete: no shim for this containerd is left and nothing stays mounted.
+fn assert_clean(c: &Containerd) {
+    assert!(
+        wait_for(Duration::from_secs(10), || c.shim_pids().is_empty()),
+        "shims left running: {:?}",
+        c.shim_pids()
+    );
+    assert!(c.mounts().is_empty(), "mounts left: {:?}", c.mounts());
+}
+
+#[test]
+fn run_to_completion_gives_output_and_exit_code() {
+    let Some((c, image)) = setup("run_to_completion_gives_output_and_exit_code") else {
+        return;
+    };
+    let id = unique("run");
+    let out = c.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        BRIG_SHIM,
+        &image,
+        &id,
+        "sh",
+        "-c",
+        "echo to-stdout; echo to-stderr >&2; exit 3",
+    ]);
+    assert_eq!(out.code, 3, "{out}");
+    assert!(out.stdout.contains("to-stdout"), "{out}");
+    assert!(out.stderr.contains("to-stderr"), "{out}");
+    assert!(c.ctr(&["container", "ls", "-q"]).out().is_empty());
+    assert_clean(&c);
+}
+
+#[test]
+fn detached_exec_kill_delete() {
+    let Some((c, image)) = setup("detached_exec_kill_delete") else {
+        return;
+    };
+    let id = unique("det");
+    c.ctr(&[
+        "run",
+        "-d",
+        "--runtime",
+        BRIG_SHIM,
+        &image,
+        &id,
+        "sleep",
+        "1000",
+    ])
+    .assert_ok();
+    assert_eq!(task_status(&c, &id).as_deref(), Some("RUNNING"));
+
+    let exec = c.ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "e1",
+        &id,
+        "sh",
+        "-c",
+        "echo from-exec; exit 5",
+    ]);
+    assert_eq!(exec.code, 5, "{exec}");
+    assert!(exec.stdout.contains("from-exec"), "{exec}");
+
+    // The exec runs in the container: it sees the init as pid 1.
+    let ps1 = c.ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "e2",
+        &id,
+        "cat",
+        "/proc/1/cmdline",
+    ]);
+    assert!(ps1.assert_ok().stdout.starts_with("sleep"), "{ps1}");
+
+    let ps = c.ctr(&["task", "ps", &id]);
+    let init_pid = c.ctr(&["task", "ls"]).stdout.lines().find_map(|l| {
+        l.starts_with(&id)
+            .then(|| l.split_whitespace().nth(1).unwrap_or("").to_string())
+    });
+    let init_pid = init_pid.expect("task ls lists the task");
+    assert!(ps.assert_ok().stdout.contains(&init_pid), "{ps}");
+
+    c.ctr(&["task", "kill", "-s", "SIGKILL", &id]).assert_ok();
+    assert!(wait_for(Duration::from_secs(10), || {
+        task_status(&c, &id).as_deref() == Some("STOPPED")
+    }));
+    c.ctr(&["task", "delete", &id]).assert_ok();
+    c.ctr(&["container", "rm", &id]).assert_ok();
+    assert_clean(&c);
+}
+
+#[test]
+fn pause_resume_and_metrics() {
+    let Some((c, image)) = setup("pause_resume_and_metrics") else {
+        return;
+    };
+    let id = unique("pause");
+    c.ctr(&[
+        "run",
+        "-d",
+        "--runtime",
+        BRIG_SHIM,
+        &image,
+        &id,
+        "sleep",
+        "1000",
+    ])
+    .assert_ok();
+    c.ctr(&["task", "pause", &id]).assert_ok();
+    assert_eq!(task_status(&c, &id).as_deref(), Some("PAUSED"));
+    c.ctr(&["task", "resume", &id]).assert_ok();
+    assert_eq!(task_status(&c, &id).as_deref(), Some("RUNNING"));
+
+    let metrics = c.ctr(&["task", "metrics", &id]);
+    metrics.assert_ok();
+    for key in ["memory.usage_in_bytes", "cpuacct.usage", "pids.current"] {
+        assert!(metrics.stdout.contains(key), "{key} missing: {metrics}");
+    }
+    let pids_line = metrics
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("pids.current"))
+        .unwrap_or("");
+    assert!(
+        pids_line.split_whitespace().nth(1) == Some("1"),
+        "{metrics}"
+    );
+
+    c.ctr(&["task", "kill", "-s", "SIGKILL", &id]).assert_ok();
+    assert!(wait_for(Duration::from_secs(10), || {
+        task_status(&c, &id).as_deref() == Some("STOPPED")
+    }));
+    c.ctr(&["task", "delete", &id]).assert_ok();
+    c.ctr(&["container", "rm", &id]).assert_ok();
+    assert_clean(&c);
+}
+
+#[test]
+fn tty_run_gets_a_terminal() {
+    let Some((c, image)) = setup("tty_run_gets_a_terminal") else {
+        return;
+    };
+    let id = unique("tty");
+    let out = c.ctr_tty(&[
+        "run",
+        "--rm",
+        "-t",
+        "--runtime",
+        BRIG_SHIM,
+        &image,
+        &id,
+        "sh",
+        "-c",
+        "tty; test -t 0 && echo stdin-is-tty; exit 4",
+    ]);
+    assert_eq!(out.code, 4, "{out}");
+    assert!(out.stdout.contains("/dev/pts/"), "{out}");
+    assert!(out.stdout.contains("stdin-is-tty"), "{out}");
+    assert_clean(&c);
+}
+
+#[test]
+fn runc_shim_with_brig_as_binary_name() {
+    let Some((c, image)) = setup("runc_shim_with_brig_as_binary_name") else {
+        return;
+    };
+    let brig = binary_path();
+    let id = unique("runcshim");
+    // ctr sets the runc shim's BinaryName option from --runc-binary.
+    let out = c.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        "io.containerd.runc.v2",
+        "--runc-binary",
+        brig.to_str().unwrap(),
+        &image,
+        &id,
+        "sh",
+        "-c",
+        "echo via-runc-shim; exit 2",
+    ]);
+    assert_eq!(out.code, 2, "{out}");
+    assert!(out.stdout.contains("via-runc-shim"), "{out}");
+    assert_clean(&c);
+}
+
+#[test]
+fn runtime_error_text_reaches_ctr() {
+    let Some((c, image)) = setup("runtime_error_text_reaches_ctr") else {
+        return;
+    };
+    // What brig itself says about this process.
+    let rt = Runtime::new("runtime_error_text_reaches_ctr").expect("runtime");
+    let bundle = Bundle::new(&["/no/such/binary"]);
+    let log = bundle.path().join("brig-log.json");
+    let rid = rt.new_id("direct");
+    let direct = rt.cmd_with(
+        &["--log", log.to_str().unwrap(), "--log-format", "json"],
+        &["run", "--bundle", bundle.path_str(), &rid],
+    );
+    direct.assert_fail();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let brig_error = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["level"] == "error")
+        .filter_map(|v| v["msg"].as_str().map(str::to_string))
+        .next_back()
+        .unwrap_or_else(|| panic!("brig logged no error: {direct}\n{text}"));
+
+    let id = unique("bad");
+    let out = c.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        BRIG_SHIM,
+        &image,
+        &id,
+        "/no/such/binary",
+    ]);
+    out.assert_fail();
+    assert!(
+        out.stderr.contains(&brig_error),
+        "ctr does not show brig's error {brig_error:?}: {out}"
+    );
+    let _ = c.ctr(&["container", "rm", &id]);
+    assert_clean(&c);
+}
