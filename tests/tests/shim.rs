@@ -262,3 +262,60 @@ fn runtime_error_text_reaches_ctr() {
     let _ = c.ctr(&["container", "rm", &id]);
     assert_clean(&c);
 }
+
+#[test]
+fn brig_shim_with_runc_underneath() {
+    let Some((c, image)) = setup("brig_shim_with_runc_underneath") else {
+        return;
+    };
+    let Some(runc) = ["/usr/sbin/runc", "/usr/bin/runc"]
+        .iter()
+        .find(|p| std::path::Path::new(p).is_file())
+    else {
+        eprintln!("skipping brig_shim_with_runc_underneath: runc is not installed");
+        return;
+    };
+    // A wrapper records that the shim really called it, then runs runc.
+    let calls = c.dir().join("runc-calls");
+    let wrapper = c.dir().join("runc-wrapper");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> {}\nexec {runc} \"$@\"\n",
+            calls.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    // ctr passes a runtime options file (runtimeoptions.v1) to shims other than runc's.
+    let opts = c.dir().join("runc-options.toml");
+    std::fs::write(&opts, format!("BinaryName = \"{}\"\n", wrapper.display())).unwrap();
+    let id = unique("underrunc");
+    let out = c.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        BRIG_SHIM,
+        "--runtime-config-path",
+        opts.to_str().unwrap(),
+        &image,
+        &id,
+        "sh",
+        "-c",
+        "echo runc-below; exit 6",
+    ]);
+    assert_eq!(out.code, 6, "{out}");
+    assert!(out.stdout.contains("runc-below"), "{out}");
+    let calls = std::fs::read_to_string(&calls).unwrap_or_default();
+    for cmd in ["create", "start", "delete"] {
+        assert!(
+            calls.lines().any(|l| l.contains(&format!(" {cmd} "))),
+            "runc was not asked to {cmd}: {calls}"
+        );
+    }
+    assert_clean(&c);
+}
