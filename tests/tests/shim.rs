@@ -319,3 +319,58 @@ fn brig_shim_with_runc_underneath() {
     }
     assert_clean(&c);
 }
+
+/// podman calls the runtime binary directly (no shim): `--runtime brig`.
+#[test]
+fn podman_run_with_brig_runtime() {
+    if !is_root() {
+        eprintln!("skipping podman_run_with_brig_runtime: needs root");
+        return;
+    }
+    if !std::path::Path::new("/usr/bin/podman").is_file() {
+        eprintln!("skipping podman_run_with_brig_runtime: podman is not installed");
+        return;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("brig-podman-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let d = dir.path();
+    let image = "docker.io/brigtest/busybox:latest";
+    let archive = busybox_oci_archive(d, image);
+    let brig = binary_path();
+    let podman = |args: &[&str]| {
+        let mut cmd = std::process::Command::new("podman");
+        cmd.arg("--root")
+            .arg(d.join("storage"))
+            .arg("--runroot")
+            .arg(d.join("run"))
+            .arg("--runtime")
+            .arg(&brig)
+            .args(args);
+        run_timeout(&mut cmd, Duration::from_secs(120))
+    };
+    podman(&["load", "-i", archive.to_str().unwrap()]).assert_ok();
+    // This host's bounding set lacks CAP_SYS_RESOURCE: keep podman's rlimits at or below ours.
+    let out = podman(&[
+        "run",
+        "--rm",
+        "--ulimit",
+        "nofile=1024:1024",
+        "--ulimit",
+        "nproc=1024:1024",
+        image,
+        "sh",
+        "-c",
+        "echo from-podman; exit 7",
+    ]);
+    assert_eq!(out.code, 7, "{out}");
+    assert!(out.stdout.contains("from-podman"), "{out}");
+    let _ = podman(&["rmi", "-af"]);
+    // podman's overlay storage may stay mounted until it is unmounted here.
+    let _ = std::process::Command::new("umount")
+        .arg("-R")
+        .arg(d.join("storage/overlay"))
+        .stderr(std::process::Stdio::null())
+        .status();
+}
