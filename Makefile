@@ -19,7 +19,8 @@ unit: build
 	$(CARGO) test --workspace --lib --bins
 
 e2e: build
-	BRIG=$(CURDIR)/target/release/brig BRIG_BUILD=$(CURDIR)/target/release/brig-build $(CARGO) test -p brig-tests -- --test-threads=2
+	BRIG=$(CURDIR)/target/release/brig BRIG_BUILD=$(CURDIR)/target/release/brig-build \
+	BRIG_SHIM=$(CURDIR)/target/release/containerd-shim-brig-v2 $(CARGO) test -p brig-tests -- --test-threads=2
 
 conformance: build
 	bash conformance/setup.sh
