@@ -1,6 +1,7 @@
-//! Outputs of a build: an OCI image layout directory, an oci-archive (that layout as a tar)
-//! and a docker-archive (`docker save` format: manifest.json, config, uncompressed layer tars),
-//! as `--output type=oci|oci-archive|docker-archive,dest=PATH[,name=REF]` asks.
+//! Outputs of a build: an OCI image layout directory, an oci-archive (that layout as a tar),
+//! a docker-archive (`docker save` format: manifest.json, config, uncompressed layer tars) and
+//! a registry push, as `--output type=oci|oci-archive|docker-archive,dest=PATH[,name=REF]` or
+//! `--output type=registry,name=REF` asks.
 //!
 //! Owns the names peers look for: in a layout, `org.opencontainers.image.ref.name` holds the
 //! tag (what `skopeo oci:DIR:TAG` and `umoci DIR:TAG` match) and
@@ -23,6 +24,8 @@ pub enum Kind {
     Oci,
     OciArchive,
     DockerArchive,
+    /// Push to the registry `name` names.
+    Registry,
 }
 
 /// One `--output`.
@@ -46,20 +49,38 @@ pub fn parse_output(s: &str) -> Result<Output, String> {
                     "oci" => Kind::Oci,
                     "oci-archive" => Kind::OciArchive,
                     "docker-archive" | "docker" => Kind::DockerArchive,
+                    "registry" => Kind::Registry,
                     _ => {
                         return Err(format!(
-                            "--output: unknown type {v:?} (oci, oci-archive, docker-archive)"
+                            "--output: unknown type {v:?} (oci, oci-archive, docker-archive, \
+                             registry)"
                         ))
                     }
                 })
             }
             "dest" => dest = Some(PathBuf::from(v)),
             "name" => name = Some(v.to_string()),
+            // BuildKit's spelling: push=true is what type=registry means.
+            "push" if v == "true" => {}
             _ => return Err(format!("--output: unknown key {k:?}")),
         }
     }
+    let kind = kind.ok_or_else(|| format!("--output {s:?}: type= is required"))?;
+    if kind == Kind::Registry {
+        let name = name.ok_or_else(|| format!("--output {s:?}: type=registry needs name=REF"))?;
+        if crate::registry::Reference::parse(&name).is_none() {
+            return Err(format!(
+                "--output {s:?}: {name:?} is not an image reference"
+            ));
+        }
+        return Ok(Output {
+            kind,
+            dest: dest.unwrap_or_default(),
+            name: Some(name),
+        });
+    }
     Ok(Output {
-        kind: kind.ok_or_else(|| format!("--output {s:?}: type= is required"))?,
+        kind,
         dest: dest.ok_or_else(|| format!("--output {s:?}: dest= is required"))?,
         name,
     })
@@ -69,14 +90,29 @@ fn io_at(p: &Path) -> impl Fn(io::Error) -> String + '_ {
     move |e| format!("{}: {e}", p.display())
 }
 
-/// Writes `img` as `out` asks; `tags` are the build's `-t` names.
-pub fn export(store: &Store, img: &Image, out: &Output, tags: &[String]) -> Result<(), String> {
+/// Writes `img` as `out` asks; `tags` are the build's `-t` names; `registry` says how to reach
+/// registries.
+pub fn export(
+    store: &Store,
+    img: &Image,
+    out: &Output,
+    tags: &[String],
+    registry: &crate::registry::Options,
+) -> Result<(), String> {
     let full = out
         .name
         .clone()
         .or_else(|| tags.first().cloned())
         .map(|n| normalize(&n));
     match out.kind {
+        Kind::Registry => {
+            let name = out.name.as_deref().unwrap_or_default();
+            let r = crate::registry::Reference::parse(name)
+                .ok_or_else(|| format!("{name:?} is not an image reference"))?;
+            crate::registry::push(store, registry, img, &r)
+                .map(|_| ())
+                .map_err(|e| format!("push: {e}"))
+        }
         Kind::Oci => write_layout(store, img, &out.dest, full.as_deref()),
         Kind::OciArchive => {
             let tmp = store.tempdir("export-").map_err(|e| e.to_string())?;

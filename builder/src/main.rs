@@ -1,8 +1,9 @@
-//! `brig-build`: the command line of the builder (`build`, `images`, `rm`).
+//! `brig-build`: the command line of the builder (`build`, `pull`, `push`, `images`, `rm`).
 
 use brig_build::exec::{self, run::Network};
 use brig_build::export;
 use brig_build::image::store::Store;
+use brig_build::registry::{self, auth::Creds, Reference};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -18,6 +19,16 @@ struct Cli {
     /// The local image store.
     #[arg(long, global = true, default_value = "/var/lib/brig-build")]
     store: PathBuf,
+    /// Reach this registry (HOST[:PORT]) over plain HTTP instead of HTTPS (repeatable).
+    #[arg(long = "insecure-registry", global = true, value_name = "HOST[:PORT]")]
+    insecure_registry: Vec<String>,
+    /// Registry credentials (take precedence over any auth file).
+    #[arg(long, global = true, value_name = "USER:PASS")]
+    creds: Option<String>,
+    /// A docker-style auth file ({"auths":{"HOST":{"auth":"base64(user:pass)"}}}); default:
+    /// $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json, ~/.docker/config.json.
+    #[arg(long, global = true, value_name = "PATH")]
+    authfile: Option<PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -45,7 +56,8 @@ enum Cmd {
         /// Build this stage (and what it needs) instead of the last.
         #[arg(long)]
         target: Option<String>,
-        /// Also write the image: type=oci|oci-archive|docker-archive,dest=PATH[,name=REF].
+        /// Also write the image: type=oci|oci-archive|docker-archive,dest=PATH[,name=REF] or
+        /// type=registry,name=REF (push).
         #[arg(long = "output", short = 'o')]
         outputs: Vec<String>,
         /// The OCI runtime for RUN steps (default: brig next to this binary, else in PATH).
@@ -65,6 +77,18 @@ enum Cmd {
         quiet: bool,
         /// The build context directory.
         context: PathBuf,
+    },
+    /// Pull an image from a registry into the store (named as pulled).
+    Pull {
+        /// [docker://]HOST[:PORT]/REPO[:TAG|@DIGEST]
+        image: String,
+    },
+    /// Push an image of the store to a registry.
+    Push {
+        /// The image in the store (name or id).
+        image: String,
+        /// [docker://]HOST[:PORT]/REPO[:TAG] (default: the image's name).
+        dest: Option<String>,
     },
     /// List the images of the store.
     Images,
@@ -108,7 +132,22 @@ fn private_mounts() -> Result<(), String> {
     .map_err(|e| format!("make / private: {e}"))
 }
 
+fn registry_options(cli: &Cli) -> Result<registry::Options, String> {
+    Ok(registry::Options {
+        insecure: cli.insecure_registry.clone(),
+        creds: cli.creds.as_deref().map(Creds::parse).transpose()?,
+        authfile: cli.authfile.clone(),
+    })
+}
+
+fn parse_ref(s: &str) -> Result<Reference, String> {
+    Reference::parse(s).ok_or_else(|| {
+        format!("{s:?} is not an image reference ([docker://]HOST[:PORT]/REPO[:TAG|@DIGEST])")
+    })
+}
+
 fn run(cli: Cli) -> Result<(), String> {
+    let reg = registry_options(&cli)?;
     match cli.cmd {
         Cmd::Build {
             file,
@@ -143,6 +182,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 source_date_epoch: std::env::var("SOURCE_DATE_EPOCH")
                     .ok()
                     .and_then(|s| s.parse().ok()),
+                registry: reg.clone(),
             };
             private_mounts()?;
             let store = Store::open(&cli.store).map_err(|e| e.to_string())?;
@@ -151,7 +191,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 .image(built.manifest.digest().as_ref())
                 .map_err(|e| e.to_string())?;
             for o in &outputs {
-                export::export(&store, &img, o, &tags)?;
+                export::export(&store, &img, o, &tags, &reg)?;
             }
             if !quiet {
                 eprintln!("COMMIT {}", tags.join(" "));
@@ -161,6 +201,27 @@ fn run(cli: Cli) -> Result<(), String> {
                 );
             }
             println!("{}", built.config_digest);
+            Ok(())
+        }
+        Cmd::Pull { image } => {
+            let r = parse_ref(&image)?;
+            let store = Store::open(&cli.store).map_err(|e| e.to_string())?;
+            let img = registry::pull(&store, &reg, &r).map_err(|e| format!("pull: {e}"))?;
+            eprintln!("pulled {r}");
+            println!("{}", img.manifest_digest);
+            Ok(())
+        }
+        Cmd::Push { image, dest } => {
+            let store = Store::open(&cli.store).map_err(|e| e.to_string())?;
+            let digest = store
+                .resolve(&image)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("no such image: {image}"))?;
+            let img = store.image(&digest).map_err(|e| e.to_string())?;
+            let r = parse_ref(dest.as_deref().unwrap_or(&image))?;
+            let d = registry::push(&store, &reg, &img, &r).map_err(|e| format!("push: {e}"))?;
+            eprintln!("pushed {r}");
+            println!("{d}");
             Ok(())
         }
         Cmd::Images => {

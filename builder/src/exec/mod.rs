@@ -53,6 +53,8 @@ pub struct Options {
     pub labels: BTreeMap<String, String>,
     /// SOURCE_DATE_EPOCH: created times and clamped layer mtimes.
     pub source_date_epoch: Option<i64>,
+    /// How base images are pulled from registries.
+    pub registry: crate::registry::Options,
 }
 
 /// A layer of an image being built.
@@ -327,7 +329,8 @@ impl Builder<'_> {
     }
 
     fn base_state(&mut self, base: &str, line: usize) -> Result<State> {
-        let img = source::resolve(self.store, base).map_err(|e| self.err(line, e))?;
+        let img = source::resolve(self.store, base, &self.opts.registry)
+            .map_err(|e| self.err(line, e))?;
         let Some(img) = img else {
             return Ok(State {
                 config: ImageConfig::scratch(),

@@ -1,5 +1,6 @@
-//! Base images: `scratch`, `oci-layout://DIR[:TAG]`, `oci-archive:PATH[:TAG]` and images of the
-//! local store; and the unpacked layers RUN steps mount.
+//! Base images: `scratch`, `oci-layout://DIR[:TAG]`, `oci-archive:PATH[:TAG]`, images of the
+//! local store and, for a name the store lacks, a registry ([`crate::registry::pull`]); and the
+//! unpacked layers RUN steps mount.
 //!
 //! Owns bringing outside content into the store: every blob is hashed while it is copied and
 //! refused if its digest differs, layers are unpacked through [`super::unpack`] (hostile-tar
@@ -24,6 +25,8 @@ pub enum SourceError {
     Store(#[from] super::store::StoreError),
     #[error(transparent)]
     Unpack(#[from] UnpackError),
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
 }
 
 fn bad(reference: &str, msg: impl std::fmt::Display) -> SourceError {
@@ -47,8 +50,13 @@ pub fn is_transport(reference: &str) -> bool {
     reference.starts_with("oci-layout://") || reference.starts_with("oci-archive:")
 }
 
-/// The image `reference` names, imported into the store; None for `scratch`.
-pub fn resolve(store: &Store, reference: &str) -> Result<Option<Image>, SourceError> {
+/// The image `reference` names, imported into the store (pulled from its registry if the store
+/// has no image of that name); None for `scratch`.
+pub fn resolve(
+    store: &Store,
+    reference: &str,
+    registry: &crate::registry::Options,
+) -> Result<Option<Image>, SourceError> {
     if reference == "scratch" {
         return Ok(None);
     }
@@ -73,12 +81,19 @@ pub fn resolve(store: &Store, reference: &str) -> Result<Option<Image>, SourceEr
         )?;
         return import_layout(store, reference, tmp.path(), tag).map(Some);
     }
-    match store.resolve(reference)? {
-        Some(d) => Ok(Some(store.image(&d)?)),
+    if let Some(d) = store.resolve(reference)? {
+        return Ok(Some(store.image(&d)?));
+    }
+    match crate::registry::Reference::parse(reference) {
+        Some(r) => {
+            if let Some(d) = store.resolve(&r.store_name())? {
+                return Ok(Some(store.image(&d)?));
+            }
+            Ok(Some(crate::registry::pull(store, registry, &r)?))
+        }
         None => Err(bad(
             reference,
-            "not in the local store (pulling from registries is not supported yet; use \
-             oci-layout://DIR:TAG or oci-archive:PATH)",
+            "not in the local store and not a valid registry reference",
         )),
     }
 }

@@ -1,0 +1,423 @@
+//! The HTTP side of the OCI distribution API: manifests and blobs of one repository, with the
+//! 401 → challenge → credentials (Basic) or token (Bearer) → retry dance.
+//!
+//! HTTPS always, plain HTTP only for the hosts `--insecure-registry` names: a registry that
+//! answers HTTPS with plain HTTP gets an error that says which flag would allow it. Blocking
+//! `ureq` (no async runtime: a build moves one blob at a time).
+
+use super::auth::{self, Creds};
+use super::reference::Reference;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use ureq::http::{Method, Request, Response};
+use ureq::SendBody;
+
+/// How to reach registries: which hosts speak plain HTTP, and who we are.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Registries (`HOST[:PORT]`) reached over plain HTTP.
+    pub insecure: Vec<String>,
+    /// `--creds`: used for every registry, before any auth file.
+    pub creds: Option<Creds>,
+    /// `--authfile`: the only auth file read when set.
+    pub authfile: Option<PathBuf>,
+}
+
+/// The media types a manifest GET accepts.
+pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, \
+    application/vnd.oci.image.index.v1+json, \
+    application/vnd.docker.distribution.manifest.v2+json, \
+    application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// What a request sends.
+enum Body<'a> {
+    None,
+    Bytes(&'a [u8]),
+    File(&'a Path, u64),
+}
+
+/// A client for one repository of one registry.
+pub struct Client {
+    agent: ureq::Agent,
+    /// `http://HOST` or `https://HOST`.
+    base: String,
+    registry: String,
+    repository: String,
+    insecure: bool,
+    /// The token scope we ask for (`repository:R:pull` or `...:pull,push`).
+    scope: String,
+    creds: Option<Creds>,
+    /// Where the credentials came from, for error messages.
+    creds_from: String,
+    /// The `Authorization` header once a challenge was answered.
+    authorization: Option<String>,
+}
+
+impl Client {
+    /// A client for `r`'s repository; `push` asks for push access too.
+    pub fn new(opts: &Options, r: &Reference, push: bool) -> Result<Client, String> {
+        let insecure = opts.insecure.iter().any(|h| h == &r.registry);
+        let (creds, creds_from) = match &opts.creds {
+            Some(c) => (Some(c.clone()), "--creds".to_string()),
+            None => {
+                let mut found = (None, String::new());
+                for f in auth::auth_files(opts.authfile.as_deref()) {
+                    if let Some(c) = auth::from_auth_file(&f, &r.registry)? {
+                        found = (Some(c), f.display().to_string());
+                        break;
+                    }
+                }
+                found
+            }
+        };
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(30)))
+            .user_agent(concat!("brig-build/", env!("CARGO_PKG_VERSION")))
+            .build();
+        Ok(Client {
+            agent: config.into(),
+            base: format!(
+                "{}://{}",
+                if insecure { "http" } else { "https" },
+                r.api_host()
+            ),
+            registry: r.registry.clone(),
+            repository: r.repository.clone(),
+            insecure,
+            scope: format!(
+                "repository:{}:{}",
+                r.repository,
+                if push { "pull,push" } else { "pull" }
+            ),
+            creds,
+            creds_from,
+            authorization: None,
+        })
+    }
+
+    fn url(&self, tail: &str) -> String {
+        format!("{}/v2/{}/{tail}", self.base, self.repository)
+    }
+
+    /// Describes a transport error, with the hint a TLS failure against a plain-HTTP registry
+    /// needs.
+    fn transport(&self, url: &str, e: ureq::Error) -> String {
+        let mut m = format!("{url}: {e}");
+        if !self.insecure
+            && matches!(
+                e,
+                ureq::Error::Tls(_)
+                    | ureq::Error::Rustls(_)
+                    | ureq::Error::Io(_)
+                    | ureq::Error::Protocol(_)
+            )
+        {
+            m.push_str(&format!(
+                " (if {} speaks plain HTTP, pass --insecure-registry {})",
+                self.registry, self.registry
+            ));
+        }
+        m
+    }
+
+    /// One request, answering a 401 challenge once.
+    fn send(
+        &mut self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Body,
+    ) -> Result<Response<ureq::Body>, String> {
+        for attempt in 0..2 {
+            let mut req = Request::builder().method(method.clone()).uri(url);
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            if let Some(a) = &self.authorization {
+                req = req.header("Authorization", a);
+            }
+            let send = match &body {
+                Body::None => SendBody::none(),
+                Body::Bytes(b) => {
+                    req = req.header("Content-Length", b.len().to_string());
+                    SendBody::from_owned_reader(std::io::Cursor::new(b.to_vec()))
+                }
+                Body::File(p, size) => {
+                    req = req.header("Content-Length", size.to_string());
+                    let f = std::fs::File::open(p).map_err(|e| format!("{}: {e}", p.display()))?;
+                    SendBody::from_owned_reader(f)
+                }
+            };
+            let req = req.body(send).map_err(|e| format!("{url}: {e}"))?;
+            let resp = self.agent.run(req).map_err(|e| self.transport(url, e))?;
+            if resp.status() != 401 || attempt == 1 {
+                if resp.status() == 401 {
+                    return Err(self.unauthorized(resp));
+                }
+                return Ok(resp);
+            }
+            let challenge = resp
+                .headers()
+                .get("www-authenticate")
+                .and_then(|v| v.to_str().ok())
+                .and_then(auth::parse_challenge);
+            let Some(challenge) = challenge else {
+                return Err(self.unauthorized(resp));
+            };
+            self.answer(&challenge)?;
+        }
+        unreachable!("the loop returns on its second attempt")
+    }
+
+    fn unauthorized(&self, resp: Response<ureq::Body>) -> String {
+        let detail = error_text(resp);
+        match &self.creds {
+            Some(c) => format!(
+                "{}: authentication failed for user {:?} (credentials from {}): {detail}",
+                self.registry, c.user, self.creds_from
+            ),
+            None => format!(
+                "{}: authentication required and no credentials given (--creds USER:PASS or an \
+                 auth file): {detail}",
+                self.registry
+            ),
+        }
+    }
+
+    /// Sets `authorization` for the challenge: Basic from the credentials, Bearer from a token
+    /// the challenge's realm issues.
+    fn answer(&mut self, c: &auth::Challenge) -> Result<(), String> {
+        match c.scheme.as_str() {
+            "basic" => {
+                let creds = self.creds.as_ref().ok_or_else(|| {
+                    format!(
+                        "{}: authentication required and no credentials given (--creds USER:PASS \
+                         or an auth file)",
+                        self.registry
+                    )
+                })?;
+                self.authorization = Some(creds.basic_header());
+                Ok(())
+            }
+            "bearer" => {
+                let realm = c
+                    .params
+                    .get("realm")
+                    .ok_or_else(|| format!("{}: Bearer challenge without realm", self.registry))?;
+                if realm.starts_with("http://") && !self.insecure {
+                    return Err(format!(
+                        "{}: token realm {realm} is plain HTTP (pass --insecure-registry {} to \
+                         allow it)",
+                        self.registry, self.registry
+                    ));
+                }
+                let mut req = self.agent.get(realm.as_str());
+                if let Some(s) = c.params.get("service") {
+                    req = req.query("service", s);
+                }
+                req = req.query("scope", &self.scope);
+                if let Some(cr) = &self.creds {
+                    req = req.header("Authorization", &cr.basic_header());
+                }
+                let mut resp = req.call().map_err(|e| format!("token from {realm}: {e}"))?;
+                if resp.status() == 401 || resp.status() == 403 {
+                    return Err(self.unauthorized_token(realm, resp));
+                }
+                if !resp.status().is_success() {
+                    return Err(format!("token from {realm}: {}", error_text(resp)));
+                }
+                #[derive(serde::Deserialize)]
+                struct Token {
+                    token: Option<String>,
+                    access_token: Option<String>,
+                }
+                let t: Token = serde_json::from_slice(
+                    &resp
+                        .body_mut()
+                        .with_config()
+                        .limit(1 << 20)
+                        .read_to_vec()
+                        .map_err(|e| format!("token from {realm}: {e}"))?,
+                )
+                .map_err(|e| format!("token from {realm}: {e}"))?;
+                let tok = t
+                    .token
+                    .or(t.access_token)
+                    .filter(|t| !t.is_empty())
+                    .ok_or_else(|| format!("token from {realm}: the answer has no token"))?;
+                self.authorization = Some(format!("Bearer {tok}"));
+                Ok(())
+            }
+            other => Err(format!(
+                "{}: unsupported authentication scheme {other:?}",
+                self.registry
+            )),
+        }
+    }
+
+    fn unauthorized_token(&self, realm: &str, resp: Response<ureq::Body>) -> String {
+        let detail = error_text(resp);
+        match &self.creds {
+            Some(c) => format!(
+                "{}: token server {realm} refused user {:?} (credentials from {}): {detail}",
+                self.registry, c.user, self.creds_from
+            ),
+            None => format!(
+                "{}: token server {realm} wants credentials (--creds USER:PASS or an auth \
+                 file): {detail}",
+                self.registry
+            ),
+        }
+    }
+
+    /// GET a manifest: its bytes and media type.
+    pub fn get_manifest(&mut self, reference: &str) -> Result<(Vec<u8>, String), String> {
+        let url = self.url(&format!("manifests/{reference}"));
+        let mut resp = self.send(
+            Method::GET,
+            &url,
+            &[("Accept", MANIFEST_ACCEPT)],
+            Body::None,
+        )?;
+        if !resp.status().is_success() {
+            return Err(format!("manifest {reference}: {}", error_text(resp)));
+        }
+        let mt = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        let bytes = resp
+            .body_mut()
+            .with_config()
+            .limit(8 << 20)
+            .read_to_vec()
+            .map_err(|e| format!("{url}: {e}"))?;
+        Ok((bytes, mt))
+    }
+
+    /// GET a blob: a reader of its bytes.
+    pub fn get_blob(&mut self, digest: &str) -> Result<impl Read, String> {
+        let url = self.url(&format!("blobs/{digest}"));
+        let resp = self.send(Method::GET, &url, &[], Body::None)?;
+        if !resp.status().is_success() {
+            return Err(format!("blob {digest}: {}", error_text(resp)));
+        }
+        Ok(resp.into_body().into_reader())
+    }
+
+    /// True if the repository has the blob (HEAD).
+    pub fn has_blob(&mut self, digest: &str) -> Result<bool, String> {
+        let url = self.url(&format!("blobs/{digest}"));
+        let resp = self.send(Method::HEAD, &url, &[], Body::None)?;
+        match resp.status().as_u16() {
+            200 => Ok(true),
+            404 => Ok(false),
+            _ => Err(format!("blob {digest}: {}", error_text(resp))),
+        }
+    }
+
+    /// Uploads the blob at `path` (monolithic: POST for a session, PUT with the digest).
+    pub fn put_blob(&mut self, digest: &str, path: &Path, size: u64) -> Result<(), String> {
+        let url = self.url("blobs/uploads/");
+        let resp = self.send(Method::POST, &url, &[], Body::Bytes(&[]))?;
+        if resp.status() != 202 {
+            return Err(format!("start upload of {digest}: {}", error_text(resp)));
+        }
+        let loc = resp
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| format!("start upload of {digest}: no Location in the answer"))?
+            .to_string();
+        let loc = if loc.starts_with("http://") || loc.starts_with("https://") {
+            loc
+        } else {
+            format!("{}{}", self.base, loc)
+        };
+        let sep = if loc.contains('?') { '&' } else { '?' };
+        let put = format!("{loc}{sep}digest={digest}");
+        let resp = self.send(
+            Method::PUT,
+            &put,
+            &[("Content-Type", "application/octet-stream")],
+            Body::File(path, size),
+        )?;
+        if resp.status() != 201 {
+            return Err(format!("upload of {digest}: {}", error_text(resp)));
+        }
+        Ok(())
+    }
+
+    /// PUT a manifest under `reference` (a tag or digest).
+    pub fn put_manifest(
+        &mut self,
+        reference: &str,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Result<(), String> {
+        let url = self.url(&format!("manifests/{reference}"));
+        let resp = self.send(
+            Method::PUT,
+            &url,
+            &[("Content-Type", media_type)],
+            Body::Bytes(bytes),
+        )?;
+        if resp.status() != 201 {
+            return Err(format!("manifest {reference}: {}", error_text(resp)));
+        }
+        Ok(())
+    }
+}
+
+/// `STATUS: code: message` of an error answer (the distribution API's `errors` JSON when there
+/// is one).
+fn error_text(mut resp: Response<ureq::Body>) -> String {
+    let status = resp.status();
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(64 << 10)
+        .read_to_vec()
+        .unwrap_or_default();
+    #[derive(serde::Deserialize)]
+    struct Errs {
+        errors: Vec<Err1>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Err1 {
+        code: Option<String>,
+        message: Option<String>,
+    }
+    let detail = match serde_json::from_slice::<Errs>(&body) {
+        Ok(e) if !e.errors.is_empty() => e
+            .errors
+            .iter()
+            .map(|e| {
+                format!(
+                    "{}: {}",
+                    e.code.as_deref().unwrap_or("?"),
+                    e.message.as_deref().unwrap_or("")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+        _ => String::from_utf8_lossy(&body)
+            .trim()
+            .chars()
+            .take(200)
+            .collect(),
+    };
+    if detail.is_empty() {
+        format!("{status}")
+    } else {
+        format!("{status}: {detail}")
+    }
+}

@@ -1,0 +1,200 @@
+//! Registries over the OCI distribution API: [`pull`] an image into the local store (FROM,
+//! `brig-build pull`), [`push`] one from it (`brig-build push`, `--output type=registry`).
+//!
+//! [`reference`] parses names, [`auth`] finds credentials and reads challenges, [`client`]
+//! speaks HTTP. Owns bringing registry content into the store with the same rules as
+//! [`crate::image::source`]: every blob is hashed while it is written and refused if its
+//! digest differs, and the manifest is stored last, so a failed pull never leaves a name that
+//! points at missing blobs. Hand-written on `ureq` rather than `oci-client`: that crate needs
+//! an async runtime (tokio) for what is here a sequence of blocking requests.
+
+pub mod auth;
+pub mod client;
+pub mod reference;
+
+pub use client::Options;
+pub use reference::Reference;
+
+use crate::image::config::host_arch;
+use crate::image::store::{Image, Store, StoreError};
+use crate::image::{sha256, valid_digest, HashWriter};
+use client::Client;
+use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
+use std::fs;
+use std::io::{self, Write};
+
+/// A pull or push that failed, naming the reference.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("{reference}: {msg}")]
+    Failed { reference: String, msg: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn failed(r: &Reference, msg: impl std::fmt::Display) -> RegistryError {
+    RegistryError::Failed {
+        reference: r.to_string(),
+        msg: msg.to_string(),
+    }
+}
+
+/// The media type of a manifest or index: the HTTP Content-Type, else its `mediaType` field,
+/// else OCI's manifest type.
+fn media_type_of(content_type: &str, bytes: &[u8]) -> String {
+    if !content_type.is_empty() && content_type != "application/json" {
+        return content_type.to_string();
+    }
+    #[derive(serde::Deserialize)]
+    struct M {
+        #[serde(rename = "mediaType")]
+        media_type: Option<String>,
+        manifests: Option<serde_json::Value>,
+    }
+    match serde_json::from_slice::<M>(bytes) {
+        Ok(M {
+            media_type: Some(m),
+            ..
+        }) => m,
+        Ok(M {
+            manifests: Some(_), ..
+        }) => MediaType::ImageIndex.to_string(),
+        _ => MediaType::ImageManifest.to_string(),
+    }
+}
+
+fn is_index(media_type: &str) -> bool {
+    media_type == MediaType::ImageIndex.to_string()
+        || media_type == "application/vnd.docker.distribution.manifest.list.v2+json"
+}
+
+/// Pulls `r` into the store and names it `r` there; returns the image.
+pub fn pull(store: &Store, opts: &Options, r: &Reference) -> Result<Image, RegistryError> {
+    let mut c = Client::new(opts, r, false).map_err(|e| failed(r, e))?;
+    let (mut bytes, ct) = c.get_manifest(r.manifest_ref()).map_err(|e| failed(r, e))?;
+    if let Some(d) = &r.digest {
+        if &sha256(&bytes) != d {
+            return Err(failed(r, format!("manifest has digest {}", sha256(&bytes))));
+        }
+    }
+    let mut mt = media_type_of(&ct, &bytes);
+    // An index (multi-platform): take this host's platform.
+    for _ in 0..4 {
+        if !is_index(&mt) {
+            break;
+        }
+        let idx = ImageIndex::from_reader(&bytes[..]).map_err(|e| failed(r, e))?;
+        let desc = idx
+            .manifests()
+            .iter()
+            .find(|m| {
+                m.platform()
+                    .as_ref()
+                    .map(|p| {
+                        p.os().to_string() == "linux" && p.architecture().to_string() == host_arch()
+                    })
+                    .unwrap_or(false)
+            })
+            .ok_or_else(|| failed(r, format!("no linux/{} manifest in the index", host_arch())))?;
+        let d = desc.digest().to_string();
+        let (b, ct) = c.get_manifest(&d).map_err(|e| failed(r, e))?;
+        if sha256(&b) != d {
+            return Err(failed(r, format!("manifest {d} has digest {}", sha256(&b))));
+        }
+        mt = media_type_of(&ct, &b);
+        bytes = b;
+    }
+    let manifest = ImageManifest::from_reader(&bytes[..]).map_err(|e| failed(r, e))?;
+    for d in manifest
+        .layers()
+        .iter()
+        .chain(std::iter::once(manifest.config()))
+    {
+        fetch_blob(store, &mut c, d.digest().as_ref()).map_err(|e| failed(r, e))?;
+    }
+    let (mdigest, _) = store.put_blob(&bytes)?;
+    let desc = Descriptor::new(
+        MediaType::from(mt.as_str()),
+        bytes.len() as u64,
+        mdigest
+            .parse::<oci_spec::image::Digest>()
+            .map_err(|e| failed(r, e))?,
+    );
+    let img = store.image(&mdigest)?;
+    if img.config.rootfs.diff_ids.len() != img.manifest.layers().len() {
+        return Err(failed(
+            r,
+            "config rootfs.diff_ids and manifest layers differ in number",
+        ));
+    }
+    store.tag(&desc, &[r.store_name()])?;
+    Ok(img)
+}
+
+/// Copies blob `digest` from the registry into the store unless it is there, verifying it.
+fn fetch_blob(store: &Store, c: &mut Client, digest: &str) -> Result<(), String> {
+    if !valid_digest(digest) {
+        return Err(format!("unsupported digest {digest:?}"));
+    }
+    if store.has_blob(digest) {
+        return Ok(());
+    }
+    let tmp = store.tempdir("pull-").map_err(|e| e.to_string())?;
+    let path = tmp.path().join("blob");
+    let mut src = c.get_blob(digest)?;
+    let f = fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut hw = HashWriter::new(io::BufWriter::new(f));
+    io::copy(&mut src, &mut hw).map_err(|e| format!("blob {digest}: {e}"))?;
+    let (mut w, got, _) = hw.finish();
+    w.flush().map_err(|e| format!("{}: {e}", path.display()))?;
+    if got != digest {
+        return Err(format!(
+            "blob {digest}: the registry sent content with digest {got}"
+        ));
+    }
+    store
+        .put_blob_file(&path, digest)
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Pushes `img` from the store to `dest`: the blobs the registry lacks, then the manifest
+/// under `dest`'s tag (or digest). Returns the manifest digest.
+pub fn push(
+    store: &Store,
+    opts: &Options,
+    img: &Image,
+    dest: &Reference,
+) -> Result<String, RegistryError> {
+    let mut c = Client::new(opts, dest, true).map_err(|e| failed(dest, e))?;
+    let blobs = img
+        .manifest
+        .layers()
+        .iter()
+        .chain(std::iter::once(img.manifest.config()));
+    for d in blobs {
+        let digest = d.digest().to_string();
+        if c.has_blob(&digest).map_err(|e| failed(dest, e))? {
+            continue;
+        }
+        let path = store.blob_path(&digest);
+        let size = fs::metadata(&path)
+            .map_err(|e| failed(dest, format!("{}: {e}", path.display())))?
+            .len();
+        c.put_blob(&digest, &path, size)
+            .map_err(|e| failed(dest, e))?;
+    }
+    let bytes = store.read_blob(&img.manifest_digest)?;
+    let mt = media_type_of("", &bytes);
+    if let Some(d) = &dest.digest {
+        if d != &img.manifest_digest {
+            return Err(failed(
+                dest,
+                format!("the image's manifest is {}", img.manifest_digest),
+            ));
+        }
+    }
+    c.put_manifest(dest.manifest_ref(), &bytes, &mt)
+        .map_err(|e| failed(dest, e))?;
+    Ok(img.manifest_digest.clone())
+}
