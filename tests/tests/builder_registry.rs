@@ -1,0 +1,505 @@
+//! `brig-build` against a real registry (Debian's `docker-registry`, distribution 2.8) started
+//! here on 127.0.0.1 with a temporary config: push, pull into another store, FROM it in a
+//! build, `--output type=registry`; plain HTTP refused without `--insecure-registry`; htpasswd
+//! Basic auth and token (Bearer) auth with a token server of our own, wrong passwords failing
+//! with a message that says so.
+
+mod builder_support;
+
+use builder_support::*;
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const REGISTRY: &str = "/usr/bin/docker-registry";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A docker-registry on 127.0.0.1 with its storage and config in a temporary directory.
+struct Registry {
+    dir: tempfile::TempDir,
+    child: Child,
+    host: String,
+}
+
+impl Registry {
+    /// Starts one; `auth` is the YAML of its `auth:` section (empty: none). None (after saying
+    /// why) if docker-registry is not installed.
+    fn start(test: &str, auth: &str) -> Option<Registry> {
+        if !Path::new(REGISTRY).is_file() {
+            println!(
+                "SKIP {test}: {REGISTRY} not installed (scripts/deps.sh installs docker-registry)"
+            );
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("brig-registry-")
+            .tempdir()
+            .unwrap();
+        let port = free_port();
+        let host = format!("127.0.0.1:{port}");
+        let config = format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n{auth}",
+            dir.path().join("data").display()
+        );
+        fs::write(dir.path().join("config.yml"), config).unwrap();
+        let log = fs::File::create(dir.path().join("registry.log")).unwrap();
+        let child = Command::new(REGISTRY)
+            .arg("serve")
+            .arg(dir.path().join("config.yml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let r = Registry { dir, child, host };
+        let start = Instant::now();
+        while TcpStream::connect(&r.host).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(15),
+                "registry did not listen on {} within 15 s: {}",
+                r.host,
+                fs::read_to_string(r.dir.path().join("registry.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(r)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `brig-build --store STORE ARGS`.
+fn bb(store: &Path, args: &[&str]) -> Out {
+    run(Command::new(builder_path())
+        .arg("--store")
+        .arg(store)
+        .args(args))
+}
+
+/// Builds the busybox base into `store` as `busybox:base` (from the shared OCI layout).
+fn base_in(c: &Ctx, store: &Path) {
+    c.write("Dockerfile", &format!("{}\n", from_base()));
+    run(Command::new(builder_path())
+        .arg("--store")
+        .arg(store)
+        .args(["build", "-q", "-t", "busybox:base"])
+        .arg(c.ctx()))
+    .assert_ok();
+}
+
+#[test]
+fn registry_push_pull_and_from() {
+    if !ready("registry_push_pull_and_from") {
+        return;
+    }
+    let Some(reg) = Registry::start("registry_push_pull_and_from", "") else {
+        return;
+    };
+    let h = reg.host.as_str();
+    let c = Ctx::new("");
+    let (a, b) = (c.path("store-a"), c.path("store-b"));
+    base_in(&c, &a);
+    let dest = format!("{h}/busybox:1");
+    // Plain HTTP only when asked for.
+    let out = bb(&a, &["push", "busybox:base", &dest]);
+    out.assert_fail();
+    assert!(
+        out.stderr.contains(&format!("--insecure-registry {h}")),
+        "the error names the flag: {out}"
+    );
+    let pushed = bb(
+        &a,
+        &["--insecure-registry", h, "push", "busybox:base", &dest],
+    );
+    pushed.assert_ok();
+    // A second push finds every blob there and only writes the manifest.
+    bb(
+        &a,
+        &["--insecure-registry", h, "push", "busybox:base", &dest],
+    )
+    .assert_ok();
+    let pulled = bb(&b, &["--insecure-registry", h, "pull", &dest]);
+    pulled.assert_ok();
+    assert_eq!(pulled.stdout.trim(), pushed.stdout.trim(), "same manifest");
+    let images = bb(&b, &["images"]);
+    assert!(images.stdout.contains(&dest), "{images}");
+    // Peers read what we pushed.
+    if have("skopeo") {
+        let out = run(Command::new("skopeo")
+            .args(["inspect", "--tls-verify=false"])
+            .arg(format!("docker://{dest}")));
+        out.assert_ok();
+        assert!(out.stdout.contains(pushed.stdout.trim()), "{out}");
+    }
+    // FROM the registry (store C has nothing), RUN on it, push the result with --output.
+    let built = format!("{h}/built:2");
+    c.write(
+        "Dockerfile",
+        &format!("FROM {dest}\nRUN echo from-registry > /msg\n"),
+    );
+    let c_store = c.path("store-c");
+    run(Command::new(builder_path())
+        .arg("--store")
+        .arg(&c_store)
+        .args(["--insecure-registry", h, "build", "--runtime"])
+        .arg(binary_path())
+        .args(["-o", &format!("type=registry,name={built}")])
+        .arg(c.ctx()))
+    .assert_ok();
+    // A fourth store builds FROM that pushed image and reads the file back.
+    c.write("Dockerfile", &format!("FROM {built}\nRUN cp /msg /copy\n"));
+    let d_store = c.path("store-d");
+    let oci = c.path("oci");
+    run(Command::new(builder_path())
+        .arg("--store")
+        .arg(&d_store)
+        .args(["--insecure-registry", h, "build", "--runtime"])
+        .arg(binary_path())
+        .args(["-o", &format!("type=oci,dest={},name=t:1", oci.display())])
+        .arg(c.ctx()))
+    .assert_ok();
+    let img = Image::open(&oci, "1");
+    assert_eq!(img.layers(), 3);
+    assert_eq!(img.layer_file(1, "msg"), "from-registry\n");
+    assert_eq!(img.layer_file(2, "copy"), "from-registry\n");
+    // A name the registry does not have: the error names it.
+    let out = bb(
+        &b,
+        &[
+            "--insecure-registry",
+            h,
+            "pull",
+            &format!("{h}/nothing:here"),
+        ],
+    );
+    out.assert_fail();
+    assert!(
+        out.stderr.contains("nothing:here") && out.stderr.contains("MANIFEST_UNKNOWN"),
+        "{out}"
+    );
+}
+
+#[test]
+fn registry_basic_auth() {
+    if !ready("registry_basic_auth") {
+        return;
+    }
+    if !have("htpasswd") {
+        println!("SKIP registry_basic_auth: htpasswd not installed (apache2-utils)");
+        return;
+    }
+    let pw = tempfile::tempdir().unwrap();
+    let htpasswd = pw.path().join("htpasswd");
+    let out = run(Command::new("htpasswd").args(["-Bbn", "tester", "s3cret:pw"]));
+    out.assert_ok();
+    fs::write(&htpasswd, out.stdout).unwrap();
+    let auth = format!(
+        "auth:\n  htpasswd:\n    realm: brig-test\n    path: {}\n",
+        htpasswd.display()
+    );
+    let Some(reg) = Registry::start("registry_basic_auth", &auth) else {
+        return;
+    };
+    let h = reg.host.as_str();
+    let c = Ctx::new("");
+    let (a, b) = (c.path("store-a"), c.path("store-b"));
+    base_in(&c, &a);
+    let dest = format!("{h}/private/busybox:1");
+    let push = |extra: &[&str]| {
+        let mut args = vec!["--insecure-registry", h];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["push", "busybox:base", &dest]);
+        bb(&a, &args)
+    };
+    // No auth file anywhere this test did not write.
+    let noauth = c.path("no-auth.json");
+    let out = push(&["--authfile", noauth.to_str().unwrap()]);
+    out.assert_fail();
+    assert!(
+        out.stderr
+            .contains("authentication required and no credentials given"),
+        "{out}"
+    );
+    let out = push(&["--creds", "tester:wrong"]);
+    out.assert_fail();
+    assert!(
+        out.stderr
+            .contains("authentication failed for user \"tester\" (credentials from --creds)"),
+        "{out}"
+    );
+    push(&["--creds", "tester:s3cret:pw"]).assert_ok();
+    // Pull with a docker-style auth file (base64 of user:pass).
+    let authfile = c.path("auth.json");
+    fs::write(
+        &authfile,
+        format!(
+            "{{\"auths\":{{\"{h}\":{{\"auth\":\"{}\"}}}}}}",
+            b64(b"tester:s3cret:pw", false)
+        ),
+    )
+    .unwrap();
+    bb(
+        &b,
+        &[
+            "--insecure-registry",
+            h,
+            "--authfile",
+            authfile.to_str().unwrap(),
+            "pull",
+            &dest,
+        ],
+    )
+    .assert_ok();
+}
+
+/// Base64 (standard, or URL-safe without padding).
+fn b64(data: &[u8], url: bool) -> String {
+    let abc: &[u8] = if url {
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    } else {
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    };
+    let mut s = String::new();
+    for ch in data.chunks(3) {
+        let n = ch.iter().fold(0u32, |n, b| n << 8 | *b as u32) << (8 * (3 - ch.len()));
+        for i in 0..=ch.len() {
+            s.push(abc[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+        if !url {
+            for _ in ch.len()..3 {
+                s.push('=');
+            }
+        }
+    }
+    s
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if b[i] == b'+' { b' ' } else { b[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A token server in the style of docker's auth service: GET /token?service=S&scope=SCOPE with
+/// Basic credentials → `{"token": JWT}` (RS256, the signing certificate in `x5c`) granting the
+/// scope's actions; wrong credentials → 401.
+fn token_server(dir: &Path, user: &str, pass: &str, service: &str, issuer: &str) -> String {
+    let (key, cert) = (dir.join("key.pem"), dir.join("cert.pem"));
+    run(Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+        ])
+        .arg("/CN=brig-test-token")
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert))
+    .assert_ok();
+    let der = Command::new("openssl")
+        .args(["x509", "-outform", "DER", "-in"])
+        .arg(&cert)
+        .output()
+        .unwrap()
+        .stdout;
+    let header = format!(
+        "{{\"alg\":\"RS256\",\"typ\":\"JWT\",\"x5c\":[\"{}\"]}}",
+        b64(&der, false)
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let want = format!("Basic {}", b64(format!("{user}:{pass}").as_bytes(), false));
+    let (service, issuer) = (service.to_string(), issuer.to_string());
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut r = BufReader::new(conn.try_clone().unwrap());
+            let mut line = String::new();
+            let _ = r.read_line(&mut line);
+            let target = line.split(' ').nth(1).unwrap_or("").to_string();
+            let mut authz = String::new();
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = h.split_once(':') {
+                    if k.eq_ignore_ascii_case("authorization") {
+                        authz = v.trim().to_string();
+                    }
+                }
+            }
+            let (status, body) = if authz != want {
+                (
+                    "401 Unauthorized",
+                    "{\"details\":\"bad credentials\"}".to_string(),
+                )
+            } else {
+                let query = target.split_once('?').map(|(_, q)| q).unwrap_or("");
+                let mut access = Vec::new();
+                for kv in query.split('&') {
+                    if let Some(("scope", v)) = kv.split_once('=') {
+                        let v = percent_decode(v);
+                        let parts: Vec<&str> = v.splitn(3, ':').collect();
+                        if parts.len() == 3 {
+                            let actions: Vec<String> =
+                                parts[2].split(',').map(|a| format!("\"{a}\"")).collect();
+                            access.push(format!(
+                                "{{\"type\":\"{}\",\"name\":\"{}\",\"actions\":[{}]}}",
+                                parts[0],
+                                parts[1],
+                                actions.join(",")
+                            ));
+                        }
+                    }
+                }
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs();
+                let claims = format!(
+                    "{{\"iss\":\"{issuer}\",\"sub\":\"tester\",\"aud\":\"{service}\",\"exp\":{},\"nbf\":{},\"iat\":{},\"jti\":\"{now}\",\"access\":[{}]}}",
+                    now + 600,
+                    now - 60,
+                    now - 60,
+                    access.join(",")
+                );
+                let signing = format!(
+                    "{}.{}",
+                    b64(header.as_bytes(), true),
+                    b64(claims.as_bytes(), true)
+                );
+                let mut child = Command::new("openssl")
+                    .args(["dgst", "-sha256", "-sign"])
+                    .arg(&key)
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                child
+                    .stdin
+                    .take()
+                    .unwrap()
+                    .write_all(signing.as_bytes())
+                    .unwrap();
+                let sig = child.wait_with_output().unwrap().stdout;
+                (
+                    "200 OK",
+                    format!("{{\"token\":\"{signing}.{}\"}}", b64(&sig, true)),
+                )
+            };
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    format!("http://{addr}/token")
+}
+
+#[test]
+fn registry_token_auth() {
+    if !ready("registry_token_auth") {
+        return;
+    }
+    if !have("openssl") {
+        println!("SKIP registry_token_auth: openssl not installed");
+        return;
+    }
+    let keys = tempfile::tempdir().unwrap();
+    let realm = token_server(keys.path(), "tok", "en-pass", "brig-reg", "brig-issuer");
+    let auth = format!(
+        "auth:\n  token:\n    realm: {realm}\n    service: brig-reg\n    issuer: brig-issuer\n    rootcertbundle: {}\n",
+        keys.path().join("cert.pem").display()
+    );
+    let Some(reg) = Registry::start("registry_token_auth", &auth) else {
+        return;
+    };
+    let h = reg.host.as_str();
+    let c = Ctx::new("");
+    let (a, b) = (c.path("store-a"), c.path("store-b"));
+    base_in(&c, &a);
+    let dest = format!("{h}/team/busybox:tok");
+    let out = bb(
+        &a,
+        &[
+            "--insecure-registry",
+            h,
+            "--creds",
+            "tok:nope",
+            "push",
+            "busybox:base",
+            &dest,
+        ],
+    );
+    out.assert_fail();
+    assert!(
+        out.stderr.contains("token server") && out.stderr.contains("refused user \"tok\""),
+        "{out}"
+    );
+    bb(
+        &a,
+        &[
+            "--insecure-registry",
+            h,
+            "--creds",
+            "tok:en-pass",
+            "push",
+            "busybox:base",
+            &dest,
+        ],
+    )
+    .assert_ok();
+    // The token realm is plain HTTP: refused unless the registry is marked insecure (it is
+    // here), and pulling needs a token too.
+    let authfile = c.path("auth.json");
+    fs::write(
+        &authfile,
+        format!(
+            "{{\"auths\":{{\"https://{h}\":{{\"auth\":\"{}\"}}}}}}",
+            b64(b"tok:en-pass", false)
+        ),
+    )
+    .unwrap();
+    bb(
+        &b,
+        &[
+            "--insecure-registry",
+            h,
+            "--authfile",
+            authfile.to_str().unwrap(),
+            "pull",
+            &dest,
+        ],
+    )
+    .assert_ok();
+    let images = bb(&b, &["images"]);
+    assert!(images.stdout.contains(&dest), "{images}");
+}

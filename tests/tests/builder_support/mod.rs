@@ -1,0 +1,200 @@
+//! Helpers the builder's end-to-end test files share: the skip rule, running a command, a
+//! build context with its own store, reading an image back from an OCI layout, and the busybox
+//! base image (`FROM scratch` + `COPY rootfs/ /`) as an OCI layout made once per test process.
+#![allow(dead_code)]
+
+pub use brig_tests::{binary_path, builder_path, busybox_rootfs, is_root, Out};
+use serde_json::Value;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+/// Skips (with the reason) unless root and both binaries exist.
+pub fn ready(test: &str) -> bool {
+    if !is_root() {
+        println!("SKIP {test}: needs root (euid is not 0)");
+        return false;
+    }
+    for (what, p) in [("brig-build", builder_path()), ("runtime", binary_path())] {
+        if !p.is_file() {
+            println!("SKIP {test}: {what} binary {} not found", p.display());
+            return false;
+        }
+    }
+    true
+}
+
+pub fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+pub fn run(cmd: &mut Command) -> Out {
+    let cmdline = format!("{cmd:?}");
+    let o = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{cmdline}: {e}"));
+    Out {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        cmdline,
+    }
+}
+
+/// A build context and a private store.
+pub struct Ctx {
+    pub dir: tempfile::TempDir,
+}
+
+impl Ctx {
+    pub fn new(dockerfile: &str) -> Ctx {
+        let dir = tempfile::Builder::new()
+            .prefix("brig-build-test-")
+            .tempdir()
+            .unwrap();
+        fs::create_dir(dir.path().join("ctx")).unwrap();
+        fs::write(dir.path().join("ctx/Dockerfile"), dockerfile).unwrap();
+        Ctx { dir }
+    }
+
+    pub fn ctx(&self) -> PathBuf {
+        self.dir.path().join("ctx")
+    }
+
+    pub fn store(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    pub fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    pub fn write(&self, rel: &str, content: &str) {
+        let p = self.ctx().join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, content).unwrap();
+    }
+
+    /// `brig-build --store S build ARGS CONTEXT` with the runtime under test.
+    pub fn build(&self, args: &[&str]) -> Out {
+        self.build_with(&binary_path(), args)
+    }
+
+    pub fn build_with(&self, runtime: &Path, args: &[&str]) -> Out {
+        run(Command::new(builder_path())
+            .arg("--store")
+            .arg(self.store())
+            .arg("build")
+            .arg("--runtime")
+            .arg(runtime)
+            .args(args)
+            .arg(self.ctx()))
+    }
+
+    /// Builds with an OCI layout output at `<tmp>/oci` and returns the image's config.
+    pub fn build_oci(&self, args: &[&str]) -> Image {
+        let dest = format!("type=oci,dest={},name=t:1", self.path("oci").display());
+        let mut a = vec!["-o", &dest];
+        a.extend_from_slice(args);
+        self.build(&a).assert_ok();
+        Image::open(&self.path("oci"), "1")
+    }
+}
+
+/// An image read back from an OCI layout.
+pub struct Image {
+    pub dir: PathBuf,
+    pub manifest: Value,
+    pub config: Value,
+}
+
+impl Image {
+    pub fn open(dir: &Path, tag: &str) -> Image {
+        let idx: Value =
+            serde_json::from_slice(&fs::read(dir.join("index.json")).unwrap()).unwrap();
+        let m = idx["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+            .unwrap_or_else(|| panic!("no {tag} in {idx}"));
+        let blob = |d: &Value| dir.join("blobs/sha256").join(&d.as_str().unwrap()[7..]);
+        let manifest: Value =
+            serde_json::from_slice(&fs::read(blob(&m["digest"])).unwrap()).unwrap();
+        let config: Value =
+            serde_json::from_slice(&fs::read(blob(&manifest["config"]["digest"])).unwrap())
+                .unwrap();
+        Image {
+            dir: dir.to_path_buf(),
+            manifest,
+            config,
+        }
+    }
+
+    pub fn layers(&self) -> usize {
+        self.manifest["layers"].as_array().unwrap().len()
+    }
+
+    /// `tar -tzv --numeric-owner` lines of layer `i` (negative: from the end).
+    pub fn layer_listing(&self, i: isize) -> Vec<String> {
+        let n = self.layers() as isize;
+        let i = if i < 0 { n + i } else { i } as usize;
+        let d = self.manifest["layers"][i]["digest"].as_str().unwrap();
+        let out = run(Command::new("tar")
+            .args(["-tzv", "--numeric-owner", "-f"])
+            .arg(self.dir.join("blobs/sha256").join(&d[7..])));
+        out.assert_ok();
+        out.stdout.lines().map(str::to_string).collect()
+    }
+
+    /// Extracts one file of layer `i` to a string.
+    pub fn layer_file(&self, i: isize, path: &str) -> String {
+        let n = self.layers() as isize;
+        let i = if i < 0 { n + i } else { i } as usize;
+        let d = self.manifest["layers"][i]["digest"].as_str().unwrap();
+        let out = run(Command::new("tar")
+            .args(["-xzO", "-f"])
+            .arg(self.dir.join("blobs/sha256").join(&d[7..]))
+            .arg(path));
+        out.assert_ok();
+        out.stdout
+    }
+}
+
+/// The busybox base image as an OCI layout, made once per test process in cargo's per-test
+/// temporary dir (a fixed path, so runs do not pile up copies).
+pub fn base() -> &'static Path {
+    static BASE: OnceLock<PathBuf> = OnceLock::new();
+    BASE.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("builder-base-{}", std::process::id()));
+        let c = Ctx::new("FROM scratch\nCOPY rootfs/ /\nCMD [\"sh\"]\n");
+        busybox_rootfs(&c.ctx().join("rootfs"));
+        let dest = format!(
+            "type=oci,dest={},name=busybox:base",
+            dir.join("oci").display()
+        );
+        c.build(&["-o", &dest]).assert_ok();
+        // Older runs' copies go (their processes are done with them).
+        if let Ok(rd) = fs::read_dir(env!("CARGO_TARGET_TMPDIR")) {
+            for e in rd.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if n.starts_with("builder-base-") && e.path() != dir {
+                    let _ = fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        dir
+    })
+}
+
+pub fn from_base() -> String {
+    format!("FROM oci-layout://{}:base", base().join("oci").display())
+}
