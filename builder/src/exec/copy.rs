@@ -2,8 +2,10 @@
 //! overlay of the stage being built.
 //!
 //! Owns the Dockerfile's copy rules: wildcards in sources, a directory source copies its
-//! contents, a destination ending in `/` (or several sources) is a directory, owners become
-//! 0:0 unless `--chown`, `--chmod` sets the mode, `.dockerignore` hides context files, ADD
+//! contents, a destination ending in `/` (or several sources) is a directory, owners of context
+//! files become 0:0 and owners of files from another stage or image are kept (docker since
+//! moby#38599, BuildKit, buildah), unless `--chown`, which also owns the parent directories
+//! the copy creates (BuildKit's fsutil#49, buildah); `--chmod` sets the mode, `.dockerignore` hides context files, ADD
 //! extracts local tar archives (plain or gzip). Both sides are resolved inside their roots with
 //! [`Root`]: a source symlink cannot reach outside the context, a destination symlink planted
 //! by an earlier step cannot make a copy write outside the image.
@@ -30,8 +32,38 @@ pub struct CopyOp<'a> {
     /// Absolute destination inside the image.
     pub dest: String,
     pub owner: Option<(u32, u32)>,
+    /// Keep the sources' owners when there is no `--chown` (`--from` a stage or image).
+    pub keep_owners: bool,
     pub chmod: Option<u32>,
     pub add: bool,
+}
+
+impl CopyOp<'_> {
+    /// The owner of a copied entry whose source has metadata `md`.
+    fn owner_of(&self, md: &fs::Metadata) -> (u32, u32) {
+        match (self.owner, self.keep_owners) {
+            (Some(o), _) => o,
+            (None, true) => (md.uid(), md.gid()),
+            (None, false) => (0, 0),
+        }
+    }
+}
+
+/// Creates `dir` and its missing parents (0755); with `--chown`, the ones created get its owner.
+fn mkdirs(op: &CopyOp<'_>, dst: &Root, dir: &Path) -> Result<OwnedFd, String> {
+    let (fd, created) = dst.mkdir_all(dir, 0o755).map_err(|e| e.to_string())?;
+    if let Some((uid, gid)) = op.owner {
+        for d in created {
+            let f = dst.dir(&d).map_err(|e| e.to_string())?;
+            rfs::fchown(
+                &f,
+                Some(rfs::Uid::from_raw(uid)),
+                Some(rfs::Gid::from_raw(gid)),
+            )
+            .map_err(|e| format!("chown {}: {e}", d.display()))?;
+        }
+    }
+    Ok(fd)
 }
 
 /// Performs the copy into `dst` (the mounted overlay).
@@ -77,7 +109,7 @@ pub fn copy(op: &CopyOp<'_>, dst: &Root) -> Result<(), String> {
             dest.clone()
         };
         let parent = target.parent().unwrap_or(Path::new("/"));
-        let (pfd, _) = dst.mkdir_all(parent, 0o755).map_err(|e| e.to_string())?;
+        let pfd = mkdirs(op, dst, parent)?;
         let fname = target.file_name().ok_or("destination is the root")?;
         let f = create_file(&pfd, fname.as_ref()).map_err(|e| e.to_string())?;
         let mut f = fs::File::from(f);
@@ -99,7 +131,7 @@ pub fn copy(op: &CopyOp<'_>, dst: &Root) -> Result<(), String> {
         if md.is_dir() {
             copy_tree(op, &real, &rel, &dest, dst)?;
         } else if op.add && is_archive(&real) {
-            let (_, _) = dst.mkdir_all(&dest, 0o755).map_err(|e| e.to_string())?;
+            mkdirs(op, dst, &dest)?;
             let f = fs::File::open(&real).map_err(|e| e.to_string())?;
             let mut r = BufReader::new(f);
             let gz = r
@@ -133,7 +165,7 @@ pub fn copy(op: &CopyOp<'_>, dst: &Root) -> Result<(), String> {
                 dest.clone()
             };
             let parent = target.parent().unwrap_or(Path::new("/"));
-            let (pfd, _) = dst.mkdir_all(parent, 0o755).map_err(|e| e.to_string())?;
+            let pfd = mkdirs(op, dst, parent)?;
             let fname = target.file_name().ok_or("destination is the root")?;
             copy_entry(op, &real, &md, &pfd, fname.as_ref()).map_err(|e| e.to_string())?;
         }
@@ -155,7 +187,7 @@ fn copy_tree(
     dest: &Path,
     dst: &Root,
 ) -> Result<(), String> {
-    let (dfd, _) = dst.mkdir_all(dest, 0o755).map_err(|e| e.to_string())?;
+    let dfd = mkdirs(op, dst, dest)?;
     let md = fs::metadata(real).map_err(|e| e.to_string())?;
     finish(
         &dfd,
@@ -205,7 +237,7 @@ fn copy_entry(
     pfd: &OwnedFd,
     name: &Path,
 ) -> io::Result<()> {
-    let owner = op.owner.unwrap_or((0, 0));
+    let owner = op.owner_of(md);
     let mode = op.chmod.unwrap_or(md.mode() & 0o7777);
     let ft = md.file_type();
     if ft.is_dir() {

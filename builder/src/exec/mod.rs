@@ -40,6 +40,9 @@ pub enum BuildError {
 
 pub type Result<T> = std::result::Result<T, BuildError>;
 
+/// The PATH a stage's config gets when its base has none (docker's and buildah's default).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// What `brig-build build` was asked.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -332,8 +335,10 @@ impl Builder<'_> {
         let img = source::resolve(self.store, base, &self.opts.registry)
             .map_err(|e| self.err(line, e))?;
         let Some(img) = img else {
+            let mut config = ImageConfig::scratch();
+            config.set_env("PATH", DEFAULT_PATH);
             return Ok(State {
-                config: ImageConfig::scratch(),
+                config,
                 layers: Vec::new(),
                 args: BTreeMap::new(),
                 cmd_inherited: false,
@@ -354,6 +359,9 @@ impl Builder<'_> {
             .collect();
         let mut config = img.config.clone();
         config.extra.remove("container_config");
+        if config.env("PATH").is_none() {
+            config.set_env("PATH", DEFAULT_PATH);
+        }
         let cmd_inherited = config.config.cmd.is_some();
         Ok(State {
             config,
@@ -690,7 +698,7 @@ impl Builder<'_> {
             }
         }
         if !env.iter().any(|e| e.starts_with("PATH=")) {
-            env.push("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+            env.push(format!("PATH={DEFAULT_PATH}"));
         }
         let args = Self::argv(st, c);
         let proc_ = run::Process {
@@ -849,6 +857,7 @@ impl Builder<'_> {
             inline,
             dest,
             owner,
+            keep_owners: a.from.is_some(),
             chmod,
             add,
         };
