@@ -553,3 +553,83 @@ fn outputs_are_read_by_skopeo_umoci_and_podman() {
     assert!(!images.stdout.contains("brig-peer"), "{images}");
     assert_eq!(blob_count(&c.store()), 0, "gc left blobs");
 }
+
+#[test]
+fn skopeo_copies_the_layout_and_ctr_imports_the_archive() {
+    if !ready("skopeo_copies_the_layout_and_ctr_imports_the_archive") {
+        return;
+    }
+    let c = Ctx::new(&format!(
+        "{}\nRUN echo ctr-ok > /msg\nCMD [\"cat\", \"/msg\"]\n",
+        from_base()
+    ));
+    let oci = c.path("oci");
+    let arch = c.path("img.oci.tar");
+    let name = "docker.io/brigtest/built:v1";
+    c.build(&[
+        "-t",
+        name,
+        "-o",
+        &format!("type=oci,dest={}", oci.display()),
+        "-o",
+        &format!("type=oci-archive,dest={}", arch.display()),
+    ])
+    .assert_ok();
+    let ours = Image::open(&oci, "v1");
+    // skopeo: OCI layout → docker-archive, which keeps the name and the layers' diffIDs.
+    if have("skopeo") {
+        let dock = c.path("skopeo.docker.tar");
+        run(Command::new("skopeo")
+            .arg("copy")
+            .arg(format!("oci:{}:v1", oci.display()))
+            .arg(format!("docker-archive:{}:{name}", dock.display())))
+        .assert_ok();
+        let out = run(Command::new("tar")
+            .arg("-xOf")
+            .arg(&dock)
+            .arg("manifest.json"));
+        out.assert_ok();
+        let m: Value = serde_json::from_str(&out.stdout).unwrap();
+        assert_eq!(m[0]["RepoTags"][0], name, "{m}");
+        let out = run(Command::new("skopeo")
+            .args(["inspect", "--config"])
+            .arg(format!("docker-archive:{}", dock.display())));
+        out.assert_ok();
+        let cfg: Value = serde_json::from_str(&out.stdout).unwrap();
+        assert_eq!(cfg["rootfs"]["diff_ids"], ours.config["rootfs"]["diff_ids"]);
+        assert_eq!(cfg["config"]["Cmd"], serde_json::json!(["cat", "/msg"]));
+    } else {
+        println!("SKIP skopeo copy: skopeo not installed");
+    }
+    // ctr: import the oci-archive into a containerd of our own and run it through our shim.
+    if !brig_tests::shim_path().is_file() {
+        println!(
+            "SKIP ctr image import: shim {} not built (cargo build -p containerd-shim-brig-v2, or \
+             BRIG_SHIM=PATH)",
+            brig_tests::shim_path().display()
+        );
+        return;
+    }
+    let ctrd = match brig_tests::Containerd::start() {
+        Ok(c) => c,
+        Err(why) => {
+            println!("SKIP ctr image import: {why}");
+            return;
+        }
+    };
+    ctrd.ctr(&["image", "import", arch.to_str().unwrap()])
+        .assert_ok();
+    let ls = ctrd.ctr(&["image", "ls", "-q"]);
+    assert!(ls.stdout.lines().any(|l| l == name), "{ls}");
+    let id = brig_tests::unique("built");
+    let out = ctrd.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        "io.containerd.brig.v2",
+        name,
+        &id,
+    ]);
+    out.assert_ok();
+    assert_eq!(out.out(), "ctr-ok", "{out}");
+}
