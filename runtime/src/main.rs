@@ -275,6 +275,14 @@ struct UpdateArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Commands that start container processes run from a binary the
+    // container cannot write (CVE-2019-5736); this may re-execute brig.
+    if matches!(cli.cmd, Some(Cmd::Create(_) | Cmd::Run { .. } | Cmd::Exec(_))) {
+        if let Err(e) = brig::linux::selfexe::protect() {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    }
     if cli.version {
         print_version();
         return ExitCode::SUCCESS;

@@ -222,11 +222,16 @@ impl Runtime {
     /// The runtime under test, or None (after printing why) when the test cannot run here:
     /// not root, or the binary is missing. Use as `let Some(rt) = Runtime::new("t") else { return };`
     pub fn new(test: &str) -> Option<Runtime> {
+        Runtime::with_binary(test, binary_path())
+    }
+
+    /// Like [`new`](Self::new), for another binary (a private copy of the runtime under test,
+    /// for a test that attacks the binary itself).
+    pub fn with_binary(test: &str, bin: PathBuf) -> Option<Runtime> {
         if !is_root() {
             println!("SKIP {test}: needs root (euid is not 0)");
             return None;
         }
-        let bin = binary_path();
         if !bin.is_file() {
             println!(
                 "SKIP {test}: runtime binary {} not found (build brig or set BRIG=/usr/sbin/runc)",

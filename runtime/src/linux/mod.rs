@@ -7,6 +7,7 @@ pub mod namespaces;
 pub mod rlimits;
 pub mod rootfs;
 pub mod seccomp;
+pub mod selfexe;
 pub mod sysctl;
 pub mod tty;
 pub mod user;

@@ -60,8 +60,25 @@ fn expect(sync: &Sync, want: &str) -> Result<()> {
 }
 
 fn setup(plan: &Plan, sync: &Sync) -> Result<Never> {
-    // The parent puts us into our cgroups first.
+    // Not dumpable until execve (CVE-2016-9962): no process of the container
+    // may open our /proc entries or ptrace us while we hold the runtime's
+    // memory and fds. `create` is non-dumpable already; this keeps it so
+    // for any other caller of the init.
+    // An unprivileged parent writes the id maps of our new user namespace
+    // through /proc/<us>/{uid,gid}_map, which only a dumpable process lets
+    // it open: stay dumpable (to our own uid only) until it has.
+    let rootless_maps = !nix::unistd::geteuid().is_root() && plan.ns.clone_flags & libc::CLONE_NEWUSER as u64 != 0;
+    let set_dumpable = |on: bool| -> Result<()> {
+        // SAFETY: prctl with integer arguments.
+        let r = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, on as libc::c_ulong, 0, 0, 0) };
+        nix::errno::Errno::result(r).map(drop).sys("prctl", "PR_SET_DUMPABLE")
+    };
+    set_dumpable(rootless_maps)?;
+    // The parent puts us into our cgroups (and writes our id maps) first.
     expect(sync, "go")?;
+    if rootless_maps {
+        set_dumpable(false)?;
+    }
     // SAFETY: setsid in a fresh child; not a process group leader.
     unsafe { libc::setsid() };
     plan.ns.join_all()?;

