@@ -1,4 +1,5 @@
-//! Device access rules for the v1 `devices` controller.
+//! Device access rules for the v1 `devices` controller (and, reduced the
+//! same way, for the cgroup v2 device program of [`super::bpf`]).
 //!
 //! Owns: parsing `linux.resources.devices` rules, the default allowed devices
 //! (runc's list), and emulating the kernel's v1 device-exception semantics so
@@ -19,9 +20,9 @@ use crate::error::{Error, Result};
 
 const FIELD: &str = "linux.resources.devices";
 
-const R: u8 = 1;
-const W: u8 = 2;
-const M: u8 = 4;
+pub(crate) const R: u8 = 1;
+pub(crate) const W: u8 = 2;
+pub(crate) const M: u8 = 4;
 
 /// A device the runtime allows (and, when it has a path, creates) in every
 /// container unless the spec's `linux.devices` has an entry with that path.
@@ -109,7 +110,7 @@ pub fn device_rules(
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Kind {
+pub(crate) enum Kind {
     Block,
     Char,
 }
@@ -245,8 +246,8 @@ pub(crate) fn parse_rules(list: &[LinuxDeviceCgroup]) -> Result<Vec<Rule>> {
 /// What the kernel keeps per cgroup: a default and exceptions to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct State {
-    default_allow: bool,
-    exceptions: BTreeMap<Key, u8>,
+    pub(crate) default_allow: bool,
+    pub(crate) exceptions: BTreeMap<Key, u8>,
 }
 
 impl State {

@@ -6,18 +6,20 @@
 //! and describing what to mount at the container's `/sys/fs/cgroup`.
 //!
 //! Must never: change host cgroup mounts, write to any cgroup outside the
-//! container's own directories (two exceptions, both as runc does: filling
-//! an ancestor's empty `cpuset.cpus`/`cpuset.mems` from its parent, and
+//! container's own directories (three exceptions, all as runc does: filling
+//! an ancestor's empty `cpuset.cpus`/`cpuset.mems` from its parent on v1,
 //! enabling `hugetlb` in the `cgroup.subtree_control` of the container's
 //! ancestors on the hybrid cgroup2 hierarchy — only when hugepage limits are
-//! asked for and v1 has no hugetlb), remove anything but the container's own
+//! asked for and v1 has no hugetlb — and, on cgroup v2, enabling the
+//! available controllers in the `cgroup.subtree_control` of the ancestors
+//! of a new container cgroup), remove anything but the container's own
 //! (empty) cgroup directories, or leave a requested setting silently
 //! unapplied.
 //!
 //! Backends: [`v1`] handles legacy (v1 only) and hybrid hosts (v1 controllers
 //! plus a cgroup2 hierarchy, usually at /sys/fs/cgroup/unified, which the
-//! container also joins). Pure cgroup v2 hosts are detected and refused for
-//! now.
+//! container also joins); [`v2`] handles hosts with only the unified cgroup2
+//! hierarchy (devices through an eBPF program, see `bpf`).
 //!
 //! Order of use by the runtime (as runc): [`new`] → [`Manager::apply`] with
 //! the container init's pid, before that process unshares its cgroup
@@ -28,12 +30,14 @@
 //! freeze/thaw/pids/set (`update`)/stats → [`Manager::destroy`] after every
 //! process has exited.
 
+mod bpf;
 mod devices;
 mod layout;
 pub mod oom;
 pub mod stats;
 mod util;
 pub mod v1;
+pub mod v2;
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
@@ -104,6 +108,11 @@ pub trait Manager: std::fmt::Debug + Send + Sync {
 
 /// One hierarchy as the container should see it under `/sys/fs/cgroup`.
 ///
+/// cgroup v2 hosts have one entry with an empty `name` and `fstype`
+/// "cgroup2": it goes at `/sys/fs/cgroup` itself, with no tmpfs: with a
+/// cgroup namespace a fresh cgroup2 mount, without one a recursive bind of
+/// `host_path` (as runc does).
+///
 /// Without a cgroup namespace (runc's v1 way): mount a tmpfs at
 /// `/sys/fs/cgroup`, bind `host_path` (recursively) at
 /// `/sys/fs/cgroup/<name>`, then for each entry make the `links` as
@@ -116,11 +125,12 @@ pub trait Manager: std::fmt::Debug + Send + Sync {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CgroupMount {
     /// Directory name under `/sys/fs/cgroup`: "memory", "cpu,cpuacct",
-    /// "systemd", "unified".
+    /// "systemd", "unified"; empty for `/sys/fs/cgroup` itself (cgroup v2).
     pub name: String,
     /// The container's cgroup in this hierarchy, on the host.
     pub host_path: PathBuf,
-    /// "cgroup" (v1) or "cgroup2" (the hybrid unified hierarchy).
+    /// "cgroup" (v1) or "cgroup2" (the hybrid unified hierarchy, or the
+    /// whole of a cgroup v2 host when `name` is empty).
     pub fstype: String,
     /// Mount data for a fresh mount: "memory", "cpu,cpuacct",
     /// "name=systemd"; empty for cgroup2.
@@ -143,17 +153,22 @@ pub fn new(cgroups_path: Option<&str>, id: &str) -> Result<Box<dyn Manager>> {
     let layout = Layout::detect()?;
     match layout.mode()? {
         Mode::Legacy | Mode::Hybrid => Ok(Box::new(v1::V1Manager::new(&layout, &inner)?)),
-        Mode::Unified => Err(Error::msg(
-            "cgroup v2 is not supported yet: this host mounts only the unified cgroup2 hierarchy",
-        )),
+        Mode::Unified => Ok(Box::new(v2::V2Manager::new(&layout, &inner)?)),
     }
 }
 
 /// Rebuild the manager of an existing container from its stored
-/// [`Manager::paths`]. The host layout is re-read for [`Manager::mounts`]
-/// and cpuset/hugetlb parents; if that fails those degrade (no mounts).
+/// [`Manager::paths`]: one entry under the empty key is a cgroup v2
+/// container (as in runc's state), anything else v1/hybrid. The host layout
+/// is re-read for [`Manager::mounts`] and cpuset/hugetlb parents; if that
+/// fails those degrade (no mounts).
 pub fn load(paths: BTreeMap<String, PathBuf>) -> Box<dyn Manager> {
     let layout = Layout::detect().ok();
+    if paths.len() == 1 {
+        if let Some(p) = paths.get(v2::KEY) {
+            return Box::new(v2::V2Manager::load(layout.as_ref(), p.clone()));
+        }
+    }
     Box::new(v1::V1Manager::load(layout.as_ref(), paths))
 }
 

@@ -2,7 +2,8 @@
 //!
 //! Owns the [`Stats`] document and the parsers of the v1 statistics files
 //! (`cpuacct.*`, `cpu.stat`, `cpuset.*`, `memory.*`, `pids.*`, `blkio.*`,
-//! `hugetlb.*`). [`Stats`] serializes exactly as the `data` of runc's
+//! `hugetlb.*`) and of their v2 counterparts (`cpu.stat`, `memory.*`,
+//! `io.stat`, `pids.*`, `hugetlb.*`), mapped to the same fields as runc. [`Stats`] serializes exactly as the `data` of runc's
 //! `events` stream (runc's `types/events.go`: field names, and Go's
 //! `omitempty`, which drops zero numbers and empty lists but never a
 //! nested object), because tools parse that JSON.
@@ -550,6 +551,108 @@ pub(crate) fn read_hugetlb_v2(dir: &Path, out: &mut BTreeMap<String, Hugetlb>) -
     Ok(())
 }
 
+/// cgroup v2 `cpu.stat`: usage and throttling in microseconds, reported
+/// in nanoseconds as runc does.
+pub(crate) fn read_cpu_v2(dir: &Path, cpu: &mut Cpu) -> Result<()> {
+    let file = "cpu.stat";
+    let Some(text) = read_opt(dir, file)? else {
+        return Ok(());
+    };
+    for (k, v) in key_values(dir, file, &text)? {
+        let ns = v.saturating_mul(1000);
+        match k.as_str() {
+            "usage_usec" => cpu.usage.total = ns,
+            "user_usec" => cpu.usage.user = ns,
+            "system_usec" => cpu.usage.kernel = ns,
+            "nr_periods" => cpu.throttling.periods = v,
+            "nr_throttled" => cpu.throttling.throttled_periods = v,
+            "throttled_usec" => cpu.throttling.throttled_time = ns,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// `memory.<kind>current` and `memory.<kind>max` (and `memory.peak` for
+/// plain memory) as a v1-shaped entry; "max" is `u64::MAX`.
+fn memory_entry_v2(dir: &Path, kind: &str) -> Result<MemoryEntry> {
+    let current = format!("memory.{kind}current");
+    if !dir.join(&current).exists() {
+        return Ok(MemoryEntry::default());
+    }
+    Ok(MemoryEntry {
+        usage: num(dir, &current)?,
+        max: num_opt(dir, &format!("memory.{kind}peak"))?,
+        failcnt: 0,
+        limit: num_opt(dir, &format!("memory.{kind}max"))?,
+    })
+}
+
+/// cgroup v2 memory: `memory.stat` raw, cache from its `file` line, usage
+/// from `memory.current`/`peak`/`max`, and swap reported as memory+swap as
+/// v1 does (runc's mapping).
+pub(crate) fn read_memory_v2(dir: &Path, m: &mut Memory) -> Result<()> {
+    let file = "memory.stat";
+    let Some(text) = read_opt(dir, file)? else {
+        return Ok(());
+    };
+    m.raw = key_values(dir, file, &text)?.into_iter().collect();
+    m.cache = m.raw.get("file").copied().unwrap_or(0);
+    m.usage = memory_entry_v2(dir, "")?;
+    let mut swap = memory_entry_v2(dir, "swap.")?;
+    swap.usage = swap.usage.saturating_add(m.usage.usage);
+    if swap.limit != u64::MAX {
+        swap.limit = swap.limit.saturating_add(m.usage.limit);
+    }
+    m.swap = swap;
+    // The failure count of v1 is the `max` event count on v2.
+    let events = "memory.events";
+    if let Some(t) = read_opt(dir, events)? {
+        m.usage.failcnt = key_values(dir, events, &t)?
+            .into_iter()
+            .find(|(k, _)| k == "max")
+            .map(|(_, v)| v)
+            .unwrap_or(0);
+    }
+    Ok(())
+}
+
+/// cgroup v2 `io.stat` (`MAJ:MIN rbytes=.. wbytes=.. rios=.. wios=..`) as
+/// runc maps it: bytes and ios read/written per device.
+pub(crate) fn read_io_v2(dir: &Path, b: &mut Blkio) -> Result<()> {
+    let file = "io.stat";
+    let Some(text) = read_opt(dir, file)? else {
+        return Ok(());
+    };
+    for l in text.lines().filter(|l| !l.trim().is_empty()) {
+        let mut it = l.split_whitespace();
+        let dev = it.next().unwrap_or_default();
+        let (ma, mi) = dev
+            .split_once(':')
+            .ok_or_else(|| bad(dir, file, format!("malformed line {l:?}")))?;
+        let (major, minor) = (parse_num(dir, file, ma)?, parse_num(dir, file, mi)?);
+        for kv in it {
+            let Some((k, v)) = kv.split_once('=') else {
+                return Err(bad(dir, file, format!("malformed line {l:?}")));
+            };
+            let (list, op) = match k {
+                "rbytes" => (&mut b.io_service_bytes_recursive, "Read"),
+                "wbytes" => (&mut b.io_service_bytes_recursive, "Write"),
+                "rios" => (&mut b.io_serviced_recursive, "Read"),
+                "wios" => (&mut b.io_serviced_recursive, "Write"),
+                _ => continue,
+            };
+            list.push(BlkioEntry {
+                major,
+                minor,
+                op: op.to_string(),
+                value: parse_num(dir, file, v)?,
+            });
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -696,6 +799,45 @@ mod tests {
         );
         let v = serde_json::to_value(&b).expect("json");
         assert!(v.get("ioServicedRecursive").is_some(), "{v}");
+    }
+
+    #[test]
+    fn v2_files() {
+        let d = scratch(&[
+            (
+                "cpu.stat",
+                "usage_usec 10\nuser_usec 7\nsystem_usec 3\nnr_periods 4\nnr_throttled 1\nthrottled_usec 5\n",
+            ),
+            ("memory.stat", "anon 4096\nfile 8192\n"),
+            ("memory.current", "12288\n"),
+            ("memory.peak", "20000\n"),
+            ("memory.max", "max\n"),
+            ("memory.events", "low 0\nhigh 0\nmax 2\noom 1\noom_kill 1\n"),
+            ("memory.swap.current", "0\n"),
+            ("memory.swap.max", "max\n"),
+            ("io.stat", "254:0 rbytes=512 wbytes=1024 rios=1 wios=2 dbytes=0 dios=0\n"),
+        ]);
+        let mut c = Cpu::default();
+        read_cpu_v2(d.path(), &mut c).expect("cpu");
+        assert_eq!(
+            (c.usage.total, c.usage.user, c.usage.kernel),
+            (10_000, 7_000, 3_000)
+        );
+        assert_eq!(c.throttling.throttled_time, 5_000);
+        let mut m = Memory::default();
+        read_memory_v2(d.path(), &mut m).expect("memory");
+        assert_eq!(m.cache, 8192);
+        assert_eq!(
+            (m.usage.usage, m.usage.max, m.usage.limit),
+            (12288, 20000, u64::MAX)
+        );
+        assert_eq!(m.usage.failcnt, 2);
+        assert_eq!((m.swap.usage, m.swap.limit), (12288, u64::MAX));
+        let mut b = Blkio::default();
+        read_io_v2(d.path(), &mut b).expect("io");
+        assert_eq!(b.io_service_bytes_recursive.len(), 2);
+        assert_eq!(b.io_serviced_recursive[1].op, "Write");
+        assert_eq!(b.io_serviced_recursive[1].value, 2);
     }
 
     #[test]

@@ -1,0 +1,26 @@
+#!/bin/sh
+# Runs inside the test guest, chrooted into the host's files (read-only 9p
+# with tmpfs on /tmp, /run, /var/tmp): the cgroup e2e test binaries that
+# tests/vm/run.sh built, with BRIG set. Exits non-zero if any failed.
+set -u
+. "$1"
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export HOME=/root TMPDIR=/tmp BRIG RUST_BACKTRACE=1
+echo "guest: kernel $(uname -r), /sys/fs/cgroup is $(stat -f -c %T /sys/fs/cgroup)," \
+  "controllers: $(cat /sys/fs/cgroup/cgroup.controllers)"
+failed=""
+for t in $VM_TESTS; do
+  name=${t##*/}
+  echo "guest: === $name"
+  if "$t" --test-threads=2 $VM_TEST_ARGS; then
+    echo "guest: PASS $name"
+  else
+    echo "guest: FAIL $name"
+    failed="$failed ${name%-*}"
+  fi
+done
+if [ -n "$failed" ]; then
+  echo "guest: failed:$failed"
+  exit 1
+fi
+echo "guest: all passed"

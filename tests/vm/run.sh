@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Runs brig's cgroup end-to-end tests on cgroup v2 in a small KVM guest.
+#
+# The guest is Debian's linux-image-amd64 kernel booted with cgroup v1 off
+# (cgroup_no_v1=all), a busybox initramfs built here (tests/vm/init), and the
+# host's / shared read-only over virtio-9p; tests/vm/guest.sh runs the test
+# binaries built on the host, with BRIG pointing at the host's brig.
+#
+# usage: tests/vm/run.sh [test-name filter passed to the test binaries]
+# env:   CARGO_TARGET_DIR (as cargo), VM_TESTS (test files, default below),
+#        VM_TIMEOUT (seconds, default 300), VM_KEEP=1 keeps the work dir.
+# Prints PASS/FAIL; exits non-zero on failure; skips (exit 0) only when
+# /dev/kvm is absent.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ws=$PWD
+
+if [ ! -c /dev/kvm ]; then
+  echo "SKIP vm tests: /dev/kvm is absent (no KVM on this machine)"
+  exit 0
+fi
+
+need=()
+for p in qemu-system-x86 linux-image-amd64 busybox-static jq cpio; do
+  dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+
+# The newest installed Debian kernel that has its modules.
+kver=""
+for k in $(ls -v /boot/vmlinuz-*-amd64 2>/dev/null); do
+  v=${k#/boot/vmlinuz-}
+  [ -f "/lib/modules/$v/modules.dep" ] && kver=$v
+done
+[ -n "$kver" ] || { echo "FAIL vm tests: no /boot/vmlinuz-*-amd64 with /lib/modules" >&2; exit 1; }
+moddir=/lib/modules/$kver
+
+target=${CARGO_TARGET_DIR:-$ws/target}
+echo "vm: building brig and the test binaries (target dir $target)"
+cargo build --release -q -p brig
+tests=${VM_TESTS:-"cgroups cgroups_v2 ps_update_events lifecycle"}
+bins=$(cargo test -p brig-tests --no-run --message-format=json 2>/dev/null \
+  | jq -r 'select(.reason == "compiler-artifact" and .executable != null
+                  and (.target.kind | index("test"))) | "\(.target.name) \(.executable)"')
+test_bins=""
+for t in $tests; do
+  b=$(awk -v t="$t" '$1 == t { print $2 }' <<<"$bins")
+  [ -n "$b" ] || { echo "FAIL vm tests: no test binary for tests/tests/$t.rs" >&2; exit 1; }
+  test_bins="$test_bins $b"
+done
+
+work=$(mktemp -d /tmp/brig-vm.XXXXXX)
+cleanup() { [ "${VM_KEEP:-}" = 1 ] && echo "vm: kept $work" || rm -rf "$work"; }
+trap cleanup EXIT
+
+# Modules for virtio-pci, 9p and virtio-blk, dependencies first.
+declare -A seen=()
+order=()
+add_mod() { # path relative to $moddir
+  local m=$1 d
+  [ -n "${seen[$m]:-}" ] && return
+  seen[$m]=1
+  for d in $(awk -F': ' -v m="$m" '$1 == m { print $2 }' "$moddir/modules.dep"); do
+    add_mod "$d"
+  done
+  order+=("$m")
+}
+for name in virtio_pci 9pnet_virtio 9p virtio_blk; do
+  m=$(grep -E "/$name\.ko:" "$moddir/modules.dep" | cut -d: -f1)
+  [ -n "$m" ] || { echo "FAIL vm tests: $moddir has no $name module" >&2; exit 1; }
+  add_mod "$m"
+done
+
+ird=$work/initramfs
+mkdir -p "$ird/bin" "$ird/modules"
+cp /bin/busybox "$ird/bin/busybox"
+ln -s busybox "$ird/bin/sh"
+cp tests/vm/init "$ird/init"
+chmod 755 "$ird/init"
+mods=""
+for m in "${order[@]}"; do
+  cp "$moddir/$m" "$ird/modules/"
+  mods="$mods ${m##*/}"
+done
+cat > "$ird/vm.env" <<ENV
+VM_MODULES="$mods"
+VM_GUEST_SCRIPT="$ws/tests/vm/guest.sh"
+VM_TESTS="$test_bins"
+VM_TEST_ARGS="${1:-}"
+BRIG="$target/release/brig"
+ENV
+(cd "$ird" && find . | cpio -o -H newc --quiet) | gzip -1 > "$work/initrd.gz"
+# A small disk, so that io.max has a block device to throttle.
+truncate -s 64M "$work/disk.img"
+
+# KVM where it can boot a stock kernel; a kvm_pvm host (PVM nested
+# virtualization) runs only PVM-enabled guest kernels, so there the guest is
+# emulated (TCG), which is slower but runs the same tests.
+accel=${VM_ACCEL:-}
+if [ -z "$accel" ]; then
+  if [ -d /sys/module/kvm_pvm ]; then
+    echo "vm: /dev/kvm is PVM (kvm_pvm), which boots only PVM guest kernels: emulating the guest (TCG)"
+    accel=tcg
+  else
+    accel=kvm
+  fi
+fi
+case $accel in
+  kvm) accel_args=(-enable-kvm -cpu host) ;;
+  *) accel_args=(-accel tcg,thread=multi -cpu max) ;;
+esac
+
+echo "vm: booting $kver ($accel):$(for t in $tests; do printf ' %s' "$t"; done)"
+log=$work/console.log
+set +e
+timeout "${VM_TIMEOUT:-300}" qemu-system-x86_64 \
+  "${accel_args[@]}" -smp 2 -m 2048 -nographic -no-reboot -nic none \
+  -kernel "/boot/vmlinuz-$kver" -initrd "$work/initrd.gz" \
+  -append "console=ttyS0 ${VM_KERNEL_ARGS:-quiet loglevel=3} panic=-1 cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1" \
+  -fsdev local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap \
+  -device virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot \
+  -drive file="$work/disk.img",format=raw,if=virtio \
+  </dev/null 2>&1 | tee "$log"
+qrc=${PIPESTATUS[0]}
+set -e
+verdict=$(grep -a 'BRIG-VM-RESULT:' "$log" | tail -1 | tr -d '\r')
+case "$verdict" in
+  *"rc=0") echo "PASS vm tests (cgroup v2 guest, kernel $kver)"; exit 0 ;;
+  "") [ "$qrc" = 124 ] && echo "FAIL vm tests: guest timed out after ${VM_TIMEOUT:-300}s" \
+        || echo "FAIL vm tests: guest gave no verdict (qemu exit $qrc)"; exit 1 ;;
+  *) echo "FAIL vm tests: ${verdict#BRIG-VM-RESULT: }"; exit 1 ;;
+esac
