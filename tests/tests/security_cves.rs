@@ -6,7 +6,6 @@
 //! `BRIG=/usr/sbin/runc` runs them against runc; where Debian's runc 1.1.5 is known to be
 //! vulnerable the test says so (and then fails there, which is the proof that it can fail).
 
-use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -368,9 +367,271 @@ fn cve_2024_21626_init_leaks_no_fds() {
     assert_no_leftovers(&rt, &id, &b);
 }
 
-#[allow(dead_code)]
-fn read_all(f: &mut std::fs::File) -> String {
-    let mut s = String::new();
-    let _ = f.read_to_string(&mut s);
-    s
+/// A prestart hook (it runs on the host while the init waits, after the runtime made /dev and
+/// before it masks paths) that does to the container what a racing process sharing its mounts
+/// could: runs `script` with `$d` set to the container's /dev as the init sees it.
+fn dev_tamper_hook(rootfs: &Path, script: &str) -> Value {
+    let s = format!(
+        "pid=$(sed -n 's/.*\"pid\": *\\([0-9]*\\).*/\\1/p'); d=/proc/$pid/root{}/dev; {script}",
+        rootfs.display()
+    );
+    json!({"prestart": [{"path": "/bin/sh", "args": ["sh", "-c", s]}]})
+}
+
+/// CVE-2025-31133 (and youki's CVE-2025-62161): the runtime masks files by bind-mounting the
+/// container's /dev/null over them. If /dev/null has been replaced by a symlink (here to the
+/// container's /proc/sys/kernel/hostname, in the advisory to core_pattern) a vulnerable
+/// runtime binds the symlink's target, writable, over /proc/kcore. The runtime must refuse
+/// (or mask with the real device): /proc/kcore then reads empty. runc 1.1.5 is vulnerable.
+#[test]
+fn cve_2025_31133_masked_path_through_swapped_dev_null() {
+    let Some(rt) = Runtime::new("cve_2025_31133_masked_path_through_swapped_dev_null") else {
+        return;
+    };
+    let mut b = Bundle::sh("echo \"kcore=[$(head -c 64 /proc/kcore)]\"");
+    let hook = dev_tamper_hook(
+        &b.rootfs(),
+        "rm -f $d/null && ln -s /proc/sys/kernel/hostname $d/null",
+    );
+    b.edit(|c| {
+        c["hostname"] = json!("masked-leak");
+        c["hooks"] = hook;
+    });
+    let id = rt.new_id("devnull");
+    let out = rt.run_capture(&b, &id);
+    println!("{out}");
+    assert!(
+        !out.stdout.contains("masked-leak"),
+        "a masked path shows the file /dev/null was swapped for: {out}"
+    );
+    if out.success() {
+        assert_eq!(out.out(), "kcore=[]", "{out}");
+    }
+    rt.delete_force(&id);
+    assert_no_leftovers(&rt, &id, &b);
+}
+
+/// CVE-2025-52565 (and crun's /dev/console advisories): with a terminal, the runtime binds the
+/// pty on /dev/console. A /dev/console that is a symlink (here to /etc/victim) must be replaced,
+/// never followed: a vulnerable runtime mounts the pty over the symlink's target.
+#[test]
+fn cve_2025_52565_dev_console_symlink() {
+    let Some(rt) = Runtime::new("cve_2025_52565_dev_console_symlink") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let mut b = Bundle::sh("sleep 1000");
+    std::fs::write(b.rootfs().join("etc/victim"), "victim\n").unwrap();
+    let hook = dev_tamper_hook(
+        &b.rootfs(),
+        "rm -f $d/console; ln -s /etc/victim $d/console",
+    );
+    b.edit(|c| {
+        c["process"]["terminal"] = json!(true);
+        c["hooks"] = hook;
+    });
+    let id = rt.new_id("console");
+    let accept = std::thread::spawn(move || listener.accept().map(|(s, _)| s));
+    let out = rt.cmd(&[
+        "run",
+        "-d",
+        "--console-socket",
+        sock.to_str().unwrap(),
+        "--bundle",
+        b.path_str(),
+        &id,
+    ]);
+    println!("{out}");
+    if out.success() {
+        let _conn = accept.join().unwrap();
+        let pid = rt.pid(&id);
+        let mounts = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
+        assert!(
+            !mounts
+                .lines()
+                .any(|l| l.split(' ').nth(4) == Some("/etc/victim")),
+            "the pty was mounted over the symlink's target: {mounts}"
+        );
+        let console = std::fs::symlink_metadata(format!("/proc/{pid}/root/dev/console")).unwrap();
+        assert!(
+            !console.file_type().is_symlink(),
+            "/dev/console is still a symlink"
+        );
+    }
+    rt.delete_force(&id);
+    assert_no_leftovers(&rt, &id, &b);
+}
+
+/// CVE-2025-52881 (youki CVE-2025-62596): the runtime's sysctl writes must not follow a mount
+/// that something sharing the container's mounts placed over /proc/sys (here a prestart hook
+/// bind-mounts a host file over net.ipv4.ip_forward in the init's mount namespace). A
+/// vulnerable runtime writes the sysctl's value into that file, which could as well be the
+/// host's /proc/sys/kernel/core_pattern. runc 1.1.5 is vulnerable.
+#[test]
+fn cve_2025_52881_sysctl_write_redirected_by_mount() {
+    let Some(rt) = Runtime::new("cve_2025_52881_sysctl_write_redirected_by_mount") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "victim\n").unwrap();
+    let mut b =
+        Bundle::sh("grep ip_forward /proc/self/mountinfo; cat /proc/sys/net/ipv4/ip_forward");
+    let script = format!(
+        "pid=$(sed -n 's/.*\"pid\": *\\([0-9]*\\).*/\\1/p'); \
+         nsenter -m -n -t $pid mount --bind {} {}/proc/sys/net/ipv4/ip_forward 2>{}.err",
+        victim.display(),
+        b.rootfs().display(),
+        victim.display()
+    );
+    b.edit(|c| {
+        c["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
+        c["hooks"] = json!({"prestart": [{"path": "/bin/sh", "args": ["sh", "-c", script]}]});
+    });
+    let id = rt.new_id("sysctl");
+    let out = rt.run_capture(&b, &id);
+    println!("{out}");
+    println!(
+        "hook: {}",
+        std::fs::read_to_string(dir.path().join("victim.err")).unwrap_or_default()
+    );
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "victim\n",
+        "the sysctl write went to the file mounted over /proc/sys: {out}"
+    );
+    rt.delete_force(&id);
+    assert_no_leftovers(&rt, &id, &b);
+}
+
+/// CVE-2019-16884: a mount over /proc that is not procfs would hide the procfs the runtime
+/// relies on (for LSM labels, sysctls, masked paths). The bundle is refused.
+#[test]
+fn cve_2019_16884_mount_over_proc_refused() {
+    let Some(rt) = Runtime::new("cve_2019_16884_mount_over_proc_refused") else {
+        return;
+    };
+    let host = tempfile::tempdir().unwrap();
+    let hp = host.path().to_str().unwrap().to_string();
+    for m in [
+        json!({"destination": "/proc", "type": "tmpfs", "source": "tmpfs"}),
+        json!({"destination": "/proc", "type": "bind", "source": hp, "options": ["rbind"]}),
+    ] {
+        let b = Bundle::new(&["true"]).with(|c| add_mount(c, m.clone()));
+        let id = rt.new_id("procover");
+        let out = rt.run_capture(&b, &id);
+        assert!(!out.success(), "mount {m} over /proc accepted: {out}");
+        rt.delete_force(&id);
+        assert_no_leftovers(&rt, &id, &b);
+    }
+}
+
+/// CVE-2019-19921 / CVE-2023-27561 / CVE-2023-28642: a rootfs whose /proc is a symlink (to an
+/// absolute host path, or a `..` chain) must not get procfs mounted where the link points; the
+/// runtime refuses, and nothing appears on the host.
+#[test]
+fn cve_2019_19921_symlinked_proc_refused() {
+    let Some(rt) = Runtime::new("cve_2019_19921_symlinked_proc_refused") else {
+        return;
+    };
+    let host = tempfile::tempdir().unwrap();
+    for target in [host.path().to_str().unwrap(), "../../../../../../../tmp"] {
+        let b = Bundle::new(&["true"]);
+        std::fs::remove_dir(b.rootfs().join("proc")).unwrap();
+        std::os::unix::fs::symlink(target, b.rootfs().join("proc")).unwrap();
+        let id = rt.new_id("procsym");
+        let out = rt.run_capture(&b, &id);
+        assert!(!out.success(), "/proc -> {target} accepted: {out}");
+        assert!(
+            std::fs::read_dir(host.path()).unwrap().next().is_none(),
+            "something landed in the host dir"
+        );
+        rt.delete_force(&id);
+        assert_no_leftovers(&rt, &id, &b);
+    }
+}
+
+/// CVE-2022-29162 (crun CVE-2022-27650): no inheritable capabilities unless the config asks,
+/// after `run` and in what `spec` writes (`exec --cap` is checked in terminal_exec.rs).
+#[test]
+fn cve_2022_29162_no_inheritable_capabilities() {
+    let Some(rt) = Runtime::new("cve_2022_29162_no_inheritable_capabilities") else {
+        return;
+    };
+    let b = Bundle::sh("grep CapInh /proc/self/status");
+    let id = rt.new_id("capinh");
+    let out = rt.run_capture(&b, &id);
+    out.assert_ok();
+    assert_eq!(
+        out.out().split_whitespace().collect::<Vec<_>>(),
+        ["CapInh:", "0000000000000000"],
+        "{out}"
+    );
+    assert_no_leftovers(&rt, &id, &b);
+    let dir = tempfile::tempdir().unwrap();
+    rt.cmd(&["spec", "--bundle", dir.path().to_str().unwrap()])
+        .assert_ok();
+    let spec: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("config.json")).unwrap())
+            .unwrap();
+    let inh = &spec["process"]["capabilities"]["inheritable"];
+    assert!(
+        inh.is_null() || inh.as_array().is_some_and(|a| a.is_empty()),
+        "spec sets inheritable capabilities: {inh}"
+    );
+}
+
+/// CVE-2024-45310 / CVE-2021-30465: a container swaps a directory of a shared volume with a
+/// symlink to a host directory in a loop, while containers that mount below that directory
+/// start. Mount targets and their mkdir-all must resolve inside the container's root, so
+/// nothing is ever created in the host directory. Bounded to about 12 seconds. runc 1.1.5 is
+/// vulnerable to CVE-2024-45310 (fixed in 1.1.14).
+#[test]
+fn cve_2024_45310_mkdir_all_symlink_race() {
+    let Some(rt) = Runtime::new("cve_2024_45310_mkdir_all_symlink_race") else {
+        return;
+    };
+    let vol = tempfile::tempdir().unwrap();
+    let host = tempfile::tempdir().unwrap();
+    let vp = vol.path().to_str().unwrap().to_string();
+    let volume =
+        json!({"destination": "/vol", "type": "bind", "source": vp, "options": ["rbind", "rw"]});
+    let swap = format!(
+        "while :; do rm -rf /vol/a; mkdir /vol/a; rm -rf /vol/a; ln -s {} /vol/a; done",
+        host.path().display()
+    );
+    let a = Bundle::sh(&swap).with(|c| add_mount(c, volume.clone()));
+    let ida = rt.new_id("race-a");
+    rt.run_detached(&a, &ida).assert_ok();
+    let start = Instant::now();
+    let (mut ok, mut failed) = (0, 0);
+    while start.elapsed() < Duration::from_secs(12) {
+        let b = Bundle::new(&["true"]).with(|c| {
+            add_mount(c, volume.clone());
+            add_mount(
+                c,
+                json!({"destination": "/vol/a/b/c", "type": "tmpfs", "source": "tmpfs"}),
+            );
+        });
+        let id = rt.new_id("race-b");
+        if rt.run_capture(&b, &id).success() {
+            ok += 1;
+        } else {
+            failed += 1;
+        }
+        rt.delete_force(&id);
+        let landed: Vec<_> = std::fs::read_dir(host.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert!(
+            landed.is_empty(),
+            "created on the host through the swapped symlink: {landed:?}"
+        );
+    }
+    println!("{ok} containers started, {failed} refused");
+    rt.delete_force(&ida).assert_ok();
+    assert_no_leftovers(&rt, &ida, &a);
 }
