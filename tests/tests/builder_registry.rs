@@ -244,27 +244,39 @@ fn registry_basic_auth() {
     );
     push(&["--creds", "tester:s3cret:pw"]).assert_ok();
     // Pull with a docker-style auth file (base64 of user:pass).
+    pull_with_authfile(&c, &b, h, h, "tester:s3cret:pw", &dest).assert_ok();
+}
+
+/// Writes an auth file whose entry `key` holds `user_pass`, then pulls `dest` into `store`
+/// with it.
+fn pull_with_authfile(
+    c: &Ctx,
+    store: &Path,
+    host: &str,
+    key: &str,
+    user_pass: &str,
+    dest: &str,
+) -> Out {
     let authfile = c.path("auth.json");
     fs::write(
         &authfile,
         format!(
-            "{{\"auths\":{{\"{h}\":{{\"auth\":\"{}\"}}}}}}",
-            b64(b"tester:s3cret:pw", false)
+            "{{\"auths\":{{\"{key}\":{{\"auth\":\"{}\"}}}}}}",
+            b64(user_pass.as_bytes(), false)
         ),
     )
     .unwrap();
     bb(
-        &b,
+        store,
         &[
             "--insecure-registry",
-            h,
+            host,
             "--authfile",
             authfile.to_str().unwrap(),
             "pull",
-            &dest,
+            dest,
         ],
     )
-    .assert_ok();
 }
 
 /// Base64 (standard, or URL-safe without padding).
@@ -479,27 +491,7 @@ fn registry_token_auth() {
     .assert_ok();
     // The token realm is plain HTTP: refused unless the registry is marked insecure (it is
     // here), and pulling needs a token too.
-    let authfile = c.path("auth.json");
-    fs::write(
-        &authfile,
-        format!(
-            "{{\"auths\":{{\"https://{h}\":{{\"auth\":\"{}\"}}}}}}",
-            b64(b"tok:en-pass", false)
-        ),
-    )
-    .unwrap();
-    bb(
-        &b,
-        &[
-            "--insecure-registry",
-            h,
-            "--authfile",
-            authfile.to_str().unwrap(),
-            "pull",
-            &dest,
-        ],
-    )
-    .assert_ok();
+    pull_with_authfile(&c, &b, h, &format!("https://{h}"), "tok:en-pass", &dest).assert_ok();
     let images = bb(&b, &["images"]);
     assert!(images.stdout.contains(&dest), "{images}");
 }

@@ -139,17 +139,7 @@ fn import_layout(
         }
         let bytes = copy_blob(store, reference, dir, desc.digest().as_ref())?;
         let sub = ImageIndex::from_reader(&bytes[..]).map_err(|e| bad(reference, e))?;
-        desc = sub
-            .manifests()
-            .iter()
-            .find(|m| {
-                m.platform()
-                    .as_ref()
-                    .map(|p| {
-                        p.os().to_string() == "linux" && p.architecture().to_string() == host_arch()
-                    })
-                    .unwrap_or(false)
-            })
+        desc = host_manifest(&sub)
             .cloned()
             .ok_or_else(|| bad(reference, format!("no linux/{} manifest", host_arch())))?;
     }
@@ -168,6 +158,16 @@ fn import_layout(
         ));
     }
     Ok(img)
+}
+
+/// The entry of a multi-platform index for this host (linux and our architecture).
+pub fn host_manifest(idx: &ImageIndex) -> Option<&oci_spec::image::Descriptor> {
+    idx.manifests().iter().find(|m| {
+        m.platform()
+            .as_ref()
+            .map(|p| p.os().to_string() == "linux" && p.architecture().to_string() == host_arch())
+            .unwrap_or(false)
+    })
 }
 
 /// Copies blob `digest` from the layout `dir` into the store (verified); returns it if it is

@@ -84,17 +84,7 @@ pub fn pull(store: &Store, opts: &Options, r: &Reference) -> Result<Image, Regis
             break;
         }
         let idx = ImageIndex::from_reader(&bytes[..]).map_err(|e| failed(r, e))?;
-        let desc = idx
-            .manifests()
-            .iter()
-            .find(|m| {
-                m.platform()
-                    .as_ref()
-                    .map(|p| {
-                        p.os().to_string() == "linux" && p.architecture().to_string() == host_arch()
-                    })
-                    .unwrap_or(false)
-            })
+        let desc = crate::image::source::host_manifest(&idx)
             .ok_or_else(|| failed(r, format!("no linux/{} manifest in the index", host_arch())))?;
         let d = desc.digest().to_string();
         let (b, ct) = c.get_manifest(&d).map_err(|e| failed(r, e))?;
