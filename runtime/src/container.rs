@@ -172,10 +172,17 @@ pub fn create_with_sync(root: &Root, opts: &CreateOpts) -> Result<(i32, Sync)> {
     let exec_fifo = nix::fcntl::open(&fifo_path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
         .sys("open", fifo_path.display())?;
 
-    let cg = cgroups::new(
-        linux.cgroups_path().as_ref().and_then(|p| p.to_str()),
-        &opts.id,
-    )?;
+    // Rootless: no cgroup unless the spec asks for limits (which then need a
+    // cgroup delegated to the caller, or fail naming linux.resources).
+    let use_cgroup = nix::unistd::geteuid().is_root() || wants_limits(linux.resources().as_ref());
+    let cg = if use_cgroup {
+        cgroups::new(
+            linux.cgroups_path().as_ref().and_then(|p| p.to_str()),
+            &opts.id,
+        )?
+    } else {
+        cgroups::load(BTreeMap::new())
+    };
     // A cgroup someone froze would stop the init mid-setup; it is not ours
     // to remove, so refuse before taking it over (as runc does).
     if cg.state_frozen().unwrap_or(false) {
@@ -230,10 +237,24 @@ pub fn create_with_sync(root: &Root, opts: &CreateOpts) -> Result<(i32, Sync)> {
     let (parent_sync, child_sync) = Sync::pair()?;
     std::env::set_current_dir(&bundle.dir)
         .map_err(|e| Error::io(format!("chdir {}", bundle.dir.display()), e))?;
+    // Rootless with a new user namespace: we write the child's id maps
+    // through its /proc files, which it must be dumpable for; it inherits
+    // this flag at the clone and drops it once the maps are written.
+    let rootless_maps =
+        !nix::unistd::geteuid().is_root() && plan.ns.clone_flags & libc::CLONE_NEWUSER as u64 != 0;
+    if rootless_maps {
+        // SAFETY: prctl with integer arguments.
+        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) };
+    }
     let pid = process::clone_init(plan.ns.clone_flags, || {
         let _ = nix::unistd::close(parent_sync.as_raw_fd());
         init::run(&plan, &child_sync)
-    })?;
+    });
+    if rootless_maps {
+        // SAFETY: as above.
+        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    }
+    let pid = pid?;
     drop(child_sync);
     undo.pid = Some(pid);
     let cg = undo.cgroup.as_ref().expect("set above");
@@ -321,7 +342,9 @@ pub fn create_with_sync(root: &Root, opts: &CreateOpts) -> Result<(i32, Sync)> {
         }
     };
     run_parent()?;
-    if let Some(res) = linux.resources() {
+    if !use_cgroup {
+        // Rootless without limits: no cgroup to configure.
+    } else if let Some(res) = linux.resources() {
         let mut res = res.clone();
         res.set_devices(Some(cgroups::device_rules(
             res.devices().as_deref(),
@@ -377,6 +400,18 @@ pub fn wait_exec(sync: &Sync) -> Result<()> {
         Ok(Some(Msg::Error { msg })) => Err(Error::Msg(msg)),
         Ok(Some(m)) => Err(Error::msg(format!("sync: unexpected {m:?}"))),
     }
+}
+
+/// Whether `linux.resources` sets a limit (device rules alone do not count:
+/// a rootless container cannot have them and gets the host's devices only).
+fn wants_limits(r: Option<&oci_spec::runtime::LinuxResources>) -> bool {
+    let Some(r) = r else { return false };
+    let Ok(serde_json::Value::Object(mut v)) = serde_json::to_value(r) else {
+        return false;
+    };
+    v.remove("devices");
+    v.values()
+        .any(|x| !x.is_null() && x != &serde_json::json!({}) && x != &serde_json::json!([]))
 }
 
 /// The socket the init sends the pty master to, checked like runc's
@@ -455,7 +490,9 @@ fn rootfs_plan(
         // Cloned here, by the runtime, as a detached mount (open_tree): the
         // init may run as an id (in a user namespace) that cannot reach the
         // source, and the clone pins what was checked.
-        let source_fd = if is_bind {
+        // open_tree needs CAP_SYS_ADMIN here: a rootless caller binds by
+        // path from inside its user namespace instead, with its own access.
+        let source_fd = if is_bind && nix::unistd::geteuid().is_root() {
             let fd = rootfs::clone_mount(&source, opts.recursive).map_err(|e| {
                 Error::config(
                     "config.json",

@@ -136,10 +136,28 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32> {
         ),
         _ => None,
     };
+    let mut ns = ns;
+    let mut in_userns = false;
+    if !nix::unistd::geteuid().is_root() {
+        // Rootless: only inside the container's user namespace may we join
+        // its pid namespace (below, before the clone). Joining it here costs
+        // this short-lived process nothing: its ids and files stay its own.
+        if let Some(i) = ns
+            .join
+            .iter()
+            .position(|j| j.typ == LinuxNamespaceType::User)
+        {
+            let j = ns.join.remove(i);
+            nix::sched::setns(&j.fd, nix::sched::CloneFlags::CLONE_NEWUSER)
+                .sys("setns", j.path.display())?;
+            in_userns = true;
+        }
+    }
     let plan = Plan {
         process: ProcessPlan::from_spec(&p, seccomp, opts.preserve_fds)?,
         ns,
         console,
+        in_userns,
     };
     // pid and time namespaces apply to children: join them before the clone.
     if let Some(j) = &plan.ns.join_pid {
@@ -461,6 +479,8 @@ struct Plan {
     process: ProcessPlan,
     ns: namespaces::Plan,
     console: Option<OwnedFd>,
+    /// The user namespace was joined by the parent already.
+    in_userns: bool,
 }
 
 enum Never {}
@@ -491,7 +511,7 @@ fn child(plan: &Plan, sync: &Sync) -> Result<Never> {
     for j in order {
         nix::sched::setns(&j.fd, namespaces::flag(j.typ)).sys("setns", j.path.display())?;
     }
-    if plan.ns.has(LinuxNamespaceType::User) {
+    if plan.in_userns || plan.ns.has(LinuxNamespaceType::User) {
         namespaces::become_userns_root()?;
     }
     if let Some(sock) = &plan.console {

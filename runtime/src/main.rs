@@ -22,8 +22,9 @@ struct Cli {
     #[arg(short = 'v', long = "version")]
     version: bool,
     /// Root directory for container state.
-    #[arg(long, global = true, default_value = "/run/brig")]
-    root: PathBuf,
+    /// (default: /run/brig; $XDG_RUNTIME_DIR/brig when not root)
+    #[arg(long, global = true)]
+    root: Option<PathBuf>,
     /// Log file (default: stderr).
     #[arg(long, global = true)]
     log: Option<PathBuf>,
@@ -277,7 +278,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // Commands that start container processes run from a binary the
     // container cannot write (CVE-2019-5736); this may re-execute brig.
-    if matches!(cli.cmd, Some(Cmd::Create(_) | Cmd::Run { .. } | Cmd::Exec(_))) {
+    if matches!(
+        cli.cmd,
+        Some(Cmd::Create(_) | Cmd::Run { .. } | Cmd::Exec(_))
+    ) {
         if let Err(e) = brig::linux::selfexe::protect() {
             eprintln!("{e}");
             return ExitCode::from(1);
@@ -338,7 +342,7 @@ fn run(cli: Cli) -> Result<u8> {
         ));
     }
     let _ = (&cli.rootless, &cli.criu);
-    let root = Root::new(cli.root.clone());
+    let root = Root::new(cli.root.clone().unwrap_or_else(default_root));
     let Some(cmd) = cli.cmd else {
         use clap::CommandFactory;
         Cli::command()
@@ -510,6 +514,19 @@ fn update_flags(a: UpdateArgs) -> brig::update::Flags {
         pids_limit: a.pids_limit,
         l3_cache_schema: a.l3_cache_schema,
         mem_bw_schema: a.mem_bw_schema,
+    }
+}
+
+/// /run/brig for root; for anyone else $XDG_RUNTIME_DIR/brig (as runc
+/// does), or a per-user directory under /tmp without it.
+fn default_root() -> PathBuf {
+    let uid = nix::unistd::geteuid();
+    if uid.is_root() {
+        return PathBuf::from("/run/brig");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir).join("brig"),
+        None => PathBuf::from(format!("/tmp/brig-{uid}")),
     }
 }
 

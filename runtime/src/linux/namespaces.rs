@@ -151,8 +151,10 @@ pub fn unshare_time(offsets: &[(String, i64, u32)]) -> Result<()> {
     Ok(())
 }
 
-/// Writes a new user namespace's id maps (as root: directly, like runc
-/// without newuidmap).
+/// Writes a new user namespace's id maps. As root: directly. Otherwise
+/// directly only for the one mapping of our own ids the kernel allows an
+/// unprivileged process (setgroups denied first), else through the setuid
+/// newuidmap/newgidmap of the uidmap package, which check /etc/subuid.
 pub fn write_id_maps(
     pid: i32,
     uid: &[oci_spec::runtime::LinuxIdMapping],
@@ -163,13 +165,48 @@ pub fn write_id_maps(
             .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
             .collect::<String>()
     };
-    for (file, maps, field) in [
-        ("uid_map", uid, "linux.uidMappings"),
-        ("gid_map", gid, "linux.gidMappings"),
+    let euid = nix::unistd::geteuid().as_raw();
+    let egid = nix::unistd::getegid().as_raw();
+    let own = |maps: &[oci_spec::runtime::LinuxIdMapping], id: u32| {
+        maps.len() == 1 && maps[0].host_id() == id && maps[0].size() == 1
+    };
+    for (file, maps, field, tool, self_id) in [
+        ("uid_map", uid, "linux.uidMappings", "newuidmap", euid),
+        ("gid_map", gid, "linux.gidMappings", "newgidmap", egid),
     ] {
         let path = format!("/proc/{pid}/{file}");
-        std::fs::write(&path, text(maps))
-            .map_err(|e| Error::config("config.json", field, format!("write {path}: {e}")))?;
+        if euid == 0 || own(maps, self_id) {
+            if euid != 0 && file == "gid_map" {
+                std::fs::write(format!("/proc/{pid}/setgroups"), "deny")
+                    .map_err(|e| Error::io(format!("write /proc/{pid}/setgroups"), e))?;
+            }
+            std::fs::write(&path, text(maps))
+                .map_err(|e| Error::config("config.json", field, format!("write {path}: {e}")))?;
+            continue;
+        }
+        let mut cmd = std::process::Command::new(tool);
+        cmd.arg(pid.to_string());
+        for m in maps {
+            cmd.args([
+                m.container_id().to_string(),
+                m.host_id().to_string(),
+                m.size().to_string(),
+            ]);
+        }
+        let out = cmd.output().map_err(|e| {
+            Error::config(
+                "config.json",
+                field,
+                format!("run {tool}: {e} (install uidmap)"),
+            )
+        })?;
+        if !out.status.success() {
+            return Err(Error::config(
+                "config.json",
+                field,
+                format!("{tool}: {}", String::from_utf8_lossy(&out.stderr).trim()),
+            ));
+        }
     }
     Ok(())
 }

@@ -35,7 +35,19 @@ impl User {
             .iter()
             .map(|g| Gid::from_raw(*g))
             .collect();
-        setgroups(&groups).sys("setgroups", format!("{:?}", self.additional_gids))?;
+        // In a user namespace whose setgroups is "deny" (an unprivileged
+        // caller's single mapping) the call is refused: skip it unless groups
+        // were asked for, as runc does.
+        let denied =
+            std::fs::read_to_string("/proc/self/setgroups").is_ok_and(|s| s.trim() == "deny");
+        if !denied {
+            setgroups(&groups).sys("setgroups", format!("{:?}", self.additional_gids))?;
+        } else if !groups.is_empty() {
+            return Err(crate::error::Error::msg(format!(
+                "process.user.additionalGids {:?}: setgroups is denied in this user namespace (rootless)",
+                self.additional_gids
+            )));
+        }
         // setresgid/setresuid: real, effective and saved all change.
         let g = Gid::from_raw(self.gid);
         nix::unistd::setresgid(g, g, g).sys("setgid", self.gid)?;

@@ -66,14 +66,19 @@ fn setup(plan: &Plan, sync: &Sync) -> Result<Never> {
     // for any other caller of the init.
     // An unprivileged parent writes the id maps of our new user namespace
     // through /proc/<us>/{uid,gid}_map, which only a dumpable process lets
-    // it open: stay dumpable (to our own uid only) until it has.
-    let rootless_maps = !nix::unistd::geteuid().is_root() && plan.ns.clone_flags & libc::CLONE_NEWUSER as u64 != 0;
+    // it open: it made us dumpable (to our own uid only) for that, until go.
+    let rootless_maps =
+        !nix::unistd::geteuid().is_root() && plan.ns.clone_flags & libc::CLONE_NEWUSER as u64 != 0;
     let set_dumpable = |on: bool| -> Result<()> {
         // SAFETY: prctl with integer arguments.
         let r = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, on as libc::c_ulong, 0, 0, 0) };
-        nix::errno::Errno::result(r).map(drop).sys("prctl", "PR_SET_DUMPABLE")
+        nix::errno::Errno::result(r)
+            .map(drop)
+            .sys("prctl", "PR_SET_DUMPABLE")
     };
-    set_dumpable(rootless_maps)?;
+    if !rootless_maps {
+        set_dumpable(false)?;
+    }
     // The parent puts us into our cgroups (and writes our id maps) first.
     expect(sync, "go")?;
     if rootless_maps {
