@@ -346,3 +346,79 @@ fn oom_event_from_memory_events() {
     assert!(ended, "events did not end after delete: {}", text());
     assert_no_leftovers(&rt, &id, &b);
 }
+
+/// The container sees its own cgroup at /sys/fs/cgroup: bound read-only without a cgroup
+/// namespace, a fresh cgroup2 mount with one (as runc does).
+#[test]
+fn container_sees_its_cgroup() {
+    let Some(rt) = setup("container_sees_its_cgroup") else {
+        return;
+    };
+    let script =
+        "cat /sys/fs/cgroup/pids.max; grep -c . /proc/self/cgroup; cat /proc/self/cgroup; \
+                  echo 5 > /sys/fs/cgroup/pids.max 2>/dev/null || echo ro";
+    for cgroupns in [false, true] {
+        let (b, cg) = bundle(&["sh", "-c", script], json!({"pids": {"limit": 20}}));
+        let b = b.with(|c| {
+            if cgroupns {
+                c["linux"]["namespaces"]
+                    .as_array_mut()
+                    .expect("namespaces")
+                    .push(json!({"type": "cgroup"}));
+            }
+        });
+        let id = rt.new_id("see");
+        let out = rt.run_capture(&b, &id);
+        let lines: Vec<&str> = out.out().lines().collect();
+        assert_eq!(lines.first(), Some(&"20"), "cgroupns {cgroupns}: {out}");
+        assert_eq!(lines.get(1), Some(&"1"), "one hierarchy: {out}");
+        let own = format!("0::/{}", cg.file_name().unwrap().to_string_lossy());
+        let want = if cgroupns { "0::/" } else { own.as_str() };
+        assert_eq!(lines.get(2), Some(&want), "cgroupns {cgroupns}: {out}");
+        assert_eq!(lines.get(3), Some(&"ro"), "cgroupns {cgroupns}: {out}");
+        rt.delete_force(&id);
+        assert_no_leftovers(&rt, &id, &b);
+    }
+}
+
+/// exec puts the new process into the container's cgroup.
+#[test]
+fn exec_joins_the_cgroup() {
+    let Some(rt) = setup("exec_joins_the_cgroup") else {
+        return;
+    };
+    let (b, cg) = bundle(&["sleep", "100"], json!({}));
+    let id = rt.new_id("exe");
+    rt.run_detached(&b, &id).assert_ok();
+    let out = rt.cmd(&["exec", &id, "/bin/cat", "/proc/self/cgroup"]);
+    out.assert_ok();
+    let own = format!("0::/{}", cg.file_name().unwrap().to_string_lossy());
+    assert_eq!(out.out(), own);
+    rt.delete_force(&id).assert_ok();
+    assert_no_leftovers(&rt, &id, &b);
+}
+
+/// A cgroupsPath inside a threaded subtree cannot hold a container; the error says why.
+#[test]
+fn threaded_subtree_is_explained() {
+    let Some(rt) = setup("threaded_subtree_is_explained") else {
+        return;
+    };
+    let parent = Path::new("/sys/fs/cgroup").join(unique("brig-v2-thr"));
+    std::fs::create_dir(&parent).expect("mkdir parent");
+    let t = parent.join("t");
+    std::fs::create_dir(&t).expect("mkdir t");
+    std::fs::write(t.join("cgroup.type"), "threaded").expect("make t threaded");
+    let cg = format!("/{}/t/c", parent.file_name().unwrap().to_string_lossy());
+    let b = Bundle::new(&["true"]).with(|c| c["linux"]["cgroupsPath"] = json!(cg));
+    let id = rt.new_id("thr");
+    let out = rt.create(&b, &id);
+    out.assert_fail();
+    if rt.is_brig() {
+        assert!(out.stderr.contains("domain invalid"), "{out}");
+        assert!(out.stderr.contains("threaded"), "{out}");
+    }
+    let _ = std::fs::remove_dir(t.join("c"));
+    let _ = std::fs::remove_dir(&t);
+    let _ = std::fs::remove_dir(&parent);
+}

@@ -1,9 +1,19 @@
 #!/bin/sh
-# Runs inside the test guest, chrooted into the host's files (read-only 9p
-# with tmpfs on /tmp, /run, /var/tmp): the cgroup e2e test binaries that
-# tests/vm/run.sh built, with BRIG set. Exits non-zero if any failed.
+# PID 1 of the test guest after tests/vm/init switched the root to the
+# host's files (read-only 9p with tmpfs on /tmp, /run, /var/tmp): runs the
+# cgroup e2e test binaries that tests/vm/run.sh built, with BRIG set, prints
+# "BRIG-VM-RESULT: rc=N" (N non-zero if any failed) and powers off.
 set -u
 . "$1"
+finish() {
+  echo "BRIG-VM-RESULT: rc=$1"
+  sync
+  if [ $$ = 1 ]; then
+    busybox poweroff -f 2>/dev/null || echo o > /proc/sysrq-trigger
+    sleep 10
+  fi
+  exit "$1"
+}
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/root TMPDIR=/tmp BRIG RUST_BACKTRACE=1
 echo "guest: kernel $(uname -r), /sys/fs/cgroup is $(stat -f -c %T /sys/fs/cgroup)," \
@@ -21,6 +31,7 @@ for t in $VM_TESTS; do
 done
 if [ -n "$failed" ]; then
   echo "guest: failed:$failed"
-  exit 1
+  finish 1
 fi
 echo "guest: all passed"
+finish 0
