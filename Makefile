@@ -36,3 +36,4 @@ test: build
 
 bench: build
 	BRIG=$(CURDIR)/target/release/brig bash bench/run.sh
+	BRIG=$(CURDIR)/target/release/brig BRIG_BUILD=$(CURDIR)/target/release/brig-build bash bench/builder.sh
