@@ -402,6 +402,54 @@ pub fn wait_exec(sync: &Sync) -> Result<()> {
     }
 }
 
+type IdMaps = Vec<oci_spec::runtime::LinuxIdMapping>;
+
+/// The id maps of an idmapped mount: its own `uidMappings`/`gidMappings`,
+/// or with only the `idmap`/`ridmap` option those of the container's user
+/// namespace. `ridmap` (or rbind) maps the whole subtree.
+fn idmap_of(
+    i: usize,
+    m: &oci_spec::runtime::Mount,
+    opts: &mounts::Options,
+    spec: &Spec,
+) -> Result<Option<(IdMaps, IdMaps, bool)>> {
+    let field = |f: &str| format!("mounts[{i}].{f}");
+    let (uid, gid) = (m.uid_mappings().clone(), m.gid_mappings().clone());
+    if uid.is_none() && gid.is_none() && opts.idmap.is_none() {
+        return Ok(None);
+    }
+    if !opts.bind {
+        return Err(Error::config(
+            "config.json",
+            field("uidMappings"),
+            "idmapped mounts must be bind mounts",
+        ));
+    }
+    let recursive = opts.idmap.unwrap_or(false) || opts.recursive;
+    let linux = spec.linux().as_ref().expect("validated");
+    let (uid, gid) = match (uid, gid) {
+        (Some(u), Some(g)) if !u.is_empty() && !g.is_empty() => (u, g),
+        (None, None) => match (linux.uid_mappings(), linux.gid_mappings()) {
+            (Some(u), Some(g)) if !u.is_empty() && !g.is_empty() => (u.clone(), g.clone()),
+            _ => {
+                return Err(Error::config(
+                    "config.json",
+                    field("options"),
+                    "idmap without mappings needs the container's user namespace mappings",
+                ))
+            }
+        },
+        _ => {
+            return Err(Error::config(
+                "config.json",
+                field("uidMappings"),
+                "uidMappings and gidMappings must both be given",
+            ))
+        }
+    };
+    Ok(Some((uid, gid, recursive)))
+}
+
 /// Whether `linux.resources` sets a limit (device rules alone do not count:
 /// a rootless container cannot have them and gets the host's devices only).
 fn wants_limits(r: Option<&oci_spec::runtime::LinuxResources>) -> bool {
@@ -492,6 +540,7 @@ fn rootfs_plan(
         // source, and the clone pins what was checked.
         // open_tree needs CAP_SYS_ADMIN here: a rootless caller binds by
         // path from inside its user namespace instead, with its own access.
+        let idmap = idmap_of(i, m, &opts, spec)?;
         let source_fd = if is_bind && nix::unistd::geteuid().is_root() {
             let fd = rootfs::clone_mount(&source, opts.recursive).map_err(|e| {
                 Error::config(
@@ -500,7 +549,28 @@ fn rootfs_plan(
                     format!("{}: {}", source.display(), e.desc()),
                 )
             })?;
+            if let Some((uid, gid, recursive)) = &idmap {
+                let userns = namespaces::userns_with_maps(uid, gid)?;
+                rootfs::idmap_mount(
+                    std::os::fd::AsFd::as_fd(&fd),
+                    std::os::fd::AsFd::as_fd(&userns),
+                    *recursive,
+                )
+                .map_err(|e| {
+                    Error::config(
+                        "config.json",
+                        format!("mounts[{i}].uidMappings"),
+                        format!("idmapped mount of {}: {}", source.display(), e.desc()),
+                    )
+                })?;
+            }
             Some(std::sync::Arc::new(fd))
+        } else if idmap.is_some() {
+            return Err(Error::config(
+                "config.json",
+                format!("mounts[{i}].uidMappings"),
+                "idmapped mounts need a bind mount made by root",
+            ));
         } else {
             None
         };

@@ -106,3 +106,62 @@ fn userns_bad_mappings() {
     }
     assert_no_leftovers(&rt, &id, &b);
 }
+
+/// Idmapped bind mounts (`uidMappings`/`gidMappings` on a mount, or `idmap` with the
+/// container's maps). The mapping is the mount's user namespace, as runc 1.2 makes it: an id on
+/// disk (containerID) shows as hostID. With 1000 → 0, files owned by 1000 on disk show as owned
+/// by 0 through the mount, and what root writes through it lands on disk as 1000. runc 1.1 has
+/// no idmapped mounts.
+#[test]
+fn idmapped_bind_mount() {
+    let Some(rt) = Runtime::new("idmapped_bind_mount") else {
+        return;
+    };
+    if rt.skip_unless_brig("idmapped mounts (runc 1.2+)") {
+        return;
+    }
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        "stat -c %u:%g /data/f; touch /data/new && echo wrote",
+    ]);
+    let data = b.host_dir("data");
+    std::fs::write(data.join("f"), "x").unwrap();
+    std::os::unix::fs::chown(data.join("f"), Some(1000), Some(1000)).unwrap();
+    std::os::unix::fs::chown(&data, Some(1000), Some(1000)).unwrap();
+    let src = data.to_str().unwrap().to_string();
+    b.edit(|c| {
+        add_mount(
+            c,
+            json!({"destination": "/data", "type": "bind", "source": src, "options": ["bind"],
+                   "uidMappings": [{"containerID": 1000, "hostID": 0, "size": 1}],
+                   "gidMappings": [{"containerID": 1000, "hostID": 0, "size": 1}]}),
+        );
+    });
+    let id = rt.new_id("idmap");
+    let out = rt.run_capture(&b, &id);
+    out.assert_ok();
+    assert_eq!(out.stdout, "0:0\nwrote\n", "{out}");
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(data.join("new")).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.gid()),
+        (1000, 1000),
+        "written through the idmapped mount"
+    );
+    assert_no_leftovers(&rt, &id, &b);
+
+    // Mappings on a mount that is not a bind: refused, naming the mount.
+    let b = Bundle::new(&["true"]).with(|c| {
+        add_mount(
+            c,
+            json!({"destination": "/data", "type": "tmpfs", "source": "tmpfs",
+                   "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}],
+                   "gidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]}),
+        );
+    });
+    let out = rt.run_capture(&b, &id);
+    out.assert_fail();
+    assert!(out.stderr.contains("mounts["), "{out}");
+    assert_no_leftovers(&rt, &id, &b);
+}

@@ -18,6 +18,8 @@ pub struct Options {
     /// set and clear with mount_setattr(AT_RECURSIVE).
     pub rec_set: u64,
     pub rec_clr: u64,
+    /// `idmap` (false) or `ridmap` (true): an idmapped bind mount.
+    pub idmap: Option<bool>,
 }
 
 /// MOUNT_ATTR_* of linux/mount.h.
@@ -69,6 +71,7 @@ impl Default for Options {
             recursive: false,
             rec_set: 0,
             rec_clr: 0,
+            idmap: None,
         }
     }
 }
@@ -124,6 +127,10 @@ pub fn parse(opts: &[String]) -> Options {
             }
             // Accepted and ignored as runc does with options it handles elsewhere.
             "tmpcopyup" => continue,
+            "idmap" | "ridmap" => {
+                o.idmap = Some(opt == "ridmap");
+                continue;
+            }
             other if recursive_attr(other).is_some() => {
                 let (clear, bit) = recursive_attr(other).expect("checked");
                 let is_atime = matches!(

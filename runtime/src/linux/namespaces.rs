@@ -221,3 +221,33 @@ pub fn become_userns_root() -> Result<()> {
     nix::unistd::setresuid(root_u, root_u, root_u).sys("setuid", "0 in the user namespace")?;
     Ok(())
 }
+
+/// A user namespace with the given id maps, held by an fd (for idmapped
+/// mounts): a child is cloned into a new user namespace, its maps written,
+/// its namespace opened, and the child reaped.
+pub fn userns_with_maps(
+    uid: &[oci_spec::runtime::LinuxIdMapping],
+    gid: &[oci_spec::runtime::LinuxIdMapping],
+) -> Result<OwnedFd> {
+    let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).sys("pipe", "idmap user namespace")?;
+    let w_raw = std::os::fd::AsRawFd::as_raw_fd(&w);
+    let pid = crate::process::clone_init(libc::CLONE_NEWUSER as u64, || {
+        let _ = nix::unistd::close(w_raw);
+        // Wait until the parent is done with us (it closes its end).
+        let mut b = [0u8; 1];
+        let _ = nix::unistd::read(&r, &mut b);
+        0
+    })?;
+    drop(r);
+    let res = write_id_maps(pid, uid, gid).and_then(|_| {
+        nix::fcntl::open(
+            format!("/proc/{pid}/ns/user").as_str(),
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .sys("open", format!("/proc/{pid}/ns/user"))
+    });
+    drop(w);
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    res
+}

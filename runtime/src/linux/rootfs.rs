@@ -278,6 +278,34 @@ pub fn clone_mount(source: &Path, recursive: bool) -> nix::Result<OwnedFd> {
     Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd as i32) })
 }
 
+/// Makes a detached mount (from [`clone_mount`]) idmapped through the user
+/// namespace `userns` (its whole subtree when `recursive`).
+pub fn idmap_mount(tree: BorrowedFd, userns: BorrowedFd, recursive: bool) -> nix::Result<()> {
+    const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_IDMAP,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: std::os::fd::AsRawFd::as_raw_fd(&userns) as u64,
+    };
+    let mut flags = libc::AT_EMPTY_PATH;
+    if recursive {
+        flags |= libc::AT_RECURSIVE;
+    }
+    // SAFETY: mount_setattr on our fd with a valid, sized attribute struct.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            std::os::fd::AsRawFd::as_raw_fd(&tree),
+            c"".as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    nix::errno::Errno::result(r).map(drop)
+}
+
 /// Attaches a detached mount from [`clone_mount`] on the directory or file
 /// `target` refers to (no path is resolved again).
 fn attach_mount(tree: BorrowedFd, target: BorrowedFd) -> nix::Result<()> {
