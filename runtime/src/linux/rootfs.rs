@@ -445,6 +445,45 @@ fn mount_cgroups(root: BorrowedFd, plan: &Plan, m: &MountPlan) -> Result<()> {
     let what = || format!("{} (mounts[{}])", dest.display(), m.index);
     let target = mkdir_all_in_root(root, dest, 0o755)?;
     let base = m.opts.flags & (MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
+    // cgroup v2 host: the one hierarchy goes at the destination itself.
+    if let Some(cg) = plan.cgroup_mounts.iter().find(|c| c.name.is_empty()) {
+        let tp = fd_path(target.as_fd());
+        if plan.cgroupns {
+            mount(
+                Some("cgroup2"),
+                tp.as_str(),
+                Some("cgroup2"),
+                m.opts.flags | base,
+                None::<&str>,
+            )
+            .sys("mount cgroup2 on", what())?;
+        } else {
+            mount(
+                Some(&cg.host_path),
+                tp.as_str(),
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .sys("bind cgroup on", what())?;
+            if m.opts.flags.contains(MsFlags::MS_RDONLY) {
+                let t = open_in_root(root, dest, OFlag::O_PATH).sys("open", what())?;
+                mount(
+                    None::<&str>,
+                    fd_path(t.as_fd()).as_str(),
+                    None::<&str>,
+                    MsFlags::MS_BIND
+                        | MsFlags::MS_REMOUNT
+                        | MsFlags::MS_RDONLY
+                        | base
+                        | locked_flags(t.as_fd()),
+                    None::<&str>,
+                )
+                .sys("remount read-only", what())?;
+            }
+        }
+        return Ok(());
+    }
     mount(
         Some("tmpfs"),
         fd_path(target.as_fd()).as_str(),
