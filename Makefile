@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: deps build demo test unit e2e conformance bench
+.PHONY: deps build demo test unit e2e vm-test conformance bench
 
 deps:
 	bash scripts/deps.sh
@@ -22,6 +22,9 @@ e2e: build
 	BRIG=$(CURDIR)/target/release/brig BRIG_BUILD=$(CURDIR)/target/release/brig-build \
 	BRIG_SHIM=$(CURDIR)/target/release/containerd-shim-brig-v2 $(CARGO) test -p brig-tests -- --test-threads=2
 
+vm-test: build
+	bash tests/vm/run.sh
+
 conformance: build
 	bash conformance/setup.sh
 	BRIG=$(CURDIR)/target/release/brig bash conformance/run.sh --runtimes "brig runc"
@@ -30,6 +33,7 @@ test: build
 	@set -o pipefail; fail=0; \
 	echo "== unit tests"; $(MAKE) -s unit || fail=1; \
 	echo "== end-to-end tests"; $(MAKE) -s e2e || fail=1; \
+	echo "== cgroup v2 guest"; $(MAKE) -s vm-test || fail=1; \
 	echo "== conformance (runc's integration suite)"; $(MAKE) -s conformance || fail=1; \
 	echo "== summary: $$( [ $$fail = 0 ] && echo all passed || echo FAILURES, see above )"; \
 	exit $$fail
