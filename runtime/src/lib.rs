@@ -4,6 +4,7 @@
 //! [`process::spawn`] → (in the child) [`linux`] in spec order → exec.
 
 pub mod cgroups;
+pub mod checkpoint;
 pub mod container;
 pub mod error;
 pub mod events;

@@ -192,6 +192,10 @@ enum Cmd {
     Exec(Box<ExecArgs>),
     /// Show what this runtime supports (runtime-spec features document).
     Features,
+    /// Checkpoint a running container (with criu).
+    Checkpoint(Box<CheckpointArgs>),
+    /// Restore a container from a checkpoint (with criu).
+    Restore(Box<RestoreArgs>),
     /// Display the processes running inside a container.
     Ps {
         /// Select one of: table or json.
@@ -214,6 +218,88 @@ enum Cmd {
         stats: bool,
         id: String,
     },
+}
+
+/// Flags of criu shared by checkpoint and restore.
+#[derive(clap::Args)]
+struct CriuArgs {
+    /// Path for criu's image files (default: ./checkpoint).
+    #[arg(long = "image-path")]
+    image_path: Option<PathBuf>,
+    /// Path for criu's work files and logs (default: the image path).
+    #[arg(long = "work-path")]
+    work_path: Option<PathBuf>,
+    /// Allow open TCP connections.
+    #[arg(long = "tcp-established")]
+    tcp_established: bool,
+    /// Allow external unix sockets.
+    #[arg(long = "ext-unix-sk")]
+    ext_unix_sk: bool,
+    /// Allow shell jobs.
+    #[arg(long = "shell-job")]
+    shell_job: bool,
+    /// Handle file locks.
+    #[arg(long = "file-locks")]
+    file_locks: bool,
+    /// cgroups mode: soft (default), full, strict or ignore.
+    #[arg(long = "manage-cgroups-mode")]
+    manage_cgroups_mode: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct CheckpointArgs {
+    #[command(flatten)]
+    criu: CriuArgs,
+    /// Path of the images of a previous pre-dump, relative to the image path.
+    #[arg(long = "parent-path")]
+    parent_path: Option<PathBuf>,
+    /// Leave the container running after checkpointing.
+    #[arg(long = "leave-running")]
+    leave_running: bool,
+    /// Dump memory only and leave the container running.
+    #[arg(long = "pre-dump")]
+    pre_dump: bool,
+    id: String,
+}
+
+#[derive(clap::Args)]
+struct RestoreArgs {
+    #[command(flatten)]
+    criu: CriuArgs,
+    /// Path to the bundle directory.
+    #[arg(short, long, default_value = ".")]
+    bundle: PathBuf,
+    /// Detach from the container's process.
+    #[arg(short, long)]
+    detach: bool,
+    /// Unix socket to receive the pty master of a terminal container.
+    #[arg(long = "console-socket")]
+    console_socket: Option<PathBuf>,
+    /// File to write the container's pid to.
+    #[arg(long = "pid-file")]
+    pid_file: Option<PathBuf>,
+    /// Do not use pivot_root.
+    #[arg(long = "no-pivot")]
+    no_pivot: bool,
+    id: String,
+}
+
+fn criu_opts(a: &CriuArgs, criu: Option<PathBuf>) -> Result<brig::checkpoint::CriuOpts> {
+    let cwd = std::env::current_dir().map_err(|e| Error::io("getcwd", e))?;
+    Ok(brig::checkpoint::CriuOpts {
+        criu,
+        image_path: cwd.join(a.image_path.as_deref().unwrap_or("checkpoint".as_ref())),
+        work_path: a.work_path.as_ref().map(|p| cwd.join(p)),
+        tcp_established: a.tcp_established,
+        ext_unix_sk: a.ext_unix_sk,
+        shell_job: a.shell_job,
+        file_locks: a.file_locks,
+        manage_cgroups_mode: a
+            .manage_cgroups_mode
+            .as_deref()
+            .map(brig::checkpoint::CgroupMode::parse)
+            .transpose()?,
+    })
 }
 
 #[derive(clap::Args)]
@@ -341,7 +427,7 @@ fn run(cli: Cli) -> Result<u8> {
             "systemd cgroup driver is not supported by this version of brig",
         ));
     }
-    let _ = (&cli.rootless, &cli.criu);
+    let _ = &cli.rootless;
     let root = Root::new(cli.root.clone().unwrap_or_else(default_root));
     let Some(cmd) = cli.cmd else {
         use clap::CommandFactory;
@@ -484,6 +570,29 @@ fn run(cli: Cli) -> Result<u8> {
                     Ok(255)
                 }
             };
+        }
+        Cmd::Checkpoint(a) => {
+            let opts = brig::checkpoint::CheckpointOpts {
+                criu: criu_opts(&a.criu, cli.criu.clone())?,
+                leave_running: a.leave_running,
+                pre_dump: a.pre_dump,
+                parent_path: a.parent_path.clone(),
+            };
+            brig::checkpoint::checkpoint(&root, &a.id, &opts)?;
+        }
+        Cmd::Restore(a) => {
+            let cwd = std::env::current_dir().map_err(|e| Error::io("getcwd", e))?;
+            let opts = brig::checkpoint::RestoreOpts {
+                criu: criu_opts(&a.criu, cli.criu.clone())?,
+                id: a.id.clone(),
+                bundle: cwd.join(&a.bundle),
+                detach: a.detach,
+                console_socket: a.console_socket.as_ref().map(|p| cwd.join(p)),
+                pid_file: a.pid_file.as_ref().map(|p| cwd.join(p)),
+                no_pivot: a.no_pivot,
+            };
+            let code = brig::checkpoint::restore(&root, &opts)?;
+            return Ok((code & 0xff) as u8);
         }
         Cmd::Features => {
             println!(

@@ -16,6 +16,9 @@ finish() {
 }
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/root TMPDIR=/tmp BRIG RUST_BACKTRACE=1
+# The guest has no network card, but criu (checkpoint tests) probes TCP
+# repair on a loopback socket: lo must be up.
+ip link set lo up 2>/dev/null || busybox ip link set lo up
 echo "guest: kernel $(uname -r), /sys/fs/cgroup is $(stat -f -c %T /sys/fs/cgroup)," \
   "controllers: $(cat /sys/fs/cgroup/cgroup.controllers)"
 failed=""

@@ -42,7 +42,7 @@ moddir=/lib/modules/$kver
 target=${CARGO_TARGET_DIR:-$ws/target}
 echo "vm: building brig and the test binaries (target dir $target)"
 cargo build --release -q -p brig
-tests=${VM_TESTS:-"cgroups cgroups_v2 ps_update_events lifecycle terminal_exec"}
+tests=${VM_TESTS:-"cgroups cgroups_v2 ps_update_events lifecycle terminal_exec checkpoint"}
 bins=$(cargo test -p brig-tests --no-run --message-format=json 2>/dev/null \
   | jq -r 'select(.reason == "compiler-artifact" and .executable != null
                   and (.target.kind | index("test"))) | "\(.target.name) \(.executable)"')

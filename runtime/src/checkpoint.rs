@@ -1,0 +1,942 @@
+//! `checkpoint` and `restore`: a running container saved to disk and
+//! brought back, by Debian's `criu` driven through its command line.
+//!
+//! The container is described to criu as runc describes it: the rootfs as
+//! `--root`, every bind mount (and each masked file, which is /dev/null
+//! bound over it, and each device node) as an external mount keyed by its
+//! destination, a network or pid namespace joined by path as an external
+//! namespace, and cgroups per `--manage-cgroups-mode`. The image dir also
+//! gets `descriptors.json` (where the init's stdio pointed), so a restore
+//! hands its own stdio to the restored process in place of the pipes it had.
+//!
+//! Semantics follow runc 1.1: without `--leave-running` (or `--pre-dump`)
+//! criu kills the container's processes and the container is destroyed
+//! (cgroup, state, poststop hooks), so its id is free for `restore`;
+//! `restore` creates the container anew from the bundle, restores its
+//! processes as a sibling of brig (so a foreground restore waits for them
+//! like `run`), and records the state `kill`, `delete` and `state` use.
+//!
+//! Not handled: containers with `process.terminal` (criu hands the restored
+//! pty master back only over its RPC protocol, `criu swrk`), which both
+//! commands refuse before touching the container; user namespaces.
+
+use std::collections::BTreeMap;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Component, Path, PathBuf};
+use std::process::Command;
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use crate::cgroups;
+use crate::container;
+use crate::error::{Error, Result, SysContext};
+use crate::linux::mounts;
+use crate::logging;
+use crate::state::{self, Root, Saved, Status};
+
+/// File in the image dir that records the init's stdio (as runc names it).
+pub const DESCRIPTORS: &str = "descriptors.json";
+const DUMP_LOG: &str = "dump.log";
+const RESTORE_LOG: &str = "restore.log";
+/// criu writes this first into every image dir; its absence means "no checkpoint here".
+const INVENTORY: &str = "inventory.img";
+
+/// `--manage-cgroups-mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CgroupMode {
+    Soft,
+    Full,
+    Strict,
+    Ignore,
+}
+
+impl CgroupMode {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "soft" => Ok(CgroupMode::Soft),
+            "full" => Ok(CgroupMode::Full),
+            "strict" => Ok(CgroupMode::Strict),
+            "ignore" => Ok(CgroupMode::Ignore),
+            other => Err(Error::msg(format!(
+                "invalid --manage-cgroups-mode {other:?}: use soft, full, strict or ignore"
+            ))),
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            CgroupMode::Soft => "soft",
+            CgroupMode::Full => "full",
+            CgroupMode::Strict => "strict",
+            CgroupMode::Ignore => "ignore",
+        }
+    }
+}
+
+/// Options shared by checkpoint and restore.
+#[derive(Debug, Clone, Default)]
+pub struct CriuOpts {
+    /// The criu binary (global `--criu`, default `criu` from $PATH).
+    pub criu: Option<PathBuf>,
+    /// Image directory (default `./checkpoint`, as runc).
+    pub image_path: PathBuf,
+    /// Work directory for logs (default: the image directory).
+    pub work_path: Option<PathBuf>,
+    pub tcp_established: bool,
+    pub ext_unix_sk: bool,
+    pub shell_job: bool,
+    pub file_locks: bool,
+    pub manage_cgroups_mode: Option<CgroupMode>,
+}
+
+/// Options of `checkpoint`.
+#[derive(Debug, Clone, Default)]
+pub struct CheckpointOpts {
+    pub criu: CriuOpts,
+    pub leave_running: bool,
+    pub pre_dump: bool,
+    /// Images of a previous pre-dump, relative to the image path.
+    pub parent_path: Option<PathBuf>,
+}
+
+/// Options of `restore`.
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOpts {
+    pub criu: CriuOpts,
+    pub id: String,
+    pub bundle: PathBuf,
+    pub detach: bool,
+    pub console_socket: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub no_pivot: bool,
+}
+
+/// `checkpoint`: dumps the container's processes into the image dir.
+pub fn checkpoint(root: &Root, id: &str, opts: &CheckpointOpts) -> Result<()> {
+    let saved = root.load(id)?;
+    let _lock = root.lock(id)?;
+    let status = saved.status(root);
+    if matches!(status, Status::Created | Status::Stopped | Status::Creating) {
+        return Err(Error::msg(format!(
+            "container cannot be checkpointed in {status} state"
+        )));
+    }
+    let spec = stored_spec(root, id)?;
+    refuse_terminal(&spec, "checkpoint")?;
+    let images = &opts.criu.image_path;
+    if let Some(parent) = &opts.parent_path {
+        if parent.is_absolute() {
+            return Err(Error::msg(format!(
+                "--parent-path {}: must be relative to the image path",
+                parent.display()
+            )));
+        }
+        // Lexically, as runc's filepath.Join: the image dir may not exist yet.
+        let real = PathBuf::from(clean(&images.join(parent)));
+        match std::fs::metadata(&real) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(Error::msg(format!(
+                    "--parent-path {}: not a directory",
+                    real.display()
+                )))
+            }
+            Err(e) => return Err(Error::io(format!("--parent-path {}", real.display()), e)),
+        }
+    }
+    make_dir(images)?;
+    let work = opts
+        .criu
+        .work_path
+        .clone()
+        .unwrap_or_else(|| images.clone());
+    make_dir(&work)?;
+
+    let mut args: Vec<String> = vec![
+        if opts.pre_dump { "pre-dump" } else { "dump" }.into(),
+        "--tree".into(),
+        saved.pid.to_string(),
+        "--images-dir".into(),
+        path_arg(images),
+        "--work-dir".into(),
+        path_arg(&work),
+        "--log-file".into(),
+        DUMP_LOG.into(),
+        "-v4".into(),
+        "--root".into(),
+        path_arg(&saved.rootfs),
+    ];
+    common_args(&mut args, &opts.criu);
+    if opts.leave_running && !opts.pre_dump {
+        args.push("--leave-running".into());
+    }
+    if opts.pre_dump {
+        args.push("--track-mem".into());
+    }
+    if let Some(parent) = &opts.parent_path {
+        args.extend(["--prev-images-dir".into(), path_arg(parent)]);
+        args.push("--track-mem".into());
+    }
+    // The whole cgroup is frozen while criu collects the tasks.
+    let cg = cgroups::load(saved.cgroup_paths.clone());
+    if let Some(p) = freezer_path(&saved.cgroup_paths) {
+        args.extend(["--freeze-cgroup".into(), path_arg(&p)]);
+    }
+    for ns in external_namespaces(&spec)? {
+        args.extend(["--external".into(), ns.dump_key()]);
+    }
+    if !opts.pre_dump {
+        for dest in external_mount_keys(&spec, saved.pid, &saved.rootfs) {
+            args.extend(["--external".into(), format!("mnt[{dest}]:{dest}")]);
+        }
+        for dest in cgroup_bind_mounts(saved.pid) {
+            args.extend(["--external".into(), format!("mnt[{dest}]:{dest}")]);
+        }
+        for path in masked_files(&spec, saved.pid) {
+            args.extend(["--external".into(), format!("mnt[{path}]:/dev/null")]);
+        }
+        write_descriptors(images, saved.pid)?;
+    }
+    let was_paused = status == Status::Paused;
+    run_criu(&opts.criu, &args, &work, DUMP_LOG)?;
+    if opts.leave_running || opts.pre_dump {
+        // criu thaws what it froze; a container that was paused stays so.
+        if was_paused && !cg.state_frozen().unwrap_or(true) {
+            let _ = cg.freeze();
+        }
+        return Ok(());
+    }
+    // criu killed the processes: the container is gone, as after runc's
+    // checkpoint, and its id is free for restore.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while state::init_alive(&saved) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    container::destroy(root, &saved)
+}
+
+/// `restore`: creates the container `opts.id` from its bundle with the
+/// processes of the checkpoint in `opts.criu.image_path`. Returns the exit
+/// code for the command (the container's in the foreground, else 0).
+pub fn restore(root: &Root, opts: &RestoreOpts) -> Result<i32> {
+    state::validate_id(&opts.id)?;
+    if root
+        .container_dir(&opts.id)
+        .join(state::STATE_FILE)
+        .exists()
+    {
+        return Err(Error::Exists(opts.id.clone()));
+    }
+    let images = &opts.criu.image_path;
+    if !images.join(INVENTORY).is_file() {
+        return Err(Error::msg(format!(
+            "restore: no checkpoint in {} ({INVENTORY} is missing)",
+            images.display()
+        )));
+    }
+    let bundle = crate::spec::load(&opts.bundle)?;
+    let spec = &bundle.spec;
+    refuse_terminal(spec, "restore")?;
+    if opts.console_socket.is_some() {
+        return Err(Error::msg(
+            "cannot use console socket if the container does not use a terminal",
+        ));
+    }
+    let linux = spec.linux().as_ref().expect("validated");
+    let work = opts
+        .criu
+        .work_path
+        .clone()
+        .unwrap_or_else(|| images.clone());
+    make_dir(&work)?;
+    // Namespaces joined by path are handed to criu as inherited fds; opened
+    // before anything is created.
+    let ext_ns = external_namespaces(spec)?;
+
+    let mut undo = Undo {
+        dir: None,
+        cgroup: None,
+        mount: None,
+        armed: true,
+    };
+    let dir = root.create_dir(&opts.id)?;
+    undo.dir = Some(dir.clone());
+    let cg = cgroups::new(
+        linux.cgroups_path().as_ref().and_then(|p| p.to_str()),
+        &opts.id,
+    )?;
+    let mut res = linux.resources().clone().unwrap_or_default();
+    res.set_devices(Some(cgroups::device_rules(
+        res.devices().as_deref(),
+        linux.devices().as_deref(),
+    )));
+    let cgroup_paths = cg.paths();
+    undo.cgroup = Some(cg);
+    let cg = undo.cgroup.as_ref().expect("set above");
+
+    // criu wants the root to be a mount point: the rootfs bound (with
+    // whatever is mounted below it) on a directory of the state dir.
+    let criu_root = dir.join("criu-root");
+    std::fs::DirBuilder::new()
+        .mode(0o755)
+        .create(&criu_root)
+        .map_err(|e| Error::io(format!("create {}", criu_root.display()), e))?;
+    prepare_mountpoints(spec, &bundle.dir, &bundle.rootfs)?;
+    mount(
+        Some(&bundle.rootfs),
+        &criu_root,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|e| {
+        Error::sys(
+            "mount",
+            format!("{} on {}", bundle.rootfs.display(), criu_root.display()),
+            e,
+        )
+    })?;
+    undo.mount = Some(criu_root.clone());
+
+    let pidfile = dir.join("criu.pid");
+    let mut args: Vec<String> = vec![
+        "restore".into(),
+        "--images-dir".into(),
+        path_arg(images),
+        "--work-dir".into(),
+        path_arg(&work),
+        "--log-file".into(),
+        RESTORE_LOG.into(),
+        "-v4".into(),
+        "--root".into(),
+        path_arg(&criu_root),
+        "--restore-detached".into(),
+        "--restore-sibling".into(),
+        "--pidfile".into(),
+        path_arg(&pidfile),
+        "--evasive-devices".into(),
+    ];
+    common_args(&mut args, &opts.criu);
+    for (dest, source) in external_mount_sources(spec, &bundle.dir) {
+        args.extend([
+            "--external".into(),
+            format!("mnt[{dest}]:{}", source.display()),
+        ]);
+    }
+    for (dest, source) in cgroup_bind_sources(spec, cg.as_ref()) {
+        args.extend([
+            "--external".into(),
+            format!("mnt[{dest}]:{}", source.display()),
+        ]);
+    }
+    if linux.masked_paths().as_ref().is_some_and(|m| !m.is_empty()) {
+        args.extend(["--external".into(), "mnt[/dev/null]:/dev/null".into()]);
+    }
+    // Inherited fds: namespaces first (numbered from 3 in criu), then the
+    // pipes the init had as stdio, which become ours.
+    let mut keep: Vec<(i32, &OwnedFd)> = Vec::new();
+    for (i, ns) in ext_ns.iter().enumerate() {
+        let fd = 3 + i as i32;
+        args.extend(["--inherit-fd".into(), format!("fd[{fd}]:{}", ns.key())]);
+        keep.push((fd, &ns.fd));
+    }
+    for (i, link) in read_descriptors(images).iter().enumerate() {
+        if link.starts_with("pipe:") {
+            args.extend(["--inherit-fd".into(), format!("fd[{i}]:{link}")]);
+        }
+    }
+
+    let fds: Vec<(i32, i32)> = keep.iter().map(|(n, fd)| (fd.as_raw_fd(), *n)).collect();
+    let status = spawn_in_cgroup(&opts.criu, &args, &fds, cg.as_ref(), &res)?;
+    check_status(status, &work, RESTORE_LOG, "restore")?;
+
+    let text = std::fs::read_to_string(&pidfile)
+        .map_err(|e| Error::io(format!("read criu's pidfile {}", pidfile.display()), e))?;
+    let pid: i32 = text
+        .trim()
+        .parse()
+        .map_err(|_| Error::msg(format!("criu's pidfile {}: {text:?}", pidfile.display())))?;
+    let _ = std::fs::remove_file(&pidfile);
+    let st = state::proc_stat(pid)
+        .ok_or_else(|| Error::msg(format!("restored init {pid} exited at once")))?;
+    let annotations: BTreeMap<String, String> = spec
+        .annotations()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let saved = Saved {
+        id: opts.id.clone(),
+        pid,
+        pid_start: st.start_time,
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: state::now_rfc3339(),
+        owner: String::new(),
+        annotations,
+        cgroup_paths,
+        hooks: spec.hooks().clone(),
+        own_pid_ns: linux
+            .namespaces()
+            .iter()
+            .flatten()
+            .any(|n| n.typ() == LinuxNamespaceType::Pid && n.path().is_none()),
+    };
+    let cfg = serde_json::to_vec(spec).map_err(|e| Error::msg(format!("encode config: {e}")))?;
+    let cfg_file = dir.join(state::CONFIG_FILE);
+    std::fs::write(&cfg_file, cfg)
+        .map_err(|e| Error::io(format!("write {}", cfg_file.display()), e))?;
+    state::save(&dir, &saved)?;
+    if let Some(p) = &opts.pid_file {
+        state::write_pid_file(p, pid)?;
+    }
+    // From here the container exists; only the helper mount goes.
+    undo.armed = false;
+    drop(undo);
+    if opts.detach {
+        return Ok(0);
+    }
+    let code = container::wait_foreground(pid, None)?;
+    if let Err(e) = container::delete(root, &opts.id, true) {
+        logging::warn(&e.to_string());
+    }
+    Ok(code)
+}
+
+/// What a failed restore undoes; the helper mount always goes.
+struct Undo {
+    dir: Option<PathBuf>,
+    cgroup: Option<Box<dyn cgroups::Manager>>,
+    mount: Option<PathBuf>,
+    armed: bool,
+}
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        if let Some(m) = &self.mount {
+            let _ = umount2(m, MntFlags::MNT_DETACH);
+            let _ = std::fs::remove_dir(m);
+        }
+        if !self.armed {
+            return;
+        }
+        if let Some(cg) = &self.cgroup {
+            for pid in cg.pids().unwrap_or_default() {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            if let Err(e) = cg.destroy() {
+                logging::warn(&format!("cleanup after failed restore: {e}"));
+            }
+        }
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// The container's config as recorded at create.
+fn stored_spec(root: &Root, id: &str) -> Result<Spec> {
+    let file = root.container_dir(id).join(state::CONFIG_FILE);
+    let data =
+        std::fs::read(&file).map_err(|e| Error::io(format!("read {}", file.display()), e))?;
+    serde_json::from_slice(&data).map_err(|e| Error::config(&file, "(document)", e.to_string()))
+}
+
+fn refuse_terminal(spec: &Spec, what: &str) -> Result<()> {
+    if spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false)
+    {
+        return Err(Error::config(
+            "config.json",
+            "process.terminal",
+            format!("{what} of a container with a terminal is not supported by brig yet"),
+        ));
+    }
+    Ok(())
+}
+
+fn make_dir(p: &Path) -> Result<()> {
+    match std::fs::DirBuilder::new().mode(0o700).create(p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && p.is_dir() => Ok(()),
+        Err(e) => Err(Error::io(format!("create {}", p.display()), e)),
+    }
+}
+
+fn path_arg(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+fn common_args(args: &mut Vec<String>, o: &CriuOpts) {
+    match o.manage_cgroups_mode {
+        Some(m) => args.push(format!("--manage-cgroups={}", m.as_str())),
+        None => args.push("--manage-cgroups".into()),
+    }
+    for (on, flag) in [
+        (o.tcp_established, "--tcp-established"),
+        (o.ext_unix_sk, "--ext-unix-sk"),
+        (o.shell_job, "--shell-job"),
+        (o.file_locks, "--file-locks"),
+    ] {
+        if on {
+            args.push(flag.into());
+        }
+    }
+}
+
+/// Runs criu in the container's cgroup (so what it restores starts there,
+/// as runc does): forked, moved into the cgroup, resources set, and only
+/// then let exec criu. `fds` are (open fd, number criu must find it at).
+fn spawn_in_cgroup(
+    o: &CriuOpts,
+    args: &[String],
+    fds: &[(i32, i32)],
+    cg: &dyn cgroups::Manager,
+    res: &oci_spec::runtime::LinuxResources,
+) -> Result<std::process::ExitStatus> {
+    use std::ffi::CString;
+    use std::os::unix::process::ExitStatusExt;
+    let bin = o.criu.clone().unwrap_or_else(|| PathBuf::from("criu"));
+    let cstr =
+        |s: &str| CString::new(s).map_err(|_| Error::msg(format!("NUL in criu argument {s:?}")));
+    let prog = cstr(&bin.to_string_lossy())?;
+    let mut argv = vec![prog.clone()];
+    for a in args {
+        argv.push(cstr(a)?);
+    }
+    let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    ptrs.push(std::ptr::null());
+    logging::debug(&format!("criu: {} {}", bin.display(), args.join(" ")));
+    let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).sys("pipe2", "criu")?;
+    // SAFETY: brig is single-threaded; the child only makes raw syscalls
+    // on memory prepared before the fork, then execs or _exits.
+    let child = match unsafe { nix::unistd::fork() }.sys("fork", "criu")? {
+        nix::unistd::ForkResult::Child => unsafe {
+            libc::close(wr.as_raw_fd());
+            let mut b = [0u8; 1];
+            if libc::read(rd.as_raw_fd(), b.as_mut_ptr().cast(), 1) != 1 {
+                libc::_exit(1);
+            }
+            // Out of the way first, so no target clobbers a source.
+            for (i, (from, _)) in fds.iter().enumerate() {
+                if libc::dup2(*from, 200 + i as i32) < 0 {
+                    libc::_exit(126);
+                }
+            }
+            for (i, (_, to)) in fds.iter().enumerate() {
+                if libc::dup2(200 + i as i32, *to) < 0 {
+                    libc::_exit(126);
+                }
+                libc::close(200 + i as i32);
+            }
+            libc::execvp(prog.as_ptr(), ptrs.as_ptr());
+            libc::_exit(127);
+        },
+        nix::unistd::ForkResult::Parent { child } => child,
+    };
+    drop(rd);
+    let joined = cg.apply(child.as_raw()).and_then(|_| cg.set(res));
+    if let Err(e) = joined {
+        let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(child, None);
+        return Err(e);
+    }
+    nix::unistd::write(&wr, b"1").sys("write", "criu start pipe")?;
+    drop(wr);
+    loop {
+        match nix::sys::wait::waitpid(child, None) {
+            Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => {
+                return Ok(std::process::ExitStatus::from_raw(code << 8))
+            }
+            Ok(nix::sys::wait::WaitStatus::Signaled(_, sig, _)) => {
+                return Ok(std::process::ExitStatus::from_raw(sig as i32))
+            }
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(Error::sys("waitpid", "criu", e)),
+        }
+    }
+}
+
+fn criu_command(o: &CriuOpts) -> Command {
+    Command::new(o.criu.as_deref().unwrap_or(Path::new("criu")))
+}
+
+fn run_criu(o: &CriuOpts, args: &[String], work: &Path, log: &str) -> Result<()> {
+    let mut cmd = criu_command(o);
+    cmd.args(args);
+    let what = args.first().map(String::as_str).unwrap_or("criu");
+    run_command(cmd, work, log, what)
+}
+
+/// Runs criu; on failure the error carries criu's own error lines from its log.
+fn run_command(mut cmd: Command, work: &Path, log: &str, what: &str) -> Result<()> {
+    logging::debug(&format!("criu: {cmd:?}"));
+    let bin = cmd.get_program().to_string_lossy().into_owned();
+    // criu's stdio is ours.
+    let status = cmd
+        .status()
+        .map_err(|e| Error::io(format!("run {bin}"), e))?;
+    check_status(status, work, log, what)
+}
+
+/// An error with criu's own error lines from its log, unless it succeeded.
+fn check_status(
+    status: std::process::ExitStatus,
+    work: &Path,
+    log: &str,
+    what: &str,
+) -> Result<()> {
+    if status.success() {
+        return Ok(());
+    }
+    let log_path = work.join(log);
+    let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let errors: Vec<&str> = text.lines().filter(|l| l.contains("Error")).collect();
+    let tail = errors[errors.len().saturating_sub(5)..].join("\n");
+    Err(Error::msg(format!(
+        "criu {what} failed ({status}), see {}:\n{tail}",
+        log_path.display()
+    )))
+}
+
+/// A namespace the container joined by path: external to criu.
+struct ExtNs {
+    kind: &'static str,
+    inode: u64,
+    fd: OwnedFd,
+}
+
+impl ExtNs {
+    fn key(&self) -> String {
+        match self.kind {
+            "net" => "extRootNetNS".into(),
+            _ => "extRootPidNS".into(),
+        }
+    }
+
+    fn dump_key(&self) -> String {
+        format!("{}[{}]:{}", self.kind, self.inode, self.key())
+    }
+}
+
+fn external_namespaces(spec: &Spec) -> Result<Vec<ExtNs>> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let linux = spec.linux().as_ref().expect("validated");
+    for (i, n) in linux.namespaces().iter().flatten().enumerate() {
+        let kind = match n.typ() {
+            LinuxNamespaceType::Network => "net",
+            LinuxNamespaceType::Pid => "pid",
+            _ => continue,
+        };
+        let Some(path) = n.path() else { continue };
+        let file = std::fs::File::open(path).map_err(|e| {
+            Error::config(
+                "config.json",
+                format!("linux.namespaces[{i}].path"),
+                format!("{}: {e}", path.display()),
+            )
+        })?;
+        let inode = file
+            .metadata()
+            .map_err(|e| Error::io(format!("stat {}", path.display()), e))?
+            .ino();
+        out.push(ExtNs {
+            kind,
+            inode,
+            fd: file.into(),
+        });
+    }
+    Ok(out)
+}
+
+/// Bind mounts of the spec (destination, absolute source).
+fn bind_mounts(spec: &Spec, bundle: &Path) -> Vec<(String, PathBuf)> {
+    let mut out = Vec::new();
+    for m in spec.mounts().iter().flatten() {
+        let opts = mounts::parse(m.options().as_deref().unwrap_or(&[]));
+        let typ = m.typ().as_deref().unwrap_or("");
+        if !(opts.bind || typ == "bind") {
+            continue;
+        }
+        let source = m.source().clone().unwrap_or_default();
+        let source = if source.is_absolute() {
+            source
+        } else {
+            bundle.join(source)
+        };
+        out.push((clean(m.destination()), source));
+    }
+    out
+}
+
+/// A destination as criu names the mount: absolute, without `.`/`..`.
+fn clean(p: &Path) -> String {
+    let mut parts: Vec<&std::ffi::OsStr> = Vec::new();
+    for c in p.components() {
+        match c {
+            Component::Normal(s) => parts.push(s),
+            Component::ParentDir => {
+                parts.pop();
+            }
+            _ => {}
+        }
+    }
+    let mut s = String::new();
+    for p in parts {
+        s.push('/');
+        s.push_str(&p.to_string_lossy());
+    }
+    if s.is_empty() {
+        s.push('/');
+    }
+    s
+}
+
+/// The mount points criu will meet as external at dump: bind mounts (their
+/// destination resolved inside the rootfs, a symlink included) and device
+/// nodes bound from the host.
+fn external_mount_keys(spec: &Spec, pid: i32, rootfs: &Path) -> Vec<String> {
+    let _ = rootfs;
+    let mut keys: Vec<String> = bind_mounts(spec, Path::new("/"))
+        .into_iter()
+        .map(|(dest, _)| resolve_in_container(pid, &dest))
+        .collect();
+    if let Some(devs) = spec.linux().as_ref().and_then(|l| l.devices().clone()) {
+        keys.extend(devs.iter().map(|d| clean(d.path())));
+    }
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// The restore side of [`external_mount_keys`]: key → host source.
+fn external_mount_sources(spec: &Spec, bundle: &Path) -> Vec<(String, PathBuf)> {
+    let mut out = bind_mounts(spec, bundle);
+    if let Some(devs) = spec.linux().as_ref().and_then(|l| l.devices().clone()) {
+        out.extend(devs.iter().map(|d| (clean(d.path()), d.path().clone())));
+    }
+    out
+}
+
+/// A path as the container sees it after following its symlinks (read
+/// through /proc/PID/root, so the host's files are never reached).
+fn resolve_in_container(pid: i32, dest: &str) -> String {
+    let base = PathBuf::from(format!("/proc/{pid}/root"));
+    let mut cur = String::new();
+    let mut budget = 40;
+    let mut todo: Vec<String> = dest
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .rev()
+        .map(str::to_string)
+        .collect();
+    while let Some(part) = todo.pop() {
+        if part == "." {
+            continue;
+        }
+        if part == ".." {
+            if let Some(i) = cur.rfind('/') {
+                cur.truncate(i);
+            }
+            continue;
+        }
+        let next = format!("{cur}/{part}");
+        match std::fs::read_link(base.join(next.trim_start_matches('/'))) {
+            Ok(target) if budget > 0 => {
+                budget -= 1;
+                let t = target.to_string_lossy().into_owned();
+                if t.starts_with('/') {
+                    cur.clear();
+                }
+                for p in t.split('/').filter(|s| !s.is_empty()).rev() {
+                    todo.push(p.to_string());
+                }
+            }
+            _ => cur = next,
+        }
+    }
+    if cur.is_empty() {
+        "/".into()
+    } else {
+        cur
+    }
+}
+
+/// Masked paths that are files (brig binds /dev/null over them).
+fn masked_files(spec: &Spec, pid: i32) -> Vec<String> {
+    let base = PathBuf::from(format!("/proc/{pid}/root"));
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.masked_paths().clone())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| {
+            std::fs::metadata(base.join(p.trim_start_matches('/'))).is_ok_and(|m| !m.is_dir())
+        })
+        .collect()
+}
+
+/// Mount points of bind mounts must exist in the rootfs before criu
+/// mounts there (files for file sources, directories otherwise).
+fn prepare_mountpoints(spec: &Spec, bundle: &Path, rootfs: &Path) -> Result<()> {
+    for (dest, source) in bind_mounts(spec, bundle) {
+        let target = rootfs.join(dest.trim_start_matches('/'));
+        if std::fs::symlink_metadata(&target).is_ok() {
+            continue;
+        }
+        if std::fs::metadata(&source).is_ok_and(|m| !m.is_dir()) {
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| Error::io(format!("create {}", parent.display()), e))?;
+            }
+            std::fs::File::create(&target)
+                .map_err(|e| Error::io(format!("create {}", target.display()), e))?;
+        } else {
+            std::fs::create_dir_all(&target)
+                .map_err(|e| Error::io(format!("create {}", target.display()), e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Where the init's fds 0..2 point, for restore to replace pipes.
+fn write_descriptors(images: &Path, pid: i32) -> Result<()> {
+    let links: Vec<String> = (0..3)
+        .map(|fd| {
+            std::fs::read_link(format!("/proc/{pid}/fd/{fd}"))
+                .map(|l| l.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| "/dev/null".into())
+        })
+        .collect();
+    let file = images.join(DESCRIPTORS);
+    let data = serde_json::to_vec(&links).expect("json of strings");
+    std::fs::write(&file, data).map_err(|e| Error::io(format!("write {}", file.display()), e))
+}
+
+fn read_descriptors(images: &Path) -> Vec<String> {
+    std::fs::read(images.join(DESCRIPTORS))
+        .ok()
+        .and_then(|d| serde_json::from_slice(&d).ok())
+        .unwrap_or_default()
+}
+
+/// The cgroup criu freezes: v1's freezer or the v2 cgroup.
+fn freezer_path(paths: &BTreeMap<String, PathBuf>) -> Option<PathBuf> {
+    paths
+        .get("freezer")
+        .or_else(|| paths.get(""))
+        .filter(|p| p.is_dir())
+        .cloned()
+}
+
+/// Mount points of the container's cgroup file systems that show a
+/// subtree (brig binds the container's own cgroup there when there is no
+/// cgroup namespace): criu cannot dump them, they are external.
+fn cgroup_bind_mounts(pid: i32) -> Vec<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap_or_default();
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
+        let f: Vec<&str> = pre.split(' ').collect();
+        let fstype = post.split(' ').next().unwrap_or("");
+        if f.len() >= 5 && matches!(fstype, "cgroup" | "cgroup2") && f[3] != "/" {
+            out.push(unescape(f[4]));
+        }
+    }
+    out
+}
+
+/// mountinfo's octal escapes (\040 for a space) undone.
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The restore side of [`cgroup_bind_mounts`]: where brig binds the new
+/// container's cgroup of each hierarchy, unless it has a cgroup namespace.
+fn cgroup_bind_sources(spec: &Spec, cg: &dyn cgroups::Manager) -> Vec<(String, PathBuf)> {
+    let linux = spec.linux().as_ref().expect("validated");
+    if linux
+        .namespaces()
+        .iter()
+        .flatten()
+        .any(|n| n.typ() == LinuxNamespaceType::Cgroup)
+    {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for m in spec.mounts().iter().flatten() {
+        if m.typ().as_deref() != Some("cgroup") {
+            continue;
+        }
+        let dest = clean(m.destination());
+        for c in cg.mounts() {
+            let key = if c.name.is_empty() {
+                dest.clone()
+            } else {
+                format!("{}/{}", dest.trim_end_matches('/'), c.name)
+            };
+            out.push((key, c.host_path.clone()));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_paths() {
+        assert_eq!(clean(Path::new("/a/./b/../c/")), "/a/c");
+        assert_eq!(clean(Path::new("x")), "/x");
+        assert_eq!(clean(Path::new("/")), "/");
+        assert_eq!(clean(Path::new("/../..")), "/");
+    }
+
+    #[test]
+    fn modes() {
+        for m in ["soft", "full", "strict", "ignore"] {
+            assert_eq!(CgroupMode::parse(m).unwrap().as_str(), m);
+        }
+        let e = CgroupMode::parse("hard").unwrap_err().to_string();
+        assert!(e.contains("--manage-cgroups-mode"), "{e}");
+    }
+
+    #[test]
+    fn mountinfo_escapes() {
+        assert_eq!(unescape("/a\\040b"), "/a b");
+        assert_eq!(unescape("/plain"), "/plain");
+    }
+
+    #[test]
+    fn own_root_resolves() {
+        let me = std::process::id() as i32;
+        assert_eq!(resolve_in_container(me, "/proc/../etc"), "/etc");
+    }
+}
