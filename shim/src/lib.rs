@@ -11,10 +11,12 @@
 //! * [`stats`] — runtime stats JSON to containerd's cgroup metrics.
 //! * [`options`] — runc's shim options.
 //! * [`mount`] — the rootfs mounts containerd passes.
+//! * [`oom`] — OOM notifications of the containers' memory cgroups.
 
 pub mod error;
 pub mod io;
 pub mod mount;
+pub mod oom;
 pub mod options;
 pub mod process;
 pub mod reaper;

@@ -23,7 +23,7 @@ use containerd_shim_protos::api::{
     UpdateTaskRequest, WaitRequest, WaitResponse,
 };
 use containerd_shim_protos::events::task::{
-    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskPaused,
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskOOM, TaskPaused,
     TaskResumed, TaskStart,
 };
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
@@ -33,6 +33,7 @@ use containerd_shim_protos::ttrpc::context::Context;
 
 use crate::error::{Error, IoContext, Result};
 use crate::io::{self, ConsoleSocket, StdioPaths};
+use crate::oom;
 use crate::options;
 use crate::process::Process;
 use crate::reaper::reaper;
@@ -64,6 +65,8 @@ pub struct Inner {
     events: Mutex<Sender<Event>>,
     exits: Mutex<Sender<Exit>>,
     exit_signal: Arc<ExitSignal>,
+    /// `None` when it could not start: containers then run without TaskOOM.
+    oom: Option<oom::Monitor>,
 }
 
 #[derive(Clone)]
@@ -103,6 +106,17 @@ impl Service {
                     }
                 }
             });
+        let oom_events = Mutex::new(events_tx.clone());
+        let oom = oom::Monitor::start(Box::new(move |id: &str| {
+            log::info!("container {id}: out of memory");
+            let event = TaskOOM {
+                container_id: id.to_string(),
+                ..Default::default()
+            };
+            let _ = lock(&oom_events).send(("/tasks/oom", Box::new(event)));
+        }))
+        .map_err(|e| log::error!("no OOM notifications: {e}"))
+        .ok();
         let (exits_tx, exits_rx) = channel::<Exit>();
         let service = Service {
             inner: Arc::new(Inner {
@@ -111,6 +125,7 @@ impl Service {
                 events: Mutex::new(events_tx),
                 exits: Mutex::new(exits_tx),
                 exit_signal,
+                oom,
             }),
         };
         let this = service.clone();
@@ -287,6 +302,11 @@ impl Service {
         });
         lock(&self.inner.containers).insert(req.id.clone(), container);
         self.watch(&req.id, "", pid);
+        if let Some(oom) = &self.inner.oom {
+            if let Err(e) = oom.add(&req.id, pid) {
+                log::warn!("container {}: no OOM notifications: {e}", req.id);
+            }
+        }
         self.publish(
             "/tasks/create",
             Box::new(TaskCreate {
@@ -379,6 +399,9 @@ impl Service {
                 if !msg.contains("does not exist") && !msg.contains("not exist") {
                     return Err(e);
                 }
+            }
+            if let Some(oom) = &self.inner.oom {
+                oom.remove(&c.id);
             }
             if c.mounted_rootfs {
                 unmount_rootfs(&c.bundle.join("rootfs"))?;

@@ -374,3 +374,78 @@ fn podman_run_with_brig_runtime() {
         .stderr(std::process::Stdio::null())
         .status();
 }
+
+/// `ctr events` running in the background, its output in a file.
+struct Events {
+    child: std::process::Child,
+    out: std::path::PathBuf,
+}
+
+impl Events {
+    fn start(c: &Containerd) -> Events {
+        let out = c.dir().join(unique("events"));
+        let file = std::fs::File::create(&out).unwrap();
+        let child = std::process::Command::new("ctr")
+            .arg("-a")
+            .arg(c.socket())
+            .arg("events")
+            .stdout(file)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // ctr subscribes before it prints anything: give it a moment.
+        std::thread::sleep(Duration::from_millis(500));
+        Events { child, out }
+    }
+
+    fn text(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+
+    /// Waits (at most 10 s) for a line with `topic` that mentions `id`.
+    fn wait_for(&self, topic: &str, id: &str) -> bool {
+        wait_for(Duration::from_secs(10), || {
+            self.text()
+                .lines()
+                .any(|l| l.contains(topic) && l.contains(id))
+        })
+    }
+}
+
+impl Drop for Events {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn oom_kill_publishes_task_oom() {
+    let Some((c, image)) = setup("oom_kill_publishes_task_oom") else {
+        return;
+    };
+    let events = Events::start(&c);
+    let id = unique("oom");
+    // The string doubles until the 32 MiB limit stops it (no swap here).
+    let out = c.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        BRIG_SHIM,
+        "--memory-limit",
+        "33554432",
+        &image,
+        &id,
+        "sh",
+        "-c",
+        "a=x; while :; do a=\"$a$a\"; done",
+    ]);
+    assert_eq!(out.code, 137, "killed by the OOM killer: {out}");
+    assert!(
+        events.wait_for("/tasks/oom", &id),
+        "no TaskOOM for {id}: {}",
+        events.text()
+    );
+    assert!(events.wait_for("/tasks/exit", &id), "{}", events.text());
+    assert_clean(&c);
+}
