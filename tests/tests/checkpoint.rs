@@ -308,3 +308,169 @@ fn restore_from_empty_image_dir_fails() {
     assert_no_leftovers(&rt, &id, &b);
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
 }
+
+/// `restore` without `-d` waits for the container like `run`, writes `--pid-file`, exits with
+/// the container's status (137 after SIGKILL), and then the container is gone.
+#[test]
+fn restore_in_foreground_with_pid_file() {
+    let Some(rt) = runtime("restore_in_foreground_with_pid_file") else {
+        return;
+    };
+    let (b, count) = counter_bundle();
+    let id = rt.new_id("crfg");
+    let tmp = tempfile::tempdir().unwrap();
+    let images = tmp.path().join("images");
+    let pid_file = tmp.path().join("pid");
+    rt.run_detached(&b, &id).assert_ok();
+    assert!(wait_for(T, || last(&count) >= 3));
+    ok(
+        rt.cmd(&["checkpoint", "--image-path", images.to_str().unwrap(), &id]),
+        &images,
+    );
+    let before = last(&count);
+    let fg = rt.spawn(&[
+        "restore",
+        "--image-path",
+        images.to_str().unwrap(),
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        "--bundle",
+        b.path_str(),
+        &id,
+    ]);
+    assert!(
+        wait_for(T, || rt.status(&id).as_deref() == Some("running")),
+        "restored container never ran; criu:\n{}",
+        criu_errors(&images)
+    );
+    assert_eq!(read_trim(&pid_file), rt.pid(&id).to_string());
+    assert!(wait_for(T, || last(&count) > before + 1));
+    rt.kill(&id, "KILL").assert_ok();
+    let out = fg.wait_timeout(T);
+    assert_eq!(out.code, 137, "{out}");
+    rt.cmd(&["state", &id]).assert_fail();
+    assert_no_leftovers(&rt, &id, &b);
+}
+
+/// The init's stdio are pipes (as containerd and runc's own test give it): restore hands its own
+/// stdio to the restored process in their place, so its output arrives on the new pipe.
+#[test]
+fn restore_replaces_stdio_pipes() {
+    let Some(rt) = runtime("restore_replaces_stdio_pipes") else {
+        return;
+    };
+    let b = Bundle::sh("i=0; while :; do i=$((i+1)); echo $i; sleep 0.1; done");
+    let id = rt.new_id("crpipe");
+    let tmp = tempfile::tempdir().unwrap();
+    let images = tmp.path().join("images");
+    // Runs `args` with three fresh pipes as stdio; returns the test's ends (stdin's writer is
+    // kept open) and a thread collecting the numbers printed on stdout.
+    let with_pipes = |args: &[&str]| {
+        let (in_r, in_w) = std::io::pipe().unwrap();
+        let (out_r, out_w) = std::io::pipe().unwrap();
+        let (err_r, err_w) = std::io::pipe().unwrap();
+        let st = rt
+            .command(&[], args)
+            .stdin(in_r)
+            .stdout(out_w)
+            .stderr(err_w)
+            .status()
+            .unwrap();
+        let mut err = String::new();
+        if !st.success() {
+            use std::io::Read;
+            let mut e = err_r;
+            let _ = e.read_to_string(&mut err);
+            panic!(
+                "{args:?} failed: {st}: {err}\ncriu:\n{}",
+                criu_errors(&images)
+            );
+        }
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u64>::new()));
+        let s2 = seen.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for l in std::io::BufReader::new(out_r).lines() {
+                let Ok(l) = l else { break };
+                if let Ok(n) = l.trim().parse() {
+                    s2.lock().unwrap().push(n);
+                }
+            }
+        });
+        (in_w, err_r, seen)
+    };
+    let (_in1, _err1, seen1) = with_pipes(&["run", "-d", "--bundle", b.path_str(), &id]);
+    let last_of = |s: &std::sync::Mutex<Vec<u64>>| s.lock().unwrap().last().copied().unwrap_or(0);
+    assert!(
+        wait_for(T, || last_of(&seen1) >= 3),
+        "no output from the container"
+    );
+    ok(
+        rt.cmd(&["checkpoint", "--image-path", images.to_str().unwrap(), &id]),
+        &images,
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let before = last_of(&seen1);
+    let (_in2, _err2, seen2) = with_pipes(&[
+        "restore",
+        "-d",
+        "--image-path",
+        images.to_str().unwrap(),
+        "--bundle",
+        b.path_str(),
+        &id,
+    ]);
+    assert!(
+        wait_for(T, || last_of(&seen2) > before + 1),
+        "no output on the new pipe after restore (last before: {before})"
+    );
+    assert_eq!(seen2.lock().unwrap()[0], before + 1);
+    rt.delete_force(&id).assert_ok();
+    assert_no_leftovers(&rt, &id, &b);
+}
+
+/// `--criu` chooses the binary; a criu that fails leaves a running container running, and a
+/// failed restore leaves no state dir, cgroup or mount behind. Needs no working criu.
+#[test]
+fn criu_failure_leaves_nothing_behind() {
+    let Some(rt) = Runtime::new("criu_failure_leaves_nothing_behind") else {
+        return;
+    };
+    let (b, count) = counter_bundle();
+    let id = rt.new_id("crfail");
+    let tmp = tempfile::tempdir().unwrap();
+    let images = tmp.path().join("images");
+    rt.run_detached(&b, &id).assert_ok();
+    assert!(wait_for(T, || last(&count) >= 2));
+    let out = rt.cmd_with(
+        &["--criu", "/bin/false"],
+        &["checkpoint", "--image-path", images.to_str().unwrap(), &id],
+    );
+    out.assert_fail();
+    assert!(out.stderr.contains("criu dump failed"), "{out}");
+    assert_eq!(rt.status(&id).as_deref(), Some("running"));
+    let n = last(&count);
+    assert!(wait_for(T, || last(&count) > n + 1), "counter stopped");
+    rt.delete_force(&id).assert_ok();
+
+    // A restore whose criu fails: the image dir looks like a checkpoint, criu says no.
+    std::fs::write(images.join("inventory.img"), b"").unwrap();
+    let id2 = rt.new_id("crfail2");
+    let out = rt.cmd_with(
+        &["--criu", "/bin/false"],
+        &[
+            "restore",
+            "-d",
+            "--image-path",
+            images.to_str().unwrap(),
+            "--bundle",
+            b.path_str(),
+            &id2,
+        ],
+    );
+    out.assert_fail();
+    assert!(out.stderr.contains("criu restore failed"), "{out}");
+    rt.cmd(&["state", &id2]).assert_fail();
+    assert_no_leftovers(&rt, &id2, &b);
+    assert_no_leftovers(&rt, &id, &b);
+}
