@@ -89,6 +89,11 @@ pub struct CriuOpts {
     pub shell_job: bool,
     pub file_locks: bool,
     pub manage_cgroups_mode: Option<CgroupMode>,
+    /// `--empty-ns network`: the network namespace is created empty on
+    /// restore (its contents are not dumped), for a caller that sets it up.
+    pub empty_net_ns: bool,
+    /// Deduplicate memory images as criu goes.
+    pub auto_dedup: bool,
 }
 
 /// Options of `checkpoint`.
@@ -110,7 +115,6 @@ pub struct RestoreOpts {
     pub detach: bool,
     pub console_socket: Option<PathBuf>,
     pub pid_file: Option<PathBuf>,
-    pub no_pivot: bool,
 }
 
 /// `checkpoint`: dumps the container's processes into the image dir.
@@ -188,7 +192,7 @@ pub fn checkpoint(root: &Root, id: &str, opts: &CheckpointOpts) -> Result<()> {
         args.extend(["--external".into(), ns.dump_key()]);
     }
     if !opts.pre_dump {
-        for dest in external_mount_keys(&spec, saved.pid, &saved.rootfs) {
+        for dest in external_mount_keys(&spec, saved.pid) {
             args.extend(["--external".into(), format!("mnt[{dest}]:{dest}")]);
         }
         for dest in cgroup_bind_mounts(saved.pid) {
@@ -480,7 +484,11 @@ fn common_args(args: &mut Vec<String>, o: &CriuOpts) {
         Some(m) => args.push(format!("--manage-cgroups={}", m.as_str())),
         None => args.push("--manage-cgroups".into()),
     }
+    if o.empty_net_ns {
+        args.extend(["--empty-ns".into(), "net".into()]);
+    }
     for (on, flag) in [
+        (o.auto_dedup, "--auto-dedup"),
         (o.tcp_established, "--tcp-established"),
         (o.ext_unix_sk, "--ext-unix-sk"),
         (o.shell_job, "--shell-job"),
@@ -704,8 +712,7 @@ fn clean(p: &Path) -> String {
 /// The mount points criu will meet as external at dump: bind mounts (their
 /// destination resolved inside the rootfs, a symlink included) and device
 /// nodes bound from the host.
-fn external_mount_keys(spec: &Spec, pid: i32, rootfs: &Path) -> Vec<String> {
-    let _ = rootfs;
+fn external_mount_keys(spec: &Spec, pid: i32) -> Vec<String> {
     let mut keys: Vec<String> = bind_mounts(spec, Path::new("/"))
         .into_iter()
         .map(|(dest, _)| resolve_in_container(pid, &dest))

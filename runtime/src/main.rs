@@ -244,6 +244,12 @@ struct CriuArgs {
     /// cgroups mode: soft (default), full, strict or ignore.
     #[arg(long = "manage-cgroups-mode")]
     manage_cgroups_mode: Option<String>,
+    /// Create a namespace but do not restore its properties (only "network").
+    #[arg(long = "empty-ns")]
+    empty_ns: Vec<String>,
+    /// Deduplicate memory images.
+    #[arg(long = "auto-dedup")]
+    auto_dedup: bool,
 }
 
 #[derive(clap::Args)]
@@ -278,9 +284,12 @@ struct RestoreArgs {
     /// File to write the container's pid to.
     #[arg(long = "pid-file")]
     pid_file: Option<PathBuf>,
-    /// Do not use pivot_root.
+    /// Accepted for runc compatibility: criu restores the root itself.
     #[arg(long = "no-pivot")]
     no_pivot: bool,
+    /// Accepted for runc compatibility: brig never makes itself a subreaper.
+    #[arg(long = "no-subreaper")]
+    no_subreaper: bool,
     id: String,
 }
 
@@ -299,7 +308,21 @@ fn criu_opts(a: &CriuArgs, criu: Option<PathBuf>) -> Result<brig::checkpoint::Cr
             .as_deref()
             .map(brig::checkpoint::CgroupMode::parse)
             .transpose()?,
+        empty_net_ns: empty_net_ns(&a.empty_ns)?,
+        auto_dedup: a.auto_dedup,
     })
+}
+
+/// runc's `--empty-ns`: only "network" is supported.
+fn empty_net_ns(list: &[String]) -> Result<bool> {
+    for ns in list {
+        if ns != "network" {
+            return Err(Error::msg(format!(
+                "namespace {ns:?} is not supported with --empty-ns (only \"network\")"
+            )));
+        }
+    }
+    Ok(!list.is_empty())
 }
 
 #[derive(clap::Args)]
@@ -589,8 +612,8 @@ fn run(cli: Cli) -> Result<u8> {
                 detach: a.detach,
                 console_socket: a.console_socket.as_ref().map(|p| cwd.join(p)),
                 pid_file: a.pid_file.as_ref().map(|p| cwd.join(p)),
-                no_pivot: a.no_pivot,
             };
+            let _ = (a.no_pivot, a.no_subreaper);
             let code = brig::checkpoint::restore(&root, &opts)?;
             return Ok((code & 0xff) as u8);
         }

@@ -474,3 +474,40 @@ fn criu_failure_leaves_nothing_behind() {
     assert_no_leftovers(&rt, &id2, &b);
     assert_no_leftovers(&rt, &id, &b);
 }
+
+/// A container with a terminal is refused before anything is done (criu gives the restored pty
+/// back only over its RPC protocol): the error names process.terminal, the container runs on and
+/// no image dir is made. Needs no working criu.
+#[test]
+fn checkpoint_of_terminal_container_is_refused() {
+    let Some(rt) = Runtime::new("checkpoint_of_terminal_container_is_refused") else {
+        return;
+    };
+    let b = Bundle::new(&["sleep", "100"]).with(|c| c["process"]["terminal"] = true.into());
+    let id = rt.new_id("crtty");
+    let tmp = tempfile::tempdir().unwrap();
+    let sock = tmp.path().join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    // Holds the connection (and the pty master brig sends on it) for the test's duration.
+    let holder = std::thread::spawn(move || listener.accept().map(|(s, _)| s));
+    rt.track(&id);
+    rt.cmd(&[
+        "run",
+        "-d",
+        "--console-socket",
+        sock.to_str().unwrap(),
+        "--bundle",
+        b.path_str(),
+        &id,
+    ])
+    .assert_ok();
+    let _conn = holder.join().unwrap().unwrap();
+    let images = tmp.path().join("images");
+    let out = rt.cmd(&["checkpoint", "--image-path", images.to_str().unwrap(), &id]);
+    out.assert_fail();
+    assert!(out.stderr.contains("process.terminal"), "{out}");
+    assert!(!images.exists());
+    assert_eq!(rt.status(&id).as_deref(), Some("running"));
+    rt.delete_force(&id).assert_ok();
+    assert_no_leftovers(&rt, &id, &b);
+}
