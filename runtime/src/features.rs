@@ -39,6 +39,7 @@ pub const MOUNT_OPTIONS: &[&str] = &[
     "bind",
     "defaults",
     "dev",
+    "idmap",
     "diratime",
     "dirsync",
     "exec",
@@ -66,6 +67,7 @@ pub const MOUNT_OPTIONS: &[&str] = &[
     "relatime",
     "remount",
     "rexec",
+    "ridmap",
     "rnoatime",
     "rnodev",
     "rnodiratime",
@@ -136,7 +138,7 @@ pub fn features() -> Value {
             "apparmor": {"enabled": false},
             "selinux": {"enabled": false},
             "intelRdt": {"enabled": false},
-            "mountExtensions": {"idmap": {"enabled": false}}
+            "mountExtensions": {"idmap": {"enabled": true}}
         },
         "annotations": {
             "io.github.brig.version": env!("CARGO_PKG_VERSION"),
@@ -189,7 +191,7 @@ mod tests {
         for off in ["apparmor", "selinux", "intelRdt"] {
             assert_eq!(linux[off]["enabled"], false, "{off}");
         }
-        assert_eq!(linux["mountExtensions"]["idmap"]["enabled"], false);
+        assert_eq!(linux["mountExtensions"]["idmap"]["enabled"], true);
         let ann = &v["annotations"];
         assert_eq!(ann["io.github.brig.version"], env!("CARGO_PKG_VERSION"));
         assert!(!ann["io.github.brig.libseccomp.version"]
