@@ -502,7 +502,9 @@ fn common_args(args: &mut Vec<String>, o: &CriuOpts) {
 
 /// Runs criu in the container's cgroup (so what it restores starts there,
 /// as runc does): forked, moved into the cgroup, resources set, and only
-/// then let exec criu. `fds` are (open fd, number criu must find it at).
+/// then let exec criu, told with `--cgroup-root` that the checkpoint's
+/// cgroups go where it now is (the container's id may be another one).
+/// `fds` are (open fd, number criu must find it at).
 fn spawn_in_cgroup(
     o: &CriuOpts,
     args: &[String],
@@ -520,19 +522,32 @@ fn spawn_in_cgroup(
     for a in args {
         argv.push(cstr(a)?);
     }
-    let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
-    ptrs.push(std::ptr::null());
     logging::debug(&format!("criu: {} {}", bin.display(), args.join(" ")));
     let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).sys("pipe2", "criu")?;
-    // SAFETY: brig is single-threaded; the child only makes raw syscalls
-    // on memory prepared before the fork, then execs or _exits.
+    // SAFETY: brig is single-threaded, so the child may allocate; it reads
+    // the rest of its arguments, moves fds, then execs or _exits.
     let child = match unsafe { nix::unistd::fork() }.sys("fork", "criu")? {
         nix::unistd::ForkResult::Child => unsafe {
             libc::close(wr.as_raw_fd());
-            let mut b = [0u8; 1];
-            if libc::read(rd.as_raw_fd(), b.as_mut_ptr().cast(), 1) != 1 {
-                libc::_exit(1);
+            // "go\0" then extra arguments, NUL-terminated; EOF without it
+            // means the parent gave up.
+            let mut msg = Vec::new();
+            let mut buf = [0u8; 512];
+            loop {
+                let n = libc::read(rd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len());
+                if n <= 0 {
+                    break;
+                }
+                msg.extend_from_slice(&buf[..n as usize]);
             }
+            let Some(extra) = msg.strip_prefix(b"go\0") else {
+                libc::_exit(1);
+            };
+            for a in extra.split(|c| *c == 0).filter(|a| !a.is_empty()) {
+                argv.push(CString::new(a).expect("split at NUL"));
+            }
+            let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+            ptrs.push(std::ptr::null());
             // Out of the way first, so no target clobbers a source.
             for (i, (from, _)) in fds.iter().enumerate() {
                 if libc::dup2(*from, 200 + i as i32) < 0 {
@@ -557,8 +572,18 @@ fn spawn_in_cgroup(
         let _ = nix::sys::wait::waitpid(child, None);
         return Err(e);
     }
-    nix::unistd::write(&wr, b"1").sys("write", "criu start pipe")?;
-    drop(wr);
+    let mut msg = b"go\0".to_vec();
+    for root in cgroup_roots(child.as_raw()) {
+        msg.extend_from_slice(b"--cgroup-root\0");
+        msg.extend_from_slice(root.as_bytes());
+        msg.push(0);
+    }
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::from(wr);
+        f.write_all(&msg)
+            .map_err(|e| Error::io("write to criu's start pipe", e))?;
+    }
     loop {
         match nix::sys::wait::waitpid(child, None) {
             Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => {
@@ -571,6 +596,25 @@ fn spawn_in_cgroup(
             Err(e) => return Err(Error::sys("waitpid", "criu", e)),
         }
     }
+}
+
+/// `--cgroup-root` values for the cgroups `pid` is in: `CTRL:/path` per
+/// v1 controller (as runc passes them), `/path` for cgroup v2.
+fn cgroup_roots(pid: i32) -> Vec<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let mut f = line.splitn(3, ':');
+        let (Some(_), Some(ctrls), Some(path)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        if ctrls.is_empty() {
+            out.push(path.to_string());
+        } else {
+            out.extend(ctrls.split(',').map(|c| format!("{c}:{path}")));
+        }
+    }
+    out
 }
 
 fn criu_command(o: &CriuOpts) -> Command {

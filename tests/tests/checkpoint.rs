@@ -511,3 +511,46 @@ fn checkpoint_of_terminal_container_is_refused() {
     rt.delete_force(&id).assert_ok();
     assert_no_leftovers(&rt, &id, &b);
 }
+
+/// A checkpoint restored under another id lives in the new container's cgroup (not the old
+/// one's), so `kill --all`, `ps` and `delete` of the new id find its processes.
+#[test]
+fn restore_under_new_id_uses_its_cgroup() {
+    let Some(rt) = runtime("restore_under_new_id_uses_its_cgroup") else {
+        return;
+    };
+    let (b, count) = counter_bundle();
+    let old = rt.new_id("crold");
+    let new = rt.new_id("crnew");
+    let tmp = tempfile::tempdir().unwrap();
+    let images = tmp.path().join("images");
+    rt.run_detached(&b, &old).assert_ok();
+    assert!(wait_for(T, || last(&count) >= 2));
+    ok(
+        rt.cmd(&["checkpoint", "--image-path", images.to_str().unwrap(), &old]),
+        &images,
+    );
+    let before = last(&count);
+    ok(
+        rt.cmd(&[
+            "restore",
+            "-d",
+            "--image-path",
+            images.to_str().unwrap(),
+            "--bundle",
+            b.path_str(),
+            &new,
+        ]),
+        &images,
+    );
+    assert!(wait_for(T, || last(&count) > before + 1));
+    let pid = rt.pid(&new);
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert!(
+        cg.contains(&new) && !cg.contains(&old),
+        "restored init {pid} is in {cg:?}, not in {new}'s cgroup"
+    );
+    rt.delete_force(&new).assert_ok();
+    assert_no_leftovers(&rt, &new, &b);
+    assert_no_leftovers(&rt, &old, &b);
+}
