@@ -181,6 +181,28 @@ fn remove_tree(dir: &Path) -> std::result::Result<(), Errno> {
     }
 }
 
+/// `linux.resources.rdma` as `rdma.max` lines (the same on v1 and v2), each
+/// with the JSON path it came from; devices with no limit are left out.
+pub fn rdma_lines(r: &oci_spec::runtime::LinuxResources) -> Vec<(String, String)> {
+    let Some(map) = r.rdma() else {
+        return Vec::new();
+    };
+    let mut devs: Vec<_> = map.iter().collect();
+    devs.sort_by(|a, b| a.0.cmp(b.0));
+    devs.into_iter()
+        .filter_map(|(dev, l)| {
+            let mut v = dev.clone();
+            if let Some(h) = l.hca_handles() {
+                v.push_str(&format!(" hca_handle={h}"));
+            }
+            if let Some(o) = l.hca_objects() {
+                v.push_str(&format!(" hca_object={o}"));
+            }
+            (v.len() != dev.len()).then(|| (format!("linux.resources.rdma.{dev}"), v))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

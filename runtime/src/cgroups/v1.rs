@@ -517,24 +517,7 @@ impl V1Manager {
     }
 
     fn set_rdma(&self, r: &LinuxResources) -> Result<()> {
-        const F: &str = "linux.resources.rdma";
-        let Some(map) = r.rdma() else {
-            return Ok(());
-        };
-        let mut devs: Vec<_> = map.iter().collect();
-        devs.sort_by(|a, b| a.0.cmp(b.0));
-        for (dev, l) in devs {
-            let mut v = dev.clone();
-            if let Some(h) = l.hca_handles() {
-                v.push_str(&format!(" hca_handle={h}"));
-            }
-            if let Some(o) = l.hca_objects() {
-                v.push_str(&format!(" hca_object={o}"));
-            }
-            if v.len() == dev.len() {
-                continue;
-            }
-            let field = format!("{F}.{dev}");
+        for (field, v) in super::util::rdma_lines(r) {
             let dir = self.need("rdma", &field)?;
             write_file(dir, "rdma.max", &v, Some(&field))?;
         }
