@@ -326,13 +326,24 @@ fn attach_mount(tree: BorrowedFd, target: BorrowedFd) -> nix::Result<()> {
 }
 
 fn remount_readonly(root: BorrowedFd, dest: &Path, what: &dyn Fn() -> String) -> Result<()> {
+    remount_readonly_with(root, dest, MsFlags::empty(), what)
+}
+
+/// A read-only bind remount of the mount at `dest` (inside `root`), with
+/// `extra` flags and the ones the kernel has locked on it kept.
+fn remount_readonly_with(
+    root: BorrowedFd,
+    dest: &Path,
+    extra: MsFlags,
+    what: &dyn Fn() -> String,
+) -> Result<()> {
     let target = open_in_root(root, dest, OFlag::O_PATH).sys("open", what())?;
     let keep = locked_flags(target.as_fd());
     mount(
         None::<&str>,
         fd_path(target.as_fd()).as_str(),
         None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | keep,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | extra | keep,
         None::<&str>,
     )
     .sys("remount read-only", what())
@@ -467,19 +478,7 @@ fn mount_cgroups(root: BorrowedFd, plan: &Plan, m: &MountPlan) -> Result<()> {
             )
             .sys("bind cgroup on", what())?;
             if m.opts.flags.contains(MsFlags::MS_RDONLY) {
-                let t = open_in_root(root, dest, OFlag::O_PATH).sys("open", what())?;
-                mount(
-                    None::<&str>,
-                    fd_path(t.as_fd()).as_str(),
-                    None::<&str>,
-                    MsFlags::MS_BIND
-                        | MsFlags::MS_REMOUNT
-                        | MsFlags::MS_RDONLY
-                        | base
-                        | locked_flags(t.as_fd()),
-                    None::<&str>,
-                )
-                .sys("remount read-only", what())?;
+                remount_readonly_with(root, dest, base, &what)?;
             }
         }
         return Ok(());
@@ -521,19 +520,7 @@ fn mount_cgroups(root: BorrowedFd, plan: &Plan, m: &MountPlan) -> Result<()> {
             .sys("bind cgroup on", sub.display())?;
         }
         if m.opts.flags.contains(MsFlags::MS_RDONLY) {
-            let t = open_in_root(root, &sub, OFlag::O_PATH).sys("open", sub.display())?;
-            mount(
-                None::<&str>,
-                fd_path(t.as_fd()).as_str(),
-                None::<&str>,
-                MsFlags::MS_BIND
-                    | MsFlags::MS_REMOUNT
-                    | MsFlags::MS_RDONLY
-                    | base
-                    | locked_flags(t.as_fd()),
-                None::<&str>,
-            )
-            .sys("remount read-only", sub.display())?;
+            remount_readonly_with(root, &sub, base, &|| sub.display().to_string())?;
         }
         for link in &cg.links {
             let dir = open_in_root(root, dest, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
