@@ -554,3 +554,56 @@ fn restore_under_new_id_uses_its_cgroup() {
     assert_no_leftovers(&rt, &new, &b);
     assert_no_leftovers(&rt, &old, &b);
 }
+
+/// A container that joined a network namespace by path: the namespace is external to criu at
+/// dump and handed back (an inherited fd) at restore, so the restored container is in it again.
+#[test]
+fn restore_into_external_network_namespace() {
+    let Some(rt) = runtime("restore_into_external_network_namespace") else {
+        return;
+    };
+    let ns = unique("brigcr");
+    let st = Command::new("ip").args(["netns", "add", &ns]).status();
+    if !st.is_ok_and(|s| s.success()) {
+        println!("SKIP restore_into_external_network_namespace: `ip netns add` failed");
+        return;
+    }
+    struct DelNs(String);
+    impl Drop for DelNs {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+        }
+    }
+    let _del = DelNs(ns.clone());
+    let ns_path = format!("/run/netns/{ns}");
+    let (mut b, count) = counter_bundle();
+    b.edit(|c| set_namespace_path(c, "network", &ns_path));
+    let id = rt.new_id("crnet");
+    let tmp = tempfile::tempdir().unwrap();
+    let images = tmp.path().join("images");
+    rt.run_detached(&b, &id).assert_ok();
+    assert!(wait_for(T, || last(&count) >= 2));
+    let want = std::fs::read_link(format!("/proc/{}/ns/net", rt.pid(&id))).unwrap();
+    ok(
+        rt.cmd(&["checkpoint", "--image-path", images.to_str().unwrap(), &id]),
+        &images,
+    );
+    let before = last(&count);
+    ok(
+        rt.cmd(&[
+            "restore",
+            "-d",
+            "--image-path",
+            images.to_str().unwrap(),
+            "--bundle",
+            b.path_str(),
+            &id,
+        ]),
+        &images,
+    );
+    assert!(wait_for(T, || last(&count) > before + 1));
+    let got = std::fs::read_link(format!("/proc/{}/ns/net", rt.pid(&id))).unwrap();
+    assert_eq!(got, want, "restored container is not in {ns_path}");
+    rt.delete_force(&id).assert_ok();
+    assert_no_leftovers(&rt, &id, &b);
+}
