@@ -1,6 +1,7 @@
-//! A process's stdio: what containerd names (FIFO paths or `file://` URIs)
-//! connected to what the container gets (pipes, or the pty master received
-//! on a console socket), with one copy thread per direction.
+//! A process's stdio: what containerd names (FIFO paths, `file://` URIs,
+//! or `binary://` URIs: a [`crate::logger`] program) connected to what the
+//! container gets (pipes, or the pty master received on a console socket),
+//! with one copy thread per direction.
 //!
 //! The container never holds containerd's FIFOs itself, so CloseIO can close
 //! its stdin and a client that goes away does not kill it with SIGPIPE.
@@ -21,6 +22,7 @@ use nix::fcntl::OFlag;
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 
 use crate::error::{Error, IoContext, Result};
+use crate::logger::Logger;
 use crate::runtime::ChildStdio;
 
 /// Stdio as containerd asks for it in Create or Exec.
@@ -41,6 +43,15 @@ pub struct ProcessIo {
     console: Option<File>,
     /// Output copy threads still running.
     copies: Arc<(Mutex<usize>, Condvar)>,
+    /// The `binary://` logging program of the output.
+    logger: Option<Logger>,
+}
+
+/// Whose output a logging program gets (its `CONTAINER_*` environment).
+#[derive(Debug, Clone, Copy)]
+pub struct Owner<'a> {
+    pub id: &'a str,
+    pub namespace: &'a str,
 }
 
 fn pipe() -> Result<(File, File)> {
@@ -60,11 +71,6 @@ fn open_output(uri: &str) -> Result<File> {
             .create(true)
             .open(path)
             .ctx(|| format!("open log file {path}"));
-    }
-    if uri.starts_with("binary://") {
-        return Err(Error::InvalidArgument(format!(
-            "{uri}: binary:// log URIs are not supported yet"
-        )));
     }
     let path = uri.strip_prefix("fifo://").unwrap_or(uri);
     OpenOptions::new()
@@ -216,10 +222,47 @@ fn tempdir_in(base: &Path) -> Result<PathBuf> {
     )))
 }
 
+/// Where stdout and stderr go: a `binary://` URI starts one logging
+/// program for both (containerd gives both the same URI).
+fn outputs(paths: &StdioPaths, owner: Owner) -> Result<Outputs> {
+    let mut outs = Outputs::default();
+    if paths.stdout.starts_with("binary://") {
+        let (logger, out, err) = Logger::start(&paths.stdout, owner.id, owner.namespace)?;
+        outs.stdout = Some(out);
+        if paths.stderr == paths.stdout {
+            outs.stderr = Some(err);
+        }
+        outs.logger = Some(logger);
+    } else if !paths.stdout.is_empty() {
+        outs.stdout = Some(open_output(&paths.stdout)?);
+    }
+    if outs.stderr.is_none() && !paths.stderr.is_empty() {
+        if paths.stderr.starts_with("binary://") {
+            return Err(Error::InvalidArgument(format!(
+                "{}: a binary:// stderr needs the same URI for stdout",
+                paths.stderr
+            )));
+        }
+        outs.stderr = Some(open_output(&paths.stderr)?);
+    }
+    Ok(outs)
+}
+
+#[derive(Default)]
+struct Outputs {
+    stdout: Option<File>,
+    stderr: Option<File>,
+    logger: Option<Logger>,
+}
+
 /// Prepares non-terminal stdio: pipes for the container, copy threads to
-/// and from containerd's FIFOs.
-pub fn pipes(paths: &StdioPaths) -> Result<(ProcessIo, ChildStdio)> {
-    let io = ProcessIo::default();
+/// and from containerd's FIFOs (or files, or a logging program).
+pub fn pipes(paths: &StdioPaths, owner: Owner) -> Result<(ProcessIo, ChildStdio)> {
+    let outs = outputs(paths, owner)?;
+    let io = ProcessIo {
+        logger: outs.logger,
+        ..Default::default()
+    };
     let mut child = ChildStdio::null();
     if !paths.stdin.is_empty() {
         let (r, w) = pipe()?;
@@ -227,14 +270,12 @@ pub fn pipes(paths: &StdioPaths) -> Result<(ProcessIo, ChildStdio)> {
         *io.stdin.lock().unwrap_or_else(|p| p.into_inner()) = Some(w);
         spawn_stdin(paths.stdin.clone(), io.stdin.clone());
     }
-    if !paths.stdout.is_empty() {
-        let out = open_output(&paths.stdout)?;
+    if let Some(out) = outs.stdout {
         let (r, w) = pipe()?;
         child.stdout = Stdio::from(w);
         spawn_copy("stdout", r, out, &io.copies);
     }
-    if !paths.stderr.is_empty() {
-        let out = open_output(&paths.stderr)?;
+    if let Some(out) = outs.stderr {
         let (r, w) = pipe()?;
         child.stderr = Stdio::from(w);
         spawn_copy("stderr", r, out, &io.copies);
@@ -243,10 +284,13 @@ pub fn pipes(paths: &StdioPaths) -> Result<(ProcessIo, ChildStdio)> {
 }
 
 /// Connects a received pty master to containerd's FIFOs.
-pub fn console(paths: &StdioPaths, master: File) -> Result<ProcessIo> {
-    let mut io = ProcessIo::default();
-    if !paths.stdout.is_empty() {
-        let out = open_output(&paths.stdout)?;
+pub fn console(paths: &StdioPaths, owner: Owner, master: File) -> Result<ProcessIo> {
+    let outs = outputs(paths, owner)?;
+    let mut io = ProcessIo {
+        logger: outs.logger,
+        ..Default::default()
+    };
+    if let Some(out) = outs.stdout {
         let reader = master.try_clone().ctx(|| "dup pty master".to_string())?;
         spawn_copy("console-out", reader, out, &io.copies);
     }
@@ -275,6 +319,14 @@ impl ProcessIo {
                 .wait_timeout(n, left)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
+        }
+    }
+
+    /// After the output ended: lets the logging program finish (it has
+    /// read EOF), then ends it.
+    pub fn stop_logger(&self) {
+        if let Some(logger) = &self.logger {
+            logger.stop(Duration::from_secs(2));
         }
     }
 
@@ -318,7 +370,6 @@ mod tests {
         let mut f = open_output(&uri).unwrap();
         f.write_all(b"two\n").unwrap();
         assert_eq!(std::fs::read_to_string(&log).unwrap(), "one\ntwo\n");
-        assert!(open_output("binary:///bin/logger").is_err());
     }
 
     #[test]
@@ -330,7 +381,11 @@ mod tests {
             stdin: fifo.to_str().unwrap().into(),
             ..Default::default()
         };
-        let (_io, child) = pipes(&paths).unwrap();
+        let owner = Owner {
+            id: "c",
+            namespace: "ns",
+        };
+        let (_io, child) = pipes(&paths, owner).unwrap();
         let mut w = File::options().write(true).open(&fifo).unwrap();
         w.write_all(b"hello").unwrap();
         drop(w);

@@ -6,7 +6,8 @@
 //! * [`service`] — the Task service (Create, Start, Exec, Kill, ...) and its
 //!   events; [`process`] — one supervised process.
 //! * [`runtime`] — the runtime binary's command line and its errors.
-//! * [`io`] — stdio FIFOs, log files and terminals.
+//! * [`io`] — stdio FIFOs, log files and terminals; [`logger`] — the
+//!   `binary://` logging programs.
 //! * [`reaper`] — exit statuses of every child (the shim is a subreaper).
 //! * [`stats`] — runtime stats JSON to containerd's cgroup metrics.
 //! * [`options`] — runc's shim options.
@@ -15,6 +16,7 @@
 
 pub mod error;
 pub mod io;
+pub mod logger;
 pub mod mount;
 pub mod oom;
 pub mod options;

@@ -218,19 +218,23 @@ impl Service {
     ) -> Result<u32> {
         let _ = std::fs::remove_file(pid_file);
         let id = args.pop().expect("the container id is the last argument");
+        let owner = io::Owner {
+            id: &id,
+            namespace: &self.inner.namespace,
+        };
         args.push("--pid-file".into());
         args.push(pid_file.display().to_string());
         if p.stdio.terminal {
             let socket = ConsoleSocket::new()?;
             args.push("--console-socket".into());
             args.push(socket.path().display().to_string());
-            args.push(id);
+            args.push(id.clone());
             c_runtime.run_with_stdio(&args, ChildStdio::null())?;
             let master = socket.receive()?;
-            p.set_io(io::console(&p.stdio, master)?);
+            p.set_io(io::console(&p.stdio, owner, master)?);
         } else {
-            let (pio, child) = io::pipes(&p.stdio)?;
-            args.push(id);
+            let (pio, child) = io::pipes(&p.stdio, owner)?;
+            args.push(id.clone());
             c_runtime.run_with_stdio(&args, child)?;
             p.set_io(pio);
         }
@@ -392,7 +396,10 @@ impl Service {
         }
         // The client reads the rest of the output after Delete: let it
         // reach the FIFOs first (as runc's shim, for at most 2 s).
-        p.with_io(|io| io.wait_output(Duration::from_secs(2)));
+        p.with_io(|io| {
+            io.wait_output(Duration::from_secs(2));
+            io.stop_logger();
+        });
         if req.exec_id.is_empty() {
             if let Err(e) = c.runtime.run(&["delete", "--force", c.id.as_str()]) {
                 let msg = e.to_string();

@@ -449,3 +449,51 @@ fn oom_kill_publishes_task_oom() {
     assert!(events.wait_for("/tasks/exit", &id), "{}", events.text());
     assert_clean(&c);
 }
+
+/// containerd's binary logging driver: `ctr run --log-uri binary://...`.
+#[test]
+fn binary_log_uri_runs_the_logger() {
+    let Some((c, image)) = setup("binary_log_uri_runs_the_logger") else {
+        return;
+    };
+    let d = c.dir().join(unique("logger"));
+    std::fs::create_dir_all(&d).unwrap();
+    let logger = d.join("logger.sh");
+    // Its environment holds only CONTAINER_ID and CONTAINER_NAMESPACE.
+    std::fs::write(
+        &logger,
+        format!(
+            "#!/bin/sh\necho \"$CONTAINER_NAMESPACE/$CONTAINER_ID $*\" >> {d}/meta\nexec 5>&-\n\
+             /bin/sed 's/^/out: /' <&3 >> {d}/log &\n/bin/sed 's/^/err: /' <&4 >> {d}/log &\nwait\n",
+            d = d.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&logger, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let id = unique("binlog");
+    let uri = format!("binary://{}?--tag=t1", logger.display());
+    let out = c.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        BRIG_SHIM,
+        "--log-uri",
+        &uri,
+        &image,
+        &id,
+        "sh",
+        "-c",
+        "echo line-one; echo line-two >&2; exit 3",
+    ]);
+    assert_eq!(out.code, 3, "{out}");
+    let log = std::fs::read_to_string(d.join("log")).unwrap_or_default();
+    assert!(log.contains("out: line-one"), "{log}");
+    assert!(log.contains("err: line-two"), "{log}");
+    let meta = std::fs::read_to_string(d.join("meta")).unwrap_or_default();
+    assert_eq!(
+        meta.trim(),
+        format!("{}/{id} --tag t1", c.namespace),
+        "{meta}"
+    );
+    assert_clean(&c);
+}
