@@ -4,7 +4,8 @@
 //!
 //! * [`shim`] — the shim protocol: `start`/`delete` subcommands, the daemon.
 //! * [`service`] — the Task service (Create, Start, Exec, Kill, ...) and its
-//!   events; [`process`] — one supervised process.
+//!   events; [`process`] — one supervised process; [`publisher`] — the
+//!   events' way to containerd, across containerd restarts.
 //! * [`runtime`] — the runtime binary's command line and its errors.
 //! * [`io`] — stdio FIFOs, log files and terminals; [`logger`] — the
 //!   `binary://` logging programs.
@@ -21,6 +22,7 @@ pub mod mount;
 pub mod oom;
 pub mod options;
 pub mod process;
+pub mod publisher;
 pub mod reaper;
 pub mod runtime;
 pub mod service;

@@ -5,7 +5,7 @@
 //! Every container operation is a runtime command ([`crate::runtime`]); the
 //! shim adds what the runtime cannot know: stdio, rootfs mounts from
 //! containerd, exit statuses (from [`crate::reaper`]) and the task events.
-//! Events go out in order through one thread.
+//! Events go out in order through [`crate::publisher`].
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -13,7 +13,6 @@ use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::{ExitSignal, TtrpcContext, TtrpcResult};
 use containerd_shim_protos::api::{
     CloseIORequest, ConnectRequest, ConnectResponse, CreateTaskRequest, CreateTaskResponse,
@@ -29,17 +28,15 @@ use containerd_shim_protos::events::task::{
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::MessageDyn;
 use containerd_shim_protos::shim::oci::ProcessDetails;
-use containerd_shim_protos::ttrpc::context::Context;
 
 use crate::error::{Error, IoContext, Result};
 use crate::io::{self, ConsoleSocket, StdioPaths};
 use crate::oom;
 use crate::options;
 use crate::process::Process;
+use crate::publisher::Event;
 use crate::reaper::reaper;
 use crate::runtime::{ChildStdio, Runtime};
-
-type Event = (&'static str, Box<dyn MessageDyn>);
 
 pub struct Container {
     pub id: String,
@@ -90,22 +87,7 @@ fn any_of(msg: &dyn MessageDyn) -> Result<Any> {
 }
 
 impl Service {
-    pub fn new(
-        namespace: &str,
-        publisher: RemotePublisher,
-        exit_signal: Arc<ExitSignal>,
-    ) -> Service {
-        let (events_tx, events_rx) = channel::<Event>();
-        let ns = namespace.to_string();
-        let _ = std::thread::Builder::new()
-            .name("events".into())
-            .spawn(move || {
-                for (topic, event) in events_rx {
-                    if let Err(e) = publisher.publish(Context::default(), topic, &ns, event) {
-                        log::error!("publish {topic}: {e}");
-                    }
-                }
-            });
+    pub fn new(namespace: &str, events_tx: Sender<Event>, exit_signal: Arc<ExitSignal>) -> Service {
         let oom_events = Mutex::new(events_tx.clone());
         let oom = oom::Monitor::start(Box::new(move |id: &str| {
             log::info!("container {id}: out of memory");

@@ -21,7 +21,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::util::write_address;
 use containerd_shim::{spawn, DeleteResponse, ExitSignal, Flags, StartOpts};
 use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
@@ -182,9 +181,9 @@ fn serve(flags: &Flags) -> Result<()> {
     let _ = containerd_shim::logger::init(flags.debug, "info", &flags.namespace, &flags.id);
     let ttrpc_address = std::env::var("TTRPC_ADDRESS")
         .map_err(|_| Error::InvalidArgument("TTRPC_ADDRESS is not set".into()))?;
-    let publisher = RemotePublisher::new(&ttrpc_address).map_err(Error::from_shim)?;
+    let events = crate::publisher::start(&ttrpc_address, &flags.namespace)?;
     let exit = Arc::new(ExitSignal::default());
-    let service = Service::new(&flags.namespace, publisher, exit.clone());
+    let service = Service::new(&flags.namespace, events, exit.clone());
     let Some(listener) = listen(&flags.socket)? else {
         server_started();
         return Ok(());

@@ -1685,6 +1685,37 @@ impl Containerd {
         self.dir.path()
     }
 
+    /// Kills containerd (SIGKILL: no clean shutdown) and starts it again on
+    /// the same config and state dirs; its shims keep running meanwhile.
+    pub fn restart(&mut self) -> Result<(), String> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let d = self.dir.path();
+        let path = format!(
+            "{}:{}",
+            d.join("bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let log = fs::OpenOptions::new()
+            .append(true)
+            .open(d.join("containerd.log"))
+            .map_err(|e| format!("containerd.log: {e}"))?;
+        self.child = Command::new("containerd")
+            .arg("--config")
+            .arg(d.join("config.toml"))
+            .env("PATH", path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("containerd cannot start again: {e}"))?;
+        if wait_for(Duration::from_secs(15), || self.ctr(&["version"]).success()) {
+            Ok(())
+        } else {
+            Err("containerd did not answer after its restart".into())
+        }
+    }
+
     pub fn socket(&self) -> PathBuf {
         self.dir.path().join("c.sock")
     }

@@ -497,3 +497,80 @@ fn binary_log_uri_runs_the_logger() {
     );
     assert_clean(&c);
 }
+
+/// The shim outlives containerd; the restarted containerd finds the task
+/// running through it, and can still kill and delete it.
+#[test]
+fn task_survives_containerd_restart() {
+    let Some((mut c, image)) = setup("task_survives_containerd_restart") else {
+        return;
+    };
+    let id = unique("restart");
+    c.ctr(&[
+        "run",
+        "-d",
+        "--runtime",
+        BRIG_SHIM,
+        &image,
+        &id,
+        "sleep",
+        "1000",
+    ])
+    .assert_ok();
+    let shims = c.shim_pids();
+    assert_eq!(shims.len(), 1, "{shims:?}");
+    c.restart().expect("containerd restarts");
+    assert_eq!(c.shim_pids(), shims, "the shim kept running");
+    assert_eq!(task_status(&c, &id).as_deref(), Some("RUNNING"));
+    let exec = c.ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "after",
+        &id,
+        "echo",
+        "still-here",
+    ]);
+    assert!(exec.assert_ok().stdout.contains("still-here"), "{exec}");
+
+    let events = Events::start(&c);
+    c.ctr(&["task", "kill", "-s", "SIGKILL", &id]).assert_ok();
+    assert!(wait_for(Duration::from_secs(10), || {
+        task_status(&c, &id).as_deref() == Some("STOPPED")
+    }));
+    // The shim reconnected to the new containerd to publish the exit.
+    assert!(events.wait_for("/tasks/exit", &id), "{}", events.text());
+    c.ctr(&["task", "delete", &id]).assert_ok();
+    c.ctr(&["container", "rm", &id]).assert_ok();
+    assert_clean(&c);
+}
+
+/// `BinaryName` naming no file: ctr says which binary is missing, and no
+/// shim stays behind.
+#[test]
+fn missing_runtime_binary_is_a_clear_error() {
+    let Some((c, image)) = setup("missing_runtime_binary_is_a_clear_error") else {
+        return;
+    };
+    let opts = c.dir().join("missing-binary.toml");
+    std::fs::write(&opts, "BinaryName = \"/no/such/runtime\"\n").unwrap();
+    let id = unique("nobin");
+    let out = c.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        BRIG_SHIM,
+        "--runtime-config-path",
+        opts.to_str().unwrap(),
+        &image,
+        &id,
+        "true",
+    ]);
+    out.assert_fail();
+    assert!(
+        out.stderr.contains("/no/such/runtime") && out.stderr.contains("No such file"),
+        "{out}"
+    );
+    let _ = c.ctr(&["container", "rm", &id]);
+    assert_clean(&c);
+}
