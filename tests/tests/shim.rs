@@ -29,6 +29,59 @@ fn task_status(c: &Containerd, id: &str) -> Option<String> {
     })
 }
 
+/// `ctr run -d` of `sleep 1000` through the brig shim.
+fn run_sleeper(c: &Containerd, image: &str, id: &str) {
+    c.ctr(&[
+        "run",
+        "-d",
+        "--runtime",
+        BRIG_SHIM,
+        image,
+        id,
+        "sleep",
+        "1000",
+    ])
+    .assert_ok();
+}
+
+/// SIGKILL to the task; waits until containerd sees it stopped.
+fn kill_task(c: &Containerd, id: &str) {
+    c.ctr(&["task", "kill", "-s", "SIGKILL", id]).assert_ok();
+    assert!(
+        wait_for(Duration::from_secs(10), || {
+            task_status(c, id).as_deref() == Some("STOPPED")
+        }),
+        "task {id} did not stop"
+    );
+}
+
+/// Deletes the stopped task and its container; nothing may be left.
+fn delete_task(c: &Containerd, id: &str) {
+    c.ctr(&["task", "delete", id]).assert_ok();
+    c.ctr(&["container", "rm", id]).assert_ok();
+    assert_clean(c);
+}
+
+/// `ctr run --rm` through the brig shim with `BinaryName` = `binary`
+/// (ctr passes a runtime options file, runtimeoptions.v1, to shims other
+/// than runc's).
+fn run_with_binary_name(c: &Containerd, image: &str, id: &str, binary: &str, args: &[&str]) -> Out {
+    let opts = c.dir().join(format!("{id}-options.toml"));
+    std::fs::write(&opts, format!("BinaryName = \"{binary}\"\n")).unwrap();
+    let opts = opts.to_str().unwrap();
+    let mut argv = vec![
+        "run",
+        "--rm",
+        "--runtime",
+        BRIG_SHIM,
+        "--runtime-config-path",
+        opts,
+    ];
+    argv.extend([image, id]);
+    argv.extend(args);
+    c.ctr(&argv)
+}
+
 /// After delete: no shim for this containerd is left and nothing stays mounted.
 fn assert_clean(c: &Containerd) {
     assert!(
@@ -69,17 +122,7 @@ fn detached_exec_kill_delete() {
         return;
     };
     let id = unique("det");
-    c.ctr(&[
-        "run",
-        "-d",
-        "--runtime",
-        BRIG_SHIM,
-        &image,
-        &id,
-        "sleep",
-        "1000",
-    ])
-    .assert_ok();
+    run_sleeper(&c, &image, &id);
     assert_eq!(task_status(&c, &id).as_deref(), Some("RUNNING"));
 
     let exec = c.ctr(&[
@@ -115,13 +158,8 @@ fn detached_exec_kill_delete() {
     let init_pid = init_pid.expect("task ls lists the task");
     assert!(ps.assert_ok().stdout.contains(&init_pid), "{ps}");
 
-    c.ctr(&["task", "kill", "-s", "SIGKILL", &id]).assert_ok();
-    assert!(wait_for(Duration::from_secs(10), || {
-        task_status(&c, &id).as_deref() == Some("STOPPED")
-    }));
-    c.ctr(&["task", "delete", &id]).assert_ok();
-    c.ctr(&["container", "rm", &id]).assert_ok();
-    assert_clean(&c);
+    kill_task(&c, &id);
+    delete_task(&c, &id);
 }
 
 #[test]
@@ -130,17 +168,7 @@ fn pause_resume_and_metrics() {
         return;
     };
     let id = unique("pause");
-    c.ctr(&[
-        "run",
-        "-d",
-        "--runtime",
-        BRIG_SHIM,
-        &image,
-        &id,
-        "sleep",
-        "1000",
-    ])
-    .assert_ok();
+    run_sleeper(&c, &image, &id);
     c.ctr(&["task", "pause", &id]).assert_ok();
     assert_eq!(task_status(&c, &id).as_deref(), Some("PAUSED"));
     c.ctr(&["task", "resume", &id]).assert_ok();
@@ -161,13 +189,8 @@ fn pause_resume_and_metrics() {
         "{metrics}"
     );
 
-    c.ctr(&["task", "kill", "-s", "SIGKILL", &id]).assert_ok();
-    assert!(wait_for(Duration::from_secs(10), || {
-        task_status(&c, &id).as_deref() == Some("STOPPED")
-    }));
-    c.ctr(&["task", "delete", &id]).assert_ok();
-    c.ctr(&["container", "rm", &id]).assert_ok();
-    assert_clean(&c);
+    kill_task(&c, &id);
+    delete_task(&c, &id);
 }
 
 #[test]
@@ -291,23 +314,14 @@ fn brig_shim_with_runc_underneath() {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
-    // ctr passes a runtime options file (runtimeoptions.v1) to shims other than runc's.
-    let opts = c.dir().join("runc-options.toml");
-    std::fs::write(&opts, format!("BinaryName = \"{}\"\n", wrapper.display())).unwrap();
     let id = unique("underrunc");
-    let out = c.ctr(&[
-        "run",
-        "--rm",
-        "--runtime",
-        BRIG_SHIM,
-        "--runtime-config-path",
-        opts.to_str().unwrap(),
+    let out = run_with_binary_name(
+        &c,
         &image,
         &id,
-        "sh",
-        "-c",
-        "echo runc-below; exit 6",
-    ]);
+        wrapper.to_str().unwrap(),
+        &["sh", "-c", "echo runc-below; exit 6"],
+    );
     assert_eq!(out.code, 6, "{out}");
     assert!(out.stdout.contains("runc-below"), "{out}");
     let calls = std::fs::read_to_string(&calls).unwrap_or_default();
@@ -506,17 +520,7 @@ fn task_survives_containerd_restart() {
         return;
     };
     let id = unique("restart");
-    c.ctr(&[
-        "run",
-        "-d",
-        "--runtime",
-        BRIG_SHIM,
-        &image,
-        &id,
-        "sleep",
-        "1000",
-    ])
-    .assert_ok();
+    run_sleeper(&c, &image, &id);
     let shims = c.shim_pids();
     assert_eq!(shims.len(), 1, "{shims:?}");
     c.restart().expect("containerd restarts");
@@ -534,15 +538,10 @@ fn task_survives_containerd_restart() {
     assert!(exec.assert_ok().stdout.contains("still-here"), "{exec}");
 
     let events = Events::start(&c);
-    c.ctr(&["task", "kill", "-s", "SIGKILL", &id]).assert_ok();
-    assert!(wait_for(Duration::from_secs(10), || {
-        task_status(&c, &id).as_deref() == Some("STOPPED")
-    }));
+    kill_task(&c, &id);
     // The shim reconnected to the new containerd to publish the exit.
     assert!(events.wait_for("/tasks/exit", &id), "{}", events.text());
-    c.ctr(&["task", "delete", &id]).assert_ok();
-    c.ctr(&["container", "rm", &id]).assert_ok();
-    assert_clean(&c);
+    delete_task(&c, &id);
 }
 
 /// `BinaryName` naming no file: ctr says which binary is missing, and no
@@ -552,20 +551,8 @@ fn missing_runtime_binary_is_a_clear_error() {
     let Some((c, image)) = setup("missing_runtime_binary_is_a_clear_error") else {
         return;
     };
-    let opts = c.dir().join("missing-binary.toml");
-    std::fs::write(&opts, "BinaryName = \"/no/such/runtime\"\n").unwrap();
     let id = unique("nobin");
-    let out = c.ctr(&[
-        "run",
-        "--rm",
-        "--runtime",
-        BRIG_SHIM,
-        "--runtime-config-path",
-        opts.to_str().unwrap(),
-        &image,
-        &id,
-        "true",
-    ]);
+    let out = run_with_binary_name(&c, &image, &id, "/no/such/runtime", &["true"]);
     out.assert_fail();
     assert!(
         out.stderr.contains("/no/such/runtime") && out.stderr.contains("No such file"),
