@@ -6,8 +6,10 @@
 //! bound over it, and each device node) as an external mount keyed by its
 //! destination, a network or pid namespace joined by path as an external
 //! namespace, and cgroups per `--manage-cgroups-mode`. The image dir also
-//! gets `descriptors.json` (where the init's stdio pointed), so a restore
-//! hands its own stdio to the restored process in place of the pipes it had.
+//! gets `descriptors.json` (where the init's stdio pointed, as runc writes
+//! it) and the stdio files outside the container's mounts that criu was
+//! told are external (the host's /dev/null, a log file), so a restore hands
+//! its own stdio to the restored process in place of those and of pipes.
 //!
 //! Semantics follow runc 1.1: without `--leave-running` (or `--pre-dump`)
 //! criu kills the container's processes and the container is destroyed
@@ -38,6 +40,8 @@ use crate::state::{self, Root, Saved, Status};
 
 /// File in the image dir that records the init's stdio (as runc names it).
 pub const DESCRIPTORS: &str = "descriptors.json";
+/// brig's own: the init's stdio files criu was told are external.
+const EXTERNAL_STDIO: &str = "brig-external-stdio.json";
 const DUMP_LOG: &str = "dump.log";
 const RESTORE_LOG: &str = "restore.log";
 /// criu writes this first into every image dir; its absence means "no checkpoint here".
@@ -201,6 +205,11 @@ pub fn checkpoint(root: &Root, id: &str, opts: &CheckpointOpts) -> Result<()> {
         for path in masked_files(&spec, saved.pid) {
             args.extend(["--external".into(), format!("mnt[{path}]:/dev/null")]);
         }
+        let ext = external_stdio(saved.pid);
+        for (_, key) in &ext {
+            args.extend(["--external".into(), key.clone()]);
+        }
+        write_external_stdio(images, &ext)?;
         write_descriptors(images, saved.pid)?;
     }
     let was_paused = status == Status::Paused;
@@ -350,6 +359,9 @@ pub fn restore(root: &Root, opts: &RestoreOpts) -> Result<i32> {
         if link.starts_with("pipe:") {
             args.extend(["--inherit-fd".into(), format!("fd[{i}]:{link}")]);
         }
+    }
+    for (fd, key) in read_external_stdio(images) {
+        args.extend(["--inherit-fd".into(), format!("fd[{fd}]:{key}")]);
     }
 
     let fds: Vec<(i32, i32)> = keep.iter().map(|(n, fd)| (fd.as_raw_fd(), *n)).collect();
@@ -859,6 +871,55 @@ fn prepare_mountpoints(spec: &Spec, bundle: &Path, rootfs: &Path) -> Result<()> 
     Ok(())
 }
 
+/// The init's stdio files that live outside the container's mounts (the
+/// host's /dev/null, a log file): criu cannot dump them, so they are
+/// external (`file[mnt_id:inode]`) and restore passes its own stdio in
+/// their place, as with pipes. Returns (fd, key).
+fn external_stdio(pid: i32) -> Vec<(i32, String)> {
+    use std::os::unix::fs::MetadataExt;
+    let ids: Vec<String> = std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').next().map(str::to_string))
+        .collect();
+    let mut out = Vec::new();
+    for fd in 0..3 {
+        let Ok(link) = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")) else {
+            continue;
+        };
+        if !link.is_absolute() {
+            continue; // pipe:[..], socket:[..], anon_inode:..
+        }
+        let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).unwrap_or_default();
+        let Some(mnt) = info
+            .lines()
+            .find_map(|l| l.strip_prefix("mnt_id:"))
+            .map(|v| v.trim().to_string())
+        else {
+            continue;
+        };
+        if ids.contains(&mnt) {
+            continue;
+        }
+        let Ok(meta) = std::fs::metadata(format!("/proc/{pid}/fd/{fd}")) else {
+            continue;
+        };
+        if meta.file_type().is_file() || meta.file_type().is_dir() || is_char_dev(&meta) {
+            // criu prints both in hex.
+            let Ok(mnt_id) = mnt.parse::<u64>() else {
+                continue;
+            };
+            out.push((fd, format!("file[{mnt_id:x}:{:x}]", meta.ino())));
+        }
+    }
+    out
+}
+
+fn is_char_dev(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    meta.file_type().is_char_device()
+}
+
 /// Where the init's fds 0..2 point, for restore to replace pipes.
 fn write_descriptors(images: &Path, pid: i32) -> Result<()> {
     let links: Vec<String> = (0..3)
@@ -871,6 +932,19 @@ fn write_descriptors(images: &Path, pid: i32) -> Result<()> {
     let file = images.join(DESCRIPTORS);
     let data = serde_json::to_vec(&links).expect("json of strings");
     std::fs::write(&file, data).map_err(|e| Error::io(format!("write {}", file.display()), e))
+}
+
+fn write_external_stdio(images: &Path, ext: &[(i32, String)]) -> Result<()> {
+    let file = images.join(EXTERNAL_STDIO);
+    let data = serde_json::to_vec(ext).expect("json of pairs");
+    std::fs::write(&file, data).map_err(|e| Error::io(format!("write {}", file.display()), e))
+}
+
+fn read_external_stdio(images: &Path) -> Vec<(i32, String)> {
+    std::fs::read(images.join(EXTERNAL_STDIO))
+        .ok()
+        .and_then(|d| serde_json::from_slice(&d).ok())
+        .unwrap_or_default()
 }
 
 fn read_descriptors(images: &Path) -> Vec<String> {

@@ -607,3 +607,48 @@ fn restore_into_external_network_namespace() {
     rt.delete_force(&id).assert_ok();
     assert_no_leftovers(&rt, &id, &b);
 }
+
+/// The usual detached container: stdin is the host's /dev/null and stdout/stderr are host files
+/// (outside the container's mounts), as `run -d` from a shell or a test gives them.
+#[test]
+fn host_stdio_files() {
+    let Some(rt) = runtime("host_stdio_files") else {
+        return;
+    };
+    let (mut b, count) = counter_bundle();
+    b.edit(|c| {
+        set_args(
+            c,
+            &[
+                "sh",
+                "-c",
+                "i=0; while :; do i=$((i+1)); echo $i >> /data/count; sleep 0.1; done",
+            ],
+        )
+    });
+    let id = rt.new_id("crhost");
+    let tmp = tempfile::tempdir().unwrap();
+    let images = tmp.path().join("images");
+    rt.run_detached(&b, &id).assert_ok();
+    assert!(wait_for(T, || last(&count) >= 2));
+    ok(
+        rt.cmd(&["checkpoint", "--image-path", images.to_str().unwrap(), &id]),
+        &images,
+    );
+    let before = last(&count);
+    ok(
+        rt.cmd(&[
+            "restore",
+            "-d",
+            "--image-path",
+            images.to_str().unwrap(),
+            "--bundle",
+            b.path_str(),
+            &id,
+        ]),
+        &images,
+    );
+    assert!(wait_for(T, || last(&count) > before + 1));
+    rt.delete_force(&id).assert_ok();
+    assert_no_leftovers(&rt, &id, &b);
+}
