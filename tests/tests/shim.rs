@@ -561,3 +561,73 @@ fn missing_runtime_binary_is_a_clear_error() {
     let _ = c.ctr(&["container", "rm", &id]);
     assert_clean(&c);
 }
+
+#[test]
+fn brig_shim_with_crun_underneath() {
+    let Some((c, image)) = setup("brig_shim_with_crun_underneath") else {
+        return;
+    };
+    if !std::path::Path::new("/usr/bin/crun").is_file() {
+        eprintln!("skipping brig_shim_with_crun_underneath: crun is not installed");
+        return;
+    }
+    let id = unique("undercrun");
+    let out = run_with_binary_name(
+        &c,
+        &image,
+        &id,
+        "/usr/bin/crun",
+        &["sh", "-c", "echo crun-below; exit 8"],
+    );
+    // crun refuses a host whose cgroup2 mount holds no controllers while
+    // v1 ones are mounted; ctr shows crun's own words.
+    if out.stderr.contains("cgroups in hybrid mode not supported") {
+        eprintln!(
+            "skipping brig_shim_with_crun_underneath: crun rejects this host's cgroups: {}",
+            out.stderr.trim()
+        );
+        let _ = c.ctr(&["container", "rm", &id]);
+        assert_clean(&c);
+        return;
+    }
+    assert_eq!(out.code, 8, "{out}");
+    assert!(out.stdout.contains("crun-below"), "{out}");
+    assert_clean(&c);
+}
+
+/// A shim that dies (SIGKILL): containerd runs `containerd-shim-brig-v2
+/// delete`, which removes the container (brig delete --force) and its
+/// rootfs mounts; ctr can then delete the task.
+#[test]
+fn shim_crash_is_cleaned_up_by_delete() {
+    let Some((c, image)) = setup("shim_crash_is_cleaned_up_by_delete") else {
+        return;
+    };
+    let id = unique("crash");
+    run_sleeper(&c, &image, &id);
+    let init_pid: i32 = c
+        .ctr(&["task", "ls"])
+        .stdout
+        .lines()
+        .find_map(|l| {
+            l.starts_with(&id)
+                .then(|| l.split_whitespace().nth(1)?.parse().ok())?
+        })
+        .expect("task ls lists the task");
+    let shims = c.shim_pids();
+    assert_eq!(shims.len(), 1, "{shims:?}");
+    kill_pid(shims[0], libc::SIGKILL);
+    assert!(
+        wait_for(Duration::from_secs(10), || !process_alive(init_pid)),
+        "the container's init (pid {init_pid}) outlived its shim's cleanup"
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || task_status(&c, &id).is_none()
+            || task_status(&c, &id).as_deref() == Some("STOPPED")),
+        "{}",
+        c.ctr(&["task", "ls"])
+    );
+    let _ = c.ctr(&["task", "delete", &id]);
+    c.ctr(&["container", "rm", &id]).assert_ok();
+    assert_clean(&c);
+}
