@@ -652,3 +652,50 @@ fn host_stdio_files() {
     rt.delete_force(&id).assert_ok();
     assert_no_leftovers(&rt, &id, &b);
 }
+
+/// A paused container can be checkpointed: with --leave-running it stays paused, and its
+/// checkpoint restores into a running container that counts on.
+#[test]
+fn checkpoint_paused_container() {
+    let Some(rt) = runtime("checkpoint_paused_container") else {
+        return;
+    };
+    let (b, count) = counter_bundle();
+    let id = rt.new_id("crpause");
+    let tmp = tempfile::tempdir().unwrap();
+    let images = tmp.path().join("images");
+    rt.run_detached(&b, &id).assert_ok();
+    assert!(wait_for(T, || last(&count) >= 2));
+    rt.cmd(&["pause", &id]).assert_ok();
+    ok(
+        rt.cmd(&[
+            "checkpoint",
+            "--leave-running",
+            "--image-path",
+            images.to_str().unwrap(),
+            &id,
+        ]),
+        &images,
+    );
+    assert_eq!(rt.status(&id).as_deref(), Some("paused"));
+    let before = last(&count);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(last(&count), before, "a paused container counted");
+    rt.delete_force(&id).assert_ok();
+    ok(
+        rt.cmd(&[
+            "restore",
+            "-d",
+            "--image-path",
+            images.to_str().unwrap(),
+            "--bundle",
+            b.path_str(),
+            &id,
+        ]),
+        &images,
+    );
+    assert_eq!(rt.status(&id).as_deref(), Some("running"));
+    assert!(wait_for(T, || last(&count) > before + 1));
+    rt.delete_force(&id).assert_ok();
+    assert_no_leftovers(&rt, &id, &b);
+}
