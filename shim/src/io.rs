@@ -22,6 +22,7 @@ use nix::fcntl::OFlag;
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 
 use crate::error::{Error, IoContext, Result};
+use crate::lock;
 use crate::logger::Logger;
 use crate::runtime::ChildStdio;
 
@@ -84,7 +85,7 @@ fn open_output(uri: &str) -> Result<File> {
 /// Copies `from` to `to` until EOF; `copies` counts the running copies.
 fn spawn_copy(name: &str, mut from: File, mut to: File, copies: &Arc<(Mutex<usize>, Condvar)>) {
     let copies = copies.clone();
-    *copies.0.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+    *lock(&copies.0) += 1;
     let done = copies.clone();
     let spawned = std::thread::Builder::new()
         .name(name.into())
@@ -104,11 +105,11 @@ fn spawn_copy(name: &str, mut from: File, mut to: File, copies: &Arc<(Mutex<usiz
                 }
             }
             drop(to);
-            *done.0.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+            *lock(&done.0) -= 1;
             done.1.notify_all();
         });
     if spawned.is_err() {
-        *copies.0.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+        *lock(&copies.0) -= 1;
     }
 }
 
@@ -128,7 +129,7 @@ fn spawn_stdin(path: String, target: Arc<Mutex<Option<File>>>) {
                     Ok(0) | Err(_) => 0,
                     Ok(n) => n,
                 };
-                let mut guard = target.lock().unwrap_or_else(|p| p.into_inner());
+                let mut guard = lock(&target);
                 let Some(w) = guard.as_mut() else { return };
                 if n == 0 || w.write_all(&buf[..n]).is_err() {
                     *guard = None;
@@ -267,7 +268,7 @@ pub fn pipes(paths: &StdioPaths, owner: Owner) -> Result<(ProcessIo, ChildStdio)
     if !paths.stdin.is_empty() {
         let (r, w) = pipe()?;
         child.stdin = Stdio::from(r);
-        *io.stdin.lock().unwrap_or_else(|p| p.into_inner()) = Some(w);
+        *lock(&io.stdin) = Some(w);
         spawn_stdin(paths.stdin.clone(), io.stdin.clone());
     }
     if let Some(out) = outs.stdout {
@@ -296,7 +297,7 @@ pub fn console(paths: &StdioPaths, owner: Owner, master: File) -> Result<Process
     }
     if !paths.stdin.is_empty() {
         let writer = master.try_clone().ctx(|| "dup pty master".to_string())?;
-        *io.stdin.lock().unwrap_or_else(|p| p.into_inner()) = Some(writer);
+        *lock(&io.stdin) = Some(writer);
         spawn_stdin(paths.stdin.clone(), io.stdin.clone());
     }
     io.console = Some(master);
@@ -309,7 +310,7 @@ impl ProcessIo {
     pub fn wait_output(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         let (count, cv) = &*self.copies;
-        let mut n = count.lock().unwrap_or_else(|p| p.into_inner());
+        let mut n = lock(count);
         while *n > 0 {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -332,7 +333,7 @@ impl ProcessIo {
 
     /// CloseIO: the container reads EOF on stdin.
     pub fn close_stdin(&self) {
-        *self.stdin.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *lock(&self.stdin) = None;
     }
 
     pub fn resize(&self, width: u32, height: u32) -> Result<()> {

@@ -29,6 +29,13 @@ pub mod service;
 pub mod shim;
 pub mod stats;
 
+/// Locks `m`, also after a holder panicked: every shim lock guards data
+/// that stays consistent between statements, and one failed request must
+/// not stop the shim serving the others.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Runs the shim (all of `main`): exits 1 with the error on stderr.
 pub fn run() {
     let args: Vec<String> = std::env::args().skip(1).collect();

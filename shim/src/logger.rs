@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 
 use crate::error::{Error, IoContext, Result};
+use crate::lock;
 use crate::reaper::reaper;
 
 /// How long a logger may take to exit after SIGTERM (containerd's value).
@@ -139,7 +140,7 @@ impl Logger {
         reaper().watch(
             child.id() as i32,
             Box::new(move |_| {
-                *done.0.lock().unwrap_or_else(|p| p.into_inner()) = true;
+                *lock(&done.0) = true;
                 done.1.notify_all();
             }),
         );
@@ -159,7 +160,7 @@ impl Logger {
     fn wait_exit(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let (flag, cv) = &*self.exited;
-        let mut exited = flag.lock().unwrap_or_else(|p| p.into_inner());
+        let mut exited = lock(flag);
         while !*exited {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {

@@ -27,6 +27,7 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 
 use crate::error::{Error, IoContext, Result};
+use crate::lock;
 
 /// Called with the id of a container whose cgroup ran out of memory.
 pub type OnOom = Box<dyn Fn(&str) + Send + Sync>;
@@ -96,10 +97,6 @@ pub struct Monitor {
     epoll: Arc<Epoll>,
     watched: Arc<Mutex<HashMap<u64, Watched>>>,
     next: Mutex<u64>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Monitor {

@@ -12,6 +12,7 @@ use containerd_shim_protos::api::Status;
 use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
 
 use crate::io::{ProcessIo, StdioPaths};
+use crate::lock;
 
 #[derive(Debug, Clone)]
 pub struct ProcState {
@@ -31,10 +32,6 @@ pub struct Process {
     exited: Condvar,
     pub lifecycle: Mutex<()>,
     pub io: Mutex<Option<ProcessIo>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Process {

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, Sender};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use containerd_shim::{ExitSignal, TtrpcContext, TtrpcResult};
@@ -31,6 +31,7 @@ use containerd_shim_protos::shim::oci::ProcessDetails;
 
 use crate::error::{Error, IoContext, Result};
 use crate::io::{self, ConsoleSocket, StdioPaths};
+use crate::lock;
 use crate::oom;
 use crate::options;
 use crate::process::Process;
@@ -69,10 +70,6 @@ pub struct Inner {
 #[derive(Clone)]
 pub struct Service {
     inner: Arc<Inner>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn any_of(msg: &dyn MessageDyn) -> Result<Any> {
