@@ -334,15 +334,18 @@ fn brig_shim_with_runc_underneath() {
     assert_clean(&c);
 }
 
-/// podman calls the runtime binary directly (no shim): `--runtime brig`.
+/// podman calls the runtime binary directly (no shim): `--runtime brig`:
+/// run, run -it, exec, pause/unpause, stats.
 #[test]
-fn podman_run_with_brig_runtime() {
+fn podman_run_tty_exec_pause_stats_with_brig_runtime() {
     if !is_root() {
-        eprintln!("skipping podman_run_with_brig_runtime: needs root");
+        eprintln!("skipping podman_run_tty_exec_pause_stats_with_brig_runtime: needs root");
         return;
     }
     if !std::path::Path::new("/usr/bin/podman").is_file() {
-        eprintln!("skipping podman_run_with_brig_runtime: podman is not installed");
+        eprintln!(
+            "skipping podman_run_tty_exec_pause_stats_with_brig_runtime: podman is not installed"
+        );
         return;
     }
     let dir = tempfile::Builder::new()
@@ -380,6 +383,64 @@ fn podman_run_with_brig_runtime() {
     ]);
     assert_eq!(out.code, 7, "{out}");
     assert!(out.stdout.contains("from-podman"), "{out}");
+
+    // -it: podman inside a pseudo-terminal (script), the container gets one too.
+    let line = format!(
+        "podman --root {d}/storage --runroot {d}/run --runtime {brig} run --rm -it \
+         --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 {image} \
+         sh -c 'tty; test -t 0 && echo stdin-is-tty; exit 5'",
+        d = d.display(),
+        brig = brig.display()
+    );
+    let mut script = std::process::Command::new("script");
+    script.args(["-qec", &line, "/dev/null"]);
+    let tty = run_timeout(&mut script, Duration::from_secs(120));
+    assert_eq!(tty.code, 5, "{tty}");
+    assert!(tty.stdout.contains("/dev/pts/"), "{tty}");
+    assert!(tty.stdout.contains("stdin-is-tty"), "{tty}");
+
+    let name = unique("pod");
+    podman(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--ulimit",
+        "nofile=1024:1024",
+        "--ulimit",
+        "nproc=1024:1024",
+        image,
+        "sleep",
+        "1000",
+    ])
+    .assert_ok();
+    let exec = podman(&[
+        "exec",
+        &name,
+        "sh",
+        "-c",
+        "echo from-exec; cat /proc/1/cmdline",
+    ]);
+    assert!(exec.assert_ok().stdout.contains("from-exec"), "{exec}");
+    assert!(exec.stdout.contains("sleep"), "{exec}");
+    let status = || podman(&["inspect", "-f", "{{.State.Status}}", &name]);
+    podman(&["pause", &name]).assert_ok();
+    assert_eq!(status().assert_ok().stdout.trim(), "paused");
+    podman(&["unpause", &name]).assert_ok();
+    assert_eq!(status().assert_ok().stdout.trim(), "running");
+    let stats = podman(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.Name}} {{.PIDs}}",
+        &name,
+    ]);
+    assert_eq!(
+        stats.assert_ok().stdout.trim(),
+        format!("{name} 1"),
+        "{stats}"
+    );
+    podman(&["rm", "-f", "-t", "0", &name]).assert_ok();
     let _ = podman(&["rmi", "-af"]);
     // podman's overlay storage may stay mounted until it is unmounted here.
     let _ = std::process::Command::new("umount")
