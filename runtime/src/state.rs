@@ -96,9 +96,11 @@ impl Root {
     /// Creates the folder of a new container; fails if the id is taken.
     pub fn create_dir(&self, id: &str) -> Result<PathBuf> {
         validate_id(id)?;
+        // 0700 like runc's: nobody else may reach a container's exec fifo
+        // (reading it would start the container) or its state.
         fs::DirBuilder::new()
             .recursive(true)
-            .mode(0o711)
+            .mode(0o700)
             .create(&self.dir)
             .ctx(|| format!("create state root {}", self.dir.display()))?;
         let dir = self.container_dir(id);

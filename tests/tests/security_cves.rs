@@ -635,3 +635,43 @@ fn cve_2024_45310_mkdir_all_symlink_race() {
     rt.delete_force(&ida).assert_ok();
     assert_no_leftovers(&rt, &ida, &a);
 }
+
+/// The state root is private (0700, as runc makes it): another local user cannot open a created
+/// container's exec fifo (reading it would start the container) nor read its state.
+#[test]
+fn state_root_is_private() {
+    let Some(rt) = Runtime::new("state_root_is_private") else {
+        return;
+    };
+    let b = Bundle::new(&["true"]);
+    let id = rt.new_id("private");
+    rt.create_ok(&b, &id);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(rt.root()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        mode & 0o077,
+        0,
+        "state root {} is mode {mode:o}",
+        rt.root().display()
+    );
+    // As an unprivileged user (nobody), the fifo cannot be opened.
+    let fifo = rt.root().join(&id).join("exec.fifo");
+    let out = std::process::Command::new("runuser")
+        .args(["-u", "nobody", "--", "dd", "if=/dev/null", "of=/dev/null"])
+        .status();
+    if out.map(|s| s.success()).unwrap_or(false) {
+        let st = std::process::Command::new("runuser")
+            .args(["-u", "nobody", "--", "timeout", "2", "cat"])
+            .arg(&fifo)
+            .output()
+            .unwrap();
+        assert!(!st.status.success(), "nobody opened {}", fifo.display());
+        assert_eq!(
+            rt.status(&id).as_deref(),
+            Some("created"),
+            "the container was started by another user"
+        );
+    }
+    rt.delete_force(&id).assert_ok();
+    assert_no_leftovers(&rt, &id, &b);
+}
