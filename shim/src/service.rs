@@ -15,19 +15,19 @@ use std::time::Duration;
 
 use containerd_shim::{ExitSignal, TtrpcContext, TtrpcResult};
 use containerd_shim_protos::api::{
-    CloseIORequest, ConnectRequest, ConnectResponse, CreateTaskRequest, CreateTaskResponse,
-    DeleteRequest, DeleteResponse, Empty, ExecProcessRequest, KillRequest, PauseRequest,
-    PidsRequest, PidsResponse, ProcessInfo, ResizePtyRequest, ResumeRequest, ShutdownRequest,
-    StartRequest, StartResponse, StateRequest, StateResponse, StatsRequest, StatsResponse, Status,
-    UpdateTaskRequest, WaitRequest, WaitResponse,
+    CheckpointTaskRequest, CloseIORequest, ConnectRequest, ConnectResponse, CreateTaskRequest,
+    CreateTaskResponse, DeleteRequest, DeleteResponse, Empty, ExecProcessRequest, KillRequest,
+    PauseRequest, PidsRequest, PidsResponse, ProcessInfo, ResizePtyRequest, ResumeRequest,
+    ShutdownRequest, StartRequest, StartResponse, StateRequest, StateResponse, StatsRequest,
+    StatsResponse, Status, UpdateTaskRequest, WaitRequest, WaitResponse,
 };
 use containerd_shim_protos::events::task::{
     TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskOOM, TaskPaused,
     TaskResumed, TaskStart,
 };
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
-use containerd_shim_protos::protobuf::MessageDyn;
-use containerd_shim_protos::shim::oci::ProcessDetails;
+use containerd_shim_protos::protobuf::{Message, MessageDyn};
+use containerd_shim_protos::shim::oci::{CheckpointOptions, ProcessDetails};
 
 use crate::error::{Error, IoContext, Result};
 use crate::io::{self, ConsoleSocket, StdioPaths};
@@ -562,6 +562,68 @@ impl Service {
         res.map(|_| ())
     }
 
+    /// `RUNTIME checkpoint` into the directory containerd names, with
+    /// runc's shim options (`containerd.runc.v1.CheckpointOptions`).
+    fn do_checkpoint(&self, req: &CheckpointTaskRequest) -> Result<()> {
+        let c = self.container(&req.id)?;
+        let opts = match req.options.as_ref().filter(|a| !a.value.is_empty()) {
+            Some(any) => CheckpointOptions::parse_from_bytes(&any.value).map_err(|e| {
+                Error::InvalidArgument(format!("checkpoint options {}: {e}", any.type_url))
+            })?,
+            None => CheckpointOptions::default(),
+        };
+        let image = if opts.image_path.is_empty() {
+            req.path.clone()
+        } else {
+            opts.image_path.clone()
+        };
+        if image.is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "checkpoint of container {}: no image path",
+                req.id
+            )));
+        }
+        let work = if opts.work_path.is_empty() {
+            c.bundle.join("criu-work").display().to_string()
+        } else {
+            opts.work_path.clone()
+        };
+        let mut args = vec![
+            "checkpoint".to_string(),
+            "--image-path".into(),
+            image,
+            "--work-path".into(),
+            work.clone(),
+        ];
+        let flags = [
+            (!opts.exit, "--leave-running"),
+            (opts.open_tcp, "--tcp-established"),
+            (opts.external_unix_sockets, "--ext-unix-sk"),
+            (opts.terminal, "--shell-job"),
+            (opts.file_locks, "--file-locks"),
+        ];
+        args.extend(
+            flags
+                .iter()
+                .filter(|(on, _)| *on)
+                .map(|(_, f)| f.to_string()),
+        );
+        for ns in &opts.empty_namespaces {
+            args.push("--empty-ns".into());
+            args.push(ns.clone());
+        }
+        if !opts.cgroups_mode.is_empty() {
+            args.push("--manage-cgroups-mode".into());
+            args.push(opts.cgroups_mode.clone());
+        }
+        args.push(c.id.clone());
+        let res = c.runtime.run(&args);
+        if opts.work_path.is_empty() {
+            let _ = std::fs::remove_dir_all(&work);
+        }
+        res.map(|_| ())
+    }
+
     fn do_stats(&self, req: &StatsRequest) -> Result<StatsResponse> {
         let c = self.container(&req.id)?;
         let out = c.runtime.run(&["events", "--stats", c.id.as_str()])?;
@@ -693,6 +755,11 @@ impl containerd_shim::Task for Service {
             exited_at: st.exited_at.into(),
             ..Default::default()
         })
+    }
+
+    fn checkpoint(&self, _ctx: &TtrpcContext, req: CheckpointTaskRequest) -> TtrpcResult<Empty> {
+        self.do_checkpoint(&req)?;
+        Ok(Empty::new())
     }
 
     fn stats(&self, _ctx: &TtrpcContext, req: StatsRequest) -> TtrpcResult<StatsResponse> {
