@@ -730,3 +730,50 @@ fn checkpoint_leaves_the_task_running() {
     kill_task(&c, &id);
     delete_task(&c, &id);
 }
+
+/// Containers that name one sandbox (the CRI's annotation) share one shim,
+/// which stays until the last of them is deleted.
+#[test]
+fn containers_of_a_sandbox_share_one_shim() {
+    let Some((c, image)) = setup("containers_of_a_sandbox_share_one_shim") else {
+        return;
+    };
+    let pod = unique("pod");
+    let member = unique("member");
+    let sandbox = format!("io.kubernetes.cri.sandbox-id={pod}");
+    for id in [&pod, &member] {
+        c.ctr(&[
+            "run",
+            "-d",
+            "--runtime",
+            BRIG_SHIM,
+            "--annotation",
+            &sandbox,
+            &image,
+            id,
+            "sleep",
+            "1000",
+        ])
+        .assert_ok();
+    }
+    let shims = c.shim_pids();
+    assert_eq!(shims.len(), 1, "one shim for the sandbox: {shims:?}");
+    let exec = c.ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "m1",
+        &member,
+        "echo",
+        "in-member",
+    ]);
+    assert!(exec.assert_ok().stdout.contains("in-member"), "{exec}");
+
+    kill_task(&c, &member);
+    c.ctr(&["task", "delete", &member]).assert_ok();
+    c.ctr(&["container", "rm", &member]).assert_ok();
+    assert_eq!(c.shim_pids(), shims, "the shim still serves {pod}");
+    assert_eq!(task_status(&c, &pod).as_deref(), Some("RUNNING"));
+    kill_task(&c, &pod);
+    delete_task(&c, &pod);
+}
