@@ -180,11 +180,10 @@ pub fn checkpoint(root: &Root, id: &str, opts: &CheckpointOpts) -> Result<()> {
     if opts.leave_running && !opts.pre_dump {
         args.push("--leave-running".into());
     }
-    if opts.pre_dump {
-        args.push("--track-mem".into());
-    }
     if let Some(parent) = &opts.parent_path {
         args.extend(["--prev-images-dir".into(), path_arg(parent)]);
+    }
+    if opts.pre_dump || opts.parent_path.is_some() {
         args.push("--track-mem".into());
     }
     // The whole cgroup is frozen while criu collects the tasks.
