@@ -21,7 +21,7 @@ if [ ! -c /dev/kvm ]; then
 fi
 
 need=()
-for p in qemu-system-x86 linux-image-amd64 busybox-static jq cpio; do
+for p in qemu-system-x86 linux-image-amd64 busybox-static jq cpio criu; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
