@@ -92,6 +92,7 @@ VM_GUEST_SCRIPT="$ws/tests/vm/guest.sh"
 VM_TESTS="$test_bins"
 VM_TEST_ARGS="${1:-}"
 BRIG="$target/release/brig"
+VM_KEEP_DIRS="$ws $target"
 ENV
 (cd "$ird" && find . | cpio -o -H newc --quiet) | gzip -1 > "$work/initrd.gz"
 # A small disk, so that io.max has a block device to throttle.
