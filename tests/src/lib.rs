@@ -39,7 +39,13 @@ pub fn workspace_dir() -> PathBuf {
 /// The binary under test: `$BRIG`, else the newer of `target/debug/brig` and
 /// `target/release/brig` (honouring `$CARGO_TARGET_DIR`).
 pub fn binary_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("BRIG") {
+    workspace_binary("BRIG", "brig")
+}
+
+/// `$VAR` if set, else the newer of `target/{debug,release}/NAME` (honouring
+/// `$CARGO_TARGET_DIR`); the shared lookup of every binary under test.
+pub fn workspace_binary(var: &str, name: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(var) {
         if !p.is_empty() {
             return PathBuf::from(p);
         }
@@ -47,7 +53,10 @@ pub fn binary_path() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_dir().join("target"));
-    let candidates = [target.join("debug/brig"), target.join("release/brig")];
+    let candidates = [
+        target.join("debug").join(name),
+        target.join("release").join(name),
+    ];
     let mtime = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
     candidates
         .iter()
@@ -1415,25 +1424,7 @@ pub const SYSCALLS_EXCEPT_MKDIR: &[&str] = &[
 /// The image builder under test: `$BRIG_BUILD`, else the newer of `target/{debug,release}/
 /// brig-build` (honouring `$CARGO_TARGET_DIR`).
 pub fn builder_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("BRIG_BUILD") {
-        if !p.is_empty() {
-            return PathBuf::from(p);
-        }
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_dir().join("target"));
-    let candidates = [
-        target.join("debug/brig-build"),
-        target.join("release/brig-build"),
-    ];
-    let mtime = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
-    candidates
-        .iter()
-        .filter_map(|p| mtime(p).map(|t| (t, p.clone())))
-        .max_by_key(|(t, _)| *t)
-        .map(|(_, p)| p)
-        .unwrap_or_else(|| candidates[0].clone())
+    workspace_binary("BRIG_BUILD", "brig-build")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1443,25 +1434,7 @@ pub fn builder_path() -> PathBuf {
 /// The shim under test: `$BRIG_SHIM`, else the newer of `target/{debug,release}/
 /// containerd-shim-brig-v2` (honouring `$CARGO_TARGET_DIR`).
 pub fn shim_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("BRIG_SHIM") {
-        if !p.is_empty() {
-            return PathBuf::from(p);
-        }
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_dir().join("target"));
-    let candidates = [
-        target.join("debug/containerd-shim-brig-v2"),
-        target.join("release/containerd-shim-brig-v2"),
-    ];
-    let mtime = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
-    candidates
-        .iter()
-        .filter_map(|p| mtime(p).map(|t| (t, p.clone())))
-        .max_by_key(|(t, _)| *t)
-        .map(|(_, p)| p)
-        .unwrap_or_else(|| candidates[0].clone())
+    workspace_binary("BRIG_SHIM", "containerd-shim-brig-v2")
 }
 
 /// Runs `cmd` with stdout/stderr in files, killing it after `timeout` (then the result has

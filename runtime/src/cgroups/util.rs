@@ -203,6 +203,22 @@ pub fn rdma_lines(r: &oci_spec::runtime::LinuxResources) -> Vec<(String, String)
         .collect()
 }
 
+/// `cpuset.cpus` / `cpuset.mems` to write (same files on v1 and v2): (file,
+/// value, JSON path), empty values left out.
+pub fn cpuset_lines(c: &oci_spec::runtime::LinuxCpu) -> Vec<(&'static str, &str, &'static str)> {
+    [
+        (c.cpus(), "cpuset.cpus", "linux.resources.cpu.cpus"),
+        (c.mems(), "cpuset.mems", "linux.resources.cpu.mems"),
+    ]
+    .into_iter()
+    .filter_map(|(val, file, field)| {
+        val.as_deref()
+            .filter(|v| !v.is_empty())
+            .map(|v| (file, v, field))
+    })
+    .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

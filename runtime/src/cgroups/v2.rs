@@ -301,14 +301,9 @@ impl V2Manager {
     }
 
     fn set_cpuset(&self, c: &LinuxCpu) -> Result<()> {
-        for (val, file, field) in [
-            (c.cpus(), "cpuset.cpus", "linux.resources.cpu.cpus"),
-            (c.mems(), "cpuset.mems", "linux.resources.cpu.mems"),
-        ] {
-            if let Some(v) = val.as_deref().filter(|v| !v.is_empty()) {
-                let dir = self.need("cpuset", field)?;
-                write_file(dir, file, v, Some(field))?;
-            }
+        for (file, v, field) in super::util::cpuset_lines(c) {
+            let dir = self.need("cpuset", field)?;
+            write_file(dir, file, v, Some(field))?;
         }
         Ok(())
     }
