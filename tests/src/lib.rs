@@ -12,7 +12,7 @@
 
 use serde_json::{json, Value};
 use std::fs;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -1440,15 +1440,31 @@ pub fn shim_path() -> PathBuf {
 /// Runs `cmd` with stdout/stderr in files, killing it after `timeout` (then the result has
 /// code 137 and says so in stderr).
 pub fn run_timeout(cmd: &mut Command, timeout: Duration) -> Out {
+    run_timeout_input(cmd, None, timeout)
+}
+
+/// [`run_timeout`] with `input` written to the command's stdin, which stays open (no EOF)
+/// until the command exits; `None` gives it /dev/null.
+pub fn run_timeout_input(cmd: &mut Command, input: Option<&[u8]>, timeout: Duration) -> Out {
     let dir = tempfile::tempdir().expect("tempdir");
     let (o, e) = (dir.path().join("out"), dir.path().join("err"));
     let cmdline = format!("{cmd:?}");
     let mut child = cmd
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(fs::File::create(&o).expect("out file"))
         .stderr(fs::File::create(&e).expect("err file"))
         .spawn()
         .unwrap_or_else(|err| panic!("spawn {cmdline}: {err}"));
+    // Held until the child is reaped, so the command never sees EOF on stdin.
+    let _stdin = input.map(|bytes| {
+        let mut w = child.stdin.take().expect("piped stdin");
+        w.write_all(bytes).expect("write stdin");
+        w
+    });
     let st = wait_child_or_kill(&mut child, timeout);
     let read = |p: &Path| String::from_utf8_lossy(&fs::read(p).unwrap_or_default()).into_owned();
     let mut stderr = read(&e);

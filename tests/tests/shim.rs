@@ -384,20 +384,25 @@ fn podman_run_tty_exec_pause_stats_with_brig_runtime() {
     assert_eq!(out.code, 7, "{out}");
     assert!(out.stdout.contains("from-podman"), "{out}");
 
-    // -it: podman inside a pseudo-terminal (script), the container gets one too.
+    // -it: podman inside a pseudo-terminal (script), the container gets one too. The
+    // container first reads a line typed into that terminal: podman forwards input only once
+    // it is attached, and output written before the attach is lost by podman/conmon with any
+    // runtime (runc too, measured: 4 of 20 runs under load), so printing after the read is
+    // what makes the check deterministic.
     let line = format!(
         "podman --root {d}/storage --runroot {d}/run --runtime {brig} run --rm -it \
          --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 {image} \
-         sh -c 'tty; test -t 0 && echo stdin-is-tty; exit 5'",
+         sh -c 'read word; tty; test -t 0 && echo stdin-is-tty; echo got-$word; exit 5'",
         d = d.display(),
         brig = brig.display()
     );
     let mut script = std::process::Command::new("script");
     script.args(["-qec", &line, "/dev/null"]);
-    let tty = run_timeout(&mut script, Duration::from_secs(120));
+    let tty = run_timeout_input(&mut script, Some(b"typed\n"), Duration::from_secs(120));
     assert_eq!(tty.code, 5, "{tty}");
     assert!(tty.stdout.contains("/dev/pts/"), "{tty}");
     assert!(tty.stdout.contains("stdin-is-tty"), "{tty}");
+    assert!(tty.stdout.contains("got-typed"), "{tty}");
 
     let name = unique("pod");
     podman(&[
