@@ -246,6 +246,10 @@ pub fn create_with_sync(root: &Root, opts: &CreateOpts) -> Result<(i32, Sync)> {
         // SAFETY: prctl with integer arguments.
         unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) };
     }
+    crate::logging::debug(&format!(
+        "nsexec container setup: clone3 of the container init (namespace flags {:#x})",
+        plan.ns.clone_flags
+    ));
     let pid = process::clone_init(plan.ns.clone_flags, || {
         let _ = nix::unistd::close(parent_sync.as_raw_fd());
         init::run(&plan, &child_sync)

@@ -176,6 +176,10 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32> {
         .sys("setns", j.path.display())?;
     }
     let (parent_sync, child_sync) = Sync::pair()?;
+    crate::logging::debug(&format!(
+        "nsexec container setup: clone3 of the exec process for container {} (pid {})",
+        saved.id, saved.pid
+    ));
     let pid = process::clone_init(0, || {
         let _ = nix::unistd::close(parent_sync.as_raw_fd());
         match child(&plan, &child_sync) {
@@ -489,6 +493,10 @@ fn child(plan: &Plan, sync: &Sync) -> Result<Never> {
     // SAFETY: prctl with integer arguments.
     let r = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     nix::errno::Errno::result(r).sys("prctl", "PR_SET_DUMPABLE")?;
+    sync.debug(&format!(
+        "child process in init(): exec process {}, joining the container's namespaces",
+        std::process::id()
+    ));
     match sync.recv()? {
         Some(Msg::Go) => {}
         other => return Err(Error::msg(format!("sync: expected go, got {other:?}"))),
@@ -519,8 +527,12 @@ fn child(plan: &Plan, sync: &Sync) -> Result<Never> {
     }
     let exec = plan.process.resolve()?;
     plan.process.become_process(sync)?;
+    // Before the seccomp filter, which may forbid the socket write.
+    sync.debug(&format!(
+        "setns_init: about to exec {:?}",
+        plan.process.args
+    ));
     plan.process.seal(sync)?;
-    crate::logging::debug(&format!("exec: about to execve {:?}", plan.process.args));
     Err(plan.process.exec(&exec))
 }
 

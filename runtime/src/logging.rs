@@ -47,12 +47,18 @@ pub fn warn(msg: &str) {
 }
 
 pub fn debug(msg: &str) {
-    if LOGGER.get().is_some_and(|l| l.debug) {
+    if debug_enabled() {
         write("debug", msg);
     }
 }
 
-fn write(level: &str, msg: &str) {
+/// Whether `--debug` was given.
+pub fn debug_enabled() -> bool {
+    LOGGER.get().is_some_and(|l| l.debug)
+}
+
+/// Writes one line at `level` to the log (a file with `--log`, else stderr).
+pub fn write(level: &str, msg: &str) {
     let Some(l) = LOGGER.get() else {
         eprintln!("{level}: {msg}");
         return;

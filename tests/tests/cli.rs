@@ -239,3 +239,101 @@ fn binary_selection() {
         .unwrap();
     assert!(st.success());
 }
+
+/// `--debug` lines from every stage reach the `--log` destination chosen by the caller, in its
+/// format, and nothing else: the container's output holds none, and the init and exec
+/// children (which run in the container's mount namespace) never write the log path
+/// themselves. A runtime whose exec child opened the `--log` path after joining the container's
+/// mounts would create that file inside the rootfs (the path exists there: /tmp), and one
+/// that logged to stdout would mix debug lines into the container's output. The stage names
+/// are runc's, which runc's own debug.bats and exec.bats match.
+#[test]
+fn debug_lines_of_init_and_exec_reach_the_log() {
+    let Some(rt) = Runtime::new("debug_lines_of_init_and_exec_reach_the_log") else {
+        return;
+    };
+    let logs = tempfile::Builder::new()
+        .prefix("brig-debug-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let inside = |log: &std::path::Path, b: &Bundle| {
+        b.rootfs()
+            .join(log.strip_prefix("/").unwrap())
+            .parent()
+            .unwrap()
+            .exists()
+    };
+
+    // run, foreground, JSON log: init's stages.
+    let b = Bundle::new(&["echo", "hello-debug"]);
+    let log = logs.path().join("run.json");
+    let id = rt.new_id("dbg");
+    let out = rt.cmd_with(
+        &[
+            "--debug",
+            "--log",
+            log.to_str().unwrap(),
+            "--log-format",
+            "json",
+        ],
+        &["run", "--bundle", b.path_str(), &id],
+    );
+    out.assert_ok();
+    assert_eq!(out.stdout.trim(), "hello-debug", "{out}");
+    assert!(
+        !out.stderr.contains("level"),
+        "debug on stderr despite --log: {out}"
+    );
+    let text = std::fs::read_to_string(&log).expect("log written");
+    let mut msgs = Vec::new();
+    for line in text.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        if v["level"] == "debug" {
+            msgs.push(v["msg"].as_str().unwrap().to_string());
+        }
+    }
+    let all = msgs.join("\n");
+    for stage in [
+        "nsexec container setup",
+        "child process in init()",
+        "init: closing the pipe to signal completion",
+    ] {
+        assert!(all.contains(stage), "no {stage:?} in {text}");
+    }
+    assert!(!inside(&log, &b), "log dir created in the rootfs");
+    rt.delete(&id);
+
+    // exec, text log to stderr (no --log): the exec child's stages.
+    let b = Bundle::new(&["sleep", "100"]);
+    let id = rt.new_id("dbg-exec");
+    rt.run_detached(&b, &id).assert_ok();
+    let out = rt.cmd_with(&["--debug"], &["exec", &id, "echo", "from-exec"]);
+    out.assert_ok();
+    assert_eq!(out.stdout.trim(), "from-exec", "{out}");
+    for stage in [
+        "nsexec container setup",
+        "child process in init()",
+        "setns_init: about to exec",
+    ] {
+        assert!(
+            out.stderr
+                .lines()
+                .any(|l| l.contains("level=debug") && l.contains(stage)),
+            "no {stage:?}: {out}"
+        );
+    }
+    // exec with --log: the file on the host gets the lines, nothing appears in the rootfs.
+    let log = logs.path().join("exec.log");
+    let out = rt.cmd_with(
+        &["--debug", "--log", log.to_str().unwrap()],
+        &["exec", &id, "true"],
+    );
+    out.assert_ok();
+    assert!(!out.stderr.contains("level=debug"), "{out}");
+    let text = std::fs::read_to_string(&log).expect("exec log written");
+    assert!(text.contains("setns_init: about to exec"), "{text}");
+    assert!(!inside(&log, &b), "exec wrote its log inside the rootfs");
+    rt.delete_force(&id).assert_ok();
+    assert_no_leftovers(&rt, &id, &b);
+}

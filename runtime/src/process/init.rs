@@ -79,6 +79,10 @@ fn setup(plan: &Plan, sync: &Sync) -> Result<Never> {
     if !rootless_maps {
         set_dumpable(false)?;
     }
+    sync.debug(&format!(
+        "child process in init(): container init {}, in its new namespaces",
+        std::process::id()
+    ));
     // The parent puts us into our cgroups (and writes our id maps) first.
     expect(sync, "go")?;
     if rootless_maps {
@@ -132,6 +136,7 @@ fn setup(plan: &Plan, sync: &Sync) -> Result<Never> {
     // still reach `create` (runc's order): startContainer hooks run under it.
     plan.process.seal(sync)?;
 
+    sync.debug("init: closing the pipe to signal completion (ready; waiting for start)");
     sync.send(&Msg::Ready)?;
     // Wait for `start`: opening the fifo for writing blocks until it is read.
     let fifo = nix::fcntl::open(

@@ -37,6 +37,14 @@ pub enum Msg {
     Error {
         msg: String,
     },
+    /// Child → parent: a log line (`--debug`), written by the parent to the
+    /// `--log` destination. The child never opens the log itself: after it
+    /// joins the container's mount namespace a host path would resolve
+    /// inside the container, and an fd of the log file must not reach it.
+    Log {
+        level: String,
+        msg: String,
+    },
 }
 
 /// One end of the sync socket.
@@ -62,6 +70,16 @@ impl Sync {
         Ok(())
     }
 
+    /// Child → parent: a debug line for the runtime's log (only with `--debug`).
+    pub fn debug(&self, msg: &str) {
+        if crate::logging::debug_enabled() {
+            let _ = self.send(&Msg::Log {
+                level: "debug".into(),
+                msg: msg.into(),
+            });
+        }
+    }
+
     /// Sends `m` with `fd` attached (SCM_RIGHTS).
     pub fn send_with_fd(&self, m: &Msg, fd: std::os::fd::BorrowedFd) -> Result<()> {
         use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
@@ -84,8 +102,18 @@ impl Sync {
         Ok(self.recv_with_fd()?.map(|(m, _)| m))
     }
 
-    /// Receives one message and the fd sent with it, if any.
+    /// Receives one message and the fd sent with it, if any. Log lines from
+    /// the child are written to the runtime's log on the way.
     pub fn recv_with_fd(&self) -> Result<Option<(Msg, Option<OwnedFd>)>> {
+        loop {
+            match self.recv_one()? {
+                Some((Msg::Log { level, msg }, _)) => crate::logging::write(&level, &msg),
+                other => return Ok(other),
+            }
+        }
+    }
+
+    fn recv_one(&self) -> Result<Option<(Msg, Option<OwnedFd>)>> {
         use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
         let mut buf = vec![0u8; 64 * 1024];
         let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
