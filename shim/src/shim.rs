@@ -177,6 +177,12 @@ fn serve(flags: &Flags) -> Result<()> {
     if flags.socket.is_empty() {
         return Err(Error::InvalidArgument("-socket is required".into()));
     }
+    // A shim lives as long as its containers, one per pod: its idle memory
+    // counts per node. One malloc arena for all threads (glibc makes one per
+    // thread otherwise, each with its own resident pages); the threads here
+    // mostly block on fds and handle one request at a time.
+    // SAFETY: mallopt with integer arguments, before any other thread exists.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
     // Logs go to the "log" FIFO containerd made in the bundle.
     let _ = containerd_shim::logger::init(flags.debug, "info", &flags.namespace, &flags.id);
     let ttrpc_address = std::env::var("TTRPC_ADDRESS")
@@ -188,7 +194,13 @@ fn serve(flags: &Flags) -> Result<()> {
         server_started();
         return Ok(());
     };
+    // Two idle request workers per connection (ttrpc's default is three; it
+    // wants min < default < max); ttrpc starts another whenever fewer than
+    // one is idle, e.g. while a Wait blocks.
     let mut server = Server::new()
+        .set_thread_count_min(1)
+        .set_thread_count_default(2)
+        .set_thread_count_max(3)
         .add_listener(listener.into_raw_fd())
         .map_err(|e| Error::Other(format!("ttrpc listener: {e}")))?
         .register_service(task_methods(service));
