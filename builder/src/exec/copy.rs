@@ -5,10 +5,11 @@
 //! contents, a destination ending in `/` (or several sources) is a directory, owners of context
 //! files become 0:0 and owners of files from another stage or image are kept (docker since
 //! moby#38599, BuildKit, buildah), unless `--chown`, which also owns the parent directories
-//! the copy creates (BuildKit's fsutil#49, buildah); `--chmod` sets the mode, `.dockerignore` hides context files, ADD
-//! extracts local tar archives (plain or gzip). Both sides are resolved inside their roots with
-//! [`Root`]: a source symlink cannot reach outside the context, a destination symlink planted
-//! by an earlier step cannot make a copy write outside the image.
+//! the copy creates (BuildKit's fsutil#49, buildah); `--chmod` sets the mode, `.dockerignore`
+//! hides context files, ADD extracts local tar archives (plain, gzip, bzip2, xz or zstd). Both
+//! sides are resolved inside their roots with [`Root`]: a source symlink cannot reach outside
+//! the context, a destination symlink planted by an earlier step cannot make a copy write
+//! outside the image.
 
 use crate::dockerfile::ignore::{glob, Ignore};
 use crate::fsroot::{remove_at, Root};
@@ -133,16 +134,7 @@ pub fn copy(op: &CopyOp<'_>, dst: &Root) -> Result<(), String> {
         } else if op.add && is_archive(&real) {
             mkdirs(op, dst, &dest)?;
             let f = fs::File::open(&real).map_err(|e| e.to_string())?;
-            let mut r = BufReader::new(f);
-            let gz = r
-                .fill_buf()
-                .map_err(|e| e.to_string())?
-                .starts_with(&[0x1f, 0x8b]);
-            let stream: Box<dyn Read> = if gz {
-                Box::new(flate2::read::GzDecoder::new(r))
-            } else {
-                Box::new(r)
-            };
+            let stream = decompressed(BufReader::new(f)).map_err(|e| e.to_string())?;
             unpack::unpack(
                 dst,
                 &dest,
@@ -315,26 +307,34 @@ fn times(t: i64) -> Timestamps {
     }
 }
 
-/// A plain or gzip tar archive (by content, as docker decides).
+/// A tar archive, plain or compressed with gzip, bzip2, xz or zstd (by content, as docker
+/// decides: the name does not matter).
 fn is_archive(p: &Path) -> bool {
     let Ok(f) = fs::File::open(p) else {
         return false;
     };
-    let mut head = Vec::new();
-    if f.take(512).read_to_end(&mut head).is_err() {
+    let Ok(r) = decompressed(BufReader::new(f)) else {
         return false;
-    }
-    if head.starts_with(&[0x1f, 0x8b]) {
-        let Ok(f) = fs::File::open(p) else {
-            return false;
-        };
-        let mut dec = Vec::new();
-        let _ = flate2::read::GzDecoder::new(f)
-            .take(512)
-            .read_to_end(&mut dec);
-        return dec.len() >= 262 && &dec[257..262] == b"ustar";
-    }
+    };
+    let mut head = Vec::new();
+    let _ = r.take(512).read_to_end(&mut head);
     head.len() >= 262 && &head[257..262] == b"ustar"
+}
+
+/// `r` decompressed by the format its first bytes announce (gzip, bzip2, xz, zstd), else as is.
+fn decompressed<'a>(mut r: BufReader<fs::File>) -> io::Result<Box<dyn Read + 'a>> {
+    let head = r.fill_buf()?;
+    Ok(if head.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::read::MultiGzDecoder::new(r))
+    } else if head.starts_with(b"BZh") {
+        Box::new(bzip2::read::MultiBzDecoder::new(r))
+    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
+        Box::new(liblzma::read::XzDecoder::new_multi_decoder(r))
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Box::new(zstd::stream::read::Decoder::with_buffer(r)?)
+    } else {
+        Box::new(r)
+    })
 }
 
 /// Context-relative paths matching the wildcard pattern `pat` (segment by segment).
