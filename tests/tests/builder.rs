@@ -11,6 +11,7 @@ mod builder_support;
 use builder_support::*;
 use serde_json::Value;
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
@@ -117,6 +118,30 @@ fn run_steps_with_runc_underneath() {
         return;
     }
     run_steps(Path::new("/usr/sbin/runc"));
+}
+
+/// crun 1.8 refuses this host's hybrid cgroups ("cgroups in hybrid mode not supported"): the
+/// wrapper runs it in a private mount namespace without the cgroup2 mount at
+/// /sys/fs/cgroup/unified, so crun sees cgroup v1 only; the host's mounts are not touched.
+#[test]
+fn run_steps_with_crun_underneath() {
+    if !ready("run_steps_with_crun_underneath") {
+        return;
+    }
+    if !Path::new("/usr/bin/crun").is_file() {
+        println!("SKIP run_steps_with_crun_underneath: /usr/bin/crun not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let wrapper = dir.path().join("crun");
+    fs::write(
+        &wrapper,
+        "#!/bin/sh\nexec unshare -m sh -c \
+         'umount /sys/fs/cgroup/unified 2>/dev/null; exec /usr/bin/crun \"$@\"' crun \"$@\"\n",
+    )
+    .unwrap();
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
+    run_steps(&wrapper);
 }
 
 fn run_steps(runtime: &Path) {
