@@ -2,6 +2,7 @@
 
 use brig_build::exec::{self, run::Network};
 use brig_build::export;
+use brig_build::image::platform::Platform;
 use brig_build::image::store::Store;
 use brig_build::registry::{self, auth::Creds, Reference};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -72,6 +73,10 @@ enum Cmd {
         /// Add a label to the image (repeatable).
         #[arg(long = "label", value_name = "K=V")]
         labels: Vec<String>,
+        /// The target platform, OS/ARCH[/VARIANT]: this host's (RUN steps run natively);
+        /// sets the TARGET* platform ARGs.
+        #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+        platform: Option<String>,
         /// Print only the image id on stdout.
         #[arg(short, long)]
         quiet: bool,
@@ -159,9 +164,18 @@ fn run(cli: Cli) -> Result<(), String> {
             network,
             no_cache: _,
             labels,
+            platform,
             quiet,
             context,
         } => {
+            let platform = match platform {
+                Some(p) => Platform::parse(&p).map_err(|e| format!("--platform: {e}"))?,
+                None => Platform::host(),
+            };
+            // Before the store is touched: a refused build leaves nothing behind.
+            platform
+                .check_buildable()
+                .map_err(|e| format!("--platform: {e}"))?;
             let outputs = outputs
                 .iter()
                 .map(|o| export::parse_output(o))
@@ -183,6 +197,7 @@ fn run(cli: Cli) -> Result<(), String> {
                     .ok()
                     .and_then(|s| s.parse().ok()),
                 registry: reg.clone(),
+                platform,
             };
             private_mounts()?;
             let store = Store::open(&cli.store).map_err(|e| e.to_string())?;

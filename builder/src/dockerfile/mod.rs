@@ -39,6 +39,8 @@ pub struct Stage {
     pub name: Option<String>,
     /// FROM's image, unexpanded.
     pub base: String,
+    /// FROM's `--platform`, unexpanded.
+    pub platform: Option<String>,
     pub line: usize,
     pub instrs: Vec<Located>,
 }
@@ -76,7 +78,11 @@ pub fn stages(file: &str, parsed: Parsed) -> Result<Dockerfile> {
     let mut stages: Vec<Stage> = Vec::new();
     for l in parsed.instrs {
         match l.instr {
-            Instr::From { image, alias, .. } => {
+            Instr::From {
+                image,
+                alias,
+                platform,
+            } => {
                 if let Some(a) = &alias {
                     if stages.iter().any(|s| s.name.as_deref() == Some(a)) {
                         return Err(DfError::new(
@@ -97,6 +103,7 @@ pub fn stages(file: &str, parsed: Parsed) -> Result<Dockerfile> {
                     index: stages.len(),
                     name: alias,
                     base: image,
+                    platform,
                     line: l.line,
                     instrs: Vec::new(),
                 });

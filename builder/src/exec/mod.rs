@@ -15,6 +15,7 @@ use crate::dockerfile::{expand, ignore::Ignore, Command, CopyArgs, DfError, Dock
 use crate::fsroot::Root;
 use crate::image::config::{History, ImageConfig};
 use crate::image::layer;
+use crate::image::platform::Platform;
 use crate::image::rfc3339;
 use crate::image::source::{self, SourceError};
 use crate::image::store::{self, Store, StoreError};
@@ -58,6 +59,8 @@ pub struct Options {
     pub source_date_epoch: Option<i64>,
     /// How base images are pulled from registries.
     pub registry: crate::registry::Options,
+    /// `--platform`: the target platform (this host's unless given).
+    pub platform: Platform,
 }
 
 /// A layer of an image being built.
@@ -111,6 +114,9 @@ pub fn build(opts: &Options, store: &Store) -> Result<Built> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "Dockerfile".into());
     let df = Dockerfile::parse(&file, &text)?;
+    opts.platform
+        .check_buildable()
+        .map_err(|e| BuildError::Other(format!("--platform: {e}")))?;
     let ignore = read_ignore(&opts.context, &opts.dockerfile);
     let context =
         Root::open(&opts.context).map_err(|e| BuildError::Other(format!("build context: {e}")))?;
@@ -155,9 +161,10 @@ impl Builder<'_> {
         BuildError::Dockerfile(DfError::new(&self.df.file, line, msg.to_string()))
     }
 
-    /// Global ARG values (defaults overridden by --build-arg).
+    /// Global ARG values (defaults overridden by --build-arg), over BuildKit's automatic
+    /// platform ARGs.
     fn global_args(&self) -> Result<BTreeMap<String, String>> {
-        let mut m = BTreeMap::new();
+        let mut m = Platform::automatic_args(&self.opts.platform);
         for (line, k, v) in &self.df.global_args {
             let val = match self.opts.build_args.get(k) {
                 Some(v) => Some(v.clone()),
@@ -313,6 +320,12 @@ impl Builder<'_> {
         let look = |n: &str| globals.get(n).cloned();
         let base =
             expand::word(&stage.base, &look, df.escape).map_err(|e| self.err(stage.line, e))?;
+        if let Some(p) = &stage.platform {
+            let p = expand::word(p, &look, df.escape).map_err(|e| self.err(stage.line, e))?;
+            Platform::parse(&p)
+                .and_then(|p| p.check_buildable())
+                .map_err(|e| self.err(stage.line, format!("FROM --platform: {e}")))?;
+        }
         self.progress(stage.line, &format!("FROM {base}"));
         let mut st = match df.stage(&base).filter(|s| s.index < i) {
             Some(dep) => {

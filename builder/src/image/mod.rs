@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod layer;
+pub mod platform;
 pub mod source;
 pub mod store;
 pub mod unpack;

@@ -1,0 +1,95 @@
+//! Platforms: BuildKit's automatic platform ARGs (TARGETPLATFORM, TARGETARCH, BUILDPLATFORM,
+//! ...) in FROM lines and, once declared, in a stage; `--platform` and `FROM --platform` for this
+//! host's platform; another platform refused (brig-build has no emulation for RUN steps) with
+//! the reason, the Dockerfile line where it comes from, and nothing written.
+
+mod builder_support;
+
+use builder_support::*;
+
+fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+fn other_platform() -> &'static str {
+    if host_arch() == "arm64" {
+        "linux/amd64"
+    } else {
+        "linux/arm64"
+    }
+}
+
+#[test]
+fn automatic_platform_args_in_from_and_declared_in_stages() {
+    if !ready("automatic_platform_args_in_from_and_declared_in_stages") {
+        return;
+    }
+    let base = from_base();
+    let base_ref = base.strip_prefix("FROM ").unwrap();
+    // BUILDPLATFORM in FROM --platform (the cross-compilation idiom); TARGETARCH used in a
+    // stage only after `ARG TARGETARCH`, undeclared TARGETOS stays empty there (BuildKit).
+    let df = format!(
+        "ARG IMG={base_ref}\n\
+         FROM --platform=$BUILDPLATFORM ${{IMG}} AS build\n\
+         ARG TARGETARCH\n\
+         ARG BUILDPLATFORM\n\
+         RUN echo \"$TARGETARCH $BUILDPLATFORM os=$TARGETOS.\" > /arch\n\
+         FROM --platform=${{TARGETPLATFORM}} ${{IMG}}\n\
+         ARG TARGETPLATFORM\n\
+         COPY --from=build /arch /arch\n\
+         LABEL target=$TARGETPLATFORM\n"
+    );
+    let c = Ctx::new(&df);
+    let platform = format!("linux/{}", host_arch());
+    let img = c.build_oci(&["--platform", &platform]);
+    assert_eq!(
+        img.layer_file(-1, "arch"),
+        format!("{} {platform} os=.\n", host_arch())
+    );
+    assert_eq!(img.config["config"]["Labels"]["target"], platform.as_str());
+    assert_eq!(img.config["architecture"], host_arch());
+    assert_eq!(img.config["os"], "linux");
+    // Aliases are normalised (x86_64 → amd64, aarch64 → arm64).
+    let alias = if host_arch() == "amd64" {
+        "linux/x86_64"
+    } else {
+        "linux/aarch64"
+    };
+    c.build(&["--platform", alias]).assert_ok();
+}
+
+#[test]
+fn another_platform_is_refused_with_the_reason_and_nothing_written() {
+    if !ready("another_platform_is_refused_with_the_reason_and_nothing_written") {
+        return;
+    }
+    let c = Ctx::new(&format!("{}\nRUN true\n", from_base()));
+    let out = c.build(&["--platform", other_platform()]);
+    out.assert_fail();
+    assert!(out.stderr.contains("--platform"), "{out}");
+    assert!(out.stderr.contains("no emulation"), "{out}");
+    assert!(!c.store().exists(), "the store was created: {out}");
+
+    let out = c.build(&["--platform", "linux//x"]);
+    out.assert_fail();
+    assert!(out.stderr.contains("invalid platform"), "{out}");
+
+    // FROM --platform names its line.
+    c.write(
+        "Dockerfile",
+        &format!(
+            "{}\nRUN true\n{} AS x\n",
+            from_base(),
+            from_base().replace("FROM ", &format!("FROM --platform={} ", other_platform()))
+        ),
+    );
+    let out = c.build(&[]);
+    out.assert_fail();
+    assert!(out.stderr.contains("Dockerfile:3"), "{out}");
+    assert!(out.stderr.contains("FROM --platform"), "{out}");
+    assert!(out.stderr.contains("no emulation"), "{out}");
+}
