@@ -69,10 +69,20 @@ pub fn load(bundle: &Path) -> Result<Bundle> {
     }
     let real = std::fs::canonicalize(&rootfs)
         .map_err(|e| Error::config(&file, "root.path", format!("{}: {e}", rootfs.display())))?;
-    // As runc: the rootfs is named by its real path. A symlink there
-    // (say an image's `rootfs -> /`) would be followed by root, once now
-    // and again by whoever reads the path later.
-    if real != lexically_clean(&rootfs) {
+    // The rootfs is named by its real path, as runc wants: a symlink there
+    // (say an image's `rootfs -> /`) would be followed by root, once now and
+    // again by whoever reads the path later. Below the bundle (a relative
+    // root.path) no component may be a symlink; an absolute root.path is the
+    // caller's own, and only its last component is checked (runc checks all,
+    // which refuses any caller whose temp dir lies under a symlink).
+    let named = lexically_clean(&rootfs);
+    let named = match (root.path().is_absolute(), named.parent(), named.file_name()) {
+        (true, Some(parent), Some(name)) => std::fs::canonicalize(parent)
+            .map(|p| p.join(name))
+            .unwrap_or(named),
+        _ => named,
+    };
+    if real != named {
         return Err(Error::config(
             &file,
             "root.path",

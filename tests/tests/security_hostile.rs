@@ -202,7 +202,8 @@ fn hostile_rootfs_cwd_symlink_to_host() {
     }
 }
 
-/// `root.path` itself a symlink (to the real rootfs next to it, or to the host's `/`): refused,
+/// `root.path` itself a symlink (to the real rootfs next to it, or to the host's `/`; named
+/// relative to the bundle or by an absolute path): refused,
 /// as runc refuses it, with an error naming root.path, and nothing left behind. A vulnerable
 /// runtime follows the link as root and runs the container with the host's root filesystem.
 #[test]
@@ -210,14 +211,20 @@ fn hostile_rootfs_path_is_symlink() {
     let Some(rt) = Runtime::new("hostile_rootfs_path_is_symlink") else {
         return;
     };
-    for target in ["rootfs", "/"] {
-        let b = Bundle::sh("ls /work /home /boot 2>/dev/null | head -c 200")
-            .with(|c| c["root"]["path"] = json!("rootfs-link"));
-        std::os::unix::fs::symlink(target, b.path().join("rootfs-link")).unwrap();
+    for (target, absolute) in [("rootfs", false), ("/", false), ("rootfs", true)] {
+        let mut b = Bundle::sh("ls /work /home /boot 2>/dev/null | head -c 200");
+        let link = b.path().join("rootfs-link");
+        let path = if absolute {
+            link.to_str().unwrap().to_string()
+        } else {
+            "rootfs-link".to_string()
+        };
+        b.edit(|c| c["root"]["path"] = json!(path));
+        std::os::unix::fs::symlink(target, &link).unwrap();
         let id = rt.new_id("rootlink");
         let out = rt.run_capture(&b, &id);
-        println!("rootfs-link -> {target}: {out}");
-        assert!(!out.success(), "rootfs-link -> {target} accepted: {out}");
+        println!("{path} -> {target}: {out}");
+        assert!(!out.success(), "{path} -> {target} accepted: {out}");
         assert!(
             out.stderr.contains("root.path") || out.stderr.contains("rootfs"),
             "the error does not name the rootfs: {out}"
