@@ -180,6 +180,61 @@ fn hostile_rootfs_mount_destination_symlink_to_host() {
     }
 }
 
+/// Mount destinations through /proc's magic links: /proc/self/root, /proc/self/cwd and
+/// /proc/1/root name, while the runtime sets up the mounts, the runtime's own root, cwd or the
+/// host's init, all outside the container. A runtime that resolves destinations with magic
+/// links allowed (plain path walks, or openat2 RESOLVE_IN_ROOT without RESOLVE_NO_MAGICLINKS)
+/// mounts a tmpfs or creates directories on the host. Named directly, or reached through a
+/// symlink of the image. Refused or kept inside the root.
+#[test]
+fn hostile_mount_destination_through_proc_magic_link() {
+    let Some(rt) = Runtime::new("hostile_mount_destination_through_proc_magic_link") else {
+        return;
+    };
+    let host = HostDir::new();
+    let hp = host.path().display().to_string();
+    let cwd_rel = hp.trim_start_matches('/').to_string();
+    // (destination, symlink /x in the rootfs to this target, if any)
+    let mut cases: Vec<(String, Option<String>)> = vec![
+        (format!("/proc/self/root{hp}/a/b"), None),
+        (format!("/proc/1/root{hp}/a/b"), None),
+        (format!("/proc/thread-self/root{hp}/a"), None),
+        (format!("/proc/self/cwd/{cwd_rel}/a"), None),
+    ];
+    // The same through a symlink of the image: procfs is mounted by then, so the link's
+    // target is a magic link when resolved inside the container's root.
+    for t in ["/proc/self/root", "/proc/1/root", "/proc/self/cwd"] {
+        cases.push(("/x/a/b".to_string(), Some(format!("{t}{hp}"))));
+    }
+    for (dest, link) in cases {
+        let b = Bundle::new(&["true"]).with(|c| {
+            add_mount(
+                c,
+                json!({"destination": dest, "type": "tmpfs", "source": "tmpfs"}),
+            )
+        });
+        if let Some(t) = &link {
+            make_symlink(&b, "x", t);
+        }
+        let dest = format!("{dest} (/x -> {link:?})");
+        let id = rt.new_id("magic");
+        let out = rt
+            .command(&[], &["run", "--bundle", b.path_str(), &id])
+            .current_dir("/")
+            .output()
+            .unwrap();
+        rt.track(&id);
+        println!(
+            "mount on {dest}: {} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        rt.delete_force(&id);
+        host.assert_untouched(&format!("mount on {dest}"));
+        assert_no_leftovers(&rt, &id, &b);
+    }
+}
+
 /// `process.cwd` below, or at, a symlink to a host directory. The runtime creates a missing
 /// cwd (as runc does) and changes into it: a vulnerable runtime creates `sub` in the host
 /// directory, or gives the container a cwd there (it would list the marker).
