@@ -67,9 +67,53 @@ pub fn load(bundle: &Path) -> Result<Bundle> {
             ))
         }
     }
-    let rootfs = std::fs::canonicalize(&rootfs)
+    let real = std::fs::canonicalize(&rootfs)
         .map_err(|e| Error::config(&file, "root.path", format!("{}: {e}", rootfs.display())))?;
-    Ok(Bundle { dir, rootfs, spec })
+    // The rootfs is named by its real path, as runc wants: a symlink there
+    // (say an image's `rootfs -> /`) would be followed by root, once now and
+    // again by whoever reads the path later. Below the bundle (a relative
+    // root.path) no component may be a symlink; an absolute root.path is the
+    // caller's own, and only its last component is checked (runc checks all,
+    // which refuses any caller whose temp dir lies under a symlink).
+    let named = lexically_clean(&rootfs);
+    let named = match (root.path().is_absolute(), named.parent(), named.file_name()) {
+        (true, Some(parent), Some(name)) => std::fs::canonicalize(parent)
+            .map(|p| p.join(name))
+            .unwrap_or(named),
+        _ => named,
+    };
+    if real != named {
+        return Err(Error::config(
+            &file,
+            "root.path",
+            format!(
+                "{}: is a symlink or lies under one (it resolves to {}); give the real path",
+                rootfs.display(),
+                real.display()
+            ),
+        ));
+    }
+    Ok(Bundle {
+        dir,
+        rootfs: real,
+        spec,
+    })
+}
+
+/// `p` with `.` and `..` resolved by name only (as Go's filepath.Clean).
+fn lexically_clean(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// Parses config.json bytes; an error carries the JSON path and the message.
@@ -298,6 +342,15 @@ pub fn ns_name(t: LinuxNamespaceType) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lexically_clean_resolves_dots_by_name() {
+        assert_eq!(
+            lexically_clean(Path::new("/b/./rootfs/../r/")),
+            PathBuf::from("/b/r")
+        );
+        assert_eq!(lexically_clean(Path::new("/../x")), PathBuf::from("/x"));
+    }
 
     fn minimal() -> serde_json::Value {
         serde_json::json!({

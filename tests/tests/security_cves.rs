@@ -30,7 +30,8 @@ fn with_out(c: &mut Value, dir: &Path) {
 fn wait_log(file: &Path, timeout: Duration, done: impl Fn(&str) -> bool) -> String {
     let start = Instant::now();
     loop {
-        let text = std::fs::read_to_string(file).unwrap_or_default();
+        // Lossy: an attacker may log bytes it read from a binary.
+        let text = String::from_utf8_lossy(&std::fs::read(file).unwrap_or_default()).into_owned();
         if text.lines().any(&done) || start.elapsed() > timeout {
             return text;
         }
@@ -227,9 +228,11 @@ fn cve_2019_5736_proc_self_exe_run() {
 
 /// The attacker of CVE-2016-9962: it looks for a process of the runtime (its cmdline names
 /// `$RT`) that has entered its pid namespace, and tries to reach that process's root, cwd,
-/// executable and environment through /proc. Each attempt is logged.
+/// executable and environment through /proc. Each attempt is logged. It starts once the
+/// test has created `$WAIT` (the runtime's process is then where the test wants it).
 const PROC_ATTACKER: &str = r#"
 log=/out/log
+while [ ! -e "$WAIT" ]; do sleep 0.05; done
 seen=
 while :; do
   for d in /proc/[0-9]*; do
@@ -259,7 +262,7 @@ fn proc_attack_bundle(out: &Path, rt: &Runtime) -> Bundle {
         c["process"]["env"]
             .as_array_mut()
             .unwrap()
-            .push(json!(format!("RT={name}")));
+            .extend([json!(format!("RT={name}")), json!("WAIT=/out/go")]);
     });
     std::fs::write(b.rootfs().join("attack.sh"), PROC_ATTACKER).unwrap();
     b
@@ -276,6 +279,9 @@ fn cve_2016_9962_init_not_dumpable() {
         return;
     };
     let out = tempfile::tempdir().unwrap();
+    // The attacker starts once `create` has returned: the init is then waiting for `start`
+    // with its final capabilities (earlier it may still hold all of them, which hides a
+    // dumpable init from an attacker that has fewer).
     let a = proc_attack_bundle(out.path(), &rt);
     let ida = rt.new_id("dump-a");
     rt.run_detached(&a, &ida).assert_ok();
@@ -283,10 +289,11 @@ fn cve_2016_9962_init_not_dumpable() {
     let b = Bundle::new(&["true"]).with(|c| set_namespace_path(c, "pid", &pidns));
     let idb = rt.new_id("dump-b");
     rt.create_ok(&b, &idb);
+    std::fs::write(out.path().join("go"), "").unwrap();
     let log = wait_log(&out.path().join("log"), T, |l| l.starts_with("done"));
     println!("attacker log:\n{log}");
     assert!(
-        log.contains("denied"),
+        log.lines().any(|l| l.starts_with("done")),
         "the attacker never saw the runtime's process (test is broken): {log}"
     );
     assert!(
@@ -381,14 +388,21 @@ fn dev_tamper_hook(rootfs: &Path, script: &str) -> Value {
 /// CVE-2025-31133 (and youki's CVE-2025-62161): the runtime masks files by bind-mounting the
 /// container's /dev/null over them. If /dev/null has been replaced by a symlink (here to the
 /// container's /proc/sys/kernel/hostname, in the advisory to core_pattern) a vulnerable
-/// runtime binds the symlink's target, writable, over /proc/kcore. The runtime must refuse
-/// (or mask with the real device): /proc/kcore then reads empty. runc 1.1.5 is vulnerable.
+/// runtime binds the symlink's target, writable, over /proc/keys. The runtime must refuse
+/// (or mask with the real device): /proc/keys then reads empty. runc 1.1.5 is vulnerable.
+/// (/proc/keys, not /proc/kcore: a masked path that does not exist is skipped, and kernels
+/// without CONFIG_PROC_KCORE have no /proc/kcore.)
 #[test]
 fn cve_2025_31133_masked_path_through_swapped_dev_null() {
     let Some(rt) = Runtime::new("cve_2025_31133_masked_path_through_swapped_dev_null") else {
         return;
     };
-    let mut b = Bundle::sh("echo \"kcore=[$(head -c 64 /proc/kcore)]\"");
+    // The result goes to a file of the host: the runtime may reopen the container's stdio
+    // through the swapped /dev/null (runc does), which would lose it.
+    let dir = tempfile::tempdir().unwrap();
+    let mut b =
+        Bundle::sh("test -e /proc/keys && echo \"keys=[$(head -c 64 /proc/keys)]\" > /out/o")
+            .with(|c| with_out(c, dir.path()));
     let hook = dev_tamper_hook(
         &b.rootfs(),
         "rm -f $d/null && ln -s /proc/sys/kernel/hostname $d/null",
@@ -399,13 +413,14 @@ fn cve_2025_31133_masked_path_through_swapped_dev_null() {
     });
     let id = rt.new_id("devnull");
     let out = rt.run_capture(&b, &id);
-    println!("{out}");
+    let seen = std::fs::read_to_string(dir.path().join("o")).unwrap_or_default();
+    println!("{out}\n/out/o: {seen}");
     assert!(
-        !out.stdout.contains("masked-leak"),
-        "a masked path shows the file /dev/null was swapped for: {out}"
+        !seen.contains("masked-leak"),
+        "a masked path shows the file /dev/null was swapped for: {seen}"
     );
     if out.success() {
-        assert_eq!(out.out(), "kcore=[]", "{out}");
+        assert_eq!(seen.trim(), "keys=[]", "{out}");
     }
     rt.delete_force(&id);
     assert_no_leftovers(&rt, &id, &b);
@@ -674,4 +689,133 @@ fn state_root_is_private() {
     }
     rt.delete_force(&id).assert_ok();
     assert_no_leftovers(&rt, &id, &b);
+}
+
+/// Accepts one connection on `listener` (non-blocking) within `timeout`.
+fn accept_within(
+    listener: &std::os::unix::net::UnixListener,
+    timeout: Duration,
+) -> Option<std::os::unix::net::UnixStream> {
+    listener.set_nonblocking(true).unwrap();
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if let Ok((s, _)) = listener.accept() {
+            s.set_nonblocking(false).unwrap();
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
+/// CVE-2016-9962 for `exec`: the process that joins a running container holds the runtime's
+/// memory and fds (sync socket, namespace fds) until its execve. Here it is held there: the
+/// config has a seccomp notify listener, whose fd the runtime hands to an agent after the
+/// joining process has dropped to the container's uid and capabilities and before it execs,
+/// and the listener metadata is large enough (1 MiB) that the runtime's send blocks until the
+/// test's agent reads it all. Meanwhile the attacker (the container's init, with the same uid
+/// and capabilities) tries that process's /proc entries. A vulnerable runtime leaves it
+/// dumpable, and the attacker reads its root, cwd, exe and environment (and could ptrace it).
+#[test]
+fn cve_2016_9962_exec_not_dumpable() {
+    let Some(rt) = Runtime::new("cve_2016_9962_exec_not_dumpable") else {
+        return;
+    };
+    let out = tempfile::tempdir().unwrap();
+    let sock = out.path().join("agent.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let mut a = proc_attack_bundle(out.path(), &rt);
+    let sp = sock.to_str().unwrap().to_string();
+    a.edit(|c| {
+        c["process"]["noNewPrivileges"] = json!(true);
+        c["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": sp,
+            "listenerMetadata": "m".repeat(1 << 20),
+            "syscalls": [{"names": ["acct"], "action": "SCMP_ACT_NOTIFY"}]
+        });
+    });
+    let ida = rt.new_id("xdump");
+    // The init's listener goes to the agent first: take it all.
+    let run = rt.spawn(&["run", "-d", "--bundle", a.path_str(), &ida]);
+    let mut init_conn = accept_within(&listener, T).expect("run never reached the agent");
+    std::io::copy(&mut init_conn, &mut std::io::sink()).unwrap();
+    run.wait_timeout(T).assert_ok();
+    let exec = rt.spawn(&["exec", &ida, "true"]);
+    let mut exec_conn = accept_within(&listener, T).expect("exec never reached the agent");
+    // Some of the message, not all: the runtime is now blocked in its send.
+    let mut first = [0u8; 4096];
+    std::io::Read::read_exact(&mut exec_conn, &mut first).unwrap();
+    std::fs::write(out.path().join("go"), "").unwrap();
+    let log = wait_log(&out.path().join("log"), T, |l| l.starts_with("done"));
+    println!("attacker log:\n{log}");
+    std::io::copy(&mut exec_conn, &mut std::io::sink()).unwrap();
+    println!("{}", exec.wait_timeout(T));
+    assert!(
+        log.lines().any(|l| l.starts_with("done")),
+        "the attacker never saw the joining process (test is broken): {log}"
+    );
+    assert!(
+        !log.contains("readable"),
+        "a container process reached the runtime's joining process through /proc: {log}"
+    );
+    rt.delete_force(&ida).assert_ok();
+    assert_no_leftovers(&rt, &ida, &a);
+}
+
+/// The lines of `mountinfo` whose mounts a path lookup reaches: a mount at P hides the earlier
+/// mounts at P and below it (they stay in the table, out of reach without CAP_SYS_ADMIN).
+fn visible_mounts(mountinfo: &str) -> Vec<&str> {
+    let mut visible: Vec<(&str, &str, &str)> = Vec::new(); // (id, mount point, line)
+    for line in mountinfo.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        let (id, point) = (f[0], f[4]);
+        visible.retain(|(_, p, _)| *p != point && !p.starts_with(&format!("{point}/")));
+        visible.push((id, point, line));
+    }
+    visible.into_iter().map(|(_, _, l)| l).collect()
+}
+
+/// CVE-2023-25809: a rootless container without a cgroup namespace cannot mount a fresh cgroupfs,
+/// so the runtime binds the host's /sys/fs/cgroup (and `runc spec --rootless` rbinds the host's
+/// /sys, cgroup hierarchies included). A vulnerable runtime leaves those mounts writable, and
+/// the container can write to the user's delegated cgroup, or any host cgroup it owns. Each
+/// cgroupfs mount the container reaches at or below /sys/fs/cgroup must be read-only (brig
+/// shows an empty read-only tmpfs there; runc 1.1.5 binds each hierarchy read-only). The runtime runs as an unprivileged
+/// user, with the config its own `spec --rootless` writes, minus any cgroup namespace.
+#[test]
+fn cve_2023_25809_rootless_cgroupfs_read_only() {
+    let Some(rt) = Runtime::new("cve_2023_25809_rootless_cgroupfs_read_only") else {
+        return;
+    };
+    let (_top, bundle, xdg) = rootless_bundle();
+    run_as_rootless_user(rt.bin(), &xdg, &bundle, &["spec", "--rootless"]).assert_ok();
+    let cfg = bundle.join("config.json");
+    let mut c: Value = serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
+    c["process"]["terminal"] = json!(false);
+    c["process"]["args"] = json!(["sh", "-c", "grep ' /sys/fs/cgroup' /proc/self/mountinfo"]);
+    remove_namespace(&mut c, "cgroup");
+    std::fs::write(&cfg, c.to_string()).unwrap();
+    let id = unique("cgro");
+    let out = run_as_rootless_user(rt.bin(), &xdg, &bundle, &["run", &id]);
+    println!("{out}");
+    out.assert_ok();
+    let mounts = visible_mounts(&out.stdout);
+    assert!(
+        mounts
+            .iter()
+            .any(|m| m.split(' ').nth(4) == Some("/sys/fs/cgroup")),
+        "nothing mounted at /sys/fs/cgroup (test is broken): {out}"
+    );
+    for m in &mounts {
+        // mountinfo: id parent major:minor root mountpoint options ... - fstype source super
+        let opts = m.split(' ').nth(5).unwrap_or("");
+        let fstype = m.split(" - ").nth(1).unwrap_or("");
+        assert!(
+            !fstype.starts_with("cgroup") || opts.split(',').any(|o| o == "ro"),
+            "writable cgroup mount in a rootless container: {m}"
+        );
+    }
+    run_as_rootless_user(rt.bin(), &xdg, &bundle, &["delete", "-f", &id]);
+    assert!(!xdg.join(&id).exists());
 }
