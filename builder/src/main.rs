@@ -1,4 +1,5 @@
-//! `brig-build`: the command line of the builder (`build`, `pull`, `push`, `images`, `rm`).
+//! `brig-build`: the command line of the builder (`build`, `pull`, `push`, `images`, `rm`,
+//! `prune`).
 
 use brig_build::exec::{self, run::Network};
 use brig_build::export;
@@ -66,9 +67,12 @@ enum Cmd {
         /// Network of RUN steps.
         #[arg(long, value_enum, default_value = "default")]
         network: Net,
-        /// Do not use the build cache (there is no cache yet: every build is cold).
+        /// Use no build cache entry: every step runs (the results are cached for later builds).
         #[arg(long)]
         no_cache: bool,
+        /// Use no build cache entry in this stage (name or index; repeatable).
+        #[arg(long = "no-cache-filter", value_name = "STAGE")]
+        no_cache_filter: Vec<String>,
         /// Add a label to the image (repeatable).
         #[arg(long = "label", value_name = "K=V")]
         labels: Vec<String>,
@@ -97,6 +101,39 @@ enum Cmd {
         #[arg(required = true)]
         images: Vec<String>,
     },
+    /// Remove build cache entries (least recently used first) and the layers only they use.
+    Prune {
+        /// Keep this much cache (bytes, or with a K/M/G suffix); default: remove it all.
+        #[arg(long = "keep-storage", value_name = "SIZE", value_parser = parse_size)]
+        keep_storage: Option<u64>,
+    },
+}
+
+/// `512`, `10K`, `200M`, `1G` (powers of 1024; a trailing `B`/`iB` is allowed).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let t = t
+        .strip_suffix("iB")
+        .or_else(|| t.strip_suffix('B'))
+        .unwrap_or(t);
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m: u64 = match c.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'T' => 1 << 40,
+                _ => return Err(format!("{s:?}: unknown size suffix {c:?} (K, M, G, T)")),
+            };
+            (&t[..i], m)
+        }
+        _ => (t, 1),
+    };
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("{s:?} is not a size (e.g. 500M)"))
 }
 
 fn kv(list: &[String], what: &str) -> Result<BTreeMap<String, String>, String> {
@@ -157,7 +194,8 @@ fn run(cli: Cli) -> Result<(), String> {
             outputs,
             runtime,
             network,
-            no_cache: _,
+            no_cache,
+            no_cache_filter,
             labels,
             quiet,
             context,
@@ -183,6 +221,8 @@ fn run(cli: Cli) -> Result<(), String> {
                     .ok()
                     .and_then(|s| s.parse().ok()),
                 registry: reg.clone(),
+                no_cache,
+                no_cache_filter,
             };
             private_mounts()?;
             let store = Store::open(&cli.store).map_err(|e| e.to_string())?;
@@ -241,6 +281,15 @@ fn run(cli: Cli) -> Result<(), String> {
                     size
                 );
             }
+            Ok(())
+        }
+        Cmd::Prune { keep_storage } => {
+            let store = Store::open(&cli.store).map_err(|e| e.to_string())?;
+            let p = store.prune(keep_storage).map_err(|e| e.to_string())?;
+            println!(
+                "removed {} cache entries, freed {} bytes",
+                p.entries, p.bytes
+            );
             Ok(())
         }
         Cmd::Rm { images } => {

@@ -6,6 +6,18 @@
 //! the config and history) and the undo of a failed build: blobs and unpacked layers this build
 //! added are removed and no name in the store moves, so a failure leaves nothing half-written.
 //! Only the stages the target needs are built.
+//!
+//! The build cache ([`crate::image::cache`]): every step has a key, the sha256 of its parent's
+//! key (a base image's key is its manifest digest; a stage built on another stage continues
+//! that stage's chain), the instruction as parsed, with every flag (its `Debug` form, so flags
+//! the parser learns later are part of the key without a change here), the stage's run config
+//! (ENV, USER, WORKDIR, SHELL...) and build args in scope, which together fix what the
+//! instruction expands to; for RUN the network; for COPY/ADD a digest of the sources
+//! ([`copy::sources_digest`], `.dockerignore` honoured) or the key of the `--from` stage or the
+//! digest of the `--from` image. A layer step whose key has an entry reuses the recorded layer
+//! and runs nothing; a metadata step (ENV, LABEL, ...) is applied (it is only a config change)
+//! and takes the recorded history entry, so an unchanged rebuild yields byte-identical config
+//! and manifest blobs: the same image digest and no new blob.
 
 pub mod copy;
 pub mod overlay;
@@ -15,9 +27,9 @@ use crate::dockerfile::{expand, ignore::Ignore, Command, CopyArgs, DfError, Dock
 use crate::fsroot::Root;
 use crate::image::config::{History, ImageConfig};
 use crate::image::layer;
-use crate::image::rfc3339;
 use crate::image::source::{self, SourceError};
 use crate::image::store::{self, Store, StoreError};
+use crate::image::{cache, hex_of, rfc3339};
 use oci_spec::image::{Descriptor, ImageManifestBuilder, MediaType};
 use run::Network;
 use serde_json::json;
@@ -58,6 +70,10 @@ pub struct Options {
     pub source_date_epoch: Option<i64>,
     /// How base images are pulled from registries.
     pub registry: crate::registry::Options,
+    /// Use no cache entry (entries are still recorded).
+    pub no_cache: bool,
+    /// Use no cache entry in these stages (names or indexes).
+    pub no_cache_filter: Vec<String>,
 }
 
 /// A layer of an image being built.
@@ -77,6 +93,8 @@ struct State {
     args: BTreeMap<String, String>,
     /// CMD came from the base image (ENTRYPOINT resets it).
     cmd_inherited: bool,
+    /// The cache key of the last step.
+    key: String,
 }
 
 /// The image a build produced.
@@ -94,7 +112,8 @@ struct Builder<'a> {
     context: Root,
     /// Blobs and layer dirs this build created (removed on failure).
     new_blobs: Vec<String>,
-    new_layers: Vec<PathBuf>,
+    new_layers: Vec<String>,
+    new_keys: Vec<String>,
     work: tempfile::TempDir,
     steps: usize,
     step: usize,
@@ -114,6 +133,7 @@ pub fn build(opts: &Options, store: &Store) -> Result<Built> {
     let ignore = read_ignore(&opts.context, &opts.dockerfile);
     let context =
         Root::open(&opts.context).map_err(|e| BuildError::Other(format!("build context: {e}")))?;
+    let lock = store.build_lock()?;
     let mut b = Builder {
         opts,
         store,
@@ -122,6 +142,7 @@ pub fn build(opts: &Options, store: &Store) -> Result<Built> {
         context,
         new_blobs: Vec::new(),
         new_layers: Vec::new(),
+        new_keys: Vec::new(),
         work: store.tempdir("build-")?,
         steps: 0,
         step: 0,
@@ -129,13 +150,15 @@ pub fn build(opts: &Options, store: &Store) -> Result<Built> {
     };
     let r = b.build_all();
     if r.is_err() {
-        for d in &b.new_blobs {
-            let _ = fs::remove_file(store.blob_path(d));
-        }
-        for l in &b.new_layers {
-            let _ = fs::remove_dir_all(l);
+        drop(b.work);
+        // Only when no other build runs: another one may already use what this one wrote.
+        // Otherwise everything stays consistent (entries point at complete layers) and
+        // `prune` reclaims it.
+        if lock.try_exclusive() {
+            let _ = store.undo(&b.new_keys, &b.new_blobs, &b.new_layers);
         }
     }
+    drop(lock);
     r
 }
 
@@ -322,13 +345,148 @@ impl Builder<'_> {
             }
             None => self.base_state(&base, stage.line)?,
         };
+        let use_cache = !self.opts.no_cache
+            && !self.opts.no_cache_filter.iter().any(|f| {
+                stage.name.as_deref() == Some(f.to_ascii_lowercase().as_str())
+                    || f.parse::<usize>().ok() == Some(i)
+            });
         for l in &stage.instrs {
             let line = l.line;
             let text = instr_text(&l.instr);
             self.progress(line, &text);
-            self.apply(&mut st, line, &l.instr, &text, globals, done)?;
+            let writes_layer = matches!(l.instr, Instr::Run(_) | Instr::Copy(_) | Instr::Add(_));
+            if !writes_layer {
+                // A config change only: apply it, then key it by the result.
+                self.apply(&mut st, line, &l.instr, &text, globals, done)?;
+                let key = self.step_key(&st, &l.instr, "");
+                let hit = if use_cache {
+                    self.store.cache_get(&key)
+                } else {
+                    None
+                };
+                match hit {
+                    Some(e) => {
+                        if let Some(h) = st.config.history.last_mut() {
+                            *h = e.history;
+                        }
+                    }
+                    None => self.record(&st, &key, None)?,
+                }
+                st.key = key;
+                continue;
+            }
+            let inputs = self.step_inputs(&st, line, &l.instr, done)?;
+            let key = self.step_key(&st, &l.instr, &inputs);
+            let hit = if use_cache {
+                self.store.cache_get(&key)
+            } else {
+                None
+            };
+            match hit.and_then(|e| e.layer.clone().map(|l| (e, l))) {
+                Some((e, layer)) => {
+                    eprintln!("--> Using cache {}", &hex_of(&key)[..12]);
+                    let desc = Descriptor::new(
+                        store::layer_media_type(),
+                        layer.size,
+                        layer
+                            .digest
+                            .parse::<oci_spec::image::Digest>()
+                            .map_err(|e| self.err(line, e))?,
+                    );
+                    st.layers.push(Layer {
+                        desc,
+                        diff_id: layer.diff_id.clone(),
+                        dir: self.store.layer_dir(&layer.diff_id),
+                    });
+                    st.config.rootfs.diff_ids.push(layer.diff_id);
+                    st.config.history.push(e.history);
+                }
+                None => {
+                    self.apply(&mut st, line, &l.instr, &text, globals, done)?;
+                    let last = st.layers.last().expect("a layer step adds a layer");
+                    let layer = cache::LayerRef {
+                        digest: last.desc.digest().to_string(),
+                        diff_id: last.diff_id.clone(),
+                        size: last.desc.size(),
+                    };
+                    self.record(&st, &key, Some(layer))?;
+                }
+            }
+            st.key = key;
         }
         Ok(st)
+    }
+
+    /// The key of a step applied to `st` (see the module doc); `inputs` is what the step reads
+    /// besides the state.
+    fn step_key(&self, st: &State, instr: &Instr, inputs: &str) -> String {
+        let mut k = cache::Key::new(&st.key)
+            .add("instr", format!("{instr:?}"))
+            .add(
+                "config",
+                serde_json::to_vec(&st.config.config).expect("a config serializes"),
+            )
+            .add(
+                "args",
+                serde_json::to_vec(&st.args).expect("a map serializes"),
+            )
+            .add("inputs", inputs);
+        if matches!(instr, Instr::Run(_)) {
+            k = k.add("network", format!("{:?}", self.opts.network));
+        }
+        k.finish()
+    }
+
+    /// What a RUN/COPY/ADD reads besides the state: the network for RUN (in the key), the
+    /// sources for COPY/ADD. A source that cannot be read gives a key that matches nothing, so
+    /// the step runs and reports the real error.
+    fn step_inputs(
+        &mut self,
+        st: &State,
+        line: usize,
+        instr: &Instr,
+        done: &HashMap<usize, State>,
+    ) -> Result<String> {
+        let (Instr::Copy(a) | Instr::Add(a)) = instr else {
+            return Ok(String::new());
+        };
+        let mut paths = Vec::new();
+        for p in &a.paths {
+            paths.push(self.word(st, line, p)?);
+        }
+        paths.pop();
+        paths.retain(|p| !p.starts_with("<<"));
+        let Some(f) = &a.from else {
+            return Ok(
+                match copy::sources_digest(&self.context, Some(&self.ignore), &paths) {
+                    Ok(d) => d,
+                    Err(e) => format!("unreadable {e} {:?}", std::time::SystemTime::now()),
+                },
+            );
+        };
+        let f = self.word(st, line, f)?;
+        let from = match self.df.stage(&f) {
+            Some(s) => match done.get(&s.index) {
+                Some(s) => s.key.clone(),
+                None => return Ok(format!("unbuilt {:?}", std::time::SystemTime::now())),
+            },
+            None => self.base_state(&f, line)?.key,
+        };
+        Ok(format!("from {from} {}", paths.join("\n")))
+    }
+
+    /// Records the last step of `st` under `key`.
+    fn record(&mut self, st: &State, key: &str, layer: Option<cache::LayerRef>) -> Result<()> {
+        let history = st
+            .config
+            .history
+            .last()
+            .cloned()
+            .expect("every step adds a history entry");
+        self.store
+            .cache_put(key, &cache::Entry { history, layer })?;
+        self.new_keys.push(key.to_string());
+        Ok(())
     }
 
     fn base_state(&mut self, base: &str, line: usize) -> Result<State> {
@@ -342,6 +500,7 @@ impl Builder<'_> {
                 layers: Vec::new(),
                 args: BTreeMap::new(),
                 cmd_inherited: false,
+                key: cache::Key::new("").add("from", "scratch").finish(),
             });
         };
         let dirs = source::layer_dirs(self.store, &img).map_err(|e| self.err(line, e))?;
@@ -368,6 +527,9 @@ impl Builder<'_> {
             layers,
             args: BTreeMap::new(),
             cmd_inherited,
+            key: cache::Key::new("")
+                .add("from", &img.manifest_digest)
+                .finish(),
         })
     }
 
@@ -885,8 +1047,12 @@ impl Builder<'_> {
         }
         let dir = self.store.layer_dir(&w.diff_id);
         if !dir.exists() {
-            fs::rename(upper, &dir).map_err(|e| self.err(line, e))?;
-            self.new_layers.push(dir.clone());
+            match fs::rename(upper, &dir) {
+                Ok(()) => self.new_layers.push(w.diff_id.clone()),
+                // Another build sharing the store moved the same layer in first.
+                Err(_) if dir.is_dir() => {}
+                Err(e) => return Err(self.err(line, e)),
+            }
         }
         let desc = Descriptor::new(
             store::layer_media_type(),
@@ -906,7 +1072,14 @@ impl Builder<'_> {
     }
 
     fn commit_image(&mut self, mut st: State) -> Result<Built> {
-        st.config.created = Some(self.now());
+        // The time of the last step, as docker does: a rebuild from the cache gives the same
+        // config, hence the same image.
+        st.config.created = st
+            .config
+            .history
+            .last()
+            .and_then(|h| h.created.clone())
+            .or_else(|| Some(self.now()));
         st.config.rootfs.diff_ids = st.layers.iter().map(|l| l.diff_id.clone()).collect();
         let cbytes = serde_json::to_vec(&st.config).expect("config serializes");
         let (cdigest, new) = self.store.put_blob(&cbytes)?;
