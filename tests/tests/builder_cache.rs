@@ -428,3 +428,32 @@ fn a_build_killed_at_any_point_leaves_the_store_consistent() {
     c.build(&["--no-cache", "-t", "after:2"]).assert_ok();
     check_store(&c.store());
 }
+
+#[test]
+fn independent_stages_run_at_the_same_time() {
+    if !ready("independent_stages_run_at_the_same_time") {
+        return;
+    }
+    let w = Witness::start();
+    // Each stage's RUN waits (at most 20 s) for the other's: run one after the other, the first
+    // gives up and the build fails.
+    let meet = |me: &str, other: &str| {
+        format!(
+            "wget -q -O /dev/null http://127.0.0.1:{}/meet/{me}/{other}",
+            w.port
+        )
+    };
+    let c = Ctx::new(&format!(
+        "{from} AS left\nRUN {l} && echo L > /l\n\n{from} AS right\nRUN {r} && echo R > /r\n\n{from} AS unused\nRUN {u}\n\n{from}\nCOPY --from=left /l /l\nCOPY --from=right /r /r\n",
+        from = from_base(),
+        l = meet("left", "right"),
+        r = meet("right", "left"),
+        u = w.hit("unused"),
+    ));
+    let img = c.build_oci(&[]);
+    assert_eq!(img.layer_file(-2, "l"), "L\n");
+    assert_eq!(img.layer_file(-1, "r"), "R\n");
+    assert_eq!((w.count("left"), w.count("right")), (1, 1));
+    assert_eq!(w.count("unused"), 0, "a stage the target does not need ran");
+    check_store(&c.store());
+}

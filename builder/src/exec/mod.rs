@@ -1,11 +1,14 @@
-//! The build: stages in order, each instruction applied to an image config and a list of
-//! layers. COPY/ADD/RUN mount the stage's layers with overlayfs ([`overlay`]), change the
-//! merged tree ([`copy`], [`run`]) and turn the upper directory into a new layer.
+//! The build: the stages the target needs form a graph (FROM another stage, COPY --from); each
+//! stage runs in its own thread once the stages it reads are built, so independent stages (and
+//! their layer compression) run at the same time. Within a stage, each instruction is applied
+//! to an image config and a list of layers. COPY/ADD/RUN mount the stage's layers with
+//! overlayfs ([`overlay`]), change the merged tree ([`copy`], [`run`]) and turn the upper
+//! directory into a new layer. Only the stages the target needs are built.
 //!
 //! Owns the Dockerfile's semantics (ARG scoping, ENV over ARG, what each instruction records in
-//! the config and history) and the undo of a failed build: blobs and unpacked layers this build
-//! added are removed and no name in the store moves, so a failure leaves nothing half-written.
-//! Only the stages the target needs are built.
+//! the config and history) and the undo of a failed build: cache entries, blobs and unpacked
+//! layers this build added are removed (when no other build shares the store at that moment)
+//! and no name in the store moves, so a failure leaves nothing half-written.
 //!
 //! The build cache ([`crate::image::cache`]): every step has a key, the sha256 of its parent's
 //! key (a base image's key is its manifest digest; a stage built on another stage continues
@@ -36,6 +39,8 @@ use serde_json::json;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
 
 /// A failed build.
 #[derive(Debug, thiserror::Error)]
@@ -110,14 +115,23 @@ struct Builder<'a> {
     df: &'a Dockerfile,
     ignore: Ignore,
     context: Root,
-    /// Blobs and layer dirs this build created (removed on failure).
-    new_blobs: Vec<String>,
-    new_layers: Vec<String>,
-    new_keys: Vec<String>,
+    /// What this build added to the store (undone on failure): blob digests, layer diffIDs,
+    /// cache keys.
+    added: Mutex<Added>,
     work: tempfile::TempDir,
-    steps: usize,
-    step: usize,
-    n: usize,
+    steps: AtomicUsize,
+    step: AtomicUsize,
+    /// Numbers work areas, layer files and RUN containers (stages run in parallel threads).
+    n: AtomicUsize,
+    /// Held while a base image is resolved: two stages FROM one image pull it once.
+    base_lock: Mutex<()>,
+}
+
+#[derive(Default)]
+struct Added {
+    blobs: Vec<String>,
+    layers: Vec<String>,
+    keys: Vec<String>,
 }
 
 /// Builds the Dockerfile; on success the image is in the store under `opts.tags`.
@@ -134,28 +148,28 @@ pub fn build(opts: &Options, store: &Store) -> Result<Built> {
     let context =
         Root::open(&opts.context).map_err(|e| BuildError::Other(format!("build context: {e}")))?;
     let lock = store.build_lock()?;
-    let mut b = Builder {
+    let b = Builder {
         opts,
         store,
         df: &df,
         ignore,
         context,
-        new_blobs: Vec::new(),
-        new_layers: Vec::new(),
-        new_keys: Vec::new(),
+        added: Mutex::default(),
         work: store.tempdir("build-")?,
-        steps: 0,
-        step: 0,
-        n: 0,
+        steps: AtomicUsize::new(0),
+        step: AtomicUsize::new(0),
+        n: AtomicUsize::new(0),
+        base_lock: Mutex::new(()),
     };
     let r = b.build_all();
     if r.is_err() {
         drop(b.work);
+        let a = b.added.into_inner().unwrap_or_else(|e| e.into_inner());
         // Only when no other build runs: another one may already use what this one wrote.
         // Otherwise everything stays consistent (entries point at complete layers) and
         // `prune` reclaims it.
         if lock.try_exclusive() {
-            let _ = store.undo(&b.new_keys, &b.new_blobs, &b.new_layers);
+            let _ = store.undo(&a.keys, &a.blobs, &a.layers);
         }
     }
     drop(lock);
@@ -202,8 +216,11 @@ impl Builder<'_> {
         Ok(m)
     }
 
-    /// Indexes of the stages the target needs, in order.
-    fn needed(&self, globals: &BTreeMap<String, String>) -> Result<(usize, Vec<usize>)> {
+    /// The target and the stages it needs, each with the stages it needs directly.
+    fn needed(
+        &self,
+        globals: &BTreeMap<String, String>,
+    ) -> Result<(usize, BTreeMap<usize, Vec<usize>>)> {
         let target = match &self.opts.target {
             Some(t) => {
                 self.df
@@ -214,12 +231,13 @@ impl Builder<'_> {
             None => self.df.stages.len() - 1,
         };
         let look = |n: &str| globals.get(n).cloned();
-        let mut need = HashSet::new();
+        let mut need: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
         let mut todo = vec![target];
         while let Some(i) = todo.pop() {
-            if !need.insert(i) {
+            if need.contains_key(&i) {
                 continue;
             }
+            let mut deps = Vec::new();
             let st = &self.df.stages[i];
             let base =
                 expand::word(&st.base, &look, self.df.escape).map_err(|e| self.err(st.line, e))?;
@@ -230,14 +248,14 @@ impl Builder<'_> {
                         format!("FROM {base}: stage is not defined before this one"),
                     ));
                 }
-                todo.push(dep.index);
+                deps.push(dep.index);
             }
             for l in &st.instrs {
                 if let Instr::Copy(CopyArgs { from: Some(f), .. }) = &l.instr {
                     let f =
                         expand::word(f, &look, self.df.escape).map_err(|e| self.err(l.line, e))?;
                     match self.df.stage(&f) {
-                        Some(dep) if dep.index < i => todo.push(dep.index),
+                        Some(dep) if dep.index < i => deps.push(dep.index),
                         Some(_) => {
                             return Err(self.err(
                                 l.line,
@@ -254,24 +272,22 @@ impl Builder<'_> {
                     }
                 }
             }
+            todo.extend(&deps);
+            need.insert(i, deps);
         }
-        let mut v: Vec<usize> = need.into_iter().collect();
-        v.sort();
-        Ok((target, v))
+        Ok((target, need))
     }
 
-    fn build_all(&mut self) -> Result<Built> {
+    fn build_all(&self) -> Result<Built> {
         let globals = self.global_args()?;
-        let (target, order) = self.needed(&globals)?;
-        self.steps = order
-            .iter()
-            .map(|&i| 1 + self.df.stages[i].instrs.len())
-            .sum();
-        let mut done: HashMap<usize, State> = HashMap::new();
-        for i in order {
-            let st = self.build_stage(i, &globals, &done)?;
-            done.insert(i, st);
-        }
+        let (target, need) = self.needed(&globals)?;
+        self.steps.store(
+            need.keys()
+                .map(|&i| 1 + self.df.stages[i].instrs.len())
+                .sum(),
+            Ordering::Relaxed,
+        );
+        let mut done = self.build_stages(&need, &globals)?;
         let mut st = done.remove(&target).expect("the target stage was built");
         for (k, v) in &self.opts.labels {
             st.config
@@ -310,8 +326,58 @@ impl Builder<'_> {
         rfc3339(t)
     }
 
-    fn progress(&mut self, line: usize, text: &str) {
-        self.step += 1;
+    /// Builds the stages of `need`, each in its own thread as soon as the stages it needs are
+    /// built, so independent stages run at the same time. The first error wins; stages not yet
+    /// started then do not start.
+    fn build_stages(
+        &self,
+        need: &BTreeMap<usize, Vec<usize>>,
+        globals: &BTreeMap<String, String>,
+    ) -> Result<HashMap<usize, State>> {
+        type Done = (HashMap<usize, State>, Option<BuildError>);
+        let shared: (Mutex<Done>, Condvar) = (Mutex::new((HashMap::new(), None)), Condvar::new());
+        std::thread::scope(|scope| {
+            for (&i, deps) in need {
+                let shared = &shared;
+                scope.spawn(move || {
+                    let (m, cv) = shared;
+                    let mut g = lock(m);
+                    while g.1.is_none() && !deps.iter().all(|d| g.0.contains_key(d)) {
+                        g = cv.wait(g).unwrap_or_else(|e| e.into_inner());
+                    }
+                    if g.1.is_some() {
+                        return;
+                    }
+                    let inputs: HashMap<usize, State> =
+                        deps.iter().map(|d| (*d, g.0[d].clone())).collect();
+                    drop(g);
+                    let r = self.build_stage(i, globals, &inputs);
+                    let mut g = lock(m);
+                    match r {
+                        Ok(st) => {
+                            g.0.insert(i, st);
+                        }
+                        Err(e) => {
+                            g.1.get_or_insert(e);
+                        }
+                    }
+                    cv.notify_all();
+                });
+            }
+        });
+        let (done, err) = shared.0.into_inner().unwrap_or_else(|e| e.into_inner());
+        match err {
+            Some(e) => Err(e),
+            None => Ok(done),
+        }
+    }
+
+    fn note(&self, f: impl FnOnce(&mut Added)) {
+        f(&mut lock(&self.added));
+    }
+
+    fn progress(&self, line: usize, text: &str) {
+        let step = self.step.fetch_add(1, Ordering::Relaxed) + 1;
         let short: String = text
             .lines()
             .next()
@@ -321,12 +387,14 @@ impl Builder<'_> {
             .collect();
         eprintln!(
             "STEP {}/{} ({}:{line}): {short}",
-            self.step, self.steps, self.df.file
+            step,
+            self.steps.load(Ordering::Relaxed),
+            self.df.file
         );
     }
 
     fn build_stage(
-        &mut self,
+        &self,
         i: usize,
         globals: &BTreeMap<String, String>,
         done: &HashMap<usize, State>,
@@ -441,7 +509,7 @@ impl Builder<'_> {
     /// sources for COPY/ADD. A source that cannot be read gives a key that matches nothing, so
     /// the step runs and reports the real error.
     fn step_inputs(
-        &mut self,
+        &self,
         st: &State,
         line: usize,
         instr: &Instr,
@@ -476,7 +544,7 @@ impl Builder<'_> {
     }
 
     /// Records the last step of `st` under `key`.
-    fn record(&mut self, st: &State, key: &str, layer: Option<cache::LayerRef>) -> Result<()> {
+    fn record(&self, st: &State, key: &str, layer: Option<cache::LayerRef>) -> Result<()> {
         let history = st
             .config
             .history
@@ -485,11 +553,13 @@ impl Builder<'_> {
             .expect("every step adds a history entry");
         self.store
             .cache_put(key, &cache::Entry { history, layer })?;
-        self.new_keys.push(key.to_string());
+        self.note(|a| a.keys.push(key.to_string()));
         Ok(())
     }
 
-    fn base_state(&mut self, base: &str, line: usize) -> Result<State> {
+    fn base_state(&self, base: &str, line: usize) -> Result<State> {
+        // One stage at a time: a second stage FROM the same image finds it in the store.
+        let _one = lock(&self.base_lock);
         let img = source::resolve(self.store, base, &self.opts.registry)
             .map_err(|e| self.err(line, e))?;
         let Some(img) = img else {
@@ -504,6 +574,7 @@ impl Builder<'_> {
             });
         };
         let dirs = source::layer_dirs(self.store, &img).map_err(|e| self.err(line, e))?;
+        drop(_one);
         let layers = img
             .manifest
             .layers()
@@ -574,7 +645,7 @@ impl Builder<'_> {
     }
 
     fn apply(
-        &mut self,
+        &self,
         st: &mut State,
         line: usize,
         instr: &Instr,
@@ -781,9 +852,9 @@ impl Builder<'_> {
     }
 
     /// A fresh work area: upper, work, merged, empty.
-    fn area(&mut self) -> Result<PathBuf> {
-        self.n += 1;
-        let a = self.work.path().join(format!("s{}", self.n));
+    fn area(&self) -> Result<PathBuf> {
+        let n = self.n.fetch_add(1, Ordering::Relaxed) + 1;
+        let a = self.work.path().join(format!("s{n}"));
         for d in ["upper", "work", "merged", "empty"] {
             fs::create_dir_all(a.join(d))
                 .map_err(|e| BuildError::Other(format!("{}: {e}", a.display())))?;
@@ -796,7 +867,7 @@ impl Builder<'_> {
         Ok(a)
     }
 
-    fn mount_rw(&mut self, st: &State, line: usize) -> Result<(PathBuf, overlay::Mounted)> {
+    fn mount_rw(&self, st: &State, line: usize) -> Result<(PathBuf, overlay::Mounted)> {
         let a = self.area()?;
         let lowers: Vec<PathBuf> = st.layers.iter().map(|l| l.dir.clone()).collect();
         let m = overlay::mount_overlay(
@@ -809,7 +880,7 @@ impl Builder<'_> {
         Ok((a, m))
     }
 
-    fn run_step(&mut self, st: &mut State, line: usize, c: &Command, text: &str) -> Result<()> {
+    fn run_step(&self, st: &mut State, line: usize, c: &Command, text: &str) -> Result<()> {
         let (area, m) = self.mount_rw(st, line)?;
         let merged = area.join("merged");
         let root = Root::open(&merged).map_err(|e| self.err(line, e))?;
@@ -876,7 +947,12 @@ impl Builder<'_> {
             serde_json::to_vec_pretty(&spec).expect("json"),
         )
         .map_err(|e| self.err(line, e))?;
-        let id = format!("brig-build-{}-{}", std::process::id(), self.n);
+        let n = area.file_name().map(|n| n.to_string_lossy().into_owned());
+        let id = format!(
+            "brig-build-{}-{}",
+            std::process::id(),
+            n.unwrap_or_default()
+        );
         let code = run::run_bundle(
             &self.opts.runtime,
             &self.work.path().join("state"),
@@ -909,7 +985,7 @@ impl Builder<'_> {
     }
 
     fn copy_step(
-        &mut self,
+        &self,
         st: &mut State,
         line: usize,
         a: &CopyArgs,
@@ -1032,8 +1108,9 @@ impl Builder<'_> {
     }
 
     /// Turns `upper` into a layer blob and an unpacked layer of the store; appends it.
-    fn commit_layer(&mut self, st: &mut State, line: usize, upper: &Path, by: &str) -> Result<()> {
-        let blob_tmp = self.work.path().join(format!("layer{}.tar.gz", self.n));
+    fn commit_layer(&self, st: &mut State, line: usize, upper: &Path, by: &str) -> Result<()> {
+        let n = self.n.fetch_add(1, Ordering::Relaxed) + 1;
+        let blob_tmp = self.work.path().join(format!("layer{n}.tar.gz"));
         let w = layer::write(
             upper,
             &blob_tmp,
@@ -1043,12 +1120,12 @@ impl Builder<'_> {
         )
         .map_err(|e| self.err(line, format!("writing the layer: {e}")))?;
         if self.store.put_blob_file(&blob_tmp, &w.digest)? {
-            self.new_blobs.push(w.digest.clone());
+            self.note(|a| a.blobs.push(w.digest.clone()));
         }
         let dir = self.store.layer_dir(&w.diff_id);
         if !dir.exists() {
             match fs::rename(upper, &dir) {
-                Ok(()) => self.new_layers.push(w.diff_id.clone()),
+                Ok(()) => self.note(|a| a.layers.push(w.diff_id.clone())),
                 // Another build sharing the store moved the same layer in first.
                 Err(_) if dir.is_dir() => {}
                 Err(e) => return Err(self.err(line, e)),
@@ -1071,7 +1148,7 @@ impl Builder<'_> {
         Ok(())
     }
 
-    fn commit_image(&mut self, mut st: State) -> Result<Built> {
+    fn commit_image(&self, mut st: State) -> Result<Built> {
         // The time of the last step, as docker does: a rebuild from the cache gives the same
         // config, hence the same image.
         st.config.created = st
@@ -1084,7 +1161,7 @@ impl Builder<'_> {
         let cbytes = serde_json::to_vec(&st.config).expect("config serializes");
         let (cdigest, new) = self.store.put_blob(&cbytes)?;
         if new {
-            self.new_blobs.push(cdigest.clone());
+            self.note(|a| a.blobs.push(cdigest.clone()));
         }
         let bad = |e: oci_spec::OciSpecError| BuildError::Other(format!("manifest: {e}"));
         let cdesc = Descriptor::new(
@@ -1102,7 +1179,7 @@ impl Builder<'_> {
         let mbytes = serde_json::to_vec(&manifest).expect("manifest serializes");
         let (mdigest, new) = self.store.put_blob(&mbytes)?;
         if new {
-            self.new_blobs.push(mdigest.clone());
+            self.note(|a| a.blobs.push(mdigest.clone()));
         }
         let mdesc = Descriptor::new(
             MediaType::ImageManifest,
@@ -1115,6 +1192,12 @@ impl Builder<'_> {
             config_digest: cdigest,
         })
     }
+}
+
+/// Locks `m`; a thread that panicked while holding it does not make the data unusable here
+/// (every holder leaves it consistent between statements).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn cfg(st: &mut State) -> &mut crate::image::config::RunConfig {
