@@ -3,6 +3,7 @@
 
 use brig_build::exec::{self, run::Network};
 use brig_build::export;
+use brig_build::image::cache;
 use brig_build::image::store::Store;
 use brig_build::registry::{self, auth::Creds, Reference};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -41,6 +42,8 @@ enum Net {
     Host,
 }
 
+// Parsed once per run: the size of the Build variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     /// Build an image from a Dockerfile.
@@ -73,6 +76,12 @@ enum Cmd {
         /// Use no build cache entry in this stage (name or index; repeatable).
         #[arg(long = "no-cache-filter", value_name = "STAGE")]
         no_cache_filter: Vec<String>,
+        /// Take missing build cache entries from a directory --cache-to wrote (repeatable).
+        #[arg(long = "cache-from", value_name = "type=local,src=DIR")]
+        cache_from: Vec<String>,
+        /// Export the build cache of every step of this build to a directory.
+        #[arg(long = "cache-to", value_name = "type=local,dest=DIR")]
+        cache_to: Option<String>,
         /// Add a label to the image (repeatable).
         #[arg(long = "label", value_name = "K=V")]
         labels: Vec<String>,
@@ -114,7 +123,7 @@ fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let t = t
         .strip_suffix("iB")
-        .or_else(|| t.strip_suffix('B'))
+        .or_else(|| t.strip_suffix(['B', 'b']))
         .unwrap_or(t);
     let (num, mult) = match t.char_indices().last() {
         Some((i, c)) if c.is_ascii_alphabetic() => {
@@ -196,6 +205,8 @@ fn run(cli: Cli) -> Result<(), String> {
             network,
             no_cache,
             no_cache_filter,
+            cache_from,
+            cache_to,
             labels,
             quiet,
             context,
@@ -223,6 +234,13 @@ fn run(cli: Cli) -> Result<(), String> {
                 registry: reg.clone(),
                 no_cache,
                 no_cache_filter,
+                cache_from: cache_from
+                    .iter()
+                    .map(|s| cache::parse_local("--cache-from", s, "src"))
+                    .collect::<Result<_, _>>()?,
+                cache_to: cache_to
+                    .map(|s| cache::parse_local("--cache-to", &s, "dest"))
+                    .transpose()?,
             };
             private_mounts()?;
             let store = Store::open(&cli.store).map_err(|e| e.to_string())?;
@@ -310,5 +328,21 @@ fn main() -> ExitCode {
             eprintln!("brig-build: error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes() {
+        use super::parse_size;
+        assert_eq!(parse_size("512"), Ok(512));
+        assert_eq!(parse_size("10K"), Ok(10 << 10));
+        assert_eq!(parse_size("3M"), Ok(3 << 20));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("1gb"), Ok(1 << 30));
+        assert!(parse_size("1X").is_err());
+        assert!(parse_size("M").is_err());
+        assert!(parse_size("-1").is_err());
     }
 }

@@ -79,6 +79,10 @@ pub struct Options {
     pub no_cache: bool,
     /// Use no cache entry in these stages (names or indexes).
     pub no_cache_filter: Vec<String>,
+    /// Cache directories (`--cache-from type=local,src=DIR`) to take missing entries from.
+    pub cache_from: Vec<PathBuf>,
+    /// Cache directory to export every step of this build to (`--cache-to type=local,dest=DIR`).
+    pub cache_to: Option<PathBuf>,
 }
 
 /// A layer of an image being built.
@@ -132,6 +136,8 @@ struct Added {
     blobs: Vec<String>,
     layers: Vec<String>,
     keys: Vec<String>,
+    /// Every key this build used or recorded (for `--cache-to`).
+    used: Vec<String>,
 }
 
 /// Builds the Dockerfile; on success the image is in the store under `opts.tags`.
@@ -147,7 +153,7 @@ pub fn build(opts: &Options, store: &Store) -> Result<Built> {
     let ignore = read_ignore(&opts.context, &opts.dockerfile);
     let context =
         Root::open(&opts.context).map_err(|e| BuildError::Other(format!("build context: {e}")))?;
-    let lock = store.build_lock()?;
+    let build_lock = store.build_lock()?;
     let b = Builder {
         opts,
         store,
@@ -161,18 +167,24 @@ pub fn build(opts: &Options, store: &Store) -> Result<Built> {
         n: AtomicUsize::new(0),
         base_lock: Mutex::new(()),
     };
-    let r = b.build_all();
+    let mut r = b.build_all();
+    if let (Ok(_), Some(dir)) = (&r, &opts.cache_to) {
+        let used = lock(&b.added).used.clone();
+        if let Err(e) = cache::export_local(store, &used, dir) {
+            r = Err(BuildError::Other(format!("--cache-to: {e}")));
+        }
+    }
     if r.is_err() {
         drop(b.work);
         let a = b.added.into_inner().unwrap_or_else(|e| e.into_inner());
         // Only when no other build runs: another one may already use what this one wrote.
         // Otherwise everything stays consistent (entries point at complete layers) and
         // `prune` reclaims it.
-        if lock.try_exclusive() {
+        if build_lock.try_exclusive() {
             let _ = store.undo(&a.keys, &a.blobs, &a.layers);
         }
     }
-    drop(lock);
+    drop(build_lock);
     r
 }
 
@@ -428,7 +440,7 @@ impl Builder<'_> {
                 self.apply(&mut st, line, &l.instr, &text, globals, done)?;
                 let key = self.step_key(&st, &l.instr, "");
                 let hit = if use_cache {
-                    self.store.cache_get(&key)
+                    self.cache_get(&key, line)?
                 } else {
                     None
                 };
@@ -446,7 +458,7 @@ impl Builder<'_> {
             let inputs = self.step_inputs(&st, line, &l.instr, done)?;
             let key = self.step_key(&st, &l.instr, &inputs);
             let hit = if use_cache {
-                self.store.cache_get(&key)
+                self.cache_get(&key, line)?
             } else {
                 None
             };
@@ -543,6 +555,25 @@ impl Builder<'_> {
         Ok(format!("from {from} {}", paths.join("\n")))
     }
 
+    /// The cache entry for `key`: from the store, else from a `--cache-from` directory.
+    fn cache_get(&self, key: &str, line: usize) -> Result<Option<cache::Entry>> {
+        if let Some(e) = self.store.cache_get(key) {
+            self.note(|a| a.used.push(key.to_string()));
+            return Ok(Some(e));
+        }
+        for dir in &self.opts.cache_from {
+            if cache::import_local(self.store, dir, key)
+                .map_err(|e| self.err(line, format!("--cache-from: {e}")))?
+            {
+                if let Some(e) = self.store.cache_get(key) {
+                    self.note(|a| a.used.push(key.to_string()));
+                    return Ok(Some(e));
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// Records the last step of `st` under `key`.
     fn record(&self, st: &State, key: &str, layer: Option<cache::LayerRef>) -> Result<()> {
         let history = st
@@ -553,7 +584,10 @@ impl Builder<'_> {
             .expect("every step adds a history entry");
         self.store
             .cache_put(key, &cache::Entry { history, layer })?;
-        self.note(|a| a.keys.push(key.to_string()));
+        self.note(|a| {
+            a.keys.push(key.to_string());
+            a.used.push(key.to_string());
+        });
         Ok(())
     }
 

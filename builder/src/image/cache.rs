@@ -154,6 +154,131 @@ impl Store {
     }
 }
 
+/// `--cache-to type=local,dest=DIR` / `--cache-from type=local,src=DIR`: the directory, from
+/// the `want` key (`dest` or `src`). `flag` names the option in errors.
+pub fn parse_local(flag: &str, s: &str, want: &str) -> Result<PathBuf, String> {
+    let kind = s.split(',').find_map(|p| p.strip_prefix("type="));
+    if let Some(k) = kind.filter(|k| *k != "local") {
+        return Err(format!(
+            "{flag} {s:?}: cache type {k:?} is not supported (only local)"
+        ));
+    }
+    let mut dir = None;
+    for part in s.split(',') {
+        match part.split_once('=') {
+            Some(("type", _)) => {}
+            Some((k, v)) if k == want => dir = Some(PathBuf::from(v)),
+            // The only mode: every step of every stage built is exported.
+            Some(("mode", "max")) => {}
+            _ => {
+                return Err(format!(
+                    "{flag} {s:?}: unknown part {part:?} (expected type=local,{want}=DIR)"
+                ))
+            }
+        }
+    }
+    match (kind, dir) {
+        (Some("local"), Some(d)) if !d.as_os_str().is_empty() => Ok(d),
+        (Some(_), _) => Err(format!("{flag} {s:?}: {want}=DIR is missing")),
+        (None, _) => Err(format!("{flag} {s:?}: type=local is missing")),
+    }
+}
+
+/// Writes the entries `keys` and their layer blobs to the cache directory `dir` (created):
+/// `DIR/cache/HEX.json` and `DIR/blobs/sha256/HEX`, each by rename of a complete file, blobs
+/// before the entries that name them. Returns how many entries were written.
+pub fn export_local(store: &Store, keys: &[String], dir: &Path) -> Result<usize, StoreError> {
+    let blobs = dir.join("blobs/sha256");
+    let entries = dir.join("cache");
+    for d in [&blobs, &entries] {
+        fs::create_dir_all(d).map_err(|e| err(d, e))?;
+    }
+    let mut n = 0;
+    for key in keys {
+        let src = store.entry_path(key);
+        let Ok(bytes) = fs::read(&src) else { continue };
+        let Ok(e) = serde_json::from_slice::<Entry>(&bytes) else {
+            continue;
+        };
+        if let Some(l) = &e.layer {
+            let dst = blobs.join(hex_of(&l.digest));
+            if !dst.is_file() {
+                copy_atomic(&store.blob_path(&l.digest), &dst)?;
+            }
+        }
+        let dst = entries.join(format!("{}.json", hex_of(key)));
+        let mut t = tempfile::Builder::new()
+            .prefix(".entry-")
+            .tempfile_in(&entries)
+            .map_err(|e| err(&entries, e))?;
+        io::Write::write_all(&mut t, &bytes).map_err(|e| err(&dst, e))?;
+        t.persist(&dst).map_err(|e| err(&dst, e.error))?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Copies `src` to `dst` through a temporary file next to `dst`.
+fn copy_atomic(src: &Path, dst: &Path) -> Result<(), StoreError> {
+    let parent = dst.parent().unwrap_or(Path::new("."));
+    let mut t = tempfile::Builder::new()
+        .prefix(".blob-")
+        .tempfile_in(parent)
+        .map_err(|e| err(parent, e))?;
+    let mut f = fs::File::open(src).map_err(|e| err(src, e))?;
+    io::copy(&mut f, &mut t).map_err(|e| err(dst, e))?;
+    t.persist(dst).map_err(|e| err(dst, e.error))?;
+    Ok(())
+}
+
+/// Brings the entry `key` of the cache directory `dir` into the store, with its layer (the blob
+/// verified against its digest, unpacked and checked against its diffID). Ok(false) if `dir`
+/// has no such entry.
+pub fn import_local(
+    store: &Store,
+    dir: &Path,
+    key: &str,
+) -> Result<bool, super::source::SourceError> {
+    let p = dir.join("cache").join(format!("{}.json", hex_of(key)));
+    let Ok(bytes) = fs::read(&p) else {
+        return Ok(false);
+    };
+    let bad = |m: String| super::source::SourceError::Bad {
+        reference: p.display().to_string(),
+        msg: m,
+    };
+    let e: Entry = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+    if let Some(l) = &e.layer {
+        if !super::valid_digest(&l.digest) || !super::valid_digest(&l.diff_id) {
+            return Err(bad(format!("bad digest in {l:?}")));
+        }
+        if !store.has_blob(&l.digest) {
+            let src = dir.join("blobs/sha256").join(hex_of(&l.digest));
+            let tmp = store.tempdir("import-")?;
+            let t = tmp.path().join("blob");
+            let mut f = fs::File::open(&src).map_err(|e| bad(format!("{}: {e}", src.display())))?;
+            let out = fs::File::create(&t).map_err(|e| bad(e.to_string()))?;
+            let mut hw = super::HashWriter::new(out);
+            io::copy(&mut f, &mut hw).map_err(|e| bad(e.to_string()))?;
+            let (_, got, _) = hw.finish();
+            if got != l.digest {
+                return Err(bad(format!(
+                    "blob {} has digest {got}, expected {}",
+                    src.display(),
+                    l.digest
+                )));
+            }
+            store.put_blob_file(&t, &l.digest)?;
+        }
+        let dst = store.layer_dir(&l.diff_id);
+        if !dst.is_dir() {
+            super::source::unpack_layer(store, &l.digest, &l.diff_id, &dst)?;
+        }
+    }
+    store.cache_put(key, &e)?;
+    Ok(true)
+}
+
 /// Bytes under `p` (a file, or a directory counted recursively; symlinks not followed).
 pub fn disk_size(p: &Path) -> u64 {
     walkdir::WalkDir::new(p)
@@ -182,6 +307,17 @@ mod tests {
         assert_ne!(k(&[("a", "bc")]), k(&[("a", "b"), ("", "c")]));
         assert_ne!(k(&[("a", "bc")]), k(&[("ab", "c")]));
         assert_ne!(Key::new("p").finish(), Key::new("q").finish());
+    }
+
+    #[test]
+    fn local_cache_options() {
+        let p = |s| parse_local("--cache-to", s, "dest");
+        assert_eq!(p("type=local,dest=/x"), Ok(PathBuf::from("/x")));
+        assert_eq!(p("dest=/x,type=local,mode=max"), Ok(PathBuf::from("/x")));
+        assert!(p("type=registry,ref=r").unwrap_err().contains("only local"));
+        assert!(p("type=local").unwrap_err().contains("dest=DIR is missing"));
+        assert!(p("type=local,src=/x").unwrap_err().contains("unknown part"));
+        assert!(p("dest=/x").unwrap_err().contains("type=local is missing"));
     }
 
     #[test]

@@ -243,7 +243,12 @@ impl<R: Read> Read for HashReader<R> {
     }
 }
 
-fn unpack_layer(store: &Store, digest: &str, diff_id: &str, dst: &Path) -> Result<(), SourceError> {
+pub(crate) fn unpack_layer(
+    store: &Store,
+    digest: &str,
+    diff_id: &str,
+    dst: &Path,
+) -> Result<(), SourceError> {
     let blob = store.blob_path(digest);
     let f = fs::File::open(&blob).map_err(|e| bad(digest, e))?;
     let mut r = BufReader::new(f);
