@@ -264,6 +264,8 @@ fn run(cli: Cli) -> Result<(), String> {
         Cmd::Pull { image } => {
             let r = parse_ref(&image)?;
             let store = Store::open(&cli.store).map_err(|e| e.to_string())?;
+            // Like a build: no gc may take the blobs before the image is named.
+            let _building = store.build_lock().map_err(|e| e.to_string())?;
             let img = registry::pull(&store, &reg, &r).map_err(|e| format!("pull: {e}"))?;
             eprintln!("pulled {r}");
             println!("{}", img.manifest_digest);

@@ -1,12 +1,13 @@
 //! End-to-end tests of the build cache of `brig-build` and of its store under stress: what a
 //! rebuild runs (seen from outside the build), which changes invalidate which steps,
-//! `--no-cache`, `--no-cache-filter`, `prune --keep-storage`, two builds sharing a store, a
-//! build SIGKILLed at many points, and stages run in parallel.
+//! `--no-cache`, `--no-cache-filter`, `prune --keep-storage`, `--cache-to`/`--cache-from` a
+//! directory, two builds sharing a store, a build SIGKILLed at many points, and stages run in
+//! parallel.
 //!
 //! Whether a RUN step ran is observed for real: RUN steps use the host's network namespace
 //! (the default `--network`), so each step calls a witness HTTP server of the test on
 //! 127.0.0.1 with busybox `wget`; the server counts the calls. The same server gives two
-//! stages a rendezvous: each stage's RUN announces itself and waits (at most 20 s) for the
+//! stages a rendezvous: each stage's RUN announces itself and waits (at most 60 s) for the
 //! other, so the build succeeds only if both stages run at the same time.
 
 mod builder_support;
@@ -23,7 +24,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// An HTTP server on 127.0.0.1 that counts `GET /hit/NAME` and serves `GET /meet/ME/OTHER`:
-/// records ME, waits up to 20 s for OTHER, answers 200 if OTHER came, else 504.
+/// records ME, waits up to 60 s for OTHER (generous: this machine may be loaded), answers 200
+/// if OTHER came, else 504.
 struct Witness {
     port: u16,
     seen: Arc<(Mutex<HashMap<String, usize>>, Condvar)>,
@@ -57,7 +59,7 @@ impl Witness {
                             cv.notify_all();
                             let g = lock.lock().unwrap();
                             let (g, _) = cv
-                                .wait_timeout_while(g, Duration::from_secs(20), |m| {
+                                .wait_timeout_while(g, Duration::from_secs(60), |m| {
                                     !m.contains_key(*other)
                                 })
                                 .unwrap();
@@ -440,7 +442,7 @@ fn independent_stages_run_at_the_same_time() {
         return;
     }
     let w = Witness::start();
-    // Each stage's RUN waits (at most 20 s) for the other's: run one after the other, the first
+    // Each stage's RUN waits (at most 60 s) for the other's: run one after the other, the first
     // gives up and the build fails.
     let meet = |me: &str, other: &str| {
         format!(

@@ -15,9 +15,9 @@
 //! that stage's chain), the instruction as parsed, with every flag (its `Debug` form, so flags
 //! the parser learns later are part of the key without a change here), the stage's run config
 //! (ENV, USER, WORKDIR, SHELL...) and build args in scope, which together fix what the
-//! instruction expands to; for RUN the network; for COPY/ADD a digest of the sources
-//! ([`copy::sources_digest`], `.dockerignore` honoured) or the key of the `--from` stage or the
-//! digest of the `--from` image. A layer step whose key has an entry reuses the recorded layer
+//! instruction expands to; SOURCE_DATE_EPOCH; for RUN the network; for COPY/ADD a digest of
+//! the sources ([`copy::sources_digest`], `.dockerignore` honoured) or the key of the `--from`
+//! stage or the digest of the `--from` image. A layer step whose key has an entry reuses the recorded layer
 //! and runs nothing; a metadata step (ENV, LABEL, ...) is applied (it is only a config change)
 //! and takes the recorded history entry, so an unchanged rebuild yields byte-identical config
 //! and manifest blobs: the same image digest and no new blob.
@@ -510,7 +510,9 @@ impl Builder<'_> {
                 "args",
                 serde_json::to_vec(&st.args).expect("a map serializes"),
             )
-            .add("inputs", inputs);
+            .add("inputs", inputs)
+            // Clamps layer mtimes and sets history times: a different epoch, different results.
+            .add("epoch", format!("{:?}", self.opts.source_date_epoch));
         if matches!(instr, Instr::Run(_)) {
             k = k.add("network", format!("{:?}", self.opts.network));
         }
