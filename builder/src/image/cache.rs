@@ -254,21 +254,14 @@ pub fn import_local(
         }
         if !store.has_blob(&l.digest) {
             let src = dir.join("blobs/sha256").join(hex_of(&l.digest));
-            let tmp = store.tempdir("import-")?;
-            let t = tmp.path().join("blob");
             let mut f = fs::File::open(&src).map_err(|e| bad(format!("{}: {e}", src.display())))?;
-            let out = fs::File::create(&t).map_err(|e| bad(e.to_string()))?;
-            let mut hw = super::HashWriter::new(out);
-            io::copy(&mut f, &mut hw).map_err(|e| bad(e.to_string()))?;
-            let (_, got, _) = hw.finish();
-            if got != l.digest {
+            if let Some(got) = store.put_blob_checked(&mut f, &l.digest)? {
                 return Err(bad(format!(
                     "blob {} has digest {got}, expected {}",
                     src.display(),
                     l.digest
                 )));
             }
-            store.put_blob_file(&t, &l.digest)?;
         }
         let dst = store.layer_dir(&l.diff_id);
         if !dst.is_dir() {

@@ -152,6 +152,24 @@ impl Store {
         Ok(true)
     }
 
+    /// Copies the stream `r` in as blob `digest`, hashing it on the way; nothing is stored and
+    /// `Ok(Some(actual digest))` is returned if the content has another digest.
+    pub fn put_blob_checked(&self, r: &mut dyn io::Read, digest: &str) -> Result<Option<String>> {
+        let tmp = self.tempdir("blob-")?;
+        let path = tmp.path().join("blob");
+        let f = at(&path, fs::File::create(&path))?;
+        let mut hw = super::HashWriter::new(io::BufWriter::new(f));
+        let what = PathBuf::from(format!("blob {digest}"));
+        at(&what, io::copy(r, &mut hw))?;
+        let (w, got, _) = hw.finish();
+        at(&path, w.into_inner().map_err(|e| e.into_error()))?;
+        if got != digest {
+            return Ok(Some(got));
+        }
+        self.put_blob_file(&path, digest)?;
+        Ok(None)
+    }
+
     /// Stores `data`; returns its digest and whether it was new.
     pub fn put_blob(&self, data: &[u8]) -> Result<(String, bool)> {
         let digest = sha256(data);
