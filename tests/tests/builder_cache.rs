@@ -335,11 +335,14 @@ fn concurrent_builds_share_a_store() {
         return;
     }
     let c = Ctx::new("");
-    // The same first steps (same layers, written by both at once), then different ones.
+    // The same first steps, then different ones ("a" and "a2" are the same Dockerfile); with
+    // SOURCE_DATE_EPOCH equal steps give byte-identical layers and images, so the builds race
+    // to write the same blobs, layer directories, cache entries and index.
     let df = |n: &str| {
         format!(
-            "{}\nRUN head -c 300000 /dev/zero > /same\nRUN echo {n} > /own && head -c 200000 /dev/urandom > /rand\n",
-            from_base()
+            "{}\nRUN head -c 300000 /dev/zero > /same\nRUN yes {} | head -c 200000 > /own\n",
+            from_base(),
+            n.trim_end_matches('2')
         )
     };
     let spawn = |n: &str| {
@@ -357,6 +360,7 @@ fn concurrent_builds_share_a_store() {
                 "--runtime",
             ])
             .arg(binary_path())
+            .env("SOURCE_DATE_EPOCH", "1700000000")
             .arg(&dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -366,8 +370,8 @@ fn concurrent_builds_share_a_store() {
     // Import the base once so both builds start their RUN steps together.
     c.write("Dockerfile", &format!("{}\n", from_base()));
     c.build(&[]).assert_ok();
-    for round in 0..3 {
-        let kids: Vec<_> = ["a", "b", "c"].iter().map(|n| spawn(n)).collect();
+    for round in 0..4 {
+        let kids: Vec<_> = ["a", "a2", "b", "c"].iter().map(|n| spawn(n)).collect();
         for k in kids {
             let o = k.wait_with_output().unwrap();
             assert!(
@@ -382,7 +386,7 @@ fn concurrent_builds_share_a_store() {
         .arg("--store")
         .arg(c.store())
         .arg("images"));
-    for n in ["img:a", "img:b", "img:c"] {
+    for n in ["img:a", "img:a2", "img:b", "img:c"] {
         assert!(images.stdout.contains(n), "{images}");
     }
 }
