@@ -518,3 +518,21 @@ fn cache_to_a_directory_and_from_it_into_a_fresh_store() {
         "{out}"
     );
 }
+
+#[test]
+fn parallel_stages_build_again_and_again() {
+    if !ready("parallel_stages_build_again_and_again") {
+        return;
+    }
+    // Three RUN stages at once, twelve times: a runtime starting for one stage briefly holds
+    // copies of the builder's descriptors, once enough to fail another stage's unmount
+    // (EBUSY) in about 4 builds of 10.
+    let c = Ctx::new(&format!(
+        "{from} AS a\nRUN echo a > /a\n{from} AS b\nRUN echo b > /b\n{from} AS c\nRUN echo c > /c\n{from}\nCOPY --from=a /a /\nCOPY --from=b /b /\nCOPY --from=c /c /\n",
+        from = from_base()
+    ));
+    for _ in 0..12 {
+        c.build(&["--no-cache"]).assert_ok();
+    }
+    check_store(&c.store());
+}
