@@ -346,7 +346,6 @@ impl Builder<'_> {
         need: &BTreeMap<usize, Vec<usize>>,
         globals: &BTreeMap<String, String>,
     ) -> Result<HashMap<usize, State>> {
-        type Done = (HashMap<usize, State>, Option<BuildError>);
         let shared: (Mutex<Done>, Condvar) = (Mutex::new((HashMap::new(), None)), Condvar::new());
         std::thread::scope(|scope| {
             for (&i, deps) in need {
@@ -363,7 +362,10 @@ impl Builder<'_> {
                     let inputs: HashMap<usize, State> =
                         deps.iter().map(|d| (*d, g.0[d].clone())).collect();
                     drop(g);
+                    // Should the stage panic, the stages waiting for it must not wait forever.
+                    let unwinding = Unwinding { shared, i };
                     let r = self.build_stage(i, globals, &inputs);
+                    std::mem::forget(unwinding);
                     let mut g = lock(m);
                     match r {
                         Ok(st) => {
@@ -1227,6 +1229,26 @@ impl Builder<'_> {
             manifest: mdesc,
             config_digest: cdigest,
         })
+    }
+}
+
+/// The stages built so far and the first error (see `Builder::build_stages`).
+type Done = (HashMap<usize, State>, Option<BuildError>);
+
+/// Alive while stage `i` builds; dropped only if that panics: records an error for it and
+/// wakes the stages waiting.
+struct Unwinding<'a> {
+    shared: &'a (Mutex<Done>, Condvar),
+    i: usize,
+}
+
+impl Drop for Unwinding<'_> {
+    fn drop(&mut self) {
+        let (m, cv) = self.shared;
+        lock(m)
+            .1
+            .get_or_insert_with(|| BuildError::Other(format!("stage {} panicked", self.i)));
+        cv.notify_all();
     }
 }
 
