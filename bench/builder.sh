@@ -13,9 +13,9 @@
 #   DRIVER      buildah storage driver (default: overlay, as brig-build uses; vfs if overlay
 #               cannot import the base here)
 #
-# "Cold": no build cache on either side (brig-build has none yet; buildah gets --no-cache and
+# "Cold": no build cache on either side (brig-build gets --no-cache; buildah gets --no-cache and
 # builds without --layers), the base image already imported into both stores, RUN steps under
-# the same runc, --network none. Each tool's own store receives the image; nothing is exported.
+# the same runc, --network none. A second table times the build cache (see below). Each tool's own store receives the image; nothing is exported.
 # Only reports numbers: it never fails because something is slow (a build that fails is
 # reported as such and makes the exit status 1).
 set -uo pipefail
@@ -120,5 +120,58 @@ for dir in "$DOCKERFILES"/*/; do
         --build-arg FROM_CLI=cli -t "localhost/bench-$name:1" "$dir")
     printf '%-12s %14s %14s %12s %16s %16s\n' "$name" "$a" "$b" "$c" "$(ratio "$a" "$c")" "$(ratio "$b" "$c")"
 done
+printf '\nratio < 1: brig-build is faster. Compare only numbers from one run.\n'
+
+# ------------------------------------------------------------------ build cache
+# A multi-stage Dockerfile with two independent stages and a final one that copies from both.
+# Each tool keeps its cache between the builds of a row (brig-build: its store; buildah:
+# --layers). "cold" ignores the cache (brig-build --no-cache, buildah --no-cache --layers);
+# "no change" rebuilds the same context; "one COPY changed" rewrites the source of the second
+# stage's COPY before each build, so that stage's later steps and the final stage run again.
+CACHE_CTX=$WORK/cache-ctx
+mkdir -p "$CACHE_CTX"
+cat >"$CACHE_CTX/Dockerfile" <<'EOF'
+FROM localhost/busybox:base AS one
+COPY one.txt /src/one.txt
+RUN head -c 3000000 /dev/urandom > /blob1 && cat /src/one.txt > /one.out
+
+FROM localhost/busybox:base AS two
+COPY two.txt /src/two.txt
+RUN head -c 3000000 /dev/urandom > /blob2 && cat /src/two.txt > /two.out
+
+FROM localhost/busybox:base
+COPY --from=one /one.out /blob1 /app/
+COPY --from=two /two.out /blob2 /app/
+ENV APP=/app
+RUN ls -l /app > /app/listing
+CMD ["cat", "/app/listing"]
+EOF
+echo one >"$CACHE_CTX/one.txt"
+echo two >"$CACHE_CTX/two.txt"
+touch_two() { date +%s%N >"$CACHE_CTX/two.txt"; }
+bb_cache() {
+    "$BRIG_BUILD" --store "$STORE" build -q --network none --runtime "$RUNC" -t bench/cache:1 "$@" "$CACHE_CTX"
+}
+bh_cache() {
+    bh build -q --layers --pull-never --runtime "$RUNC" --network none -t localhost/bench-cache:1 "$@" "$CACHE_CTX"
+}
+bb_changed() { touch_two && bb_cache; }
+bh_changed() { touch_two && bh_cache; }
+# cache_row NAME BRIG_CMD BUILDAH_CMD [ARGS...]
+cache_row() {
+    local name=$1 a c
+    a=$(median_ms "brig-build $name" "$2" "${@:4}")
+    c=$(median_ms "buildah $name" "$3" "${@:4}")
+    printf '%-18s %14s %12s %16s\n' "$name" "$a" "$c" "$(ratio "$a" "$c")"
+}
+
+printf '\nbuild cache, multi-stage (two independent stages), median of %s, ms\n\n' "$RUNS"
+printf '%-18s %14s %12s %16s\n' case "brig-build" buildah "ratio"
+printf '%-18s %14s %12s %16s\n' "" "(runc)" "(runc)" "brig/buildah"
+cache_row "cold" bb_cache bh_cache --no-cache
+bb_cache >/dev/null 2>&1
+bh_cache >/dev/null 2>&1
+cache_row "no change" bb_cache bh_cache
+cache_row "one COPY changed" bb_changed bh_changed
 printf '\nratio < 1: brig-build is faster. Compare only numbers from one run.\n'
 [ ! -e "$WORK/failed" ]

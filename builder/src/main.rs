@@ -1,7 +1,9 @@
-//! `brig-build`: the command line of the builder (`build`, `pull`, `push`, `images`, `rm`).
+//! `brig-build`: the command line of the builder (`build`, `pull`, `push`, `images`, `rm`,
+//! `prune`).
 
 use brig_build::exec::{self, run::Network};
 use brig_build::export;
+use brig_build::image::cache;
 use brig_build::image::platform::Platform;
 use brig_build::image::store::Store;
 use brig_build::registry::{self, auth::Creds, Reference};
@@ -41,6 +43,8 @@ enum Net {
     Host,
 }
 
+// Parsed once per run: the size of the Build variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     /// Build an image from a Dockerfile.
@@ -67,9 +71,18 @@ enum Cmd {
         /// Network of RUN steps.
         #[arg(long, value_enum, default_value = "default")]
         network: Net,
-        /// Do not use the build cache (there is no cache yet: every build is cold).
+        /// Use no build cache entry: every step runs (the results are cached for later builds).
         #[arg(long)]
         no_cache: bool,
+        /// Use no build cache entry in this stage (name or index; repeatable).
+        #[arg(long = "no-cache-filter", value_name = "STAGE")]
+        no_cache_filter: Vec<String>,
+        /// Take missing build cache entries from a directory --cache-to wrote (repeatable).
+        #[arg(long = "cache-from", value_name = "type=local,src=DIR")]
+        cache_from: Vec<String>,
+        /// Export the build cache of every step of this build to a directory.
+        #[arg(long = "cache-to", value_name = "type=local,dest=DIR")]
+        cache_to: Option<String>,
         /// Add a label to the image (repeatable).
         #[arg(long = "label", value_name = "K=V")]
         labels: Vec<String>,
@@ -102,6 +115,39 @@ enum Cmd {
         #[arg(required = true)]
         images: Vec<String>,
     },
+    /// Remove build cache entries (least recently used first) and the layers only they use.
+    Prune {
+        /// Keep this much cache (bytes, or with a K/M/G suffix); default: remove it all.
+        #[arg(long = "keep-storage", value_name = "SIZE", value_parser = parse_size)]
+        keep_storage: Option<u64>,
+    },
+}
+
+/// `512`, `10K`, `200M`, `1G` (powers of 1024; a trailing `B`/`iB` is allowed).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let t = t
+        .strip_suffix("iB")
+        .or_else(|| t.strip_suffix(['B', 'b']))
+        .unwrap_or(t);
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m: u64 = match c.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'T' => 1 << 40,
+                _ => return Err(format!("{s:?}: unknown size suffix {c:?} (K, M, G, T)")),
+            };
+            (&t[..i], m)
+        }
+        _ => (t, 1),
+    };
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("{s:?} is not a size (e.g. 500M)"))
 }
 
 fn kv(list: &[String], what: &str) -> Result<BTreeMap<String, String>, String> {
@@ -162,7 +208,10 @@ fn run(cli: Cli) -> Result<(), String> {
             outputs,
             runtime,
             network,
-            no_cache: _,
+            no_cache,
+            no_cache_filter,
+            cache_from,
+            cache_to,
             labels,
             platform,
             quiet,
@@ -198,6 +247,15 @@ fn run(cli: Cli) -> Result<(), String> {
                     .and_then(|s| s.parse().ok()),
                 registry: reg.clone(),
                 platform,
+                no_cache,
+                no_cache_filter,
+                cache_from: cache_from
+                    .iter()
+                    .map(|s| cache::parse_local("--cache-from", s, "src"))
+                    .collect::<Result<_, _>>()?,
+                cache_to: cache_to
+                    .map(|s| cache::parse_local("--cache-to", &s, "dest"))
+                    .transpose()?,
             };
             private_mounts()?;
             let store = Store::open(&cli.store).map_err(|e| e.to_string())?;
@@ -221,6 +279,8 @@ fn run(cli: Cli) -> Result<(), String> {
         Cmd::Pull { image } => {
             let r = parse_ref(&image)?;
             let store = Store::open(&cli.store).map_err(|e| e.to_string())?;
+            // Like a build: no gc may take the blobs before the image is named.
+            let _building = store.build_lock().map_err(|e| e.to_string())?;
             let img = registry::pull(&store, &reg, &r).map_err(|e| format!("pull: {e}"))?;
             eprintln!("pulled {r}");
             println!("{}", img.manifest_digest);
@@ -258,6 +318,15 @@ fn run(cli: Cli) -> Result<(), String> {
             }
             Ok(())
         }
+        Cmd::Prune { keep_storage } => {
+            let store = Store::open(&cli.store).map_err(|e| e.to_string())?;
+            let p = store.prune(keep_storage).map_err(|e| e.to_string())?;
+            println!(
+                "removed {} cache entries, freed {} bytes",
+                p.entries, p.bytes
+            );
+            Ok(())
+        }
         Cmd::Rm { images } => {
             let store = Store::open(&cli.store).map_err(|e| e.to_string())?;
             let missing = store.remove(&images).map_err(|e| e.to_string())?;
@@ -276,5 +345,21 @@ fn main() -> ExitCode {
             eprintln!("brig-build: error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes() {
+        use super::parse_size;
+        assert_eq!(parse_size("512"), Ok(512));
+        assert_eq!(parse_size("10K"), Ok(10 << 10));
+        assert_eq!(parse_size("3M"), Ok(3 << 20));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("1gb"), Ok(1 << 30));
+        assert!(parse_size("1X").is_err());
+        assert!(parse_size("M").is_err());
+        assert!(parse_size("-1").is_err());
     }
 }

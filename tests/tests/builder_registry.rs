@@ -495,3 +495,50 @@ fn registry_token_auth() {
     let images = bb(&b, &["images"]);
     assert!(images.stdout.contains(&dest), "{images}");
 }
+
+#[test]
+fn stages_from_one_registry_image_pull_it_once() {
+    if !ready("stages_from_one_registry_image_pull_it_once") {
+        return;
+    }
+    let Some(reg) = Registry::start("stages_from_one_registry_image_pull_it_once", "") else {
+        return;
+    };
+    let h = reg.host.as_str();
+    let c = Ctx::new("");
+    let a = c.path("store-a");
+    base_in(&c, &a);
+    let dest = format!("{h}/once:1");
+    bb(
+        &a,
+        &["--insecure-registry", h, "push", "busybox:base", &dest],
+    )
+    .assert_ok();
+    // Three stages FROM the image, two of them built at the same time; a fresh store.
+    c.write(
+        "Dockerfile",
+        &format!(
+            "FROM {dest} AS one\nRUN echo 1 > /one\n\nFROM {dest} AS two\nRUN echo 2 > /two\n\nFROM {dest}\nCOPY --from=one /one /\nCOPY --from=two /two /\n"
+        ),
+    );
+    let log = reg.dir.path().join("registry.log");
+    let before = fs::read_to_string(&log).unwrap_or_default().len();
+    run(Command::new(builder_path())
+        .arg("--store")
+        .arg(c.path("store-b"))
+        .args(["--insecure-registry", h, "build", "--runtime"])
+        .arg(binary_path())
+        .arg(c.ctx()))
+    .assert_ok();
+    let text = fs::read_to_string(&log).unwrap_or_default();
+    let gets: Vec<&str> = text[before..]
+        .lines()
+        .filter(|l| l.contains("GET /v2/once/blobs/"))
+        .collect();
+    if gets.is_empty() {
+        println!("SKIP blob count: the registry logs no requests:\n{text}");
+        return;
+    }
+    // The base has one layer and a config: each fetched once.
+    assert_eq!(gets.len(), 2, "blob requests: {gets:#?}");
+}

@@ -369,6 +369,80 @@ fn expand_glob(root: &Root, pat: &str) -> io::Result<Vec<PathBuf>> {
         .collect())
 }
 
+/// A digest of what a COPY/ADD of `sources` from `src` reads, for the build cache: for every
+/// file, directory and symlink the copy would see (wildcards expanded, `.dockerignore`d paths
+/// left out, as [`copy`] does), its path, type, permission bits and content or link target.
+/// Modification times and owners are left out, as docker does: a `touch` or a fresh checkout
+/// does not invalidate (context owners become 0:0 anyway).
+pub fn sources_digest(
+    src: &Root,
+    ignore: Option<&Ignore>,
+    sources: &[String],
+) -> io::Result<String> {
+    use sha2::{Digest as _, Sha256};
+    let mut h = Sha256::new();
+    let mut put = |parts: &[&[u8]]| {
+        for p in parts {
+            h.update((p.len() as u64).to_le_bytes());
+            h.update(p);
+        }
+    };
+    let entry = |rel: &Path, path: &Path, put: &mut dyn FnMut(&[&[u8]])| -> io::Result<()> {
+        let md = path.symlink_metadata()?;
+        let name = rel.to_string_lossy();
+        let mode = (md.mode() & 0o7777).to_le_bytes();
+        let ft = md.file_type();
+        if ft.is_symlink() {
+            let t = fs::read_link(path)?;
+            put(&[b"l", name.as_bytes(), &mode, t.to_string_lossy().as_bytes()]);
+        } else if ft.is_dir() {
+            put(&[b"d", name.as_bytes(), &mode]);
+        } else if ft.is_file() {
+            let mut fh = crate::image::HashWriter::new(io::sink());
+            io::copy(&mut fs::File::open(path)?, &mut fh)?;
+            let (_, d, _) = fh.finish();
+            put(&[b"f", name.as_bytes(), &mode, d.as_bytes()]);
+        }
+        Ok(())
+    };
+    for s in sources {
+        put(&[b"source", s.as_bytes()]);
+        let rel = s.trim_start_matches('/');
+        let found = if rel.contains(['*', '?', '[']) {
+            expand_glob(src, rel)?
+        } else {
+            vec![crate::fsroot::inner(Path::new(rel))]
+        };
+        for rel in found.into_iter().filter(|p| !excluded(ignore, p)) {
+            let real = src.real_path(&rel)?;
+            if !real.symlink_metadata()?.is_dir() {
+                // A symlink source is followed by the copy; hash what it reads.
+                let md = fs::metadata(&real)?;
+                if md.is_file() {
+                    entry(&rel, &real, &mut put)?;
+                }
+                continue;
+            }
+            let mut walk = walkdir::WalkDir::new(&real)
+                .follow_links(false)
+                .sort_by_file_name()
+                .into_iter();
+            while let Some(e) = walk.next() {
+                let e = e.map_err(io::Error::other)?;
+                let sub = rel.join(e.path().strip_prefix(&real).expect("below the root"));
+                if e.depth() > 0 && excluded(ignore, &sub) {
+                    if e.file_type().is_dir() {
+                        walk.skip_current_dir();
+                    }
+                    continue;
+                }
+                entry(&sub, e.path(), &mut put)?;
+            }
+        }
+    }
+    Ok(format!("sha256:{}", hex::encode(h.finalize())))
+}
+
 /// Parses `--chmod` (octal).
 pub fn parse_chmod(s: &str) -> Result<u32, String> {
     u32::from_str_radix(s, 8)

@@ -1,11 +1,26 @@
-//! The build: stages in order, each instruction applied to an image config and a list of
-//! layers. COPY/ADD/RUN mount the stage's layers with overlayfs ([`overlay`]), change the
-//! merged tree ([`copy`], [`run`]) and turn the upper directory into a new layer.
+//! The build: the stages the target needs form a graph (FROM another stage, COPY --from); each
+//! stage runs in its own thread once the stages it reads are built, so independent stages (and
+//! their layer compression) run at the same time. Within a stage, each instruction is applied
+//! to an image config and a list of layers. COPY/ADD/RUN mount the stage's layers with
+//! overlayfs ([`overlay`]), change the merged tree ([`copy`], [`run`]) and turn the upper
+//! directory into a new layer. Only the stages the target needs are built.
 //!
 //! Owns the Dockerfile's semantics (ARG scoping, ENV over ARG, what each instruction records in
-//! the config and history) and the undo of a failed build: blobs and unpacked layers this build
-//! added are removed and no name in the store moves, so a failure leaves nothing half-written.
-//! Only the stages the target needs are built.
+//! the config and history) and the undo of a failed build: cache entries, blobs and unpacked
+//! layers this build added are removed (when no other build shares the store at that moment)
+//! and no name in the store moves, so a failure leaves nothing half-written.
+//!
+//! The build cache ([`crate::image::cache`]): every step has a key, the sha256 of its parent's
+//! key (a base image's key is its manifest digest; a stage built on another stage continues
+//! that stage's chain), the instruction as parsed, with every flag (its `Debug` form, so flags
+//! the parser learns later are part of the key without a change here), the stage's run config
+//! (ENV, USER, WORKDIR, SHELL...) and build args in scope, which together fix what the
+//! instruction expands to; SOURCE_DATE_EPOCH; for RUN the network; for COPY/ADD a digest of
+//! the sources ([`copy::sources_digest`], `.dockerignore` honoured) or the key of the `--from`
+//! stage or the digest of the `--from` image. A layer step whose key has an entry reuses the recorded layer
+//! and runs nothing; a metadata step (ENV, LABEL, ...) is applied (it is only a config change)
+//! and takes the recorded history entry, so an unchanged rebuild yields byte-identical config
+//! and manifest blobs: the same image digest and no new blob.
 
 pub mod copy;
 pub mod overlay;
@@ -16,15 +31,17 @@ use crate::fsroot::Root;
 use crate::image::config::{History, ImageConfig};
 use crate::image::layer;
 use crate::image::platform::Platform;
-use crate::image::rfc3339;
 use crate::image::source::{self, SourceError};
 use crate::image::store::{self, Store, StoreError};
+use crate::image::{cache, hex_of, rfc3339};
 use oci_spec::image::{Descriptor, ImageManifestBuilder, MediaType};
 use run::Network;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
 
 /// A failed build.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +78,14 @@ pub struct Options {
     pub registry: crate::registry::Options,
     /// `--platform`: the target platform (this host's unless given).
     pub platform: Platform,
+    /// Use no cache entry (entries are still recorded).
+    pub no_cache: bool,
+    /// Use no cache entry in these stages (names or indexes).
+    pub no_cache_filter: Vec<String>,
+    /// Cache directories (`--cache-from type=local,src=DIR`) to take missing entries from.
+    pub cache_from: Vec<PathBuf>,
+    /// Cache directory to export every step of this build to (`--cache-to type=local,dest=DIR`).
+    pub cache_to: Option<PathBuf>,
 }
 
 /// A layer of an image being built.
@@ -80,6 +105,8 @@ struct State {
     args: BTreeMap<String, String>,
     /// CMD came from the base image (ENTRYPOINT resets it).
     cmd_inherited: bool,
+    /// The cache key of the last step.
+    key: String,
 }
 
 /// The image a build produced.
@@ -95,13 +122,25 @@ struct Builder<'a> {
     df: &'a Dockerfile,
     ignore: Ignore,
     context: Root,
-    /// Blobs and layer dirs this build created (removed on failure).
-    new_blobs: Vec<String>,
-    new_layers: Vec<PathBuf>,
+    /// What this build added to the store (undone on failure): blob digests, layer diffIDs,
+    /// cache keys.
+    added: Mutex<Added>,
     work: tempfile::TempDir,
-    steps: usize,
-    step: usize,
-    n: usize,
+    steps: AtomicUsize,
+    step: AtomicUsize,
+    /// Numbers work areas, layer files and RUN containers (stages run in parallel threads).
+    n: AtomicUsize,
+    /// Held while a base image is resolved: two stages FROM one image pull it once.
+    base_lock: Mutex<()>,
+}
+
+#[derive(Default)]
+struct Added {
+    blobs: Vec<String>,
+    layers: Vec<String>,
+    keys: Vec<String>,
+    /// Every key this build used or recorded (for `--cache-to`).
+    used: Vec<String>,
 }
 
 /// Builds the Dockerfile; on success the image is in the store under `opts.tags`.
@@ -120,28 +159,38 @@ pub fn build(opts: &Options, store: &Store) -> Result<Built> {
     let ignore = read_ignore(&opts.context, &opts.dockerfile);
     let context =
         Root::open(&opts.context).map_err(|e| BuildError::Other(format!("build context: {e}")))?;
-    let mut b = Builder {
+    let build_lock = store.build_lock()?;
+    let b = Builder {
         opts,
         store,
         df: &df,
         ignore,
         context,
-        new_blobs: Vec::new(),
-        new_layers: Vec::new(),
+        added: Mutex::default(),
         work: store.tempdir("build-")?,
-        steps: 0,
-        step: 0,
-        n: 0,
+        steps: AtomicUsize::new(0),
+        step: AtomicUsize::new(0),
+        n: AtomicUsize::new(0),
+        base_lock: Mutex::new(()),
     };
-    let r = b.build_all();
-    if r.is_err() {
-        for d in &b.new_blobs {
-            let _ = fs::remove_file(store.blob_path(d));
-        }
-        for l in &b.new_layers {
-            let _ = fs::remove_dir_all(l);
+    let mut r = b.build_all();
+    if let (Ok(_), Some(dir)) = (&r, &opts.cache_to) {
+        let used = lock(&b.added).used.clone();
+        if let Err(e) = cache::export_local(store, &used, dir) {
+            r = Err(BuildError::Other(format!("--cache-to: {e}")));
         }
     }
+    if r.is_err() {
+        drop(b.work);
+        let a = b.added.into_inner().unwrap_or_else(|e| e.into_inner());
+        // Only when no other build runs: another one may already use what this one wrote.
+        // Otherwise everything stays consistent (entries point at complete layers) and
+        // `prune` reclaims it.
+        if build_lock.try_exclusive() {
+            let _ = store.undo(&a.keys, &a.blobs, &a.layers);
+        }
+    }
+    drop(build_lock);
     r
 }
 
@@ -186,8 +235,11 @@ impl Builder<'_> {
         Ok(m)
     }
 
-    /// Indexes of the stages the target needs, in order.
-    fn needed(&self, globals: &BTreeMap<String, String>) -> Result<(usize, Vec<usize>)> {
+    /// The target and the stages it needs, each with the stages it needs directly.
+    fn needed(
+        &self,
+        globals: &BTreeMap<String, String>,
+    ) -> Result<(usize, BTreeMap<usize, Vec<usize>>)> {
         let target = match &self.opts.target {
             Some(t) => {
                 self.df
@@ -198,12 +250,13 @@ impl Builder<'_> {
             None => self.df.stages.len() - 1,
         };
         let look = |n: &str| globals.get(n).cloned();
-        let mut need = HashSet::new();
+        let mut need: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
         let mut todo = vec![target];
         while let Some(i) = todo.pop() {
-            if !need.insert(i) {
+            if need.contains_key(&i) {
                 continue;
             }
+            let mut deps = Vec::new();
             let st = &self.df.stages[i];
             let base =
                 expand::word(&st.base, &look, self.df.escape).map_err(|e| self.err(st.line, e))?;
@@ -214,14 +267,14 @@ impl Builder<'_> {
                         format!("FROM {base}: stage is not defined before this one"),
                     ));
                 }
-                todo.push(dep.index);
+                deps.push(dep.index);
             }
             for l in &st.instrs {
                 if let Instr::Copy(CopyArgs { from: Some(f), .. }) = &l.instr {
                     let f =
                         expand::word(f, &look, self.df.escape).map_err(|e| self.err(l.line, e))?;
                     match self.df.stage(&f) {
-                        Some(dep) if dep.index < i => todo.push(dep.index),
+                        Some(dep) if dep.index < i => deps.push(dep.index),
                         Some(_) => {
                             return Err(self.err(
                                 l.line,
@@ -238,24 +291,22 @@ impl Builder<'_> {
                     }
                 }
             }
+            todo.extend(&deps);
+            need.insert(i, deps);
         }
-        let mut v: Vec<usize> = need.into_iter().collect();
-        v.sort();
-        Ok((target, v))
+        Ok((target, need))
     }
 
-    fn build_all(&mut self) -> Result<Built> {
+    fn build_all(&self) -> Result<Built> {
         let globals = self.global_args()?;
-        let (target, order) = self.needed(&globals)?;
-        self.steps = order
-            .iter()
-            .map(|&i| 1 + self.df.stages[i].instrs.len())
-            .sum();
-        let mut done: HashMap<usize, State> = HashMap::new();
-        for i in order {
-            let st = self.build_stage(i, &globals, &done)?;
-            done.insert(i, st);
-        }
+        let (target, need) = self.needed(&globals)?;
+        self.steps.store(
+            need.keys()
+                .map(|&i| 1 + self.df.stages[i].instrs.len())
+                .sum(),
+            Ordering::Relaxed,
+        );
+        let mut done = self.build_stages(&need, &globals)?;
         let mut st = done.remove(&target).expect("the target stage was built");
         for (k, v) in &self.opts.labels {
             st.config
@@ -294,8 +345,60 @@ impl Builder<'_> {
         rfc3339(t)
     }
 
-    fn progress(&mut self, line: usize, text: &str) {
-        self.step += 1;
+    /// Builds the stages of `need`, each in its own thread as soon as the stages it needs are
+    /// built, so independent stages run at the same time. The first error wins; stages not yet
+    /// started then do not start.
+    fn build_stages(
+        &self,
+        need: &BTreeMap<usize, Vec<usize>>,
+        globals: &BTreeMap<String, String>,
+    ) -> Result<HashMap<usize, State>> {
+        let shared: (Mutex<Done>, Condvar) = (Mutex::new((HashMap::new(), None)), Condvar::new());
+        std::thread::scope(|scope| {
+            for (&i, deps) in need {
+                let shared = &shared;
+                scope.spawn(move || {
+                    let (m, cv) = shared;
+                    let mut g = lock(m);
+                    while g.1.is_none() && !deps.iter().all(|d| g.0.contains_key(d)) {
+                        g = cv.wait(g).unwrap_or_else(|e| e.into_inner());
+                    }
+                    if g.1.is_some() {
+                        return;
+                    }
+                    let inputs: HashMap<usize, State> =
+                        deps.iter().map(|d| (*d, g.0[d].clone())).collect();
+                    drop(g);
+                    // Should the stage panic, the stages waiting for it must not wait forever.
+                    let unwinding = Unwinding { shared, i };
+                    let r = self.build_stage(i, globals, &inputs);
+                    std::mem::forget(unwinding);
+                    let mut g = lock(m);
+                    match r {
+                        Ok(st) => {
+                            g.0.insert(i, st);
+                        }
+                        Err(e) => {
+                            g.1.get_or_insert(e);
+                        }
+                    }
+                    cv.notify_all();
+                });
+            }
+        });
+        let (done, err) = shared.0.into_inner().unwrap_or_else(|e| e.into_inner());
+        match err {
+            Some(e) => Err(e),
+            None => Ok(done),
+        }
+    }
+
+    fn note(&self, f: impl FnOnce(&mut Added)) {
+        f(&mut lock(&self.added));
+    }
+
+    fn progress(&self, line: usize, text: &str) {
+        let step = self.step.fetch_add(1, Ordering::Relaxed) + 1;
         let short: String = text
             .lines()
             .next()
@@ -305,12 +408,14 @@ impl Builder<'_> {
             .collect();
         eprintln!(
             "STEP {}/{} ({}:{line}): {short}",
-            self.step, self.steps, self.df.file
+            step,
+            self.steps.load(Ordering::Relaxed),
+            self.df.file
         );
     }
 
     fn build_stage(
-        &mut self,
+        &self,
         i: usize,
         globals: &BTreeMap<String, String>,
         done: &HashMap<usize, State>,
@@ -335,16 +440,177 @@ impl Builder<'_> {
             }
             None => self.base_state(&base, stage.line)?,
         };
+        let use_cache = !self.opts.no_cache
+            && !self.opts.no_cache_filter.iter().any(|f| {
+                stage.name.as_deref() == Some(f.to_ascii_lowercase().as_str())
+                    || f.parse::<usize>().ok() == Some(i)
+            });
         for l in &stage.instrs {
             let line = l.line;
             let text = instr_text(&l.instr);
             self.progress(line, &text);
-            self.apply(&mut st, line, &l.instr, &text, globals, done)?;
+            let writes_layer = matches!(l.instr, Instr::Run(_) | Instr::Copy(_) | Instr::Add(_));
+            if !writes_layer {
+                // A config change only: apply it, then key it by the result.
+                self.apply(&mut st, line, &l.instr, &text, globals, done)?;
+                let key = self.step_key(&st, &l.instr, "");
+                let hit = if use_cache {
+                    self.cache_get(&key, line)?
+                } else {
+                    None
+                };
+                match hit {
+                    Some(e) => {
+                        if let Some(h) = st.config.history.last_mut() {
+                            *h = e.history;
+                        }
+                    }
+                    None => self.record(&st, &key, None)?,
+                }
+                st.key = key;
+                continue;
+            }
+            let inputs = self.step_inputs(&st, line, &l.instr, done)?;
+            let key = self.step_key(&st, &l.instr, &inputs);
+            let hit = if use_cache {
+                self.cache_get(&key, line)?
+            } else {
+                None
+            };
+            match hit.and_then(|e| e.layer.clone().map(|l| (e, l))) {
+                Some((e, layer)) => {
+                    eprintln!("--> Using cache {}", &hex_of(&key)[..12]);
+                    let desc = Descriptor::new(
+                        store::layer_media_type(),
+                        layer.size,
+                        layer
+                            .digest
+                            .parse::<oci_spec::image::Digest>()
+                            .map_err(|e| self.err(line, e))?,
+                    );
+                    st.layers.push(Layer {
+                        desc,
+                        diff_id: layer.diff_id.clone(),
+                        dir: self.store.layer_dir(&layer.diff_id),
+                    });
+                    st.config.rootfs.diff_ids.push(layer.diff_id);
+                    st.config.history.push(e.history);
+                }
+                None => {
+                    self.apply(&mut st, line, &l.instr, &text, globals, done)?;
+                    let last = st.layers.last().expect("a layer step adds a layer");
+                    let layer = cache::LayerRef {
+                        digest: last.desc.digest().to_string(),
+                        diff_id: last.diff_id.clone(),
+                        size: last.desc.size(),
+                    };
+                    self.record(&st, &key, Some(layer))?;
+                }
+            }
+            st.key = key;
         }
         Ok(st)
     }
 
-    fn base_state(&mut self, base: &str, line: usize) -> Result<State> {
+    /// The key of a step applied to `st` (see the module doc); `inputs` is what the step reads
+    /// besides the state.
+    fn step_key(&self, st: &State, instr: &Instr, inputs: &str) -> String {
+        let mut k = cache::Key::new(&st.key)
+            .add("instr", format!("{instr:?}"))
+            .add(
+                "config",
+                serde_json::to_vec(&st.config.config).expect("a config serializes"),
+            )
+            .add(
+                "args",
+                serde_json::to_vec(&st.args).expect("a map serializes"),
+            )
+            .add("inputs", inputs)
+            // Clamps layer mtimes and sets history times: a different epoch, different results.
+            .add("epoch", format!("{:?}", self.opts.source_date_epoch));
+        if matches!(instr, Instr::Run(_)) {
+            k = k.add("network", format!("{:?}", self.opts.network));
+        }
+        k.finish()
+    }
+
+    /// What a RUN/COPY/ADD reads besides the state: the network for RUN (in the key), the
+    /// sources for COPY/ADD. A source that cannot be read gives a key that matches nothing, so
+    /// the step runs and reports the real error.
+    fn step_inputs(
+        &self,
+        st: &State,
+        line: usize,
+        instr: &Instr,
+        done: &HashMap<usize, State>,
+    ) -> Result<String> {
+        let (Instr::Copy(a) | Instr::Add(a)) = instr else {
+            return Ok(String::new());
+        };
+        let mut paths = Vec::new();
+        for p in &a.paths {
+            paths.push(self.word(st, line, p)?);
+        }
+        paths.pop();
+        paths.retain(|p| !p.starts_with("<<"));
+        let Some(f) = &a.from else {
+            return Ok(
+                match copy::sources_digest(&self.context, Some(&self.ignore), &paths) {
+                    Ok(d) => d,
+                    Err(e) => format!("unreadable {e} {:?}", std::time::SystemTime::now()),
+                },
+            );
+        };
+        let f = self.word(st, line, f)?;
+        let from = match self.df.stage(&f) {
+            Some(s) => match done.get(&s.index) {
+                Some(s) => s.key.clone(),
+                None => return Ok(format!("unbuilt {:?}", std::time::SystemTime::now())),
+            },
+            None => self.base_state(&f, line)?.key,
+        };
+        Ok(format!("from {from} {}", paths.join("\n")))
+    }
+
+    /// The cache entry for `key`: from the store, else from a `--cache-from` directory.
+    fn cache_get(&self, key: &str, line: usize) -> Result<Option<cache::Entry>> {
+        if let Some(e) = self.store.cache_get(key) {
+            self.note(|a| a.used.push(key.to_string()));
+            return Ok(Some(e));
+        }
+        for dir in &self.opts.cache_from {
+            if cache::import_local(self.store, dir, key)
+                .map_err(|e| self.err(line, format!("--cache-from: {e}")))?
+            {
+                if let Some(e) = self.store.cache_get(key) {
+                    self.note(|a| a.used.push(key.to_string()));
+                    return Ok(Some(e));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Records the last step of `st` under `key`.
+    fn record(&self, st: &State, key: &str, layer: Option<cache::LayerRef>) -> Result<()> {
+        let history = st
+            .config
+            .history
+            .last()
+            .cloned()
+            .expect("every step adds a history entry");
+        self.store
+            .cache_put(key, &cache::Entry { history, layer })?;
+        self.note(|a| {
+            a.keys.push(key.to_string());
+            a.used.push(key.to_string());
+        });
+        Ok(())
+    }
+
+    fn base_state(&self, base: &str, line: usize) -> Result<State> {
+        // One stage at a time: a second stage FROM the same image finds it in the store.
+        let _one = lock(&self.base_lock);
         let img = source::resolve(self.store, base, &self.opts.registry)
             .map_err(|e| self.err(line, e))?;
         let Some(img) = img else {
@@ -355,9 +621,11 @@ impl Builder<'_> {
                 layers: Vec::new(),
                 args: BTreeMap::new(),
                 cmd_inherited: false,
+                key: cache::Key::new("").add("from", "scratch").finish(),
             });
         };
         let dirs = source::layer_dirs(self.store, &img).map_err(|e| self.err(line, e))?;
+        drop(_one);
         let layers = img
             .manifest
             .layers()
@@ -381,6 +649,9 @@ impl Builder<'_> {
             layers,
             args: BTreeMap::new(),
             cmd_inherited,
+            key: cache::Key::new("")
+                .add("from", &img.manifest_digest)
+                .finish(),
         })
     }
 
@@ -425,7 +696,7 @@ impl Builder<'_> {
     }
 
     fn apply(
-        &mut self,
+        &self,
         st: &mut State,
         line: usize,
         instr: &Instr,
@@ -632,9 +903,9 @@ impl Builder<'_> {
     }
 
     /// A fresh work area: upper, work, merged, empty.
-    fn area(&mut self) -> Result<PathBuf> {
-        self.n += 1;
-        let a = self.work.path().join(format!("s{}", self.n));
+    fn area(&self) -> Result<PathBuf> {
+        let n = self.n.fetch_add(1, Ordering::Relaxed) + 1;
+        let a = self.work.path().join(format!("s{n}"));
         for d in ["upper", "work", "merged", "empty"] {
             fs::create_dir_all(a.join(d))
                 .map_err(|e| BuildError::Other(format!("{}: {e}", a.display())))?;
@@ -647,7 +918,7 @@ impl Builder<'_> {
         Ok(a)
     }
 
-    fn mount_rw(&mut self, st: &State, line: usize) -> Result<(PathBuf, overlay::Mounted)> {
+    fn mount_rw(&self, st: &State, line: usize) -> Result<(PathBuf, overlay::Mounted)> {
         let a = self.area()?;
         let lowers: Vec<PathBuf> = st.layers.iter().map(|l| l.dir.clone()).collect();
         let m = overlay::mount_overlay(
@@ -660,7 +931,7 @@ impl Builder<'_> {
         Ok((a, m))
     }
 
-    fn run_step(&mut self, st: &mut State, line: usize, c: &Command, text: &str) -> Result<()> {
+    fn run_step(&self, st: &mut State, line: usize, c: &Command, text: &str) -> Result<()> {
         let (area, m) = self.mount_rw(st, line)?;
         let merged = area.join("merged");
         let root = Root::open(&merged).map_err(|e| self.err(line, e))?;
@@ -727,7 +998,12 @@ impl Builder<'_> {
             serde_json::to_vec_pretty(&spec).expect("json"),
         )
         .map_err(|e| self.err(line, e))?;
-        let id = format!("brig-build-{}-{}", std::process::id(), self.n);
+        let n = area.file_name().map(|n| n.to_string_lossy().into_owned());
+        let id = format!(
+            "brig-build-{}-{}",
+            std::process::id(),
+            n.unwrap_or_default()
+        );
         let code = run::run_bundle(
             &self.opts.runtime,
             &self.work.path().join("state"),
@@ -760,7 +1036,7 @@ impl Builder<'_> {
     }
 
     fn copy_step(
-        &mut self,
+        &self,
         st: &mut State,
         line: usize,
         a: &CopyArgs,
@@ -883,8 +1159,9 @@ impl Builder<'_> {
     }
 
     /// Turns `upper` into a layer blob and an unpacked layer of the store; appends it.
-    fn commit_layer(&mut self, st: &mut State, line: usize, upper: &Path, by: &str) -> Result<()> {
-        let blob_tmp = self.work.path().join(format!("layer{}.tar.gz", self.n));
+    fn commit_layer(&self, st: &mut State, line: usize, upper: &Path, by: &str) -> Result<()> {
+        let n = self.n.fetch_add(1, Ordering::Relaxed) + 1;
+        let blob_tmp = self.work.path().join(format!("layer{n}.tar.gz"));
         let w = layer::write(
             upper,
             &blob_tmp,
@@ -894,12 +1171,16 @@ impl Builder<'_> {
         )
         .map_err(|e| self.err(line, format!("writing the layer: {e}")))?;
         if self.store.put_blob_file(&blob_tmp, &w.digest)? {
-            self.new_blobs.push(w.digest.clone());
+            self.note(|a| a.blobs.push(w.digest.clone()));
         }
         let dir = self.store.layer_dir(&w.diff_id);
         if !dir.exists() {
-            fs::rename(upper, &dir).map_err(|e| self.err(line, e))?;
-            self.new_layers.push(dir.clone());
+            match fs::rename(upper, &dir) {
+                Ok(()) => self.note(|a| a.layers.push(w.diff_id.clone())),
+                // Another build sharing the store moved the same layer in first.
+                Err(_) if dir.is_dir() => {}
+                Err(e) => return Err(self.err(line, e)),
+            }
         }
         let desc = Descriptor::new(
             store::layer_media_type(),
@@ -918,13 +1199,20 @@ impl Builder<'_> {
         Ok(())
     }
 
-    fn commit_image(&mut self, mut st: State) -> Result<Built> {
-        st.config.created = Some(self.now());
+    fn commit_image(&self, mut st: State) -> Result<Built> {
+        // The time of the last step, as docker does: a rebuild from the cache gives the same
+        // config, hence the same image.
+        st.config.created = st
+            .config
+            .history
+            .last()
+            .and_then(|h| h.created.clone())
+            .or_else(|| Some(self.now()));
         st.config.rootfs.diff_ids = st.layers.iter().map(|l| l.diff_id.clone()).collect();
         let cbytes = serde_json::to_vec(&st.config).expect("config serializes");
         let (cdigest, new) = self.store.put_blob(&cbytes)?;
         if new {
-            self.new_blobs.push(cdigest.clone());
+            self.note(|a| a.blobs.push(cdigest.clone()));
         }
         let bad = |e: oci_spec::OciSpecError| BuildError::Other(format!("manifest: {e}"));
         let cdesc = Descriptor::new(
@@ -942,7 +1230,7 @@ impl Builder<'_> {
         let mbytes = serde_json::to_vec(&manifest).expect("manifest serializes");
         let (mdigest, new) = self.store.put_blob(&mbytes)?;
         if new {
-            self.new_blobs.push(mdigest.clone());
+            self.note(|a| a.blobs.push(mdigest.clone()));
         }
         let mdesc = Descriptor::new(
             MediaType::ImageManifest,
@@ -955,6 +1243,32 @@ impl Builder<'_> {
             config_digest: cdigest,
         })
     }
+}
+
+/// The stages built so far and the first error (see `Builder::build_stages`).
+type Done = (HashMap<usize, State>, Option<BuildError>);
+
+/// Alive while stage `i` builds; dropped only if that panics: records an error for it and
+/// wakes the stages waiting.
+struct Unwinding<'a> {
+    shared: &'a (Mutex<Done>, Condvar),
+    i: usize,
+}
+
+impl Drop for Unwinding<'_> {
+    fn drop(&mut self) {
+        let (m, cv) = self.shared;
+        lock(m)
+            .1
+            .get_or_insert_with(|| BuildError::Other(format!("stage {} panicked", self.i)));
+        cv.notify_all();
+    }
+}
+
+/// Locks `m`; a thread that panicked while holding it does not make the data unusable here
+/// (every holder leaves it consistent between statements).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn cfg(st: &mut State) -> &mut crate::image::config::RunConfig {

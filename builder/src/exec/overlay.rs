@@ -22,10 +22,34 @@ impl Mounted {
     }
 
     /// Unmounts now, reporting errors.
+    ///
+    /// While stages run in parallel, a runtime another stage is starting holds, for a moment,
+    /// copies of this process's file descriptors (between its fork and exec), some of which may
+    /// point into this mount, making it busy (seen: EBUSY for up to ~120 ms on a loaded host);
+    /// so EBUSY is retried for up to 0.5 s, then the mount is detached (the step's processes
+    /// are gone, nothing writes to it any more).
     pub fn unmount(mut self) -> io::Result<()> {
         self.active = false;
-        unmount(&self.target, UnmountFlags::empty())
-            .map_err(|e| io::Error::new(e.kind(), format!("umount {}: {e}", self.target.display())))
+        for i in 0.. {
+            match unmount(&self.target, UnmountFlags::empty()) {
+                Ok(()) => return Ok(()),
+                Err(rustix::io::Errno::BUSY) if i < 50 => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+                Err(rustix::io::Errno::BUSY) => {
+                    return unmount(&self.target, UnmountFlags::DETACH).map_err(|e| {
+                        io::Error::new(e.kind(), format!("umount {}: {e}", self.target.display()))
+                    });
+                }
+                Err(e) => {
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("umount {}: {e}", self.target.display()),
+                    ))
+                }
+            }
+        }
+        unreachable!("the loop returns")
     }
 }
 

@@ -1,7 +1,8 @@
 //! Images: layers ([`layer`] writes them, [`unpack`] extracts them safely), the image config
-//! ([`config`]), the local content-addressed store ([`store`]) and base images from OCI layouts
-//! and archives ([`source`]).
+//! ([`config`]), the local content-addressed store ([`store`]) with its build cache ([`cache`])
+//! and base images from OCI layouts and archives ([`source`]).
 
+pub mod cache;
 pub mod config;
 pub mod layer;
 pub mod platform;

@@ -195,19 +195,12 @@ fn copy_blob(
     let src = dir.join("blobs/sha256").join(super::hex_of(digest));
     let mut f =
         fs::File::open(&src).map_err(|e| bad(reference, format!("{}: {e}", src.display())))?;
-    let tmp = store.tempdir("blob-")?;
-    let tpath = tmp.path().join("blob");
-    let out = fs::File::create(&tpath).map_err(|e| bad(reference, e))?;
-    let mut hw = HashWriter::new(out);
-    io::copy(&mut f, &mut hw).map_err(|e| bad(reference, e))?;
-    let (_, got, _) = hw.finish();
-    if got != digest {
+    if let Some(got) = store.put_blob_checked(&mut f, digest)? {
         return Err(bad(
             reference,
             format!("blob {} has digest {got}, expected {digest}", src.display()),
         ));
     }
-    store.put_blob_file(&tpath, digest)?;
     small(&store.blob_path(digest))
 }
 
@@ -243,7 +236,12 @@ impl<R: Read> Read for HashReader<R> {
     }
 }
 
-fn unpack_layer(store: &Store, digest: &str, diff_id: &str, dst: &Path) -> Result<(), SourceError> {
+pub(crate) fn unpack_layer(
+    store: &Store,
+    digest: &str,
+    diff_id: &str,
+    dst: &Path,
+) -> Result<(), SourceError> {
     let blob = store.blob_path(digest);
     let f = fs::File::open(&blob).map_err(|e| bad(digest, e))?;
     let mut r = BufReader::new(f);

@@ -5,11 +5,15 @@
 //! STORE/oci-layout, index.json   the images; annotation org.opencontainers.image.ref.name = NAME:TAG
 //! STORE/blobs/sha256/HEX         configs, manifests, gzip layers
 //! STORE/layers/HEX               a layer unpacked in overlayfs form (HEX = its diffID)
+//! STORE/cache/HEX.json           the build cache (see [`super::cache`])
 //! STORE/tmp/                     work dirs of running builds; runtime state
 //! STORE/lock                     flock: one writer of index.json at a time
+//! STORE/gc.lock                  flock: shared by every build, exclusive for gc and prune
 //! ```
 //! Every file appears by rename of a complete temporary file, so a killed build leaves at worst
 //! orphans in `tmp/` and unreferenced blobs, never a reference to something half-written.
+//! Builds sharing a store run at once (each holds `gc.lock` shared); deleting anything waits
+//! until no build runs, so a build never loses a blob it has written but not yet referenced.
 
 use super::config::ImageConfig;
 use super::{hex_of, sha256, valid_digest};
@@ -54,13 +58,22 @@ pub struct Store {
     root: PathBuf,
 }
 
-/// Holds the store's lock while alive.
-pub struct Lock(#[allow(dead_code)] fs::File);
+/// Holds one of the store's locks while alive.
+pub struct Lock(fs::File);
+
+impl Lock {
+    /// Turns a shared lock into an exclusive one if nobody else holds it; false if others do
+    /// (the lock may then be lost: use this only when giving it up anyway).
+    pub fn try_exclusive(&self) -> bool {
+        use rustix::fs::FlockOperation;
+        rustix::fs::flock(self.0.as_fd(), FlockOperation::NonBlockingLockExclusive).is_ok()
+    }
+}
 
 impl Store {
     /// Opens (creating) the store at `root`.
     pub fn open(root: &Path) -> Result<Store> {
-        for d in ["blobs/sha256", "layers", "tmp"] {
+        for d in ["blobs/sha256", "layers", "cache", "tmp"] {
             at(&root.join(d), fs::create_dir_all(root.join(d)))?;
         }
         let layout = root.join("oci-layout");
@@ -88,15 +101,28 @@ impl Store {
 
     /// Takes the store's exclusive lock.
     pub fn lock(&self) -> Result<Lock> {
-        let p = self.root.join("lock");
+        self.flock("lock", rustix::fs::FlockOperation::LockExclusive)
+    }
+
+    /// Takes the lock every build holds (shared) while it runs: nothing is deleted meanwhile.
+    pub fn build_lock(&self) -> Result<Lock> {
+        self.flock("gc.lock", rustix::fs::FlockOperation::LockShared)
+    }
+
+    /// Takes the lock of gc and prune: waits until no build runs.
+    fn gc_lock(&self) -> Result<Lock> {
+        self.flock("gc.lock", rustix::fs::FlockOperation::LockExclusive)
+    }
+
+    fn flock(&self, name: &str, op: rustix::fs::FlockOperation) -> Result<Lock> {
+        let p = self.root.join(name);
         let f = at(
             &p,
             fs::OpenOptions::new().create(true).append(true).open(&p),
         )?;
         at(
             &p,
-            rustix::fs::flock(f.as_fd(), rustix::fs::FlockOperation::LockExclusive)
-                .map_err(io::Error::from),
+            rustix::fs::flock(f.as_fd(), op).map_err(io::Error::from),
         )?;
         Ok(Lock(f))
     }
@@ -126,6 +152,24 @@ impl Store {
         Ok(true)
     }
 
+    /// Copies the stream `r` in as blob `digest`, hashing it on the way; nothing is stored and
+    /// `Ok(Some(actual digest))` is returned if the content has another digest.
+    pub fn put_blob_checked(&self, r: &mut dyn io::Read, digest: &str) -> Result<Option<String>> {
+        let tmp = self.tempdir("blob-")?;
+        let path = tmp.path().join("blob");
+        let f = at(&path, fs::File::create(&path))?;
+        let mut hw = super::HashWriter::new(io::BufWriter::new(f));
+        let what = PathBuf::from(format!("blob {digest}"));
+        at(&what, io::copy(r, &mut hw))?;
+        let (w, got, _) = hw.finish();
+        at(&path, w.into_inner().map_err(|e| e.into_error()))?;
+        if got != digest {
+            return Ok(Some(got));
+        }
+        self.put_blob_file(&path, digest)?;
+        Ok(None)
+    }
+
     /// Stores `data`; returns its digest and whether it was new.
     pub fn put_blob(&self, data: &[u8]) -> Result<(String, bool)> {
         let digest = sha256(data);
@@ -133,12 +177,16 @@ impl Store {
         if dst.exists() {
             return Ok((digest, false));
         }
-        let tmp = self
-            .root
-            .join("tmp")
-            .join(format!(".blob-{}", hex_of(&digest)));
-        at(&tmp, fs::write(&tmp, data))?;
-        at(&dst, fs::rename(&tmp, &dst))?;
+        // A name of our own: two builds writing the same blob must not share a temporary file.
+        let dir = self.root.join("tmp");
+        let mut t = at(
+            &dir,
+            tempfile::Builder::new().prefix(".blob-").tempfile_in(&dir),
+        )?;
+        if let Err(e) = io::Write::write_all(&mut t, data) {
+            return at(t.path(), Err(e));
+        }
+        at(&dst, t.persist(&dst).map(|_| ()).map_err(|e| e.error))?;
         Ok((digest, true))
     }
 
@@ -291,9 +339,8 @@ impl Store {
         Ok(missing)
     }
 
-    /// Deletes blobs and unpacked layers no image in the index references.
-    pub fn gc(&self) -> Result<()> {
-        let _l = self.lock()?;
+    /// Blobs and unpacked layers (hex names) that images of the index reference.
+    fn image_refs(&self) -> Result<(HashSet<String>, HashSet<String>)> {
         let idx = self.index()?;
         let mut blobs = HashSet::new();
         let mut layers = HashSet::new();
@@ -310,22 +357,146 @@ impl Store {
                 }
             }
         }
-        for (dir, keep) in [("blobs/sha256", &blobs), ("layers", &layers)] {
+        Ok((blobs, layers))
+    }
+
+    /// Blobs and layers that images or build cache entries reference; unreadable cache entries
+    /// are removed on the way (only with the gc lock held).
+    fn all_refs(&self) -> Result<(HashSet<String>, HashSet<String>)> {
+        let (mut blobs, mut layers) = self.image_refs()?;
+        for (p, e, _) in self.cache_entries()? {
+            match e {
+                Some(e) => {
+                    if let Some(l) = e.layer {
+                        blobs.insert(hex_of(&l.digest).to_string());
+                        layers.insert(hex_of(&l.diff_id).to_string());
+                    }
+                }
+                None => at(&p, fs::remove_file(&p))?,
+            }
+        }
+        Ok((blobs, layers))
+    }
+
+    /// Deletes blobs and unpacked layers that neither an image of the index nor a build cache
+    /// entry references. Waits for running builds to finish.
+    pub fn gc(&self) -> Result<()> {
+        let _g = self.gc_lock()?;
+        let _l = self.lock()?;
+        self.gc_locked(None).map(|_| ())
+    }
+
+    /// gc with the locks held: removes what is unreferenced (or, with `only`, the unreferenced
+    /// among those candidates); returns the bytes freed.
+    fn gc_locked(&self, only: Option<(&[String], &[String])>) -> Result<u64> {
+        let (blobs, layers) = self.all_refs()?;
+        let mut freed = 0;
+        for (dir, keep, cand) in [
+            ("blobs/sha256", &blobs, only.map(|o| o.0)),
+            ("layers", &layers, only.map(|o| o.1)),
+        ] {
             let p = self.root.join(dir);
             for e in at(&p, fs::read_dir(&p))?.flatten() {
                 let n = e.file_name().to_string_lossy().into_owned();
-                if !keep.contains(&n) {
-                    let path = e.path();
-                    let r = if path.is_dir() {
-                        fs::remove_dir_all(&path)
-                    } else {
-                        fs::remove_file(&path)
-                    };
-                    at(&path, r)?;
+                if keep.contains(&n) {
+                    continue;
+                }
+                if let Some(c) = cand {
+                    if !c.iter().any(|d| hex_of(d) == n) {
+                        continue;
+                    }
+                }
+                let path = e.path();
+                freed += super::cache::disk_size(&path);
+                let r = if path.is_dir() {
+                    fs::remove_dir_all(&path)
+                } else {
+                    fs::remove_file(&path)
+                };
+                at(&path, r)?;
+            }
+        }
+        Ok(freed)
+    }
+
+    /// Undo of a failed build that holds the gc lock exclusively: removes its cache entries,
+    /// then those of its blobs and layers (digests / diffIDs) nothing else references.
+    pub fn undo(&self, keys: &[String], blobs: &[String], layers: &[String]) -> Result<()> {
+        let _l = self.lock()?;
+        for k in keys {
+            self.cache_remove(k)?;
+        }
+        self.gc_locked(Some((blobs, layers))).map(|_| ())
+    }
+
+    /// Removes build cache entries, least recently used first, until the blobs and layers only
+    /// the cache references take at most `keep` bytes (all entries without `keep`); then what
+    /// became unreferenced, and the leftovers of killed builds in `tmp/`. Waits for running
+    /// builds to finish.
+    pub fn prune(&self, keep: Option<u64>) -> Result<super::cache::Pruned> {
+        let _g = self.gc_lock()?;
+        let _l = self.lock()?;
+        let (img_blobs, img_layers) = self.image_refs()?;
+        let entries = self.cache_entries()?;
+        // What each entry holds that no image does, and how many entries hold it.
+        let mut count: HashMap<PathBuf, usize> = HashMap::new();
+        let held = |e: &Option<super::cache::Entry>| -> Vec<PathBuf> {
+            let Some(l) = e.as_ref().and_then(|e| e.layer.as_ref()) else {
+                return Vec::new();
+            };
+            let mut v = Vec::new();
+            if !img_blobs.contains(hex_of(&l.digest)) {
+                v.push(self.blob_path(&l.digest));
+            }
+            if !img_layers.contains(hex_of(&l.diff_id)) {
+                v.push(self.layer_dir(&l.diff_id));
+            }
+            v
+        };
+        let mut total = 0u64;
+        let mut sizes: HashMap<PathBuf, u64> = HashMap::new();
+        for (p, e, _) in &entries {
+            total += super::cache::disk_size(p);
+            for h in held(e) {
+                let c = count.entry(h.clone()).or_insert(0);
+                if *c == 0 {
+                    let s = super::cache::disk_size(&h);
+                    total += s;
+                    sizes.insert(h.clone(), s);
+                }
+                *c += 1;
+            }
+        }
+        let keep = keep.unwrap_or(0);
+        let mut pruned = super::cache::Pruned::default();
+        for (p, e, _) in &entries {
+            if total <= keep && keep > 0 {
+                break;
+            }
+            total = total.saturating_sub(super::cache::disk_size(p));
+            at(p, fs::remove_file(p))?;
+            pruned.entries += 1;
+            for h in held(e) {
+                let c = count.get_mut(&h).expect("counted above");
+                *c -= 1;
+                if *c == 0 {
+                    total = total.saturating_sub(sizes[&h]);
                 }
             }
         }
-        Ok(())
+        pruned.bytes = self.gc_locked(None)?;
+        // No build runs: whatever is in tmp/ was left by a killed one.
+        let t = self.root.join("tmp");
+        for e in at(&t, fs::read_dir(&t))?.flatten() {
+            let path = e.path();
+            let r = if path.is_dir() {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            };
+            at(&path, r)?;
+        }
+        Ok(pruned)
     }
 
     /// (name or None, manifest digest) of every image.

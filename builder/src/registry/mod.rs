@@ -17,11 +17,10 @@ pub use reference::Reference;
 
 use crate::image::config::host_arch;
 use crate::image::store::{Image, Store, StoreError};
-use crate::image::{sha256, valid_digest, HashWriter};
+use crate::image::{sha256, valid_digest};
 use client::Client;
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
 use std::fs;
-use std::io::{self, Write};
 
 /// A pull or push that failed, naming the reference.
 #[derive(Debug, thiserror::Error)]
@@ -129,23 +128,16 @@ fn fetch_blob(store: &Store, c: &mut Client, digest: &str) -> Result<(), String>
     if store.has_blob(digest) {
         return Ok(());
     }
-    let tmp = store.tempdir("pull-").map_err(|e| e.to_string())?;
-    let path = tmp.path().join("blob");
     let mut src = c.get_blob(digest)?;
-    let f = fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut hw = HashWriter::new(io::BufWriter::new(f));
-    io::copy(&mut src, &mut hw).map_err(|e| format!("blob {digest}: {e}"))?;
-    let (mut w, got, _) = hw.finish();
-    w.flush().map_err(|e| format!("{}: {e}", path.display()))?;
-    if got != digest {
-        return Err(format!(
+    match store
+        .put_blob_checked(&mut src, digest)
+        .map_err(|e| e.to_string())?
+    {
+        Some(got) => Err(format!(
             "blob {digest}: the registry sent content with digest {got}"
-        ));
+        )),
+        None => Ok(()),
     }
-    store
-        .put_blob_file(&path, digest)
-        .map_err(|e| e.to_string())?;
-    Ok(())
 }
 
 /// Pushes `img` from the store to `dest`: the blobs the registry lacks, then the manifest

@@ -1,0 +1,351 @@
+//! The build cache: one small JSON file per build step, `STORE/cache/HEX.json`, named by the
+//! step's cache key.
+//!
+//! A key is the sha256 of the parent step's key and what the step reads (the builder decides
+//! what: see `exec`); an entry records what the step produced: its history entry (so a rebuild
+//! gets the same `created` times, hence the same config and image digest) and, for steps that
+//! write a layer, the layer's blob digest and diffID. The layer itself lives where every layer
+//! lives (`blobs/`, `layers/`); the cache only points at it.
+//!
+//! Invariants, kept across a SIGKILL at any point:
+//! * an entry is written (temporary file + rename) only after its blob and unpacked layer are in
+//!   place, and removed before them ([`super::store::Store::gc`], [`Store::prune`]);
+//! * a reader still checks that the blob and the layer directory exist, so an entry whose data
+//!   went missing is a miss, not an error.
+//!
+//! Entries are touched on every hit; `prune` removes the least recently used first.
+
+use super::config::History;
+use super::hex_of;
+use super::store::{Store, StoreError};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+/// A layer a step wrote.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerRef {
+    /// sha256 of the compressed blob.
+    pub digest: String,
+    pub diff_id: String,
+    pub size: u64,
+}
+
+/// What one step produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub history: History,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer: Option<LayerRef>,
+}
+
+/// A cache key under construction: labelled, length-prefixed parts, so two different lists of
+/// parts never hash alike.
+pub struct Key(Sha256);
+
+impl Key {
+    /// A key whose parent is `parent` (empty for the first step of a chain).
+    pub fn new(parent: &str) -> Key {
+        Key(Sha256::new()).add("parent", parent.as_bytes())
+    }
+
+    pub fn add(mut self, label: &str, data: impl AsRef<[u8]>) -> Key {
+        let data = data.as_ref();
+        self.0.update((label.len() as u64).to_le_bytes());
+        self.0.update(label.as_bytes());
+        self.0.update((data.len() as u64).to_le_bytes());
+        self.0.update(data);
+        self
+    }
+
+    /// `sha256:HEX`.
+    pub fn finish(self) -> String {
+        format!("sha256:{}", hex::encode(self.0.finalize()))
+    }
+}
+
+fn err(p: &Path, e: io::Error) -> StoreError {
+    StoreError {
+        path: p.display().to_string(),
+        err: e,
+    }
+}
+
+/// What `prune` removed.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Pruned {
+    pub entries: usize,
+    /// Bytes of blobs and unpacked layers freed.
+    pub bytes: u64,
+}
+
+impl Store {
+    pub fn cache_dir(&self) -> PathBuf {
+        self.root().join("cache")
+    }
+
+    fn entry_path(&self, key: &str) -> PathBuf {
+        self.cache_dir().join(format!("{}.json", hex_of(key)))
+    }
+
+    /// The entry for `key` if it exists and its layer (if any) is complete in the store.
+    pub fn cache_get(&self, key: &str) -> Option<Entry> {
+        let p = self.entry_path(key);
+        let bytes = fs::read(&p).ok()?;
+        let e: Entry = serde_json::from_slice(&bytes).ok()?;
+        if let Some(l) = &e.layer {
+            if !self.has_blob(&l.digest) || !self.layer_dir(&l.diff_id).is_dir() {
+                return None;
+            }
+        }
+        // Least recently used goes first in `prune`.
+        if let Ok(f) = fs::File::options().append(true).open(&p) {
+            let _ = f.set_modified(SystemTime::now());
+        }
+        Some(e)
+    }
+
+    /// Records `entry` under `key` (replacing an older one).
+    pub fn cache_put(&self, key: &str, entry: &Entry) -> Result<(), StoreError> {
+        let dir = self.cache_dir();
+        let tmp_dir = self.root().join("tmp");
+        let mut t = tempfile::Builder::new()
+            .prefix(".cache-")
+            .tempfile_in(&tmp_dir)
+            .map_err(|e| err(&tmp_dir, e))?;
+        serde_json::to_writer(&mut t, entry).map_err(|e| err(t.path(), io::Error::other(e)))?;
+        let p = self.entry_path(key);
+        t.persist(&p).map_err(|e| err(&dir, e.error))?;
+        Ok(())
+    }
+
+    /// Removes the entry for `key` (missing is fine).
+    pub fn cache_remove(&self, key: &str) -> Result<(), StoreError> {
+        let p = self.entry_path(key);
+        match fs::remove_file(&p) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(err(&p, e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Every entry: (file, entry or None if unreadable, last use).
+    pub fn cache_entries(&self) -> Result<Vec<(PathBuf, Option<Entry>, SystemTime)>, StoreError> {
+        let dir = self.cache_dir();
+        let mut out = Vec::new();
+        for e in fs::read_dir(&dir).map_err(|e| err(&dir, e))?.flatten() {
+            let p = e.path();
+            if p.extension().and_then(|x| x.to_str()) != Some("json") {
+                continue;
+            }
+            let entry = fs::read(&p)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            let t = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .unwrap_or(SystemTime::UNIX_EPOCH);
+            out.push((p, entry, t));
+        }
+        out.sort_by(|a, b| a.2.cmp(&b.2).then_with(|| a.0.cmp(&b.0)));
+        Ok(out)
+    }
+}
+
+/// `--cache-to type=local,dest=DIR` / `--cache-from type=local,src=DIR`: the directory, from
+/// the `want` key (`dest` or `src`). `flag` names the option in errors.
+pub fn parse_local(flag: &str, s: &str, want: &str) -> Result<PathBuf, String> {
+    let kind = s.split(',').find_map(|p| p.strip_prefix("type="));
+    if let Some(k) = kind.filter(|k| *k != "local") {
+        return Err(format!(
+            "{flag} {s:?}: cache type {k:?} is not supported (only local)"
+        ));
+    }
+    let mut dir = None;
+    for part in s.split(',') {
+        match part.split_once('=') {
+            Some(("type", _)) => {}
+            Some((k, v)) if k == want => dir = Some(PathBuf::from(v)),
+            // The only mode: every step of every stage built is exported.
+            Some(("mode", "max")) => {}
+            _ => {
+                return Err(format!(
+                    "{flag} {s:?}: unknown part {part:?} (expected type=local,{want}=DIR)"
+                ))
+            }
+        }
+    }
+    match (kind, dir) {
+        (Some("local"), Some(d)) if !d.as_os_str().is_empty() => Ok(d),
+        (Some(_), _) => Err(format!("{flag} {s:?}: {want}=DIR is missing")),
+        (None, _) => Err(format!("{flag} {s:?}: type=local is missing")),
+    }
+}
+
+/// Writes the entries `keys` and their layer blobs to the cache directory `dir` (created):
+/// `DIR/cache/HEX.json` and `DIR/blobs/sha256/HEX`, each by rename of a complete file, blobs
+/// before the entries that name them. Returns how many entries were written.
+pub fn export_local(store: &Store, keys: &[String], dir: &Path) -> Result<usize, StoreError> {
+    let blobs = dir.join("blobs/sha256");
+    let entries = dir.join("cache");
+    for d in [&blobs, &entries] {
+        fs::create_dir_all(d).map_err(|e| err(d, e))?;
+    }
+    let mut n = 0;
+    for key in keys {
+        let src = store.entry_path(key);
+        let Ok(bytes) = fs::read(&src) else { continue };
+        let Ok(e) = serde_json::from_slice::<Entry>(&bytes) else {
+            continue;
+        };
+        if let Some(l) = &e.layer {
+            let dst = blobs.join(hex_of(&l.digest));
+            if !dst.is_file() {
+                copy_atomic(&store.blob_path(&l.digest), &dst)?;
+            }
+        }
+        let dst = entries.join(format!("{}.json", hex_of(key)));
+        let mut t = tempfile::Builder::new()
+            .prefix(".entry-")
+            .tempfile_in(&entries)
+            .map_err(|e| err(&entries, e))?;
+        io::Write::write_all(&mut t, &bytes).map_err(|e| err(&dst, e))?;
+        t.persist(&dst).map_err(|e| err(&dst, e.error))?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Copies `src` to `dst` through a temporary file next to `dst`.
+fn copy_atomic(src: &Path, dst: &Path) -> Result<(), StoreError> {
+    let parent = dst.parent().unwrap_or(Path::new("."));
+    let mut t = tempfile::Builder::new()
+        .prefix(".blob-")
+        .tempfile_in(parent)
+        .map_err(|e| err(parent, e))?;
+    let mut f = fs::File::open(src).map_err(|e| err(src, e))?;
+    io::copy(&mut f, &mut t).map_err(|e| err(dst, e))?;
+    t.persist(dst).map_err(|e| err(dst, e.error))?;
+    Ok(())
+}
+
+/// Brings the entry `key` of the cache directory `dir` into the store, with its layer (the blob
+/// verified against its digest, unpacked and checked against its diffID). Ok(false) if `dir`
+/// has no such entry.
+pub fn import_local(
+    store: &Store,
+    dir: &Path,
+    key: &str,
+) -> Result<bool, super::source::SourceError> {
+    let p = dir.join("cache").join(format!("{}.json", hex_of(key)));
+    let Ok(bytes) = fs::read(&p) else {
+        return Ok(false);
+    };
+    let bad = |m: String| super::source::SourceError::Bad {
+        reference: p.display().to_string(),
+        msg: m,
+    };
+    let e: Entry = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+    if let Some(l) = &e.layer {
+        if !super::valid_digest(&l.digest) || !super::valid_digest(&l.diff_id) {
+            return Err(bad(format!("bad digest in {l:?}")));
+        }
+        if !store.has_blob(&l.digest) {
+            let src = dir.join("blobs/sha256").join(hex_of(&l.digest));
+            let mut f = fs::File::open(&src).map_err(|e| bad(format!("{}: {e}", src.display())))?;
+            if let Some(got) = store.put_blob_checked(&mut f, &l.digest)? {
+                return Err(bad(format!(
+                    "blob {} has digest {got}, expected {}",
+                    src.display(),
+                    l.digest
+                )));
+            }
+        }
+        let dst = store.layer_dir(&l.diff_id);
+        if !dst.is_dir() {
+            super::source::unpack_layer(store, &l.digest, &l.diff_id, &dst)?;
+        }
+    }
+    store.cache_put(key, &e)?;
+    Ok(true)
+}
+
+/// Bytes under `p` (a file, or a directory counted recursively; symlinks not followed).
+pub fn disk_size(p: &Path) -> u64 {
+    walkdir::WalkDir::new(p)
+        .follow_links(false)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.path().symlink_metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_separate_parts() {
+        let k = |parts: &[(&str, &str)]| {
+            let mut k = Key::new("p");
+            for (l, d) in parts {
+                k = k.add(l, d);
+            }
+            k.finish()
+        };
+        assert_eq!(k(&[("a", "bc")]), k(&[("a", "bc")]));
+        assert_ne!(k(&[("a", "bc")]), k(&[("a", "b"), ("", "c")]));
+        assert_ne!(k(&[("a", "bc")]), k(&[("ab", "c")]));
+        assert_ne!(Key::new("p").finish(), Key::new("q").finish());
+    }
+
+    #[test]
+    fn local_cache_options() {
+        let p = |s| parse_local("--cache-to", s, "dest");
+        assert_eq!(p("type=local,dest=/x"), Ok(PathBuf::from("/x")));
+        assert_eq!(p("dest=/x,type=local,mode=max"), Ok(PathBuf::from("/x")));
+        assert!(p("type=registry,ref=r").unwrap_err().contains("only local"));
+        assert!(p("type=local").unwrap_err().contains("dest=DIR is missing"));
+        assert!(p("type=local,src=/x").unwrap_err().contains("unknown part"));
+        assert!(p("dest=/x").unwrap_err().contains("type=local is missing"));
+    }
+
+    #[test]
+    fn entries_round_trip_and_need_their_layer() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(d.path()).unwrap();
+        let key = Key::new("").finish();
+        let meta = Entry {
+            history: History {
+                created_by: Some("ENV A=1".into()),
+                empty_layer: true,
+                ..Default::default()
+            },
+            layer: None,
+        };
+        assert!(s.cache_get(&key).is_none());
+        s.cache_put(&key, &meta).unwrap();
+        assert_eq!(s.cache_get(&key), Some(meta));
+        let (digest, _) = s.put_blob(b"layer").unwrap();
+        let with_layer = Entry {
+            history: History::default(),
+            layer: Some(LayerRef {
+                digest: digest.clone(),
+                diff_id: digest.clone(),
+                size: 5,
+            }),
+        };
+        s.cache_put(&key, &with_layer).unwrap();
+        assert!(s.cache_get(&key).is_none(), "no unpacked layer: a miss");
+        fs::create_dir(s.layer_dir(&digest)).unwrap();
+        assert_eq!(s.cache_get(&key), Some(with_layer));
+        assert_eq!(s.cache_entries().unwrap().len(), 1);
+        s.cache_remove(&key).unwrap();
+        assert!(s.cache_get(&key).is_none());
+        let leftovers: Vec<_> = fs::read_dir(d.path().join("tmp")).unwrap().collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+}
