@@ -40,6 +40,8 @@ enum Net {
     Host,
 }
 
+// Parsed once per process: the size of the build variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     /// Build an image from a Dockerfile.
@@ -72,6 +74,17 @@ enum Cmd {
         /// Add a label to the image (repeatable).
         #[arg(long = "label", value_name = "K=V")]
         labels: Vec<String>,
+        /// A secret for `RUN --mount=type=secret` (repeatable): id=ID,src=PATH (or env=VAR).
+        #[arg(long = "secret", value_name = "id=ID,src=PATH")]
+        secrets: Vec<String>,
+        /// An SSH agent socket for `RUN --mount=type=ssh` (repeatable): ID=SOCKET, or
+        /// `default` for $SSH_AUTH_SOCK.
+        #[arg(long = "ssh", value_name = "ID=SOCKET")]
+        ssh: Vec<String>,
+        /// Clamp layer mtimes and set created times to this unix time (default:
+        /// $SOURCE_DATE_EPOCH); two builds of the same input give the same digests.
+        #[arg(long = "source-date-epoch", value_name = "SECONDS")]
+        source_date_epoch: Option<i64>,
         /// Print only the image id on stdout.
         #[arg(short, long)]
         quiet: bool,
@@ -118,6 +131,70 @@ fn kv(list: &[String], what: &str) -> Result<BTreeMap<String, String>, String> {
     Ok(m)
 }
 
+/// `--secret id=ID,src=PATH` / `id=ID,env=VAR` (the variable's value is written to a private
+/// temporary file that lives as long as this process).
+fn parse_secrets(list: &[String]) -> Result<BTreeMap<String, PathBuf>, String> {
+    let mut m = BTreeMap::new();
+    for s in list {
+        let (mut id, mut src, mut env) = (None, None, None);
+        for part in s.split(',') {
+            match part.split_once('=') {
+                Some(("id", v)) => id = Some(v.to_string()),
+                Some(("src" | "source", v)) => src = Some(PathBuf::from(v)),
+                Some(("env", v)) => env = Some(v.to_string()),
+                Some(("type", "file" | "env")) => {}
+                _ => return Err(format!("--secret {s:?}: unknown part {part:?}")),
+            }
+        }
+        let id = id
+            .or_else(|| env.clone())
+            .ok_or_else(|| format!("--secret {s:?}: needs id=ID"))?;
+        let path = match (src, env) {
+            (Some(p), _) => {
+                if !p.is_file() {
+                    return Err(format!("--secret {s:?}: {}: not a file", p.display()));
+                }
+                p
+            }
+            (None, Some(var)) => {
+                let v = std::env::var(&var)
+                    .map_err(|_| format!("--secret {s:?}: ${var} is not set"))?;
+                let f = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
+                std::fs::write(f.path(), v).map_err(|e| e.to_string())?;
+                let (_, p) = f.keep().map_err(|e| e.to_string())?;
+                SECRET_FILES.with(|v| v.borrow_mut().push(p.clone()));
+                p
+            }
+            (None, None) => return Err(format!("--secret {s:?}: needs src=PATH or env=VAR")),
+        };
+        m.insert(id, path);
+    }
+    Ok(m)
+}
+
+thread_local! {
+    /// Secret files made from environment variables, removed before exit.
+    static SECRET_FILES: std::cell::RefCell<Vec<PathBuf>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `--ssh ID=SOCKET` or `--ssh ID` / `--ssh default` ($SSH_AUTH_SOCK).
+fn parse_ssh(list: &[String]) -> Result<BTreeMap<String, PathBuf>, String> {
+    let mut m = BTreeMap::new();
+    for s in list {
+        let (id, path) = match s.split_once('=') {
+            Some((id, p)) => (id.to_string(), PathBuf::from(p)),
+            None => (
+                s.clone(),
+                std::env::var_os("SSH_AUTH_SOCK")
+                    .map(PathBuf::from)
+                    .ok_or_else(|| format!("--ssh {s}: $SSH_AUTH_SOCK is not set"))?,
+            ),
+        };
+        m.insert(id, path);
+    }
+    Ok(m)
+}
+
 /// Makes our mounts private to this process: a killed build leaves no overlay on the host.
 fn private_mounts() -> Result<(), String> {
     use rustix::mount::{mount_change, MountPropagationFlags};
@@ -160,6 +237,9 @@ fn run(cli: Cli) -> Result<(), String> {
             no_cache: _,
             labels,
             quiet,
+            secrets,
+            ssh,
+            source_date_epoch,
             context,
         } => {
             let outputs = outputs
@@ -179,10 +259,18 @@ fn run(cli: Cli) -> Result<(), String> {
                     Net::Host => Network::Host,
                 },
                 labels: kv(&labels, "--label")?,
-                source_date_epoch: std::env::var("SOURCE_DATE_EPOCH")
-                    .ok()
-                    .and_then(|s| s.parse().ok()),
+                source_date_epoch: match source_date_epoch {
+                    Some(t) => Some(t),
+                    None => match std::env::var("SOURCE_DATE_EPOCH") {
+                        Ok(s) if !s.is_empty() => Some(s.parse().map_err(|_| {
+                            format!("SOURCE_DATE_EPOCH={s:?}: not a unix time in seconds")
+                        })?),
+                        _ => None,
+                    },
+                },
                 registry: reg.clone(),
+                secrets: parse_secrets(&secrets)?,
+                ssh: parse_ssh(&ssh)?,
             };
             private_mounts()?;
             let store = Store::open(&cli.store).map_err(|e| e.to_string())?;
@@ -255,7 +343,13 @@ fn run(cli: Cli) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let r = run(Cli::parse());
+    SECRET_FILES.with(|v| {
+        for p in v.borrow().iter() {
+            let _ = std::fs::remove_file(p);
+        }
+    });
+    match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("brig-build: error: {e}");

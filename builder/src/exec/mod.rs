@@ -8,10 +8,13 @@
 //! Only the stages the target needs are built.
 
 pub mod copy;
+pub mod mounts;
 pub mod overlay;
 pub mod run;
 
-use crate::dockerfile::{expand, ignore::Ignore, Command, CopyArgs, DfError, Dockerfile, Instr};
+use crate::dockerfile::{
+    expand, ignore::Ignore, Command, CopyArgs, DfError, Dockerfile, Instr, RunArgs,
+};
 use crate::fsroot::Root;
 use crate::image::config::{History, ImageConfig};
 use crate::image::layer;
@@ -58,6 +61,10 @@ pub struct Options {
     pub source_date_epoch: Option<i64>,
     /// How base images are pulled from registries.
     pub registry: crate::registry::Options,
+    /// `--secret id=ID,src=PATH`: files for `RUN --mount=type=secret`.
+    pub secrets: BTreeMap<String, PathBuf>,
+    /// `--ssh ID=SOCKET`: agent sockets for `RUN --mount=type=ssh`.
+    pub ssh: BTreeMap<String, PathBuf>,
 }
 
 /// A layer of an image being built.
@@ -111,6 +118,9 @@ pub fn build(opts: &Options, store: &Store) -> Result<Built> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "Dockerfile".into());
     let df = Dockerfile::parse(&file, &text)?;
+    for n in &df.notices {
+        eprintln!("[notice] {n}");
+    }
     let ignore = read_ignore(&opts.context, &opts.dockerfile);
     let context =
         Root::open(&opts.context).map_err(|e| BuildError::Other(format!("build context: {e}")))?;
@@ -210,6 +220,15 @@ impl Builder<'_> {
                 todo.push(dep.index);
             }
             for l in &st.instrs {
+                if let Instr::Run(r) = &l.instr {
+                    for f in r.mounts.iter().filter_map(|m| mounts::from_of(m)) {
+                        let f = expand::word(f, &look, self.df.escape)
+                            .map_err(|e| self.err(l.line, e))?;
+                        if let Some(dep) = self.df.stage(&f).filter(|d| d.index < i) {
+                            todo.push(dep.index);
+                        }
+                    }
+                }
                 if let Instr::Copy(CopyArgs { from: Some(f), .. }) = &l.instr {
                     let f =
                         expand::word(f, &look, self.df.escape).map_err(|e| self.err(l.line, e))?;
@@ -611,7 +630,7 @@ impl Builder<'_> {
                 cfg(st).healthcheck = Some(v);
                 self.history(st, text, true);
             }
-            Instr::Run(c) => self.run_step(st, line, c, text)?,
+            Instr::Run(r) => self.run_step(st, line, r, text, done)?,
             Instr::Copy(a) => self.copy_step(st, line, a, false, text, done)?,
             Instr::Add(a) => self.copy_step(st, line, a, true, text, done)?,
         }
@@ -647,7 +666,26 @@ impl Builder<'_> {
         Ok((a, m))
     }
 
-    fn run_step(&mut self, st: &mut State, line: usize, c: &Command, text: &str) -> Result<()> {
+    fn run_step(
+        &mut self,
+        st: &mut State,
+        line: usize,
+        r: &RunArgs,
+        text: &str,
+        done: &HashMap<usize, State>,
+    ) -> Result<()> {
+        let c = &r.cmd;
+        let network = match r.network.as_deref() {
+            None => self.opts.network,
+            Some(n) => run::parse_network(n).map_err(|e| self.err(line, e))?,
+        };
+        let mut specs = Vec::new();
+        for m in &r.mounts {
+            let m = self.word(st, line, m)?;
+            specs.push(
+                mounts::parse(&m).map_err(|e| self.err(line, format!("RUN --mount={m}: {e}")))?,
+            );
+        }
         let (area, m) = self.mount_rw(st, line)?;
         let merged = area.join("merged");
         let root = Root::open(&merged).map_err(|e| self.err(line, e))?;
@@ -659,7 +697,31 @@ impl Builder<'_> {
                 .map_err(|e| self.err(line, e))?;
             made.extend(created);
         }
-        for f in run::host_net_files(self.opts.network) {
+        let extra = self.run_mounts(st, line, &specs, &area, done)?;
+        for (t, is_dir) in &extra.targets {
+            let rel = Path::new(t.trim_start_matches('/'));
+            let what = if *is_dir { None } else { rel.parent() };
+            let (_, created) = root
+                .mkdir_all(what.unwrap_or(rel), 0o755)
+                .map_err(|e| self.err(line, e))?;
+            made.extend(created);
+            if !*is_dir && root.open_at(rel, rustix::fs::OFlags::PATH).is_err() {
+                let pfd = root
+                    .dir(rel.parent().unwrap_or(Path::new("")))
+                    .map_err(|e| self.err(line, e))?;
+                rustix::fs::openat(
+                    &pfd,
+                    rel.file_name().expect("file has a name"),
+                    rustix::fs::OFlags::CREATE
+                        | rustix::fs::OFlags::WRONLY
+                        | rustix::fs::OFlags::CLOEXEC,
+                    rustix::fs::Mode::from_raw_mode(0o644),
+                )
+                .map_err(|e| self.err(line, std::io::Error::from(e)))?;
+                made.push(rel.to_path_buf());
+            }
+        }
+        for f in run::host_net_files(network) {
             let rel = Path::new(f.trim_start_matches('/'));
             if root.open_at(rel, rustix::fs::OFlags::PATH).is_err() {
                 let (pfd, created) = root
@@ -700,7 +762,22 @@ impl Builder<'_> {
         if !env.iter().any(|e| e.starts_with("PATH=")) {
             env.push(format!("PATH={DEFAULT_PATH}"));
         }
-        let args = Self::argv(st, c);
+        env.extend(extra.env.iter().cloned());
+        let mut extra_oci = extra.oci.clone();
+        let args = match &r.heredoc {
+            // A heredoc with a shebang is a script file run by its interpreter (BuildKit).
+            Some(h) if h.content.starts_with("#!") => {
+                let script = area.join("heredoc-script");
+                fs::write(&script, &h.content).map_err(|e| self.err(line, e))?;
+                fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                    .map_err(|e| self.err(line, e))?;
+                let dst = format!("/dev/pipes/{}", h.name);
+                extra_oci.push(json!({"destination": dst, "type": "bind",
+                                      "source": script, "options": ["rbind", "ro"]}));
+                vec![dst]
+            }
+            _ => Self::argv(st, c),
+        };
         let proc_ = run::Process {
             args: args.clone(),
             env,
@@ -708,7 +785,10 @@ impl Builder<'_> {
             gid,
             cwd,
         };
-        let spec = run::spec(&proc_, &merged, self.opts.network);
+        let mut spec = run::spec(&proc_, &merged, network);
+        if let Some(ms) = spec["mounts"].as_array_mut() {
+            ms.extend(extra_oci);
+        }
         fs::write(
             area.join("config.json"),
             serde_json::to_vec_pretty(&spec).expect("json"),
@@ -723,6 +803,7 @@ impl Builder<'_> {
         )
         .map_err(|e| self.err(line, format!("RUN: cannot start the runtime: {e}")))?;
         drop(root);
+        extra.finish().map_err(|e| self.err(line, e))?;
         m.unmount().map_err(|e| self.err(line, e))?;
         if code != 0 {
             return Err(self.err(
@@ -744,6 +825,39 @@ impl Builder<'_> {
         let _ = text;
         let by = format!("RUN {}", args.join(" "));
         self.commit_layer(st, line, &upper, &by)
+    }
+
+    /// Sets up a RUN's `--mount`s in its work area.
+    fn run_mounts(
+        &self,
+        st: &State,
+        line: usize,
+        specs: &[mounts::Spec],
+        area: &Path,
+        done: &HashMap<usize, State>,
+    ) -> Result<mounts::Prepared> {
+        let mut stage_layers = |f: &str| -> std::result::Result<Vec<PathBuf>, String> {
+            let f = self.word(st, line, f).map_err(|e| e.to_string())?;
+            match self.df.stage(&f) {
+                Some(s) => Ok(done
+                    .get(&s.index)
+                    .ok_or_else(|| format!("from={f}: stage not built before this one"))?
+                    .layers
+                    .iter()
+                    .map(|l| l.dir.clone())
+                    .collect()),
+                None => Err(format!("from={f}: no stage named {f:?}")),
+            }
+        };
+        let src = mounts::Sources {
+            store_root: self.store.root(),
+            context: &self.context,
+            secrets: &self.opts.secrets,
+            ssh: &self.opts.ssh,
+            work: &area.join("mounts"),
+        };
+        mounts::prepare(specs, &src, &mut stage_layers)
+            .map_err(|e| self.err(line, format!("RUN --mount: {e}")))
     }
 
     fn copy_step(
@@ -860,6 +974,9 @@ impl Builder<'_> {
             keep_owners: a.from.is_some(),
             chmod,
             add,
+            exclude: (!a.excludes.is_empty()).then(|| Ignore::parse(&a.excludes.join("\n"))),
+            parents: a.parents,
+            checksum: a.checksum.clone(),
         };
         let kw = if add { "ADD" } else { "COPY" };
         copy::copy(&op, &dst).map_err(|e| self.err(line, format!("{kw} failed: {e}")))?;
@@ -1015,7 +1132,7 @@ fn instr_text(i: &Instr) -> String {
     };
     match i {
         Instr::From { image, .. } => format!("FROM {image}"),
-        Instr::Run(c) => format!("RUN {}", cmd(c)),
+        Instr::Run(r) => format!("RUN {}", cmd(&r.cmd)),
         Instr::Cmd(c) => format!("CMD {}", cmd(c)),
         Instr::Entrypoint(c) => format!("ENTRYPOINT {}", cmd(c)),
         Instr::Shell(v) => format!("SHELL {}", serde_json::to_string(v).unwrap_or_default()),

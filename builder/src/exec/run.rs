@@ -25,6 +25,16 @@ pub enum Network {
     Host,
 }
 
+/// `--network` of the command line or of a RUN.
+pub fn parse_network(s: &str) -> Result<Network, String> {
+    match s {
+        "default" => Ok(Network::Default),
+        "none" => Ok(Network::None),
+        "host" => Ok(Network::Host),
+        _ => Err(format!("--network={s}: expected default, none or host")),
+    }
+}
+
 /// The capabilities docker gives a RUN step.
 const CAPS: &[&str] = &[
     "CAP_CHOWN",

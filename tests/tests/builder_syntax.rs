@@ -1,0 +1,293 @@
+//! End-to-end tests of `brig-build`'s BuildKit Dockerfile syntax: heredocs, `RUN --mount`
+//! (secret, cache, tmpfs, bind, ssh), `RUN --network`, `COPY --parents/--exclude/--link`,
+//! `ADD --checksum`, `# check` — each proven on the image a real build produced (layer tars
+//! read back with tar) — and reproducible builds (`SOURCE_DATE_EPOCH`) and zstd layers.
+
+mod builder_support;
+
+use builder_support::*;
+use serde_json::Value;
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+/// Every byte of every file in every layer of `img` (tar -xO of each blob).
+fn all_layer_content(img: &Image) -> String {
+    let mut s = String::new();
+    for l in img.manifest["layers"].as_array().unwrap() {
+        let d = l["digest"].as_str().unwrap();
+        let out = run(Command::new("tar")
+            .args(["-xO", "-f"])
+            .arg(img.dir.join("blobs/sha256").join(&d[7..])));
+        out.assert_ok();
+        s.push_str(&out.stdout);
+    }
+    s
+}
+
+fn all_listings(img: &Image) -> String {
+    (0..img.layers() as isize)
+        .map(|i| img.layer_listing(i).join("\n"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn index_len(store: &Path) -> usize {
+    let idx: Value = serde_json::from_slice(&fs::read(store.join("index.json")).unwrap()).unwrap();
+    idx["manifests"].as_array().unwrap().len()
+}
+
+#[test]
+fn heredocs_run_as_buildkit_runs_them() {
+    if !ready("heredocs_run_as_buildkit_runs_them") {
+        return;
+    }
+    let df = format!(
+        "# check=skip=all\n{}\nENV WHO=env\nRUN <<EOF\n#!/bin/sh\necho \"script $0\" > /shebang\nEOF\nRUN <<EOF\necho \"shell $WHO\" > /plain\nEOF\nRUN <<A cat > /a && <<B cat > /b\nfirst\nA\nsecond\nB\nCOPY <<-EOF /tabbed\n\tindented $WHO\n\tEOF\nCOPY <<'EOF' /quoted\nkept $WHO\nEOF\n",
+        from_base()
+    );
+    let c = Ctx::new(&df);
+    let dest = format!("type=oci,dest={},name=t:1", c.path("oci").display());
+    let out = c.build(&["-o", &dest]);
+    out.assert_ok();
+    assert!(
+        out.stderr
+            .contains("Dockerfile:1: # check=skip=all: build checks are not run"),
+        "{out}"
+    );
+    let img = Image::open(&c.path("oci"), "1");
+    assert_eq!(img.layer_file(1, "shebang"), "script /dev/pipes/EOF\n");
+    assert_eq!(img.layer_file(2, "plain"), "shell env\n");
+    assert_eq!(img.layer_file(3, "a"), "first\n");
+    assert_eq!(img.layer_file(3, "b"), "second\n");
+    assert_eq!(img.layer_file(4, "tabbed"), "indented env\n");
+    assert_eq!(img.layer_file(5, "quoted"), "kept $WHO\n");
+    // The script file is mounted under /dev (a tmpfs), never in the layer.
+    assert!(
+        !all_listings(&img).contains("pipes"),
+        "{}",
+        all_listings(&img)
+    );
+}
+
+#[test]
+fn secret_and_tmpfs_mounts_never_reach_a_layer() {
+    if !ready("secret_and_tmpfs_mounts_never_reach_a_layer") {
+        return;
+    }
+    let df = format!(
+        "{}\nRUN --mount=type=secret,id=tok md5sum < /run/secrets/tok > /secret-md5\nRUN --mount=type=secret,id=tok,target=/etc/tok,mode=0440,uid=5 stat -c '%a %u' /etc/tok > /secret-stat\nRUN --mount=type=tmpfs,target=/scratch echo tmpfs-data > /scratch/f && cp /scratch/f /from-tmpfs\n",
+        from_base()
+    );
+    let c = Ctx::new(&df);
+    fs::write(c.path("secret.txt"), "s3cr3t-value").unwrap();
+    let secret = format!("id=tok,src={}", c.path("secret.txt").display());
+    let img = c.build_oci(&["--secret", &secret]);
+    let md5 = run(Command::new("md5sum").arg(c.path("secret.txt")));
+    md5.assert_ok();
+    let want = md5.stdout.split_whitespace().next().unwrap().to_string();
+    assert!(
+        img.layer_file(1, "secret-md5").starts_with(&want),
+        "secret not read"
+    );
+    assert_eq!(img.layer_file(2, "secret-stat"), "440 5\n");
+    assert_eq!(img.layer_file(3, "from-tmpfs"), "tmpfs-data\n");
+    let content = all_layer_content(&img);
+    assert!(!content.contains("s3cr3t"), "the secret is in a layer");
+    let listing = all_listings(&img);
+    assert!(
+        !listing.contains("run/secrets") && !listing.contains("etc/tok"),
+        "secret mount points leaked: {listing}"
+    );
+    assert!(!listing.contains("scratch"), "tmpfs leaked: {listing}");
+    assert!(
+        !img.config.to_string().contains("s3cr3t"),
+        "secret in config/history"
+    );
+    // Without --secret the (optional) mount is absent, so reading it in RUN fails.
+    let out = c.build(&[]);
+    out.assert_fail();
+    assert!(out.stderr.contains("Dockerfile:2:"), "{out}");
+    // required=true names the secret and the line.
+    let c2 = Ctx::new(&format!(
+        "{}\nRUN --mount=type=secret,id=need,required true\n",
+        from_base()
+    ));
+    let out = c2.build(&[]);
+    out.assert_fail();
+    assert!(
+        out.stderr
+            .contains("Dockerfile:2: RUN --mount: secret \"need\" is required"),
+        "{out}"
+    );
+}
+
+#[test]
+fn cache_mounts_persist_between_builds_outside_the_image() {
+    if !ready("cache_mounts_persist_between_builds_outside_the_image") {
+        return;
+    }
+    let df = format!(
+        "{}\nARG N\nRUN --mount=type=cache,target=/var/cache/app,sharing=locked (cat /var/cache/app/log 2>/dev/null || echo none) > /prev && echo build-$N >> /var/cache/app/log\n",
+        from_base()
+    );
+    let c = Ctx::new(&df);
+    let img1 = c.build_oci(&["--build-arg", "N=1"]);
+    assert_eq!(img1.layer_file(1, "prev"), "none\n");
+    let img2 = c.build_oci(&["--build-arg", "N=2"]);
+    assert_eq!(img2.layer_file(1, "prev"), "build-1\n");
+    let listing = all_listings(&img2);
+    assert!(!listing.contains("cache/app"), "cache leaked: {listing}");
+    assert!(!all_layer_content(&img2).contains("build-2"));
+    // The cache lives in the store.
+    assert!(c.store().join("cache").read_dir().unwrap().count() == 1);
+}
+
+#[test]
+fn bind_mounts_are_read_only_unless_rw_and_never_change_the_source() {
+    if !ready("bind_mounts_are_read_only_unless_rw_and_never_change_the_source") {
+        return;
+    }
+    let df = format!(
+        "{b} AS gen\nRUN echo generated > /g\n{b}\nRUN --mount=type=bind,source=data,target=/mnt/d cp /mnt/d/in.txt /copied && ! touch /mnt/d/x 2>/dev/null\nRUN --mount=type=bind,source=data,target=/mnt/d,rw echo scribble > /mnt/d/in.txt && touch /mnt/d/new && cat /mnt/d/in.txt > /rw-seen\nRUN --mount=type=bind,from=gen,source=/g,target=/g2 cp /g2 /from-stage\nRUN --mount=target=/all cat /all/data/in.txt > /ctx-root\n",
+        b = from_base()
+    );
+    let c = Ctx::new(&df);
+    c.write("data/in.txt", "context data\n");
+    let img = c.build_oci(&[]);
+    assert_eq!(img.layer_file(1, "copied"), "context data\n");
+    assert_eq!(img.layer_file(2, "rw-seen"), "scribble\n");
+    assert_eq!(img.layer_file(3, "from-stage"), "generated\n");
+    assert_eq!(img.layer_file(4, "ctx-root"), "context data\n");
+    assert_eq!(
+        fs::read_to_string(c.ctx().join("data/in.txt")).unwrap(),
+        "context data\n"
+    );
+    assert!(!c.ctx().join("data/new").exists());
+    let listing = all_listings(&img);
+    assert!(
+        !listing.contains("mnt/d") && !listing.contains(" g2") && !listing.contains(" all/"),
+        "bind mount points leaked: {listing}"
+    );
+}
+
+#[test]
+fn run_network_and_ssh() {
+    if !ready("run_network_and_ssh") {
+        return;
+    }
+    let df = format!(
+        "{}\nRUN --network=none ls /sys/class/net > /nets-none\nRUN --mount=type=ssh test -S $SSH_AUTH_SOCK && echo $SSH_AUTH_SOCK > /ssh-sock\n",
+        from_base()
+    );
+    let c = Ctx::new(&df);
+    let sock = c.path("agent.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let ssh = format!("default={}", sock.display());
+    let img = c.build_oci(&["--ssh", &ssh]);
+    assert_eq!(img.layer_file(1, "nets-none"), "lo\n");
+    assert_eq!(img.layer_file(2, "ssh-sock"), "/run/buildkit/ssh_agent.0\n");
+    assert!(!all_listings(&img).contains("ssh_agent"));
+    // No --ssh: a clear error naming the line, and no image.
+    let out = c.build(&["-t", "nossh:1"]);
+    out.assert_fail();
+    assert!(
+        out.stderr
+            .contains("Dockerfile:3: RUN --mount: type=ssh: no SSH agent socket \"default\""),
+        "{out}"
+    );
+}
+
+#[test]
+fn bad_mount_options_name_the_line_and_leave_nothing() {
+    if !ready("bad_mount_options_name_the_line_and_leave_nothing") {
+        return;
+    }
+    for (run_line, want) in [
+        (
+            "RUN --mount=type=cache true",
+            "type=cache needs target=PATH",
+        ),
+        (
+            "RUN --mount=type=nfs,target=/x true",
+            "unknown mount type \"nfs\"",
+        ),
+        (
+            "RUN --mount=type=tmpfs,target=/t,color=red true",
+            "unknown option \"color\"",
+        ),
+        (
+            "RUN --mount=type=bind,source=missing,target=/m true",
+            "source=missing",
+        ),
+        (
+            "RUN --mount=type=bind,from=nostage,target=/m true",
+            "no stage named \"nostage\"",
+        ),
+        ("RUN --network=bridge true", "RUN --network=bridge"),
+    ] {
+        let c = Ctx::new(&format!("{}\nENV A=1\n{run_line}\n", from_base()));
+        let out = c.build(&["-t", "bad:1"]);
+        out.assert_fail();
+        assert!(
+            out.stderr.contains("Dockerfile:3: ") && out.stderr.contains(want),
+            "{run_line}: {out}"
+        );
+        assert_eq!(
+            index_len(&c.store()),
+            0,
+            "{run_line}: an image was recorded"
+        );
+    }
+}
+
+#[test]
+fn copy_parents_exclude_link_and_add_checksum() {
+    if !ready("copy_parents_exclude_link_and_add_checksum") {
+        return;
+    }
+    let c = Ctx::new("");
+    c.write("src/a/keep.txt", "keep\n");
+    c.write("src/a/skip.md", "skip\n");
+    c.write("src/b/deep/f.txt", "deep\n");
+    c.write("blob.bin", "checked content\n");
+    let sum = run(Command::new("sha256sum").arg(c.ctx().join("blob.bin")));
+    sum.assert_ok();
+    let hex = sum.stdout.split_whitespace().next().unwrap().to_string();
+    let df = format!(
+        "{}\nCOPY --link --exclude=**/*.md src /x/\nCOPY --parents src/a/keep.txt src/b/deep /p/\nADD --checksum=sha256:{hex} blob.bin /blob\n",
+        from_base()
+    );
+    fs::write(c.ctx().join("Dockerfile"), &df).unwrap();
+    let img = c.build_oci(&[]);
+    let l1 = img.layer_listing(1).join("\n");
+    assert!(
+        l1.contains("x/a/keep.txt") && !l1.contains("skip.md"),
+        "{l1}"
+    );
+    let l2 = img.layer_listing(2).join("\n");
+    assert!(
+        l2.contains("p/src/a/keep.txt") && l2.contains("p/src/b/deep/f.txt"),
+        "{l2}"
+    );
+    assert_eq!(img.layer_file(3, "blob"), "checked content\n");
+    // A wrong checksum fails naming the line and both digests.
+    let wrong = "0".repeat(64);
+    fs::write(
+        c.ctx().join("Dockerfile"),
+        format!(
+            "{}\n\nADD --checksum=sha256:{wrong} blob.bin /blob\n",
+            from_base()
+        ),
+    )
+    .unwrap();
+    let out = c.build(&["-t", "sum:1"]);
+    out.assert_fail();
+    assert!(
+        out.stderr
+            .contains("Dockerfile:3: ADD failed: --checksum: blob.bin has digest sha256:")
+            && out.stderr.contains(&hex)
+            && out.stderr.contains(&wrong),
+        "{out}"
+    );
+}
