@@ -34,6 +34,12 @@ struct Cli {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum Compress {
+    Gzip,
+    Zstd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum Net {
     Default,
     None,
@@ -85,6 +91,9 @@ enum Cmd {
         /// $SOURCE_DATE_EPOCH); two builds of the same input give the same digests.
         #[arg(long = "source-date-epoch", value_name = "SECONDS")]
         source_date_epoch: Option<i64>,
+        /// Compression of the new layers (zstd: media type ...layer.v1.tar+zstd).
+        #[arg(long, value_enum, default_value = "gzip")]
+        compression: Compress,
         /// Print only the image id on stdout.
         #[arg(short, long)]
         quiet: bool,
@@ -240,6 +249,7 @@ fn run(cli: Cli) -> Result<(), String> {
             secrets,
             ssh,
             source_date_epoch,
+            compression,
             context,
         } => {
             let outputs = outputs
@@ -267,6 +277,10 @@ fn run(cli: Cli) -> Result<(), String> {
                         })?),
                         _ => None,
                     },
+                },
+                compression: match compression {
+                    Compress::Gzip => brig_build::image::layer::Compression::Gzip,
+                    Compress::Zstd => brig_build::image::layer::Compression::Zstd,
                 },
                 registry: reg.clone(),
                 secrets: parse_secrets(&secrets)?,

@@ -20,7 +20,7 @@ use crate::image::config::{History, ImageConfig};
 use crate::image::layer;
 use crate::image::rfc3339;
 use crate::image::source::{self, SourceError};
-use crate::image::store::{self, Store, StoreError};
+use crate::image::store::{Store, StoreError};
 use oci_spec::image::{Descriptor, ImageManifestBuilder, MediaType};
 use run::Network;
 use serde_json::json;
@@ -59,6 +59,8 @@ pub struct Options {
     pub labels: BTreeMap<String, String>,
     /// SOURCE_DATE_EPOCH: created times and clamped layer mtimes.
     pub source_date_epoch: Option<i64>,
+    /// How new layers are compressed (`--compression`).
+    pub compression: layer::Compression,
     /// How base images are pulled from registries.
     pub registry: crate::registry::Options,
     /// `--secret id=ID,src=PATH`: files for `RUN --mount=type=secret`.
@@ -994,6 +996,7 @@ impl Builder<'_> {
             &blob_tmp,
             layer::Options {
                 clamp_mtime: self.opts.source_date_epoch,
+                compression: self.opts.compression,
             },
         )
         .map_err(|e| self.err(line, format!("writing the layer: {e}")))?;
@@ -1006,7 +1009,7 @@ impl Builder<'_> {
             self.new_layers.push(dir.clone());
         }
         let desc = Descriptor::new(
-            store::layer_media_type(),
+            self.opts.compression.media_type(),
             w.size,
             w.digest
                 .parse::<oci_spec::image::Digest>()
