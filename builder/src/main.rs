@@ -34,6 +34,13 @@ struct Cli {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum ProgressMode {
+    Auto,
+    Plain,
+    Tty,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum Compress {
     Gzip,
     Zstd,
@@ -94,7 +101,11 @@ enum Cmd {
         /// Compression of the new layers (zstd: media type ...layer.v1.tar+zstd).
         #[arg(long, value_enum, default_value = "gzip")]
         compression: Compress,
-        /// Print only the image id on stdout.
+        /// Progress output on stderr: tty (steps with status and timings, redrawn), plain (one
+        /// line per event with RUN output, for CI logs), auto (tty on a terminal, else plain).
+        #[arg(long, value_enum, default_value = "auto")]
+        progress: ProgressMode,
+        /// Print only the image id on stdout (nothing on stderr unless the build fails).
         #[arg(short, long)]
         quiet: bool,
         /// The build context directory.
@@ -250,6 +261,7 @@ fn run(cli: Cli) -> Result<(), String> {
             ssh,
             source_date_epoch,
             compression,
+            progress,
             context,
         } => {
             let outputs = outputs
@@ -277,6 +289,12 @@ fn run(cli: Cli) -> Result<(), String> {
                         })?),
                         _ => None,
                     },
+                },
+                progress: match (quiet, progress) {
+                    (true, _) => brig_build::progress::Mode::Quiet,
+                    (false, ProgressMode::Auto) => brig_build::progress::Mode::Auto,
+                    (false, ProgressMode::Plain) => brig_build::progress::Mode::Plain,
+                    (false, ProgressMode::Tty) => brig_build::progress::Mode::Tty,
                 },
                 compression: match compression {
                     Compress::Gzip => brig_build::image::layer::Compression::Gzip,

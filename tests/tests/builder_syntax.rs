@@ -1,7 +1,8 @@
 //! End-to-end tests of `brig-build`'s BuildKit Dockerfile syntax: heredocs, `RUN --mount`
 //! (secret, cache, tmpfs, bind, ssh), `RUN --network`, `COPY --parents/--exclude/--link`,
 //! `ADD --checksum`, `# check` — each proven on the image a real build produced (layer tars
-//! read back with tar) — and reproducible builds (`SOURCE_DATE_EPOCH`) and zstd layers.
+//! read back with tar) — reproducible builds (`SOURCE_DATE_EPOCH`), zstd layers, and the
+//! progress output (`--progress plain|tty`, `--quiet`).
 
 mod builder_support;
 
@@ -396,4 +397,84 @@ fn zstd_layers_have_their_media_type_and_unpack() {
     assert_eq!(img2.layer_file(-1, "seen"), "zstd-made\n");
     // umoci 0.4.7 (Debian 12) rejects zstd layers ("blob is not correct mediatype"), so no
     // peer unpack is checked here.
+}
+
+#[test]
+fn progress_plain_tty_and_quiet() {
+    if !ready("progress_plain_tty_and_quiet") {
+        return;
+    }
+    let c = Ctx::new(&format!(
+        "{}\nRUN echo hello-out && echo to-stderr >&2\nENV A=1\n",
+        from_base()
+    ));
+    // plain: one line per event, RUN output with the step's number and a time.
+    let out = c.build(&["--progress", "plain"]);
+    out.assert_ok();
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    let at = |p: &str| {
+        lines
+            .iter()
+            .position(|l| l.starts_with(p))
+            .unwrap_or_else(|| panic!("no line {p:?}: {out}"))
+    };
+    let start = at("#2 [2/3] RUN echo hello-out");
+    let hello = lines
+        .iter()
+        .position(|l| l.starts_with("#2 ") && l.ends_with(" hello-out"))
+        .unwrap_or_else(|| panic!("RUN output: {out}"));
+    assert!(lines
+        .iter()
+        .any(|l| l.starts_with("#2 ") && l.ends_with(" to-stderr")));
+    let done = at("#2 DONE ");
+    assert!(start < hello && hello < done, "{out}");
+    at("#1 [1/3] FROM oci-layout://");
+    at("#3 [3/3] ENV A=1");
+    assert!(lines.iter().any(|l| l.starts_with("#4 FINISHED")), "{out}");
+    // A failing step is marked in the log.
+    let bad = Ctx::new(&format!("{}\nRUN exit 3\n", from_base()));
+    let out = bad.build(&["--progress", "plain"]);
+    out.assert_fail();
+    assert!(
+        out.stderr
+            .contains("#2 ERROR: Dockerfile:2: RUN exit 3 returned a non-zero code: 3"),
+        "{out}"
+    );
+    // tty (auto on a terminal, through script(1)): coloured status lines with timings.
+    if have("script") {
+        let cmd = format!(
+            "{} --store {} build --runtime {} {}",
+            builder_path().display(),
+            c.store().display(),
+            binary_path().display(),
+            c.ctx().display()
+        );
+        let out = run(Command::new("script").args(["-qec", &cmd, "/dev/null"]));
+        out.assert_ok();
+        let s = &out.stdout;
+        assert!(
+            s.contains("\x1b[32m => [2/3] RUN echo hello-out && echo to-stderr >&2 DONE "),
+            "{s:?}"
+        );
+        assert!(s.contains("    | hello-out"), "{s:?}");
+        assert!(
+            s.contains("[+] Building ") && s.contains("(3/3) FINISHED"),
+            "{s:?}"
+        );
+        assert!(!s.contains("#2 "), "plain lines on a tty: {s:?}");
+    } else {
+        println!("script(1) not installed: tty mode not checked");
+    }
+    // quiet: exactly one line, the digest; nothing on stderr.
+    let out = c.build(&["--quiet"]);
+    out.assert_ok();
+    assert_eq!(out.stderr, "", "{out}");
+    let l: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(l.len(), 1, "{out}");
+    assert!(
+        l[0].len() == 71
+            && l[0].starts_with("sha256:")
+            && l[0][7..].bytes().all(|b| b.is_ascii_hexdigit()),
+        "{out}"
+    );
 }

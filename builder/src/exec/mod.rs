@@ -21,6 +21,7 @@ use crate::image::layer;
 use crate::image::rfc3339;
 use crate::image::source::{self, SourceError};
 use crate::image::store::{Store, StoreError};
+use crate::progress::Progress;
 use oci_spec::image::{Descriptor, ImageManifestBuilder, MediaType};
 use run::Network;
 use serde_json::json;
@@ -59,6 +60,8 @@ pub struct Options {
     pub labels: BTreeMap<String, String>,
     /// SOURCE_DATE_EPOCH: created times and clamped layer mtimes.
     pub source_date_epoch: Option<i64>,
+    /// `--progress` (`Quiet` for `--quiet`).
+    pub progress: crate::progress::Mode,
     /// How new layers are compressed (`--compression`).
     pub compression: layer::Compression,
     /// How base images are pulled from registries.
@@ -108,6 +111,7 @@ struct Builder<'a> {
     steps: usize,
     step: usize,
     n: usize,
+    progress: Progress,
 }
 
 /// Builds the Dockerfile; on success the image is in the store under `opts.tags`.
@@ -120,8 +124,9 @@ pub fn build(opts: &Options, store: &Store) -> Result<Built> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "Dockerfile".into());
     let df = Dockerfile::parse(&file, &text)?;
+    let mut progress = Progress::new(opts.progress);
     for n in &df.notices {
-        eprintln!("[notice] {n}");
+        progress.notice(&format!("[notice] {n}"));
     }
     let ignore = read_ignore(&opts.context, &opts.dockerfile);
     let context =
@@ -138,8 +143,16 @@ pub fn build(opts: &Options, store: &Store) -> Result<Built> {
         steps: 0,
         step: 0,
         n: 0,
+        progress,
     };
     let r = b.build_all();
+    match &r {
+        Ok(_) => b.progress.finish(true),
+        Err(e) => {
+            b.progress.step_error(&e.to_string());
+            b.progress.finish(false);
+        }
+    }
     if r.is_err() {
         for d in &b.new_blobs {
             let _ = fs::remove_file(store.blob_path(d));
@@ -292,7 +305,9 @@ impl Builder<'_> {
             .collect();
         for k in self.opts.build_args.keys() {
             if !used.contains(k) {
-                eprintln!("[Warning] one or more build args were not consumed: {k}");
+                self.progress.notice(&format!(
+                    "[Warning] one or more build args were not consumed: {k}"
+                ));
             }
         }
         self.commit_image(st)
@@ -308,19 +323,9 @@ impl Builder<'_> {
         rfc3339(t)
     }
 
-    fn progress(&mut self, line: usize, text: &str) {
+    fn progress(&mut self, _line: usize, text: &str) {
         self.step += 1;
-        let short: String = text
-            .lines()
-            .next()
-            .unwrap_or("")
-            .chars()
-            .take(120)
-            .collect();
-        eprintln!(
-            "STEP {}/{} ({}:{line}): {short}",
-            self.step, self.steps, self.df.file
-        );
+        self.progress.step_start(self.step, self.steps, text);
     }
 
     fn build_stage(
@@ -797,11 +802,13 @@ impl Builder<'_> {
         )
         .map_err(|e| self.err(line, e))?;
         let id = format!("brig-build-{}-{}", std::process::id(), self.n);
+        let prog = &mut self.progress;
         let code = run::run_bundle(
             &self.opts.runtime,
             &self.work.path().join("state"),
             &area,
             &id,
+            &mut |d| prog.run_output(d),
         )
         .map_err(|e| self.err(line, format!("RUN: cannot start the runtime: {e}")))?;
         drop(root);
