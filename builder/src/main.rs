@@ -98,6 +98,10 @@ enum Cmd {
         /// $SOURCE_DATE_EPOCH); two builds of the same input give the same digests.
         #[arg(long = "source-date-epoch", value_name = "SECONDS")]
         source_date_epoch: Option<i64>,
+        /// A named context (repeatable): NAME=PATH (for COPY --from and RUN --mount from=),
+        /// NAME=oci-layout://DIR[:TAG] or NAME=docker-image://REF (also for FROM).
+        #[arg(long = "build-context", value_name = "NAME=VALUE")]
+        build_contexts: Vec<String>,
         /// Compression of the new layers (zstd: media type ...layer.v1.tar+zstd).
         #[arg(long, value_enum, default_value = "gzip")]
         compression: Compress,
@@ -262,6 +266,7 @@ fn run(cli: Cli) -> Result<(), String> {
             source_date_epoch,
             compression,
             progress,
+            build_contexts,
             context,
         } => {
             let outputs = outputs
@@ -303,6 +308,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 registry: reg.clone(),
                 secrets: parse_secrets(&secrets)?,
                 ssh: parse_ssh(&ssh)?,
+                build_contexts: exec::contexts::parse(&build_contexts)?,
             };
             private_mounts()?;
             let store = Store::open(&cli.store).map_err(|e| e.to_string())?;

@@ -223,7 +223,7 @@ fn bad_mount_options_name_the_line_and_leave_nothing() {
         ),
         (
             "RUN --mount=type=bind,from=nostage,target=/m true",
-            "no stage named \"nostage\"",
+            "no stage or directory build context named \"nostage\"",
         ),
         ("RUN --network=bridge true", "RUN --network=bridge"),
     ] {
@@ -475,6 +475,43 @@ fn progress_plain_tty_and_quiet() {
         l[0].len() == 71
             && l[0].starts_with("sha256:")
             && l[0][7..].bytes().all(|b| b.is_ascii_hexdigit()),
+        "{out}"
+    );
+}
+
+#[test]
+fn named_build_contexts() {
+    if !ready("named_build_contexts") {
+        return;
+    }
+    let c = Ctx::new(
+        "FROM mybase\nCOPY --from=extra data.txt /from-extra\nRUN --mount=from=extra,target=/e cat /e/data.txt > /mounted\nCOPY --from=Img /bin/busybox /bb\n",
+    );
+    fs::create_dir(c.path("extra")).unwrap();
+    fs::write(c.path("extra/data.txt"), "extra context\n").unwrap();
+    let layout = format!("oci-layout://{}:base", base().join("oci").display());
+    let base_ctx = format!("mybase={layout}");
+    let img_ctx = format!("img={layout}");
+    let extra = format!("extra={}", c.path("extra").display());
+    let args = [
+        "--build-context",
+        base_ctx.as_str(),
+        "--build-context",
+        extra.as_str(),
+        "--build-context",
+        img_ctx.as_str(),
+    ];
+    let img = c.build_oci(&args);
+    assert_eq!(img.layer_file(1, "from-extra"), "extra context\n");
+    assert_eq!(img.layer_file(2, "mounted"), "extra context\n");
+    assert!(img.layer_listing(3).join("\n").contains(" bb"));
+    // A directory context cannot be FROM's base: the error names the line.
+    let c2 = Ctx::new("FROM scratch\nFROM extra\n");
+    let out = c2.build(&["--build-context", &extra]);
+    out.assert_fail();
+    assert!(
+        out.stderr
+            .contains("Dockerfile:2: FROM extra: the build context \"extra\" is a directory"),
         "{out}"
     );
 }

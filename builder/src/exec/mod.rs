@@ -7,6 +7,7 @@
 //! added are removed and no name in the store moves, so a failure leaves nothing half-written.
 //! Only the stages the target needs are built.
 
+pub mod contexts;
 pub mod copy;
 pub mod mounts;
 pub mod overlay;
@@ -70,6 +71,8 @@ pub struct Options {
     pub secrets: BTreeMap<String, PathBuf>,
     /// `--ssh ID=SOCKET`: agent sockets for `RUN --mount=type=ssh`.
     pub ssh: BTreeMap<String, PathBuf>,
+    /// `--build-context NAME=...` (lower-cased names).
+    pub build_contexts: BTreeMap<String, contexts::Named>,
 }
 
 /// A layer of an image being built.
@@ -255,6 +258,7 @@ impl Builder<'_> {
                                 format!("COPY --from={f}: stage is not defined before this one"),
                             ))
                         }
+                        None if self.opts.build_contexts.contains_key(&f.to_ascii_lowercase()) => {}
                         None if source::is_transport(&f) || f.contains(':') || f.contains('/') => {}
                         None => {
                             return Err(self.err(
@@ -346,7 +350,10 @@ impl Builder<'_> {
                 s.args.clear();
                 s
             }
-            None => self.base_state(&base, stage.line)?,
+            None => {
+                let base = self.named_image(&base, stage.line, "FROM")?;
+                self.base_state(&base, stage.line)?
+            }
         };
         for l in &stage.instrs {
             let line = l.line;
@@ -836,6 +843,22 @@ impl Builder<'_> {
         self.commit_layer(st, line, &upper, &by)
     }
 
+    /// `FROM`'s image: a named context's image if one is so named (a directory context cannot
+    /// be a base), else the reference itself.
+    fn named_image(&self, r: &str, line: usize, what: &str) -> Result<String> {
+        match self.opts.build_contexts.get(&r.to_ascii_lowercase()) {
+            None => Ok(r.to_string()),
+            Some(contexts::Named::Image(i)) => Ok(i.clone()),
+            Some(contexts::Named::Dir(d)) => Err(self.err(
+                line,
+                format!(
+                    "{what} {r}: the build context {r:?} is a directory ({}); only oci-layout:// and docker-image:// contexts can be a base image",
+                    d.display()
+                ),
+            )),
+        }
+    }
+
     /// Sets up a RUN's `--mount`s in its work area.
     fn run_mounts(
         &self,
@@ -845,17 +868,23 @@ impl Builder<'_> {
         area: &Path,
         done: &HashMap<usize, State>,
     ) -> Result<mounts::Prepared> {
-        let mut stage_layers = |f: &str| -> std::result::Result<Vec<PathBuf>, String> {
+        let mut stage_layers = |f: &str| -> std::result::Result<mounts::From, String> {
             let f = self.word(st, line, f).map_err(|e| e.to_string())?;
             match self.df.stage(&f) {
-                Some(s) => Ok(done
-                    .get(&s.index)
-                    .ok_or_else(|| format!("from={f}: stage not built before this one"))?
-                    .layers
-                    .iter()
-                    .map(|l| l.dir.clone())
-                    .collect()),
-                None => Err(format!("from={f}: no stage named {f:?}")),
+                Some(s) => Ok(mounts::From::Layers(
+                    done.get(&s.index)
+                        .ok_or_else(|| format!("from={f}: stage not built before this one"))?
+                        .layers
+                        .iter()
+                        .map(|l| l.dir.clone())
+                        .collect(),
+                )),
+                None => match self.opts.build_contexts.get(&f.to_ascii_lowercase()) {
+                    Some(contexts::Named::Dir(d)) => Ok(mounts::From::Dir(d.clone())),
+                    _ => Err(format!(
+                        "from={f}: no stage or directory build context named {f:?}"
+                    )),
+                },
             }
         };
         let src = mounts::Sources {
@@ -947,29 +976,44 @@ impl Builder<'_> {
             None => (&self.context, Some(&self.ignore)),
             Some(f) => {
                 let f = self.word(st, line, f)?;
-                let layers: Vec<PathBuf> = match self.df.stage(&f) {
-                    Some(s) => done
-                        .get(&s.index)
-                        .ok_or_else(|| self.err(line, format!("COPY --from={f}: stage not built")))?
-                        .layers
-                        .iter()
-                        .map(|l| l.dir.clone())
-                        .collect(),
-                    None => {
-                        let s = self.base_state(&f, line)?;
-                        s.layers.iter().map(|l| l.dir.clone()).collect()
-                    }
+                let named = match self.df.stage(&f) {
+                    None => self.opts.build_contexts.get(&f.to_ascii_lowercase()),
+                    Some(_) => None,
                 };
-                src_tmp = self.area()?;
-                let mm = overlay::mount_overlay(
-                    &layers,
-                    None,
-                    &src_tmp.join("merged"),
-                    &src_tmp.join("empty"),
-                )
-                .map_err(|e| self.err(line, e))?;
-                from_root = Root::open(mm.path()).map_err(|e| self.err(line, e))?;
-                _src_mount = Some(mm);
+                if let Some(contexts::Named::Dir(d)) = named {
+                    from_root =
+                        Root::open(d).map_err(|e| self.err(line, format!("--from={f}: {e}")))?;
+                } else {
+                    let layers: Vec<PathBuf> = match (self.df.stage(&f), named) {
+                        (Some(s), _) => done
+                            .get(&s.index)
+                            .ok_or_else(|| {
+                                self.err(line, format!("COPY --from={f}: stage not built"))
+                            })?
+                            .layers
+                            .iter()
+                            .map(|l| l.dir.clone())
+                            .collect(),
+                        (None, named) => {
+                            let r = match named {
+                                Some(contexts::Named::Image(r)) => r.clone(),
+                                _ => f.clone(),
+                            };
+                            let s = self.base_state(&r, line)?;
+                            s.layers.iter().map(|l| l.dir.clone()).collect()
+                        }
+                    };
+                    src_tmp = self.area()?;
+                    let mm = overlay::mount_overlay(
+                        &layers,
+                        None,
+                        &src_tmp.join("merged"),
+                        &src_tmp.join("empty"),
+                    )
+                    .map_err(|e| self.err(line, e))?;
+                    from_root = Root::open(mm.path()).map_err(|e| self.err(line, e))?;
+                    _src_mount = Some(mm);
+                }
                 (&from_root, None)
             }
         };

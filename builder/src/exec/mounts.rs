@@ -227,6 +227,12 @@ pub fn parse(spec: &str) -> Result<Spec, String> {
     Ok(Spec { kind, target })
 }
 
+/// What `from=` names: a stage's (or image's) layers, or a directory (a named build context).
+pub enum From {
+    Layers(Vec<PathBuf>),
+    Dir(PathBuf),
+}
+
 /// What the build provides to mounts.
 pub struct Sources<'a> {
     pub store_root: &'a Path,
@@ -272,12 +278,12 @@ fn bind(src: &Path, dst: &str, ro: bool) -> Value {
     json!({"destination": dst, "type": "bind", "source": src, "options": opts})
 }
 
-/// Sets up `specs`; `stage_layers(from)` gives the layer dirs (bottom first) of a stage or
-/// image named by `from=`.
+/// Sets up `specs`; `stage_layers(from)` gives what `from=` names: the layer dirs (bottom
+/// first) of a stage, or a directory.
 pub fn prepare(
     specs: &[Spec],
     src: &Sources<'_>,
-    stage_layers: &mut dyn FnMut(&str) -> Result<Vec<PathBuf>, String>,
+    stage_layers: &mut dyn FnMut(&str) -> Result<From, String>,
 ) -> Result<Prepared, String> {
     let mut p = Prepared::default();
     for (n, s) in specs.iter().enumerate() {
@@ -289,19 +295,26 @@ pub fn prepare(
                 let root = match from {
                     None => src.context,
                     Some(f) => {
-                        let layers = stage_layers(f)?;
-                        for d in ["merged", "empty"] {
-                            fs::create_dir_all(dir.join(d)).map_err(|e| e.to_string())?;
+                        match stage_layers(f)? {
+                            From::Dir(d) => {
+                                root_holder = Root::open(&d)
+                                    .map_err(|e| format!("from={f}: {}: {e}", d.display()))?;
+                            }
+                            From::Layers(layers) => {
+                                for d in ["merged", "empty"] {
+                                    fs::create_dir_all(dir.join(d)).map_err(|e| e.to_string())?;
+                                }
+                                let m = overlay::mount_overlay(
+                                    &layers,
+                                    None,
+                                    &dir.join("merged"),
+                                    &dir.join("empty"),
+                                )
+                                .map_err(|e| format!("from={f}: {e}"))?;
+                                root_holder = Root::open(m.path()).map_err(|e| e.to_string())?;
+                                p.held.push(m);
+                            }
                         }
-                        let m = overlay::mount_overlay(
-                            &layers,
-                            None,
-                            &dir.join("merged"),
-                            &dir.join("empty"),
-                        )
-                        .map_err(|e| format!("from={f}: {e}"))?;
-                        root_holder = Root::open(m.path()).map_err(|e| e.to_string())?;
-                        p.held.push(m);
                         &root_holder
                     }
                 };
