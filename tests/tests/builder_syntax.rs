@@ -515,3 +515,135 @@ fn named_build_contexts() {
         "{out}"
     );
 }
+
+/// Serves `body` over HTTP on 127.0.0.1 (any path) until the process ends; returns the port.
+fn serve_http(body: &'static [u8]) -> u16 {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = s.write_all(body);
+        }
+    });
+    port
+}
+
+#[test]
+fn add_urls_with_checksum_and_git_repositories() {
+    if !ready("add_urls_with_checksum_and_git_repositories") {
+        return;
+    }
+    let body: &'static [u8] = b"served over http\n";
+    let port = serve_http(body);
+    let sum = run(Command::new("sh")
+        .arg("-c")
+        .arg("printf 'served over http\\n' | sha256sum"));
+    let hex = sum.stdout.split_whitespace().next().unwrap().to_string();
+    let c = Ctx::new(&format!(
+        "{}\nADD --checksum=sha256:{hex} http://127.0.0.1:{port}/dir/file.txt /dl/\nADD http://127.0.0.1:{port}/x /named\n",
+        from_base()
+    ));
+    let img = c.build_oci(&[]);
+    assert_eq!(img.layer_file(1, "dl/file.txt"), "served over http\n");
+    assert_eq!(img.layer_file(2, "named"), "served over http\n");
+    let wrong = "1".repeat(64);
+    fs::write(
+        c.ctx().join("Dockerfile"),
+        format!(
+            "{}\nADD --checksum=sha256:{wrong} http://127.0.0.1:{port}/f /f\n",
+            from_base()
+        ),
+    )
+    .unwrap();
+    let before = index_len(&c.store());
+    let out = c.build(&["-t", "bad:1"]);
+    out.assert_fail();
+    assert!(
+        out.stderr.contains("Dockerfile:2: ADD failed: --checksum:")
+            && out.stderr.contains(&hex)
+            && out.stderr.contains(&wrong),
+        "{out}"
+    );
+    assert_eq!(index_len(&c.store()), before, "no image recorded");
+
+    // git: a repository served by `git daemon` on 127.0.0.1.
+    if !have("git") {
+        println!("git not installed: ADD of a git URL not checked");
+        return;
+    }
+    let repos = c.path("repos");
+    let work = repos.join("src");
+    fs::create_dir_all(work.join("sub")).unwrap();
+    fs::write(work.join("top.txt"), "top v2\n").unwrap();
+    fs::write(work.join("sub/inner.txt"), "inner\n").unwrap();
+    let git = |args: &[&str]| {
+        run(Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+            .args(args)
+            .current_dir(&work))
+        .assert_ok();
+    };
+    git(&["init", "-q", "-b", "main"]);
+    git(&["add", "."]);
+    git(&["commit", "-qm", "one"]);
+    git(&["tag", "v1"]);
+    fs::write(work.join("top.txt"), "top v3\n").unwrap();
+    git(&["commit", "-qam", "two"]);
+    run(Command::new("git")
+        .args(["clone", "-q", "--bare", "src", "r.git"])
+        .current_dir(&repos))
+    .assert_ok();
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let gport = l.local_addr().unwrap().port();
+    drop(l);
+    let mut daemon = Command::new("git")
+        .arg("daemon")
+        .arg("--export-all")
+        .arg("--reuseaddr")
+        .arg("--listen=127.0.0.1")
+        .arg(format!("--port={gport}"))
+        .arg(format!("--base-path={}", repos.display()))
+        .arg(&repos)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..50 {
+        if std::net::TcpStream::connect(("127.0.0.1", gport)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let url = format!("git://127.0.0.1:{gport}/r.git");
+    fs::write(
+        c.ctx().join("Dockerfile"),
+        format!(
+            "{}\nADD {url} /repo\nADD {url}#v1:sub /sub-v1\nADD --keep-git-dir {url}#v1 /kept\n",
+            from_base()
+        ),
+    )
+    .unwrap();
+    let out = c.build(&[
+        "-o",
+        &format!("type=oci,dest={},name=t:2", c.path("oci").display()),
+    ]);
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    out.assert_ok();
+    let img = Image::open(&c.path("oci"), "2");
+    assert_eq!(img.layer_file(1, "repo/top.txt"), "top v3\n");
+    assert!(!img.layer_listing(1).join("\n").contains(".git"));
+    assert_eq!(img.layer_file(2, "sub-v1/inner.txt"), "inner\n");
+    assert!(!img.layer_listing(2).join("\n").contains("top.txt"));
+    assert!(img.layer_listing(3).join("\n").contains("kept/.git/"));
+    assert_eq!(img.layer_file(3, "kept/top.txt"), "top v2\n");
+}

@@ -69,6 +69,8 @@ pub struct CopyArgs {
     pub excludes: Vec<String>,
     /// ADD `--checksum=sha256:HEX`: the source must have this digest.
     pub checksum: Option<String>,
+    /// ADD `--keep-git-dir`: keep `.git` of a git source.
+    pub keep_git_dir: bool,
     /// Sources and destination as written (the last is the destination); expanded at build
     /// time. Heredoc sources are named `<<NAME`.
     pub paths: Vec<String>,
@@ -617,7 +619,14 @@ fn typed(file: &str, escape: char, r: &Raw) -> Result<Instr> {
             if r.keyword == "COPY" {
                 no_flags(&["from", "chown", "chmod", "link", "parents", "exclude"])?;
             } else {
-                no_flags(&["chown", "chmod", "link", "exclude", "checksum"])?;
+                no_flags(&[
+                    "chown",
+                    "chmod",
+                    "link",
+                    "exclude",
+                    "checksum",
+                    "keep-git-dir",
+                ])?;
             }
             let checksum = flag(r, "checksum");
             if let Some(c) = &checksum {
@@ -662,6 +671,7 @@ fn typed(file: &str, escape: char, r: &Raw) -> Result<Instr> {
                     .map(|(_, v)| v.clone().unwrap_or_default())
                     .collect(),
                 checksum,
+                keep_git_dir: bool_flag("keep-git-dir")?,
                 paths,
                 heredocs: r.heredocs.clone(),
             };

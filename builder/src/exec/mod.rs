@@ -11,6 +11,7 @@ pub mod contexts;
 pub mod copy;
 pub mod mounts;
 pub mod overlay;
+pub mod remote;
 pub mod run;
 
 use crate::dockerfile::{
@@ -859,6 +860,41 @@ impl Builder<'_> {
         }
     }
 
+    /// ADD's URL and git sources: fetched into a staging directory of this step, which
+    /// becomes the copy's source root (`sources` renamed into it). None if all are local.
+    fn fetch_remotes(
+        &mut self,
+        line: usize,
+        a: &CopyArgs,
+        sources: &mut Vec<String>,
+    ) -> Result<Option<Root>> {
+        let remotes: Vec<Option<remote::Remote>> =
+            sources.iter().map(|s| remote::classify(s)).collect();
+        if remotes.iter().all(Option::is_none) {
+            return Ok(None);
+        }
+        if remotes.iter().any(Option::is_none) {
+            return Err(self.err(
+                line,
+                "ADD: URL and git sources cannot be mixed with local sources in one ADD",
+            ));
+        }
+        let staging = self.area()?.join("remote");
+        let mut names = Vec::new();
+        for (i, r) in remotes.into_iter().flatten().enumerate() {
+            if a.checksum.is_some() && matches!(r, remote::Remote::Git { .. }) {
+                return Err(self.err(line, "ADD --checksum: not supported for git sources"));
+            }
+            let n = remote::fetch(&r, &staging.join(i.to_string()), a.keep_git_dir)
+                .map_err(|e| self.err(line, format!("ADD: {e}")))?;
+            names.push(format!("{i}/{n}"));
+        }
+        *sources = names;
+        Root::open(&staging)
+            .map(Some)
+            .map_err(|e| self.err(line, e))
+    }
+
     /// Sets up a RUN's `--mount`s in its work area.
     fn run_mounts(
         &self,
@@ -949,6 +985,11 @@ impl Builder<'_> {
                 None => sources.push(p),
             }
         }
+        let remote_root = if add {
+            self.fetch_remotes(line, a, &mut sources)?
+        } else {
+            None
+        };
         let (area, m) = self.mount_rw(st, line)?;
         let merged = area.join("merged");
         let dst = Root::open(&merged).map_err(|e| self.err(line, e))?;
@@ -973,7 +1014,10 @@ impl Builder<'_> {
         let src_tmp;
         let from_root;
         let (src_root, ignore) = match &a.from {
-            None => (&self.context, Some(&self.ignore)),
+            None => match &remote_root {
+                Some(r) => (r, None),
+                None => (&self.context, Some(&self.ignore)),
+            },
             Some(f) => {
                 let f = self.word(st, line, f)?;
                 let named = match self.df.stage(&f) {
@@ -1026,7 +1070,8 @@ impl Builder<'_> {
             owner,
             keep_owners: a.from.is_some(),
             chmod,
-            add,
+            // Remote sources are never extracted.
+            add: add && remote_root.is_none(),
             exclude: (!a.excludes.is_empty()).then(|| Ignore::parse(&a.excludes.join("\n"))),
             parents: a.parents,
             checksum: a.checksum.clone(),
