@@ -77,7 +77,7 @@ fn secret_and_tmpfs_mounts_never_reach_a_layer() {
         return;
     }
     let df = format!(
-        "{}\nRUN --mount=type=secret,id=tok md5sum < /run/secrets/tok > /secret-md5\nRUN --mount=type=secret,id=tok,target=/etc/tok,mode=0440,uid=5 stat -c '%a %u' /etc/tok > /secret-stat\nRUN --mount=type=tmpfs,target=/scratch echo tmpfs-data > /scratch/f && cp /scratch/f /from-tmpfs\n",
+        "{}\nRUN --mount=type=secret,id=tok md5sum < /run/secrets/tok > /secret-md5\nRUN --mount=type=secret,id=tok,target=/etc/tok,mode=0440,uid=5 stat -c '%a %u' /etc/tok > /secret-stat\nRUN --mount=type=tmpfs,target=/scratch echo tmpfs-data > /scratch/f && cp /scratch/f /from-tmpfs\nRUN --mount=type=secret,id=tok grep ' /run/secrets/tok ' /proc/self/mountinfo > /secret-mountinfo\n",
         from_base()
     );
     let c = Ctx::new(&df);
@@ -93,6 +93,9 @@ fn secret_and_tmpfs_mounts_never_reach_a_layer() {
     );
     assert_eq!(img.layer_file(2, "secret-stat"), "440 5\n");
     assert_eq!(img.layer_file(3, "from-tmpfs"), "tmpfs-data\n");
+    // The secret's copy lives on a tmpfs of the builder, never on the store's disk.
+    let mi = img.layer_file(4, "secret-mountinfo");
+    assert!(mi.contains(" - tmpfs "), "{mi}");
     let content = all_layer_content(&img);
     assert!(!content.contains("s3cr3t"), "the secret is in a layer");
     let listing = all_listings(&img);

@@ -4,8 +4,9 @@
 //! `ro`/`rw`, `id`, `sharing`, `mode`, `uid`, `gid`, `size`, `required`) and where each
 //! mount's content lives: a bind of the context or of another stage (read-only by default; a
 //! read-write bind writes to a throw-away overlay upper), a cache directory under
-//! `STORE/cache/` that outlives the build, a tmpfs, a secret file copied into the step's work
-//! area (given by `--secret id=ID,src=PATH`), an SSH agent socket (`--ssh ID=PATH`). None of
+//! `STORE/cache/` that outlives the build, a tmpfs, a secret file (given by `--secret
+//! id=ID,src=PATH`) copied onto a tmpfs of the build's private mount namespace, so it is never
+//! written to disk, an SSH agent socket (`--ssh ID=PATH`). None of
 //! them is ever part of the overlay upper the layer is made from: the runtime mounts them over
 //! the rootfs, and the mount points created for them are removed from the layer by the caller.
 //!
@@ -256,7 +257,32 @@ pub struct Prepared {
     /// (target, is a directory) of every mount, to create the mount points.
     pub targets: Vec<(String, bool)>,
     held: Vec<Mounted>,
+    tmpfs: Vec<Tmpfs>,
     locks: Vec<fs::File>,
+}
+
+/// A tmpfs mounted by us (secrets); unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path) -> Result<Tmpfs, String> {
+        use rustix::mount::{mount, MountFlags};
+        mount(
+            "tmpfs",
+            dir,
+            "tmpfs",
+            MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+            c"mode=0700,size=16m",
+        )
+        .map_err(|e| format!("mount tmpfs on {}: {e}", dir.display()))?;
+        Ok(Tmpfs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = rustix::mount::unmount(&self.0, rustix::mount::UnmountFlags::DETACH);
+    }
 }
 
 impl Prepared {
@@ -265,6 +291,7 @@ impl Prepared {
         for m in self.held.into_iter().rev() {
             m.unmount()?;
         }
+        drop(self.tmpfs);
         drop(self.locks);
         Ok(())
     }
@@ -406,7 +433,9 @@ pub fn prepare(
                     }
                     continue;
                 };
-                // A private copy with the mode and owner asked for; gone with the work dir.
+                // A private copy with the mode and owner asked for, on a tmpfs of our own mount
+                // namespace: never on disk, gone even if the build is killed.
+                p.tmpfs.push(Tmpfs::mount(&dir)?);
                 let copy = dir.join("secret");
                 fs::copy(path, &copy)
                     .map_err(|e| format!("secret {id}: {}: {e}", path.display()))?;
