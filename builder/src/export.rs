@@ -181,13 +181,7 @@ pub fn export(
 }
 
 fn open_layer(blob: &Path) -> io::Result<Box<dyn io::Read>> {
-    use std::io::BufRead;
-    let mut r = io::BufReader::new(fs::File::open(blob)?);
-    if r.fill_buf()?.starts_with(&[0x1f, 0x8b]) {
-        Ok(Box::new(flate2::read::GzDecoder::new(r)))
-    } else {
-        Ok(Box::new(r))
-    }
+    crate::image::decompress(io::BufReader::new(fs::File::open(blob)?))
 }
 
 fn file_header(size: u64) -> tar::Header {

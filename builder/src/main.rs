@@ -37,13 +37,26 @@ struct Cli {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum ProgressMode {
+    Auto,
+    Plain,
+    Tty,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Compress {
+    Gzip,
+    Zstd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum Net {
     Default,
     None,
     Host,
 }
 
-// Parsed once per run: the size of the Build variant does not matter.
+// Parsed once per process: the size of the build variant does not matter.
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
@@ -90,7 +103,29 @@ enum Cmd {
         /// sets the TARGET* platform ARGs.
         #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
         platform: Option<String>,
-        /// Print only the image id on stdout.
+        /// A secret for `RUN --mount=type=secret` (repeatable): id=ID,src=PATH (or env=VAR).
+        #[arg(long = "secret", value_name = "id=ID,src=PATH")]
+        secrets: Vec<String>,
+        /// An SSH agent socket for `RUN --mount=type=ssh` (repeatable): ID=SOCKET, or
+        /// `default` for $SSH_AUTH_SOCK.
+        #[arg(long = "ssh", value_name = "ID=SOCKET")]
+        ssh: Vec<String>,
+        /// Clamp layer mtimes and set created times to this unix time (default:
+        /// $SOURCE_DATE_EPOCH); two builds of the same input give the same digests.
+        #[arg(long = "source-date-epoch", value_name = "SECONDS")]
+        source_date_epoch: Option<i64>,
+        /// A named context (repeatable): NAME=PATH (for COPY --from and RUN --mount from=),
+        /// NAME=oci-layout://DIR[:TAG] or NAME=docker-image://REF (also for FROM).
+        #[arg(long = "build-context", value_name = "NAME=VALUE")]
+        build_contexts: Vec<String>,
+        /// Compression of the new layers (zstd: media type ...layer.v1.tar+zstd).
+        #[arg(long, value_enum, default_value = "gzip")]
+        compression: Compress,
+        /// Progress output on stderr: tty (steps with status and timings, redrawn), plain (one
+        /// line per event with RUN output, for CI logs), auto (tty on a terminal, else plain).
+        #[arg(long, value_enum, default_value = "auto")]
+        progress: ProgressMode,
+        /// Print only the image id on stdout (nothing on stderr unless the build fails).
         #[arg(short, long)]
         quiet: bool,
         /// The build context directory.
@@ -169,6 +204,70 @@ fn kv(list: &[String], what: &str) -> Result<BTreeMap<String, String>, String> {
     Ok(m)
 }
 
+/// `--secret id=ID,src=PATH` / `id=ID,env=VAR` (the variable's value is written to a private
+/// temporary file that lives as long as this process).
+fn parse_secrets(list: &[String]) -> Result<BTreeMap<String, PathBuf>, String> {
+    let mut m = BTreeMap::new();
+    for s in list {
+        let (mut id, mut src, mut env) = (None, None, None);
+        for part in s.split(',') {
+            match part.split_once('=') {
+                Some(("id", v)) => id = Some(v.to_string()),
+                Some(("src" | "source", v)) => src = Some(PathBuf::from(v)),
+                Some(("env", v)) => env = Some(v.to_string()),
+                Some(("type", "file" | "env")) => {}
+                _ => return Err(format!("--secret {s:?}: unknown part {part:?}")),
+            }
+        }
+        let id = id
+            .or_else(|| env.clone())
+            .ok_or_else(|| format!("--secret {s:?}: needs id=ID"))?;
+        let path = match (src, env) {
+            (Some(p), _) => {
+                if !p.is_file() {
+                    return Err(format!("--secret {s:?}: {}: not a file", p.display()));
+                }
+                p
+            }
+            (None, Some(var)) => {
+                let v = std::env::var(&var)
+                    .map_err(|_| format!("--secret {s:?}: ${var} is not set"))?;
+                let f = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
+                std::fs::write(f.path(), v).map_err(|e| e.to_string())?;
+                let (_, p) = f.keep().map_err(|e| e.to_string())?;
+                SECRET_FILES.with(|v| v.borrow_mut().push(p.clone()));
+                p
+            }
+            (None, None) => return Err(format!("--secret {s:?}: needs src=PATH or env=VAR")),
+        };
+        m.insert(id, path);
+    }
+    Ok(m)
+}
+
+thread_local! {
+    /// Secret files made from environment variables, removed before exit.
+    static SECRET_FILES: std::cell::RefCell<Vec<PathBuf>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `--ssh ID=SOCKET` or `--ssh ID` / `--ssh default` ($SSH_AUTH_SOCK).
+fn parse_ssh(list: &[String]) -> Result<BTreeMap<String, PathBuf>, String> {
+    let mut m = BTreeMap::new();
+    for s in list {
+        let (id, path) = match s.split_once('=') {
+            Some((id, p)) => (id.to_string(), PathBuf::from(p)),
+            None => (
+                s.clone(),
+                std::env::var_os("SSH_AUTH_SOCK")
+                    .map(PathBuf::from)
+                    .ok_or_else(|| format!("--ssh {s}: $SSH_AUTH_SOCK is not set"))?,
+            ),
+        };
+        m.insert(id, path);
+    }
+    Ok(m)
+}
+
 /// Makes our mounts private to this process: a killed build leaves no overlay on the host.
 fn private_mounts() -> Result<(), String> {
     use rustix::mount::{mount_change, MountPropagationFlags};
@@ -215,6 +314,12 @@ fn run(cli: Cli) -> Result<(), String> {
             labels,
             platform,
             quiet,
+            secrets,
+            ssh,
+            source_date_epoch,
+            compression,
+            progress,
+            build_contexts,
             context,
         } => {
             let platform = match platform {
@@ -242,9 +347,25 @@ fn run(cli: Cli) -> Result<(), String> {
                     Net::Host => Network::Host,
                 },
                 labels: kv(&labels, "--label")?,
-                source_date_epoch: std::env::var("SOURCE_DATE_EPOCH")
-                    .ok()
-                    .and_then(|s| s.parse().ok()),
+                source_date_epoch: match source_date_epoch {
+                    Some(t) => Some(t),
+                    None => match std::env::var("SOURCE_DATE_EPOCH") {
+                        Ok(s) if !s.is_empty() => Some(s.parse().map_err(|_| {
+                            format!("SOURCE_DATE_EPOCH={s:?}: not a unix time in seconds")
+                        })?),
+                        _ => None,
+                    },
+                },
+                progress: match (quiet, progress) {
+                    (true, _) => brig_build::progress::Mode::Quiet,
+                    (false, ProgressMode::Auto) => brig_build::progress::Mode::Auto,
+                    (false, ProgressMode::Plain) => brig_build::progress::Mode::Plain,
+                    (false, ProgressMode::Tty) => brig_build::progress::Mode::Tty,
+                },
+                compression: match compression {
+                    Compress::Gzip => brig_build::image::layer::Compression::Gzip,
+                    Compress::Zstd => brig_build::image::layer::Compression::Zstd,
+                },
                 registry: reg.clone(),
                 platform,
                 no_cache,
@@ -256,6 +377,9 @@ fn run(cli: Cli) -> Result<(), String> {
                 cache_to: cache_to
                     .map(|s| cache::parse_local("--cache-to", &s, "dest"))
                     .transpose()?,
+                secrets: parse_secrets(&secrets)?,
+                ssh: parse_ssh(&ssh)?,
+                build_contexts: exec::contexts::parse(&build_contexts)?,
             };
             private_mounts()?;
             let store = Store::open(&cli.store).map_err(|e| e.to_string())?;
@@ -339,7 +463,13 @@ fn run(cli: Cli) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let r = run(Cli::parse());
+    SECRET_FILES.with(|v| {
+        for p in v.borrow().iter() {
+            let _ = std::fs::remove_file(p);
+        }
+    });
+    match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("brig-build: error: {e}");

@@ -536,3 +536,34 @@ fn parallel_stages_build_again_and_again() {
     }
     check_store(&c.store());
 }
+
+/// A RUN that reads the context through a bind mount depends on what it reads: a change there
+/// re-runs it (BuildKit keys the mount's content), a change elsewhere in the context does not.
+/// A cache that keyed only the instruction text would keep the old output.
+#[test]
+fn run_bind_mount_content_is_part_of_the_key() {
+    if !ready("run_bind_mount_content_is_part_of_the_key") {
+        return;
+    }
+    let c = Ctx::new(&format!(
+        "{}\nRUN --mount=type=bind,source=data,target=/d cat /d/x > /out\n",
+        from_base()
+    ));
+    c.write("data/x", "one\n");
+    c.write("other", "a\n");
+    let img = c.build_oci(&[]);
+    assert_eq!(img.layer_file(-1, "out"), "one\n");
+    c.write("other", "b\n");
+    let again = c.build_oci(&[]);
+    assert_eq!(
+        again.manifest, img.manifest,
+        "a change outside the mount re-ran the step"
+    );
+    c.write("data/x", "two\n");
+    let img = c.build_oci(&[]);
+    assert_eq!(
+        img.layer_file(-1, "out"),
+        "two\n",
+        "stale cache for a bind-mounted source"
+    );
+}

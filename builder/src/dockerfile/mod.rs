@@ -8,7 +8,7 @@ pub mod expand;
 pub mod ignore;
 pub mod parse;
 
-pub use parse::{Command, CopyArgs, Heredoc, Instr, Located, Parsed};
+pub use parse::{Command, CopyArgs, Heredoc, Instr, Located, Parsed, RunArgs};
 
 /// An error in the Dockerfile, rendered `Dockerfile:7: message` (line 0: no line).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -50,6 +50,8 @@ pub struct Stage {
 pub struct Dockerfile {
     pub file: String,
     pub escape: char,
+    /// Accepted-but-ignored notices of the parser (printed by the build).
+    pub notices: Vec<String>,
     /// `ARG` instructions before the first FROM (line, name, default).
     pub global_args: Vec<(usize, String, Option<String>)>,
     pub stages: Vec<Stage>,
@@ -133,6 +135,7 @@ pub fn stages(file: &str, parsed: Parsed) -> Result<Dockerfile> {
     Ok(Dockerfile {
         file: file.to_string(),
         escape: parsed.escape,
+        notices: parsed.notices,
         global_args,
         stages,
     })

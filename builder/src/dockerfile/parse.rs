@@ -41,12 +41,36 @@ pub enum Command {
     Exec(Vec<String>),
 }
 
+/// RUN and its BuildKit flags.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunArgs {
+    pub cmd: Command,
+    /// `--mount=...` specs as written (expanded and checked at build time, see
+    /// `exec::mounts`).
+    pub mounts: Vec<String>,
+    /// `--network=default|none|host`.
+    pub network: Option<String>,
+    /// `RUN <<EOF` alone on the line: the body (run as a script file when it starts with
+    /// `#!`, else given to the shell).
+    pub heredoc: Option<Heredoc>,
+}
+
 /// COPY and ADD.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CopyArgs {
     pub from: Option<String>,
     pub chown: Option<String>,
     pub chmod: Option<String>,
+    /// `--link`: accepted; every COPY already makes an independent layer of its own.
+    pub link: bool,
+    /// `--parents`: keep the source's path below the context under the destination.
+    pub parents: bool,
+    /// `--exclude=PATTERN` (repeatable): sources matching are not copied.
+    pub excludes: Vec<String>,
+    /// ADD `--checksum=sha256:HEX`: the source must have this digest.
+    pub checksum: Option<String>,
+    /// ADD `--keep-git-dir`: keep `.git` of a git source.
+    pub keep_git_dir: bool,
     /// Sources and destination as written (the last is the destination); expanded at build
     /// time. Heredoc sources are named `<<NAME`.
     pub paths: Vec<String>,
@@ -68,7 +92,7 @@ pub enum Instr {
         alias: Option<String>,
         platform: Option<String>,
     },
-    Run(Command),
+    Run(RunArgs),
     Cmd(Command),
     Entrypoint(Command),
     Shell(Vec<String>),
@@ -100,12 +124,20 @@ pub struct Located {
 #[derive(Debug, Clone)]
 pub struct Parsed {
     pub escape: char,
+    /// Things accepted but ignored, for the user (`Dockerfile:1: # check=...: ignored`).
+    pub notices: Vec<String>,
     pub instrs: Vec<Located>,
 }
 
 /// Parses `text`; `file` names it in errors (`Dockerfile:7: ...`).
 pub fn parse(file: &str, text: &str) -> Result<Parsed> {
     let (escape, raws) = lex(file, text)?;
+    let notices = directives(text)
+        .filter(|(_, k, _)| k == "check")
+        .map(|(line, _, v)| {
+            format!("{file}:{line}: # check={v}: build checks are not run by brig-build")
+        })
+        .collect();
     let mut instrs = Vec::new();
     for r in raws {
         let instr = typed(file, escape, &r)?;
@@ -117,7 +149,21 @@ pub fn parse(file: &str, text: &str) -> Result<Parsed> {
     if !instrs.iter().any(|l| matches!(l.instr, Instr::From { .. })) {
         return Err(DfError::new(file, 0, "no FROM instruction"));
     }
-    Ok(Parsed { escape, instrs })
+    Ok(Parsed {
+        escape,
+        notices,
+        instrs,
+    })
+}
+
+/// The parser directives at the top of `text`: (line, lower-cased key, value).
+fn directives(text: &str) -> impl Iterator<Item = (usize, String, String)> + '_ {
+    text.lines().enumerate().map_while(|(i, l)| {
+        let (k, v) = l.trim().strip_prefix('#')?.split_once('=')?;
+        let k = k.trim().to_ascii_lowercase();
+        let ok = !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        ok.then(|| (i + 1, k, v.trim().to_string()))
+    })
 }
 
 /// Splits the text into raw instructions.
@@ -409,14 +455,32 @@ fn typed(file: &str, escape: char, r: &Raw) -> Result<Instr> {
             }
         }
         "RUN" => {
-            // --mount/--network/--security are BuildKit extensions not supported yet.
-            no_flags(&[])?;
+            no_flags(&["mount", "network", "security"])?;
             need_args()?;
-            match (&r.heredocs[..], r.args.trim()) {
-                ([h], a) if a.starts_with("<<") && !a.contains(char::is_whitespace) => {
-                    Instr::Run(Command::Shell(h.content.clone()))
+            if let Some(s) = flag(r, "security") {
+                return Err(err(format!(
+                    "RUN --security={s}: not supported (RUN steps never get extra privileges)"
+                )));
+            }
+            let network = flag(r, "network");
+            if let Some(n) = &network {
+                if !matches!(n.as_str(), "default" | "none" | "host") {
+                    return Err(err(format!(
+                        "RUN --network={n}: expected default, none or host"
+                    )));
                 }
-                ([], _) => Instr::Run(command(&r.args)),
+            }
+            let mounts = r
+                .flags
+                .iter()
+                .filter(|(k, _)| k == "mount")
+                .map(|(_, v)| v.clone().unwrap_or_default())
+                .collect();
+            let (cmd, heredoc) = match (&r.heredocs[..], r.args.trim()) {
+                ([h], a) if a.starts_with("<<") && !a.contains(char::is_whitespace) => {
+                    (Command::Shell(h.content.clone()), Some(h.clone()))
+                }
+                ([], _) => (command(&r.args), None),
                 (hs, _) => {
                     // The shell reads its own heredocs: give it the line and the bodies.
                     let mut script = r.args.clone();
@@ -425,9 +489,15 @@ fn typed(file: &str, escape: char, r: &Raw) -> Result<Instr> {
                         script.push_str(&h.content);
                         script.push_str(&h.name);
                     }
-                    Instr::Run(Command::Shell(script))
+                    (Command::Shell(script), None)
                 }
-            }
+            };
+            Instr::Run(RunArgs {
+                cmd,
+                mounts,
+                network,
+                heredoc,
+            })
         }
         "CMD" => {
             no_flags(&[])?;
@@ -547,10 +617,37 @@ fn typed(file: &str, escape: char, r: &Raw) -> Result<Instr> {
         }
         "COPY" | "ADD" => {
             if r.keyword == "COPY" {
-                no_flags(&["from", "chown", "chmod", "link"])?;
+                no_flags(&["from", "chown", "chmod", "link", "parents", "exclude"])?;
             } else {
-                no_flags(&["chown", "chmod", "link"])?;
+                no_flags(&[
+                    "chown",
+                    "chmod",
+                    "link",
+                    "exclude",
+                    "checksum",
+                    "keep-git-dir",
+                ])?;
             }
+            let checksum = flag(r, "checksum");
+            if let Some(c) = &checksum {
+                let hex = c.strip_prefix("sha256:").unwrap_or("");
+                if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(err(format!(
+                        "ADD --checksum={c}: expected sha256:<64 hex digits>"
+                    )));
+                }
+            }
+            let bool_flag = |name: &str| -> Result<bool> {
+                match flag(r, name).as_deref() {
+                    None => Ok(false),
+                    Some("" | "true") => Ok(true),
+                    Some("false") => Ok(false),
+                    Some(v) => Err(err(format!(
+                        "{} --{name}={v}: expected true or false",
+                        r.keyword
+                    ))),
+                }
+            };
             let paths = match command(&r.args) {
                 Command::Exec(v) => v,
                 Command::Shell(s) => s.split_whitespace().map(str::to_string).collect(),
@@ -565,6 +662,16 @@ fn typed(file: &str, escape: char, r: &Raw) -> Result<Instr> {
                 from: flag(r, "from"),
                 chown: flag(r, "chown"),
                 chmod: flag(r, "chmod"),
+                link: bool_flag("link")?,
+                parents: bool_flag("parents")?,
+                excludes: r
+                    .flags
+                    .iter()
+                    .filter(|(k, _)| k == "exclude")
+                    .map(|(_, v)| v.clone().unwrap_or_default())
+                    .collect(),
+                checksum,
+                keep_git_dir: bool_flag("keep-git-dir")?,
                 paths,
                 heredocs: r.heredocs.clone(),
             };
@@ -594,7 +701,7 @@ mod tests {
         assert_eq!(p.instrs[1].line, 3);
         assert_eq!(
             p.instrs[1].instr,
-            Instr::Run(Command::Shell("echo a   b".into()))
+            Instr::Run(run(Command::Shell("echo a   b".into())))
         );
         assert_eq!(
             p.instrs[2].instr,
@@ -612,10 +719,11 @@ mod tests {
             "FROM scratch\nRUN <<EOF\necho hi\nEOF\nCOPY <<-'END' /f\n\tbody $x\n\tEND\nRUN cat <<A > /x\nline\nA\n",
         )
         .unwrap();
-        assert_eq!(
-            p.instrs[1].instr,
-            Instr::Run(Command::Shell("echo hi\n".into()))
-        );
+        let Instr::Run(r) = &p.instrs[1].instr else {
+            panic!()
+        };
+        assert_eq!(r.cmd, Command::Shell("echo hi\n".into()));
+        assert_eq!(r.heredoc.as_ref().map(|h| h.name.as_str()), Some("EOF"));
         let Instr::Copy(c) = &p.instrs[2].instr else {
             panic!()
         };
@@ -624,7 +732,7 @@ mod tests {
         assert_eq!(p.instrs[3].line, 8);
         assert_eq!(
             p.instrs[3].instr,
-            Instr::Run(Command::Shell("cat <<A > /x\nline\nA".into()))
+            Instr::Run(run(Command::Shell("cat <<A > /x\nline\nA".into())))
         );
         let e = parse("Dockerfile", "FROM scratch\nRUN <<EOF\nx\n").unwrap_err();
         assert!(
@@ -632,6 +740,70 @@ mod tests {
                 .starts_with("Dockerfile:2: unterminated heredoc"),
             "{e}"
         );
+    }
+
+    fn run(cmd: Command) -> RunArgs {
+        RunArgs {
+            cmd,
+            mounts: Vec::new(),
+            network: None,
+            heredoc: None,
+        }
+    }
+
+    #[test]
+    fn buildkit_flags_and_check_directive() {
+        let p = parse(
+            "Dockerfile",
+            "# check=skip=all\nFROM scratch\nRUN --mount=type=cache,target=/c --mount=type=tmpfs,target=/t --network=none true\nCOPY --link --parents --exclude=*.md --exclude=x a /d/\nADD --checksum=sha256:0000000000000000000000000000000000000000000000000000000000000000 f /f\n",
+        )
+        .unwrap();
+        assert_eq!(
+            p.notices,
+            vec!["Dockerfile:1: # check=skip=all: build checks are not run by brig-build"]
+        );
+        let Instr::Run(r) = &p.instrs[1].instr else {
+            panic!()
+        };
+        assert_eq!(
+            r.mounts,
+            vec!["type=cache,target=/c", "type=tmpfs,target=/t"]
+        );
+        assert_eq!(r.network.as_deref(), Some("none"));
+        let Instr::Copy(c) = &p.instrs[2].instr else {
+            panic!()
+        };
+        assert!(c.link && c.parents);
+        assert_eq!(c.excludes, vec!["*.md", "x"]);
+        let Instr::Add(a) = &p.instrs[3].instr else {
+            panic!()
+        };
+        assert!(a.checksum.is_some());
+        for (bad, want) in [
+            (
+                "FROM scratch\nRUN --network=bridge true\n",
+                "Dockerfile:2: RUN --network=bridge",
+            ),
+            (
+                "FROM scratch\nRUN --security=insecure true\n",
+                "Dockerfile:2: RUN --security",
+            ),
+            (
+                "FROM scratch\nADD --checksum=md5:x f /f\n",
+                "Dockerfile:2: ADD --checksum",
+            ),
+            (
+                "FROM scratch\nCOPY --checksum=sha256:x f /f\n",
+                "unknown flag --checksum",
+            ),
+            (
+                "FROM scratch\nCOPY --parents=maybe f /f\n",
+                "--parents=maybe",
+            ),
+        ] {
+            let e = parse("Dockerfile", bad).unwrap_err().to_string();
+            assert!(e.contains(want), "{bad}: {e}");
+        }
     }
 
     #[test]

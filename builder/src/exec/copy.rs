@@ -37,6 +37,13 @@ pub struct CopyOp<'a> {
     pub keep_owners: bool,
     pub chmod: Option<u32>,
     pub add: bool,
+    /// `--exclude` patterns (`.dockerignore` syntax), matched against paths relative to the
+    /// source directory and, for files, against their context path and name.
+    pub exclude: Option<Ignore>,
+    /// `--parents`: a source `a/b/f` lands at `DEST/a/b/f`.
+    pub parents: bool,
+    /// ADD `--checksum=sha256:HEX`: every file source must have this digest.
+    pub checksum: Option<String>,
 }
 
 impl CopyOp<'_> {
@@ -76,7 +83,7 @@ pub fn copy(op: &CopyOp<'_>, dst: &Root) -> Result<(), String> {
             let found = expand_glob(op.src, rel).map_err(|e| e.to_string())?;
             let found: Vec<PathBuf> = found
                 .into_iter()
-                .filter(|p| !excluded(op.ignore, p))
+                .filter(|p| !excluded(op.ignore, p) && !op.excluded_file(p))
                 .collect();
             if found.is_empty() {
                 return Err(format!("no source files were specified by {s:?}"));
@@ -87,16 +94,19 @@ pub fn copy(op: &CopyOp<'_>, dst: &Root) -> Result<(), String> {
             if excluded(op.ignore, &p) {
                 return Err(format!("{s}: excluded by .dockerignore"));
             }
-            srcs.push(p);
+            if !op.excluded_file(&p) {
+                srcs.push(p);
+            }
         }
     }
     let count = srcs.len() + op.inline.len();
-    let dest_is_dir = op.dest.ends_with('/')
+    let dest_is_dir = op.parents
+        || op.dest.ends_with('/')
         || count > 1
         || dst
             .open_at(Path::new(&op.dest), OFlags::DIRECTORY | OFlags::PATH)
             .is_ok();
-    if count > 1 && !op.dest.ends_with('/') {
+    if count > 1 && !op.dest.ends_with('/') && !op.parents {
         return Err(format!(
             "when using COPY with more than one source file, the destination must be a directory and end with a / ({})",
             op.dest
@@ -129,6 +139,23 @@ pub fn copy(op: &CopyOp<'_>, dst: &Root) -> Result<(), String> {
             .real_path(&rel)
             .map_err(|e| format!("{}: {e}", rel.display()))?;
         let md = fs::metadata(&real).map_err(|e| format!("{}: {e}", rel.display()))?;
+        if let Some(want) = &op.checksum {
+            if md.is_dir() {
+                return Err(format!("--checksum: {} is a directory", rel.display()));
+            }
+            let got = file_sha256(&real).map_err(|e| format!("{}: {e}", rel.display()))?;
+            if &got != want {
+                return Err(format!(
+                    "--checksum: {} has digest {got}, expected {want}",
+                    rel.display()
+                ));
+            }
+        }
+        let dest = match (op.parents, rel.parent()) {
+            (true, Some(_)) if md.is_dir() => dest.join(&rel),
+            (true, Some(p)) => dest.join(p),
+            _ => dest.clone(),
+        };
         if md.is_dir() {
             copy_tree(op, &real, &rel, &dest, dst)?;
         } else if op.add && is_archive(&real) {
@@ -165,6 +192,23 @@ pub fn copy(op: &CopyOp<'_>, dst: &Root) -> Result<(), String> {
     Ok(())
 }
 
+impl CopyOp<'_> {
+    /// `--exclude` for a file or glob source named by its context path.
+    fn excluded_file(&self, rel: &Path) -> bool {
+        excluded(self.exclude.as_ref(), rel)
+            || rel
+                .file_name()
+                .is_some_and(|n| excluded(self.exclude.as_ref(), Path::new(n)))
+    }
+}
+
+/// `sha256:HEX` of a file's content.
+fn file_sha256(p: &Path) -> io::Result<String> {
+    let mut w = crate::image::HashWriter::new(io::sink());
+    io::copy(&mut fs::File::open(p)?, &mut w)?;
+    Ok(w.finish().1)
+}
+
 fn excluded(ignore: Option<&Ignore>, rel: &Path) -> bool {
     ignore
         .map(|i| i.excluded(&rel.to_string_lossy()))
@@ -197,7 +241,7 @@ fn copy_tree(
     while let Some(e) = walk.next() {
         let e = e.map_err(|e| e.to_string())?;
         let sub = e.path().strip_prefix(real).expect("below the walk root");
-        if excluded(op.ignore, &rel.join(sub)) {
+        if excluded(op.ignore, &rel.join(sub)) || excluded(op.exclude.as_ref(), sub) {
             if e.file_type().is_dir() {
                 walk.skip_current_dir();
             }

@@ -22,18 +22,24 @@
 //! and takes the recorded history entry, so an unchanged rebuild yields byte-identical config
 //! and manifest blobs: the same image digest and no new blob.
 
+pub mod contexts;
 pub mod copy;
+pub mod mounts;
 pub mod overlay;
+pub mod remote;
 pub mod run;
 
-use crate::dockerfile::{expand, ignore::Ignore, Command, CopyArgs, DfError, Dockerfile, Instr};
+use crate::dockerfile::{
+    expand, ignore::Ignore, Command, CopyArgs, DfError, Dockerfile, Instr, RunArgs,
+};
 use crate::fsroot::Root;
 use crate::image::config::{History, ImageConfig};
 use crate::image::layer;
 use crate::image::platform::Platform;
 use crate::image::source::{self, SourceError};
-use crate::image::store::{self, Store, StoreError};
-use crate::image::{cache, hex_of, rfc3339};
+use crate::image::store::{Store, StoreError};
+use crate::image::{cache, rfc3339};
+use crate::progress::Progress;
 use oci_spec::image::{Descriptor, ImageManifestBuilder, MediaType};
 use run::Network;
 use serde_json::json;
@@ -74,6 +80,10 @@ pub struct Options {
     pub labels: BTreeMap<String, String>,
     /// SOURCE_DATE_EPOCH: created times and clamped layer mtimes.
     pub source_date_epoch: Option<i64>,
+    /// `--progress` (`Quiet` for `--quiet`).
+    pub progress: crate::progress::Mode,
+    /// How new layers are compressed (`--compression`).
+    pub compression: layer::Compression,
     /// How base images are pulled from registries.
     pub registry: crate::registry::Options,
     /// `--platform`: the target platform (this host's unless given).
@@ -86,6 +96,12 @@ pub struct Options {
     pub cache_from: Vec<PathBuf>,
     /// Cache directory to export every step of this build to (`--cache-to type=local,dest=DIR`).
     pub cache_to: Option<PathBuf>,
+    /// `--secret id=ID,src=PATH`: files for `RUN --mount=type=secret`.
+    pub secrets: BTreeMap<String, PathBuf>,
+    /// `--ssh ID=SOCKET`: agent sockets for `RUN --mount=type=ssh`.
+    pub ssh: BTreeMap<String, PathBuf>,
+    /// `--build-context NAME=...` (lower-cased names).
+    pub build_contexts: BTreeMap<String, contexts::Named>,
 }
 
 /// A layer of an image being built.
@@ -132,6 +148,8 @@ struct Builder<'a> {
     n: AtomicUsize,
     /// Held while a base image is resolved: two stages FROM one image pull it once.
     base_lock: Mutex<()>,
+    /// Progress output, shared by the stages' threads.
+    progress: Mutex<Progress>,
 }
 
 #[derive(Default)]
@@ -156,6 +174,10 @@ pub fn build(opts: &Options, store: &Store) -> Result<Built> {
     opts.platform
         .check_buildable()
         .map_err(|e| BuildError::Other(format!("--platform: {e}")))?;
+    let mut progress = Progress::new(opts.progress);
+    for n in &df.notices {
+        progress.notice(&format!("[notice] {n}"));
+    }
     let ignore = read_ignore(&opts.context, &opts.dockerfile);
     let context =
         Root::open(&opts.context).map_err(|e| BuildError::Other(format!("build context: {e}")))?;
@@ -172,6 +194,7 @@ pub fn build(opts: &Options, store: &Store) -> Result<Built> {
         step: AtomicUsize::new(0),
         n: AtomicUsize::new(0),
         base_lock: Mutex::new(()),
+        progress: Mutex::new(progress),
     };
     let mut r = b.build_all();
     if let (Ok(_), Some(dir)) = (&r, &opts.cache_to) {
@@ -179,6 +202,10 @@ pub fn build(opts: &Options, store: &Store) -> Result<Built> {
         if let Err(e) = cache::export_local(store, &used, dir) {
             r = Err(BuildError::Other(format!("--cache-to: {e}")));
         }
+    }
+    {
+        // The failed step reported its error; steps of other stages still open are cancelled.
+        lock(&b.progress).finish(r.is_ok());
     }
     if r.is_err() {
         drop(b.work);
@@ -270,6 +297,15 @@ impl Builder<'_> {
                 deps.push(dep.index);
             }
             for l in &st.instrs {
+                if let Instr::Run(r) = &l.instr {
+                    for f in r.mounts.iter().filter_map(|m| mounts::from_of(m)) {
+                        let f = expand::word(f, &look, self.df.escape)
+                            .map_err(|e| self.err(l.line, e))?;
+                        if let Some(dep) = self.df.stage(&f).filter(|d| d.index < i) {
+                            todo.push(dep.index);
+                        }
+                    }
+                }
                 if let Instr::Copy(CopyArgs { from: Some(f), .. }) = &l.instr {
                     let f =
                         expand::word(f, &look, self.df.escape).map_err(|e| self.err(l.line, e))?;
@@ -281,6 +317,7 @@ impl Builder<'_> {
                                 format!("COPY --from={f}: stage is not defined before this one"),
                             ))
                         }
+                        None if self.opts.build_contexts.contains_key(&f.to_ascii_lowercase()) => {}
                         None if source::is_transport(&f) || f.contains(':') || f.contains('/') => {}
                         None => {
                             return Err(self.err(
@@ -329,7 +366,9 @@ impl Builder<'_> {
             .collect();
         for k in self.opts.build_args.keys() {
             if !used.contains(k) {
-                eprintln!("[Warning] one or more build args were not consumed: {k}");
+                lock(&self.progress).notice(&format!(
+                    "[Warning] one or more build args were not consumed: {k}"
+                ));
             }
         }
         self.commit_image(st)
@@ -397,21 +436,32 @@ impl Builder<'_> {
         f(&mut lock(&self.added));
     }
 
-    fn progress(&self, line: usize, text: &str) {
+    /// A step starts: its progress id, also this thread's current step (RUN output goes
+    /// there).
+    fn progress(&self, _line: usize, text: &str) -> usize {
         let step = self.step.fetch_add(1, Ordering::Relaxed) + 1;
-        let short: String = text
-            .lines()
-            .next()
-            .unwrap_or("")
-            .chars()
-            .take(120)
-            .collect();
-        eprintln!(
-            "STEP {}/{} ({}:{line}): {short}",
-            step,
-            self.steps.load(Ordering::Relaxed),
-            self.df.file
-        );
+        let id = lock(&self.progress).step_start(step, self.steps.load(Ordering::Relaxed), text);
+        CURRENT_STEP.with(|c| c.set(id));
+        id
+    }
+
+    /// Ends step `id` with the outcome of `r` (`Ok(true)`: a cache hit).
+    fn step_end<T>(&self, id: usize, r: Result<(T, bool)>) -> Result<T> {
+        let mut p = lock(&self.progress);
+        match r {
+            Ok((v, cached)) => {
+                if cached {
+                    p.step_cached(id);
+                } else {
+                    p.step_done(id);
+                }
+                Ok(v)
+            }
+            Err(e) => {
+                p.step_error(id, &e.to_string());
+                Err(e)
+            }
+        }
     }
 
     fn build_stage(
@@ -431,85 +481,109 @@ impl Builder<'_> {
                 .and_then(|p| p.check_buildable())
                 .map_err(|e| self.err(stage.line, format!("FROM --platform: {e}")))?;
         }
-        self.progress(stage.line, &format!("FROM {base}"));
-        let mut st = match df.stage(&base).filter(|s| s.index < i) {
+        let id = self.progress(stage.line, &format!("FROM {base}"));
+        let from = match df.stage(&base).filter(|s| s.index < i) {
             Some(dep) => {
                 let mut s = done[&dep.index].clone();
                 s.args.clear();
-                s
+                Ok((s, false))
             }
-            None => self.base_state(&base, stage.line)?,
+            None => self
+                .named_image(&base, stage.line, "FROM")
+                .and_then(|base| self.base_state(&base, stage.line))
+                .map(|s| (s, false)),
         };
+        let mut st = self.step_end(id, from)?;
         let use_cache = !self.opts.no_cache
             && !self.opts.no_cache_filter.iter().any(|f| {
                 stage.name.as_deref() == Some(f.to_ascii_lowercase().as_str())
                     || f.parse::<usize>().ok() == Some(i)
             });
         for l in &stage.instrs {
-            let line = l.line;
             let text = instr_text(&l.instr);
-            self.progress(line, &text);
-            let writes_layer = matches!(l.instr, Instr::Run(_) | Instr::Copy(_) | Instr::Add(_));
-            if !writes_layer {
-                // A config change only: apply it, then key it by the result.
-                self.apply(&mut st, line, &l.instr, &text, globals, done)?;
-                let key = self.step_key(&st, &l.instr, "");
-                let hit = if use_cache {
-                    self.cache_get(&key, line)?
-                } else {
-                    None
-                };
-                match hit {
-                    Some(e) => {
-                        if let Some(h) = st.config.history.last_mut() {
-                            *h = e.history;
-                        }
-                    }
-                    None => self.record(&st, &key, None)?,
-                }
-                st.key = key;
-                continue;
-            }
-            let inputs = self.step_inputs(&st, line, &l.instr, done)?;
-            let key = self.step_key(&st, &l.instr, &inputs);
+            let id = self.progress(l.line, &text);
+            let r = self
+                .cached_step(&mut st, l, &text, globals, done, use_cache)
+                .map(|hit| ((), hit));
+            self.step_end(id, r)?;
+        }
+        Ok(st)
+    }
+
+    /// One instruction of a stage, from the cache when `use_cache` and its key has an entry
+    /// (then true), else applied and recorded.
+    fn cached_step(
+        &self,
+        st: &mut State,
+        l: &crate::dockerfile::Located,
+        text: &str,
+        globals: &BTreeMap<String, String>,
+        done: &HashMap<usize, State>,
+        use_cache: bool,
+    ) -> Result<bool> {
+        let line = l.line;
+        let writes_layer = matches!(l.instr, Instr::Run(_) | Instr::Copy(_) | Instr::Add(_));
+        if !writes_layer {
+            // A config change only: apply it, then key it by the result.
+            self.apply(st, line, &l.instr, text, globals, done)?;
+            let key = self.step_key(st, &l.instr, "");
             let hit = if use_cache {
                 self.cache_get(&key, line)?
             } else {
                 None
             };
-            match hit.and_then(|e| e.layer.clone().map(|l| (e, l))) {
-                Some((e, layer)) => {
-                    eprintln!("--> Using cache {}", &hex_of(&key)[..12]);
-                    let desc = Descriptor::new(
-                        store::layer_media_type(),
-                        layer.size,
-                        layer
-                            .digest
-                            .parse::<oci_spec::image::Digest>()
-                            .map_err(|e| self.err(line, e))?,
-                    );
-                    st.layers.push(Layer {
-                        desc,
-                        diff_id: layer.diff_id.clone(),
-                        dir: self.store.layer_dir(&layer.diff_id),
-                    });
-                    st.config.rootfs.diff_ids.push(layer.diff_id);
-                    st.config.history.push(e.history);
+            let cached = hit.is_some();
+            match hit {
+                Some(e) => {
+                    if let Some(h) = st.config.history.last_mut() {
+                        *h = e.history;
+                    }
                 }
-                None => {
-                    self.apply(&mut st, line, &l.instr, &text, globals, done)?;
-                    let last = st.layers.last().expect("a layer step adds a layer");
-                    let layer = cache::LayerRef {
-                        digest: last.desc.digest().to_string(),
-                        diff_id: last.diff_id.clone(),
-                        size: last.desc.size(),
-                    };
-                    self.record(&st, &key, Some(layer))?;
-                }
+                None => self.record(st, &key, None)?,
             }
             st.key = key;
+            return Ok(cached);
         }
-        Ok(st)
+        let inputs = self.step_inputs(st, line, &l.instr, done)?;
+        let key = self.step_key(st, &l.instr, &inputs);
+        let hit = if use_cache {
+            self.cache_get(&key, line)?
+        } else {
+            None
+        };
+        let cached = match hit.and_then(|e| e.layer.clone().map(|l| (e, l))) {
+            Some((e, layer)) => {
+                let desc = Descriptor::new(
+                    self.opts.compression.media_type(),
+                    layer.size,
+                    layer
+                        .digest
+                        .parse::<oci_spec::image::Digest>()
+                        .map_err(|e| self.err(line, e))?,
+                );
+                st.layers.push(Layer {
+                    desc,
+                    diff_id: layer.diff_id.clone(),
+                    dir: self.store.layer_dir(&layer.diff_id),
+                });
+                st.config.rootfs.diff_ids.push(layer.diff_id);
+                st.config.history.push(e.history);
+                true
+            }
+            None => {
+                self.apply(st, line, &l.instr, text, globals, done)?;
+                let last = st.layers.last().expect("a layer step adds a layer");
+                let layer = cache::LayerRef {
+                    digest: last.desc.digest().to_string(),
+                    diff_id: last.diff_id.clone(),
+                    size: last.desc.size(),
+                };
+                self.record(st, &key, Some(layer))?;
+                false
+            }
+        };
+        st.key = key;
+        Ok(cached)
     }
 
     /// The key of a step applied to `st` (see the module doc); `inputs` is what the step reads
@@ -527,7 +601,12 @@ impl Builder<'_> {
             )
             .add("inputs", inputs)
             // Clamps layer mtimes and sets history times: a different epoch, different results.
-            .add("epoch", format!("{:?}", self.opts.source_date_epoch));
+            .add("epoch", format!("{:?}", self.opts.source_date_epoch))
+            // A recorded layer blob is in the compression of the build that made it.
+            .add(
+                "compression",
+                self.opts.compression.media_type().to_string(),
+            );
         if matches!(instr, Instr::Run(_)) {
             k = k.add("network", format!("{:?}", self.opts.network));
         }
@@ -544,6 +623,45 @@ impl Builder<'_> {
         instr: &Instr,
         done: &HashMap<usize, State>,
     ) -> Result<String> {
+        let unique = |why: &str| format!("{why} {:?}", std::time::SystemTime::now());
+        if let Instr::Run(r) = instr {
+            // What bind mounts show the step is an input like COPY's sources.
+            let mut inputs = Vec::new();
+            for m in &r.mounts {
+                let m = self.word(st, line, m)?;
+                let Ok(spec) = mounts::parse(&m) else {
+                    return Ok(unique("bad mount"));
+                };
+                let mounts::Kind::Bind { from, source, .. } = &spec.kind else {
+                    continue;
+                };
+                let digest = match from {
+                    None => copy::sources_digest(
+                        &self.context,
+                        Some(&self.ignore),
+                        std::slice::from_ref(source),
+                    ),
+                    Some(f) => match (
+                        self.df.stage(f),
+                        self.opts.build_contexts.get(&f.to_ascii_lowercase()),
+                    ) {
+                        (Some(s), _) => match done.get(&s.index) {
+                            Some(s) => Ok(format!("stage {}", s.key)),
+                            None => return Ok(unique("unbuilt")),
+                        },
+                        (None, Some(contexts::Named::Dir(d))) => Root::open(d).and_then(|root| {
+                            copy::sources_digest(&root, None, std::slice::from_ref(source))
+                        }),
+                        _ => return Ok(unique("unknown from")),
+                    },
+                };
+                match digest {
+                    Ok(d) => inputs.push(format!("bind {} {d}", spec.target)),
+                    Err(e) => return Ok(unique(&format!("unreadable {e}"))),
+                }
+            }
+            return Ok(inputs.join("\n"));
+        }
         let (Instr::Copy(a) | Instr::Add(a)) = instr else {
             return Ok(String::new());
         };
@@ -895,7 +1013,7 @@ impl Builder<'_> {
                 cfg(st).healthcheck = Some(v);
                 self.history(st, text, true);
             }
-            Instr::Run(c) => self.run_step(st, line, c, text)?,
+            Instr::Run(r) => self.run_step(st, line, r, text, done)?,
             Instr::Copy(a) => self.copy_step(st, line, a, false, text, done)?,
             Instr::Add(a) => self.copy_step(st, line, a, true, text, done)?,
         }
@@ -931,7 +1049,26 @@ impl Builder<'_> {
         Ok((a, m))
     }
 
-    fn run_step(&self, st: &mut State, line: usize, c: &Command, text: &str) -> Result<()> {
+    fn run_step(
+        &self,
+        st: &mut State,
+        line: usize,
+        r: &RunArgs,
+        text: &str,
+        done: &HashMap<usize, State>,
+    ) -> Result<()> {
+        let c = &r.cmd;
+        let network = match r.network.as_deref() {
+            None => self.opts.network,
+            Some(n) => run::parse_network(n).map_err(|e| self.err(line, e))?,
+        };
+        let mut specs = Vec::new();
+        for m in &r.mounts {
+            let m = self.word(st, line, m)?;
+            specs.push(
+                mounts::parse(&m).map_err(|e| self.err(line, format!("RUN --mount={m}: {e}")))?,
+            );
+        }
         let (area, m) = self.mount_rw(st, line)?;
         let merged = area.join("merged");
         let root = Root::open(&merged).map_err(|e| self.err(line, e))?;
@@ -943,7 +1080,31 @@ impl Builder<'_> {
                 .map_err(|e| self.err(line, e))?;
             made.extend(created);
         }
-        for f in run::host_net_files(self.opts.network) {
+        let extra = self.run_mounts(st, line, &specs, &area, done)?;
+        for (t, is_dir) in &extra.targets {
+            let rel = Path::new(t.trim_start_matches('/'));
+            let what = if *is_dir { None } else { rel.parent() };
+            let (_, created) = root
+                .mkdir_all(what.unwrap_or(rel), 0o755)
+                .map_err(|e| self.err(line, e))?;
+            made.extend(created);
+            if !*is_dir && root.open_at(rel, rustix::fs::OFlags::PATH).is_err() {
+                let pfd = root
+                    .dir(rel.parent().unwrap_or(Path::new("")))
+                    .map_err(|e| self.err(line, e))?;
+                rustix::fs::openat(
+                    &pfd,
+                    rel.file_name().expect("file has a name"),
+                    rustix::fs::OFlags::CREATE
+                        | rustix::fs::OFlags::WRONLY
+                        | rustix::fs::OFlags::CLOEXEC,
+                    rustix::fs::Mode::from_raw_mode(0o644),
+                )
+                .map_err(|e| self.err(line, std::io::Error::from(e)))?;
+                made.push(rel.to_path_buf());
+            }
+        }
+        for f in run::host_net_files(network) {
             let rel = Path::new(f.trim_start_matches('/'));
             if root.open_at(rel, rustix::fs::OFlags::PATH).is_err() {
                 let (pfd, created) = root
@@ -984,7 +1145,22 @@ impl Builder<'_> {
         if !env.iter().any(|e| e.starts_with("PATH=")) {
             env.push(format!("PATH={DEFAULT_PATH}"));
         }
-        let args = Self::argv(st, c);
+        env.extend(extra.env.iter().cloned());
+        let mut extra_oci = extra.oci.clone();
+        let args = match &r.heredoc {
+            // A heredoc with a shebang is a script file run by its interpreter (BuildKit).
+            Some(h) if h.content.starts_with("#!") => {
+                let script = area.join("heredoc-script");
+                fs::write(&script, &h.content).map_err(|e| self.err(line, e))?;
+                fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                    .map_err(|e| self.err(line, e))?;
+                let dst = format!("/dev/pipes/{}", h.name);
+                extra_oci.push(json!({"destination": dst, "type": "bind",
+                                      "source": script, "options": ["rbind", "ro"]}));
+                vec![dst]
+            }
+            _ => Self::argv(st, c),
+        };
         let proc_ = run::Process {
             args: args.clone(),
             env,
@@ -992,7 +1168,10 @@ impl Builder<'_> {
             gid,
             cwd,
         };
-        let spec = run::spec(&proc_, &merged, self.opts.network);
+        let mut spec = run::spec(&proc_, &merged, network);
+        if let Some(ms) = spec["mounts"].as_array_mut() {
+            ms.extend(extra_oci);
+        }
         fs::write(
             area.join("config.json"),
             serde_json::to_vec_pretty(&spec).expect("json"),
@@ -1009,9 +1188,11 @@ impl Builder<'_> {
             &self.work.path().join("state"),
             &area,
             &id,
+            &mut |d| lock(&self.progress).run_output(CURRENT_STEP.with(|c| c.get()), d),
         )
         .map_err(|e| self.err(line, format!("RUN: cannot start the runtime: {e}")))?;
         drop(root);
+        extra.finish().map_err(|e| self.err(line, e))?;
         m.unmount().map_err(|e| self.err(line, e))?;
         if code != 0 {
             return Err(self.err(
@@ -1033,6 +1214,96 @@ impl Builder<'_> {
         let _ = text;
         let by = format!("RUN {}", args.join(" "));
         self.commit_layer(st, line, &upper, &by)
+    }
+
+    /// `FROM`'s image: a named context's image if one is so named (a directory context cannot
+    /// be a base), else the reference itself.
+    fn named_image(&self, r: &str, line: usize, what: &str) -> Result<String> {
+        match self.opts.build_contexts.get(&r.to_ascii_lowercase()) {
+            None => Ok(r.to_string()),
+            Some(contexts::Named::Image(i)) => Ok(i.clone()),
+            Some(contexts::Named::Dir(d)) => Err(self.err(
+                line,
+                format!(
+                    "{what} {r}: the build context {r:?} is a directory ({}); only oci-layout:// and docker-image:// contexts can be a base image",
+                    d.display()
+                ),
+            )),
+        }
+    }
+
+    /// ADD's URL and git sources: fetched into a staging directory of this step, which
+    /// becomes the copy's source root (`sources` renamed into it). None if all are local.
+    fn fetch_remotes(
+        &self,
+        line: usize,
+        a: &CopyArgs,
+        sources: &mut Vec<String>,
+    ) -> Result<Option<Root>> {
+        let remotes: Vec<Option<remote::Remote>> =
+            sources.iter().map(|s| remote::classify(s)).collect();
+        if remotes.iter().all(Option::is_none) {
+            return Ok(None);
+        }
+        if remotes.iter().any(Option::is_none) {
+            return Err(self.err(
+                line,
+                "ADD: URL and git sources cannot be mixed with local sources in one ADD",
+            ));
+        }
+        let staging = self.area()?.join("remote");
+        let mut names = Vec::new();
+        for (i, r) in remotes.into_iter().flatten().enumerate() {
+            if a.checksum.is_some() && matches!(r, remote::Remote::Git { .. }) {
+                return Err(self.err(line, "ADD --checksum: not supported for git sources"));
+            }
+            let n = remote::fetch(&r, &staging.join(i.to_string()), a.keep_git_dir)
+                .map_err(|e| self.err(line, format!("ADD: {e}")))?;
+            names.push(format!("{i}/{n}"));
+        }
+        *sources = names;
+        Root::open(&staging)
+            .map(Some)
+            .map_err(|e| self.err(line, e))
+    }
+
+    /// Sets up a RUN's `--mount`s in its work area.
+    fn run_mounts(
+        &self,
+        st: &State,
+        line: usize,
+        specs: &[mounts::Spec],
+        area: &Path,
+        done: &HashMap<usize, State>,
+    ) -> Result<mounts::Prepared> {
+        let mut stage_layers = |f: &str| -> std::result::Result<mounts::From, String> {
+            let f = self.word(st, line, f).map_err(|e| e.to_string())?;
+            match self.df.stage(&f) {
+                Some(s) => Ok(mounts::From::Layers(
+                    done.get(&s.index)
+                        .ok_or_else(|| format!("from={f}: stage not built before this one"))?
+                        .layers
+                        .iter()
+                        .map(|l| l.dir.clone())
+                        .collect(),
+                )),
+                None => match self.opts.build_contexts.get(&f.to_ascii_lowercase()) {
+                    Some(contexts::Named::Dir(d)) => Ok(mounts::From::Dir(d.clone())),
+                    _ => Err(format!(
+                        "from={f}: no stage or directory build context named {f:?}"
+                    )),
+                },
+            }
+        };
+        let src = mounts::Sources {
+            store_root: self.store.root(),
+            context: &self.context,
+            secrets: &self.opts.secrets,
+            ssh: &self.opts.ssh,
+            work: &area.join("mounts"),
+        };
+        mounts::prepare(specs, &src, &mut stage_layers)
+            .map_err(|e| self.err(line, format!("RUN --mount: {e}")))
     }
 
     fn copy_step(
@@ -1086,6 +1357,11 @@ impl Builder<'_> {
                 None => sources.push(p),
             }
         }
+        let remote_root = if add {
+            self.fetch_remotes(line, a, &mut sources)?
+        } else {
+            None
+        };
         let (area, m) = self.mount_rw(st, line)?;
         let merged = area.join("merged");
         let dst = Root::open(&merged).map_err(|e| self.err(line, e))?;
@@ -1110,32 +1386,50 @@ impl Builder<'_> {
         let src_tmp;
         let from_root;
         let (src_root, ignore) = match &a.from {
-            None => (&self.context, Some(&self.ignore)),
+            None => match &remote_root {
+                Some(r) => (r, None),
+                None => (&self.context, Some(&self.ignore)),
+            },
             Some(f) => {
                 let f = self.word(st, line, f)?;
-                let layers: Vec<PathBuf> = match self.df.stage(&f) {
-                    Some(s) => done
-                        .get(&s.index)
-                        .ok_or_else(|| self.err(line, format!("COPY --from={f}: stage not built")))?
-                        .layers
-                        .iter()
-                        .map(|l| l.dir.clone())
-                        .collect(),
-                    None => {
-                        let s = self.base_state(&f, line)?;
-                        s.layers.iter().map(|l| l.dir.clone()).collect()
-                    }
+                let named = match self.df.stage(&f) {
+                    None => self.opts.build_contexts.get(&f.to_ascii_lowercase()),
+                    Some(_) => None,
                 };
-                src_tmp = self.area()?;
-                let mm = overlay::mount_overlay(
-                    &layers,
-                    None,
-                    &src_tmp.join("merged"),
-                    &src_tmp.join("empty"),
-                )
-                .map_err(|e| self.err(line, e))?;
-                from_root = Root::open(mm.path()).map_err(|e| self.err(line, e))?;
-                _src_mount = Some(mm);
+                if let Some(contexts::Named::Dir(d)) = named {
+                    from_root =
+                        Root::open(d).map_err(|e| self.err(line, format!("--from={f}: {e}")))?;
+                } else {
+                    let layers: Vec<PathBuf> = match (self.df.stage(&f), named) {
+                        (Some(s), _) => done
+                            .get(&s.index)
+                            .ok_or_else(|| {
+                                self.err(line, format!("COPY --from={f}: stage not built"))
+                            })?
+                            .layers
+                            .iter()
+                            .map(|l| l.dir.clone())
+                            .collect(),
+                        (None, named) => {
+                            let r = match named {
+                                Some(contexts::Named::Image(r)) => r.clone(),
+                                _ => f.clone(),
+                            };
+                            let s = self.base_state(&r, line)?;
+                            s.layers.iter().map(|l| l.dir.clone()).collect()
+                        }
+                    };
+                    src_tmp = self.area()?;
+                    let mm = overlay::mount_overlay(
+                        &layers,
+                        None,
+                        &src_tmp.join("merged"),
+                        &src_tmp.join("empty"),
+                    )
+                    .map_err(|e| self.err(line, e))?;
+                    from_root = Root::open(mm.path()).map_err(|e| self.err(line, e))?;
+                    _src_mount = Some(mm);
+                }
                 (&from_root, None)
             }
         };
@@ -1148,7 +1442,11 @@ impl Builder<'_> {
             owner,
             keep_owners: a.from.is_some(),
             chmod,
-            add,
+            // Remote sources are never extracted.
+            add: add && remote_root.is_none(),
+            exclude: (!a.excludes.is_empty()).then(|| Ignore::parse(&a.excludes.join("\n"))),
+            parents: a.parents,
+            checksum: a.checksum.clone(),
         };
         let kw = if add { "ADD" } else { "COPY" };
         copy::copy(&op, &dst).map_err(|e| self.err(line, format!("{kw} failed: {e}")))?;
@@ -1167,6 +1465,7 @@ impl Builder<'_> {
             &blob_tmp,
             layer::Options {
                 clamp_mtime: self.opts.source_date_epoch,
+                compression: self.opts.compression,
             },
         )
         .map_err(|e| self.err(line, format!("writing the layer: {e}")))?;
@@ -1183,7 +1482,7 @@ impl Builder<'_> {
             }
         }
         let desc = Descriptor::new(
-            store::layer_media_type(),
+            self.opts.compression.media_type(),
             w.size,
             w.digest
                 .parse::<oci_spec::image::Digest>()
@@ -1265,6 +1564,11 @@ impl Drop for Unwinding<'_> {
     }
 }
 
+thread_local! {
+    /// The progress id of the step this thread (a stage) runs.
+    static CURRENT_STEP: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// Locks `m`; a thread that panicked while holding it does not make the data unusable here
 /// (every holder leaves it consistent between statements).
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -1342,7 +1646,7 @@ fn instr_text(i: &Instr) -> String {
     };
     match i {
         Instr::From { image, .. } => format!("FROM {image}"),
-        Instr::Run(c) => format!("RUN {}", cmd(c)),
+        Instr::Run(r) => format!("RUN {}", cmd(&r.cmd)),
         Instr::Cmd(c) => format!("CMD {}", cmd(c)),
         Instr::Entrypoint(c) => format!("ENTRYPOINT {}", cmd(c)),
         Instr::Shell(v) => format!("SHELL {}", serde_json::to_string(v).unwrap_or_default()),

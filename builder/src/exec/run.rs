@@ -25,6 +25,16 @@ pub enum Network {
     Host,
 }
 
+/// `--network` of the command line or of a RUN.
+pub fn parse_network(s: &str) -> Result<Network, String> {
+    match s {
+        "default" => Ok(Network::Default),
+        "none" => Ok(Network::None),
+        "host" => Ok(Network::Host),
+        _ => Err(format!("--network={s}: expected default, none or host")),
+    }
+}
+
 /// The capabilities docker gives a RUN step.
 const CAPS: &[&str] = &[
     "CAP_CHOWN",
@@ -123,21 +133,47 @@ pub fn host_net_files(net: Network) -> Vec<&'static str> {
 }
 
 /// Runs the bundle at `bundle` with `runtime`; returns the exit code (128+signal if the
-/// runtime died of a signal). The runtime's and the step's output go to our stderr.
-pub fn run_bundle(runtime: &Path, state: &Path, bundle: &Path, id: &str) -> io::Result<i32> {
+/// runtime died of a signal). The step's and the runtime's output (stdout and stderr through
+/// one pipe, in order) go to `output` as they come.
+pub fn run_bundle(
+    runtime: &Path,
+    state: &Path,
+    bundle: &Path,
+    id: &str,
+    output: &mut dyn FnMut(&[u8]),
+) -> io::Result<i32> {
     use std::os::unix::process::ExitStatusExt;
-    let st = Command::new(runtime)
-        .arg("--root")
-        .arg(state)
-        .arg("run")
-        .arg("--bundle")
-        .arg(bundle)
-        .arg(id)
-        .stdin(Stdio::null())
-        .stdout(io::stderr())
-        .stderr(Stdio::inherit())
-        .status()
-        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", runtime.display())))?;
+    let (mut r, w) = io::pipe()?;
+    let mut child = {
+        // The command holds the pipe's write ends: dropped at the end of this block, so the
+        // read below ends when the runtime and the step have closed theirs.
+        let mut cmd = Command::new(runtime);
+        cmd.arg("--root")
+            .arg(state)
+            .arg("run")
+            .arg("--bundle")
+            .arg(bundle)
+            .arg(id)
+            .stdin(Stdio::null())
+            .stdout(w.try_clone()?)
+            .stderr(w);
+        cmd.spawn()
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", runtime.display())))?
+    };
+    let mut buf = [0u8; 8192];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => output(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e);
+            }
+        }
+    }
+    let st = child.wait()?;
     // A runtime that died before deleting: remove the container (errors mean it is gone).
     let _ = Command::new(runtime)
         .arg("--root")

@@ -1,14 +1,16 @@
-//! A directory in overlayfs upper form → a layer tar, deterministic, gzip-compressed.
+//! A directory in overlayfs upper form → a layer tar, deterministic, gzip- or zstd-compressed.
 //!
 //! Owns the translation from overlayfs to the OCI layer format: a character device 0/0 is a
 //! deletion (`.wh.NAME`), a directory with `trusted.overlay.opaque=y` is opaque
 //! (`.wh..wh..opq` after it). Entries are sorted by name, headers are ustar with PAX records
 //! for long names and xattrs, owner names are left empty, hard links (same inode) become link
 //! entries, and mtimes can be clamped to a fixed time (SOURCE_DATE_EPOCH) so two builds of the
-//! same input give the same digest. It never follows a symlink.
+//! same input give the same digest (the gzip header carries no time or name; the zstd stream
+//! is single-threaded, so its bytes depend only on the input). It never follows a symlink.
 
 use super::HashWriter;
-use flate2::{write::GzEncoder, Compression};
+use flate2::write::GzEncoder;
+use oci_spec::image::MediaType;
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -29,24 +31,56 @@ pub struct Written {
     pub size: u64,
 }
 
+/// How a layer blob is compressed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Compression {
+    #[default]
+    Gzip,
+    Zstd,
+}
+
+impl Compression {
+    /// The OCI media type of a layer compressed so.
+    pub fn media_type(self) -> MediaType {
+        match self {
+            Compression::Gzip => MediaType::ImageLayerGzip,
+            Compression::Zstd => MediaType::ImageLayerZstd,
+        }
+    }
+}
+
 /// Options for [`write`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Options {
     /// Clamp every mtime to at most this unix time.
     pub clamp_mtime: Option<i64>,
+    pub compression: Compression,
 }
 
-/// Writes the layer of `dir` gzip-compressed to `out_path`.
+/// The tar of `dir` into `w`; returns `w` and the diffID.
+fn tar_into<W: Write>(w: W, dir: &Path, opts: Options) -> io::Result<(W, String)> {
+    let mut b = tar::Builder::new(HashWriter::new(w));
+    append_tree(&mut b, dir, opts)?;
+    let (w, diff_id, _) = b.into_inner()?.finish();
+    Ok((w, diff_id))
+}
+
+/// Writes the layer of `dir`, compressed as `opts` says, to `out_path`.
 pub fn write(dir: &Path, out_path: &Path, opts: Options) -> io::Result<Written> {
     let file = File::create(out_path)?;
     let outer = HashWriter::new(io::BufWriter::new(file));
-    let gz = GzEncoder::new(outer, Compression::default());
-    let inner = HashWriter::new(gz);
-    let mut b = tar::Builder::new(inner);
-    append_tree(&mut b, dir, opts)?;
-    let inner = b.into_inner()?;
-    let (gz, diff_id, _) = inner.finish();
-    let outer = gz.finish()?;
+    let (outer, diff_id) = match opts.compression {
+        Compression::Gzip => {
+            let gz = GzEncoder::new(outer, flate2::Compression::default());
+            let (gz, diff_id) = tar_into(gz, dir, opts)?;
+            (gz.finish()?, diff_id)
+        }
+        Compression::Zstd => {
+            let z = zstd::Encoder::new(outer, zstd::DEFAULT_COMPRESSION_LEVEL)?;
+            let (z, diff_id) = tar_into(z, dir, opts)?;
+            (z.finish()?, diff_id)
+        }
+    };
     let (mut buf, digest, size) = outer.finish();
     buf.flush()?;
     buf.into_inner().map_err(|e| e.into_error())?.sync_all()?;

@@ -49,6 +49,19 @@ impl<W: Write> Write for HashWriter<W> {
     }
 }
 
+/// A layer blob's tar stream: gzip and zstd are recognised by their magic bytes, anything else
+/// is read as a plain tar.
+pub fn decompress<R: io::BufRead + 'static>(mut r: R) -> io::Result<Box<dyn io::Read>> {
+    let head = r.fill_buf()?;
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Ok(Box::new(flate2::read::GzDecoder::new(r)))
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Ok(Box::new(zstd::Decoder::with_buffer(r)?))
+    } else {
+        Ok(Box::new(r))
+    }
+}
+
 /// `sha256:HEX` of bytes.
 pub fn sha256(data: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(data)))

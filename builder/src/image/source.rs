@@ -13,7 +13,7 @@ use super::HashWriter;
 use crate::fsroot::Root;
 use oci_spec::image::{ImageIndex, ImageManifest, MediaType};
 use std::fs;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 /// A base image that cannot be used, naming the reference.
@@ -244,16 +244,7 @@ pub(crate) fn unpack_layer(
 ) -> Result<(), SourceError> {
     let blob = store.blob_path(digest);
     let f = fs::File::open(&blob).map_err(|e| bad(digest, e))?;
-    let mut r = BufReader::new(f);
-    let gz = r
-        .fill_buf()
-        .map_err(|e| bad(digest, e))?
-        .starts_with(&[0x1f, 0x8b]);
-    let stream: Box<dyn Read> = if gz {
-        Box::new(flate2::read::GzDecoder::new(r))
-    } else {
-        Box::new(r)
-    };
+    let stream = super::decompress(BufReader::new(f)).map_err(|e| bad(digest, e))?;
     let mut hr = HashReader {
         inner: stream,
         hw: HashWriter::new(io::sink()),
