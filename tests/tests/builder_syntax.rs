@@ -108,8 +108,9 @@ fn secret_and_tmpfs_mounts_never_reach_a_layer() {
         !img.config.to_string().contains("s3cr3t"),
         "secret in config/history"
     );
-    // Without --secret the (optional) mount is absent, so reading it in RUN fails.
-    let out = c.build(&[]);
+    // Without --secret the (optional) mount is absent, so reading it in RUN fails (the step
+    // runs again: a secret's content is not part of the cache key, as in BuildKit).
+    let out = c.build(&["--no-cache"]);
     out.assert_fail();
     assert!(out.stderr.contains("Dockerfile:2:"), "{out}");
     // required=true names the secret and the line.
@@ -434,6 +435,11 @@ fn progress_plain_tty_and_quiet() {
     at("#1 [1/3] FROM oci-layout://");
     at("#3 [3/3] ENV A=1");
     assert!(lines.iter().any(|l| l.starts_with("#4 FINISHED")), "{out}");
+    // The same again: the RUN is a cache hit, it prints no output.
+    let out = c.build(&["--progress", "plain"]);
+    out.assert_ok();
+    assert!(out.stderr.lines().any(|l| l == "#2 CACHED"), "{out}");
+    assert!(!out.stderr.contains("hello-out\n"), "{out}");
     // A failing step is marked in the log.
     let bad = Ctx::new(&format!("{}\nRUN exit 3\n", from_base()));
     let out = bad.build(&["--progress", "plain"]);
@@ -446,7 +452,7 @@ fn progress_plain_tty_and_quiet() {
     // tty (auto on a terminal, through script(1)): coloured status lines with timings.
     if have("script") {
         let cmd = format!(
-            "{} --store {} build --runtime {} {}",
+            "{} --store {} build --no-cache --runtime {} {}",
             builder_path().display(),
             c.store().display(),
             binary_path().display(),

@@ -302,7 +302,7 @@ impl Builder<'_> {
                         let f = expand::word(f, &look, self.df.escape)
                             .map_err(|e| self.err(l.line, e))?;
                         if let Some(dep) = self.df.stage(&f).filter(|d| d.index < i) {
-                            todo.push(dep.index);
+                            deps.push(dep.index);
                         }
                     }
                 }
@@ -632,6 +632,8 @@ impl Builder<'_> {
                 let Ok(spec) = mounts::parse(&m) else {
                     return Ok(unique("bad mount"));
                 };
+                mounts::check_given(&spec, &self.opts.secrets, &self.opts.ssh)
+                    .map_err(|e| self.err(line, format!("RUN --mount: {e}")))?;
                 let mounts::Kind::Bind { from, source, .. } = &spec.kind else {
                     continue;
                 };
@@ -683,9 +685,18 @@ impl Builder<'_> {
         let from = match self.df.stage(&f) {
             Some(s) => match done.get(&s.index) {
                 Some(s) => s.key.clone(),
-                None => return Ok(format!("unbuilt {:?}", std::time::SystemTime::now())),
+                None => return Ok(unique("unbuilt")),
             },
-            None => self.base_state(&f, line)?.key,
+            None => match self.opts.build_contexts.get(&f.to_ascii_lowercase()) {
+                Some(contexts::Named::Dir(d)) => {
+                    match Root::open(d).and_then(|root| copy::sources_digest(&root, None, &paths)) {
+                        Ok(digest) => format!("context {digest}"),
+                        Err(e) => return Ok(unique(&format!("unreadable {e}"))),
+                    }
+                }
+                Some(contexts::Named::Image(i)) => self.base_state(i, line)?.key,
+                None => self.base_state(&f, line)?.key,
+            },
         };
         Ok(format!("from {from} {}", paths.join("\n")))
     }

@@ -76,6 +76,28 @@ fn parse_num(k: &str, v: Option<&str>, radix: u32) -> Result<u32, String> {
     u32::from_str_radix(v, radix).map_err(|_| format!("{k}={v}: not a number"))
 }
 
+/// Err when `spec` needs a secret or an SSH agent socket the build was not given (checked
+/// before the cache too: a build with missing inputs fails even where its steps are cached).
+pub fn check_given(
+    spec: &Spec,
+    secrets: &BTreeMap<String, PathBuf>,
+    ssh: &BTreeMap<String, PathBuf>,
+) -> Result<(), String> {
+    match &spec.kind {
+        Kind::Secret {
+            id, required: true, ..
+        } if !secrets.contains_key(id) => Err(format!(
+            "secret {id:?} is required but was not given (--secret id={id},src=PATH)"
+        )),
+        Kind::Ssh { id, required } if !ssh.contains_key(id) && (*required || id == "default") => {
+            Err(format!(
+                "type=ssh: no SSH agent socket {id:?} was given (--ssh {id}=$SSH_AUTH_SOCK)"
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The `from=` of a mount spec as written (the stages a build needs are found before any
 /// expansion of the spec as a whole).
 pub fn from_of(spec: &str) -> Option<&str> {
@@ -420,17 +442,13 @@ pub fn prepare(
             }
             Kind::Secret {
                 id,
-                required,
+                required: _,
                 mode,
                 uid,
                 gid,
             } => {
+                check_given(s, src.secrets, src.ssh)?;
                 let Some(path) = src.secrets.get(id) else {
-                    if *required {
-                        return Err(format!(
-                            "secret {id:?} is required but was not given (--secret id={id},src=PATH)"
-                        ));
-                    }
                     continue;
                 };
                 // A private copy with the mode and owner asked for, on a tmpfs of our own mount
@@ -446,13 +464,9 @@ pub fn prepare(
                 p.oci.push(bind(&copy, &s.target, true));
                 p.targets.push((s.target.clone(), false));
             }
-            Kind::Ssh { id, required } => {
+            Kind::Ssh { id, required: _ } => {
+                check_given(s, src.secrets, src.ssh)?;
                 let Some(sock) = src.ssh.get(id) else {
-                    if *required || id == "default" {
-                        return Err(format!(
-                            "type=ssh: no SSH agent socket {id:?} was given (--ssh {id}=$SSH_AUTH_SOCK)"
-                        ));
-                    }
                     continue;
                 };
                 if !sock.exists() {
