@@ -493,12 +493,17 @@ impl Builder<'_> {
                 .and_then(|base| self.base_state(&base, stage.line))
                 .map(|s| (s, false)),
         };
+        let from_stage = df.stage(&base).filter(|s| s.index < i).is_some();
         let mut st = self.step_end(id, from)?;
+
         let use_cache = !self.opts.no_cache
             && !self.opts.no_cache_filter.iter().any(|f| {
                 stage.name.as_deref() == Some(f.to_ascii_lowercase().as_str())
                     || f.parse::<usize>().ok() == Some(i)
             });
+        if !from_stage {
+            self.onbuild_triggers(&mut st, stage.line, &base, globals, done, use_cache)?;
+        }
         for l in &stage.instrs {
             let text = instr_text(&l.instr);
             let id = self.progress(l.line, &text);
@@ -508,6 +513,44 @@ impl Builder<'_> {
             self.step_end(id, r)?;
         }
         Ok(st)
+    }
+
+    /// The ONBUILD triggers of a base image run first, as instructions of this stage (docker's
+    /// order), and are not passed on: the new image has none of them (docker and BuildKit).
+    /// Errors name the FROM line.
+    fn onbuild_triggers(
+        &self,
+        st: &mut State,
+        line: usize,
+        base: &str,
+        globals: &BTreeMap<String, String>,
+        done: &HashMap<usize, State>,
+        use_cache: bool,
+    ) -> Result<()> {
+        let Some(triggers) = st.config.config.on_build.take() else {
+            return Ok(());
+        };
+        if triggers.is_empty() {
+            return Ok(());
+        }
+        let text = format!("FROM scratch\n{}\n", triggers.join("\n"));
+        let parsed = Dockerfile::parse(&self.df.file, &text)
+            .map_err(|e| self.err(line, format!("ONBUILD trigger of {base}: {}", e.msg)))?;
+        self.steps
+            .fetch_add(parsed.stages[0].instrs.len(), Ordering::Relaxed);
+        for l in &parsed.stages[0].instrs {
+            let l = crate::dockerfile::Located {
+                line,
+                instr: l.instr.clone(),
+            };
+            let text = instr_text(&l.instr);
+            let id = self.progress(line, &format!("ONBUILD {text}"));
+            let r = self
+                .cached_step(st, &l, &text, globals, done, use_cache)
+                .map(|hit| ((), hit));
+            self.step_end(id, r)?;
+        }
+        Ok(())
     }
 
     /// One instruction of a stage, from the cache when `use_cache` and its key has an entry
