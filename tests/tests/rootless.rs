@@ -7,57 +7,11 @@
 use brig_tests::*;
 use serde_json::{json, Value};
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-const USER: &str = "brigrootless";
-
-/// The test user's uid and gid, creating the user when missing.
-fn test_user() -> (u32, u32) {
-    let id = |flag: &str| Command::new("id").args([flag, USER]).output().unwrap();
-    if !id("-u").status.success() {
-        let st = Command::new("useradd")
-            .args([
-                "--system",
-                "--no-create-home",
-                "--shell",
-                "/usr/sbin/nologin",
-                USER,
-            ])
-            .status()
-            .unwrap();
-        assert!(st.success(), "useradd {USER}");
-    }
-    let num = |flag: &str| {
-        String::from_utf8(id(flag).stdout)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
-    };
-    (num("-u"), num("-g"))
-}
-
-/// A bundle the user owns, and an XDG_RUNTIME_DIR for it.
-fn user_bundle(uid: u32, gid: u32) -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
-    let top = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(top.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let bundle = top.path().join("bundle");
-    std::fs::create_dir(&bundle).unwrap();
-    busybox_rootfs(&bundle.join("rootfs"));
-    let xdg = top.path().join("xdg");
-    std::fs::create_dir(&xdg).unwrap();
-    std::fs::set_permissions(&xdg, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let st = Command::new("chown")
-        .args(["-R", &format!("{uid}:{gid}")])
-        .arg(&bundle)
-        .arg(&xdg)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    (top, bundle, xdg)
-}
+const USER: &str = ROOTLESS_USER;
 
 /// `brig ARGS` as the test user, in `dir`, with `input` on stdin. Output goes to files: a
 /// detached container keeps its stdio open after brig returns.
@@ -138,8 +92,8 @@ fn rootless() {
 }
 
 fn spec_runs_as_is(rt: &Runtime) {
-    let (uid, gid) = test_user();
-    let (_top, bundle, xdg) = user_bundle(uid, gid);
+    let (uid, _gid) = rootless_user();
+    let (_top, bundle, xdg) = rootless_bundle();
     as_user(rt, &xdg, &bundle, &["spec", "--rootless"], "").assert_ok();
     // As is: terminal true, "sh" reading what we type.
     let id = unique("rootless");
@@ -160,8 +114,8 @@ fn spec_runs_as_is(rt: &Runtime) {
 }
 
 fn detached_lifecycle_and_limits(rt: &Runtime) {
-    let (uid, gid) = test_user();
-    let (_top, bundle, xdg) = user_bundle(uid, gid);
+    let (uid, _gid) = rootless_user();
+    let (_top, bundle, xdg) = rootless_bundle();
     as_user(rt, &xdg, &bundle, &["spec", "--rootless"], "").assert_ok();
     let cfg = bundle.join("config.json");
     edit(&cfg, |c| {

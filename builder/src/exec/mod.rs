@@ -1134,49 +1134,39 @@ impl Builder<'_> {
                 .map_err(|e| self.err(line, e))?;
             made.extend(created);
         }
+        // An empty file as a mount point (and its parent dirs), unless there is one.
+        let touch = |rel: &Path, made: &mut Vec<PathBuf>| -> Result<()> {
+            if root.open_at(rel, rustix::fs::OFlags::PATH).is_ok() {
+                return Ok(());
+            }
+            let (pfd, created) = root
+                .mkdir_all(rel.parent().unwrap_or(Path::new("")), 0o755)
+                .map_err(|e| self.err(line, e))?;
+            made.extend(created);
+            rustix::fs::openat(
+                &pfd,
+                rel.file_name().expect("file has a name"),
+                rustix::fs::OFlags::CREATE
+                    | rustix::fs::OFlags::WRONLY
+                    | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::from_raw_mode(0o644),
+            )
+            .map_err(|e| self.err(line, std::io::Error::from(e)))?;
+            made.push(rel.to_path_buf());
+            Ok(())
+        };
         let extra = self.run_mounts(st, line, &specs, &area, done)?;
         for (t, is_dir) in &extra.targets {
             let rel = Path::new(t.trim_start_matches('/'));
-            let what = if *is_dir { None } else { rel.parent() };
-            let (_, created) = root
-                .mkdir_all(what.unwrap_or(rel), 0o755)
-                .map_err(|e| self.err(line, e))?;
-            made.extend(created);
-            if !*is_dir && root.open_at(rel, rustix::fs::OFlags::PATH).is_err() {
-                let pfd = root
-                    .dir(rel.parent().unwrap_or(Path::new("")))
-                    .map_err(|e| self.err(line, e))?;
-                rustix::fs::openat(
-                    &pfd,
-                    rel.file_name().expect("file has a name"),
-                    rustix::fs::OFlags::CREATE
-                        | rustix::fs::OFlags::WRONLY
-                        | rustix::fs::OFlags::CLOEXEC,
-                    rustix::fs::Mode::from_raw_mode(0o644),
-                )
-                .map_err(|e| self.err(line, std::io::Error::from(e)))?;
-                made.push(rel.to_path_buf());
+            if *is_dir {
+                let (_, created) = root.mkdir_all(rel, 0o755).map_err(|e| self.err(line, e))?;
+                made.extend(created);
+            } else {
+                touch(rel, &mut made)?;
             }
         }
         for f in run::host_net_files(network) {
-            let rel = Path::new(f.trim_start_matches('/'));
-            if root.open_at(rel, rustix::fs::OFlags::PATH).is_err() {
-                let (pfd, created) = root
-                    .mkdir_all(rel.parent().unwrap_or(Path::new("")), 0o755)
-                    .map_err(|e| self.err(line, e))?;
-                made.extend(created);
-                let name = rel.file_name().expect("file has a name");
-                rustix::fs::openat(
-                    &pfd,
-                    name,
-                    rustix::fs::OFlags::CREATE
-                        | rustix::fs::OFlags::WRONLY
-                        | rustix::fs::OFlags::CLOEXEC,
-                    rustix::fs::Mode::from_raw_mode(0o644),
-                )
-                .map_err(|e| self.err(line, std::io::Error::from(e)))?;
-                made.push(rel.to_path_buf());
-            }
+            touch(Path::new(f.trim_start_matches('/')), &mut made)?;
         }
         let cwd = st
             .config
