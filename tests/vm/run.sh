@@ -41,7 +41,7 @@ moddir=/lib/modules/$kver
 
 target=${CARGO_TARGET_DIR:-$ws/target}
 echo "vm: building brig and the test binaries (target dir $target)"
-cargo build --release -q -p brig
+cargo build --release -q -p brig -p containerd-shim-brig-v2
 tests=${VM_TESTS:-"cgroups cgroups_v2 ps_update_events lifecycle terminal_exec checkpoint"}
 bins=$(cargo test -p brig-tests --no-run --message-format=json 2>/dev/null \
   | jq -r 'select(.reason == "compiler-artifact" and .executable != null
@@ -92,6 +92,7 @@ VM_GUEST_SCRIPT="$ws/tests/vm/guest.sh"
 VM_TESTS="$test_bins"
 VM_TEST_ARGS="${1:-}"
 BRIG="$target/release/brig"
+BRIG_SHIM="$target/release/containerd-shim-brig-v2"
 VM_KEEP_DIRS="$ws $target"
 ENV
 (cd "$ird" && find . | cpio -o -H newc --quiet) | gzip -1 > "$work/initrd.gz"
