@@ -769,8 +769,8 @@ fn counter_value(c: &Containerd, id: &str) -> Option<u64> {
 /// `ctr container restore --live` brings them back through the shim
 /// (`brig restore` at Start): the counter goes on from where it was.
 #[test]
-fn restore_through_the_shim_continues_the_task() {
-    let test = "restore_through_the_shim_continues_the_task";
+fn checkpoint_then_restore_continues_the_task() {
+    let test = "checkpoint_then_restore_continues_the_task";
     let Some((c, image)) = setup(test) else {
         return;
     };
