@@ -847,10 +847,33 @@ fn masked_files(spec: &Spec, pid: i32) -> Vec<String> {
         .collect()
 }
 
-/// Mount points of bind mounts must exist in the rootfs before criu
-/// mounts there (files for file sources, directories otherwise).
+/// Mount points must exist in the rootfs before criu mounts there: files
+/// for bind mounts of files, directories otherwise (a fresh rootfs, as
+/// containerd's restore without the rw layer gives, lacks e.g. /run). Those
+/// below a tmpfs mount are left alone: criu restores the tmpfs's content.
 fn prepare_mountpoints(spec: &Spec, bundle: &Path, rootfs: &Path) -> Result<()> {
-    for (dest, source) in bind_mounts(spec, bundle) {
+    let all: Vec<(String, &str)> = spec
+        .mounts()
+        .iter()
+        .flatten()
+        .map(|m| (clean(m.destination()), m.typ().as_deref().unwrap_or("")))
+        .collect();
+    let below_tmpfs = |dest: &str| {
+        all.iter().any(|(d, typ)| {
+            *typ == "tmpfs" && dest != d && Path::new(dest).starts_with(Path::new(d.as_str()))
+        })
+    };
+    let binds = bind_mounts(spec, bundle);
+    for (dest, _) in &all {
+        let target = rootfs.join(dest.trim_start_matches('/'));
+        let bind = binds.iter().any(|(d, _)| d == dest);
+        if bind || below_tmpfs(dest) || std::fs::symlink_metadata(&target).is_ok() {
+            continue;
+        }
+        std::fs::create_dir_all(&target)
+            .map_err(|e| Error::io(format!("create {}", target.display()), e))?;
+    }
+    for (dest, source) in binds {
         let target = rootfs.join(dest.trim_start_matches('/'));
         if std::fs::symlink_metadata(&target).is_ok() {
             continue;

@@ -6,6 +6,10 @@
 //! shim adds what the runtime cannot know: stdio, rootfs mounts from
 //! containerd, exit statuses (from [`crate::reaper`]) and the task events.
 //! Events go out in order through [`crate::publisher`].
+//!
+//! A Create that names a checkpoint (containerd's restore) runs no
+//! runtime command: the container waits in the created state and its Start
+//! is `RUNTIME restore --detach` of that image dir, as runc's shim does.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -46,6 +50,9 @@ pub struct Container {
     /// containerd passed rootfs mounts: the shim mounted them on
     /// `bundle/rootfs` and unmounts them on delete.
     mounted_rootfs: bool,
+    /// The checkpoint image dir of a Create that restores: Start then runs
+    /// `restore` from it in place of `start`.
+    restore_from: Option<PathBuf>,
     pub init: Arc<Process>,
     execs: Mutex<HashMap<String, Arc<Process>>>,
 }
@@ -258,20 +265,34 @@ impl Service {
             },
             Vec::new(),
         ));
-        let args = vec![
-            "create".to_string(),
-            "--bundle".to_string(),
-            req.bundle.clone(),
-            req.id.clone(),
-        ];
-        let pid = match self.spawn_process(&runtime, &init, args, &bundle.join("init.pid")) {
-            Ok(pid) => pid,
-            Err(e) => {
-                let _ = runtime.run(&["delete", "--force", req.id.as_str()]);
-                if mounted_rootfs {
-                    let _ = unmount_rootfs(&rootfs);
+        let restore_from = (!req.checkpoint.is_empty()).then(|| PathBuf::from(&req.checkpoint));
+        if !req.parent_checkpoint.is_empty() {
+            // criu follows the image dir's own link to its parent images.
+            log::info!(
+                "container {}: parent checkpoint {} is reached through {}",
+                req.id,
+                req.parent_checkpoint,
+                req.checkpoint
+            );
+        }
+        let pid = if restore_from.is_some() {
+            0
+        } else {
+            let args = vec![
+                "create".to_string(),
+                "--bundle".to_string(),
+                req.bundle.clone(),
+                req.id.clone(),
+            ];
+            match self.spawn_process(&runtime, &init, args, &bundle.join("init.pid")) {
+                Ok(pid) => pid,
+                Err(e) => {
+                    let _ = runtime.run(&["delete", "--force", req.id.as_str()]);
+                    if mounted_rootfs {
+                        let _ = unmount_rootfs(&rootfs);
+                    }
+                    return Err(e);
                 }
-                return Err(e);
             }
         };
         init.set_pid(pid);
@@ -280,15 +301,13 @@ impl Service {
             bundle,
             runtime,
             mounted_rootfs,
+            restore_from,
             init,
             execs: Mutex::new(HashMap::new()),
         });
         lock(&self.inner.containers).insert(req.id.clone(), container);
-        self.watch(&req.id, "", pid);
-        if let Some(oom) = &self.inner.oom {
-            if let Err(e) = oom.add(&req.id, pid) {
-                log::warn!("container {}: no OOM notifications: {e}", req.id);
-            }
+        if pid != 0 {
+            self.watch_init(&req.id, pid);
         }
         self.publish(
             "/tasks/create",
@@ -322,7 +341,12 @@ impl Service {
             )));
         }
         if req.exec_id.is_empty() {
-            c.runtime.run(&["start", c.id.as_str()])?;
+            match &c.restore_from {
+                Some(images) => self.restore(&c, images)?,
+                None => {
+                    c.runtime.run(&["start", c.id.as_str()])?;
+                }
+            }
             p.set_status(Status::RUNNING);
             let pid = p.pid();
             self.publish(
@@ -362,6 +386,42 @@ impl Service {
             }),
         );
         Ok(pid)
+    }
+
+    /// Watches the init's exit and its OOM events.
+    fn watch_init(&self, id: &str, pid: u32) {
+        self.watch(id, "", pid);
+        if let Some(oom) = &self.inner.oom {
+            if let Err(e) = oom.add(id, pid) {
+                log::warn!("container {id}: no OOM notifications: {e}");
+            }
+        }
+    }
+
+    /// Start of a container created from a checkpoint: `RUNTIME restore
+    /// --detach` of `images` with the init's stdio, then the restored init
+    /// is watched as a created one would be.
+    fn restore(&self, c: &Container, images: &Path) -> Result<()> {
+        let work = c.bundle.join("criu-work");
+        let args = vec![
+            "restore".to_string(),
+            "--detach".into(),
+            "--image-path".into(),
+            images.display().to_string(),
+            "--work-path".into(),
+            work.display().to_string(),
+            "--bundle".into(),
+            c.bundle.display().to_string(),
+            c.id.clone(),
+        ];
+        let restored = self.spawn_process(&c.runtime, &c.init, args, &c.bundle.join("init.pid"));
+        if restored.is_ok() {
+            let _ = std::fs::remove_dir_all(&work);
+        }
+        let pid = restored?;
+        c.init.set_pid(pid);
+        self.watch_init(&c.id, pid);
+        Ok(())
     }
 
     fn do_delete(&self, req: &DeleteRequest) -> Result<DeleteResponse> {

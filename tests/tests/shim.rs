@@ -705,21 +705,19 @@ fn checkpoint_leaves_the_task_running() {
     let Some((c, image)) = setup("checkpoint_leaves_the_task_running") else {
         return;
     };
-    let criu = match std::process::Command::new("criu").arg("check").output() {
-        Err(e) => {
-            eprintln!("skipping checkpoint_leaves_the_task_running: criu not runnable: {e}");
+    let unusable = match criu_unusable() {
+        Err(why) => {
+            eprintln!("skipping checkpoint_leaves_the_task_running: {why}");
             return;
         }
-        Ok(o) => o,
+        Ok(u) => u,
     };
     let id = unique("ckpt");
     run_sleeper(&c, &image, &id);
     let out = c.ctr(&["task", "checkpoint", &id]);
-    if !criu.status.success() {
+    if let Some(why) = unusable {
         // Where criu cannot dump (3.17 on 6.18's vdso), ctr still shows
         // criu's words through brig and the shim, and the task runs on.
-        let why = String::from_utf8_lossy(&criu.stderr);
-        let why = why.lines().find(|l| l.contains("Error")).unwrap_or("");
         assert!(out.stderr.contains("criu dump failed"), "{out}");
         assert_eq!(task_status(&c, &id).as_deref(), Some("RUNNING"));
         eprintln!("skipping the rest of checkpoint_leaves_the_task_running: `criu check` fails here: {why}");
@@ -732,6 +730,107 @@ fn checkpoint_leaves_the_task_running() {
     assert_eq!(task_status(&c, &id).as_deref(), Some("RUNNING"));
     let images = c.ctr(&["image", "ls", "-q"]);
     assert!(images.stdout.contains(&checkpoint), "{images}");
+    kill_task(&c, &id);
+    delete_task(&c, &id);
+}
+
+/// `criu check`'s complaint where criu cannot checkpoint on this kernel
+/// (3.17 on 6.18), or `None` where it can; `Err` when criu is absent.
+fn criu_unusable() -> Result<Option<String>, String> {
+    let out = std::process::Command::new("criu")
+        .arg("check")
+        .output()
+        .map_err(|e| format!("criu not runnable: {e}"))?;
+    if out.status.success() {
+        return Ok(None);
+    }
+    let why = String::from_utf8_lossy(&out.stderr);
+    Ok(Some(
+        why.lines()
+            .find(|l| l.contains("Error"))
+            .unwrap_or(why.trim())
+            .to_string(),
+    ))
+}
+
+/// The number the counter container last wrote to /count in its rootfs
+/// (the bundle's, below containerd's state dir).
+fn counter_value(c: &Containerd, id: &str) -> Option<u64> {
+    let file = c
+        .dir()
+        .join("state/io.containerd.runtime.v2.task")
+        .join(&c.namespace)
+        .join(id)
+        .join("rootfs/count");
+    std::fs::read_to_string(file).ok()?.trim().parse().ok()
+}
+
+/// `ctr container checkpoint --task`, then the task and container go and
+/// `ctr container restore --live` brings them back through the shim
+/// (`brig restore` at Start): the counter goes on from where it was.
+#[test]
+fn checkpoint_then_restore_continues_the_task() {
+    let test = "checkpoint_then_restore_continues_the_task";
+    let Some((c, image)) = setup(test) else {
+        return;
+    };
+    match criu_unusable() {
+        Err(why) => return eprintln!("skipping {test}: {why}"),
+        Ok(Some(why)) => {
+            return eprintln!(
+                "skipping {test}: `criu check` fails here, criu cannot checkpoint: {why}"
+            )
+        }
+        Ok(None) => {}
+    }
+    let id = unique("rst");
+    c.ctr(&[
+        "run",
+        "-d",
+        "--runtime",
+        BRIG_SHIM,
+        &image,
+        &id,
+        "sh",
+        "-c",
+        "i=0; while :; do i=$((i+1)); echo $i > /count; sleep 1; done",
+    ])
+    .assert_ok();
+    assert!(
+        wait_for(Duration::from_secs(60), || counter_value(&c, &id)
+            .is_some_and(|n| n >= 5)),
+        "the counter did not reach 5: {:?}",
+        counter_value(&c, &id)
+    );
+    let checkpoint = format!("checkpoint/{id}:latest");
+    let before = counter_value(&c, &id).expect("the counter's file");
+    c.ctr(&["container", "checkpoint", "--task", &id, &checkpoint])
+        .assert_ok();
+    assert_eq!(task_status(&c, &id).as_deref(), Some("RUNNING"));
+    kill_task(&c, &id);
+    c.ctr(&["task", "delete", &id]).assert_ok();
+    c.ctr(&["container", "rm", &id]).assert_ok();
+
+    // Without --rw the rootfs is the image's again: /count is only there
+    // once the restored shell writes it, with the number after its last.
+    let out = c.ctr(&["container", "restore", "--live", &id, &checkpoint]);
+    out.assert_ok();
+    assert!(
+        wait_for(Duration::from_secs(30), || counter_value(&c, &id).is_some()),
+        "the restored counter wrote nothing: {out} {}",
+        c.ctr(&["task", "ls"])
+    );
+    let after = counter_value(&c, &id).expect("the counter's file");
+    assert!(
+        after > before,
+        "the counter started again ({after}) instead of going on from {before}"
+    );
+    assert_eq!(task_status(&c, &id).as_deref(), Some("RUNNING"));
+    assert!(
+        wait_for(Duration::from_secs(30), || counter_value(&c, &id)
+            .is_some_and(|n| n > after)),
+        "the restored counter does not count on from {after}"
+    );
     kill_task(&c, &id);
     delete_task(&c, &id);
 }

@@ -15,7 +15,7 @@ finish() {
   exit "$1"
 }
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-export HOME=/root TMPDIR=/tmp BRIG RUST_BACKTRACE=1
+export HOME=/root TMPDIR=/tmp BRIG BRIG_SHIM RUST_BACKTRACE=1
 # The guest has no network card, but criu (checkpoint tests) probes TCP
 # repair on a loopback socket: lo must be up.
 ip link set lo up 2>/dev/null || busybox ip link set lo up
@@ -23,9 +23,12 @@ echo "guest: kernel $(uname -r), /sys/fs/cgroup is $(stat -f -c %T /sys/fs/cgrou
   "controllers: $(cat /sys/fs/cgroup/cgroup.controllers)"
 failed=""
 for t in $VM_TESTS; do
-  name=${t##*/}
-  echo "guest: === $name"
-  if "$t" --test-threads=2 $VM_TEST_ARGS; then
+  bin=${t%%:*}
+  filter=${t#"$bin"}
+  name=${bin##*/}
+  echo "guest: === $name$filter"
+  # The run's filter, else the file's own (VM_TESTS' NAME:FILTER).
+  if "$bin" --test-threads=2 ${VM_TEST_ARGS:-${filter#:}}; then
     echo "guest: PASS $name"
   else
     echo "guest: FAIL $name"

@@ -7,7 +7,8 @@
 # binaries built on the host, with BRIG pointing at the host's brig.
 #
 # usage: tests/vm/run.sh [test-name filter passed to the test binaries]
-# env:   CARGO_TARGET_DIR (as cargo), VM_TESTS (test files, default below),
+# env:   CARGO_TARGET_DIR (as cargo), VM_TESTS (test files, default below;
+#        NAME:FILTER runs only that file's tests matching FILTER),
 #        VM_TIMEOUT (seconds, default 300), VM_KEEP=1 keeps the work dir.
 # Prints PASS/FAIL; exits non-zero on failure; skips (exit 0) only when
 # /dev/kvm is absent.
@@ -41,16 +42,18 @@ moddir=/lib/modules/$kver
 
 target=${CARGO_TARGET_DIR:-$ws/target}
 echo "vm: building brig and the test binaries (target dir $target)"
-cargo build --release -q -p brig
-tests=${VM_TESTS:-"cgroups cgroups_v2 ps_update_events lifecycle terminal_exec checkpoint"}
+cargo build --release -q -p brig -p containerd-shim-brig-v2
+tests=${VM_TESTS:-"cgroups cgroups_v2 ps_update_events lifecycle terminal_exec checkpoint shim:checkpoint"}
 bins=$(cargo test -p brig-tests --no-run --message-format=json 2>/dev/null \
   | jq -r 'select(.reason == "compiler-artifact" and .executable != null
                   and (.target.kind | index("test"))) | "\(.target.name) \(.executable)"')
 test_bins=""
 for t in $tests; do
-  b=$(awk -v t="$t" '$1 == t { print $2 }' <<<"$bins")
-  [ -n "$b" ] || { echo "FAIL vm tests: no test binary for tests/tests/$t.rs" >&2; exit 1; }
-  test_bins="$test_bins $b"
+  # NAME or NAME:FILTER (that file's tests whose names contain FILTER)
+  name=${t%%:*}
+  b=$(awk -v t="$name" '$1 == t { print $2 }' <<<"$bins")
+  [ -n "$b" ] || { echo "FAIL vm tests: no test binary for tests/tests/$name.rs" >&2; exit 1; }
+  test_bins="$test_bins $b${t#"$name"}"
 done
 
 work=$(mktemp -d /tmp/brig-vm.XXXXXX)
@@ -92,6 +95,7 @@ VM_GUEST_SCRIPT="$ws/tests/vm/guest.sh"
 VM_TESTS="$test_bins"
 VM_TEST_ARGS="${1:-}"
 BRIG="$target/release/brig"
+BRIG_SHIM="$target/release/containerd-shim-brig-v2"
 VM_KEEP_DIRS="$ws $target"
 ENV
 (cd "$ird" && find . | cpio -o -H newc --quiet) | gzip -1 > "$work/initrd.gz"
