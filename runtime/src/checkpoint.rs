@@ -863,31 +863,47 @@ fn prepare_mountpoints(spec: &Spec, bundle: &Path, rootfs: &Path) -> Result<()> 
             *typ == "tmpfs" && dest != d && Path::new(dest).starts_with(Path::new(d.as_str()))
         })
     };
+    // Everything is created inside the rootfs through its fd (openat2 RESOLVE_IN_ROOT): a
+    // symlink in a restored rootfs cannot make us create anything on the host.
+    use crate::linux::fs::{mkdir_all_in_root, open_in_root};
+    use nix::fcntl::OFlag;
+    use std::os::fd::AsFd;
+    let root_fd = nix::fcntl::open(
+        rootfs,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| Error::sys("open", rootfs.display(), e))?;
+    let root = root_fd.as_fd();
+    let exists = |dest: &str| open_in_root(root, Path::new(dest), OFlag::O_PATH).is_ok();
     let binds = bind_mounts(spec, bundle);
     for (dest, _) in &all {
-        let target = rootfs.join(dest.trim_start_matches('/'));
         let bind = binds.iter().any(|(d, _)| d == dest);
-        if bind || below_tmpfs(dest) || std::fs::symlink_metadata(&target).is_ok() {
+        if bind || below_tmpfs(dest) || exists(dest) {
             continue;
         }
-        std::fs::create_dir_all(&target)
-            .map_err(|e| Error::io(format!("create {}", target.display()), e))?;
+        mkdir_all_in_root(root, Path::new(dest), 0o755)?;
     }
     for (dest, source) in binds {
-        let target = rootfs.join(dest.trim_start_matches('/'));
-        if std::fs::symlink_metadata(&target).is_ok() {
+        if exists(&dest) {
             continue;
         }
+        let dest = Path::new(&dest);
         if std::fs::metadata(&source).is_ok_and(|m| !m.is_dir()) {
-            if let Some(parent) = target.parent() {
-                std::fs::create_dir_all(parent)
-                    .map_err(|e| Error::io(format!("create {}", parent.display()), e))?;
-            }
-            std::fs::File::create(&target)
-                .map_err(|e| Error::io(format!("create {}", target.display()), e))?;
+            let parent = mkdir_all_in_root(root, dest.parent().unwrap_or(Path::new("/")), 0o755)?;
+            let name = dest.file_name().unwrap_or_default();
+            nix::fcntl::openat(
+                // An O_PATH fd of the parent, reopened as a directory for openat.
+                open_in_root(parent.as_fd(), Path::new("/"), OFlag::O_DIRECTORY)
+                    .map_err(|e| Error::sys("open", dest.display(), e))?
+                    .as_fd(),
+                name,
+                OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::from_bits_truncate(0o644),
+            )
+            .map_err(|e| Error::sys("create", format!("{} (in rootfs)", dest.display()), e))?;
         } else {
-            std::fs::create_dir_all(&target)
-                .map_err(|e| Error::io(format!("create {}", target.display()), e))?;
+            mkdir_all_in_root(root, dest, 0o755)?;
         }
     }
     Ok(())
@@ -1057,6 +1073,47 @@ fn cgroup_bind_sources(spec: &Spec, cg: &dyn cgroups::Manager) -> Vec<(String, P
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Mount points of a restore are made inside the rootfs even where a restored rootfs
+    /// has symlinks pointing out of it (to the host's /etc, say): nothing is created outside.
+    #[test]
+    fn restore_mount_points_stay_inside_the_rootfs() {
+        let top = tempfile::tempdir().unwrap();
+        let rootfs = top.path().join("rootfs");
+        let host = top.path().join("host");
+        std::fs::create_dir_all(&rootfs).unwrap();
+        std::fs::create_dir_all(&host).unwrap();
+        std::os::unix::fs::symlink(&host, rootfs.join("run")).unwrap();
+        std::os::unix::fs::symlink("../../host", rootfs.join("data")).unwrap();
+        let file = top.path().join("file");
+        std::fs::write(&file, "x").unwrap();
+        let spec: Spec = serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": "rootfs"},
+            "mounts": [
+                {"destination": "/run/secrets", "type": "proc", "source": "proc"},
+                {"destination": "/data/f", "type": "bind", "source": file, "options": ["bind"]},
+                {"destination": "/run/dir", "type": "bind", "source": "/tmp", "options": ["rbind"]},
+            ],
+        }))
+        .unwrap();
+        prepare_mountpoints(&spec, top.path(), &rootfs).unwrap();
+        assert_eq!(
+            std::fs::read_dir(&host).unwrap().count(),
+            0,
+            "created on the host through a symlink"
+        );
+        // The symlinks were followed inside the rootfs: their targets exist there now.
+        assert!(rootfs
+            .join(host.strip_prefix("/").unwrap())
+            .join("secrets")
+            .is_dir());
+        assert!(rootfs
+            .join(host.strip_prefix("/").unwrap())
+            .join("dir")
+            .is_dir());
+        assert!(rootfs.join("host/f").is_file());
+    }
 
     #[test]
     fn clean_paths() {
