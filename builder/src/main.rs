@@ -90,11 +90,19 @@ enum Cmd {
         /// Use no build cache entry in this stage (name or index; repeatable).
         #[arg(long = "no-cache-filter", value_name = "STAGE")]
         no_cache_filter: Vec<String>,
-        /// Take missing build cache entries from a directory --cache-to wrote (repeatable).
-        #[arg(long = "cache-from", value_name = "type=local,src=DIR")]
+        /// Take missing build cache entries from a directory or registry ref --cache-to wrote
+        /// (repeatable; a registry ref that does not exist is skipped with a notice).
+        #[arg(
+            long = "cache-from",
+            value_name = "type=local,src=DIR|type=registry,ref=REF"
+        )]
         cache_from: Vec<String>,
-        /// Export the build cache of every step of this build to a directory.
-        #[arg(long = "cache-to", value_name = "type=local,dest=DIR")]
+        /// Export the build cache of every step of this build to a directory or, as one image
+        /// manifest, to a registry.
+        #[arg(
+            long = "cache-to",
+            value_name = "type=local,dest=DIR|type=registry,ref=REF"
+        )]
         cache_to: Option<String>,
         /// Add a label to the image (repeatable).
         #[arg(long = "label", value_name = "K=V")]
@@ -372,10 +380,10 @@ fn run(cli: Cli) -> Result<(), String> {
                 no_cache_filter,
                 cache_from: cache_from
                     .iter()
-                    .map(|s| cache::parse_local("--cache-from", s, "src"))
+                    .map(|s| cache::parse("--cache-from", s, "src"))
                     .collect::<Result<_, _>>()?,
                 cache_to: cache_to
-                    .map(|s| cache::parse_local("--cache-to", &s, "dest"))
+                    .map(|s| cache::parse("--cache-to", &s, "dest"))
                     .transpose()?,
                 secrets: parse_secrets(&secrets)?,
                 ssh: parse_ssh(&ssh)?,

@@ -542,3 +542,127 @@ fn stages_from_one_registry_image_pull_it_once() {
     // The base has one layer and a config: each fetched once.
     assert_eq!(gets.len(), 2, "blob requests: {gets:#?}");
 }
+
+/// `GET http://HOST/PATH` (HTTP/1.0, manifests accepted as OCI): status line and body.
+fn http_get(host: &str, path: &str) -> (String, String) {
+    let mut s = TcpStream::connect(host).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: {host}\r\nAccept: application/vnd.oci.image.manifest.v1+json\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut s, &mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (
+        head.lines().next().unwrap_or("").to_string(),
+        body.to_string(),
+    )
+}
+
+#[test]
+fn cache_to_a_registry_and_from_it_into_a_fresh_store() {
+    let name = "cache_to_a_registry_and_from_it_into_a_fresh_store";
+    if !ready(name) {
+        return;
+    }
+    let Some(reg) = Registry::start(name, "") else {
+        return;
+    };
+    let h = reg.host.as_str();
+    let w = Witness::start();
+    let c = Ctx::new(&format!(
+        "{}\nCOPY a.txt /a\nRUN {} && date +%s%N > /t1\nENV E=1\nCOPY b.txt /b\nRUN {} && date +%s%N > /t2\n",
+        from_base(),
+        w.hit("one"),
+        w.hit("two")
+    ));
+    c.write("a.txt", "a");
+    c.write("b.txt", "b");
+    let cache = format!("type=registry,ref={h}/cache:build");
+    let build = |store: &Path, args: &[&str]| {
+        let out = run(Command::new(builder_path())
+            .arg("--store")
+            .arg(store)
+            .args(["--insecure-registry", h, "build", "--runtime"])
+            .arg(binary_path())
+            .args(args)
+            .arg(c.ctx()));
+        out.assert_ok();
+        out
+    };
+    // A cache ref not there yet is a notice: the build runs every step and then exports.
+    let out = build(
+        &c.path("store-a"),
+        &["--cache-from", &cache, "--cache-to", &cache],
+    );
+    assert!(out.stderr.contains("no such cache"), "{out}");
+    let first = out.stdout.trim().to_string();
+    assert_eq!((w.count("one"), w.count("two")), (1, 1));
+    // One OCI image manifest: the cache config and the four layers of COPY and RUN steps.
+    let (status, body) = http_get(h, "/v2/cache/manifests/build");
+    assert!(status.contains(" 200 "), "{status}\n{body}");
+    let m: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        m["config"]["mediaType"], "application/vnd.brig.build.cache.config.v1+json",
+        "{m:#}"
+    );
+    let layers = m["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 4, "{m:#}");
+    for l in layers {
+        let mt = l["mediaType"].as_str().unwrap();
+        assert!(
+            mt.starts_with("application/vnd.oci.image.layer.v1.tar+"),
+            "{m:#}"
+        );
+    }
+    w.reset();
+    // A fresh store: every step comes from the registry, same image.
+    let out = build(&c.path("store-b"), &["--cache-from", &cache]);
+    assert_eq!(out.stdout.trim(), first, "{out}");
+    assert_eq!((w.count("one"), w.count("two")), (0, 0));
+    // Another fresh store, b.txt changed: the steps before it come from the registry, which
+    // sends only their two layers (and the cache config).
+    c.write("b.txt", "b2");
+    let log = reg.dir.path().join("registry.log");
+    let before = fs::read_to_string(&log).unwrap_or_default().len();
+    let out = build(
+        &c.path("store-c"),
+        &["--cache-from", &cache, "-t", "built:1"],
+    );
+    assert_ne!(out.stdout.trim(), first, "{out}");
+    assert_eq!((w.count("one"), w.count("two")), (0, 1));
+    let text = fs::read_to_string(&log).unwrap_or_default();
+    let gets: Vec<&str> = text[before..]
+        .lines()
+        .filter(|l| l.contains("GET /v2/cache/blobs/"))
+        .collect();
+    if gets.is_empty() {
+        println!("SKIP blob count: the registry logs no requests:\n{text}");
+    } else {
+        assert_eq!(gets.len(), 3, "blob requests: {gets:#?}");
+    }
+    // A missing tag in an existing repository is a notice too.
+    let missing = format!("type=registry,ref={h}/cache:none");
+    let out = build(&c.path("store-c"), &["--cache-from", &missing]);
+    assert!(out.stderr.contains("no such cache"), "{out}");
+    // An image that is not a build cache is refused, naming the flag.
+    let img = format!("{h}/cache:image");
+    bb(
+        &c.path("store-c"),
+        &["--insecure-registry", h, "push", "built:1", &img],
+    )
+    .assert_ok();
+    let out = run(Command::new(builder_path())
+        .arg("--store")
+        .arg(c.path("store-d"))
+        .args(["--insecure-registry", h, "build", "--runtime"])
+        .arg(binary_path())
+        .args(["--cache-from", &format!("type=registry,ref={img}")])
+        .arg(c.ctx()));
+    out.assert_fail();
+    assert!(
+        out.stderr.contains("--cache-from") && out.stderr.contains("not a build cache"),
+        "{out}"
+    );
+}

@@ -92,10 +92,12 @@ pub struct Options {
     pub no_cache: bool,
     /// Use no cache entry in these stages (names or indexes).
     pub no_cache_filter: Vec<String>,
-    /// Cache directories (`--cache-from type=local,src=DIR`) to take missing entries from.
-    pub cache_from: Vec<PathBuf>,
-    /// Cache directory to export every step of this build to (`--cache-to type=local,dest=DIR`).
-    pub cache_to: Option<PathBuf>,
+    /// Caches (`--cache-from type=local,src=DIR|type=registry,ref=REF`) to take missing
+    /// entries from, in order.
+    pub cache_from: Vec<cache::Location>,
+    /// Where to export every step of this build (`--cache-to type=local,dest=DIR|
+    /// type=registry,ref=REF`).
+    pub cache_to: Option<cache::Location>,
     /// `--secret id=ID,src=PATH`: files for `RUN --mount=type=secret`.
     pub secrets: BTreeMap<String, PathBuf>,
     /// `--ssh ID=SOCKET`: agent sockets for `RUN --mount=type=ssh`.
@@ -150,6 +152,14 @@ struct Builder<'a> {
     base_lock: Mutex<()>,
     /// Progress output, shared by the stages' threads.
     progress: Mutex<Progress>,
+    /// The `--cache-from` caches, opened (a registry cache that does not exist is left out).
+    cache_from: Vec<CacheFrom>,
+}
+
+/// An opened `--cache-from` cache.
+enum CacheFrom {
+    Local(PathBuf),
+    Registry(Box<Mutex<crate::registry::RemoteCache>>),
 }
 
 #[derive(Default)]
@@ -181,6 +191,23 @@ pub fn build(opts: &Options, store: &Store) -> Result<Built> {
     let ignore = read_ignore(&opts.context, &opts.dockerfile);
     let context =
         Root::open(&opts.context).map_err(|e| BuildError::Other(format!("build context: {e}")))?;
+    let mut cache_from = Vec::new();
+    for l in &opts.cache_from {
+        match l {
+            cache::Location::Local(d) => cache_from.push(CacheFrom::Local(d.clone())),
+            cache::Location::Registry(r) => {
+                match crate::registry::RemoteCache::open(&opts.registry, r)
+                    .map_err(|e| BuildError::Other(format!("--cache-from: {e}")))?
+                {
+                    Some(c) => cache_from.push(CacheFrom::Registry(Box::new(Mutex::new(c)))),
+                    // As BuildKit: a cache not there yet is no reason to fail a build.
+                    None => progress.notice(&format!(
+                        "[notice] --cache-from: {r}: no such cache in the registry, ignored"
+                    )),
+                }
+            }
+        }
+    }
     let build_lock = store.build_lock()?;
     let b = Builder {
         opts,
@@ -195,11 +222,21 @@ pub fn build(opts: &Options, store: &Store) -> Result<Built> {
         n: AtomicUsize::new(0),
         base_lock: Mutex::new(()),
         progress: Mutex::new(progress),
+        cache_from,
     };
     let mut r = b.build_all();
-    if let (Ok(_), Some(dir)) = (&r, &opts.cache_to) {
+    if let (Ok(_), Some(to)) = (&r, &opts.cache_to) {
         let used = lock(&b.added).used.clone();
-        if let Err(e) = cache::export_local(store, &used, dir) {
+        let done = match to {
+            cache::Location::Local(dir) => {
+                cache::export_local(store, &used, dir).map_err(|e| e.to_string())
+            }
+            cache::Location::Registry(dest) => {
+                crate::registry::push_cache(store, &opts.registry, &used, dest)
+                    .map_err(|e| e.to_string())
+            }
+        };
+        if let Err(e) = done {
             r = Err(BuildError::Other(format!("--cache-to: {e}")));
         }
     }
@@ -750,10 +787,12 @@ impl Builder<'_> {
             self.note(|a| a.used.push(key.to_string()));
             return Ok(Some(e));
         }
-        for dir in &self.opts.cache_from {
-            if cache::import_local(self.store, dir, key)
-                .map_err(|e| self.err(line, format!("--cache-from: {e}")))?
-            {
+        for from in &self.cache_from {
+            let found = match from {
+                CacheFrom::Local(dir) => cache::import_local(self.store, dir, key),
+                CacheFrom::Registry(c) => lock(c).import(self.store, key),
+            };
+            if found.map_err(|e| self.err(line, format!("--cache-from: {e}")))? {
                 if let Some(e) = self.store.cache_get(key) {
                     self.note(|a| a.used.push(key.to_string()));
                     return Ok(Some(e));

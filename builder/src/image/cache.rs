@@ -154,34 +154,74 @@ impl Store {
     }
 }
 
-/// `--cache-to type=local,dest=DIR` / `--cache-from type=local,src=DIR`: the directory, from
-/// the `want` key (`dest` or `src`). `flag` names the option in errors.
-pub fn parse_local(flag: &str, s: &str, want: &str) -> Result<PathBuf, String> {
+/// Where `--cache-to` writes or `--cache-from` reads build cache entries.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Location {
+    /// `type=local,dest|src=DIR`: a directory ([`export_local`], [`import_local`]).
+    Local(PathBuf),
+    /// `type=registry,ref=REF`: one image manifest in a registry
+    /// ([`crate::registry::push_cache`], [`crate::registry::RemoteCache`]).
+    Registry(crate::registry::Reference),
+}
+
+/// `--cache-to type=local,dest=DIR|type=registry,ref=REF` / `--cache-from
+/// type=local,src=DIR|type=registry,ref=REF`; `want` is the local form's key (`dest` or
+/// `src`). `flag` names the option in errors.
+pub fn parse(flag: &str, s: &str, want: &str) -> Result<Location, String> {
     let kind = s.split(',').find_map(|p| p.strip_prefix("type="));
-    if let Some(k) = kind.filter(|k| *k != "local") {
-        return Err(format!(
-            "{flag} {s:?}: cache type {k:?} is not supported (only local)"
-        ));
-    }
-    let mut dir = None;
+    let key = match kind {
+        Some("local") => want,
+        Some("registry") => "ref",
+        Some(k) => {
+            return Err(format!(
+                "{flag} {s:?}: cache type {k:?} is not supported (local or registry)"
+            ))
+        }
+        None => {
+            return Err(format!(
+                "{flag} {s:?}: type=local or type=registry is missing"
+            ))
+        }
+    };
+    let mut val = None;
     for part in s.split(',') {
         match part.split_once('=') {
             Some(("type", _)) => {}
-            Some((k, v)) if k == want => dir = Some(PathBuf::from(v)),
+            Some((k, v)) if k == key => val = Some(v),
             // The only mode: every step of every stage built is exported.
             Some(("mode", "max")) => {}
             _ => {
                 return Err(format!(
-                    "{flag} {s:?}: unknown part {part:?} (expected type=local,{want}=DIR)"
+                    "{flag} {s:?}: unknown part {part:?} (expected type=local,{want}=DIR or \
+                     type=registry,ref=REF)"
                 ))
             }
         }
     }
-    match (kind, dir) {
-        (Some("local"), Some(d)) if !d.as_os_str().is_empty() => Ok(d),
-        (Some(_), _) => Err(format!("{flag} {s:?}: {want}=DIR is missing")),
-        (None, _) => Err(format!("{flag} {s:?}: type=local is missing")),
+    match (kind, val) {
+        (Some("local"), Some(d)) if !d.is_empty() => Ok(Location::Local(PathBuf::from(d))),
+        (Some("local"), _) => Err(format!("{flag} {s:?}: {want}=DIR is missing")),
+        (_, Some(r)) if !r.is_empty() => crate::registry::Reference::parse(r)
+            .map(Location::Registry)
+            .ok_or_else(|| format!("{flag} {s:?}: ref={r:?} is not an image reference")),
+        _ => Err(format!("{flag} {s:?}: ref=REF is missing")),
     }
+}
+
+/// The entries among `keys` that the store holds (unreadable ones skipped): key, the entry's
+/// file as it is, the entry. What both exports write.
+pub fn exportable(store: &Store, keys: &[String]) -> Vec<(String, Vec<u8>, Entry)> {
+    let mut out = Vec::new();
+    for key in keys {
+        let Ok(bytes) = fs::read(store.entry_path(key)) else {
+            continue;
+        };
+        let Ok(e) = serde_json::from_slice::<Entry>(&bytes) else {
+            continue;
+        };
+        out.push((key.clone(), bytes, e));
+    }
+    out
 }
 
 /// Writes the entries `keys` and their layer blobs to the cache directory `dir` (created):
@@ -193,13 +233,8 @@ pub fn export_local(store: &Store, keys: &[String], dir: &Path) -> Result<usize,
     for d in [&blobs, &entries] {
         fs::create_dir_all(d).map_err(|e| err(d, e))?;
     }
-    let mut n = 0;
-    for key in keys {
-        let src = store.entry_path(key);
-        let Ok(bytes) = fs::read(&src) else { continue };
-        let Ok(e) = serde_json::from_slice::<Entry>(&bytes) else {
-            continue;
-        };
+    let list = exportable(store, keys);
+    for (key, bytes, e) in &list {
         if let Some(l) = &e.layer {
             let dst = blobs.join(hex_of(&l.digest));
             if !dst.is_file() {
@@ -211,11 +246,10 @@ pub fn export_local(store: &Store, keys: &[String], dir: &Path) -> Result<usize,
             .prefix(".entry-")
             .tempfile_in(&entries)
             .map_err(|e| err(&entries, e))?;
-        io::Write::write_all(&mut t, &bytes).map_err(|e| err(&dst, e))?;
+        io::Write::write_all(&mut t, bytes).map_err(|e| err(&dst, e))?;
         t.persist(&dst).map_err(|e| err(&dst, e.error))?;
-        n += 1;
     }
-    Ok(n)
+    Ok(list.len())
 }
 
 /// Copies `src` to `dst` through a temporary file next to `dst`.
@@ -243,24 +277,44 @@ pub fn import_local(
     let Ok(bytes) = fs::read(&p) else {
         return Ok(false);
     };
-    let bad = |m: String| super::source::SourceError::Bad {
-        reference: p.display().to_string(),
-        msg: m,
-    };
-    let e: Entry = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+    let origin = p.display().to_string();
+    let e: Entry = serde_json::from_slice(&bytes).map_err(|e| bad(&origin, e))?;
+    import_entry(store, key, &e, &origin, &mut |digest| {
+        let src = dir.join("blobs/sha256").join(hex_of(digest));
+        let f = fs::File::open(&src).map_err(|e| format!("{}: {e}", src.display()))?;
+        Ok(Box::new(f))
+    })?;
+    Ok(true)
+}
+
+fn bad(origin: &str, msg: impl std::fmt::Display) -> super::source::SourceError {
+    super::source::SourceError::Bad {
+        reference: origin.to_string(),
+        msg: msg.to_string(),
+    }
+}
+
+/// Opens a cache's blob by digest (a file of a directory, a registry's blob).
+pub type OpenBlob<'a> = dyn FnMut(&str) -> Result<Box<dyn io::Read + 'a>, String> + 'a;
+
+/// Records entry `e` (read from `origin`, named in errors) under `key`, first bringing its layer
+/// into the store: the blob from `open` unless the store has it, verified against its digest,
+/// then unpacked and checked against its diffID. What both imports share.
+pub fn import_entry(
+    store: &Store,
+    key: &str,
+    e: &Entry,
+    origin: &str,
+    open: &mut OpenBlob,
+) -> Result<(), super::source::SourceError> {
     if let Some(l) = &e.layer {
         if !super::valid_digest(&l.digest) || !super::valid_digest(&l.diff_id) {
-            return Err(bad(format!("bad digest in {l:?}")));
+            return Err(bad(origin, format!("bad digest in {l:?}")));
         }
         if !store.has_blob(&l.digest) {
-            let src = dir.join("blobs/sha256").join(hex_of(&l.digest));
-            let mut f = fs::File::open(&src).map_err(|e| bad(format!("{}: {e}", src.display())))?;
-            if let Some(got) = store.put_blob_checked(&mut f, &l.digest)? {
-                return Err(bad(format!(
-                    "blob {} has digest {got}, expected {}",
-                    src.display(),
-                    l.digest
-                )));
+            let mut r = open(&l.digest).map_err(|m| bad(origin, m))?;
+            if let Some(got) = store.put_blob_checked(&mut r, &l.digest)? {
+                return Err(bad(origin, format!("blob {} has digest {got}", l.digest)));
             }
         }
         let dst = store.layer_dir(&l.diff_id);
@@ -268,8 +322,8 @@ pub fn import_local(
             super::source::unpack_layer(store, &l.digest, &l.diff_id, &dst)?;
         }
     }
-    store.cache_put(key, &e)?;
-    Ok(true)
+    store.cache_put(key, e)?;
+    Ok(())
 }
 
 /// Bytes under `p` (a file, or a directory counted recursively; symlinks not followed).
@@ -304,13 +358,26 @@ mod tests {
 
     #[test]
     fn local_cache_options() {
-        let p = |s| parse_local("--cache-to", s, "dest");
-        assert_eq!(p("type=local,dest=/x"), Ok(PathBuf::from("/x")));
-        assert_eq!(p("dest=/x,type=local,mode=max"), Ok(PathBuf::from("/x")));
-        assert!(p("type=registry,ref=r").unwrap_err().contains("only local"));
+        let p = |s| parse("--cache-to", s, "dest");
+        let local = |d: &str| Ok(Location::Local(PathBuf::from(d)));
+        assert_eq!(p("type=local,dest=/x"), local("/x"));
+        assert_eq!(p("dest=/x,type=local,mode=max"), local("/x"));
+        match p("type=registry,ref=127.0.0.1:5000/c:t") {
+            Ok(Location::Registry(r)) => assert_eq!(r.to_string(), "127.0.0.1:5000/c:t"),
+            other => panic!("{other:?}"),
+        }
+        assert!(p("type=registry")
+            .unwrap_err()
+            .contains("ref=REF is missing"));
+        assert!(p("type=registry,ref=a b")
+            .unwrap_err()
+            .contains("not an image reference"));
+        assert!(p("type=gha").unwrap_err().contains("not supported"));
         assert!(p("type=local").unwrap_err().contains("dest=DIR is missing"));
         assert!(p("type=local,src=/x").unwrap_err().contains("unknown part"));
-        assert!(p("dest=/x").unwrap_err().contains("type=local is missing"));
+        assert!(p("dest=/x")
+            .unwrap_err()
+            .contains("type=local or type=registry is missing"));
     }
 
     #[test]

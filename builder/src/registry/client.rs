@@ -274,6 +274,21 @@ impl Client {
 
     /// GET a manifest: its bytes and media type.
     pub fn get_manifest(&mut self, reference: &str) -> Result<(Vec<u8>, String), String> {
+        self.manifest(reference, false)
+            .map(|m| m.expect("only a missing manifest is None"))
+    }
+
+    /// GET a manifest: its bytes and media type, None if the registry has no such manifest
+    /// (404).
+    pub fn find_manifest(&mut self, reference: &str) -> Result<Option<(Vec<u8>, String)>, String> {
+        self.manifest(reference, true)
+    }
+
+    fn manifest(
+        &mut self,
+        reference: &str,
+        missing_ok: bool,
+    ) -> Result<Option<(Vec<u8>, String)>, String> {
         let url = self.url(&format!("manifests/{reference}"));
         let mut resp = self.send(
             Method::GET,
@@ -281,6 +296,9 @@ impl Client {
             &[("Accept", MANIFEST_ACCEPT)],
             Body::None,
         )?;
+        if missing_ok && resp.status() == 404 {
+            return Ok(None);
+        }
         if !resp.status().is_success() {
             return Err(format!("manifest {reference}: {}", error_text(resp)));
         }
@@ -300,7 +318,7 @@ impl Client {
             .limit(8 << 20)
             .read_to_vec()
             .map_err(|e| format!("{url}: {e}"))?;
-        Ok((bytes, mt))
+        Ok(Some((bytes, mt)))
     }
 
     /// GET a blob: a reader of its bytes.

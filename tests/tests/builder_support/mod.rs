@@ -1,14 +1,19 @@
 //! Helpers the builder's end-to-end test files share: the skip rule, running a command, a
 //! build context with its own store, reading an image back from an OCI layout, and the busybox
-//! base image (`FROM scratch` + `COPY rootfs/ /`) as an OCI layout made once per test process.
+//! base image (`FROM scratch` + `COPY rootfs/ /`) as an OCI layout made once per test process,
+//! and a witness server that sees which RUN steps ran.
 #![allow(dead_code)]
 
 pub use brig_tests::{binary_path, builder_path, busybox_rootfs, is_root, Out};
 use serde_json::Value;
+use std::collections::HashMap;
 use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::Duration;
 
 /// Skips (with the reason) unless root and both binaries exist.
 pub fn ready(test: &str) -> bool {
@@ -197,4 +202,76 @@ pub fn base() -> &'static Path {
 
 pub fn from_base() -> String {
     format!("FROM oci-layout://{}:base", base().join("oci").display())
+}
+
+/// An HTTP server on 127.0.0.1 that counts `GET /hit/NAME` and serves `GET /meet/ME/OTHER`:
+/// records ME, waits up to 60 s for OTHER (generous: this machine may be loaded), answers 200
+/// if OTHER came, else 504.
+pub struct Witness {
+    pub port: u16,
+    seen: Arc<(Mutex<HashMap<String, usize>>, Condvar)>,
+}
+
+impl Witness {
+    pub fn start() -> Witness {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let seen: Arc<(Mutex<HashMap<String, usize>>, Condvar)> = Arc::default();
+        let s = seen.clone();
+        std::thread::spawn(move || {
+            for conn in l.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    let mut line = String::new();
+                    if BufReader::new(&conn).read_line(&mut line).is_err() {
+                        return;
+                    }
+                    let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+                    let (lock, cv) = &*s;
+                    let ok = match parts.as_slice() {
+                        ["hit", name] => {
+                            *lock.lock().unwrap().entry(name.to_string()).or_default() += 1;
+                            true
+                        }
+                        ["meet", me, other] => {
+                            *lock.lock().unwrap().entry(me.to_string()).or_default() += 1;
+                            cv.notify_all();
+                            let g = lock.lock().unwrap();
+                            let (g, _) = cv
+                                .wait_timeout_while(g, Duration::from_secs(60), |m| {
+                                    !m.contains_key(*other)
+                                })
+                                .unwrap();
+                            g.contains_key(*other)
+                        }
+                        _ => false,
+                    };
+                    let status = if ok { "200 OK" } else { "504 Timeout" };
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.0 {status}\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n"
+                    );
+                });
+            }
+        });
+        Witness { port, seen }
+    }
+
+    /// A shell command that tells the witness step `name` ran.
+    pub fn hit(&self, name: &str) -> String {
+        format!(
+            "wget -q -O /dev/null http://127.0.0.1:{}/hit/{name}",
+            self.port
+        )
+    }
+
+    pub fn count(&self, name: &str) -> usize {
+        self.seen.0.lock().unwrap().get(name).copied().unwrap_or(0)
+    }
+
+    pub fn reset(&self) {
+        self.seen.0.lock().unwrap().clear();
+    }
 }
