@@ -18,9 +18,17 @@
 //! processes as a sibling of brig (so a foreground restore waits for them
 //! like `run`), and records the state `kill`, `delete` and `state` use.
 //!
-//! Not handled: containers with `process.terminal` (criu hands the restored
-//! pty master back only over its RPC protocol, `criu swrk`), which both
-//! commands refuse before touching the container; user namespaces.
+//! A container with `process.terminal`: its init's pty is told to criu as an
+//! external terminal (`tty[rdev:dev]`, criu keeps its settings), and the
+//! /dev/console bound from it as an external mount. `restore` makes a new
+//! pty, hands criu its peer in the old one's place (`--inherit-fd`) and
+//! binds it on /dev/console, then sends the master over `--console-socket`
+//! (or relays it to its own stdio in the foreground). runc gets the same
+//! from criu's RPC protocol (an orphan pty master criu sends back), which
+//! the command line does not offer; the restored init's terminal is thus a
+//! pty of the host's devpts rather than of the container's own.
+//!
+//! Not handled: user namespaces.
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -42,6 +50,8 @@ use crate::state::{self, Root, Saved, Status};
 pub const DESCRIPTORS: &str = "descriptors.json";
 /// brig's own: the init's stdio files criu was told are external.
 const EXTERNAL_STDIO: &str = "brig-external-stdio.json";
+/// brig's own: the init's terminal criu was told is external ([`Terminal`]).
+const TERMINAL: &str = "brig-terminal.json";
 const DUMP_LOG: &str = "dump.log";
 const RESTORE_LOG: &str = "restore.log";
 /// criu writes this first into every image dir; its absence means "no checkpoint here".
@@ -132,7 +142,6 @@ pub fn checkpoint(root: &Root, id: &str, opts: &CheckpointOpts) -> Result<()> {
         )));
     }
     let spec = stored_spec(root, id)?;
-    refuse_terminal(&spec, "checkpoint")?;
     let images = &opts.criu.image_path;
     if let Some(parent) = &opts.parent_path {
         if parent.is_absolute() {
@@ -177,6 +186,7 @@ pub fn checkpoint(root: &Root, id: &str, opts: &CheckpointOpts) -> Result<()> {
         path_arg(&saved.rootfs),
     ];
     common_args(&mut args, &opts.criu);
+    config_file_args(&mut args, &spec);
     if opts.leave_running && !opts.pre_dump {
         args.push("--leave-running".into());
     }
@@ -209,6 +219,18 @@ pub fn checkpoint(root: &Root, id: &str, opts: &CheckpointOpts) -> Result<()> {
             args.extend(["--external".into(), key.clone()]);
         }
         write_external_stdio(images, &ext)?;
+        if has_terminal(&spec) {
+            let term = Terminal::of(saved.pid);
+            if let Some(key) = &term.tty {
+                args.extend(["--external".into(), key.clone()]);
+            }
+            if term.console {
+                args.extend(["--external".into(), format!("mnt[{CONSOLE}]:{CONSOLE}")]);
+            }
+            term.write(images)?;
+        } else {
+            let _ = std::fs::remove_file(images.join(TERMINAL));
+        }
         write_descriptors(images, saved.pid)?;
     }
     let was_paused = status == Status::Paused;
@@ -250,12 +272,41 @@ pub fn restore(root: &Root, opts: &RestoreOpts) -> Result<i32> {
     }
     let bundle = crate::spec::load(&opts.bundle)?;
     let spec = &bundle.spec;
-    refuse_terminal(spec, "restore")?;
-    if opts.console_socket.is_some() {
+    let terminal = has_terminal(spec);
+    if terminal && opts.detach && opts.console_socket.is_none() {
+        return Err(Error::msg(
+            "cannot allocate tty if brig will detach without setting console socket",
+        ));
+    }
+    if !terminal && opts.console_socket.is_some() {
         return Err(Error::msg(
             "cannot use console socket if the container does not use a terminal",
         ));
     }
+    // The new pty, and the socket its master goes to, before anything is made.
+    let pty = if terminal {
+        let term = Terminal::read(images).ok_or_else(|| {
+            Error::config(
+                "config.json",
+                "process.terminal",
+                format!(
+                    "the checkpoint in {} has no terminal ({TERMINAL} is missing): \
+                     it was made of a container without one",
+                    images.display()
+                ),
+            )
+        })?;
+        let socket = match &opts.console_socket {
+            Some(path) => Some(std::os::unix::net::UnixStream::connect(path).map_err(|e| {
+                Error::io(format!("connect to console socket {}", path.display()), e)
+            })?),
+            None => None,
+        };
+        let (master, peer, n) = crate::linux::tty::new_pty()?;
+        Some((term, socket, master, peer, n))
+    } else {
+        None
+    };
     let linux = spec.linux().as_ref().expect("validated");
     let work = opts
         .criu
@@ -331,6 +382,7 @@ pub fn restore(root: &Root, opts: &RestoreOpts) -> Result<i32> {
         "--evasive-devices".into(),
     ];
     common_args(&mut args, &opts.criu);
+    config_file_args(&mut args, spec);
     for (dest, source) in external_mount_sources(spec, &bundle.dir) {
         args.extend([
             "--external".into(),
@@ -362,10 +414,32 @@ pub fn restore(root: &Root, opts: &RestoreOpts) -> Result<i32> {
     for (fd, key) in read_external_stdio(images) {
         args.extend(["--inherit-fd".into(), format!("fd[{fd}]:{key}")]);
     }
+    if let Some((term, _, _, peer, n)) = &pty {
+        if let Some(key) = &term.tty {
+            let fd = 3 + keep.len() as i32;
+            args.extend(["--inherit-fd".into(), format!("fd[{fd}]:{key}")]);
+            keep.push((fd, peer));
+        }
+        if term.console {
+            args.extend(["--external".into(), format!("mnt[{CONSOLE}]:/dev/pts/{n}")]);
+        }
+    }
 
     let fds: Vec<(i32, i32)> = keep.iter().map(|(n, fd)| (fd.as_raw_fd(), *n)).collect();
     let status = spawn_in_cgroup(&opts.criu, &args, &fds, cg.as_ref(), &res)?;
     check_status(status, &work, RESTORE_LOG, "restore")?;
+    drop(keep);
+    let mut master = None;
+    if let Some((_, socket, m, peer, n)) = pty {
+        drop(peer);
+        match socket {
+            Some(s) => {
+                use std::os::fd::AsFd;
+                crate::linux::tty::send_fd(s.as_fd(), &format!("/dev/pts/{n}"), m.as_fd())?
+            }
+            None => master = Some(m),
+        }
+    }
 
     let text = std::fs::read_to_string(&pidfile)
         .map_err(|e| Error::io(format!("read criu's pidfile {}", pidfile.display()), e))?;
@@ -413,7 +487,7 @@ pub fn restore(root: &Root, opts: &RestoreOpts) -> Result<i32> {
     if opts.detach {
         return Ok(0);
     }
-    let code = container::wait_foreground(pid, None)?;
+    let code = container::wait_foreground(pid, master)?;
     if let Err(e) = container::delete(root, &opts.id, true) {
         logging::warn(&e.to_string());
     }
@@ -462,21 +536,58 @@ fn stored_spec(root: &Root, id: &str) -> Result<Spec> {
     serde_json::from_slice(&data).map_err(|e| Error::config(&file, "(document)", e.to_string()))
 }
 
-fn refuse_terminal(spec: &Spec, what: &str) -> Result<()> {
-    if spec
-        .process()
+fn has_terminal(spec: &Spec) -> bool {
+    spec.process()
         .as_ref()
         .and_then(|p| p.terminal())
         .unwrap_or(false)
-    {
-        return Err(Error::config(
-            "config.json",
-            "process.terminal",
-            format!("{what} of a container with a terminal is not supported by brig yet"),
-        ));
-    }
-    Ok(())
 }
+
+/// Where brig binds the init's pty in the container.
+const CONSOLE: &str = "/dev/console";
+
+/// What a checkpoint records of the init's terminal.
+#[derive(Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Terminal {
+    /// criu's name of the pty the init's stdio is on, `tty[rdev:dev]`
+    /// (hex, as criu prints them); none when no stdio fd is a pty.
+    tty: Option<String>,
+    /// Whether /dev/console is a mount (the pty bound there).
+    console: bool,
+}
+
+impl Terminal {
+    fn of(pid: i32) -> Terminal {
+        use std::os::unix::fs::MetadataExt;
+        let tty = (0..3).find_map(|fd| {
+            let m = std::fs::metadata(format!("/proc/{pid}/fd/{fd}")).ok()?;
+            let major = libc::major(m.rdev());
+            (is_char_dev(&m)
+                && (UNIX98_PTY_SLAVE_MAJOR..UNIX98_PTY_SLAVE_MAJOR + 8).contains(&major))
+            .then(|| format!("tty[{:x}:{:x}]", m.rdev(), m.dev()))
+        });
+        let console = std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.split(' ').nth(4).map(unescape).as_deref() == Some(CONSOLE));
+        Terminal { tty, console }
+    }
+
+    fn write(&self, images: &Path) -> Result<()> {
+        let file = images.join(TERMINAL);
+        let data = serde_json::to_vec(self).expect("json of a struct");
+        std::fs::write(&file, data).map_err(|e| Error::io(format!("write {}", file.display()), e))
+    }
+
+    fn read(images: &Path) -> Option<Terminal> {
+        std::fs::read(images.join(TERMINAL))
+            .ok()
+            .and_then(|d| serde_json::from_slice(&d).ok())
+    }
+}
+
+/// The first major number of Unix98 pty peers (there are eight).
+const UNIX98_PTY_SLAVE_MAJOR: u32 = 136;
 
 fn make_dir(p: &Path) -> Result<()> {
     match std::fs::DirBuilder::new().mode(0o700).create(p) {
@@ -509,6 +620,43 @@ fn common_args(args: &mut Vec<String>, o: &CriuOpts) {
             args.push(flag.into());
         }
     }
+}
+
+/// The container's own criu configuration file, as runc picks it: the
+/// `org.criu.config` annotation (empty: none), else /etc/criu/runc.conf.
+/// criu reads a `--config` file instead of its default ones, and lets its
+/// command line override the file; runc's RPC settings are overridden by
+/// the file instead, so an option the file sets (only `log-file` is one
+/// brig passes) is left off the command line.
+fn config_file_args(args: &mut Vec<String>, spec: &Spec) {
+    let file = match spec
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get("org.criu.config"))
+    {
+        Some(f) if f.is_empty() => return,
+        Some(f) => PathBuf::from(f),
+        None => PathBuf::from("/etc/criu/runc.conf"),
+    };
+    let Ok(text) = std::fs::read_to_string(&file) else {
+        return; // criu ignores a missing file too
+    };
+    args.extend(["--config".into(), path_arg(&file)]);
+    if config_sets(&text, "log-file") {
+        if let Some(i) = args.iter().position(|a| a == "--log-file") {
+            args.drain(i..i + 2);
+        }
+    }
+}
+
+/// Whether a criu configuration file sets `option`: each line is an option
+/// name without its dashes, then its value (after a space or `=`); `#`
+/// starts a comment.
+fn config_sets(text: &str, option: &str) -> bool {
+    text.lines().any(|l| {
+        let word = l.split_whitespace().next().unwrap_or("");
+        !word.starts_with('#') && word.split('=').next() == Some(option)
+    })
 }
 
 /// Runs criu in the container's cgroup (so what it restores starts there,
@@ -1034,6 +1182,16 @@ fn cgroup_bind_sources(spec: &Spec, cg: &dyn cgroups::Manager) -> Vec<(String, P
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_file_options() {
+        let text = "# comment\n  log-file=my.log\ntcp-established\n";
+        assert!(config_sets(text, "log-file"));
+        assert!(config_sets(text, "tcp-established"));
+        assert!(!config_sets(text, "comment"));
+        assert!(!config_sets("#log-file x\n", "log-file"));
+        assert!(config_sets("log-file x.log\n", "log-file"));
+    }
 
     #[test]
     fn clean_paths() {
