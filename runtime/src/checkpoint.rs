@@ -28,7 +28,8 @@
 //! the command line does not offer; the restored init's terminal is thus a
 //! pty of the host's devpts rather than of the container's own.
 //!
-//! Not handled: user namespaces.
+//! In a user namespace brig binds the host's default device nodes (it
+//! cannot make them): they are external mounts like the spec's devices.
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -220,8 +221,9 @@ pub fn checkpoint(root: &Root, id: &str, opts: &CheckpointOpts) -> Result<()> {
         }
         write_external_stdio(images, &ext)?;
         if has_terminal(&spec) {
-            let term = Terminal::of(saved.pid);
-            if let Some(key) = &term.tty {
+            let pids = cg.pids().unwrap_or_else(|_| vec![saved.pid]);
+            let term = Terminal::of(saved.pid, &pids);
+            for key in term.tty.iter().chain(&term.ctty) {
                 args.extend(["--external".into(), key.clone()]);
             }
             if term.console {
@@ -395,8 +397,16 @@ pub fn restore(root: &Root, opts: &RestoreOpts) -> Result<i32> {
             format!("mnt[{dest}]:{}", source.display()),
         ]);
     }
-    if linux.masked_paths().as_ref().is_some_and(|m| !m.is_empty()) {
+    if linux.masked_paths().as_ref().is_some_and(|m| !m.is_empty()) && !has_user_namespace(spec) {
+        // (With a user namespace the default devices above name it already.)
         args.extend(["--external".into(), "mnt[/dev/null]:/dev/null".into()]);
+    }
+    // The new pty once more for each /dev/tty (criu takes one fd per key).
+    let mut ctty_fds = Vec::new();
+    if let Some((term, _, _, peer, _)) = &pty {
+        for _ in &term.ctty {
+            ctty_fds.push(peer.try_clone().map_err(|e| Error::io("dup pty peer", e))?);
+        }
     }
     // Inherited fds: namespaces first (numbered from 3 in criu), then the
     // pipes the init had as stdio, which become ours.
@@ -420,6 +430,11 @@ pub fn restore(root: &Root, opts: &RestoreOpts) -> Result<i32> {
             args.extend(["--inherit-fd".into(), format!("fd[{fd}]:{key}")]);
             keep.push((fd, peer));
         }
+        for (key, dup) in term.ctty.iter().zip(&ctty_fds) {
+            let fd = 3 + keep.len() as i32;
+            args.extend(["--inherit-fd".into(), format!("fd[{fd}]:{key}")]);
+            keep.push((fd, dup));
+        }
         if term.console {
             args.extend(["--external".into(), format!("mnt[{CONSOLE}]:/dev/pts/{n}")]);
         }
@@ -429,6 +444,7 @@ pub fn restore(root: &Root, opts: &RestoreOpts) -> Result<i32> {
     let status = spawn_in_cgroup(&opts.criu, &args, &fds, cg.as_ref(), &res)?;
     check_status(status, &work, RESTORE_LOG, "restore")?;
     drop(keep);
+    drop(ctty_fds);
     let mut master = None;
     if let Some((_, socket, m, peer, n)) = pty {
         drop(peer);
@@ -554,11 +570,34 @@ struct Terminal {
     tty: Option<String>,
     /// Whether /dev/console is a mount (the pty bound there).
     console: bool,
+    /// `tty[rdev:dev]` of each /dev/tty node open in the container (an
+    /// interactive shell opens it): criu 3.17 refuses to dump /dev/tty
+    /// whose terminal is external, so it is external too, and gets the new
+    /// pty on restore (what /dev/tty opens to there).
+    #[serde(default)]
+    ctty: Vec<String>,
 }
 
 impl Terminal {
-    fn of(pid: i32) -> Terminal {
+    /// The terminal of the init `pid`, and /dev/tty as open in `pids`.
+    fn of(pid: i32, pids: &[i32]) -> Terminal {
         use std::os::unix::fs::MetadataExt;
+        let mut ctty = Vec::new();
+        for p in pids {
+            let Ok(dir) = std::fs::read_dir(format!("/proc/{p}/fd")) else {
+                continue;
+            };
+            for e in dir.flatten() {
+                let Ok(m) = std::fs::metadata(e.path()) else {
+                    continue;
+                };
+                if is_char_dev(&m) && m.rdev() == libc::makedev(5, 0) {
+                    ctty.push(format!("tty[{:x}:{:x}]", m.rdev(), m.dev()));
+                }
+            }
+        }
+        ctty.sort();
+        ctty.dedup();
         let tty = (0..3).find_map(|fd| {
             let m = std::fs::metadata(format!("/proc/{pid}/fd/{fd}")).ok()?;
             let major = libc::major(m.rdev());
@@ -570,7 +609,7 @@ impl Terminal {
             .unwrap_or_default()
             .lines()
             .any(|l| l.split(' ').nth(4).map(unescape).as_deref() == Some(CONSOLE));
-        Terminal { tty, console }
+        Terminal { tty, console, ctty }
     }
 
     fn write(&self, images: &Path) -> Result<()> {
@@ -914,7 +953,8 @@ fn clean(p: &Path) -> String {
 
 /// The mount points criu will meet as external at dump: bind mounts (their
 /// destination resolved inside the rootfs, a symlink included) and device
-/// nodes bound from the host.
+/// nodes bound from the host (the spec's, and in a user namespace, where
+/// no node can be made, the default ones too).
 fn external_mount_keys(spec: &Spec, pid: i32) -> Vec<String> {
     let mut keys: Vec<String> = bind_mounts(spec, Path::new("/"))
         .into_iter()
@@ -922,6 +962,9 @@ fn external_mount_keys(spec: &Spec, pid: i32) -> Vec<String> {
         .collect();
     if let Some(devs) = spec.linux().as_ref().and_then(|l| l.devices().clone()) {
         keys.extend(devs.iter().map(|d| clean(d.path())));
+    }
+    if has_user_namespace(spec) {
+        keys.extend(default_device_paths());
     }
     keys.sort();
     keys.dedup();
@@ -934,7 +977,26 @@ fn external_mount_sources(spec: &Spec, bundle: &Path) -> Vec<(String, PathBuf)> 
     if let Some(devs) = spec.linux().as_ref().and_then(|l| l.devices().clone()) {
         out.extend(devs.iter().map(|d| (clean(d.path()), d.path().clone())));
     }
+    if has_user_namespace(spec) {
+        out.extend(default_device_paths().map(|p| (p.clone(), PathBuf::from(p))));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    out.retain(|(key, _)| seen.insert(key.clone()));
     out
+}
+
+fn has_user_namespace(spec: &Spec) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| ns.iter().any(|n| n.typ() == LinuxNamespaceType::User))
+}
+
+/// The default device nodes' paths (/dev/null, ...).
+fn default_device_paths() -> impl Iterator<Item = String> {
+    crate::linux::rootfs::default_devices()
+        .into_iter()
+        .map(|d| clean(&d.path))
 }
 
 /// A path as the container sees it after following its symlinks (read

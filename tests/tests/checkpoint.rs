@@ -529,15 +529,18 @@ fn type_line(master: &std::os::fd::OwnedFd, line: &str) {
 
 /// A container with a terminal (as runc's checkpoint.bats runs them): checkpointed, restored with
 /// a new pty whose master arrives on the console socket, and the same shell (its line count kept
-/// in memory) goes on reading what is typed there, with the pty as /dev/console and as its
-/// controlling terminal.
+/// in memory) goes on reading what is typed there and answering through the /dev/tty it holds
+/// open, with the pty as /dev/console and as its controlling terminal.
 #[test]
 fn checkpoint_and_restore_terminal_container() {
     let Some(rt) = runtime("checkpoint_and_restore_terminal_container") else {
         return;
     };
-    let b = Bundle::sh("i=0; while read line; do i=$((i+1)); echo \"line$i:$line\"; done")
-        .with(|c| c["process"]["terminal"] = true.into());
+    // It answers through /dev/tty (held open, as an interactive shell holds it).
+    let b = Bundle::sh(
+        "exec 3<>/dev/tty; i=0; while read line; do i=$((i+1)); echo \"line$i:$line\" >&3; done",
+    )
+    .with(|c| c["process"]["terminal"] = true.into());
     let id = rt.new_id("crtty");
     let tmp = tempfile::tempdir().unwrap();
     let (images, work) = (tmp.path().join("images"), tmp.path().join("work"));
@@ -801,5 +804,41 @@ fn checkpoint_paused_container() {
     assert_eq!(rt.status(&id).as_deref(), Some("running"));
     assert!(wait_for(T, || last(&count) > before + 1));
     rt.delete_force(&id).assert_ok();
+    assert_no_leftovers(&rt, &id, &b);
+}
+
+/// Restoring a terminal container detached needs a console socket to send the new pty's master
+/// to, and a checkpoint made without a terminal cannot be restored with one: both fail before
+/// criu runs, naming what is wrong, with nothing left behind. Needs no working criu.
+#[test]
+fn restore_terminal_container_checks() {
+    let Some(rt) = Runtime::new("restore_terminal_container_checks") else {
+        return;
+    };
+    let b = Bundle::new(&["sleep", "100"]).with(|c| c["process"]["terminal"] = true.into());
+    let tmp = tempfile::tempdir().unwrap();
+    let images = tmp.path().join("images");
+    std::fs::create_dir(&images).unwrap();
+    // A checkpoint as far as restore's first look goes (criu never runs here).
+    std::fs::write(images.join("inventory.img"), b"").unwrap();
+    let images_s = images.to_str().unwrap();
+    let id = rt.new_id("crttychk");
+    let restore = |extra: &[&str]| {
+        let mut args = vec!["restore", "-d", "--image-path", images_s];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--bundle", b.path_str(), &id]);
+        rt.cmd(&args)
+    };
+    let out = restore(&[]);
+    out.assert_fail();
+    assert!(out.stderr.contains("console socket"), "{out}");
+    assert_no_leftovers(&rt, &id, &b);
+
+    let sock = tmp.path().join("console.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let out = restore(&["--console-socket", sock.to_str().unwrap()]);
+    out.assert_fail();
+    assert!(out.stderr.contains("process.terminal"), "{out}");
+    assert!(out.stderr.contains("has no terminal"), "{out}");
     assert_no_leftovers(&rt, &id, &b);
 }

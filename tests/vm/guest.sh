@@ -53,8 +53,14 @@ if [ -n "${VM_BATS:-}" ]; then
     for rt in runc brig; do
       case $rt in runc) bin=$(command -v runc) ;; brig) bin=$BRIG ;; esac
       echo "guest: === bats $f ($rt: $bin)"
-      (cd "$VM_BATS_SUITE/tests/integration" &&
-        RUNC=$bin timeout -k 10 "${VM_BATS_TIMEOUT:-900}" bats -t "$f") > "$out/$rt-$f.tap" 2>&1
+      # Each runtime starts alike: no criu config left by the other's run
+      # (checkpoint.bats writes one), and a writable working directory (the
+      # suite's own is read-only here; criu writes its log to the one set
+      # in such a config).
+      rm -rf /etc/criu/* 2>/dev/null
+      cwd=$(mktemp -d /tmp/brig-vm-bats-cwd.XXXXXX)
+      (cd "$cwd" && RUNC=$bin timeout -k 10 "${VM_BATS_TIMEOUT:-900}" \
+        bats -t "$VM_BATS_SUITE/tests/integration/$f") > "$out/$rt-$f.tap" 2>&1
       cat "$out/$rt-$f.tap"
     done
     summary="guest: bats $f pass/fail/skip: runc $(bats_counts "$out/runc-$f.tap")"
