@@ -29,7 +29,9 @@
 //! pty of the host's devpts rather than of the container's own.
 //!
 //! In a user namespace brig binds the host's default device nodes (it
-//! cannot make them): they are external mounts like the spec's devices.
+//! cannot make them): they are external mounts like the spec's devices, so
+//! such a container is dumped. Not handled: restoring it (the restored
+//! tasks, the mapped root, cannot open criu's 0600 images of host root).
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -385,7 +387,7 @@ pub fn restore(root: &Root, opts: &RestoreOpts) -> Result<i32> {
     ];
     common_args(&mut args, &opts.criu);
     config_file_args(&mut args, spec);
-    for (dest, source) in external_mount_sources(spec, &bundle.dir) {
+    for (dest, source) in external_mount_sources(spec, &bundle.dir, &bundle.rootfs) {
         args.extend([
             "--external".into(),
             format!("mnt[{dest}]:{}", source.display()),
@@ -971,9 +973,13 @@ fn external_mount_keys(spec: &Spec, pid: i32) -> Vec<String> {
     keys
 }
 
-/// The restore side of [`external_mount_keys`]: key → host source.
-fn external_mount_sources(spec: &Spec, bundle: &Path) -> Vec<(String, PathBuf)> {
-    let mut out = bind_mounts(spec, bundle);
+/// The restore side of [`external_mount_keys`]: key → host source (bind
+/// destinations resolved in `rootfs` as the dump resolved them).
+fn external_mount_sources(spec: &Spec, bundle: &Path, rootfs: &Path) -> Vec<(String, PathBuf)> {
+    let mut out: Vec<(String, PathBuf)> = bind_mounts(spec, bundle)
+        .into_iter()
+        .map(|(dest, source)| (resolve_under(rootfs, &dest), source))
+        .collect();
     if let Some(devs) = spec.linux().as_ref().and_then(|l| l.devices().clone()) {
         out.extend(devs.iter().map(|d| (clean(d.path()), d.path().clone())));
     }
@@ -1002,7 +1008,12 @@ fn default_device_paths() -> impl Iterator<Item = String> {
 /// A path as the container sees it after following its symlinks (read
 /// through /proc/PID/root, so the host's files are never reached).
 fn resolve_in_container(pid: i32, dest: &str) -> String {
-    let base = PathBuf::from(format!("/proc/{pid}/root"));
+    resolve_under(Path::new(&format!("/proc/{pid}/root")), dest)
+}
+
+/// `dest` with its symlinks followed as if `base` were the root (an
+/// absolute link target starts again at `base`, `..` stops there).
+fn resolve_under(base: &Path, dest: &str) -> String {
     let mut cur = String::new();
     let mut budget = 40;
     let mut todo: Vec<String> = dest
@@ -1058,26 +1069,50 @@ fn masked_files(spec: &Spec, pid: i32) -> Vec<String> {
 }
 
 /// Mount points of bind mounts must exist in the rootfs before criu
-/// mounts there (files for file sources, directories otherwise).
+/// mounts there (files for file sources, directories otherwise). As at
+/// create, each source is bound on its mount point in turn, so that a
+/// mount point inside another bind mount is made in that mount's source;
+/// the binds go again before criu runs.
 fn prepare_mountpoints(spec: &Spec, bundle: &Path, rootfs: &Path) -> Result<()> {
-    for (dest, source) in bind_mounts(spec, bundle) {
-        let target = rootfs.join(dest.trim_start_matches('/'));
-        if std::fs::symlink_metadata(&target).is_ok() {
-            continue;
-        }
-        if std::fs::metadata(&source).is_ok_and(|m| !m.is_dir()) {
-            if let Some(parent) = target.parent() {
-                std::fs::create_dir_all(parent)
-                    .map_err(|e| Error::io(format!("create {}", parent.display()), e))?;
+    let mut bound: Vec<PathBuf> = Vec::new();
+    let res = (|| {
+        for (dest, source) in bind_mounts(spec, bundle) {
+            let target = rootfs.join(resolve_under(rootfs, &dest).trim_start_matches('/'));
+            if std::fs::symlink_metadata(&target).is_err() {
+                if std::fs::metadata(&source).is_ok_and(|m| !m.is_dir()) {
+                    if let Some(parent) = target.parent() {
+                        std::fs::create_dir_all(parent)
+                            .map_err(|e| Error::io(format!("create {}", parent.display()), e))?;
+                    }
+                    std::fs::File::create(&target)
+                        .map_err(|e| Error::io(format!("create {}", target.display()), e))?;
+                } else {
+                    std::fs::create_dir_all(&target)
+                        .map_err(|e| Error::io(format!("create {}", target.display()), e))?;
+                }
             }
-            std::fs::File::create(&target)
-                .map_err(|e| Error::io(format!("create {}", target.display()), e))?;
-        } else {
-            std::fs::create_dir_all(&target)
-                .map_err(|e| Error::io(format!("create {}", target.display()), e))?;
+            mount(
+                Some(&source),
+                &target,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .map_err(|e| {
+                Error::sys(
+                    "mount",
+                    format!("{} on {}", source.display(), target.display()),
+                    e,
+                )
+            })?;
+            bound.push(target);
         }
+        Ok(())
+    })();
+    for target in bound.iter().rev() {
+        let _ = umount2(target, MntFlags::MNT_DETACH);
     }
-    Ok(())
+    res
 }
 
 /// The init's stdio files that live outside the container's mounts (the

@@ -14,7 +14,7 @@
 # usage: tests/vm/run.sh [test-name filter passed to the test binaries]
 # env:   CARGO_TARGET_DIR (as cargo), VM_TESTS (test files, default below;
 #        empty: none), VM_BATS (bats files; empty: none), VM_TIMEOUT (seconds,
-#        default 300, 1200 with bats files), VM_KEEP=1 keeps the work dir,
+#        default 300, 1500 with bats files), VM_KEEP=1 keeps the work dir,
 #        VM_BRIG (the brig under test, default the release build).
 # Prints PASS/FAIL; exits non-zero on failure; skips (exit 0) only when
 # /dev/kvm is absent.
@@ -138,7 +138,7 @@ case $accel in
   *) accel_args=(-accel tcg,thread=multi -cpu max) ;;
 esac
 
-timeout=${VM_TIMEOUT:-$([ -n "$vm_bats" ] && echo 1200 || echo 300)}
+timeout=${VM_TIMEOUT:-$([ -n "$vm_bats" ] && echo 1500 || echo 300)}
 echo "vm: booting $kver ($accel):$(for t in $tests $vm_bats; do printf ' %s' "$t"; done)"
 log=$work/console.log
 set +e
