@@ -18,9 +18,20 @@
 //! processes as a sibling of brig (so a foreground restore waits for them
 //! like `run`), and records the state `kill`, `delete` and `state` use.
 //!
-//! Not handled: containers with `process.terminal` (criu hands the restored
-//! pty master back only over its RPC protocol, `criu swrk`), which both
-//! commands refuse before touching the container; user namespaces.
+//! A container with `process.terminal`: its init's pty is told to criu as an
+//! external terminal (`tty[rdev:dev]`, criu keeps its settings), and the
+//! /dev/console bound from it as an external mount. `restore` makes a new
+//! pty, hands criu its peer in the old one's place (`--inherit-fd`) and
+//! binds it on /dev/console, then sends the master over `--console-socket`
+//! (or relays it to its own stdio in the foreground). runc gets the same
+//! from criu's RPC protocol (an orphan pty master criu sends back), which
+//! the command line does not offer; the restored init's terminal is thus a
+//! pty of the host's devpts rather than of the container's own.
+//!
+//! In a user namespace brig binds the host's default device nodes (it
+//! cannot make them): they are external mounts like the spec's devices, so
+//! such a container is dumped. Not handled: restoring it (the restored
+//! tasks, the mapped root, cannot open criu's 0600 images of host root).
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -42,6 +53,8 @@ use crate::state::{self, Root, Saved, Status};
 pub const DESCRIPTORS: &str = "descriptors.json";
 /// brig's own: the init's stdio files criu was told are external.
 const EXTERNAL_STDIO: &str = "brig-external-stdio.json";
+/// brig's own: the init's terminal criu was told is external ([`Terminal`]).
+const TERMINAL: &str = "brig-terminal.json";
 const DUMP_LOG: &str = "dump.log";
 const RESTORE_LOG: &str = "restore.log";
 /// criu writes this first into every image dir; its absence means "no checkpoint here".
@@ -132,7 +145,6 @@ pub fn checkpoint(root: &Root, id: &str, opts: &CheckpointOpts) -> Result<()> {
         )));
     }
     let spec = stored_spec(root, id)?;
-    refuse_terminal(&spec, "checkpoint")?;
     let images = &opts.criu.image_path;
     if let Some(parent) = &opts.parent_path {
         if parent.is_absolute() {
@@ -177,6 +189,7 @@ pub fn checkpoint(root: &Root, id: &str, opts: &CheckpointOpts) -> Result<()> {
         path_arg(&saved.rootfs),
     ];
     common_args(&mut args, &opts.criu);
+    config_file_args(&mut args, &spec);
     if opts.leave_running && !opts.pre_dump {
         args.push("--leave-running".into());
     }
@@ -209,6 +222,19 @@ pub fn checkpoint(root: &Root, id: &str, opts: &CheckpointOpts) -> Result<()> {
             args.extend(["--external".into(), key.clone()]);
         }
         write_external_stdio(images, &ext)?;
+        if has_terminal(&spec) {
+            let pids = cg.pids().unwrap_or_else(|_| vec![saved.pid]);
+            let term = Terminal::of(saved.pid, &pids);
+            for key in term.tty.iter().chain(&term.ctty) {
+                args.extend(["--external".into(), key.clone()]);
+            }
+            if term.console {
+                args.extend(["--external".into(), format!("mnt[{CONSOLE}]:{CONSOLE}")]);
+            }
+            term.write(images)?;
+        } else {
+            let _ = std::fs::remove_file(images.join(TERMINAL));
+        }
         write_descriptors(images, saved.pid)?;
     }
     let was_paused = status == Status::Paused;
@@ -250,12 +276,41 @@ pub fn restore(root: &Root, opts: &RestoreOpts) -> Result<i32> {
     }
     let bundle = crate::spec::load(&opts.bundle)?;
     let spec = &bundle.spec;
-    refuse_terminal(spec, "restore")?;
-    if opts.console_socket.is_some() {
+    let terminal = has_terminal(spec);
+    if terminal && opts.detach && opts.console_socket.is_none() {
+        return Err(Error::msg(
+            "cannot allocate tty if brig will detach without setting console socket",
+        ));
+    }
+    if !terminal && opts.console_socket.is_some() {
         return Err(Error::msg(
             "cannot use console socket if the container does not use a terminal",
         ));
     }
+    // The new pty, and the socket its master goes to, before anything is made.
+    let pty = if terminal {
+        let term = Terminal::read(images).ok_or_else(|| {
+            Error::config(
+                "config.json",
+                "process.terminal",
+                format!(
+                    "the checkpoint in {} has no terminal ({TERMINAL} is missing): \
+                     it was made of a container without one",
+                    images.display()
+                ),
+            )
+        })?;
+        let socket = match &opts.console_socket {
+            Some(path) => Some(std::os::unix::net::UnixStream::connect(path).map_err(|e| {
+                Error::io(format!("connect to console socket {}", path.display()), e)
+            })?),
+            None => None,
+        };
+        let (master, peer, n) = crate::linux::tty::new_pty()?;
+        Some((term, socket, master, peer, n))
+    } else {
+        None
+    };
     let linux = spec.linux().as_ref().expect("validated");
     let work = opts
         .criu
@@ -331,7 +386,8 @@ pub fn restore(root: &Root, opts: &RestoreOpts) -> Result<i32> {
         "--evasive-devices".into(),
     ];
     common_args(&mut args, &opts.criu);
-    for (dest, source) in external_mount_sources(spec, &bundle.dir) {
+    config_file_args(&mut args, spec);
+    for (dest, source) in external_mount_sources(spec, &bundle.dir, &bundle.rootfs) {
         args.extend([
             "--external".into(),
             format!("mnt[{dest}]:{}", source.display()),
@@ -343,8 +399,16 @@ pub fn restore(root: &Root, opts: &RestoreOpts) -> Result<i32> {
             format!("mnt[{dest}]:{}", source.display()),
         ]);
     }
-    if linux.masked_paths().as_ref().is_some_and(|m| !m.is_empty()) {
+    if linux.masked_paths().as_ref().is_some_and(|m| !m.is_empty()) && !has_user_namespace(spec) {
+        // (With a user namespace the default devices above name it already.)
         args.extend(["--external".into(), "mnt[/dev/null]:/dev/null".into()]);
+    }
+    // The new pty once more for each /dev/tty (criu takes one fd per key).
+    let mut ctty_fds = Vec::new();
+    if let Some((term, _, _, peer, _)) = &pty {
+        for _ in &term.ctty {
+            ctty_fds.push(peer.try_clone().map_err(|e| Error::io("dup pty peer", e))?);
+        }
     }
     // Inherited fds: namespaces first (numbered from 3 in criu), then the
     // pipes the init had as stdio, which become ours.
@@ -362,10 +426,38 @@ pub fn restore(root: &Root, opts: &RestoreOpts) -> Result<i32> {
     for (fd, key) in read_external_stdio(images) {
         args.extend(["--inherit-fd".into(), format!("fd[{fd}]:{key}")]);
     }
+    if let Some((term, _, _, peer, n)) = &pty {
+        if let Some(key) = &term.tty {
+            let fd = 3 + keep.len() as i32;
+            args.extend(["--inherit-fd".into(), format!("fd[{fd}]:{key}")]);
+            keep.push((fd, peer));
+        }
+        for (key, dup) in term.ctty.iter().zip(&ctty_fds) {
+            let fd = 3 + keep.len() as i32;
+            args.extend(["--inherit-fd".into(), format!("fd[{fd}]:{key}")]);
+            keep.push((fd, dup));
+        }
+        if term.console {
+            args.extend(["--external".into(), format!("mnt[{CONSOLE}]:/dev/pts/{n}")]);
+        }
+    }
 
     let fds: Vec<(i32, i32)> = keep.iter().map(|(n, fd)| (fd.as_raw_fd(), *n)).collect();
     let status = spawn_in_cgroup(&opts.criu, &args, &fds, cg.as_ref(), &res)?;
     check_status(status, &work, RESTORE_LOG, "restore")?;
+    drop(keep);
+    drop(ctty_fds);
+    let mut master = None;
+    if let Some((_, socket, m, peer, n)) = pty {
+        drop(peer);
+        match socket {
+            Some(s) => {
+                use std::os::fd::AsFd;
+                crate::linux::tty::send_fd(s.as_fd(), &format!("/dev/pts/{n}"), m.as_fd())?
+            }
+            None => master = Some(m),
+        }
+    }
 
     let text = std::fs::read_to_string(&pidfile)
         .map_err(|e| Error::io(format!("read criu's pidfile {}", pidfile.display()), e))?;
@@ -413,7 +505,7 @@ pub fn restore(root: &Root, opts: &RestoreOpts) -> Result<i32> {
     if opts.detach {
         return Ok(0);
     }
-    let code = container::wait_foreground(pid, None)?;
+    let code = container::wait_foreground(pid, master)?;
     if let Err(e) = container::delete(root, &opts.id, true) {
         logging::warn(&e.to_string());
     }
@@ -462,21 +554,81 @@ fn stored_spec(root: &Root, id: &str) -> Result<Spec> {
     serde_json::from_slice(&data).map_err(|e| Error::config(&file, "(document)", e.to_string()))
 }
 
-fn refuse_terminal(spec: &Spec, what: &str) -> Result<()> {
-    if spec
-        .process()
+fn has_terminal(spec: &Spec) -> bool {
+    spec.process()
         .as_ref()
         .and_then(|p| p.terminal())
         .unwrap_or(false)
-    {
-        return Err(Error::config(
-            "config.json",
-            "process.terminal",
-            format!("{what} of a container with a terminal is not supported by brig yet"),
-        ));
-    }
-    Ok(())
 }
+
+/// Where brig binds the init's pty in the container.
+const CONSOLE: &str = "/dev/console";
+
+/// What a checkpoint records of the init's terminal.
+#[derive(Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Terminal {
+    /// criu's name of the pty the init's stdio is on, `tty[rdev:dev]`
+    /// (hex, as criu prints them); none when no stdio fd is a pty.
+    tty: Option<String>,
+    /// Whether /dev/console is a mount (the pty bound there).
+    console: bool,
+    /// `tty[rdev:dev]` of each /dev/tty node open in the container (an
+    /// interactive shell opens it): criu 3.17 refuses to dump /dev/tty
+    /// whose terminal is external, so it is external too, and gets the new
+    /// pty on restore (what /dev/tty opens to there).
+    #[serde(default)]
+    ctty: Vec<String>,
+}
+
+impl Terminal {
+    /// The terminal of the init `pid`, and /dev/tty as open in `pids`.
+    fn of(pid: i32, pids: &[i32]) -> Terminal {
+        use std::os::unix::fs::MetadataExt;
+        let mut ctty = Vec::new();
+        for p in pids {
+            let Ok(dir) = std::fs::read_dir(format!("/proc/{p}/fd")) else {
+                continue;
+            };
+            for e in dir.flatten() {
+                let Ok(m) = std::fs::metadata(e.path()) else {
+                    continue;
+                };
+                if is_char_dev(&m) && m.rdev() == libc::makedev(5, 0) {
+                    ctty.push(format!("tty[{:x}:{:x}]", m.rdev(), m.dev()));
+                }
+            }
+        }
+        ctty.sort();
+        ctty.dedup();
+        let tty = (0..3).find_map(|fd| {
+            let m = std::fs::metadata(format!("/proc/{pid}/fd/{fd}")).ok()?;
+            let major = libc::major(m.rdev());
+            (is_char_dev(&m)
+                && (UNIX98_PTY_SLAVE_MAJOR..UNIX98_PTY_SLAVE_MAJOR + 8).contains(&major))
+            .then(|| format!("tty[{:x}:{:x}]", m.rdev(), m.dev()))
+        });
+        let console = std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.split(' ').nth(4).map(unescape).as_deref() == Some(CONSOLE));
+        Terminal { tty, console, ctty }
+    }
+
+    fn write(&self, images: &Path) -> Result<()> {
+        let file = images.join(TERMINAL);
+        let data = serde_json::to_vec(self).expect("json of a struct");
+        std::fs::write(&file, data).map_err(|e| Error::io(format!("write {}", file.display()), e))
+    }
+
+    fn read(images: &Path) -> Option<Terminal> {
+        std::fs::read(images.join(TERMINAL))
+            .ok()
+            .and_then(|d| serde_json::from_slice(&d).ok())
+    }
+}
+
+/// The first major number of Unix98 pty peers (there are eight).
+const UNIX98_PTY_SLAVE_MAJOR: u32 = 136;
 
 fn make_dir(p: &Path) -> Result<()> {
     match std::fs::DirBuilder::new().mode(0o700).create(p) {
@@ -509,6 +661,43 @@ fn common_args(args: &mut Vec<String>, o: &CriuOpts) {
             args.push(flag.into());
         }
     }
+}
+
+/// The container's own criu configuration file, as runc picks it: the
+/// `org.criu.config` annotation (empty: none), else /etc/criu/runc.conf.
+/// criu reads a `--config` file instead of its default ones, and lets its
+/// command line override the file; runc's RPC settings are overridden by
+/// the file instead, so an option the file sets (only `log-file` is one
+/// brig passes) is left off the command line.
+fn config_file_args(args: &mut Vec<String>, spec: &Spec) {
+    let file = match spec
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get("org.criu.config"))
+    {
+        Some(f) if f.is_empty() => return,
+        Some(f) => PathBuf::from(f),
+        None => PathBuf::from("/etc/criu/runc.conf"),
+    };
+    let Ok(text) = std::fs::read_to_string(&file) else {
+        return; // criu ignores a missing file too
+    };
+    args.extend(["--config".into(), path_arg(&file)]);
+    if config_sets(&text, "log-file") {
+        if let Some(i) = args.iter().position(|a| a == "--log-file") {
+            args.drain(i..i + 2);
+        }
+    }
+}
+
+/// Whether a criu configuration file sets `option`: each line is an option
+/// name without its dashes, then its value (after a space or `=`); `#`
+/// starts a comment.
+fn config_sets(text: &str, option: &str) -> bool {
+    text.lines().any(|l| {
+        let word = l.split_whitespace().next().unwrap_or("");
+        !word.starts_with('#') && word.split('=').next() == Some(option)
+    })
 }
 
 /// Runs criu in the container's cgroup (so what it restores starts there,
@@ -766,7 +955,8 @@ fn clean(p: &Path) -> String {
 
 /// The mount points criu will meet as external at dump: bind mounts (their
 /// destination resolved inside the rootfs, a symlink included) and device
-/// nodes bound from the host.
+/// nodes bound from the host (the spec's, and in a user namespace, where
+/// no node can be made, the default ones too).
 fn external_mount_keys(spec: &Spec, pid: i32) -> Vec<String> {
     let mut keys: Vec<String> = bind_mounts(spec, Path::new("/"))
         .into_iter()
@@ -775,24 +965,55 @@ fn external_mount_keys(spec: &Spec, pid: i32) -> Vec<String> {
     if let Some(devs) = spec.linux().as_ref().and_then(|l| l.devices().clone()) {
         keys.extend(devs.iter().map(|d| clean(d.path())));
     }
+    if has_user_namespace(spec) {
+        keys.extend(default_device_paths());
+    }
     keys.sort();
     keys.dedup();
     keys
 }
 
-/// The restore side of [`external_mount_keys`]: key → host source.
-fn external_mount_sources(spec: &Spec, bundle: &Path) -> Vec<(String, PathBuf)> {
-    let mut out = bind_mounts(spec, bundle);
+/// The restore side of [`external_mount_keys`]: key → host source (bind
+/// destinations resolved in `rootfs` as the dump resolved them).
+fn external_mount_sources(spec: &Spec, bundle: &Path, rootfs: &Path) -> Vec<(String, PathBuf)> {
+    let mut out: Vec<(String, PathBuf)> = bind_mounts(spec, bundle)
+        .into_iter()
+        .map(|(dest, source)| (resolve_under(rootfs, &dest), source))
+        .collect();
     if let Some(devs) = spec.linux().as_ref().and_then(|l| l.devices().clone()) {
         out.extend(devs.iter().map(|d| (clean(d.path()), d.path().clone())));
     }
+    if has_user_namespace(spec) {
+        out.extend(default_device_paths().map(|p| (p.clone(), PathBuf::from(p))));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    out.retain(|(key, _)| seen.insert(key.clone()));
     out
+}
+
+fn has_user_namespace(spec: &Spec) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| ns.iter().any(|n| n.typ() == LinuxNamespaceType::User))
+}
+
+/// The default device nodes' paths (/dev/null, ...).
+fn default_device_paths() -> impl Iterator<Item = String> {
+    crate::linux::rootfs::default_devices()
+        .into_iter()
+        .map(|d| clean(&d.path))
 }
 
 /// A path as the container sees it after following its symlinks (read
 /// through /proc/PID/root, so the host's files are never reached).
 fn resolve_in_container(pid: i32, dest: &str) -> String {
-    let base = PathBuf::from(format!("/proc/{pid}/root"));
+    resolve_under(Path::new(&format!("/proc/{pid}/root")), dest)
+}
+
+/// `dest` with its symlinks followed as if `base` were the root (an
+/// absolute link target starts again at `base`, `..` stops there).
+fn resolve_under(base: &Path, dest: &str) -> String {
     let mut cur = String::new();
     let mut budget = 40;
     let mut todo: Vec<String> = dest
@@ -847,11 +1068,17 @@ fn masked_files(spec: &Spec, pid: i32) -> Vec<String> {
         .collect()
 }
 
-/// Mount points must exist in the rootfs before criu mounts there: files
-/// for bind mounts of files, directories otherwise (a fresh rootfs, as
-/// containerd's restore without the rw layer gives, lacks e.g. /run). Those
-/// below a tmpfs mount are left alone: criu restores the tmpfs's content.
+/// Mount points must exist in the rootfs before criu mounts there: files for
+/// bind mounts of files, directories otherwise (a fresh rootfs, as
+/// containerd's restore without the rw layer gives, lacks e.g. /run); those
+/// below a tmpfs are left alone, criu restores the tmpfs's content. Paths are
+/// resolved in the rootfs as the dump resolved them ([`resolve_under`]: a
+/// symlink in the rootfs never leads out of it). As at create, each bind
+/// source is bound on its mount point in turn, so that a mount point inside
+/// another bind mount is made in that mount's source; the binds go again
+/// before criu runs.
 fn prepare_mountpoints(spec: &Spec, bundle: &Path, rootfs: &Path) -> Result<()> {
+    let in_rootfs = |dest: &str| rootfs.join(resolve_under(rootfs, dest).trim_start_matches('/'));
     let all: Vec<(String, &str)> = spec
         .mounts()
         .iter()
@@ -863,50 +1090,56 @@ fn prepare_mountpoints(spec: &Spec, bundle: &Path, rootfs: &Path) -> Result<()> 
             *typ == "tmpfs" && dest != d && Path::new(dest).starts_with(Path::new(d.as_str()))
         })
     };
-    // Everything is created inside the rootfs through its fd (openat2 RESOLVE_IN_ROOT): a
-    // symlink in a restored rootfs cannot make us create anything on the host.
-    use crate::linux::fs::{mkdir_all_in_root, open_in_root};
-    use nix::fcntl::OFlag;
-    use std::os::fd::AsFd;
-    let root_fd = nix::fcntl::open(
-        rootfs,
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .map_err(|e| Error::sys("open", rootfs.display(), e))?;
-    let root = root_fd.as_fd();
-    let exists = |dest: &str| open_in_root(root, Path::new(dest), OFlag::O_PATH).is_ok();
     let binds = bind_mounts(spec, bundle);
     for (dest, _) in &all {
-        let bind = binds.iter().any(|(d, _)| d == dest);
-        if bind || below_tmpfs(dest) || exists(dest) {
+        if binds.iter().any(|(d, _)| d == dest) || below_tmpfs(dest) {
             continue;
         }
-        mkdir_all_in_root(root, Path::new(dest), 0o755)?;
+        let target = in_rootfs(dest);
+        if std::fs::symlink_metadata(&target).is_err() {
+            std::fs::create_dir_all(&target)
+                .map_err(|e| Error::io(format!("create {}", target.display()), e))?;
+        }
     }
-    for (dest, source) in binds {
-        if exists(&dest) {
-            continue;
-        }
-        let dest = Path::new(&dest);
-        if std::fs::metadata(&source).is_ok_and(|m| !m.is_dir()) {
-            let parent = mkdir_all_in_root(root, dest.parent().unwrap_or(Path::new("/")), 0o755)?;
-            let name = dest.file_name().unwrap_or_default();
-            nix::fcntl::openat(
-                // An O_PATH fd of the parent, reopened as a directory for openat.
-                open_in_root(parent.as_fd(), Path::new("/"), OFlag::O_DIRECTORY)
-                    .map_err(|e| Error::sys("open", dest.display(), e))?
-                    .as_fd(),
-                name,
-                OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                nix::sys::stat::Mode::from_bits_truncate(0o644),
+    let mut bound: Vec<PathBuf> = Vec::new();
+    let res = (|| {
+        for (dest, source) in binds {
+            let target = in_rootfs(&dest);
+            if std::fs::symlink_metadata(&target).is_err() {
+                if std::fs::metadata(&source).is_ok_and(|m| !m.is_dir()) {
+                    if let Some(parent) = target.parent() {
+                        std::fs::create_dir_all(parent)
+                            .map_err(|e| Error::io(format!("create {}", parent.display()), e))?;
+                    }
+                    std::fs::File::create(&target)
+                        .map_err(|e| Error::io(format!("create {}", target.display()), e))?;
+                } else {
+                    std::fs::create_dir_all(&target)
+                        .map_err(|e| Error::io(format!("create {}", target.display()), e))?;
+                }
+            }
+            mount(
+                Some(&source),
+                &target,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
             )
-            .map_err(|e| Error::sys("create", format!("{} (in rootfs)", dest.display()), e))?;
-        } else {
-            mkdir_all_in_root(root, dest, 0o755)?;
+            .map_err(|e| {
+                Error::sys(
+                    "mount",
+                    format!("{} on {}", source.display(), target.display()),
+                    e,
+                )
+            })?;
+            bound.push(target);
         }
+        Ok(())
+    })();
+    for target in bound.iter().rev() {
+        let _ = umount2(target, MntFlags::MNT_DETACH);
     }
-    Ok(())
+    res
 }
 
 /// The init's stdio files that live outside the container's mounts (the
@@ -1085,15 +1318,14 @@ mod tests {
         std::fs::create_dir_all(&host).unwrap();
         std::os::unix::fs::symlink(&host, rootfs.join("run")).unwrap();
         std::os::unix::fs::symlink("../../host", rootfs.join("data")).unwrap();
-        let file = top.path().join("file");
-        std::fs::write(&file, "x").unwrap();
         let spec: Spec = serde_json::from_value(serde_json::json!({
             "ociVersion": "1.0.2",
             "root": {"path": "rootfs"},
             "mounts": [
                 {"destination": "/run/secrets", "type": "proc", "source": "proc"},
-                {"destination": "/data/f", "type": "bind", "source": file, "options": ["bind"]},
-                {"destination": "/run/dir", "type": "bind", "source": "/tmp", "options": ["rbind"]},
+                {"destination": "/data/sys", "type": "sysfs", "source": "sysfs"},
+                {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"},
+                {"destination": "/tmp/below", "type": "mqueue", "source": "mqueue"},
             ],
         }))
         .unwrap();
@@ -1108,11 +1340,9 @@ mod tests {
             .join(host.strip_prefix("/").unwrap())
             .join("secrets")
             .is_dir());
-        assert!(rootfs
-            .join(host.strip_prefix("/").unwrap())
-            .join("dir")
-            .is_dir());
-        assert!(rootfs.join("host/f").is_file());
+        assert!(rootfs.join("host/sys").is_dir());
+        assert!(rootfs.join("tmp").is_dir());
+        assert!(!rootfs.join("tmp/below").exists(), "made below a tmpfs");
     }
 
     #[test]

@@ -475,21 +475,78 @@ fn criu_failure_leaves_nothing_behind() {
     assert_no_leftovers(&rt, &id, &b);
 }
 
-/// A container with a terminal is refused before anything is done (criu gives the restored pty
-/// back only over its RPC protocol): the error names process.terminal, the container runs on and
-/// no image dir is made. Needs no working criu.
+/// Accepts one connection on `listener` and receives the pty master sent on it.
+fn receive_master(
+    listener: std::os::unix::net::UnixListener,
+) -> std::thread::JoinHandle<std::os::fd::OwnedFd> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    std::thread::spawn(move || {
+        let (conn, _) = listener.accept().expect("accept on console socket");
+        let mut buf = [0u8; 256];
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let msg = nix::sys::socket::recvmsg::<()>(
+            conn.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            nix::sys::socket::MsgFlags::empty(),
+        )
+        .expect("recvmsg");
+        for c in msg.cmsgs().expect("cmsgs") {
+            if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
+                // SAFETY: the kernel gave us this fd.
+                return unsafe { OwnedFd::from_raw_fd(fds[0]) };
+            }
+        }
+        panic!("no fd on the console socket");
+    })
+}
+
+/// Reads from a pty master until `want` shows up or `T` passes.
+fn read_until(master: &std::os::fd::OwnedFd, want: &str) -> String {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    let mut f = std::fs::File::from(master.try_clone().unwrap());
+    // SAFETY: fcntl on an fd we own.
+    unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+    let mut text = String::new();
+    let start = std::time::Instant::now();
+    let mut buf = [0u8; 4096];
+    while !text.contains(want) && start.elapsed() < T {
+        match f.read(&mut buf) {
+            Ok(n) if n > 0 => text.push_str(&String::from_utf8_lossy(&buf[..n])),
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    text
+}
+
+fn type_line(master: &std::os::fd::OwnedFd, line: &str) {
+    use std::io::Write;
+    let mut w = std::fs::File::from(master.try_clone().unwrap());
+    w.write_all(format!("{line}\n").as_bytes()).unwrap();
+}
+
+/// A container with a terminal (as runc's checkpoint.bats runs them): checkpointed, restored with
+/// a new pty whose master arrives on the console socket, and the same shell (its line count kept
+/// in memory) goes on reading what is typed there and answering through the /dev/tty it holds
+/// open, with the pty as /dev/console and as its controlling terminal.
 #[test]
-fn checkpoint_of_terminal_container_is_refused() {
-    let Some(rt) = Runtime::new("checkpoint_of_terminal_container_is_refused") else {
+fn checkpoint_and_restore_terminal_container() {
+    let Some(rt) = runtime("checkpoint_and_restore_terminal_container") else {
         return;
     };
-    let b = Bundle::new(&["sleep", "100"]).with(|c| c["process"]["terminal"] = true.into());
+    // It answers through /dev/tty (held open, as an interactive shell holds it).
+    let b = Bundle::sh(
+        "exec 3<>/dev/tty; i=0; while read line; do i=$((i+1)); echo \"line$i:$line\" >&3; done",
+    )
+    .with(|c| c["process"]["terminal"] = true.into());
     let id = rt.new_id("crtty");
     let tmp = tempfile::tempdir().unwrap();
+    let (images, work) = (tmp.path().join("images"), tmp.path().join("work"));
+    let (images_s, work_s) = (images.to_str().unwrap(), work.to_str().unwrap());
     let sock = tmp.path().join("console.sock");
-    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
-    // Holds the connection (and the pty master brig sends on it) for the test's duration.
-    let holder = std::thread::spawn(move || listener.accept().map(|(s, _)| s));
+    let got = receive_master(std::os::unix::net::UnixListener::bind(&sock).unwrap());
     rt.track(&id);
     rt.cmd(&[
         "run",
@@ -501,14 +558,64 @@ fn checkpoint_of_terminal_container_is_refused() {
         &id,
     ])
     .assert_ok();
-    let _conn = holder.join().unwrap().unwrap();
-    let images = tmp.path().join("images");
-    let out = rt.cmd(&["checkpoint", "--image-path", images.to_str().unwrap(), &id]);
-    out.assert_fail();
-    assert!(out.stderr.contains("process.terminal"), "{out}");
-    assert!(!images.exists());
+    let master = got.join().unwrap();
+    type_line(&master, "one");
+    let text = read_until(&master, "line1:one");
+    assert!(text.contains("line1:one"), "{text:?}");
+
+    let out = rt.cmd(&[
+        "checkpoint",
+        "--image-path",
+        images_s,
+        "--work-path",
+        work_s,
+        &id,
+    ]);
+    ok(out, &work);
+    rt.cmd(&["state", &id]).assert_fail();
+    drop(master);
+
+    let sock2 = tmp.path().join("console2.sock");
+    let got = receive_master(std::os::unix::net::UnixListener::bind(&sock2).unwrap());
+    let out = rt.cmd(&[
+        "restore",
+        "-d",
+        "--image-path",
+        images_s,
+        "--work-path",
+        work_s,
+        "--console-socket",
+        sock2.to_str().unwrap(),
+        "--bundle",
+        b.path_str(),
+        &id,
+    ]);
+    ok(out, &work);
+    let master = got.join().unwrap();
     assert_eq!(rt.status(&id).as_deref(), Some("running"));
-    rt.delete_force(&id).assert_ok();
+    type_line(&master, "two");
+    let text = read_until(&master, "line2:two");
+    assert!(
+        text.contains("line2:two"),
+        "the restored shell does not read the new pty: {text:?}"
+    );
+
+    // The new pty is /dev/console (a pty peer: major 136 = 0x88) and the init's controlling
+    // terminal (tty_nr, field 7 of /proc/PID/stat, is set).
+    let out = rt.cmd(&["exec", &id, "stat", "-c", "%t", "/dev/console"]);
+    out.assert_ok();
+    assert_eq!(out.stdout.trim(), "88", "{out}");
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", rt.pid(&id))).unwrap();
+    let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+    let tty_nr: u64 = after_comm.split(' ').nth(4).unwrap().parse().unwrap();
+    assert_ne!(
+        tty_nr, 0,
+        "the restored init has no controlling terminal: {stat}"
+    );
+
+    rt.kill(&id, "KILL").assert_ok();
+    rt.wait_status(&id, "stopped", T);
+    rt.delete(&id).assert_ok();
     assert_no_leftovers(&rt, &id, &b);
 }
 
@@ -697,5 +804,41 @@ fn checkpoint_paused_container() {
     assert_eq!(rt.status(&id).as_deref(), Some("running"));
     assert!(wait_for(T, || last(&count) > before + 1));
     rt.delete_force(&id).assert_ok();
+    assert_no_leftovers(&rt, &id, &b);
+}
+
+/// Restoring a terminal container detached needs a console socket to send the new pty's master
+/// to, and a checkpoint made without a terminal cannot be restored with one: both fail before
+/// criu runs, naming what is wrong, with nothing left behind. Needs no working criu.
+#[test]
+fn restore_terminal_container_checks() {
+    let Some(rt) = Runtime::new("restore_terminal_container_checks") else {
+        return;
+    };
+    let b = Bundle::new(&["sleep", "100"]).with(|c| c["process"]["terminal"] = true.into());
+    let tmp = tempfile::tempdir().unwrap();
+    let images = tmp.path().join("images");
+    std::fs::create_dir(&images).unwrap();
+    // A checkpoint as far as restore's first look goes (criu never runs here).
+    std::fs::write(images.join("inventory.img"), b"").unwrap();
+    let images_s = images.to_str().unwrap();
+    let id = rt.new_id("crttychk");
+    let restore = |extra: &[&str]| {
+        let mut args = vec!["restore", "-d", "--image-path", images_s];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--bundle", b.path_str(), &id]);
+        rt.cmd(&args)
+    };
+    let out = restore(&[]);
+    out.assert_fail();
+    assert!(out.stderr.contains("console socket"), "{out}");
+    assert_no_leftovers(&rt, &id, &b);
+
+    let sock = tmp.path().join("console.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let out = restore(&["--console-socket", sock.to_str().unwrap()]);
+    out.assert_fail();
+    assert!(out.stderr.contains("process.terminal"), "{out}");
+    assert!(out.stderr.contains("has no terminal"), "{out}");
     assert_no_leftovers(&rt, &id, &b);
 }

@@ -6,10 +6,17 @@
 # host's / shared read-only over virtio-9p; tests/vm/guest.sh runs the test
 # binaries built on the host, with BRIG pointing at the host's brig.
 #
+# It then runs runc's bats files named in VM_BATS (default checkpoint.bats,
+# which needs a kernel criu 3.17 can check: the host's is too new) from the
+# suite conformance/setup.sh prepares, with runc and with brig, and prints
+# pass/fail/skip for each; a test runc passes that brig does not is a failure.
+#
 # usage: tests/vm/run.sh [test-name filter passed to the test binaries]
 # env:   CARGO_TARGET_DIR (as cargo), VM_TESTS (test files, default below;
-#        NAME:FILTER runs only that file's tests matching FILTER),
-#        VM_TIMEOUT (seconds, default 300), VM_KEEP=1 keeps the work dir.
+#        NAME:FILTER runs only that file's tests matching FILTER; empty: none),
+#        VM_BATS (bats files; empty: none), VM_TIMEOUT (seconds, default 300,
+#        1500 with bats files), VM_KEEP=1 keeps the work dir, VM_BRIG (the brig
+#        under test, default the release build).
 # Prints PASS/FAIL; exits non-zero on failure; skips (exit 0) only when
 # /dev/kvm is absent.
 set -euo pipefail
@@ -22,7 +29,11 @@ if [ ! -c /dev/kvm ]; then
 fi
 
 need=()
-for p in qemu-system-x86 linux-image-amd64 busybox-static jq cpio criu; do
+vm_bats=${VM_BATS-checkpoint.bats}
+suite=$ws/conformance/work/suite
+pkgs="qemu-system-x86 linux-image-amd64 busybox-static jq cpio criu"
+[ -z "$vm_bats" ] || pkgs="$pkgs bats runc iproute2"
+for p in $pkgs; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -42,9 +53,10 @@ moddir=/lib/modules/$kver
 
 target=${CARGO_TARGET_DIR:-$ws/target}
 echo "vm: building brig and the test binaries (target dir $target)"
-cargo build --release -q -p brig -p containerd-shim-brig-v2
-tests=${VM_TESTS:-"cgroups cgroups_v2 ps_update_events lifecycle terminal_exec checkpoint shim:checkpoint"}
-bins=$(cargo test -p brig-tests --no-run --message-format=json 2>/dev/null \
+[ -n "${VM_BRIG:-}" ] || cargo build --release -q -p brig
+cargo build --release -q -p containerd-shim-brig-v2
+tests=${VM_TESTS-"cgroups cgroups_v2 ps_update_events lifecycle terminal_exec checkpoint shim:checkpoint"}
+bins=$([ -z "$tests" ] || cargo test -p brig-tests --no-run --message-format=json 2>/dev/null \
   | jq -r 'select(.reason == "compiler-artifact" and .executable != null
                   and (.target.kind | index("test"))) | "\(.target.name) \(.executable)"')
 test_bins=""
@@ -55,6 +67,16 @@ for t in $tests; do
   [ -n "$b" ] || { echo "FAIL vm tests: no test binary for tests/tests/$name.rs" >&2; exit 1; }
   test_bins="$test_bins $b${t#"$name"}"
 done
+
+if [ -n "$vm_bats" ] && [ ! -f "$suite/.ready" ]; then
+  echo "vm: preparing runc's bats suite (conformance/setup.sh)"
+  bash conformance/setup.sh
+fi
+
+# The guest's /etc is the host's, read-only; checkpoint.bats writes criu's
+# /etc/criu/default.conf, so the guest covers /etc/criu with a tmpfs, which
+# needs the (empty) directory here. criu reads nothing from an empty one.
+[ -z "$vm_bats" ] || mkdir -p /etc/criu
 
 work=$(mktemp -d /tmp/brig-vm.XXXXXX)
 cleanup() { [ "${VM_KEEP:-}" = 1 ] && echo "vm: kept $work" || rm -rf "$work"; }
@@ -94,8 +116,10 @@ VM_MODULES="$mods"
 VM_GUEST_SCRIPT="$ws/tests/vm/guest.sh"
 VM_TESTS="$test_bins"
 VM_TEST_ARGS="${1:-}"
-BRIG="$target/release/brig"
+BRIG="${VM_BRIG:-$target/release/brig}"
 BRIG_SHIM="$target/release/containerd-shim-brig-v2"
+VM_BATS="$vm_bats"
+VM_BATS_SUITE="$suite"
 VM_KEEP_DIRS="$ws $target"
 ENV
 (cd "$ird" && find . | cpio -o -H newc --quiet) | gzip -1 > "$work/initrd.gz"
@@ -119,10 +143,11 @@ case $accel in
   *) accel_args=(-accel tcg,thread=multi -cpu max) ;;
 esac
 
-echo "vm: booting $kver ($accel):$(for t in $tests; do printf ' %s' "$t"; done)"
+timeout=${VM_TIMEOUT:-$([ -n "$vm_bats" ] && echo 1500 || echo 300)}
+echo "vm: booting $kver ($accel):$(for t in $tests $vm_bats; do printf ' %s' "$t"; done)"
 log=$work/console.log
 set +e
-timeout "${VM_TIMEOUT:-300}" qemu-system-x86_64 \
+timeout "$timeout" qemu-system-x86_64 \
   "${accel_args[@]}" -smp 2 -m 2048 -nographic -no-reboot -nic none \
   -kernel "/boot/vmlinuz-$kver" -initrd "$work/initrd.gz" \
   -append "console=ttyS0 ${VM_KERNEL_ARGS:-quiet loglevel=3} panic=-1 cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1" \
@@ -133,9 +158,11 @@ timeout "${VM_TIMEOUT:-300}" qemu-system-x86_64 \
 qrc=${PIPESTATUS[0]}
 set -e
 verdict=$(grep -a 'BRIG-VM-RESULT:' "$log" | tail -1 | tr -d '\r')
+# The bats summary again, below the console output.
+grep -a 'guest: \(bats .* pass/fail/skip\|PASS bats\|FAIL bats\)' "$log" | tr -d '\r' | sed 's/^guest/vm/' || true
 case "$verdict" in
   *"rc=0") echo "PASS vm tests (cgroup v2 guest, kernel $kver)"; exit 0 ;;
-  "") [ "$qrc" = 124 ] && echo "FAIL vm tests: guest timed out after ${VM_TIMEOUT:-300}s" \
+  "") [ "$qrc" = 124 ] && echo "FAIL vm tests: guest timed out after ${timeout}s" \
         || echo "FAIL vm tests: guest gave no verdict (qemu exit $qrc)"; exit 1 ;;
   *) echo "FAIL vm tests: ${verdict#BRIG-VM-RESULT: }"; exit 1 ;;
 esac

@@ -27,6 +27,30 @@ const DEVPTS_SUPER_MAGIC: i64 = 0x1cd1;
 /// sends the master to `socket`, and makes the peer our stdio and
 /// controlling terminal.
 pub fn setup(socket: BorrowedFd, size: Option<(u16, u16)>, mount_console: bool) -> Result<()> {
+    let (master, peer, n) = new_pty()?;
+    if let Some((rows, cols)) = size {
+        resize(master.as_fd(), rows, cols)?;
+    }
+    if mount_console {
+        mount_on_console(peer.as_fd())?;
+    }
+    send_fd(socket, &format!("/dev/pts/{n}"), master.as_fd())?;
+    drop(master);
+    for fd in 0..3 {
+        // SAFETY: dup2 onto stdio, which we mean to replace.
+        let r = unsafe { libc::dup2(peer.as_raw_fd(), fd) };
+        nix::errno::Errno::result(r).sys("dup2", format!("/dev/pts/{n}"))?;
+    }
+    // SAFETY: make the pty (now fd 0) our controlling terminal; we are a
+    // session leader without one.
+    let r = unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) };
+    nix::errno::Errno::result(r).sys("set controlling terminal", format!("/dev/pts/{n}"))?;
+    Ok(())
+}
+
+/// A new pty from /dev/ptmx as this process sees it: (master, peer, index).
+/// The peer comes from TIOCGPTPEER, not a path lookup of /dev/pts/N.
+pub fn new_pty() -> Result<(OwnedFd, OwnedFd, u32)> {
     let master = nix::fcntl::open(
         "/dev/ptmx",
         OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
@@ -61,24 +85,7 @@ pub fn setup(socket: BorrowedFd, size: Option<(u16, u16)>, mount_console: bool) 
     let peer = nix::errno::Errno::result(peer).sys("open pty peer", format!("/dev/pts/{n}"))?;
     // SAFETY: fresh fd from the kernel.
     let peer = unsafe { OwnedFd::from_raw_fd(peer) };
-    if let Some((rows, cols)) = size {
-        resize(master.as_fd(), rows, cols)?;
-    }
-    if mount_console {
-        mount_on_console(peer.as_fd())?;
-    }
-    send_fd(socket, &format!("/dev/pts/{n}"), master.as_fd())?;
-    drop(master);
-    for fd in 0..3 {
-        // SAFETY: dup2 onto stdio, which we mean to replace.
-        let r = unsafe { libc::dup2(peer.as_raw_fd(), fd) };
-        nix::errno::Errno::result(r).sys("dup2", format!("/dev/pts/{n}"))?;
-    }
-    // SAFETY: make the pty (now fd 0) our controlling terminal; we are a
-    // session leader without one.
-    let r = unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) };
-    nix::errno::Errno::result(r).sys("set controlling terminal", format!("/dev/pts/{n}"))?;
-    Ok(())
+    Ok((master, peer, n))
 }
 
 /// Binds the pty peer on /dev/console. A /dev/console that is a symlink or
