@@ -121,6 +121,15 @@ pub struct CheckpointOpts {
     pub pre_dump: bool,
     /// Images of a previous pre-dump, relative to the image path.
     pub parent_path: Option<PathBuf>,
+    /// `--lazy-pages`: criu serves the memory pages on demand (from the
+    /// `--page-server` address) and the dump ends once they are all taken.
+    pub lazy_pages: bool,
+    /// `--page-server ADDR:PORT`: criu sends the pages there (with
+    /// `--lazy-pages`, listens there for the restore side's daemon).
+    pub page_server: Option<(String, u16)>,
+    /// `--status-fd N`: an fd of ours criu writes a zero byte to once it is
+    /// ready to serve lazy pages.
+    pub status_fd: Option<i32>,
 }
 
 /// Options of `restore`.
@@ -132,6 +141,8 @@ pub struct RestoreOpts {
     pub detach: bool,
     pub console_socket: Option<PathBuf>,
     pub pid_file: Option<PathBuf>,
+    /// `--lazy-pages`: memory comes from criu's lazy-pages daemon as touched.
+    pub lazy_pages: bool,
 }
 
 /// `checkpoint`: dumps the container's processes into the image dir.
@@ -198,6 +209,23 @@ pub fn checkpoint(root: &Root, id: &str, opts: &CheckpointOpts) -> Result<()> {
     }
     if opts.pre_dump || opts.parent_path.is_some() {
         args.push("--track-mem".into());
+    }
+    if opts.lazy_pages {
+        args.push("--lazy-pages".into());
+    } else if opts.page_server.is_some() {
+        args.push("--page-server".into());
+    }
+    if let Some((addr, port)) = &opts.page_server {
+        args.extend([
+            "--address".into(),
+            addr.clone(),
+            "--port".into(),
+            port.to_string(),
+        ]);
+    }
+    if let Some(fd) = opts.status_fd {
+        // Inherited by criu as is (not close-on-exec: the caller gave it to us).
+        args.extend(["--status-fd".into(), fd.to_string()]);
     }
     // The whole cgroup is frozen while criu collects the tasks.
     let cg = cgroups::load(saved.cgroup_paths.clone());
@@ -385,6 +413,9 @@ pub fn restore(root: &Root, opts: &RestoreOpts) -> Result<i32> {
         path_arg(&pidfile),
         "--evasive-devices".into(),
     ];
+    if opts.lazy_pages {
+        args.push("--lazy-pages".into());
+    }
     common_args(&mut args, &opts.criu);
     config_file_args(&mut args, spec);
     for (dest, source) in external_mount_sources(spec, &bundle.dir, &bundle.rootfs) {

@@ -265,6 +265,15 @@ struct CheckpointArgs {
     /// Dump memory only and leave the container running.
     #[arg(long = "pre-dump")]
     pre_dump: bool,
+    /// Serve memory pages lazily (criu's lazy migration; with --page-server).
+    #[arg(long = "lazy-pages")]
+    lazy_pages: bool,
+    /// ADDRESS:PORT of the page server (with --lazy-pages: where to serve pages).
+    #[arg(long = "page-server", value_name = "ADDRESS:PORT")]
+    page_server: Option<String>,
+    /// An fd criu writes a zero byte to once it is ready to serve lazy pages.
+    #[arg(long = "status-fd", value_name = "FD")]
+    status_fd: Option<i32>,
     id: String,
 }
 
@@ -290,7 +299,19 @@ struct RestoreArgs {
     /// Accepted for runc compatibility: brig never makes itself a subreaper.
     #[arg(long = "no-subreaper")]
     no_subreaper: bool,
+    /// Take memory pages lazily from criu's lazy-pages daemon.
+    #[arg(long = "lazy-pages")]
+    lazy_pages: bool,
     id: String,
+}
+
+/// `--page-server ADDRESS:PORT` (runc's form; the address may be empty for any).
+fn parse_page_server(s: &str) -> Result<(String, u16)> {
+    let bad = || Error::msg(format!("--page-server {s:?}: expected ADDRESS:PORT"));
+    let (addr, port) = s.rsplit_once(':').ok_or_else(bad)?;
+    let port = port.parse().map_err(|_| bad())?;
+    let addr = if addr.is_empty() { "0.0.0.0" } else { addr };
+    Ok((addr.to_string(), port))
 }
 
 fn criu_opts(a: &CriuArgs, criu: Option<PathBuf>) -> Result<brig::checkpoint::CriuOpts> {
@@ -600,6 +621,13 @@ fn run(cli: Cli) -> Result<u8> {
                 leave_running: a.leave_running,
                 pre_dump: a.pre_dump,
                 parent_path: a.parent_path.clone(),
+                lazy_pages: a.lazy_pages,
+                page_server: a
+                    .page_server
+                    .as_deref()
+                    .map(parse_page_server)
+                    .transpose()?,
+                status_fd: a.status_fd,
             };
             brig::checkpoint::checkpoint(&root, &a.id, &opts)?;
         }
@@ -612,6 +640,7 @@ fn run(cli: Cli) -> Result<u8> {
                 detach: a.detach,
                 console_socket: a.console_socket.as_ref().map(|p| cwd.join(p)),
                 pid_file: a.pid_file.as_ref().map(|p| cwd.join(p)),
+                lazy_pages: a.lazy_pages,
             };
             let _ = (a.no_pivot, a.no_subreaper);
             let code = brig::checkpoint::restore(&root, &opts)?;
