@@ -51,13 +51,21 @@ impl Root {
         } else {
             &rel
         };
-        rfs::openat2(
-            &self.fd,
-            rel,
-            flags | OFlags::CLOEXEC,
-            Mode::empty(),
-            resolve_flags(),
-        )
+        // Retried on EAGAIN: with RESOLVE_IN_ROOT the kernel gives up on a lookup through ".."
+        // when any rename or mount happens anywhere on the system meanwhile.
+        let mut tries = 0;
+        loop {
+            match rfs::openat2(
+                &self.fd,
+                rel,
+                flags | OFlags::CLOEXEC,
+                Mode::empty(),
+                resolve_flags(),
+            ) {
+                Err(rustix::io::Errno::AGAIN) if tries < 1000 => tries += 1,
+                r => break r,
+            }
+        }
         .map_err(|e| {
             io::Error::new(
                 e.kind(),

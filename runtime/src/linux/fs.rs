@@ -17,7 +17,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path};
 
 use nix::errno::Errno;
-use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::{mkdirat, Mode};
 
 use crate::error::{Error, Result, SysContext};
@@ -26,6 +26,23 @@ fn how(flags: OFlag) -> OpenHow {
     OpenHow::new()
         .flags(flags | OFlag::O_CLOEXEC)
         .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS)
+}
+
+/// openat2(2), retried on EAGAIN: with RESOLVE_IN_ROOT or RESOLVE_BENEATH the
+/// kernel gives up on a lookup through ".." when any rename or mount happens
+/// anywhere on the system meanwhile, and expects the caller to try again.
+pub fn openat2<P: ?Sized + nix::NixPath, Fd: std::os::fd::AsFd>(
+    dirfd: Fd,
+    path: &P,
+    how: OpenHow,
+) -> nix::Result<OwnedFd> {
+    let mut tries = 0;
+    loop {
+        match nix::fcntl::openat2(dirfd.as_fd(), path, how) {
+            Err(Errno::EAGAIN) if tries < 1000 => tries += 1,
+            r => return r,
+        }
+    }
 }
 
 /// The relative form of an absolute path inside the root ("" for "/").

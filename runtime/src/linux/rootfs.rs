@@ -186,7 +186,7 @@ fn mount_one(root: BorrowedFd, plan: &Plan, m: &MountPlan) -> Result<()> {
         // The destination must be a real directory inside the rootfs, never
         // a symlink (CVE-2019-19921).
         let target = mkdir_all_in_root(root, dest, 0o755)?;
-        if let Err(nix::errno::Errno::ELOOP) = nix::fcntl::openat2(
+        if let Err(nix::errno::Errno::ELOOP) = crate::linux::fs::openat2(
             root,
             dest.strip_prefix("/").unwrap_or(dest),
             nix::fcntl::OpenHow::new()
@@ -928,8 +928,8 @@ impl ProcHandle {
                     | ResolveFlag::RESOLVE_NO_MAGICLINKS
                     | ResolveFlag::RESOLVE_NO_XDEV,
             );
-        let fd =
-            nix::fcntl::openat2(self.fd.as_fd(), rel, how).sys("open", format!("/proc/{rel}"))?;
+        let fd = crate::linux::fs::openat2(self.fd.as_fd(), rel, how)
+            .sys("open", format!("/proc/{rel}"))?;
         check_proc(fd.as_fd(), Path::new(rel))?;
         Ok(fd)
     }
