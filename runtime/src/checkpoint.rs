@@ -379,20 +379,7 @@ pub fn restore(root: &Root, opts: &RestoreOpts) -> Result<i32> {
         .create(&criu_root)
         .map_err(|e| Error::io(format!("create {}", criu_root.display()), e))?;
     prepare_mountpoints(spec, &bundle.dir, &bundle.rootfs)?;
-    mount(
-        Some(&bundle.rootfs),
-        &criu_root,
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .map_err(|e| {
-        Error::sys(
-            "mount",
-            format!("{} on {}", bundle.rootfs.display(), criu_root.display()),
-            e,
-        )
-    })?;
+    bind_rec(&bundle.rootfs, &criu_root)?;
     undo.mount = Some(criu_root.clone());
 
     let pidfile = dir.join("criu.pid");
@@ -1099,6 +1086,24 @@ fn masked_files(spec: &Spec, pid: i32) -> Vec<String> {
         .collect()
 }
 
+/// `mount --rbind source target`.
+fn bind_rec(source: &Path, target: &Path) -> Result<()> {
+    mount(
+        Some(source),
+        target,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|e| {
+        Error::sys(
+            "mount",
+            format!("{} on {}", source.display(), target.display()),
+            e,
+        )
+    })
+}
+
 /// Mount points must exist in the rootfs before criu mounts there: files for
 /// bind mounts of files, directories otherwise (a fresh rootfs, as
 /// containerd's restore without the rw layer gives, lacks e.g. /run); those
@@ -1149,20 +1154,7 @@ fn prepare_mountpoints(spec: &Spec, bundle: &Path, rootfs: &Path) -> Result<()> 
                         .map_err(|e| Error::io(format!("create {}", target.display()), e))?;
                 }
             }
-            mount(
-                Some(&source),
-                &target,
-                None::<&str>,
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                None::<&str>,
-            )
-            .map_err(|e| {
-                Error::sys(
-                    "mount",
-                    format!("{} on {}", source.display(), target.display()),
-                    e,
-                )
-            })?;
+            bind_rec(&source, &target)?;
             bound.push(target);
         }
         Ok(())

@@ -475,33 +475,6 @@ fn criu_failure_leaves_nothing_behind() {
     assert_no_leftovers(&rt, &id, &b);
 }
 
-/// Accepts one connection on `listener` and receives the pty master sent on it.
-fn receive_master(
-    listener: std::os::unix::net::UnixListener,
-) -> std::thread::JoinHandle<std::os::fd::OwnedFd> {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    std::thread::spawn(move || {
-        let (conn, _) = listener.accept().expect("accept on console socket");
-        let mut buf = [0u8; 256];
-        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-        let msg = nix::sys::socket::recvmsg::<()>(
-            conn.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            nix::sys::socket::MsgFlags::empty(),
-        )
-        .expect("recvmsg");
-        for c in msg.cmsgs().expect("cmsgs") {
-            if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
-                // SAFETY: the kernel gave us this fd.
-                return unsafe { OwnedFd::from_raw_fd(fds[0]) };
-            }
-        }
-        panic!("no fd on the console socket");
-    })
-}
-
 /// Reads from a pty master until `want` shows up or `T` passes.
 fn read_until(master: &std::os::fd::OwnedFd, want: &str) -> String {
     use std::io::Read;
@@ -546,7 +519,7 @@ fn checkpoint_and_restore_terminal_container() {
     let (images, work) = (tmp.path().join("images"), tmp.path().join("work"));
     let (images_s, work_s) = (images.to_str().unwrap(), work.to_str().unwrap());
     let sock = tmp.path().join("console.sock");
-    let got = receive_master(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+    let got = receive_console_master(std::os::unix::net::UnixListener::bind(&sock).unwrap());
     rt.track(&id);
     rt.cmd(&[
         "run",
@@ -576,7 +549,7 @@ fn checkpoint_and_restore_terminal_container() {
     drop(master);
 
     let sock2 = tmp.path().join("console2.sock");
-    let got = receive_master(std::os::unix::net::UnixListener::bind(&sock2).unwrap());
+    let got = receive_console_master(std::os::unix::net::UnixListener::bind(&sock2).unwrap());
     let out = rt.cmd(&[
         "restore",
         "-d",

@@ -6,36 +6,12 @@
 use brig_tests::*;
 use serde_json::json;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(10);
-
-/// Accepts one connection on `listener` and receives the fd sent with SCM_RIGHTS.
-fn receive_master(listener: UnixListener) -> std::thread::JoinHandle<OwnedFd> {
-    std::thread::spawn(move || {
-        let (conn, _) = listener.accept().expect("accept on console socket");
-        let mut buf = [0u8; 256];
-        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-        let msg = nix::sys::socket::recvmsg::<()>(
-            conn.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            nix::sys::socket::MsgFlags::empty(),
-        )
-        .expect("recvmsg");
-        for c in msg.cmsgs().expect("cmsgs") {
-            if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
-                // SAFETY: the kernel gave us this fd.
-                return unsafe { OwnedFd::from_raw_fd(fds[0]) };
-            }
-        }
-        panic!("no fd on the console socket");
-    })
-}
 
 /// Reads from a pty master until `done` says the text is complete or `T` passes.
 fn read_until(master: &OwnedFd, done: impl Fn(&str) -> bool) -> String {
@@ -74,7 +50,7 @@ fn terminal_through_console_socket() {
     });
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("console.sock");
-    let got = receive_master(UnixListener::bind(&sock).unwrap());
+    let got = receive_console_master(UnixListener::bind(&sock).unwrap());
     let id = rt.new_id("tty");
     rt.cmd(&[
         "run",
