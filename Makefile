@@ -9,7 +9,8 @@ deps:
 	bash scripts/deps.sh
 
 build: deps
-	$(CARGO) build --release --workspace
+	$(CARGO) build --release --workspace --exclude brig
+	CARGO=$(CARGO) bash scripts/build-brig.sh
 	$(CARGO) build --workspace
 
 demo: build

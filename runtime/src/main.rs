@@ -23,25 +23,25 @@ struct Cli {
     version: bool,
     /// Root directory for container state.
     /// (default: /run/brig; $XDG_RUNTIME_DIR/brig when not root)
-    #[arg(long, global = true)]
+    #[arg(long)]
     root: Option<PathBuf>,
     /// Log file (default: stderr).
-    #[arg(long, global = true)]
+    #[arg(long)]
     log: Option<PathBuf>,
     /// Log format.
-    #[arg(long = "log-format", global = true, value_enum, default_value = "text")]
+    #[arg(long = "log-format", value_enum, default_value = "text")]
     log_format: LogFormat,
     /// Log debug messages.
-    #[arg(long, global = true)]
+    #[arg(long)]
     debug: bool,
     /// Use systemd for cgroups.
-    #[arg(long = "systemd-cgroup", global = true)]
+    #[arg(long = "systemd-cgroup")]
     systemd_cgroup: bool,
     /// Rootless mode: true, false or auto.
     #[arg(long)]
     rootless: Option<String>,
     /// Path to criu.
-    #[arg(long, global = true)]
+    #[arg(long)]
     criu: Option<PathBuf>,
     #[command(subcommand)]
     cmd: Option<Cmd>,
@@ -772,11 +772,7 @@ fn owner_of(dir: &std::path::Path) -> String {
     let Ok(uid) = std::fs::metadata(dir).map(|m| m.uid()) else {
         return String::new();
     };
-    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-        .ok()
-        .flatten()
-        .map(|u| u.name)
-        .unwrap_or_else(|| format!("#{uid}"))
+    brig::process::init::passwd_field("/etc/passwd", uid, 0).unwrap_or_else(|| format!("#{uid}"))
 }
 
 /// A signal by number, name, or name without the SIG prefix (any case).

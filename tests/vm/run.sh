@@ -53,7 +53,7 @@ moddir=/lib/modules/$kver
 
 target=${CARGO_TARGET_DIR:-$ws/target}
 echo "vm: building brig and the test binaries (target dir $target)"
-[ -n "${VM_BRIG:-}" ] || cargo build --release -q -p brig
+[ -n "${VM_BRIG:-}" ] || bash scripts/build-brig.sh -q
 cargo build --release -q -p containerd-shim-brig-v2
 tests=${VM_TESTS-"cgroups cgroups_v2 ps_update_events lifecycle terminal_exec checkpoint shim:checkpoint"}
 bins=$([ -z "$tests" ] || cargo test -p brig-tests --no-run --message-format=json 2>/dev/null \

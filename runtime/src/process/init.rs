@@ -203,18 +203,21 @@ pub(crate) fn with_home(env: &[String], uid: u32) -> Vec<String> {
     if env.iter().any(|e| e.starts_with("HOME=")) {
         return env.to_vec();
     }
-    let home = std::fs::read_to_string("/etc/passwd")
-        .ok()
-        .and_then(|p| {
-            p.lines().find_map(|l| {
-                let f: Vec<&str> = l.split(':').collect();
-                (f.len() >= 6 && f[2].parse() == Ok(uid)).then(|| f[5].to_string())
-            })
-        })
-        .unwrap_or_else(|| "/".to_string());
+    let home = passwd_field("/etc/passwd", uid, 5).unwrap_or_else(|| "/".to_string());
     let mut env = env.to_vec();
     env.push(format!("HOME={home}"));
     env
+}
+
+/// Field `field` (0 name, 5 home, ...) of the first entry for `uid` in the
+/// passwd file at `path`, read directly as runc does (no NSS: brig is
+/// linked statically, where glibc's NSS would need dlopen).
+pub fn passwd_field(path: &str, uid: u32, field: usize) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() > field && f.len() >= 3 && f[2].parse() == Ok(uid)).then(|| f[field].to_string())
+    })
 }
 
 /// Resolves argv[0] in the container like execvp, so a missing program
