@@ -691,12 +691,16 @@ fn default_root() -> PathBuf {
     }
 }
 
-/// runc's version block: name and version, then the spec and libseccomp.
+/// runc's version block: name and version, the commit, the spec and libseccomp.
 fn print_version() {
     let v = libseccomp::ScmpVersion::current()
         .map(|v| format!("{}.{}.{}", v.major, v.minor, v.micro))
         .unwrap_or_else(|_| "unknown".into());
     println!("brig version {}", env!("CARGO_PKG_VERSION"));
+    let commit = env!("BRIG_COMMIT");
+    if !commit.is_empty() {
+        println!("commit: {commit}");
+    }
     println!("spec: {}", brig::OCI_VERSION);
     println!("libseccomp: {v}");
 }

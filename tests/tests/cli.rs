@@ -17,6 +17,10 @@ fn version() {
         let first = out.stdout.lines().next().unwrap_or("");
         assert!(first.contains("version"), "{out}");
         assert!(first.chars().any(|c| c.is_ascii_digit()), "{out}");
+        // then the commit it was built from (docker info shows it; brig
+        // built outside a git checkout leaves the line out)
+        let second = out.stdout.lines().nth(1).unwrap_or("");
+        assert!(second.starts_with("commit: "), "{out}");
         // runc also prints the spec version it implements: "spec: 1.0.2-dev"
         assert!(
             out.stdout.lines().any(|l| l.starts_with("spec: 1.")),
