@@ -158,7 +158,8 @@ enum Cmd {
         #[arg(required = true)]
         images: Vec<String>,
     },
-    /// Remove build cache entries (least recently used first) and the layers only they use.
+    /// Remove build cache entries and cache mounts (least recently used first) and the layers
+    /// only the cache uses.
     Prune {
         /// Keep this much cache (bytes, or with a K/M/G suffix); default: remove it all.
         #[arg(long = "keep-storage", value_name = "SIZE", value_parser = parse_size)]
@@ -454,8 +455,8 @@ fn run(cli: Cli) -> Result<(), String> {
             let store = Store::open(&cli.store).map_err(|e| e.to_string())?;
             let p = store.prune(keep_storage).map_err(|e| e.to_string())?;
             println!(
-                "removed {} cache entries, freed {} bytes",
-                p.entries, p.bytes
+                "removed {} cache entries, {} cache mounts, freed {} bytes",
+                p.entries, p.mounts, p.bytes
             );
             Ok(())
         }

@@ -255,6 +255,55 @@ fn prune_keeps_the_newest_cache_within_the_bound() {
 }
 
 #[test]
+fn prune_removes_cache_mounts_least_recently_used_first() {
+    if !ready("prune_removes_cache_mounts_least_recently_used_first") {
+        return;
+    }
+    // Each build's cache mount gets 1 MiB and a mark; the RUN layer records the mark it found.
+    let df = |id: &str| {
+        format!(
+            "{}\nRUN --mount=type=cache,id={id},target=/c (cat /c/mark 2>/dev/null || echo none) > /prev && head -c 1048576 /dev/urandom > /c/big && echo {id} > /c/mark\n",
+            from_base()
+        )
+    };
+    let c = Ctx::new(&df("a"));
+    c.build(&[]).assert_ok();
+    std::thread::sleep(Duration::from_millis(20));
+    c.write("Dockerfile", &df("b"));
+    c.build(&[]).assert_ok();
+    assert_eq!(names(&c.store(), "cache-mounts").len(), 2);
+    let prune = |args: &[&str]| {
+        let out = run(Command::new(builder_path())
+            .arg("--store")
+            .arg(c.store())
+            .arg("prune")
+            .args(args));
+        out.assert_ok();
+        out
+    };
+    // The two mounts hold 2 MiB, the cache entries a few KiB (the images hold their layers):
+    // a bound of 1.5 MiB removes the mount used first and nothing else.
+    let out = prune(&["--keep-storage", "1536K"]);
+    assert!(
+        out.stdout
+            .contains("removed 0 cache entries, 1 cache mounts"),
+        "{out}"
+    );
+    assert_eq!(names(&c.store(), "cache-mounts").len(), 1);
+    check_store(&c.store());
+    let img = c.build_oci(&["--no-cache"]);
+    assert_eq!(img.layer_file(-1, "prev"), "b\n", "the newer mount stayed");
+    c.write("Dockerfile", &df("a"));
+    let img = c.build_oci(&["--no-cache"]);
+    assert_eq!(img.layer_file(-1, "prev"), "none\n", "the older mount went");
+    // Without a bound every mount goes.
+    let out = prune(&[]);
+    assert!(out.stdout.contains(", 2 cache mounts,"), "{out}");
+    assert!(names(&c.store(), "cache-mounts").is_empty());
+    check_store(&c.store());
+}
+
+#[test]
 fn concurrent_builds_share_a_store() {
     if !ready("concurrent_builds_share_a_store") {
         return;

@@ -422,6 +422,10 @@ pub fn prepare(
                         return Err(format!("cannot create cache dir {}", cache.display()));
                     }
                 }
+                // Its mtime says when it was last used, for prune's order.
+                if let Ok(d) = fs::File::open(&cache) {
+                    let _ = d.set_modified(std::time::SystemTime::now());
+                }
                 if *locked {
                     let lock = fs::File::open(&cache).map_err(|e| e.to_string())?;
                     rustix::fs::flock(lock.as_fd(), rustix::fs::FlockOperation::LockExclusive)

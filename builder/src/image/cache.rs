@@ -78,6 +78,8 @@ fn err(p: &Path, e: io::Error) -> StoreError {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Pruned {
     pub entries: usize,
+    /// `RUN --mount=type=cache` directories removed.
+    pub mounts: usize,
     /// Bytes of blobs and unpacked layers freed.
     pub bytes: u64,
 }

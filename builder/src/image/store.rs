@@ -429,10 +429,11 @@ impl Store {
         self.gc_locked(Some((blobs, layers))).map(|_| ())
     }
 
-    /// Removes build cache entries, least recently used first, until the blobs and layers only
-    /// the cache references take at most `keep` bytes (all entries without `keep`); then what
-    /// became unreferenced, and the leftovers of killed builds in `tmp/`. Waits for running
-    /// builds to finish.
+    /// Removes build cache entries and `RUN --mount=type=cache` directories, least recently
+    /// used first, until they and the blobs and layers only the cache references take at most
+    /// `keep` bytes (all of them without `keep`), as BuildKit's prune does; then what became
+    /// unreferenced, and the leftovers of killed builds in `tmp/`. Waits for running builds to
+    /// finish (none holds a cache mount then).
     pub fn prune(&self, keep: Option<u64>) -> Result<super::cache::Pruned> {
         let _g = self.gc_lock()?;
         let _l = self.lock()?;
@@ -467,24 +468,61 @@ impl Store {
                 *c += 1;
             }
         }
+        // Cache mount directories (their mtime is set at each use), with their sizes.
+        let mounts_dir = self.root.join("cache-mounts");
+        let mut mounts = Vec::new();
+        if mounts_dir.is_dir() {
+            for e in at(&mounts_dir, fs::read_dir(&mounts_dir))?.flatten() {
+                let path = e.path();
+                let t = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .unwrap_or(std::time::SystemTime::UNIX_EPOCH);
+                let size = super::cache::disk_size(&path);
+                total += size;
+                mounts.push((path, size, t));
+            }
+        }
+        // One least-recently-used order over entries and mounts.
+        enum Item<'a> {
+            Entry(&'a PathBuf, &'a Option<super::cache::Entry>),
+            Mount(&'a PathBuf, u64),
+        }
+        let mut items: Vec<(std::time::SystemTime, Item)> = entries
+            .iter()
+            .map(|(p, e, t)| (*t, Item::Entry(p, e)))
+            .chain(mounts.iter().map(|(p, s, t)| (*t, Item::Mount(p, *s))))
+            .collect();
+        items.sort_by_key(|(t, _)| *t);
         let keep = keep.unwrap_or(0);
         let mut pruned = super::cache::Pruned::default();
-        for (p, e, _) in &entries {
+        let mut mount_bytes = 0;
+        for (_, item) in &items {
             if total <= keep && keep > 0 {
                 break;
             }
-            total = total.saturating_sub(super::cache::disk_size(p));
-            at(p, fs::remove_file(p))?;
-            pruned.entries += 1;
-            for h in held(e) {
-                let c = count.get_mut(&h).expect("counted above");
-                *c -= 1;
-                if *c == 0 {
-                    total = total.saturating_sub(sizes[&h]);
+            match item {
+                Item::Entry(p, e) => {
+                    total = total.saturating_sub(super::cache::disk_size(p));
+                    at(p, fs::remove_file(p))?;
+                    pruned.entries += 1;
+                    for h in held(e) {
+                        let c = count.get_mut(&h).expect("counted above");
+                        *c -= 1;
+                        if *c == 0 {
+                            total = total.saturating_sub(sizes[&h]);
+                        }
+                    }
+                }
+                Item::Mount(p, size) => {
+                    total = total.saturating_sub(*size);
+                    at(p, fs::remove_dir_all(p))?;
+                    pruned.mounts += 1;
+                    mount_bytes += size;
                 }
             }
         }
-        pruned.bytes = self.gc_locked(None)?;
+        pruned.bytes = self.gc_locked(None)? + mount_bytes;
         // No build runs: whatever is in tmp/ was left by a killed one.
         let t = self.root.join("tmp");
         for e in at(&t, fs::read_dir(&t))?.flatten() {
