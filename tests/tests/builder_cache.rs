@@ -511,6 +511,53 @@ fn parallel_stages_build_again_and_again() {
     check_store(&c.store());
 }
 
+/// `RUN --mount=type=cache,sharing=...` with two stages holding the same cache id at once
+/// (they meet at the witness inside their RUN): `shared` gives both the one directory, each
+/// seeing what the other wrote; `private` gives the second its own instance.
+#[test]
+fn cache_mount_sharing_modes_when_two_stages_run_at_once() {
+    if !ready("cache_mount_sharing_modes_when_two_stages_run_at_once") {
+        return;
+    }
+    let w = Witness::start();
+    let meet = |me: &str, other: &str| {
+        format!(
+            "wget -q -O /dev/null http://127.0.0.1:{}/meet/{me}/{other}",
+            w.port
+        )
+    };
+    for (sharing, dirs) in [("shared", 1), ("private", 2)] {
+        w.reset();
+        // Each writes its name, meets the other (both hold the mount now), then lists it.
+        let stage = |me: &str, other: &str| {
+            format!(
+                "RUN --mount=type=cache,id=x,target=/c,sharing={sharing} echo {me} > /c/{me} && {} && {} && ls /c > /{me}",
+                meet(&format!("{me}1"), &format!("{other}1")),
+                meet(&format!("{me}2"), &format!("{other}2")),
+            )
+        };
+        let c = Ctx::new(&format!(
+            "{from} AS left\n{l}\n\n{from} AS right\n{r}\n\n{from}\nCOPY --from=left /left /\nCOPY --from=right /right /\n",
+            from = from_base(),
+            l = stage("left", "right"),
+            r = stage("right", "left"),
+        ));
+        let img = c.build_oci(&[]);
+        let (l, r) = (img.layer_file(-2, "left"), img.layer_file(-1, "right"));
+        if sharing == "shared" {
+            assert_eq!((l.as_str(), r.as_str()), ("left\nright\n", "left\nright\n"));
+        } else {
+            assert_eq!((l.as_str(), r.as_str()), ("left\n", "right\n"));
+        }
+        assert_eq!(
+            names(&c.store(), "cache-mounts").len(),
+            dirs,
+            "sharing={sharing}"
+        );
+        check_store(&c.store());
+    }
+}
+
 /// A RUN that reads the context through a bind mount depends on what it reads: a change there
 /// re-runs it (BuildKit keys the mount's content), a change elsewhere in the context does not.
 /// A cache that keyed only the instruction text would keep the old output.

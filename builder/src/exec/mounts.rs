@@ -25,6 +25,19 @@ use std::path::{Path, PathBuf};
 pub const SSH_DEFAULT_TARGET: &str = "/run/buildkit/ssh_agent.0";
 
 /// The kind of a mount and its own options.
+/// How builds running at the same time use one cache mount (BuildKit's `sharing=`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Sharing {
+    /// Every build uses the same directory at once (a shared flock, so that `private`
+    /// users see it is in use).
+    Shared,
+    /// One build at a time; the others wait (an exclusive flock).
+    Locked,
+    /// A build that finds the directory in use gets another instance of it
+    /// (`<id hash>-1`, `-2`, ...: the first no build holds), which persists too.
+    Private,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Kind {
     Bind {
@@ -34,7 +47,7 @@ pub enum Kind {
     },
     Cache {
         id: String,
-        locked: bool,
+        sharing: Sharing,
         mode: u32,
         uid: u32,
         gid: u32,
@@ -190,14 +203,15 @@ pub fn parse(spec: &str) -> Result<Spec, String> {
                 return Err("type=cache: read-only cache mounts are not supported".into());
             }
             let t = target.as_deref().ok_or("type=cache needs target=PATH")?;
-            let locked = match get("sharing").flatten() {
-                None | Some("shared") | Some("private") => false,
-                Some("locked") => true,
+            let sharing = match get("sharing").flatten() {
+                None | Some("shared") => Sharing::Shared,
+                Some("private") => Sharing::Private,
+                Some("locked") => Sharing::Locked,
                 Some(s) => return Err(format!("sharing={s}: expected shared, private or locked")),
             };
             Kind::Cache {
                 id: id.unwrap_or_else(|| t.to_string()),
-                locked,
+                sharing,
                 mode: num("mode", 8, 0o755)?,
                 uid: num("uid", 10, 0)?,
                 gid: num("gid", 10, 0)?,
@@ -399,38 +413,44 @@ pub fn prepare(
             }
             Kind::Cache {
                 id,
-                locked,
+                sharing,
                 mode,
                 uid,
                 gid,
             } => {
-                let cache = src
-                    .store_root
-                    .join("cache-mounts")
-                    .join(crate::image::hex_of(&crate::image::sha256(id.as_bytes())));
-                if !cache.exists() {
-                    let tmp = src.work.join(format!("cache{n}"));
-                    fs::create_dir_all(&tmp).map_err(|e| e.to_string())?;
-                    fs::set_permissions(&tmp, fs::Permissions::from_mode(*mode))
-                        .map_err(|e| e.to_string())?;
-                    std::os::unix::fs::chown(&tmp, Some(*uid), Some(*gid))
-                        .map_err(|e| e.to_string())?;
-                    fs::create_dir_all(cache.parent().expect("has a parent"))
-                        .map_err(|e| e.to_string())?;
-                    // Another build may have made it meanwhile: theirs wins.
-                    if fs::rename(&tmp, &cache).is_err() && !cache.is_dir() {
-                        return Err(format!("cannot create cache dir {}", cache.display()));
+                let base = crate::image::hex_of(&crate::image::sha256(id.as_bytes())).to_string();
+                let mounts = src.store_root.join("cache-mounts");
+                let mut instance = 0;
+                let (cache, lock) = loop {
+                    let name = match instance {
+                        0 => base.clone(),
+                        i => format!("{base}-{i}"),
+                    };
+                    let cache = mounts.join(name);
+                    make_cache_dir(
+                        &cache,
+                        &src.work.join(format!("cache{n}")),
+                        *mode,
+                        *uid,
+                        *gid,
+                    )?;
+                    let lock = fs::File::open(&cache).map_err(|e| e.to_string())?;
+                    use rustix::fs::FlockOperation as F;
+                    let op = match sharing {
+                        Sharing::Shared => F::LockShared,
+                        Sharing::Locked => F::LockExclusive,
+                        Sharing::Private => F::NonBlockingLockExclusive,
+                    };
+                    match rustix::fs::flock(lock.as_fd(), op) {
+                        Ok(()) => break (cache, lock),
+                        Err(rustix::io::Errno::WOULDBLOCK) => instance += 1,
+                        Err(e) => return Err(format!("lock {}: {e}", cache.display())),
                     }
-                }
+                };
+                p.locks.push(lock);
                 // Its mtime says when it was last used, for prune's order.
                 if let Ok(d) = fs::File::open(&cache) {
                     let _ = d.set_modified(std::time::SystemTime::now());
-                }
-                if *locked {
-                    let lock = fs::File::open(&cache).map_err(|e| e.to_string())?;
-                    rustix::fs::flock(lock.as_fd(), rustix::fs::FlockOperation::LockExclusive)
-                        .map_err(|e| format!("lock {}: {e}", cache.display()))?;
-                    p.locks.push(lock);
                 }
                 p.oci.push(bind(&cache, &s.target, false));
                 p.targets.push((s.target.clone(), true));
@@ -483,6 +503,25 @@ pub fn prepare(
         }
     }
     Ok(p)
+}
+
+/// Creates the cache mount directory `cache` with its mode and owner unless it exists, through
+/// `tmp` and a rename so that a build never sees a half-made one.
+fn make_cache_dir(cache: &Path, tmp: &Path, mode: u32, uid: u32, gid: u32) -> Result<(), String> {
+    if cache.exists() {
+        return Ok(());
+    }
+    fs::create_dir_all(tmp).map_err(|e| e.to_string())?;
+    fs::set_permissions(tmp, fs::Permissions::from_mode(mode)).map_err(|e| e.to_string())?;
+    std::os::unix::fs::chown(tmp, Some(uid), Some(gid)).map_err(|e| e.to_string())?;
+    fs::create_dir_all(cache.parent().expect("has a parent")).map_err(|e| e.to_string())?;
+    // Another build may have made it meanwhile: theirs wins.
+    if fs::rename(tmp, cache).is_err() && !cache.is_dir() {
+        let _ = fs::remove_dir(tmp);
+        return Err(format!("cannot create cache dir {}", cache.display()));
+    }
+    let _ = fs::remove_dir(tmp);
+    Ok(())
 }
 
 #[cfg(test)]
