@@ -29,6 +29,7 @@ vm-test: build
 conformance: build
 	bash conformance/setup.sh
 	BRIG=$(CURDIR)/target/release/brig bash conformance/run.sh --runtimes "brig runc"
+	BRIG_BUILD=$(CURDIR)/target/release/brig-build bash conformance/image-spec.sh
 
 test: build
 	@set -o pipefail; fail=0; \
