@@ -407,9 +407,15 @@ fn a_build_killed_at_any_point_leaves_the_store_consistent() {
     }
     println!("{killed} of 8 builds killed while running (a full build took {full:?})");
     assert!(killed > 0, "no build was killed while running");
-    // Whatever got killed where, the next build works and the store stays sound.
+    // Whatever got killed where, the next build works and the store stays sound; finding no
+    // other build running, it cleared what the killed ones left in tmp/.
+    let left = names(&c.store(), "tmp");
     c.build(&["-t", "after:1"]).assert_ok();
     check_store(&c.store());
+    assert!(
+        names(&c.store(), "tmp").is_empty(),
+        "killed builds left {left:?} in tmp/, still there after the next build"
+    );
     c.build(&["--no-cache", "-t", "after:2"]).assert_ok();
     check_store(&c.store());
 }

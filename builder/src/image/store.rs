@@ -105,8 +105,21 @@ impl Store {
     }
 
     /// Takes the lock every build holds (shared) while it runs: nothing is deleted meanwhile.
+    /// A build that finds no other build (nor prune) running first clears what killed builds
+    /// left in `tmp/`, holding the lock exclusively for that moment.
     pub fn build_lock(&self) -> Result<Lock> {
-        self.flock("gc.lock", rustix::fs::FlockOperation::LockShared)
+        use rustix::fs::FlockOperation;
+        let l = self.flock("gc.lock", FlockOperation::LockShared)?;
+        if l.try_exclusive() {
+            self.clear_tmp()?;
+        }
+        // Back to shared (from exclusive, or still shared when others hold it).
+        let p = self.root.join("gc.lock");
+        at(
+            &p,
+            rustix::fs::flock(l.0.as_fd(), FlockOperation::LockShared).map_err(io::Error::from),
+        )?;
+        Ok(l)
     }
 
     /// Takes the lock of gc and prune: waits until no build runs.
@@ -523,7 +536,13 @@ impl Store {
             }
         }
         pruned.bytes = self.gc_locked(None)? + mount_bytes;
-        // No build runs: whatever is in tmp/ was left by a killed one.
+        self.clear_tmp()?;
+        Ok(pruned)
+    }
+
+    /// Removes everything in `tmp/`. Only with `gc.lock` held exclusively: no build runs, so
+    /// whatever is there was left by a killed one.
+    fn clear_tmp(&self) -> Result<()> {
         let t = self.root.join("tmp");
         for e in at(&t, fs::read_dir(&t))?.flatten() {
             let path = e.path();
@@ -534,7 +553,7 @@ impl Store {
             };
             at(&path, r)?;
         }
-        Ok(pruned)
+        Ok(())
     }
 
     /// (name or None, manifest digest) of every image.
