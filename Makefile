@@ -24,7 +24,7 @@ e2e: build
 	BRIG_SHIM=$(CURDIR)/target/release/containerd-shim-brig-v2 $(CARGO) test -p brig-tests -- --test-threads=2
 
 vm-test: build
-	VM_BATS=checkpoint.bats bash tests/vm/run.sh
+	VM_BATS="checkpoint.bats cgroups.bats exec.bats update.bats delete.bats" bash tests/vm/run.sh
 
 conformance: build
 	bash conformance/setup.sh

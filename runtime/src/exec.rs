@@ -198,7 +198,13 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32> {
         let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
     };
     let joined = if opts.cgroups.is_empty() {
-        cgroups::load(saved.cgroup_paths.clone()).apply(pid)
+        let r = cgroups::load(saved.cgroup_paths.clone()).apply(pid);
+        match (&r, saved.cgroup_paths.get(cgroups::v2::KEY)) {
+            (Err(_), Some(dir)) if saved.cgroup_paths.len() == 1 && has_child_controllers(dir) => {
+                join_init_cgroup(saved.pid, pid)
+            }
+            _ => r,
+        }
     } else {
         sub_cgroups(&saved.cgroup_paths, &opts.cgroups).and_then(|paths| join_cgroups(&paths, pid))
     };
@@ -419,6 +425,27 @@ fn sub_cgroups(
         }
     }
     Ok(out)
+}
+
+/// Whether a cgroup v2 directory has controllers enabled for its children: then
+/// no process can join it (only leaf cgroups hold processes).
+fn has_child_controllers(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("cgroup.subtree_control")).is_ok_and(|s| !s.trim().is_empty())
+}
+
+/// cgroup v2, no `--cgroup`: the container's cgroup takes no process since
+/// the container enabled controllers in it for its sub-cgroups (moving its
+/// init down into one first), so the exec joins the init's cgroup instead, as
+/// runc does. An explicit `--cgroup` never falls back.
+fn join_init_cgroup(init: i32, pid: i32) -> Result<()> {
+    let own = std::fs::read_to_string(format!("/proc/{init}/cgroup"))
+        .map_err(|e| Error::io(format!("read /proc/{init}/cgroup"), e))?;
+    let rel = own
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .ok_or_else(|| Error::msg(format!("/proc/{init}/cgroup has no cgroup v2 entry")))?;
+    let dir = Path::new("/sys/fs/cgroup").join(rel.trim_start_matches('/'));
+    join_cgroups(&[(cgroups::v2::KEY.to_string(), dir)].into(), pid)
 }
 
 fn join_cgroups(paths: &std::collections::BTreeMap<String, PathBuf>, pid: i32) -> Result<()> {

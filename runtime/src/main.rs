@@ -562,7 +562,7 @@ fn run(cli: Cli) -> Result<u8> {
                     path.display()
                 )));
             }
-            let spec = brig::template::default_spec(rootless);
+            let spec = brig::template::default_spec(rootless, brig::template::host_is_unified());
             let text = serde_json::to_string_pretty(&spec).expect("json");
             std::fs::write(&path, text + "\n")
                 .map_err(|e| Error::io(format!("write {}", path.display()), e))?;

@@ -4,16 +4,18 @@
 //! `runc spec` (and `runc spec --rootless`) of runc 1.1.5 produces, with
 //! ociVersion "1.0.2-dev" and `process.terminal` true. It only builds a
 //! value: it must never write files, read the bundle or consult the host
-//! beyond the caller's effective uid/gid for the rootless id mappings (as runc
-//! does).
+//! beyond the caller's effective uid/gid for the rootless id mappings and
+//! whether the host has cgroup v2 alone (as runc does).
 
 use serde_json::{json, Value};
 
 /// The default spec, as `runc spec` prints it; `rootless` gives
 /// `runc spec --rootless`: a user namespace mapping container root to the
 /// caller's effective uid/gid, no network namespace, /sys bind-mounted, no
-/// device cgroup rules and no `gid=5` on /dev/pts.
-pub fn default_spec(rootless: bool) -> Value {
+/// device cgroup rules and no `gid=5` on /dev/pts. `cgroupns` adds a cgroup
+/// namespace, as runc does on a host with cgroup v2 alone
+/// ([`host_is_unified`]).
+pub fn default_spec(rootless: bool, cgroupns: bool) -> Value {
     let caps = json!(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]);
 
     let mut devpts_options = vec![
@@ -52,6 +54,9 @@ pub fn default_spec(rootless: bool) -> Value {
         json!({"type": "uts"}),
         json!({"type": "mount"}),
     ]);
+    if cgroupns {
+        namespaces.push(json!({"type": "cgroup"}));
+    }
     if rootless {
         namespaces.push(json!({"type": "user"}));
     }
@@ -147,6 +152,13 @@ pub fn default_spec(rootless: bool) -> Value {
     })
 }
 
+/// Whether /sys/fs/cgroup is a cgroup2 mount (no v1 hierarchies): where
+/// `runc spec` adds a cgroup namespace to the template.
+pub fn host_is_unified() -> bool {
+    use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC};
+    statfs("/sys/fs/cgroup").is_ok_and(|s| s.filesystem_type() == CGROUP2_SUPER_MAGIC)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,7 +175,7 @@ mod tests {
 
     #[test]
     fn key_fields() {
-        let v = default_spec(false);
+        let v = default_spec(false, false);
         assert_eq!(v["ociVersion"], "1.0.2-dev");
         assert_eq!(v["process"]["terminal"], true);
         assert_eq!(v["process"]["args"], json!(["sh"]));
@@ -175,8 +187,19 @@ mod tests {
         assert_eq!(v["linux"]["resources"]["devices"][0]["access"], "rwm");
         assert!(v["linux"].get("uidMappings").is_none());
 
-        let r = default_spec(true);
+        let r = default_spec(true, false);
         assert_eq!(ns_types(&r), ["pid", "ipc", "uts", "mount", "user"]);
+        // On a cgroup v2 host runc adds a cgroup namespace (before user, rootless).
+        let v = default_spec(false, true);
+        assert_eq!(
+            ns_types(&v),
+            ["pid", "network", "ipc", "uts", "mount", "cgroup"]
+        );
+        let r = default_spec(true, true);
+        assert_eq!(
+            ns_types(&r),
+            ["pid", "ipc", "uts", "mount", "cgroup", "user"]
+        );
         assert!(r["linux"].get("resources").is_none());
         assert_eq!(
             r["linux"]["uidMappings"][0]["hostID"],
@@ -193,7 +216,7 @@ mod tests {
     #[test]
     fn deserialises_into_oci_spec() {
         for rootless in [false, true] {
-            let spec: Spec = serde_json::from_value(default_spec(rootless)).unwrap();
+            let spec: Spec = serde_json::from_value(default_spec(rootless, true)).unwrap();
             assert_eq!(spec.version(), "1.0.2-dev");
             let process = spec.process().as_ref().unwrap();
             assert_eq!(process.terminal(), Some(true));
@@ -231,7 +254,11 @@ mod tests {
             let path = dir.path().join("config.json");
             let theirs: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
             std::fs::remove_file(&path).unwrap();
-            assert_eq!(default_spec(rootless), theirs, "rootless={rootless}");
+            assert_eq!(
+                default_spec(rootless, host_is_unified()),
+                theirs,
+                "rootless={rootless}"
+            );
         }
     }
 

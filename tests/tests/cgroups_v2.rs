@@ -398,6 +398,45 @@ fn exec_joins_the_cgroup() {
     assert_no_leftovers(&rt, &id, &b);
 }
 
+/// Once the container moved its init into a sub-cgroup and enabled a controller for its
+/// children, its own cgroup takes no process (only leaves do): exec then joins the init's
+/// cgroup, as runc does, and an explicit `--cgroup /` fails with the kernel's reason.
+#[test]
+fn exec_falls_back_to_the_init_cgroup() {
+    let Some(rt) = setup("exec_falls_back_to_the_init_cgroup") else {
+        return;
+    };
+    let (b, cg) = bundle(&["sleep", "100"], json!({}));
+    let b = b.with(|c| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .expect("namespaces")
+            .push(json!({"type": "cgroup"}));
+        for m in c["mounts"].as_array_mut().expect("mounts") {
+            if m["type"] == "cgroup" {
+                m["options"] = json!(["nosuid", "noexec", "nodev", "relatime"]);
+            }
+        }
+    });
+    let id = rt.new_id("fb");
+    rt.run_detached(&b, &id).assert_ok();
+    let exec = |args: &[&str]| {
+        let mut a = vec!["exec"];
+        a.extend_from_slice(args);
+        rt.cmd(&a)
+    };
+    exec(&[&id, "sh", "-euc", "mkdir /sys/fs/cgroup/foo && echo 1 > /sys/fs/cgroup/foo/cgroup.procs && echo $$ > /sys/fs/cgroup/foo/cgroup.procs && echo +pids > /sys/fs/cgroup/cgroup.subtree_control"]).assert_ok();
+    assert_eq!(read(&cg, "cgroup.subtree_control"), "pids");
+    let out = exec(&[&id, "cat", "/proc/self/cgroup"]);
+    out.assert_ok();
+    assert_eq!(out.out(), "0::/foo", "exec did not join the init's cgroup");
+    let out = exec(&["--cgroup", "/", &id, "true"]);
+    out.assert_fail();
+    assert!(out.stderr.contains("device or resource busy"), "{out}");
+    rt.delete_force(&id).assert_ok();
+    assert_no_leftovers(&rt, &id, &b);
+}
+
 /// A cgroupsPath inside a threaded subtree cannot hold a container; the error says why.
 #[test]
 fn threaded_subtree_is_explained() {

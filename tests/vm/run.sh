@@ -7,7 +7,8 @@
 # binaries built on the host, with BRIG pointing at the host's brig.
 #
 # It then runs runc's bats files named in VM_BATS (default checkpoint.bats,
-# which needs a kernel criu 3.17 can check: the host's is too new) from the
+# which needs a kernel criu 3.17 can check: the host's is too new; `make
+# vm-test` adds the files with cgroup v2 tests, skipped on the host) from the
 # suite conformance/setup.sh prepares, with runc and with brig, and prints
 # pass/fail/skip for each; a test runc passes that brig does not is a failure.
 #
