@@ -428,12 +428,7 @@ fn independent_stages_run_at_the_same_time() {
     let w = Witness::start();
     // Each stage's RUN waits (at most 60 s) for the other's: run one after the other, the first
     // gives up and the build fails.
-    let meet = |me: &str, other: &str| {
-        format!(
-            "wget -q -O /dev/null http://127.0.0.1:{}/meet/{me}/{other}",
-            w.port
-        )
-    };
+    let meet = |me: &str, other: &str| w.meet(me, other);
     let c = Ctx::new(&format!(
         "{from} AS left\nRUN {l} && echo L > /l\n\n{from} AS right\nRUN {r} && echo R > /r\n\n{from} AS unused\nRUN {u}\n\n{from}\nCOPY --from=left /l /l\nCOPY --from=right /r /r\n",
         from = from_base(),
@@ -526,12 +521,7 @@ fn cache_mount_sharing_modes_when_two_stages_run_at_once() {
         return;
     }
     let w = Witness::start();
-    let meet = |me: &str, other: &str| {
-        format!(
-            "wget -q -O /dev/null http://127.0.0.1:{}/meet/{me}/{other}",
-            w.port
-        )
-    };
+    let meet = |me: &str, other: &str| w.meet(me, other);
     for (sharing, dirs) in [("shared", 1), ("private", 2)] {
         w.reset();
         // Each writes its name, meets the other (both hold the mount now), then lists it.

@@ -267,6 +267,15 @@ impl Witness {
         )
     }
 
+    /// A shell command that announces `me` and waits (at most 60 s) for `other` to announce
+    /// itself: it fails unless both run at the same time.
+    pub fn meet(&self, me: &str, other: &str) -> String {
+        format!(
+            "wget -q -O /dev/null http://127.0.0.1:{}/meet/{me}/{other}",
+            self.port
+        )
+    }
+
     pub fn count(&self, name: &str) -> usize {
         self.seen.0.lock().unwrap().get(name).copied().unwrap_or(0)
     }
