@@ -24,7 +24,6 @@ use std::path::{Path, PathBuf};
 /// Where `--mount=type=ssh` puts the agent socket unless `target=` says otherwise.
 pub const SSH_DEFAULT_TARGET: &str = "/run/buildkit/ssh_agent.0";
 
-/// The kind of a mount and its own options.
 /// How builds running at the same time use one cache mount (BuildKit's `sharing=`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Sharing {
@@ -38,6 +37,7 @@ pub enum Sharing {
     Private,
 }
 
+/// The kind of a mount and its own options.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Kind {
     Bind {
