@@ -239,8 +239,13 @@ pub fn checkpoint(root: &Root, id: &str, opts: &CheckpointOpts) -> Result<()> {
         for dest in external_mount_keys(&spec, saved.pid) {
             args.extend(["--external".into(), format!("mnt[{dest}]:{dest}")]);
         }
-        for dest in cgroup_bind_mounts(saved.pid) {
-            args.extend(["--external".into(), format!("mnt[{dest}]:{dest}")]);
+        // With a cgroup namespace the cgroup file system is a real mount (its
+        // root looks like a subtree only from our namespace): criu dumps it,
+        // and restore gives no mapping for it (as runc).
+        if !has_cgroup_namespace(&spec) {
+            for dest in cgroup_bind_mounts(saved.pid) {
+                args.extend(["--external".into(), format!("mnt[{dest}]:{dest}")]);
+            }
         }
         for path in masked_files(&spec, saved.pid) {
             args.extend(["--external".into(), format!("mnt[{path}]:/dev/null")]);
@@ -1276,6 +1281,13 @@ fn cgroup_bind_mounts(pid: i32) -> Vec<String> {
     out
 }
 
+fn has_cgroup_namespace(spec: &Spec) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| ns.iter().any(|n| n.typ() == LinuxNamespaceType::Cgroup))
+}
+
 /// mountinfo's octal escapes (\040 for a space) undone.
 fn unescape(s: &str) -> String {
     let b = s.as_bytes();
@@ -1299,13 +1311,7 @@ fn unescape(s: &str) -> String {
 /// The restore side of [`cgroup_bind_mounts`]: where brig binds the new
 /// container's cgroup of each hierarchy, unless it has a cgroup namespace.
 fn cgroup_bind_sources(spec: &Spec, cg: &dyn cgroups::Manager) -> Vec<(String, PathBuf)> {
-    let linux = spec.linux().as_ref().expect("validated");
-    if linux
-        .namespaces()
-        .iter()
-        .flatten()
-        .any(|n| n.typ() == LinuxNamespaceType::Cgroup)
-    {
+    if has_cgroup_namespace(spec) {
         return Vec::new();
     }
     let mut out = Vec::new();
