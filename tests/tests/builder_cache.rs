@@ -450,14 +450,7 @@ fn cache_to_a_directory_and_from_it_into_a_fresh_store() {
         return;
     }
     let w = Witness::start();
-    let c = Ctx::new(&format!(
-        "{}\nCOPY a.txt /a\nRUN {} && date +%s%N > /t1\nENV E=1\nCOPY b.txt /b\nRUN {} && date +%s%N > /t2\n",
-        from_base(),
-        w.hit("one"),
-        w.hit("two")
-    ));
-    c.write("a.txt", "a");
-    c.write("b.txt", "b");
+    let c = two_run_steps(&w);
     let dir = c.path("cache-dir");
     let to = format!("type=local,dest={}", dir.display());
     let from = format!("type=local,src={}", dir.display());

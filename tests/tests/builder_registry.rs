@@ -571,14 +571,7 @@ fn cache_to_a_registry_and_from_it_into_a_fresh_store() {
     };
     let h = reg.host.as_str();
     let w = Witness::start();
-    let c = Ctx::new(&format!(
-        "{}\nCOPY a.txt /a\nRUN {} && date +%s%N > /t1\nENV E=1\nCOPY b.txt /b\nRUN {} && date +%s%N > /t2\n",
-        from_base(),
-        w.hit("one"),
-        w.hit("two")
-    ));
-    c.write("a.txt", "a");
-    c.write("b.txt", "b");
+    let c = two_run_steps(&w);
     let cache = format!("type=registry,ref={h}/cache:build");
     let build = |store: &Path, args: &[&str]| {
         let out = run(Command::new(builder_path())

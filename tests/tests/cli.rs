@@ -29,6 +29,25 @@ fn version() {
     }
 }
 
+/// Global flags go before the command, as with runc (urfave/cli): after it they are unknown
+/// flags of that command, refused.
+#[test]
+fn global_flags_only_before_the_command() {
+    let Some(rt) = Runtime::new("global_flags_only_before_the_command") else {
+        return;
+    };
+    rt.cmd(&["list", "-q"]).assert_ok();
+    let other = tempfile::tempdir().unwrap();
+    for global in ["--root", "--log"] {
+        let out = rt.cmd(&["list", "-q", global, other.path().to_str().unwrap()]);
+        out.assert_fail();
+        assert!(out.stderr.contains(&global[2..]), "{global}: {out}");
+    }
+    let out = rt.cmd(&["list", "-q", "--debug"]);
+    out.assert_fail();
+    assert!(out.stderr.contains("debug"), "{out}");
+}
+
 #[test]
 fn help() {
     let Some(rt) = Runtime::new("help") else {

@@ -8,7 +8,7 @@
 
 use brig_tests::*;
 use serde_json::{json, Value};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixListener;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -49,25 +49,8 @@ fn agent(listener: UnixListener, tx: mpsc::Sender<Value>) {
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(conn) = conn else { return };
-            let mut buf = vec![0u8; 64 * 1024];
-            let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-            let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-            let msg = nix::sys::socket::recvmsg::<()>(
-                conn.as_raw_fd(),
-                &mut iov,
-                Some(&mut space),
-                nix::sys::socket::MsgFlags::empty(),
-            )
-            .expect("recvmsg from runtime");
-            let mut fd = None;
-            for c in msg.cmsgs().unwrap() {
-                if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
-                    // SAFETY: the kernel gave us this fd.
-                    fd = Some(unsafe { OwnedFd::from_raw_fd(fds[0]) });
-                }
-            }
-            let n = msg.bytes;
-            let doc: Value = serde_json::from_slice(&buf[..n]).expect("state document is JSON");
+            let (buf, fd) = recv_with_fd(&conn, 64 * 1024);
+            let doc: Value = serde_json::from_slice(&buf).expect("state document is JSON");
             let _ = tx.send(doc);
             let fd = fd.expect("no listener fd received");
             std::thread::spawn(move || loop {

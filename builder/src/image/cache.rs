@@ -80,7 +80,7 @@ pub struct Pruned {
     pub entries: usize,
     /// `RUN --mount=type=cache` directories removed.
     pub mounts: usize,
-    /// Bytes of blobs and unpacked layers freed.
+    /// Bytes freed: blobs, unpacked layers and cache mounts.
     pub bytes: u64,
 }
 

@@ -68,6 +68,12 @@ impl Lock {
         use rustix::fs::FlockOperation;
         rustix::fs::flock(self.0.as_fd(), FlockOperation::NonBlockingLockExclusive).is_ok()
     }
+
+    /// (Back to) a shared lock, waiting for an exclusive holder.
+    fn shared(&self) -> io::Result<()> {
+        rustix::fs::flock(self.0.as_fd(), rustix::fs::FlockOperation::LockShared)
+            .map_err(io::Error::from)
+    }
 }
 
 impl Store {
@@ -108,17 +114,13 @@ impl Store {
     /// A build that finds no other build (nor prune) running first clears what killed builds
     /// left in `tmp/`, holding the lock exclusively for that moment.
     pub fn build_lock(&self) -> Result<Lock> {
-        use rustix::fs::FlockOperation;
-        let l = self.flock("gc.lock", FlockOperation::LockShared)?;
+        let l = self.flock("gc.lock", rustix::fs::FlockOperation::LockShared)?;
         if l.try_exclusive() {
             self.clear_tmp()?;
         }
-        // Back to shared (from exclusive, or still shared when others hold it).
+        // Shared again: from exclusive, or taken anew if the failed upgrade dropped it.
         let p = self.root.join("gc.lock");
-        at(
-            &p,
-            rustix::fs::flock(l.0.as_fd(), FlockOperation::LockShared).map_err(io::Error::from),
-        )?;
+        at(&p, l.shared())?;
         Ok(l)
     }
 

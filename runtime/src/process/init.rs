@@ -254,3 +254,27 @@ pub(crate) fn find_program(arg0: &str, env: &[String]) -> Result<CString> {
         "exec: {arg0:?}: executable file not found in $PATH"
     )))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwd_fields_by_uid() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("passwd");
+        std::fs::write(
+            &p,
+            "root:x:0:0:root:/root:/bin/sh\nbroken\nalice:x:1000:1000::/home/alice:/bin/sh\nshort:x:7\n",
+        )
+        .unwrap();
+        let p = p.to_str().unwrap();
+        assert_eq!(passwd_field(p, 0, 0).as_deref(), Some("root"));
+        assert_eq!(passwd_field(p, 1000, 5).as_deref(), Some("/home/alice"));
+        // An entry too short for the field, an unknown uid, a missing file: none.
+        assert_eq!(passwd_field(p, 7, 5), None);
+        assert_eq!(passwd_field(p, 7, 0).as_deref(), Some("short"));
+        assert_eq!(passwd_field(p, 42, 0), None);
+        assert_eq!(passwd_field("/nonexistent/passwd", 0, 0), None);
+    }
+}

@@ -53,6 +53,20 @@ pub fn run(cmd: &mut Command) -> Out {
     }
 }
 
+/// A context whose two RUN steps (each after its own COPY) tell the witness "one" and "two"
+/// and record when they ran: what the cache export/import tests build.
+pub fn two_run_steps(w: &Witness) -> Ctx {
+    let c = Ctx::new(&format!(
+        "{}\nCOPY a.txt /a\nRUN {} && date +%s%N > /t1\nENV E=1\nCOPY b.txt /b\nRUN {} && date +%s%N > /t2\n",
+        from_base(),
+        w.hit("one"),
+        w.hit("two")
+    ));
+    c.write("a.txt", "a");
+    c.write("b.txt", "b");
+    c
+}
+
 /// A build context and a private store.
 pub struct Ctx {
     pub dir: tempfile::TempDir,
