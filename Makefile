@@ -19,26 +19,24 @@ demo: build
 unit: build
 	$(CARGO) test --workspace --lib --bins
 
+# Every test file runs, whatever fails before it; the failed tests are listed at the end.
 e2e: build
+	@set -o pipefail; log=$$(mktemp); rc=0; \
 	BRIG=$(CURDIR)/target/release/brig BRIG_BUILD=$(CURDIR)/target/release/brig-build \
-	BRIG_SHIM=$(CURDIR)/target/release/containerd-shim-brig-v2 $(CARGO) test -p brig-tests -- --test-threads=2
+	BRIG_SHIM=$(CURDIR)/target/release/containerd-shim-brig-v2 \
+	$(CARGO) test --no-fail-fast -p brig-tests -- --test-threads=2 2>&1 | tee $$log || rc=$$?; \
+	if [ $$rc != 0 ]; then echo "== end-to-end failures:"; \
+	  grep -E '^test .* \.\.\. FAILED$$|^error: .*target.* failed|^    `-p brig-tests' $$log || echo "(cargo exited $$rc)"; fi; \
+	rm -f $$log; exit $$rc
 
 vm-test: build
-	VM_BATS="checkpoint.bats cgroups.bats exec.bats update.bats delete.bats" bash tests/vm/run.sh
-
-conformance: build
-	bash conformance/setup.sh
-	BRIG=$(CURDIR)/target/release/brig bash conformance/run.sh --runtimes "brig runc"
-	BRIG_BUILD=$(CURDIR)/target/release/brig-build bash conformance/image-spec.sh
-
-test: build
-	@set -o pipefail; fail=0; \
-	echo "== unit tests"; $(MAKE) -s unit || fail=1; \
-	echo "== end-to-end tests"; $(MAKE) -s e2e || fail=1; \
-	echo "== cgroup v2 guest"; $(MAKE) -s vm-test || fail=1; \
-	echo "== conformance (runc's integration suite)"; $(MAKE) -s conformance || fail=1; \
-	echo "== summary: $$( [ $$fail = 0 ] && echo all passed || echo FAILURES, see above )"; \
-	exit $$fail
+	@set -o pipefail; failed=""; \
+	echo "== unit tests"; $(MAKE) -s unit || failed="$$failed unit"; \
+	echo "== end-to-end tests"; $(MAKE) -s e2e || failed="$$failed e2e"; \
+	echo "== cgroup v2 guest"; $(MAKE) -s vm-test || failed="$$failed vm-test"; \
+	echo "== conformance (runc's integration suite, image-spec)"; $(MAKE) -s conformance || failed="$$failed conformance"; \
+	echo "== summary: $$( [ -z "$$failed" ] && echo all passed || echo "FAILED:$$failed (see each part's failures above)" )"; \
+	[ -z "$$failed" ]
 
 bench: build
 	BRIG=$(CURDIR)/target/release/brig bash bench/run.sh

@@ -442,7 +442,10 @@ pub fn prepare(
                         Sharing::Private => F::NonBlockingLockExclusive,
                     };
                     match rustix::fs::flock(lock.as_fd(), op) {
-                        Ok(()) => break (cache, lock),
+                        // The path still names the directory locked (prune may have removed
+                        // it between the open and the lock): else take it again.
+                        Ok(()) if same_file(&lock, &cache) => break (cache, lock),
+                        Ok(()) => continue,
                         Err(rustix::io::Errno::WOULDBLOCK) => instance += 1,
                         Err(e) => return Err(format!("lock {}: {e}", cache.display())),
                     }
@@ -515,18 +518,58 @@ fn make_cache_dir(cache: &Path, tmp: &Path, mode: u32, uid: u32, gid: u32) -> Re
     fs::set_permissions(tmp, fs::Permissions::from_mode(mode)).map_err(|e| e.to_string())?;
     std::os::unix::fs::chown(tmp, Some(uid), Some(gid)).map_err(|e| e.to_string())?;
     fs::create_dir_all(cache.parent().expect("has a parent")).map_err(|e| e.to_string())?;
-    // Another build may have made it meanwhile: theirs wins.
-    if fs::rename(tmp, cache).is_err() && !cache.is_dir() {
-        let _ = fs::remove_dir(tmp);
-        return Err(format!("cannot create cache dir {}", cache.display()));
-    }
+    install_dir(tmp, cache)
+}
+
+/// Moves the prepared directory `tmp` to `cache` unless another build (or another stage of
+/// this one) made `cache` meanwhile: theirs wins. A plain rename(2) would replace an empty
+/// `cache` that its maker may already hold locked, and the two would then lock different
+/// inodes while both bind-mounting the one path: `sharing=private` shared after all.
+fn install_dir(tmp: &Path, cache: &Path) -> Result<(), String> {
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    let r = renameat_with(CWD, tmp, CWD, cache, RenameFlags::NOREPLACE);
     let _ = fs::remove_dir(tmp);
-    Ok(())
+    match r {
+        Ok(()) => Ok(()),
+        Err(_) if cache.is_dir() => Ok(()),
+        Err(e) => Err(format!("cannot create cache dir {}: {e}", cache.display())),
+    }
+}
+
+/// Whether `path` still names the file open as `f`.
+fn same_file(f: &fs::File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (f.metadata(), fs::metadata(path)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two stages making one cache id at once: the second's directory must not replace the
+    /// first's (which it may hold locked already), else both end up in one directory.
+    #[test]
+    fn a_cache_dir_made_meanwhile_is_kept() {
+        let t = std::env::temp_dir().join(format!("brig-cache-dir-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&t);
+        let (cache, tmp) = (t.join("cache"), t.join("tmp"));
+        fs::create_dir_all(&cache).unwrap();
+        let held = fs::File::open(&cache).unwrap();
+        fs::create_dir_all(&tmp).unwrap();
+        install_dir(&tmp, &cache).unwrap();
+        assert!(same_file(&held, &cache), "the held directory was replaced");
+        assert!(!tmp.exists());
+        // And with nothing there, the prepared directory becomes the cache dir.
+        fs::remove_dir(&cache).unwrap();
+        fs::create_dir_all(&tmp).unwrap();
+        let prepared = fs::File::open(&tmp).unwrap();
+        install_dir(&tmp, &cache).unwrap();
+        assert!(same_file(&prepared, &cache));
+        fs::remove_dir_all(&t).unwrap();
+    }
 
     #[test]
     fn specs() {
