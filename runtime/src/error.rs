@@ -44,7 +44,7 @@ impl Error {
     pub fn sys(op: &'static str, target: impl std::fmt::Display, errno: Errno) -> Self {
         Error::Sys {
             op,
-            target: target.to_string(),
+            target: abbreviate(target.to_string(), MAX_TARGET),
             errno,
         }
     }
@@ -73,6 +73,22 @@ impl Error {
     }
 }
 
+/// How much of a syscall's target an error shows: a 10 MB hostname or argument is named by its
+/// start and size.
+const MAX_TARGET: usize = 256;
+
+/// `s` cut to its first `max` bytes (at a character boundary) and its size, when longer.
+pub fn abbreviate(s: String, max: usize) -> String {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} bytes)", &s[..end], s.len())
+}
+
 /// Attach an operation and target to a nix result.
 pub trait SysContext<T> {
     fn sys(self, op: &'static str, target: impl std::fmt::Display) -> Result<T>;
@@ -92,5 +108,20 @@ pub trait IoContext<T> {
 impl<T> IoContext<T> for std::io::Result<T> {
     fn ctx(self, ctx: impl FnOnce() -> String) -> Result<T> {
         self.map_err(|e| Error::io(ctx(), e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_targets_are_abbreviated() {
+        let e = Error::sys("sethostname", "a".repeat(10_000_000), Errno::EINVAL);
+        let m = e.to_string();
+        assert!(m.len() < 400, "{}", m.len());
+        assert!(m.starts_with("sethostname aaa") && m.contains("(10000000 bytes): EINVAL"));
+        assert_eq!(abbreviate("é".repeat(3), 3), "é... (6 bytes)");
+        assert_eq!(abbreviate("short".into(), 10), "short");
     }
 }

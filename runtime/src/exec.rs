@@ -185,7 +185,7 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32> {
         match child(&plan, &child_sync) {
             Ok(never) => match never {},
             Err(e) => {
-                let _ = child_sync.send(&Msg::Error { msg: e.to_string() });
+                child_sync.send_error(&e);
                 1
             }
         }
@@ -369,15 +369,12 @@ fn process_of(spec: &Spec, o: &ExecOpts) -> Result<Process> {
             }
             p
         };
-    if p.args().as_ref().is_none_or(|a| a.is_empty()) {
-        return Err(Error::msg("args must not be empty"));
-    }
-    if !p.cwd().is_absolute() {
-        return Err(Error::msg(format!(
-            "cwd {:?} is not an absolute path",
-            p.cwd()
-        )));
-    }
+    // The rules config.json's process follows, for the one exec runs (a uid of 4294967295
+    // would leave it root).
+    crate::spec::validate_process(&p, "").map_err(|(field, msg)| match &o.process {
+        Some(path) => Error::config(path.clone(), field, msg),
+        None => Error::msg(format!("exec process: {field}: {msg}")),
+    })?;
     if o.process.is_some() && o.tty {
         p.set_terminal(Some(true));
     }

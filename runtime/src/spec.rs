@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 
 use crate::error::{Error, Result};
 
@@ -145,27 +145,19 @@ pub fn validate(spec: &Spec) -> std::result::Result<(), Invalid> {
     if spec.root().is_none() {
         return Err(bad("root", "missing"));
     }
-    if let Some(p) = spec.process() {
-        match p.args() {
-            Some(a) if !a.is_empty() => {}
-            _ => return Err(bad("process.args", "must name at least the program to run")),
-        }
-        if !p.cwd().is_absolute() {
+    for (field, name) in [
+        ("hostname", spec.hostname()),
+        ("domainname", spec.domainname()),
+    ] {
+        if let Some(n) = name.as_deref().filter(|n| n.len() > MAX_HOSTNAME) {
             return Err(bad(
-                "process.cwd",
-                format!("{:?} is not an absolute path", p.cwd()),
+                field,
+                format!("{} bytes: the kernel takes at most {MAX_HOSTNAME}", n.len()),
             ));
         }
-        if let Some(env) = p.env() {
-            for (i, e) in env.iter().enumerate() {
-                if !e.contains('=') {
-                    return Err(bad(
-                        format!("process.env[{i}]"),
-                        format!("{e:?} is not KEY=VALUE"),
-                    ));
-                }
-            }
-        }
+    }
+    if let Some(p) = spec.process() {
+        validate_process(p, "process.")?;
     }
     if let Some(mounts) = spec.mounts() {
         for (i, m) in mounts.iter().enumerate() {
@@ -250,6 +242,21 @@ pub fn validate(spec: &Spec) -> std::result::Result<(), Invalid> {
                     if m.size() == 0 {
                         return Err(bad(format!("{field}[{i}].size"), "must not be 0"));
                     }
+                    // No range may reach 4294967295, the kernel's "no id".
+                    for (what, start) in
+                        [("containerID", m.container_id()), ("hostID", m.host_id())]
+                    {
+                        if start as u64 + m.size() as u64 > u32::MAX as u64 {
+                            return Err(bad(
+                                format!("{field}[{i}]"),
+                                format!(
+                                    "{what} {start} + size {} is out of range (ids end at {})",
+                                    m.size(),
+                                    u32::MAX - 1
+                                ),
+                            ));
+                        }
+                    }
                     let r = (
                         m.container_id() as u64,
                         m.container_id() as u64 + m.size() as u64,
@@ -274,6 +281,42 @@ pub fn validate(spec: &Spec) -> std::result::Result<(), Invalid> {
                 return Err(bad(
                     "linux.uidMappings",
                     "id mappings need a user namespace in linux.namespaces",
+                ));
+            }
+        }
+        if let Some(rdt) = linux.intel_rdt() {
+            if let Some(clos) = rdt.clos_id() {
+                if clos.is_empty() || clos == "." || clos == ".." || clos.contains('/') {
+                    return Err(bad(
+                        "linux.intelRdt.closID",
+                        format!("{clos:?} is not a plain name (it names a resctrl group)"),
+                    ));
+                }
+            }
+            return Err(bad(
+                "linux.intelRdt",
+                "not supported by brig (no resctrl support)",
+            ));
+        }
+        for (field, set) in [
+            ("netDevices", linux.net_devices().is_some()),
+            ("memoryPolicy", linux.memory_policy().is_some()),
+            ("personality", linux.personality().is_some()),
+        ] {
+            if set {
+                return Err(bad(format!("linux.{field}"), "not supported by brig"));
+            }
+        }
+        for (i, h) in linux
+            .resources()
+            .iter()
+            .flat_map(|r| r.hugepage_limits().iter().flatten())
+            .enumerate()
+        {
+            if h.limit() < 0 {
+                return Err(bad(
+                    format!("linux.resources.hugepageLimits[{i}].limit"),
+                    format!("{} is negative", h.limit()),
                 ));
             }
         }
@@ -321,6 +364,91 @@ pub fn validate(spec: &Spec) -> std::result::Result<(), Invalid> {
         }
     } else {
         return Err(bad("linux", "missing: brig runs Linux containers"));
+    }
+    Ok(())
+}
+
+/// The largest uid or gid a process may run as: runc's bound. Above it lies 4294967295,
+/// which the kernel's set*id calls take as "leave unchanged": a process asking for it would
+/// keep running as root.
+pub const MAX_ID: u32 = i32::MAX as u32;
+
+/// The most supplementary groups the kernel takes (NGROUPS_MAX).
+const MAX_GROUPS: usize = 65536;
+
+/// The kernel's limit on a host or domain name (HOST_NAME_MAX).
+const MAX_HOSTNAME: usize = 64;
+
+/// Checks a process, the container's (`prefix` "process.") or one `exec` runs ("" for a
+/// process.json): args, cwd, env, ids, and the fields brig does not implement.
+pub fn validate_process(p: &Process, prefix: &str) -> std::result::Result<(), Invalid> {
+    match p.args() {
+        Some(a) if !a.is_empty() => {}
+        _ => {
+            return Err(bad(
+                format!("{prefix}args"),
+                "must name at least the program to run",
+            ))
+        }
+    }
+    if !p.cwd().is_absolute() {
+        return Err(bad(
+            format!("{prefix}cwd"),
+            format!("{:?} is not an absolute path", p.cwd()),
+        ));
+    }
+    for (i, e) in p.env().iter().flatten().enumerate() {
+        match e.split_once('=') {
+            Some((name, _)) if !name.is_empty() => {}
+            Some(_) => {
+                return Err(bad(
+                    format!("{prefix}env[{i}]"),
+                    format!("{e:?} has an empty name"),
+                ))
+            }
+            None => {
+                return Err(bad(
+                    format!("{prefix}env[{i}]"),
+                    format!("{e:?} is not KEY=VALUE"),
+                ))
+            }
+        }
+    }
+    let u = p.user();
+    check_id(&format!("{prefix}user.uid"), u.uid())?;
+    check_id(&format!("{prefix}user.gid"), u.gid())?;
+    let gids = u.additional_gids().as_deref().unwrap_or(&[]);
+    if gids.len() > MAX_GROUPS {
+        return Err(bad(
+            format!("{prefix}user.additionalGids"),
+            format!(
+                "{} groups: the kernel takes at most {MAX_GROUPS} (NGROUPS_MAX)",
+                gids.len()
+            ),
+        ));
+    }
+    for (i, g) in gids.iter().enumerate() {
+        check_id(&format!("{prefix}user.additionalGids[{i}]"), *g)?;
+    }
+    for (field, set) in [
+        ("ioPriority", p.io_priority().is_some()),
+        ("scheduler", p.scheduler().is_some()),
+        ("execCPUAffinity", p.exec_cpu_affinity().is_some()),
+    ] {
+        if set {
+            return Err(bad(format!("{prefix}{field}"), "not supported by brig"));
+        }
+    }
+    Ok(())
+}
+
+/// A uid or gid a process may take: 0 to [`MAX_ID`], as runc.
+pub fn check_id(path: &str, id: u32) -> std::result::Result<(), Invalid> {
+    if id > MAX_ID {
+        return Err(bad(
+            path,
+            format!("{id} is out of range (ids are 0 to {MAX_ID})"),
+        ));
     }
     Ok(())
 }
@@ -407,6 +535,93 @@ mod tests {
         let mut v = minimal();
         v["process"]["cwd"] = "tmp".into();
         assert_eq!(check(v).unwrap_err().0, "process.cwd");
+    }
+
+    /// (uid_t)-1 is "no change" to setresuid: a process asking for it would stay root.
+    #[test]
+    fn ids_out_of_range_rejected() {
+        for (field, path) in [("uid", "process.user.uid"), ("gid", "process.user.gid")] {
+            for id in [4294967295u32, 2147483648] {
+                let mut v = minimal();
+                v["process"]["user"][field] = id.into();
+                let (p, msg) = check(v).unwrap_err();
+                assert_eq!(p, path);
+                assert!(msg.contains("out of range"), "{msg}");
+            }
+        }
+        let mut v = minimal();
+        v["process"]["user"]["uid"] = 2147483647u32.into();
+        check(v).unwrap();
+        let mut v = minimal();
+        v["process"]["user"]["additionalGids"] = serde_json::json!([1, 4294967295u32]);
+        assert_eq!(check(v).unwrap_err().0, "process.user.additionalGids[1]");
+        let mut v = minimal();
+        v["process"]["user"]["additionalGids"] = (0..70_000).collect::<Vec<u32>>().into();
+        let (p, msg) = check(v).unwrap_err();
+        assert_eq!(p, "process.user.additionalGids");
+        assert!(msg.contains("NGROUPS_MAX"), "{msg}");
+        let mut v = minimal();
+        v["linux"]["namespaces"] = serde_json::json!([{"type": "mount"}, {"type": "user"}]);
+        v["linux"]["uidMappings"] =
+            serde_json::json!([{"containerID": 0, "hostID": 4294967295u32, "size": 1}]);
+        v["linux"]["gidMappings"] =
+            serde_json::json!([{"containerID": 0, "hostID": 1000, "size": 1}]);
+        assert_eq!(check(v).unwrap_err().0, "linux.uidMappings[0]");
+    }
+
+    #[test]
+    fn refused_values_name_their_field() {
+        let cases = [
+            ("/process/env", serde_json::json!(["=x"]), "process.env[0]"),
+            ("/hostname", "a".repeat(65).into(), "hostname"),
+            ("/domainname", "a".repeat(65).into(), "domainname"),
+            (
+                "/linux/resources",
+                serde_json::json!({"hugepageLimits": [{"pageSize": "2MB", "limit": -1}]}),
+                "linux.resources.hugepageLimits[0].limit",
+            ),
+            (
+                "/linux/intelRdt",
+                serde_json::json!({"closID": "../../x"}),
+                "linux.intelRdt.closID",
+            ),
+            (
+                "/linux/intelRdt",
+                serde_json::json!({"closID": "x"}),
+                "linux.intelRdt",
+            ),
+            (
+                "/linux/personality",
+                serde_json::json!({"domain": "LINUX32"}),
+                "linux.personality",
+            ),
+            (
+                "/linux/netDevices",
+                serde_json::json!({"eth1": {}}),
+                "linux.netDevices",
+            ),
+            (
+                "/process/ioPriority",
+                serde_json::json!({"class": "IOPRIO_CLASS_IDLE", "priority": 0}),
+                "process.ioPriority",
+            ),
+            (
+                "/process/scheduler",
+                serde_json::json!({"policy": "SCHED_IDLE"}),
+                "process.scheduler",
+            ),
+            (
+                "/process/execCPUAffinity",
+                serde_json::json!({"initial": "0"}),
+                "process.execCPUAffinity",
+            ),
+        ];
+        for (at, value, want) in cases {
+            let mut v = minimal();
+            let (parent, key) = at.rsplit_once('/').unwrap();
+            v.pointer_mut(parent).unwrap()[key] = value;
+            assert_eq!(check(v).unwrap_err().0, want, "{at}");
+        }
     }
 
     #[test]

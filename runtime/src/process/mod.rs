@@ -70,6 +70,13 @@ impl Sync {
         Ok(())
     }
 
+    /// Child → parent: the error that ends the child, cut to fit one sync message (the parent
+    /// reads 64 KiB; a 10 MB hostname quoted whole would leave it with no error at all).
+    pub fn send_error(&self, e: &Error) {
+        let msg = crate::error::abbreviate(e.to_string(), 16 * 1024);
+        let _ = self.send(&Msg::Error { msg });
+    }
+
     /// Child → parent: a debug line for the runtime's log (only with `--debug`).
     pub fn debug(&self, msg: &str) {
         if crate::logging::debug_enabled() {
