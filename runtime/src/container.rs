@@ -759,6 +759,12 @@ pub fn kill_container(root: &Root, id: &str, sig: i32, all: bool) -> Result<()> 
 
 /// `delete`.
 pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
+    // Locked first, then read: a delete that waited here for another one finds the container
+    // gone, which a forced delete takes as done (as runc's).
+    let _lock = match root.lock(id) {
+        Err(Error::NotFound(_)) if force => return Ok(()),
+        r => r?,
+    };
     let saved = match root.load(id) {
         Ok(s) => s,
         Err(Error::NotFound(_)) if force => {
@@ -768,7 +774,6 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
         }
         Err(e) => return Err(e),
     };
-    let _lock = root.lock(id)?;
     match saved.status(root) {
         Status::Stopped => {}
         Status::Created => kill_and_wait(&saved)?,

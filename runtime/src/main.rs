@@ -478,7 +478,10 @@ fn run(cli: Cli) -> Result<u8> {
         ));
     }
     let _ = &cli.rootless;
-    let root = Root::new(cli.root.clone().unwrap_or_else(default_root));
+    // Absolute from the start, as runc's: create changes into the bundle, where a relative
+    // root would name another directory (and its undo would miss what it made).
+    let root = cli.root.clone().unwrap_or_else(default_root);
+    let root = Root::new(std::path::absolute(&root).unwrap_or(root));
     let Some(cmd) = cli.cmd else {
         use clap::CommandFactory;
         Cli::command()

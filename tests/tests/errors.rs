@@ -477,3 +477,135 @@ fn usage_errors() {
         out.assert_fail();
     }
 }
+
+/// (uid_t)-1 means "no change" to set*id: a process asking for uid or gid 4294967295 would keep
+/// running as root. Refused (as runc refuses ids above 2147483647) in config.json and by exec.
+#[test]
+fn ids_out_of_range_refused() {
+    let Some(rt) = Runtime::new("ids_out_of_range_refused") else {
+        return;
+    };
+    for (field, value) in [
+        ("uid", json!(4294967295u32)),
+        ("gid", json!(4294967295u32)),
+        ("additionalGids", json!([4294967295u32])),
+    ] {
+        let b = Bundle::new(&["id"]).with(|c| c["process"]["user"][field] = value.clone());
+        let out = create_and_run_fail(&rt, &b);
+        // BRIG-ONLY: config.json: process.user.uid: 4294967295 is out of range ...
+        brig_stderr_contains(&rt, &out, &["config.json", "process.user.", "out of range"]);
+    }
+    let b = Bundle::new(&["sleep", "100"]);
+    let id = rt.new_id("ids");
+    rt.run_detached(&b, &id).assert_ok();
+    for user in ["4294967295:4294967295", "0:4294967295", "4294967295"] {
+        let out = rt.cmd(&["exec", "-u", user, &id, "id"]);
+        out.assert_fail();
+        assert!(!out.stdout.contains("uid="), "exec -u {user} ran: {out}");
+        brig_stderr_contains(&rt, &out, &["out of range"]);
+    }
+    let out = rt.cmd(&["exec", "--additional-gids", "4294967295", &id, "id"]);
+    out.assert_fail();
+    assert!(!out.stdout.contains("uid="), "{out}");
+    rt.cmd(&["exec", "-u", "2147483647:2147483647", &id, "true"])
+        .assert_ok();
+    rt.delete_force(&id).assert_ok();
+    assert_no_leftovers(&rt, &id, &b);
+}
+
+/// A change to a config.json.
+type Edit = fn(&mut serde_json::Value);
+/// A change to a config.json that holds its values.
+type BoxedEdit = Box<dyn Fn(&mut serde_json::Value)>;
+/// What stderr must contain.
+type Needles = &'static [&'static str];
+
+/// Values the runtime-spec does not allow, and fields brig does not implement: refused by
+/// name, never ignored.
+#[test]
+fn unallowed_and_unimplemented_fields_refused_by_name() {
+    let Some(rt) = Runtime::new("unallowed_and_unimplemented_fields_refused_by_name") else {
+        return;
+    };
+    if rt.skip_unless_brig("runc 1.1 accepts some of these") {
+        return;
+    }
+    let cases: [(&str, Edit); 7] = [
+        ("process.env[0]", |c| c["process"]["env"] = json!(["=x"])),
+        ("linux.resources.hugepageLimits[0].limit", |c| {
+            c["linux"]["resources"]["hugepageLimits"] = json!([{"pageSize": "2MB", "limit": -1}])
+        }),
+        ("linux.intelRdt.closID", |c| {
+            c["linux"]["intelRdt"] = json!({"closID": "../../x"})
+        }),
+        ("linux.personality", |c| {
+            c["linux"]["personality"] = json!({"domain": "LINUX32"})
+        }),
+        ("linux.netDevices", |c| {
+            c["linux"]["netDevices"] = json!({"eth9": {}})
+        }),
+        ("process.scheduler", |c| {
+            c["process"]["scheduler"] = json!({"policy": "SCHED_IDLE"})
+        }),
+        ("process.ioPriority", |c| {
+            c["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_IDLE", "priority": 0})
+        }),
+    ];
+    for (field, edit) in cases {
+        let b = Bundle::new(&["true"]).with(edit);
+        let out = create_and_run_fail(&rt, &b);
+        brig_stderr_contains(&rt, &out, &["config.json", &format!("{field}:")]);
+    }
+}
+
+/// Failures of the container init name their step and what it acted on, however large that
+/// is, and never reach the caller as "init exited" or as a stopped container at `start`.
+#[test]
+fn init_failures_name_their_step() {
+    let Some(rt) = Runtime::new("init_failures_name_their_step") else {
+        return;
+    };
+    let huge = "a".repeat(10 << 20);
+    let sysctl = huge.clone();
+    let cases: Vec<(BoxedEdit, Needles)> = vec![
+        (
+            Box::new(move |c| c["linux"]["sysctl"] = json!({"kernel.domainname": sysctl})),
+            &["sysctl kernel.domainname", "bytes)"],
+        ),
+        (
+            Box::new(move |c| c["process"]["args"] = json!([huge])),
+            &["exec", "not found"],
+        ),
+        (
+            Box::new(|c| {
+                c["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "hard": 1, "soft": 1}])
+            }),
+            &["RLIMIT_NOFILE"],
+        ),
+        (
+            Box::new(|c| {
+                c["process"]["user"]["additionalGids"] = json!((0..70_000).collect::<Vec<u32>>())
+            }),
+            &["additionalGids"],
+        ),
+        (
+            Box::new(|c| c["hostname"] = json!("h".repeat(10 << 20))),
+            &["hostname"],
+        ),
+    ];
+    for (edit, needles) in cases {
+        let b = Bundle::new(&["true"]).with(|c| edit(c));
+        let out = create_and_run_fail(&rt, &b);
+        if rt.skip_unless_brig("runc quotes the whole value") {
+            continue;
+        }
+        let head = &out.stderr[..out.stderr.len().min(2000)];
+        assert!(!out.stderr.contains("exited during setup"), "{head}");
+        assert!(
+            out.stderr.len() < 64 * 1024,
+            "{} bytes: {head}",
+            out.stderr.len()
+        );
+        brig_stderr_contains(&rt, &out, needles);
+    }
+}

@@ -492,3 +492,70 @@ fn pause_resume() {
     );
     assert_no_leftovers(&rt, &id, &b);
 }
+
+/// Forced deletes of one container racing each other all succeed: the ones that find it gone
+/// (removed by another while they waited) have nothing left to do, as with runc.
+#[test]
+fn parallel_forced_deletes_all_succeed() {
+    let Some(rt) = Runtime::new("parallel_forced_deletes_all_succeed") else {
+        return;
+    };
+    let b = Bundle::new(&["sleep", "100"]);
+    for round in 0..3 {
+        let id = rt.new_id("delpar");
+        rt.run_detached(&b, &id).assert_ok();
+        let deletes: Vec<Spawned> = (0..12).map(|_| rt.spawn(&["delete", "-f", &id])).collect();
+        for d in deletes {
+            let out = d.wait_timeout(Duration::from_secs(60));
+            assert!(out.success(), "round {round}: {out}");
+        }
+        assert!(rt.cmd(&["state", &id]).code != 0);
+        assert_no_leftovers(&rt, &id, &b);
+    }
+}
+
+/// A relative `--root` names a directory below the caller's working directory, for every
+/// command (create changes into the bundle first), as runc's.
+#[test]
+fn relative_root() {
+    let Some(rt) = Runtime::new("relative_root") else {
+        return;
+    };
+    let cwd = tempfile::tempdir().unwrap();
+    let b = Bundle::new(&["sleep", "100"]);
+    let id = rt.new_id("relroot");
+    // Output to files: the container's stdio is the runtime's, and would hold a pipe open.
+    let brig = |args: &[&str]| {
+        let (o, e) = (cwd.path().join("out"), cwd.path().join("err"));
+        let ok = std::process::Command::new(rt.bin())
+            .current_dir(cwd.path())
+            .args(["--root", "rr"])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::fs::File::create(&o).unwrap())
+            .stderr(std::fs::File::create(&e).unwrap())
+            .status()
+            .unwrap()
+            .success();
+        let out = std::fs::read_to_string(o).unwrap();
+        let text = format!("{args:?}: {out}{}", std::fs::read_to_string(e).unwrap());
+        (ok, out, text)
+    };
+    let (ok, _, text) = brig(&["create", "--bundle", b.path_str(), &id]);
+    assert!(ok, "{text}");
+    assert!(cwd.path().join("rr").join(&id).is_dir(), "{text}");
+    let (ok, listed, text) = brig(&["list", "-q"]);
+    assert!(ok && listed.lines().any(|l| l == id), "{text}");
+    let (ok, state, text) = brig(&["state", &id]);
+    assert!(ok && state.contains("\"created\""), "{text}");
+    let (ok, _, text) = brig(&["start", &id]);
+    assert!(ok, "{text}");
+    let (ok, _, text) = brig(&["delete", "-f", &id]);
+    assert!(ok, "{text}");
+    assert!(!cwd.path().join("rr").join(&id).exists());
+    assert!(
+        !b.path().join("rr").exists(),
+        "state written below the bundle"
+    );
+    assert_no_leftovers(&rt, &id, &b);
+}

@@ -74,3 +74,28 @@ pub fn apply(limits: &[Rlimit]) -> Result<()> {
     }
     Ok(())
 }
+
+/// After [`apply`]: fails, naming the limit, when RLIMIT_NOFILE leaves no descriptor for the
+/// runtime to open (the init opens exec.fifo once `create` has returned, too late for an
+/// error to reach anyone: `start` would only find the container stopped). `fd` is any open
+/// descriptor, duplicated and closed again to probe.
+pub fn check_fd_left(limits: &[Rlimit], fd: std::os::fd::BorrowedFd) -> Result<()> {
+    let Some(l) = limits.iter().find(|l| l.resource == libc::RLIMIT_NOFILE) else {
+        return Ok(());
+    };
+    match nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(0)) {
+        Ok(probe) => {
+            // SAFETY: the descriptor fcntl just made for us, closed once.
+            drop(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(probe) });
+            Ok(())
+        }
+        Err(e) => Err(Error::sys(
+            "open",
+            format!(
+                "exec.fifo under RLIMIT_NOFILE {}/{} (no descriptor left for the runtime)",
+                l.soft, l.hard
+            ),
+            e,
+        )),
+    }
+}

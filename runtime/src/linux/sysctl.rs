@@ -67,8 +67,10 @@ pub fn apply(sysctl: &HashMap<String, String>) -> Result<()> {
         let rel = format!("sys/{}", key.replace('.', "/"));
         let fd = procfs.open_file(&rel, OFlag::O_WRONLY | OFlag::O_TRUNC)?;
         let mut f = std::fs::File::from(fd);
-        f.write_all(sysctl[key].as_bytes())
-            .ctx(|| format!("write sysctl {key}={}", sysctl[key]))?;
+        f.write_all(sysctl[key].as_bytes()).ctx(|| {
+            let value = crate::error::abbreviate(sysctl[key].clone(), 256);
+            format!("write sysctl {key}={value}")
+        })?;
     }
     Ok(())
 }

@@ -227,6 +227,7 @@ pub fn passwd_field(path: &str, uid: u32, field: usize) -> Option<String> {
 /// Resolves argv[0] in the container like execvp, so a missing program
 /// fails `create` rather than `start`.
 pub(crate) fn find_program(arg0: &str, env: &[String]) -> Result<CString> {
+    let named = || crate::error::abbreviate(format!("{arg0:?}"), 256);
     let exists = |p: &Path| {
         std::fs::metadata(p).is_ok_and(|m| {
             use std::os::unix::fs::PermissionsExt;
@@ -236,7 +237,9 @@ pub(crate) fn find_program(arg0: &str, env: &[String]) -> Result<CString> {
     if arg0.contains('/') {
         if !Path::new(arg0).exists() {
             return Err(Error::msg(format!(
-                "exec: {arg0:?}: stat {arg0}: no such file or directory"
+                "exec: {}: stat {}: no such file or directory",
+                named(),
+                crate::error::abbreviate(arg0.to_string(), 256)
             )));
         }
         return CString::new(arg0).map_err(|_| Error::msg("process.args[0] contains NUL"));
@@ -255,7 +258,8 @@ pub(crate) fn find_program(arg0: &str, env: &[String]) -> Result<CString> {
         }
     }
     Err(Error::msg(format!(
-        "exec: {arg0:?}: executable file not found in $PATH"
+        "exec: {}: executable file not found in $PATH",
+        named()
     )))
 }
 

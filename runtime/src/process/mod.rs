@@ -52,6 +52,12 @@ pub struct Sync {
     fd: OwnedFd,
 }
 
+impl std::os::fd::AsFd for Sync {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
 impl Sync {
     pub fn pair() -> Result<(Sync, Sync)> {
         let (a, b) = socketpair(
@@ -73,7 +79,7 @@ impl Sync {
     /// Child → parent: the error that ends the child, cut to fit one sync message (the parent
     /// reads 64 KiB; a 10 MB hostname quoted whole would leave it with no error at all).
     pub fn send_error(&self, e: &Error) {
-        let msg = crate::error::abbreviate(e.to_string(), 16 * 1024);
+        let msg = crate::error::abbreviate(e.to_string(), 4096);
         let _ = self.send(&Msg::Error { msg });
     }
 

@@ -6,6 +6,7 @@
 //! reported, no_new_privs and its seccomp filter; then execve.
 
 use std::ffi::CString;
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 
 use oci_spec::runtime::Process;
@@ -96,6 +97,7 @@ impl ProcessPlan {
             user::chdir_after_switch(&self.cwd)?;
         }
         init::close_range_cloexec(3 + self.preserve_fds);
+        rlimits::check_fd_left(&self.rlimits, sync.as_fd())?;
         Ok(())
     }
 
