@@ -113,6 +113,7 @@ fn delete(flags: &Flags, bundle: &Path) -> Result<()> {
         log::warn!("delete {}: {e}", flags.id);
     }
     unmount_rootfs(&bundle.join("rootfs"))?;
+    remove_dead_socket(bundle);
     let resp = DeleteResponse {
         pid: 0,
         exit_status: 128 + libc::SIGKILL as u32,
@@ -126,6 +127,23 @@ fn delete(flags: &Flags, bundle: &Path) -> Result<()> {
     out.write_all(&bytes)
         .and_then(|()| out.flush())
         .ctx(|| "write the delete response".to_string())
+}
+
+/// After a shim died (SIGKILL leaves no chance to clean up): removes its socket from
+/// containerd's socket directory, named by the `address` file `start` wrote in the bundle,
+/// unless a shim still answers there (another container of the same pod may be served by a
+/// live one).
+fn remove_dead_socket(bundle: &Path) {
+    let Ok(address) = std::fs::read_to_string(bundle.join("address")) else {
+        return;
+    };
+    let path = Path::new(socket_path(address.trim()));
+    let is_socket = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
+    if is_socket && UnixStream::connect(path).is_err() {
+        if let Err(e) = std::fs::remove_file(path) {
+            log::warn!("remove the dead shim's socket {}: {e}", path.display());
+        }
+    }
 }
 
 fn socket_path(address: &str) -> &str {

@@ -3,6 +3,7 @@
 //! own runc shim with brig as its `BinaryName`.
 
 use brig_tests::*;
+use std::path::PathBuf;
 use std::time::Duration;
 
 const BRIG_SHIM: &str = "io.containerd.brig.v2";
@@ -682,6 +683,15 @@ fn shim_crash_is_cleaned_up_by_delete() {
         .expect("task ls lists the task");
     let shims = c.shim_pids();
     assert_eq!(shims.len(), 1, "{shims:?}");
+    // The socket the shim served, from the address file `start` left in the bundle.
+    let bundle = c
+        .dir()
+        .join("state/io.containerd.runtime.v2.task")
+        .join(&c.namespace)
+        .join(&id);
+    let address = std::fs::read_to_string(bundle.join("address")).expect("the shim's address");
+    let socket = PathBuf::from(address.trim().trim_start_matches("unix://"));
+    assert!(socket.exists(), "{}", socket.display());
     kill_pid(shims[0], libc::SIGKILL);
     assert!(
         wait_for(Duration::from_secs(10), || !process_alive(init_pid)),
@@ -696,6 +706,11 @@ fn shim_crash_is_cleaned_up_by_delete() {
     let _ = c.ctr(&["task", "delete", &id]);
     c.ctr(&["container", "rm", &id]).assert_ok();
     assert_clean(&c);
+    assert!(
+        !socket.exists(),
+        "the dead shim's socket {} is left",
+        socket.display()
+    );
 }
 
 /// `ctr task checkpoint`: the shim runs `brig checkpoint --leave-running`
