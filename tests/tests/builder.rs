@@ -213,6 +213,59 @@ fn multi_stage_builds_only_what_the_target_needs() {
     assert!(out.stderr.contains("Dockerfile:5:"), "{out}");
 }
 
+/// Identical layers (two `RUN true`, the same COPY twice) share one unpacked directory, which
+/// overlayfs refused to take twice as a lower layer ("Too many levels of symbolic links"). The
+/// image still has every layer and history entry, as BuildKit's has.
+#[test]
+fn identical_layers_in_a_row_then_run() {
+    if !ready("identical_layers_in_a_row_then_run") {
+        return;
+    }
+    let diff_ids = |img: &Image| -> Vec<String> {
+        img.config["rootfs"]["diff_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_str().unwrap().to_string())
+            .collect()
+    };
+    let layer_history = |img: &Image| {
+        img.config["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|h| h["empty_layer"] != true)
+            .count()
+    };
+    // Two empty RUN layers, then a RUN that writes.
+    let c = Ctx::new(&format!(
+        "{}\nRUN true\nRUN true\nRUN echo hi > /x\n",
+        from_base()
+    ));
+    let img = c.build_oci(&[]);
+    assert_eq!(img.layers(), 4);
+    assert_eq!(layer_history(&img), 4);
+    let ids = diff_ids(&img);
+    assert_eq!(
+        ids[1], ids[2],
+        "both RUN true layers are the same (empty) layer"
+    );
+    assert_eq!(img.layer_file(-1, "x"), "hi\n");
+    // The same COPY twice, then a RUN; and the same layer again further up (not adjacent).
+    let c = Ctx::new(&format!(
+        "{}\nCOPY a /a\nCOPY a /a\nRUN cat /a > /y\nCOPY a /a\nRUN cat /a /y > /z\n",
+        from_base()
+    ));
+    c.write("a", "same\n");
+    let img = c.build_oci(&[]);
+    assert_eq!(img.layers(), 6);
+    assert_eq!(layer_history(&img), 6);
+    let ids = diff_ids(&img);
+    assert!(ids[1] == ids[2] && ids[2] == ids[4], "{ids:?}");
+    assert_eq!(img.layer_file(3, "y"), "same\n");
+    assert_eq!(img.layer_file(-1, "z"), "same\nsame\n");
+}
+
 #[test]
 fn copy_add_rules() {
     if !ready("copy_add_rules") {
