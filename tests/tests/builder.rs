@@ -405,6 +405,52 @@ fn bad_dockerfiles_name_the_line() {
     }
 }
 
+/// Runaway Dockerfiles are refused with the limit and the line named, instead of growing
+/// memory without bound: a doubling ARG chain, a repeated big ENV, a huge instruction, and
+/// bytes that are not UTF-8.
+#[test]
+fn dockerfile_limits_and_bad_bytes_name_the_line() {
+    if !ready("dockerfile_limits_and_bad_bytes_name_the_line") {
+        return;
+    }
+    let check = |df: &[u8], want: &[&str]| {
+        let c = Ctx::new("");
+        fs::write(c.ctx().join("Dockerfile"), df).unwrap();
+        let out = c.build(&[]);
+        out.assert_fail();
+        for w in want {
+            assert!(out.stderr.contains(w), "want {w:?}: {out}");
+        }
+    };
+    // Each ARG doubles the last: L11 is the first over 1 MiB (1000 * 2^11 bytes).
+    let mut chain = format!("FROM scratch\nARG L0={}\n", "x".repeat(1000));
+    for n in 1..=12 {
+        chain += &format!("ARG L{n}=${{L{p}}}${{L{p}}}\n", p = n - 1);
+    }
+    check(chain.as_bytes(), &["Dockerfile:13: ", "MAX_EXPANDED_WORD"]);
+    // A 1 MiB value set again and again: the config (ENV, history) would grow a MiB a line.
+    let mut repeat = format!("FROM scratch\nARG B0={}\n", "y".repeat(1000));
+    for n in 1..=10 {
+        repeat += &format!("ARG B{n}=${{B{p}}}${{B{p}}}\n", p = n - 1);
+    }
+    repeat += &"ENV A=$B10\n".repeat(20);
+    check(repeat.as_bytes(), &["MAX_STAGE_TEXT"]);
+    // One instruction of 2 MiB, continued over two lines.
+    let half = "z".repeat(1 << 20);
+    check(
+        format!("FROM scratch\n\nRUN echo {half} \\\n {half}\n").as_bytes(),
+        &[
+            "Dockerfile:3: instruction longer than",
+            "MAX_INSTRUCTION_BYTES",
+        ],
+    );
+    // Invalid UTF-8: the line, column and offset of the first bad byte.
+    check(
+        b"FROM scratch\nLABEL a=b\nLABEL c=\xff\n",
+        &["Dockerfile:3: invalid UTF-8: byte 0xff at column 9 (byte offset 31 in the file)"],
+    );
+}
+
 /// Writes an OCI layout whose single layer is the tar `members` made by python's tarfile.
 fn hostile_layout(dir: &Path, members: &str) {
     let script = format!(

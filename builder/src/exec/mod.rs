@@ -45,6 +45,7 @@ use run::Network;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
@@ -182,13 +183,20 @@ struct Added {
 
 /// Builds the Dockerfile; on success the image is in the store under `opts.tags`.
 pub fn build(opts: &Options, store: &Store) -> Result<Built> {
-    let text = fs::read_to_string(&opts.dockerfile)
-        .map_err(|e| BuildError::Other(format!("{}: {e}", opts.dockerfile.display())))?;
     let file = opts
         .dockerfile
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "Dockerfile".into());
+    let mut bytes = Vec::new();
+    // One byte over the limit is enough to refuse the file.
+    fs::File::open(&opts.dockerfile)
+        .and_then(|f| {
+            f.take(crate::dockerfile::MAX_DOCKERFILE_BYTES as u64 + 1)
+                .read_to_end(&mut bytes)
+        })
+        .map_err(|e| BuildError::Other(format!("{}: {e}", opts.dockerfile.display())))?;
+    let text = crate::dockerfile::decode(&file, bytes)?;
     let df = Dockerfile::parse(&file, &text)?;
     opts.platform
         .check_buildable()
