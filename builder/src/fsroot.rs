@@ -92,6 +92,9 @@ impl Root {
             cur.push(name);
             match self.dir(&cur) {
                 Ok(f) => fd = f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound && is_symlink(&fd, name) => {
+                    return Err(self.through_symlink(&fd, name, &cur, e))
+                }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     match rfs::mkdirat(&fd, name, Mode::from_raw_mode(mode)) {
                         Ok(()) => created.push(cur.clone()),
@@ -108,10 +111,42 @@ impl Root {
                     rfs::fchmod(&f, Mode::from_raw_mode(mode))?;
                     fd = f;
                 }
+                Err(e) if is_symlink(&fd, name) => {
+                    return Err(self.through_symlink(&fd, name, &cur, e))
+                }
                 Err(e) => return Err(e),
             }
         }
         Ok((fd, created))
+    }
+
+    /// The error for a path whose component `cur` (`name` in `parent`) is a symlink that does
+    /// not lead to a directory inside the root: it names the symlink and its target, where the
+    /// bare lookup error ("open x in ...: No such file or directory") hid that a link was
+    /// followed at all.
+    fn through_symlink(
+        &self,
+        parent: &OwnedFd,
+        name: &OsStr,
+        cur: &Path,
+        e: io::Error,
+    ) -> io::Error {
+        let target = rfs::readlinkat(parent, name, Vec::new())
+            .map(|t| t.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let why = match e.kind() {
+            io::ErrorKind::NotFound => "which does not exist",
+            io::ErrorKind::NotADirectory => "which is not a directory",
+            _ => "which does not lead to a directory",
+        };
+        io::Error::new(
+            e.kind(),
+            format!(
+                "the path goes through symlink {} -> {target:?}, {why} in {} (followed inside it)",
+                cur.display(),
+                self.path.display()
+            ),
+        )
     }
 
     /// The real host path of `rel` after in-root resolution (for tools that want a path, such
@@ -120,6 +155,13 @@ impl Root {
         let fd = self.open_at(rel, OFlags::PATH)?;
         fd_path(&fd)
     }
+}
+
+/// True if `name` in `dir` is a symlink (not followed).
+fn is_symlink(dir: &OwnedFd, name: &OsStr) -> bool {
+    rfs::statat(dir, name, rfs::AtFlags::SYMLINK_NOFOLLOW)
+        .map(|st| rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Symlink)
+        .unwrap_or(false)
 }
 
 /// The path of an open fd (readlink of /proc/self/fd/N).
@@ -151,5 +193,42 @@ pub fn remove_at(dir: &OwnedFd, name: &OsStr) -> io::Result<()> {
             std::fs::remove_dir_all(&p)
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn mkdir_all_through_a_symlink_that_leads_nowhere_names_the_symlink() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("plain"), "p").unwrap();
+        symlink("/somewhere", d.path().join("x")).unwrap();
+        symlink("plain", d.path().join("y")).unwrap();
+        let root = Root::open(d.path()).unwrap();
+        let e = root.mkdir_all(Path::new("x/sub"), 0o755).unwrap_err();
+        assert!(
+            e.to_string().starts_with(
+                "the path goes through symlink x -> \"/somewhere\", which does not exist in "
+            ),
+            "{e}"
+        );
+        let e = root.mkdir_all(Path::new("/y/sub"), 0o755).unwrap_err();
+        assert!(
+            e.to_string().starts_with(
+                "the path goes through symlink y -> \"plain\", which is not a directory in "
+            ),
+            "{e}"
+        );
+        // Nothing was made where the links point.
+        assert!(!d.path().join("somewhere").exists());
+        // A link to a directory is followed, inside the root.
+        std::fs::create_dir(d.path().join("real")).unwrap();
+        symlink("/real", d.path().join("z")).unwrap();
+        let (_, made) = root.mkdir_all(Path::new("z/new"), 0o755).unwrap();
+        assert_eq!(made, [PathBuf::from("z/new")]);
+        assert!(d.path().join("real/new").is_dir());
     }
 }

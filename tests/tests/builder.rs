@@ -213,6 +213,62 @@ fn multi_stage_builds_only_what_the_target_needs() {
     assert!(out.stderr.contains("Dockerfile:5:"), "{out}");
 }
 
+/// Identical layers (two `RUN true`, the same COPY twice) share one unpacked directory, which
+/// overlayfs refused to take twice as a lower layer ("Too many levels of symbolic links"). The
+/// image still has every layer and history entry, as BuildKit's has.
+#[test]
+fn identical_layers_in_a_row_then_run() {
+    if !ready("identical_layers_in_a_row_then_run") {
+        return;
+    }
+    let diff_ids = |img: &Image| -> Vec<String> {
+        img.config["rootfs"]["diff_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_str().unwrap().to_string())
+            .collect()
+    };
+    let layer_history = |img: &Image| {
+        img.config["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|h| h["empty_layer"] != true)
+            .count()
+    };
+    // SOURCE_DATE_EPOCH clamps mtimes: each `RUN true` layer holds `etc/` (the runtime's
+    // mount points touch it), equal in both only when their mtimes are.
+    let sde = ["--source-date-epoch", "1700000000"];
+    // Two empty RUN layers, then a RUN that writes.
+    let c = Ctx::new(&format!(
+        "{}\nRUN true\nRUN true\nRUN echo hi > /x\n",
+        from_base()
+    ));
+    let img = c.build_oci(&sde);
+    assert_eq!(img.layers(), 4);
+    assert_eq!(layer_history(&img), 4);
+    let ids = diff_ids(&img);
+    assert_eq!(
+        ids[1], ids[2],
+        "both RUN true layers are the same (empty) layer"
+    );
+    assert_eq!(img.layer_file(-1, "x"), "hi\n");
+    // The same COPY twice, then a RUN; and the same layer again further up (not adjacent).
+    let c = Ctx::new(&format!(
+        "{}\nCOPY a /a\nCOPY a /a\nRUN cat /a > /y\nCOPY a /a\nRUN cat /a /y > /z\n",
+        from_base()
+    ));
+    c.write("a", "same\n");
+    let img = c.build_oci(&sde);
+    assert_eq!(img.layers(), 6);
+    assert_eq!(layer_history(&img), 6);
+    let ids = diff_ids(&img);
+    assert!(ids[1] == ids[2] && ids[2] == ids[4], "{ids:?}");
+    assert_eq!(img.layer_file(3, "y"), "same\n");
+    assert_eq!(img.layer_file(-1, "z"), "same\nsame\n");
+}
+
 #[test]
 fn copy_add_rules() {
     if !ready("copy_add_rules") {
@@ -350,6 +406,52 @@ fn bad_dockerfiles_name_the_line() {
         out.assert_fail();
         assert!(out.stderr.contains(want), "want {want:?}: {out}");
     }
+}
+
+/// Runaway Dockerfiles are refused with the limit and the line named, instead of growing
+/// memory without bound: a doubling ARG chain, a repeated big ENV, a huge instruction, and
+/// bytes that are not UTF-8.
+#[test]
+fn dockerfile_limits_and_bad_bytes_name_the_line() {
+    if !ready("dockerfile_limits_and_bad_bytes_name_the_line") {
+        return;
+    }
+    let check = |df: &[u8], want: &[&str]| {
+        let c = Ctx::new("");
+        fs::write(c.ctx().join("Dockerfile"), df).unwrap();
+        let out = c.build(&[]);
+        out.assert_fail();
+        for w in want {
+            assert!(out.stderr.contains(w), "want {w:?}: {out}");
+        }
+    };
+    // Each ARG doubles the last: L11 is the first over 1 MiB (1000 * 2^11 bytes).
+    let mut chain = format!("FROM scratch\nARG L0={}\n", "x".repeat(1000));
+    for n in 1..=12 {
+        chain += &format!("ARG L{n}=${{L{p}}}${{L{p}}}\n", p = n - 1);
+    }
+    check(chain.as_bytes(), &["Dockerfile:13: ", "MAX_EXPANDED_WORD"]);
+    // A 1 MiB value set again and again: the config (ENV, history) would grow a MiB a line.
+    let mut repeat = format!("FROM scratch\nARG B0={}\n", "y".repeat(1000));
+    for n in 1..=10 {
+        repeat += &format!("ARG B{n}=${{B{p}}}${{B{p}}}\n", p = n - 1);
+    }
+    repeat += &"ENV A=$B10\n".repeat(20);
+    check(repeat.as_bytes(), &["MAX_STAGE_TEXT"]);
+    // One instruction of 2 MiB, continued over two lines.
+    let half = "z".repeat(1 << 20);
+    check(
+        format!("FROM scratch\n\nRUN echo {half} \\\n {half}\n").as_bytes(),
+        &[
+            "Dockerfile:3: instruction longer than",
+            "MAX_INSTRUCTION_BYTES",
+        ],
+    );
+    // Invalid UTF-8: the line, column and offset of the first bad byte.
+    check(
+        b"FROM scratch\nLABEL a=b\nLABEL c=\xff\n",
+        &["Dockerfile:3: invalid UTF-8: byte 0xff at column 9 (byte offset 31 in the file)"],
+    );
 }
 
 /// Writes an OCI layout whose single layer is the tar `members` made by python's tarfile.

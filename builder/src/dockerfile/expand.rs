@@ -8,6 +8,24 @@
 //! Hand-written because the `dockerfile-parser` crate only splices plain `$v`/`${v}` references
 //! in FROM lines; it has no default/alternate forms and no notion of the escape directive.
 
+/// The most one expansion (a word, or a list of words processed together) may produce. Without
+/// a bound, `ARG L1=${L0}${L0}`, `ARG L2=${L1}${L1}`, ... doubles at each line and a dozen lines
+/// exhaust memory. One MiB is far above what a process can receive anyway (Linux refuses a
+/// single environment string over 128 KiB at exec).
+pub const MAX_EXPANDED_WORD: usize = 1 << 20;
+
+/// The error for an expansion over [`MAX_EXPANDED_WORD`].
+fn too_long() -> String {
+    format!("variable expansion is longer than {MAX_EXPANDED_WORD} bytes (MAX_EXPANDED_WORD)")
+}
+
+fn bounded(out: &str) -> Result<(), String> {
+    if out.len() > MAX_EXPANDED_WORD {
+        return Err(too_long());
+    }
+    Ok(())
+}
+
 /// Looks a variable up; None when it is not set.
 pub type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
@@ -165,6 +183,7 @@ fn process(
                 }
                 None => out.push_str(&v),
             }
+            bounded(out)?;
         } else if c.is_whitespace() && split.is_some() {
             if let Some(marks) = split.as_mut() {
                 marks.push((out.len(), quoted_word));
@@ -208,7 +227,7 @@ fn dollar(
         if s[*i] == '}' {
             *i += 1;
             out.push_str(&env(&name).unwrap_or_default());
-            return Ok(());
+            return bounded(out);
         }
         let colon = s[*i] == ':';
         if colon {
@@ -246,7 +265,7 @@ fn dollar(
                 out.push_str(&val.unwrap_or_default());
             }
         }
-        return Ok(());
+        return bounded(out);
     }
     let start = *i;
     while *i < s.len() && is_name(s[*i]) {
@@ -258,7 +277,7 @@ fn dollar(
         let name: String = s[start..*i].iter().collect();
         out.push_str(&env(&name).unwrap_or_default());
     }
-    Ok(())
+    bounded(out)
 }
 
 #[cfg(test)]
@@ -288,6 +307,45 @@ mod tests {
             .unwrap_err()
             .contains("needed"));
         assert_eq!(word("`$A", &env, '`').unwrap(), "$A");
+    }
+
+    #[test]
+    fn expansion_is_bounded() {
+        // ARG L1=${L0}${L0}... chained: each level doubles; the first one over the bound fails.
+        let mut vars = std::collections::HashMap::new();
+        vars.insert("L0".to_string(), "x".repeat(1000));
+        let mut failed_at = None;
+        for n in 1..=12 {
+            let look = |k: &str| vars.get(k).cloned();
+            let w = format!("${{L{p}}}${{L{p}}}", p = n - 1);
+            match word(&w, &look, '\\') {
+                Ok(v) => {
+                    vars.insert(format!("L{n}"), v);
+                }
+                Err(e) => {
+                    assert!(e.contains("MAX_EXPANDED_WORD"), "{e}");
+                    failed_at = Some(n);
+                    break;
+                }
+            }
+        }
+        // 1000 * 2^10 bytes is 1,024,000 (allowed); 2^11 times is over 1 MiB.
+        assert_eq!(failed_at, Some(11));
+        // Every form is bounded: defaults, alternates, quotes, word lists.
+        let big = |n: &str| (n == "B").then(|| "y".repeat(MAX_EXPANDED_WORD / 2 + 1));
+        for w in [
+            "$B$B",
+            "${B}${B}",
+            "${U:-$B}$B",
+            "${B:+$B}$B",
+            "\"$B\"$B",
+            "${B}x${B}",
+        ] {
+            let e = word(w, &big, '\\').unwrap_err();
+            assert!(e.contains("MAX_EXPANDED_WORD"), "{w}: {e}");
+        }
+        assert!(words("$B $B", &big, '\\').is_err());
+        assert!(word("$B", &big, '\\').is_ok());
     }
 
     #[test]

@@ -31,6 +31,38 @@ impl DfError {
 
 pub type Result<T> = std::result::Result<T, DfError>;
 
+/// The largest Dockerfile read. Real ones are a few KiB, heredocs included; the bound keeps a
+/// runaway file from costing memory in proportion (the parser keeps per-line indexes and
+/// several copies of each instruction).
+pub const MAX_DOCKERFILE_BYTES: usize = 4 << 20;
+
+/// The Dockerfile's bytes as text: at most [`MAX_DOCKERFILE_BYTES`] (a caller reading a file
+/// may stop after one byte more) and UTF-8, else an error naming the line, column and file
+/// offset of the first invalid byte.
+pub fn decode(file: &str, bytes: Vec<u8>) -> Result<String> {
+    if bytes.len() > MAX_DOCKERFILE_BYTES {
+        return Err(parse::too_big(file));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let bytes = e.as_bytes();
+        let off = e.utf8_error().valid_up_to();
+        let line_start = bytes[..off]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |p| p + 1);
+        let line = 1 + bytes[..off].iter().filter(|&&b| b == b'\n').count();
+        DfError::new(
+            file,
+            line,
+            format!(
+                "invalid UTF-8: byte 0x{:02x} at column {} (byte offset {off} in the file)",
+                bytes[off],
+                off - line_start + 1
+            ),
+        )
+    })
+}
+
 /// One stage: its FROM and the instructions after it.
 #[derive(Debug, Clone)]
 pub struct Stage {
@@ -139,4 +171,31 @@ pub fn stages(file: &str, parsed: Parsed) -> Result<Dockerfile> {
         global_args,
         stages,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_utf8_names_line_and_column() {
+        let text = b"FROM scratch\nRUN echo ok\nRUN echo \xff\xfe\n".to_vec();
+        let e = decode("Dockerfile", text).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "Dockerfile:3: invalid UTF-8: byte 0xff at column 10 (byte offset 34 in the file)"
+        );
+        // A truncated multi-byte sequence on the first line.
+        let e = decode("df", b"FROM a\xc3".to_vec()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "df:1: invalid UTF-8: byte 0xc3 at column 7 (byte offset 6 in the file)"
+        );
+        assert_eq!(decode("df", "FROM é\n".into()).unwrap(), "FROM é\n");
+        let big = vec![b'#'; MAX_DOCKERFILE_BYTES + 1];
+        assert!(decode("df", big)
+            .unwrap_err()
+            .to_string()
+            .contains("MAX_DOCKERFILE_BYTES"));
+    }
 }

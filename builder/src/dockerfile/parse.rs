@@ -11,7 +11,12 @@
 //! any_breakable"), has no `--chmod` semantics of its own and only splices plain `$v`
 //! references; working around it would have meant a pre-pass as large as this module.
 
-use super::{DfError, Result};
+use super::{DfError, Result, MAX_DOCKERFILE_BYTES};
+
+/// The longest instruction (its lines joined at continuations, heredoc bodies not counted).
+/// Parsing and expansion hold several copies of an instruction, some as `char`s (four bytes
+/// each): unbounded, one 10 MB line cost 400 MB of memory. Real instructions are a few KiB.
+pub const MAX_INSTRUCTION_BYTES: usize = 1 << 20;
 
 /// One instruction as written: keyword (upper case), flags, the rest of the line, heredocs.
 #[derive(Debug, Clone, PartialEq)]
@@ -131,6 +136,9 @@ pub struct Parsed {
 
 /// Parses `text`; `file` names it in errors (`Dockerfile:7: ...`).
 pub fn parse(file: &str, text: &str) -> Result<Parsed> {
+    if text.len() > MAX_DOCKERFILE_BYTES {
+        return Err(too_big(file));
+    }
     let (escape, raws) = lex(file, text)?;
     let notices = directives(text)
         .filter(|(_, k, _)| k == "check")
@@ -154,6 +162,15 @@ pub fn parse(file: &str, text: &str) -> Result<Parsed> {
         notices,
         instrs,
     })
+}
+
+/// The error for a Dockerfile over [`MAX_DOCKERFILE_BYTES`].
+pub fn too_big(file: &str) -> DfError {
+    DfError::new(
+        file,
+        0,
+        format!("larger than {MAX_DOCKERFILE_BYTES} bytes (MAX_DOCKERFILE_BYTES)"),
+    )
 }
 
 /// The parser directives at the top of `text`: (line, lower-cased key, value).
@@ -217,6 +234,16 @@ pub fn lex(file: &str, text: &str) -> Result<(char, Vec<Raw>)> {
         let mut logical = String::new();
         let mut cur = l.trim_end().to_string();
         loop {
+            if logical.len() + cur.len() > MAX_INSTRUCTION_BYTES {
+                return Err(DfError::new(
+                    file,
+                    start,
+                    format!(
+                        "instruction longer than {MAX_INSTRUCTION_BYTES} bytes \
+                         (MAX_INSTRUCTION_BYTES)"
+                    ),
+                ));
+            }
             if cur.ends_with(escape) {
                 cur.pop();
                 logical.push_str(&cur);
@@ -816,6 +843,33 @@ mod tests {
         assert!(e.to_string().contains("unknown flag --bogus"), "{e}");
         let e = parse("Dockerfile", "FROM\n").unwrap_err();
         assert_eq!(e.to_string(), "Dockerfile:1: FROM needs an argument");
+    }
+
+    #[test]
+    fn size_limits_name_the_limit_and_line() {
+        let long = "x".repeat(MAX_INSTRUCTION_BYTES);
+        let e = parse("Dockerfile", &format!("FROM scratch\nRUN {long}\n")).unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        assert!(e.to_string().contains("MAX_INSTRUCTION_BYTES"), "{e}");
+        // Joined continuation lines count together, from the instruction's first line.
+        let half = "y".repeat(MAX_INSTRUCTION_BYTES / 2 + 1);
+        let e = parse(
+            "Dockerfile",
+            &format!("FROM scratch\n\nRUN {half} \\\n {half}\n"),
+        )
+        .unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+        assert!(e.to_string().contains("MAX_INSTRUCTION_BYTES"), "{e}");
+        // Just under the limit is fine.
+        let ok = "z".repeat(MAX_INSTRUCTION_BYTES - 10);
+        parse("Dockerfile", &format!("FROM scratch\nRUN {ok}\n")).unwrap();
+        // The whole file.
+        let many = "RUN true\n".repeat(MAX_DOCKERFILE_BYTES / 9 + 1);
+        let e = parse("Dockerfile", &format!("FROM scratch\n{many}")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("Dockerfile: larger than {MAX_DOCKERFILE_BYTES} bytes (MAX_DOCKERFILE_BYTES)")
+        );
     }
 
     #[test]

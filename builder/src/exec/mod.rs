@@ -45,6 +45,7 @@ use run::Network;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
@@ -63,6 +64,12 @@ pub enum BuildError {
 }
 
 pub type Result<T> = std::result::Result<T, BuildError>;
+
+/// The most expanded text one stage may put in its image config: ARG, ENV, LABEL and VOLUME
+/// values and history lines, counted as they are recorded. Each word is bounded by
+/// [`expand::MAX_EXPANDED_WORD`], but without this a Dockerfile repeating `ENV A=$BIG` (or one
+/// LABEL with many `k=$BIG` pairs) would grow the config, and memory, by a MiB per line.
+pub const MAX_STAGE_TEXT: usize = 16 << 20;
 
 /// The PATH a stage's config gets when its base has none (docker's and buildah's default).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -125,6 +132,9 @@ struct State {
     cmd_inherited: bool,
     /// The cache key of the last step.
     key: String,
+    /// Bytes of Dockerfile text this stage put in its config so far (expanded ARG, ENV, LABEL
+    /// and VOLUME values, history lines; replaced values still count), see [`MAX_STAGE_TEXT`].
+    text: usize,
 }
 
 /// The image a build produced.
@@ -173,13 +183,20 @@ struct Added {
 
 /// Builds the Dockerfile; on success the image is in the store under `opts.tags`.
 pub fn build(opts: &Options, store: &Store) -> Result<Built> {
-    let text = fs::read_to_string(&opts.dockerfile)
-        .map_err(|e| BuildError::Other(format!("{}: {e}", opts.dockerfile.display())))?;
     let file = opts
         .dockerfile
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "Dockerfile".into());
+    let mut bytes = Vec::new();
+    // One byte over the limit is enough to refuse the file.
+    fs::File::open(&opts.dockerfile)
+        .and_then(|f| {
+            f.take(crate::dockerfile::MAX_DOCKERFILE_BYTES as u64 + 1)
+                .read_to_end(&mut bytes)
+        })
+        .map_err(|e| BuildError::Other(format!("{}: {e}", opts.dockerfile.display())))?;
+    let text = crate::dockerfile::decode(&file, bytes)?;
     let df = Dockerfile::parse(&file, &text)?;
     opts.platform
         .check_buildable()
@@ -747,10 +764,7 @@ impl Builder<'_> {
         let (Instr::Copy(a) | Instr::Add(a)) = instr else {
             return Ok(String::new());
         };
-        let mut paths = Vec::new();
-        for p in &a.paths {
-            paths.push(self.word(st, line, p)?);
-        }
+        let mut paths = self.each_word(st, line, &a.paths)?;
         paths.pop();
         paths.retain(|p| !p.starts_with("<<"));
         let Some(f) = &a.from else {
@@ -833,6 +847,7 @@ impl Builder<'_> {
                 args: BTreeMap::new(),
                 cmd_inherited: false,
                 key: cache::Key::new("").add("from", "scratch").finish(),
+                text: 0,
             });
         };
         let dirs = source::layer_dirs(self.store, &img).map_err(|e| self.err(line, e))?;
@@ -863,6 +878,7 @@ impl Builder<'_> {
             key: cache::Key::new("")
                 .add("from", &img.manifest_digest)
                 .finish(),
+            text: 0,
         })
     }
 
@@ -872,12 +888,35 @@ impl Builder<'_> {
         expand::word(s, &look, self.df.escape).map_err(|e| self.err(line, e))
     }
 
+    /// Expands each of `items` (COPY/ADD sources and destination), at most
+    /// [`expand::MAX_EXPANDED_WORD`] bytes together, as the words of one list are.
+    fn each_word(&self, st: &State, line: usize, items: &[String]) -> Result<Vec<String>> {
+        let mut out = Vec::with_capacity(items.len());
+        let mut total = 0usize;
+        for i in items {
+            let w = self.word(st, line, i)?;
+            total += w.len();
+            if total > expand::MAX_EXPANDED_WORD {
+                return Err(self.err(
+                    line,
+                    format!(
+                        "expanded paths longer than {} bytes together (MAX_EXPANDED_WORD)",
+                        expand::MAX_EXPANDED_WORD
+                    ),
+                ));
+            }
+            out.push(w);
+        }
+        Ok(out)
+    }
+
     fn words(&self, st: &State, line: usize, s: &str) -> Result<Vec<String>> {
         let look = |n: &str| st.config.env(n).or_else(|| st.args.get(n).cloned());
         expand::words(s, &look, self.df.escape).map_err(|e| self.err(line, e))
     }
 
     fn history(&self, st: &mut State, text: &str, empty: bool) {
+        st.text = st.text.saturating_add(text.len());
         st.config.history.push(History {
             created: Some(self.now()),
             created_by: Some(text.to_string()),
@@ -925,6 +964,7 @@ impl Builder<'_> {
                         (None, Some(d)) => Some(self.word(st, line, d)?),
                         (None, None) => globals.get(k).cloned(),
                     };
+                    self.grow(st, line, k.len() + val.as_ref().map_or(0, String::len))?;
                     match &val {
                         Some(v) => {
                             parts.push(format!("{k}={v}"));
@@ -939,6 +979,7 @@ impl Builder<'_> {
                 let mut shown = Vec::new();
                 for (k, v) in pairs {
                     let v = self.word(st, line, v)?;
+                    self.grow(st, line, k.len() + v.len())?;
                     st.config.set_env(k, &v);
                     shown.push(format!("{k}={v}"));
                 }
@@ -949,6 +990,7 @@ impl Builder<'_> {
                 for (k, v) in pairs {
                     let k = self.word(st, line, k)?;
                     let v = self.word(st, line, v)?;
+                    self.grow(st, line, k.len() + v.len())?;
                     shown.push(format!("{k}={v}"));
                     cfg(st)
                         .labels
@@ -1007,6 +1049,7 @@ impl Builder<'_> {
                     if v.is_empty() {
                         return Err(self.err(line, "VOLUME: empty path"));
                     }
+                    self.grow(st, line, v.len())?;
                     cfg(st)
                         .volumes
                         .get_or_insert_with(BTreeMap::new)
@@ -1109,6 +1152,22 @@ impl Builder<'_> {
             Instr::Run(r) => self.run_step(st, line, r, text, done)?,
             Instr::Copy(a) => self.copy_step(st, line, a, false, text, done)?,
             Instr::Add(a) => self.copy_step(st, line, a, true, text, done)?,
+        }
+        self.grow(st, line, 0)
+    }
+
+    /// Counts `n` more bytes of expanded text kept in the stage's config (see
+    /// [`MAX_STAGE_TEXT`]); history lines are counted when recorded.
+    fn grow(&self, st: &mut State, line: usize, n: usize) -> Result<()> {
+        st.text = st.text.saturating_add(n);
+        if st.text > MAX_STAGE_TEXT {
+            return Err(self.err(
+                line,
+                format!(
+                    "the stage's ARG, ENV, LABEL and VOLUME values and history lines exceed \
+                     {MAX_STAGE_TEXT} bytes (MAX_STAGE_TEXT)"
+                ),
+            ));
         }
         Ok(())
     }
@@ -1398,10 +1457,7 @@ impl Builder<'_> {
         text: &str,
         done: &HashMap<usize, State>,
     ) -> Result<()> {
-        let mut paths = Vec::new();
-        for p in &a.paths {
-            paths.push(self.word(st, line, p)?);
-        }
+        let mut paths = self.each_word(st, line, &a.paths)?;
         let dest_raw = paths.pop().expect("parser checked two paths");
         let wd = st
             .config

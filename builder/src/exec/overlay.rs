@@ -61,6 +61,28 @@ impl Drop for Mounted {
     }
 }
 
+/// The `lowerdir` list (top first) for `lowers` (bottom first), padded with `empty` to `need`
+/// entries.
+///
+/// A directory named twice is kept only where it is topmost: overlayfs refuses a lower layer
+/// that appears twice (ELOOP, "overlapping layers"), and identical layers are common (two
+/// `RUN true`, the same COPY twice give the same diffID, hence the same unpacked directory).
+/// Dropping the lower copy changes nothing in the merged tree: every path the layer has
+/// (file, whiteout, opaque directory) is decided by its topmost copy, and a path it lacks is
+/// lacking in the lower copy too. Only the mount changes; the image keeps every layer.
+fn lower_stack<'a>(lowers: &'a [PathBuf], need: usize, empty: &'a Path) -> Vec<&'a Path> {
+    let mut ls: Vec<&Path> = Vec::with_capacity(lowers.len().max(need));
+    for p in lowers.iter().rev() {
+        if !ls.contains(&p.as_path()) {
+            ls.push(p);
+        }
+    }
+    while ls.len() < need {
+        ls.push(empty);
+    }
+    ls
+}
+
 /// Mounts `lowers` (bottom first) at `target`; with `upper` = (upperdir, workdir) read-write,
 /// else read-only. `empty` is an empty directory used when there are too few lowers.
 pub fn mount_overlay(
@@ -69,11 +91,7 @@ pub fn mount_overlay(
     target: &Path,
     empty: &Path,
 ) -> io::Result<Mounted> {
-    let mut ls: Vec<&Path> = lowers.iter().rev().map(|p| p.as_path()).collect();
-    let need = if upper.is_some() { 1 } else { 2 };
-    while ls.len() < need {
-        ls.push(empty);
-    }
+    let ls = lower_stack(lowers, if upper.is_some() { 1 } else { 2 }, empty);
     for p in ls.iter().chain(upper.iter().flat_map(|(u, w)| [u, w])) {
         let s = p.to_string_lossy();
         if s.contains(',') || s.contains(':') {
@@ -115,4 +133,29 @@ pub fn mount_overlay(
         target: target.to_path_buf(),
         active: true,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_layer_named_twice_is_mounted_once_where_it_is_topmost() {
+        let p = |s: &str| PathBuf::from(s);
+        let empty = Path::new("/e");
+        // Bottom first: base, an empty RUN layer twice, a layer, the empty one again.
+        let lowers = [p("/base"), p("/nil"), p("/nil"), p("/x"), p("/nil")];
+        assert_eq!(
+            lower_stack(&lowers, 1, empty),
+            [Path::new("/nil"), Path::new("/x"), Path::new("/base")]
+        );
+        assert_eq!(
+            lower_stack(&[p("/a"), p("/a")], 2, empty),
+            [Path::new("/a"), Path::new("/e")]
+        );
+        assert_eq!(
+            lower_stack(&[p("/a"), p("/b")], 1, empty),
+            [Path::new("/b"), Path::new("/a")]
+        );
+    }
 }
