@@ -15,9 +15,12 @@
 # usage: tests/vm/run.sh [test-name filter passed to the test binaries]
 # env:   CARGO_TARGET_DIR (as cargo), VM_TESTS (test files, default below;
 #        NAME:FILTER runs only that file's tests matching FILTER; empty: none),
-#        VM_BATS (bats files; empty: none), VM_TIMEOUT (seconds, default 300,
-#        1500 with bats files), VM_KEEP=1 keeps the work dir, VM_BRIG (the brig
-#        under test, default the release build).
+#        VM_BATS (bats files; empty: none; of each, the tests that deal with
+#        cgroups, systemd or criu), VM_TEST_SECONDS (limit of one test binary,
+#        600), VM_BATS_TEST_SECONDS (limit of a bats file per test, 150; at
+#        least 300), VM_BOOT_SECONDS (300), VM_TIMEOUT (the guest's limit;
+#        default: the sum of those), VM_KEEP=1 keeps the work dir, VM_BRIG
+#        (the brig under test, default the release build).
 # Prints PASS/FAIL; exits non-zero on failure; skips (exit 0) only when
 # /dev/kvm is absent.
 set -euo pipefail
@@ -74,6 +77,49 @@ if [ -n "$vm_bats" ] && [ ! -f "$suite/.ready" ]; then
   bash conformance/setup.sh
 fi
 
+# Limits, sized from the work (emulation is slow, and slower on a busy host): each test
+# binary VM_TEST_SECONDS, each bats run VM_BATS_TEST_SECONDS a test (at least 300), the
+# guest as a whole their sum plus VM_BOOT_SECONDS. The guest ends each item at its own
+# limit, so the guest's is only a backstop.
+test_seconds=${VM_TEST_SECONDS:-600}
+bats_test_seconds=${VM_BATS_TEST_SECONDS:-150}
+boot_seconds=${VM_BOOT_SECONDS:-300}
+budget=$boot_seconds
+for t in $tests; do budget=$((budget + test_seconds)); done
+
+# Of each bats file, only the tests that need the guest: those whose body deals with
+# cgroups (v2 here, v1 on the host), systemd or criu. The host's run of the whole suite
+# (make conformance) covers the rest. Each file's selection goes to the guest as a regex for
+# `bats --filter` (empty: the whole file) and a time limit.
+select_dir=$ws/conformance/work/vm-select
+rm -rf "$select_dir"
+mkdir -p "$select_dir"
+selected_bats=""
+for f in $vm_bats; do
+  src=$suite/tests/integration/$f
+  [ -f "$src" ] || { echo "FAIL vm tests: no $f in the suite" >&2; exit 1; }
+  # (A file whose setup requires such a host needs the guest for every test.)
+  names=$(awk '/^@test "/ { name = $0; sub(/^@test "/, "", name); sub(/" *\{ *$/, "", name); body = "" }
+               name == "" && /requires.*(criu|cgroups_v2|systemd)/ { every = 1 }
+               name != "" { body = body "\n" $0 }
+               /^}/ && name != "" { if (every || body ~ /cgroup|systemd|criu/) print name; name = "" }' "$src")
+  all=$(grep -c '^@test ' "$src")
+  n=$(grep -c . <<<"$names" || true)
+  [ "$n" -gt 0 ] || { echo "vm: $f: no test needs the guest"; continue; }
+  if [ "$n" = "$all" ]; then
+    : > "$select_dir/$f.re"
+  else
+    # An anchored alternation of the names, each with regex characters escaped.
+    sed 's/[][\.*^$()+?{}|]/\\&/g' <<<"$names" | paste -sd'|' | sed 's/^/^(/; s/$/)$/' > "$select_dir/$f.re"
+  fi
+  limit=$((n * bats_test_seconds < 300 ? 300 : n * bats_test_seconds))
+  echo "$limit" > "$select_dir/$f.limit"
+  budget=$((budget + 2 * limit))
+  selected_bats="$selected_bats $f"
+  echo "vm: $f: $n of $all tests need the guest, ${limit}s a runtime"
+done
+vm_bats=${selected_bats# }
+
 # The guest's /etc is the host's, read-only; checkpoint.bats writes criu's
 # /etc/criu/default.conf, so the guest covers /etc/criu with a tmpfs, which
 # needs the (empty) directory here. criu reads nothing from an empty one.
@@ -121,6 +167,8 @@ BRIG="${VM_BRIG:-$target/release/brig}"
 BRIG_SHIM="$target/release/containerd-shim-brig-v2"
 VM_BATS="$vm_bats"
 VM_BATS_SUITE="$suite"
+VM_BATS_SELECT="$select_dir"
+VM_TEST_SECONDS="$test_seconds"
 VM_KEEP_DIRS="$ws $target"
 ENV
 (cd "$ird" && find . | cpio -o -H newc --quiet) | gzip -1 > "$work/initrd.gz"
@@ -144,8 +192,8 @@ case $accel in
   *) accel_args=(-accel tcg,thread=multi -cpu max) ;;
 esac
 
-timeout=${VM_TIMEOUT:-$([ -n "$vm_bats" ] && echo 1500 || echo 300)}
-echo "vm: booting $kver ($accel):$(for t in $tests $vm_bats; do printf ' %s' "$t"; done)"
+timeout=${VM_TIMEOUT:-$budget}
+echo "vm: booting $kver ($accel), limit ${timeout}s:$(for t in $tests $vm_bats; do printf ' %s' "$t"; done)"
 log=$work/console.log
 set +e
 timeout "$timeout" qemu-system-x86_64 \
@@ -159,11 +207,12 @@ timeout "$timeout" qemu-system-x86_64 \
 qrc=${PIPESTATUS[0]}
 set -e
 verdict=$(grep -a 'BRIG-VM-RESULT:' "$log" | tail -1 | tr -d '\r')
-# The bats summary again, below the console output.
-grep -a 'guest: \(bats .* pass/fail/skip\|PASS bats\|FAIL bats\)' "$log" | tr -d '\r' | sed 's/^guest/vm/' || true
+# The summary again, below the console output: each item's verdict and time.
+grep -a 'guest: \(bats .* pass/fail/skip\|PASS\|FAIL\|bats .* took\|.* timed out\)' "$log" | tr -d '\r' | sed 's/^guest/vm/' || true
 case "$verdict" in
   *"rc=0") echo "PASS vm tests (cgroup v2 guest, kernel $kver)"; exit 0 ;;
-  "") [ "$qrc" = 124 ] && echo "FAIL vm tests: guest timed out after ${timeout}s" \
-        || echo "FAIL vm tests: guest gave no verdict (qemu exit $qrc)"; exit 1 ;;
+  "") running=$(grep -a '^guest: === ' "$log" | tail -1 | tr -d '\r' | sed 's/^guest: === //')
+      [ "$qrc" = 124 ] && echo "FAIL vm tests: guest timed out after ${timeout}s, while running: ${running:-(nothing yet: boot)}" \
+        || echo "FAIL vm tests: guest gave no verdict (qemu exit $qrc), last running: ${running:-(nothing yet: boot)}"; exit 1 ;;
   *) echo "FAIL vm tests: ${verdict#BRIG-VM-RESULT: }"; exit 1 ;;
 esac
