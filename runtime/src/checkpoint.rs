@@ -242,7 +242,7 @@ pub fn checkpoint(root: &Root, id: &str, opts: &CheckpointOpts) -> Result<()> {
         // With a cgroup namespace the cgroup file system is a real mount (its
         // root looks like a subtree only from our namespace): criu dumps it,
         // and restore gives no mapping for it (as runc).
-        if !has_namespace(&spec, LinuxNamespaceType::Cgroup) {
+        if !crate::spec::has_namespace(&spec, LinuxNamespaceType::Cgroup) {
             for dest in cgroup_bind_mounts(saved.pid) {
                 args.extend(["--external".into(), format!("mnt[{dest}]:{dest}")]);
             }
@@ -423,7 +423,7 @@ pub fn restore(root: &Root, opts: &RestoreOpts) -> Result<i32> {
         ]);
     }
     if linux.masked_paths().as_ref().is_some_and(|m| !m.is_empty())
-        && !has_namespace(spec, LinuxNamespaceType::User)
+        && !crate::spec::has_namespace(spec, LinuxNamespaceType::User)
     {
         // (With a user namespace the default devices above name it already.)
         args.extend(["--external".into(), "mnt[/dev/null]:/dev/null".into()]);
@@ -990,7 +990,7 @@ fn external_mount_keys(spec: &Spec, pid: i32) -> Vec<String> {
     if let Some(devs) = spec.linux().as_ref().and_then(|l| l.devices().clone()) {
         keys.extend(devs.iter().map(|d| clean(d.path())));
     }
-    if has_namespace(spec, LinuxNamespaceType::User) {
+    if crate::spec::has_namespace(spec, LinuxNamespaceType::User) {
         keys.extend(default_device_paths());
     }
     keys.sort();
@@ -1008,7 +1008,7 @@ fn external_mount_sources(spec: &Spec, bundle: &Path, rootfs: &Path) -> Vec<(Str
     if let Some(devs) = spec.linux().as_ref().and_then(|l| l.devices().clone()) {
         out.extend(devs.iter().map(|d| (clean(d.path()), d.path().clone())));
     }
-    if has_namespace(spec, LinuxNamespaceType::User) {
+    if crate::spec::has_namespace(spec, LinuxNamespaceType::User) {
         out.extend(default_device_paths().map(|p| (p.clone(), PathBuf::from(p))));
     }
     let mut seen = std::collections::BTreeSet::new();
@@ -1017,13 +1017,6 @@ fn external_mount_sources(spec: &Spec, bundle: &Path, rootfs: &Path) -> Vec<(Str
 }
 
 /// Whether the spec gives the container a namespace of type `t`.
-fn has_namespace(spec: &Spec, t: LinuxNamespaceType) -> bool {
-    spec.linux()
-        .as_ref()
-        .and_then(|l| l.namespaces().as_ref())
-        .is_some_and(|ns| ns.iter().any(|n| n.typ() == t))
-}
-
 /// The default device nodes' paths (/dev/null, ...).
 fn default_device_paths() -> impl Iterator<Item = String> {
     crate::linux::rootfs::default_devices()
@@ -1307,7 +1300,7 @@ fn unescape(s: &str) -> String {
 /// The restore side of [`cgroup_bind_mounts`]: where brig binds the new
 /// container's cgroup of each hierarchy, unless it has a cgroup namespace.
 fn cgroup_bind_sources(spec: &Spec, cg: &dyn cgroups::Manager) -> Vec<(String, PathBuf)> {
-    if has_namespace(spec, LinuxNamespaceType::Cgroup) {
+    if crate::spec::has_namespace(spec, LinuxNamespaceType::Cgroup) {
         return Vec::new();
     }
     let mut out = Vec::new();

@@ -539,45 +539,49 @@ fn rootfs_plan(
         } else {
             (source, true)
         };
-        // Cloned here, by the runtime, as a detached mount (open_tree): the
-        // init may run as an id (in a user namespace) that cannot reach the
-        // source, and the clone pins what was checked.
+        // With a user namespace, cloned here by the runtime as a detached mount
+        // (open_tree): the init may run as an id that cannot reach the source.
+        // Without one the init binds by path, as runc: a clone made now would get
+        // its mount id now, and kernels from 6.8 list mountinfo by mount id, so the
+        // binds would come before the rootfs and every other mount.
         // open_tree needs CAP_SYS_ADMIN here: a rootless caller binds by
         // path from inside its user namespace instead, with its own access.
         let idmap = idmap_of(i, m, &opts, spec)?;
-        let source_fd = if is_bind && nix::unistd::geteuid().is_root() {
-            let fd = rootfs::clone_mount(&source, opts.recursive).map_err(|e| {
-                Error::config(
-                    "config.json",
-                    format!("mounts[{i}].source"),
-                    format!("{}: {}", source.display(), e.desc()),
-                )
-            })?;
-            if let Some((uid, gid, recursive)) = &idmap {
-                let userns = namespaces::userns_with_maps(uid, gid)?;
-                rootfs::idmap_mount(
-                    std::os::fd::AsFd::as_fd(&fd),
-                    std::os::fd::AsFd::as_fd(&userns),
-                    *recursive,
-                )
-                .map_err(|e| {
+        let in_userns = crate::spec::has_namespace(spec, LinuxNamespaceType::User);
+        let source_fd =
+            if is_bind && (in_userns || idmap.is_some()) && nix::unistd::geteuid().is_root() {
+                let fd = rootfs::clone_mount(&source, opts.recursive).map_err(|e| {
                     Error::config(
                         "config.json",
-                        format!("mounts[{i}].uidMappings"),
-                        format!("idmapped mount of {}: {}", source.display(), e.desc()),
+                        format!("mounts[{i}].source"),
+                        format!("{}: {}", source.display(), e.desc()),
                     )
                 })?;
-            }
-            Some(std::sync::Arc::new(fd))
-        } else if idmap.is_some() {
-            return Err(Error::config(
-                "config.json",
-                format!("mounts[{i}].uidMappings"),
-                "idmapped mounts need a bind mount made by root",
-            ));
-        } else {
-            None
-        };
+                if let Some((uid, gid, recursive)) = &idmap {
+                    let userns = namespaces::userns_with_maps(uid, gid)?;
+                    rootfs::idmap_mount(
+                        std::os::fd::AsFd::as_fd(&fd),
+                        std::os::fd::AsFd::as_fd(&userns),
+                        *recursive,
+                    )
+                    .map_err(|e| {
+                        Error::config(
+                            "config.json",
+                            format!("mounts[{i}].uidMappings"),
+                            format!("idmapped mount of {}: {}", source.display(), e.desc()),
+                        )
+                    })?;
+                }
+                Some(std::sync::Arc::new(fd))
+            } else if idmap.is_some() {
+                return Err(Error::config(
+                    "config.json",
+                    format!("mounts[{i}].uidMappings"),
+                    "idmapped mounts need a bind mount made by root",
+                ));
+            } else {
+                None
+            };
         let plan = rootfs::MountPlan {
             index: i,
             destination: m.destination().clone(),
@@ -642,6 +646,7 @@ fn rootfs_plan(
             .unwrap_or(false),
         propagation,
         no_pivot,
+        own_mount_ns: crate::spec::has_namespace(spec, LinuxNamespaceType::Mount),
         cgroup_mounts,
         cgroupns,
         bind_devices: linux

@@ -153,11 +153,29 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32> {
             in_userns = true;
         }
     }
+    // A container without a mount namespace of its own shares ours, chrooted into its rootfs:
+    // the exec process takes the init's root, else it would run at the host's.
+    let root = if ns.has(LinuxNamespaceType::Mount) {
+        None
+    } else {
+        let path = format!("/proc/{}/root", saved.pid);
+        Some(
+            nix::fcntl::open(
+                path.as_str(),
+                nix::fcntl::OFlag::O_PATH
+                    | nix::fcntl::OFlag::O_DIRECTORY
+                    | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .sys("open", &path)?,
+        )
+    };
     let plan = Plan {
         process: ProcessPlan::from_spec(&p, seccomp, opts.preserve_fds)?,
         ns,
         console,
         in_userns,
+        root,
     };
     // pid and time namespaces apply to children: join them before the clone.
     if let Some(j) = &plan.ns.join_pid {
@@ -509,6 +527,8 @@ struct Plan {
     console: Option<OwnedFd>,
     /// The user namespace was joined by the parent already.
     in_userns: bool,
+    /// The init's root, to chroot into, when the container has no mount namespace.
+    root: Option<OwnedFd>,
 }
 
 enum Never {}
@@ -545,6 +565,11 @@ fn child(plan: &Plan, sync: &Sync) -> Result<Never> {
     }
     if plan.in_userns || plan.ns.has(LinuxNamespaceType::User) {
         namespaces::become_userns_root()?;
+    }
+    if let Some(root) = &plan.root {
+        nix::unistd::fchdir(root).sys("fchdir", "the container's root")?;
+        nix::unistd::chroot(".").sys("chroot", "the container's root")?;
+        nix::unistd::chdir("/").sys("chdir", "/")?;
     }
     if let Some(sock) = &plan.console {
         tty::setup(sock.as_fd(), plan.process.console_size, false)?;

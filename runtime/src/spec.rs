@@ -218,10 +218,46 @@ pub fn validate(spec: &Spec) -> std::result::Result<(), Invalid> {
             has_mount |= ns.typ() == LinuxNamespaceType::Mount;
         }
         if !has_mount {
-            return Err(bad(
-                "linux.namespaces",
-                "a mount namespace is required to set up the root filesystem",
-            ));
+            // The container then runs in the caller's mount namespace (as runc's), chrooted
+            // into its rootfs: whatever would mount there would mount on the host.
+            let why = "needs a mount namespace (without one, the container shares the caller's)";
+            let root_ro = spec
+                .root()
+                .as_ref()
+                .is_some_and(|r| r.readonly() == Some(true));
+            for (field, set) in [
+                (
+                    "mounts",
+                    spec.mounts().as_ref().is_some_and(|m| !m.is_empty()),
+                ),
+                ("root.readonly", root_ro),
+                (
+                    "linux.maskedPaths",
+                    linux.masked_paths().as_ref().is_some_and(|m| !m.is_empty()),
+                ),
+                (
+                    "linux.readonlyPaths",
+                    linux
+                        .readonly_paths()
+                        .as_ref()
+                        .is_some_and(|m| !m.is_empty()),
+                ),
+                (
+                    "linux.devices",
+                    linux.devices().as_ref().is_some_and(|d| !d.is_empty()),
+                ),
+                (
+                    "linux.rootfsPropagation",
+                    linux
+                        .rootfs_propagation()
+                        .as_ref()
+                        .is_some_and(|p| !p.is_empty()),
+                ),
+            ] {
+                if set {
+                    return Err(bad(field, why));
+                }
+            }
         }
         let new_user = linux
             .namespaces()
@@ -451,6 +487,14 @@ pub fn check_id(path: &str, id: u32) -> std::result::Result<(), Invalid> {
         ));
     }
     Ok(())
+}
+
+/// Whether the container has (or joins) a namespace of type `t`.
+pub fn has_namespace(spec: &Spec, t: LinuxNamespaceType) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| ns.iter().any(|n| n.typ() == t))
 }
 
 /// The name of a namespace type as config.json spells it.

@@ -497,3 +497,174 @@ fn cgroup_namespace() {
         assert_eq!(path, "/", "{out}");
     }
 }
+
+/// Bind mounts with propagation options are listed in the container's mountinfo in the order
+/// config.json gives them, after the rootfs and the mounts before them (as runc; kernels from
+/// 6.8 list mountinfo by mount id, so a bind made early shows early), each with its
+/// propagation; `rootfsPropagation: shared` works (pivot_root refused a shared new root).
+#[test]
+fn propagation_binds_in_config_order_and_shared_rootfs() {
+    let Some(rt) = Runtime::new("propagation_binds_in_config_order_and_shared_rootfs") else {
+        return;
+    };
+    let src = tempfile::tempdir().unwrap();
+    let opts = [
+        ("/m-shared", "rshared"),
+        ("/m-slave", "rslave"),
+        ("/m-private", "private"),
+        ("/m-runbindable", "runbindable"),
+    ];
+    for (dest, _) in opts {
+        std::fs::create_dir(src.path().join(&dest[1..])).unwrap();
+    }
+    // The sources on a shared mount of the test's own, so that a slave has a master to show.
+    let shared = SharedMount::new(src.path());
+    let binds: Vec<serde_json::Value> = opts
+        .iter()
+        .map(|(dest, prop)| {
+            json!({"destination": dest, "type": "bind",
+                   "source": src.path().join(&dest[1..]), "options": ["rbind", prop]})
+        })
+        .collect();
+    for rootfs_prop in ["shared", "rshared", "rslave", "private"] {
+        let b = Bundle::sh("cat /proc/self/mountinfo").with(|c| {
+            c["linux"]["rootfsPropagation"] = json!(rootfs_prop);
+            for b in &binds {
+                add_mount(c, b.clone());
+            }
+        });
+        // The rootfs a shared mount point of its own, as containerd's overlay is on a host
+        // whose / is shared (systemd's default).
+        let rootfs_mount = SharedMount::new(&b.rootfs());
+        let id = rt.new_id("prop");
+        let run = rt.run_capture(&b, &id);
+        drop(rootfs_mount);
+        run.assert_ok();
+        assert_no_leftovers(&rt, &id, &b);
+        let out = run.stdout;
+        let points: Vec<&str> = out.lines().filter_map(|l| l.split(' ').nth(4)).collect();
+        let at = |p: &str| points.iter().position(|x| *x == p);
+        let order: Vec<Option<usize>> = ["/", "/proc", "/sys/fs/cgroup"]
+            .into_iter()
+            .chain(opts.iter().map(|(d, _)| *d))
+            .map(at)
+            .collect();
+        assert!(
+            order.iter().all(Option::is_some) && order.windows(2).all(|w| w[0] < w[1]),
+            "rootfsPropagation {rootfs_prop}: mounts out of config order: {points:?}"
+        );
+        let fields = |p: &str| {
+            out.lines()
+                .find(|l| l.split(' ').nth(4) == Some(p))
+                .map(|l| l.split(" - ").next().unwrap_or("").to_string())
+                .unwrap_or_default()
+        };
+        assert!(fields("/m-shared").contains("shared:"), "{out}");
+        assert!(fields("/m-slave").contains("master:"), "{out}");
+        assert!(fields("/m-runbindable").contains("unbindable"), "{out}");
+        let private = fields("/m-private");
+        assert!(
+            !private.contains("shared:") && !private.contains("master:"),
+            "{out}"
+        );
+        // (runc 1.1 leaves its rootfs private.)
+        if rootfs_prop.ends_with("shared") && rt.is_brig() {
+            assert!(fields("/").contains("shared:"), "rootfs not shared: {out}");
+        }
+    }
+    drop(shared);
+}
+
+/// `dir` bind-mounted onto itself and made shared, unmounted on drop.
+struct SharedMount(std::path::PathBuf);
+
+impl SharedMount {
+    fn new(dir: &std::path::Path) -> SharedMount {
+        for args in [&["--bind", "."][..], &["--make-shared"][..]] {
+            let ok = std::process::Command::new("mount")
+                .args(args)
+                .current_dir(dir)
+                .arg(dir)
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "mount {args:?} {}", dir.display());
+        }
+        SharedMount(dir.to_path_buf())
+    }
+}
+
+impl Drop for SharedMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Without a mount namespace (the runtime-spec allows it; runc does it) the container shares
+/// the caller's mount namespace, chrooted into its rootfs: nothing is mounted, and `exec`
+/// lands in the same root. Anything that would mount there is refused by name.
+#[test]
+fn no_mount_namespace_shares_the_callers() {
+    let Some(rt) = Runtime::new("no_mount_namespace_shares_the_callers") else {
+        return;
+    };
+    if rt.skip_unless_brig("runc binds the rootfs and sets propagation in the caller's mount namespace, the host's here") {
+        return;
+    }
+    let bare = |c: &mut serde_json::Value| {
+        remove_namespace(c, "mount");
+        c["mounts"] = json!([]);
+        c["root"]["readonly"] = json!(false);
+        c["linux"]["maskedPaths"] = json!([]);
+        c["linux"]["readonlyPaths"] = json!([]);
+    };
+    let b = Bundle::new(&["sleep", "100"]).with(bare);
+    std::fs::write(b.rootfs().join("marker"), "in the rootfs\n").unwrap();
+    let id = rt.new_id("nomnt");
+    rt.run_detached(&b, &id).assert_ok();
+    let pid = rt.pid(&id);
+    let ns = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/mnt")).unwrap();
+    assert_eq!(
+        ns(&pid.to_string()),
+        ns("self"),
+        "not the caller's mount namespace"
+    );
+    let root = std::fs::read_link(format!("/proc/{pid}/root")).unwrap();
+    assert_eq!(root, std::fs::canonicalize(b.rootfs()).unwrap());
+    let out = rt.cmd(&["exec", &id, "cat", "/marker"]);
+    out.assert_ok();
+    assert_eq!(out.stdout, "in the rootfs\n");
+    rt.delete_force(&id).assert_ok();
+    assert_no_leftovers(&rt, &id, &b);
+    assert!(
+        std::fs::read_dir(b.rootfs().join("dev")).map_or(true, |mut d| d.next().is_none()),
+        "device nodes made in the rootfs on the host"
+    );
+    for (field, edit) in [
+        (
+            "mounts",
+            (|c| c["mounts"] = json!([{"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"}]))
+                as Edit,
+        ),
+        ("root.readonly", |c| c["root"]["readonly"] = json!(true)),
+        ("linux.maskedPaths", |c| {
+            c["linux"]["maskedPaths"] = json!(["/proc/kcore"])
+        }),
+        ("linux.rootfsPropagation", |c| {
+            c["linux"]["rootfsPropagation"] = json!("shared")
+        }),
+    ] {
+        let b = Bundle::new(&["true"]).with(bare).with(edit);
+        let id = rt.new_id("nomnt");
+        let out = rt.create(&b, &id);
+        out.assert_fail();
+        assert!(
+            out.stderr
+                .contains(&format!("{field}: needs a mount namespace")),
+            "{out}"
+        );
+        assert_no_leftovers(&rt, &id, &b);
+    }
+}
+
+type Edit = fn(&mut serde_json::Value);

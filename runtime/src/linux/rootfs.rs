@@ -63,6 +63,9 @@ pub struct Plan {
     pub readonly_root: bool,
     pub propagation: Option<MsFlags>,
     pub no_pivot: bool,
+    /// The container has a mount namespace of its own. Without one (runtime-spec allows it)
+    /// it shares the caller's: nothing is mounted or made, the init only chroots.
+    pub own_mount_ns: bool,
     pub cgroup_mounts: Vec<CgroupMount>,
     pub cgroupns: bool,
     /// process.cwd, created (as runc does) when missing.
@@ -143,10 +146,23 @@ pub fn check_destination(m: &MountPlan) -> Result<()> {
 /// Stage 1, before the createRuntime hooks: propagation, the rootfs bind,
 /// every mount, /dev.
 pub fn prepare(plan: &Plan) -> Result<()> {
+    if !plan.own_mount_ns {
+        return Ok(());
+    }
     let prop = plan
         .propagation
         .unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
     mount(None::<&str>, "/", None::<&str>, prop, None::<&str>).sys("mount", "propagation of /")?;
+    // Unless every mount here is now a slave or private (the default rslave, or rprivate), the
+    // rootfs may lie on a mount that is still a peer of the host's: made private before the
+    // bind, as runc does. Else the bind is a peer too: what is mounted on it would appear on
+    // the host, and pivot_root(".", ".") refuses a shared new root (EINVAL). The rootfs turns
+    // shared again in finish when rootfsPropagation asks for it.
+    let all_private_or_slave =
+        prop.contains(MsFlags::MS_REC) && prop.intersects(MsFlags::MS_SLAVE | MsFlags::MS_PRIVATE);
+    if !all_private_or_slave {
+        make_rootfs_mount_private(&plan.rootfs)?;
+    }
     mount(
         Some(&plan.rootfs),
         &plan.rootfs,
@@ -155,10 +171,6 @@ pub fn prepare(plan: &Plan) -> Result<()> {
         None::<&str>,
     )
     .sys("bind mount rootfs", plan.rootfs.display())?;
-    if prop.contains(MsFlags::MS_SHARED) {
-        // pivot_root refuses a new root whose parent mount is shared.
-        make_parent_private(&plan.rootfs)?;
-    }
     let root = nix::fcntl::open(
         &plan.rootfs,
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
@@ -657,15 +669,17 @@ fn dev_symlinks(root: BorrowedFd) -> Result<()> {
     Ok(())
 }
 
-fn make_parent_private(rootfs: &Path) -> Result<()> {
+/// Makes private the mount the rootfs lies on: the rootfs's own when it is a mount point (the
+/// overlay containerd mounts there), else the one holding its directory. Its bind is then
+/// private too, which pivot_root needs.
+fn make_rootfs_mount_private(rootfs: &Path) -> Result<()> {
     let info = std::fs::read_to_string("/proc/self/mountinfo")
         .map_err(|e| Error::io("read /proc/self/mountinfo", e))?;
-    let parent = rootfs.parent().unwrap_or(Path::new("/"));
     let best = info
         .lines()
         .filter_map(|l| l.split(' ').nth(4))
         .map(|mp| PathBuf::from(unescape(mp)))
-        .filter(|mp| parent.starts_with(mp))
+        .filter(|mp| rootfs.starts_with(mp))
         .max_by_key(|mp| mp.as_os_str().len())
         .unwrap_or_else(|| PathBuf::from("/"));
     mount(
@@ -687,6 +701,11 @@ fn unescape(s: &str) -> String {
 
 /// Stage 2, after the createContainer hooks: switch the root.
 pub fn enter(plan: &Plan) -> Result<()> {
+    if !plan.own_mount_ns {
+        nix::unistd::chdir(&plan.rootfs).sys("chdir", plan.rootfs.display())?;
+        nix::unistd::chroot(".").sys("chroot", plan.rootfs.display())?;
+        return nix::unistd::chdir("/").sys("chdir", "/");
+    }
     if plan.no_pivot {
         hide_host_pseudo_fs(&plan.rootfs)?;
         nix::unistd::chdir(&plan.rootfs).sys("chdir", plan.rootfs.display())?;
@@ -782,6 +801,9 @@ fn hide_host_pseudo_fs(rootfs: &Path) -> Result<()> {
 
 /// Stage 3, after pivot_root: masked paths, read-only paths, read-only root.
 pub fn finish(plan: &Plan) -> Result<()> {
+    if !plan.own_mount_ns {
+        return Ok(());
+    }
     let root = nix::fcntl::open(
         "/",
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
@@ -817,7 +839,17 @@ pub fn finish(plan: &Plan) -> Result<()> {
         .sys("remount read-only", "/")?;
     }
     if let Some(p) = plan.propagation {
-        mount(None::<&str>, "/", None::<&str>, p, None::<&str>).sys("set propagation of", "/")?;
+        // The rootfs alone: the mounts on it keep the propagation config.json gave each (a
+        // recursive change would make an `rprivate` bind shared). What the recursive form is
+        // for, binds that stay peers of the host's mounts, was done in prepare.
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            p - MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .sys("set propagation of", "/")?;
     }
     Ok(())
 }

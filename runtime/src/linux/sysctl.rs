@@ -60,6 +60,9 @@ pub fn check(key: &str, has_ipc: bool, has_net: bool, has_uts: bool) -> Result<(
 
 /// Writes every sysctl into the (container's) /proc/sys.
 pub fn apply(sysctl: &HashMap<String, String>) -> Result<()> {
+    if sysctl.is_empty() {
+        return Ok(());
+    }
     let procfs = crate::linux::rootfs::ProcHandle::open(Path::new("/proc"))?;
     let mut keys: Vec<_> = sysctl.keys().collect();
     keys.sort();

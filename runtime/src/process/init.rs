@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::ffi::CString;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::OFlag;
@@ -122,6 +122,20 @@ fn setup(plan: &Plan, sync: &Sync) -> Result<Never> {
     // createContainer hooks run from the rootfs (runc's cwd there).
     nix::unistd::chdir(&plan.rootfs.rootfs).sys("chdir", plan.rootfs.rootfs.display())?;
     crate::hooks::run_all("createContainer", &plan.create_container_hooks, &state)?;
+    // Without a mount namespace nothing is mounted, /proc neither: the exec fifo is reopened
+    // through the host's procfs, opened before the chroot and closed before execve.
+    let host_proc = if plan.rootfs.own_mount_ns {
+        None
+    } else {
+        Some(
+            nix::fcntl::open(
+                "/proc",
+                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .sys("open", "/proc")?,
+        )
+    };
     rootfs::enter(&plan.rootfs)?;
     sysctl::apply(&plan.sysctl)?;
     // Before finish: /dev may turn read-only there.
@@ -139,12 +153,21 @@ fn setup(plan: &Plan, sync: &Sync) -> Result<Never> {
     sync.debug("init: closing the pipe to signal completion (ready; waiting for start)");
     sync.send(&Msg::Ready)?;
     // Wait for `start`: opening the fifo for writing blocks until it is read.
-    let fifo = nix::fcntl::open(
-        crate::linux::fs::fd_path(plan.exec_fifo.as_fd()).as_str(),
-        OFlag::O_WRONLY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
+    let fifo = match &host_proc {
+        Some(proc) => nix::fcntl::openat(
+            proc,
+            format!("self/fd/{}", plan.exec_fifo.as_raw_fd()).as_str(),
+            OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ),
+        None => nix::fcntl::open(
+            crate::linux::fs::fd_path(plan.exec_fifo.as_fd()).as_str(),
+            OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ),
+    }
     .sys("open", "exec fifo")?;
+    drop(host_proc);
     nix::unistd::write(&fifo, b"0").sys("write", "exec fifo")?;
     // Kept open (CLOEXEC) until execve: `start` reads to EOF, so it knows
     // the startContainer hooks ran and the process is exec'd before it runs
