@@ -30,6 +30,18 @@ e2e: build
 	rm -f $$log; exit $$rc
 
 vm-test: build
+	VM_BATS="checkpoint.bats cgroups.bats exec.bats update.bats delete.bats" bash tests/vm/run.sh
+
+# Both suites run, whatever the first gives.
+conformance: build
+	bash conformance/setup.sh
+	@rc=0; \
+	BRIG=$(CURDIR)/target/release/brig bash conformance/run.sh --runtimes "brig runc" || rc=1; \
+	BRIG_BUILD=$(CURDIR)/target/release/brig-build bash conformance/image-spec.sh || rc=1; \
+	exit $$rc
+
+# Every part runs, whatever fails before it; the summary names the parts that failed.
+test: build
 	@set -o pipefail; failed=""; \
 	echo "== unit tests"; $(MAKE) -s unit || failed="$$failed unit"; \
 	echo "== end-to-end tests"; $(MAKE) -s e2e || failed="$$failed e2e"; \
