@@ -132,8 +132,8 @@ impl Layout {
             if fields.len() < 5 || fields.len() < sep + 4 {
                 continue;
             }
-            let root = PathBuf::from(unescape(fields[3]));
-            let mountpoint = PathBuf::from(unescape(fields[4]));
+            let root = crate::linux::mountinfo::unescape(fields[3]);
+            let mountpoint = crate::linux::mountinfo::unescape(fields[4]);
             let fstype = fields[sep + 1];
             let superopts = fields[sep + 3];
             let h = match fstype {
@@ -206,31 +206,6 @@ impl Layout {
 
 fn set_of(v: &[String]) -> BTreeSet<&str> {
     v.iter().map(String::as_str).collect()
-}
-
-/// Undo mountinfo's octal escapes (`\040` for a space and so on).
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() {
-            let oct = &b[i + 1..i + 4];
-            if oct.iter().all(|c| (b'0'..=b'7').contains(c)) {
-                let v = (oct[0] - b'0') as u32 * 64
-                    + (oct[1] - b'0') as u32 * 8
-                    + (oct[2] - b'0') as u32;
-                if let Ok(byte) = u8::try_from(v) {
-                    out.push(byte);
-                    i += 4;
-                    continue;
-                }
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// One line of `/proc/<pid>/cgroup`.

@@ -675,10 +675,7 @@ fn dev_symlinks(root: BorrowedFd) -> Result<()> {
 fn make_rootfs_mount_private(rootfs: &Path) -> Result<()> {
     let info = std::fs::read_to_string("/proc/self/mountinfo")
         .map_err(|e| Error::io("read /proc/self/mountinfo", e))?;
-    let best = info
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|mp| PathBuf::from(unescape(mp)))
+    let best = crate::linux::mountinfo::mount_points(&info)
         .filter(|mp| rootfs.starts_with(mp))
         .max_by_key(|mp| mp.as_os_str().len())
         .unwrap_or_else(|| PathBuf::from("/"));
@@ -690,13 +687,6 @@ fn make_rootfs_mount_private(rootfs: &Path) -> Result<()> {
         None::<&str>,
     )
     .sys("make private", best.display())
-}
-
-fn unescape(s: &str) -> String {
-    s.replace("\\040", " ")
-        .replace("\\011", "\t")
-        .replace("\\012", "\n")
-        .replace("\\134", "\\")
 }
 
 /// Stage 2, after the createContainer hooks: switch the root.
@@ -765,7 +755,7 @@ fn hide_host_pseudo_fs(rootfs: &Path) -> Result<()> {
         let (Some(root), Some(mp), Some(fstype)) = (root, mp, fstype) else {
             continue;
         };
-        let mp = PathBuf::from(unescape(mp));
+        let mp = crate::linux::mountinfo::unescape(mp);
         if *root == "/" && (*fstype == "proc" || *fstype == "sysfs") && !mp.starts_with(rootfs) {
             targets.push(mp);
         }
