@@ -310,16 +310,7 @@ pub fn restore(root: &Root, opts: &RestoreOpts) -> Result<i32> {
     let bundle = crate::spec::load(&opts.bundle)?;
     let spec = &bundle.spec;
     let terminal = has_terminal(spec);
-    if terminal && opts.detach && opts.console_socket.is_none() {
-        return Err(Error::msg(
-            "cannot allocate tty if brig will detach without setting console socket",
-        ));
-    }
-    if !terminal && opts.console_socket.is_some() {
-        return Err(Error::msg(
-            "cannot use console socket if the container does not use a terminal",
-        ));
-    }
+    crate::linux::tty::check_console(terminal, opts.detach, opts.console_socket.is_some())?;
     // The new pty, and the socket its master goes to, before anything is made.
     let pty = if terminal {
         let term = Terminal::read(images).ok_or_else(|| {
@@ -333,12 +324,11 @@ pub fn restore(root: &Root, opts: &RestoreOpts) -> Result<i32> {
                 ),
             )
         })?;
-        let socket = match &opts.console_socket {
-            Some(path) => Some(std::os::unix::net::UnixStream::connect(path).map_err(|e| {
-                Error::io(format!("connect to console socket {}", path.display()), e)
-            })?),
-            None => None,
-        };
+        let socket = opts
+            .console_socket
+            .as_deref()
+            .map(crate::linux::tty::connect_console)
+            .transpose()?;
         let (master, peer, n) = crate::linux::tty::new_pty()?;
         Some((term, socket, master, peer, n))
     } else {

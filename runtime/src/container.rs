@@ -101,28 +101,8 @@ pub fn create_with_sync(root: &Root, opts: &CreateOpts) -> Result<(i32, Sync)> {
     })?;
     let linux = spec.linux().as_ref().expect("validated");
     let console = console_for(process_spec.terminal() == Some(true), opts)?;
-    if process_spec
-        .apparmor_profile()
-        .as_deref()
-        .is_some_and(|p| !p.is_empty())
-    {
-        return Err(Error::config(
-            "config.json",
-            "process.apparmorProfile",
-            "AppArmor is not enabled on this host",
-        ));
-    }
-    if process_spec
-        .selinux_label()
-        .as_deref()
-        .is_some_and(|p| !p.is_empty())
-    {
-        return Err(Error::config(
-            "config.json",
-            "process.selinuxLabel",
-            "SELinux is not enabled on this host",
-        ));
-    }
+    crate::linux::lsm::check(process_spec)
+        .map_err(|(field, msg)| Error::config("config.json", format!("process.{field}"), msg))?;
     for name in capabilities::unknown(process_spec.capabilities().as_ref()) {
         logging::warn(&format!(
             "ignoring unknown or unavailable capability {name:?}"
@@ -282,67 +262,30 @@ pub fn create_with_sync(root: &Root, opts: &CreateOpts) -> Result<(i32, Sync)> {
             )?;
         }
         parent_sync.send(&Msg::Go)?;
-        loop {
-            let (msg, mut seccomp_fd) = match parent_sync.recv_with_fd()? {
-                Some((m, fd)) => (Some(m), fd),
-                None => (None, None),
-            };
-            match msg {
-                Some(Msg::Hooks) => {
-                    let st =
-                        hooks::state_json(&opts.id, "creating", pid, &bundle.dir, &annotations);
-                    let r =
-                        hooks::run_all("prestart", hooks.prestart().as_deref().unwrap_or(&[]), &st)
-                            .and_then(|_| {
-                                hooks::run_all(
-                                    "createRuntime",
-                                    hooks.create_runtime().as_deref().unwrap_or(&[]),
-                                    &st,
-                                )
-                            });
-                    if let Err(e) = r {
-                        let st =
-                            hooks::state_json(&opts.id, "stopped", pid, &bundle.dir, &annotations);
-                        if let Err(pe) = hooks::run_all(
-                            "poststop",
-                            hooks.poststop().as_deref().unwrap_or(&[]),
-                            &st,
-                        ) {
-                            logging::warn(&pe.to_string());
-                        }
-                        return Err(e);
-                    }
-                    parent_sync.send(&Msg::HooksDone)?;
+        let listener = process::parent::Listener {
+            profile: linux.seccomp().as_ref(),
+            pid,
+            state_json: hooks::state_json(&opts.id, "creating", pid, &bundle.dir, &annotations),
+        };
+        let run_hooks = || {
+            let st = &listener.state_json;
+            let r = hooks::run_all("prestart", hooks.prestart().as_deref().unwrap_or(&[]), st)
+                .and_then(|_| {
+                    let list = hooks.create_runtime().as_deref().unwrap_or(&[]);
+                    hooks::run_all("createRuntime", list, st)
+                });
+            if r.is_err() {
+                let st = hooks::state_json(&opts.id, "stopped", pid, &bundle.dir, &annotations);
+                let list = hooks.poststop().as_deref().unwrap_or(&[]);
+                if let Err(pe) = hooks::run_all("poststop", list, &st) {
+                    logging::warn(&pe.to_string());
                 }
-                Some(Msg::Ready) => return Ok(()),
-                Some(Msg::SeccompFd) => {
-                    let Some(fd) = seccomp_fd.take() else {
-                        return Err(Error::msg("sync: seccomp message without its fd"));
-                    };
-                    let st =
-                        hooks::state_json(&opts.id, "creating", pid, &bundle.dir, &annotations);
-                    let sc = linux
-                        .seccomp()
-                        .as_ref()
-                        .expect("a listener comes only from a profile");
-                    let path = sc
-                        .listener_path()
-                        .clone()
-                        .expect("validated: listener needs listenerPath");
-                    seccomp::send_to_agent(
-                        &path,
-                        sc.listener_metadata().as_deref(),
-                        std::os::fd::AsFd::as_fd(&fd),
-                        pid,
-                        &st,
-                    )?;
-                    drop(fd);
-                    parent_sync.send(&Msg::SeccompDone)?;
-                }
-                Some(Msg::Error { msg }) => return Err(Error::Msg(msg)),
-                Some(m) => return Err(Error::msg(format!("sync: unexpected {m:?}"))),
-                None => return Err(Error::msg("container init exited during setup")),
             }
+            r
+        };
+        match process::parent::drive(&parent_sync, &listener, run_hooks)? {
+            process::parent::End::Ready => Ok(()),
+            process::parent::End::Closed => Err(Error::msg("container init exited during setup")),
         }
     };
     run_parent()?;
@@ -468,14 +411,13 @@ fn wants_limits(r: Option<&oci_spec::runtime::LinuxResources>) -> bool {
 
 /// The socket the init sends the pty master to, checked like runc's
 /// checkTerminal.
+/// Where the init sends its pty master: the console socket, or (foreground `run`) the
+/// caller's end of a socketpair.
 fn console_for(terminal: bool, opts: &CreateOpts) -> Result<Option<std::os::fd::OwnedFd>> {
+    let detach = opts.console_fd.is_none();
+    tty::check_console(terminal, detach, opts.console_socket.is_some())?;
     match (terminal, &opts.console_socket, opts.console_fd) {
-        (true, Some(path), _) => {
-            let s = std::os::unix::net::UnixStream::connect(path).map_err(|e| {
-                Error::io(format!("connect to console socket {}", path.display()), e)
-            })?;
-            Ok(Some(s.into()))
-        }
+        (true, Some(path), _) => Ok(Some(tty::connect_console(path)?.into())),
         (true, None, Some(fd)) => {
             // SAFETY: the caller keeps `fd` open during create.
             let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
@@ -484,13 +426,7 @@ fn console_for(terminal: bool, opts: &CreateOpts) -> Result<Option<std::os::fd::
                     .map_err(|e| Error::io("dup console fd", e))?,
             ))
         }
-        (true, None, None) => Err(Error::msg(
-            "cannot allocate tty if brig will detach without setting console socket",
-        )),
-        (false, Some(_), _) => Err(Error::msg(
-            "cannot use console socket if brig will not detach or allocate tty",
-        )),
-        (false, None, _) => Ok(None),
+        _ => Ok(None),
     }
 }
 

@@ -81,33 +81,12 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32> {
     }
     let spec = container_spec(root, &saved)?;
     let p = process_of(&spec, opts)?;
-    if opts.detach && p.terminal() == Some(true) && opts.console_socket.is_none() {
-        return Err(Error::msg(
-            "cannot allocate tty if brig will detach without setting console socket",
-        ));
-    }
-    if opts.console_socket.is_some() && (!opts.detach || p.terminal() != Some(true)) {
-        return Err(Error::msg(
-            "cannot use console socket if brig will not detach or allocate tty",
-        ));
-    }
-    if p.apparmor_profile()
-        .as_deref()
-        .is_some_and(|a| !a.is_empty())
-    {
-        return Err(Error::config(
-            "process",
-            "apparmorProfile",
-            "AppArmor is not enabled on this host",
-        ));
-    }
-    if p.selinux_label().as_deref().is_some_and(|a| !a.is_empty()) {
-        return Err(Error::config(
-            "process",
-            "selinuxLabel",
-            "SELinux is not enabled on this host",
-        ));
-    }
+    tty::check_console(
+        p.terminal() == Some(true),
+        opts.detach,
+        opts.console_socket.is_some(),
+    )?;
+    crate::linux::lsm::check(&p).map_err(|(field, msg)| Error::config("process", field, msg))?;
     let linux = spec.linux().clone().unwrap_or_default();
     let seccomp = linux.seccomp().as_ref().map(seccomp::compile).transpose()?;
     let ns = namespaces::Plan::from_spec(&namespaces_of(saved.pid)?)?;
@@ -124,11 +103,7 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32> {
         None
     };
     let console: Option<OwnedFd> = match (&opts.console_socket, &pair) {
-        (Some(path), _) => Some(
-            std::os::unix::net::UnixStream::connect(path)
-                .map_err(|e| Error::io(format!("connect to console socket {}", path.display()), e))?
-                .into(),
-        ),
+        (Some(path), _) => Some(tty::connect_console(path)?.into()),
         (None, Some((ours, _))) => Some(
             ours.as_fd()
                 .try_clone_to_owned()
@@ -230,45 +205,24 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32> {
         kill_child();
         return Err(e);
     }
-    let mut result = parent_sync.recv_with_fd();
-    // A seccomp listener first goes to the agent, then the child goes on.
-    while let Ok(Some((Msg::SeccompFd, fd))) = &result {
-        let forwarded = match (fd, linux.seccomp().as_ref()) {
-            (Some(fd), Some(sc)) => {
-                let st = crate::hooks::state_json(
-                    &saved.id,
-                    "running",
-                    saved.pid,
-                    &saved.bundle,
-                    &saved.annotations,
-                );
-                let path = sc.listener_path().clone().unwrap_or_default();
-                seccomp::send_to_agent(
-                    &path,
-                    sc.listener_metadata().as_deref(),
-                    fd.as_fd(),
-                    pid,
-                    &st,
-                )
-                .and_then(|_| parent_sync.send(&Msg::SeccompDone))
-            }
-            _ => Err(Error::msg("sync: seccomp message without its fd")),
-        };
-        if let Err(e) = forwarded {
+    // Until the child has exec'd (closing its end) or failed.
+    let listener = process::parent::Listener {
+        profile: linux.seccomp().as_ref(),
+        pid,
+        state_json: crate::hooks::state_json(
+            &saved.id,
+            "running",
+            saved.pid,
+            &saved.bundle,
+            &saved.annotations,
+        ),
+    };
+    let no_hooks = || Err(Error::msg("sync: an exec process asked for hooks"));
+    match process::parent::drive(&parent_sync, &listener, no_hooks) {
+        Ok(process::parent::End::Closed) => {}
+        Ok(process::parent::End::Ready) => {
             kill_child();
-            return Err(e);
-        }
-        result = parent_sync.recv_with_fd();
-    }
-    match result.map(|o| o.map(|(m, _)| m)) {
-        Ok(None) => {}
-        Ok(Some(Msg::Error { msg })) => {
-            kill_child();
-            return Err(Error::Msg(msg));
-        }
-        Ok(Some(m)) => {
-            kill_child();
-            return Err(Error::msg(format!("sync: unexpected {m:?}")));
+            return Err(Error::msg("sync: unexpected ready from an exec process"));
         }
         Err(e) => {
             kill_child();

@@ -500,11 +500,6 @@ fn run(cli: Cli) -> Result<u8> {
             keep,
         } => {
             let mut opts = create_opts(&create)?;
-            if !detach && opts.console_socket.is_some() {
-                return Err(Error::msg(
-                    "cannot use console socket if brig will not detach or allocate tty",
-                ));
-            }
             // In the foreground brig itself takes the pty master (if the
             // spec asks for a terminal) through a socketpair.
             let pair = if detach {

@@ -388,3 +388,47 @@ fn exec_errors() {
         .unwrap();
     assert!(left.stdout.is_empty());
 }
+
+/// One rule for a terminal and a console socket, in runc's words, for create, run and exec: a
+/// detached terminal needs a socket; a socket needs a detached terminal.
+#[test]
+fn console_socket_rule_for_every_command() {
+    let Some(rt) = Runtime::new("console_socket_rule_for_every_command") else {
+        return;
+    };
+    let no_socket = "cannot allocate tty if";
+    let no_tty = "cannot use console socket if";
+    let sock = tempfile::tempdir().unwrap();
+    let sock = sock.path().join("console.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let sock = sock.to_str().unwrap();
+    let tty = Bundle::new(&["true"]).with(|c| c["process"]["terminal"] = true.into());
+    let plain = Bundle::new(&["true"]);
+    for (args, bundle, want) in [
+        (vec!["create"], &tty, no_socket),
+        (vec!["run", "-d"], &tty, no_socket),
+        (vec!["create", "--console-socket", sock], &plain, no_tty),
+        (vec!["run", "--console-socket", sock], &tty, no_tty),
+    ] {
+        let id = rt.new_id("cons");
+        let mut full = args.clone();
+        full.extend(["--bundle", bundle.path_str(), &id]);
+        let out = rt.cmd(&full);
+        out.assert_fail();
+        assert!(out.stderr.contains(want), "{args:?}: {out}");
+        assert_no_leftovers(&rt, &id, bundle);
+    }
+    let (_b, id) = running(&rt, "cons");
+    for (args, want) in [
+        (vec!["exec", "-t", "-d"], no_socket),
+        (vec!["exec", "--console-socket", sock, "-d"], no_tty),
+        (vec!["exec", "-t", "--console-socket", sock], no_tty),
+    ] {
+        let mut full = args.clone();
+        full.extend([id.as_str(), "true"]);
+        let out = rt.cmd(&full);
+        out.assert_fail();
+        assert!(out.stderr.contains(want), "{args:?}: {out}");
+    }
+    rt.delete_force(&id).assert_ok();
+}

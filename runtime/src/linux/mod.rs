@@ -2,6 +2,7 @@
 
 pub mod capabilities;
 pub mod fs;
+pub mod lsm;
 pub mod mountinfo;
 pub mod mounts;
 pub mod namespaces;

@@ -26,6 +26,29 @@ const DEVPTS_SUPER_MAGIC: i64 = 0x1cd1;
 /// In the container, after pivot_root: makes the pty, mounts the console,
 /// sends the master to `socket`, and makes the peer our stdio and
 /// controlling terminal.
+/// runc's rule for a terminal and a console socket, for create, run, exec and restore: a
+/// terminal that brig leaves behind (detached) needs a socket to send its master to, and a
+/// socket needs a detached terminal.
+pub fn check_console(terminal: bool, detach: bool, socket: bool) -> Result<()> {
+    if terminal && detach && !socket {
+        return Err(Error::msg(
+            "cannot allocate tty if brig will detach without setting console socket",
+        ));
+    }
+    if socket && !(terminal && detach) {
+        return Err(Error::msg(
+            "cannot use console socket if brig will not detach or allocate tty",
+        ));
+    }
+    Ok(())
+}
+
+/// Connects to the console socket at `path` (given by the caller).
+pub fn connect_console(path: &Path) -> Result<std::os::unix::net::UnixStream> {
+    std::os::unix::net::UnixStream::connect(path)
+        .map_err(|e| Error::io(format!("connect to console socket {}", path.display()), e))
+}
+
 pub fn setup(socket: BorrowedFd, size: Option<(u16, u16)>, mount_console: bool) -> Result<()> {
     let (master, peer, n) = new_pty()?;
     if let Some((rows, cols)) = size {

@@ -14,6 +14,7 @@
 //! only has to wait for `start`; or `Error` with the real cause at any step.
 
 pub mod init;
+pub mod parent;
 pub mod target;
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
