@@ -47,7 +47,7 @@ use crate::container;
 use crate::error::{Error, Result, SysContext};
 use crate::linux::mounts;
 use crate::logging;
-use crate::state::{self, Root, Saved, Status};
+use crate::state::{self, Root, Status};
 
 /// File in the image dir that records the init's stdio (as runc names it).
 pub const DESCRIPTORS: &str = "descriptors.json";
@@ -345,12 +345,8 @@ pub fn restore(root: &Root, opts: &RestoreOpts) -> Result<i32> {
     // before anything is created.
     let ext_ns = external_namespaces(spec)?;
 
-    let mut undo = Undo {
-        dir: None,
-        cgroup: None,
-        mount: None,
-        armed: true,
-    };
+    let mut undo = crate::process::undo::Undo::new("restore");
+    undo.kill_members = true;
     let dir = root.create_dir(&opts.id)?;
     undo.dir = Some(dir.clone());
     let cg = cgroups::new(
@@ -481,41 +477,12 @@ pub fn restore(root: &Root, opts: &RestoreOpts) -> Result<i32> {
         .parse()
         .map_err(|_| Error::msg(format!("criu's pidfile {}: {text:?}", pidfile.display())))?;
     let _ = std::fs::remove_file(&pidfile);
-    let st = state::proc_stat(pid)
-        .ok_or_else(|| Error::msg(format!("restored init {pid} exited at once")))?;
-    let annotations: BTreeMap<String, String> = spec
-        .annotations()
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
-    let saved = Saved {
-        id: opts.id.clone(),
-        pid,
-        pid_start: st.start_time,
-        bundle: bundle.dir.clone(),
-        rootfs: bundle.rootfs.clone(),
-        created: state::now_rfc3339(),
-        owner: String::new(),
-        annotations,
-        cgroup_paths,
-        hooks: spec.hooks().clone(),
-        own_pid_ns: linux
-            .namespaces()
-            .iter()
-            .flatten()
-            .any(|n| n.typ() == LinuxNamespaceType::Pid && n.path().is_none()),
-    };
-    let cfg = serde_json::to_vec(spec).map_err(|e| Error::msg(format!("encode config: {e}")))?;
-    let cfg_file = dir.join(state::CONFIG_FILE);
-    std::fs::write(&cfg_file, cfg)
-        .map_err(|e| Error::io(format!("write {}", cfg_file.display()), e))?;
-    state::save(&dir, &saved)?;
+    state::record(&dir, &bundle, &opts.id, pid, cgroup_paths)?;
     if let Some(p) = &opts.pid_file {
         state::write_pid_file(p, pid)?;
     }
     // From here the container exists; only the helper mount goes.
-    undo.armed = false;
+    undo.disarm();
     drop(undo);
     if opts.detach {
         return Ok(0);
@@ -525,40 +492,6 @@ pub fn restore(root: &Root, opts: &RestoreOpts) -> Result<i32> {
         logging::warn(&e.to_string());
     }
     Ok(code)
-}
-
-/// What a failed restore undoes; the helper mount always goes.
-struct Undo {
-    dir: Option<PathBuf>,
-    cgroup: Option<Box<dyn cgroups::Manager>>,
-    mount: Option<PathBuf>,
-    armed: bool,
-}
-
-impl Drop for Undo {
-    fn drop(&mut self) {
-        if let Some(m) = &self.mount {
-            let _ = umount2(m, MntFlags::MNT_DETACH);
-            let _ = std::fs::remove_dir(m);
-        }
-        if !self.armed {
-            return;
-        }
-        if let Some(cg) = &self.cgroup {
-            for pid in cg.pids().unwrap_or_default() {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-            if let Err(e) = cg.destroy() {
-                logging::warn(&format!("cleanup after failed restore: {e}"));
-            }
-        }
-        if let Some(dir) = &self.dir {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
 }
 
 /// The container's config as recorded at create.

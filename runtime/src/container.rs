@@ -13,14 +13,14 @@ use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
 use nix::sys::signal::{kill, Signal};
-use nix::sys::stat::{Mode, SFlag};
+use nix::sys::stat::Mode;
 use nix::unistd::Pid;
-use oci_spec::runtime::{LinuxDeviceType, LinuxNamespaceType, Spec};
+use oci_spec::runtime::LinuxNamespaceType;
 
-use crate::cgroups::{self, Manager};
+use crate::cgroups;
 use crate::error::{Error, Result, SysContext};
 use crate::hooks;
-use crate::linux::{capabilities, mounts, namespaces, rootfs, seccomp, sysctl, tty};
+use crate::linux::{capabilities, namespaces, rootfs, seccomp, tty};
 use crate::process::target::ProcessPlan;
 use crate::process::{self, init, Msg, Sync};
 use crate::state::{self, Root, Saved, Status};
@@ -39,37 +39,6 @@ pub struct CreateOpts {
     /// Instead of a console socket path: a connected socket (owned by the
     /// caller) to send the pty master to; foreground `run` uses it.
     pub console_fd: Option<i32>,
-}
-
-/// Undo list of a create in progress.
-struct Undo<'a> {
-    root: &'a Root,
-    id: String,
-    dir: Option<PathBuf>,
-    cgroup: Option<Box<dyn Manager>>,
-    pid: Option<i32>,
-    armed: bool,
-}
-
-impl Drop for Undo<'_> {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        if let Some(pid) = self.pid {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
-        }
-        if let Some(cg) = &self.cgroup {
-            if let Err(e) = cg.destroy() {
-                logging::warn(&format!("cleanup of {}: {e}", self.id));
-            }
-        }
-        if let Some(dir) = &self.dir {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-        let _ = self.root;
-    }
 }
 
 /// Creates a container; returns the init's pid. The caller's process is the
@@ -110,71 +79,19 @@ pub fn create_with_sync(root: &Root, opts: &CreateOpts) -> Result<(i32, Sync)> {
     }
 
     let ns = namespaces::Plan::from_spec(linux.namespaces().as_deref().unwrap_or(&[]))?;
-    if spec.hostname().as_deref().is_some_and(|h| !h.is_empty()) && !ns.has(LinuxNamespaceType::Uts)
-    {
-        return Err(Error::config(
-            "config.json",
-            "hostname",
-            "setting the hostname needs a new uts namespace",
-        ));
-    }
+    spec::check_namespaced(spec, |t| ns.has(t))?;
     let sysctls = linux.sysctl().clone().unwrap_or_default();
-    for key in sysctls.keys() {
-        sysctl::check(
-            key,
-            ns.has(LinuxNamespaceType::Ipc),
-            ns.has(LinuxNamespaceType::Network),
-            ns.has(LinuxNamespaceType::Uts),
-        )?;
-    }
     let seccomp = linux.seccomp().as_ref().map(seccomp::compile).transpose()?;
 
-    let mut undo = Undo {
-        root,
-        id: opts.id.clone(),
-        dir: None,
-        cgroup: None,
-        pid: None,
-        armed: true,
-    };
+    let mut undo = process::undo::Undo::new("create");
     let dir = root.create_dir(&opts.id)?;
     undo.dir = Some(dir.clone());
-    let fifo_path = dir.join(state::EXEC_FIFO);
-    nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o622))
-        .sys("mkfifo", fifo_path.display())?;
-    // The umask narrowed it; a non-root container user must be able to
-    // open it for writing.
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&fifo_path, std::fs::Permissions::from_mode(0o622))
-            .map_err(|e| Error::io(format!("chmod {}", fifo_path.display()), e))?;
-    }
-    let exec_fifo = nix::fcntl::open(&fifo_path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
-        .sys("open", fifo_path.display())?;
-
-    // Rootless: no cgroup unless the spec asks for limits (which then need a
-    // cgroup delegated to the caller, or fail naming linux.resources).
-    let use_cgroup = nix::unistd::geteuid().is_root() || wants_limits(linux.resources().as_ref());
-    let cg = if use_cgroup {
-        cgroups::new(
-            linux.cgroups_path().as_ref().and_then(|p| p.to_str()),
-            &opts.id,
-        )?
-    } else {
-        cgroups::load(BTreeMap::new())
-    };
-    // A cgroup someone froze would stop the init mid-setup; it is not ours
-    // to remove, so refuse before taking it over (as runc does).
-    if cg.state_frozen().unwrap_or(false) {
-        return Err(Error::msg("container's cgroup unexpectedly frozen"));
-    }
-    if cg.pids().is_ok_and(|p| !p.is_empty()) {
-        logging::warn("container's cgroup is not empty: it already has processes");
-    }
+    let exec_fifo = state::make_exec_fifo(&dir)?;
+    let (cg, use_cgroup) = cgroups::for_container(linux, &opts.id)?;
     let cgroup_mounts = cg.mounts();
     undo.cgroup = Some(cg);
 
-    let rootfs_plan = rootfs_plan(
+    let rootfs_plan = rootfs::Plan::from_spec(
         spec,
         &bundle.dir,
         &bundle.rootfs,
@@ -307,35 +224,11 @@ pub fn create_with_sync(root: &Root, opts: &CreateOpts) -> Result<(i32, Sync)> {
         cg.set(&res)?;
     }
 
-    let st =
-        state::proc_stat(pid).ok_or_else(|| Error::msg("container init exited during setup"))?;
-    let saved = Saved {
-        id: opts.id.clone(),
-        pid,
-        pid_start: st.start_time,
-        bundle: bundle.dir.clone(),
-        rootfs: bundle.rootfs.clone(),
-        created: state::now_rfc3339(),
-        owner: String::new(),
-        annotations,
-        cgroup_paths: cg.paths(),
-        hooks: spec.hooks().clone(),
-        own_pid_ns: plan.ns.clone_flags & libc::CLONE_NEWPID as u64 != 0,
-    };
-    // exec reads the container's config from here, not from a bundle that
-    // may have changed since.
-    let cfg = serde_json::to_vec(spec).map_err(|e| Error::msg(format!("encode config: {e}")))?;
-    std::fs::write(dir.join(state::CONFIG_FILE), cfg).map_err(|e| {
-        Error::io(
-            format!("write {}", dir.join(state::CONFIG_FILE).display()),
-            e,
-        )
-    })?;
-    state::save(&dir, &saved)?;
+    state::record(&dir, &bundle, &opts.id, pid, cg.paths())?;
     if let Some(p) = &opts.pid_file {
         state::write_pid_file(&absolute(p)?, pid)?;
     }
-    undo.armed = false;
+    undo.disarm();
     Ok((pid, parent_sync))
 }
 
@@ -347,66 +240,6 @@ pub fn wait_exec(sync: &Sync) -> Result<()> {
         Ok(Some(Msg::Error { msg })) => Err(Error::Msg(msg)),
         Ok(Some(m)) => Err(Error::msg(format!("sync: unexpected {m:?}"))),
     }
-}
-
-type IdMaps = Vec<oci_spec::runtime::LinuxIdMapping>;
-
-/// The id maps of an idmapped mount: its own `uidMappings`/`gidMappings`,
-/// or with only the `idmap`/`ridmap` option those of the container's user
-/// namespace. `ridmap` (or rbind) maps the whole subtree.
-fn idmap_of(
-    i: usize,
-    m: &oci_spec::runtime::Mount,
-    opts: &mounts::Options,
-    spec: &Spec,
-) -> Result<Option<(IdMaps, IdMaps, bool)>> {
-    let field = |f: &str| format!("mounts[{i}].{f}");
-    let (uid, gid) = (m.uid_mappings().clone(), m.gid_mappings().clone());
-    if uid.is_none() && gid.is_none() && opts.idmap.is_none() {
-        return Ok(None);
-    }
-    if !opts.bind {
-        return Err(Error::config(
-            "config.json",
-            field("uidMappings"),
-            "idmapped mounts must be bind mounts",
-        ));
-    }
-    let recursive = opts.idmap.unwrap_or(false) || opts.recursive;
-    let linux = spec.linux().as_ref().expect("validated");
-    let (uid, gid) = match (uid, gid) {
-        (Some(u), Some(g)) if !u.is_empty() && !g.is_empty() => (u, g),
-        (None, None) => match (linux.uid_mappings(), linux.gid_mappings()) {
-            (Some(u), Some(g)) if !u.is_empty() && !g.is_empty() => (u.clone(), g.clone()),
-            _ => {
-                return Err(Error::config(
-                    "config.json",
-                    field("options"),
-                    "idmap without mappings needs the container's user namespace mappings",
-                ))
-            }
-        },
-        _ => {
-            return Err(Error::config(
-                "config.json",
-                field("uidMappings"),
-                "uidMappings and gidMappings must both be given",
-            ))
-        }
-    };
-    Ok(Some((uid, gid, recursive)))
-}
-
-/// Whether `linux.resources` sets a limit (device rules alone do not count:
-/// a rootless container cannot have them and gets the host's devices only).
-fn wants_limits(r: Option<&oci_spec::runtime::LinuxResources>) -> bool {
-    let Some(r) = r else { return false };
-    let Ok(serde_json::Value::Object(mut v)) = serde_json::to_value(r) else {
-        return false;
-    };
-    v.remove("devices");
-    v.values()
-        .any(|x| !x.is_null() && x != &serde_json::json!({}) && x != &serde_json::json!([]))
 }
 
 /// The socket the init sends the pty master to, checked like runc's
@@ -439,163 +272,6 @@ fn absolute(p: &Path) -> Result<PathBuf> {
     Ok(std::env::current_dir()
         .map_err(|e| Error::io("getcwd", e))?
         .join(p))
-}
-
-fn rootfs_plan(
-    spec: &Spec,
-    bundle: &Path,
-    rootfs: &Path,
-    no_pivot: bool,
-    cgroup_mounts: Vec<cgroups::CgroupMount>,
-    cgroupns: bool,
-) -> Result<rootfs::Plan> {
-    let linux = spec.linux().as_ref().expect("validated");
-    let mut mounts_out = Vec::new();
-    for (i, m) in spec.mounts().iter().flatten().enumerate() {
-        let opts = mounts::parse(m.options().as_deref().unwrap_or(&[]));
-        let typ = m.typ().clone().unwrap_or_default();
-        let is_bind = opts.bind || typ == "bind";
-        let mut opts = opts;
-        opts.bind = is_bind;
-        let source = m.source().clone().unwrap_or_default();
-        let (source, source_is_dir) = if is_bind {
-            let abs = if source.is_absolute() {
-                source
-            } else {
-                bundle.join(source)
-            };
-            let meta = std::fs::metadata(&abs).map_err(|e| {
-                Error::config(
-                    "config.json",
-                    format!("mounts[{i}].source"),
-                    format!("{}: {e}", abs.display()),
-                )
-            })?;
-            (abs, meta.is_dir())
-        } else {
-            (source, true)
-        };
-        // With a user namespace, cloned here by the runtime as a detached mount
-        // (open_tree): the init may run as an id that cannot reach the source.
-        // Without one the init binds by path, as runc: a clone made now would get
-        // its mount id now, and kernels from 6.8 list mountinfo by mount id, so the
-        // binds would come before the rootfs and every other mount.
-        // open_tree needs CAP_SYS_ADMIN here: a rootless caller binds by
-        // path from inside its user namespace instead, with its own access.
-        let idmap = idmap_of(i, m, &opts, spec)?;
-        let in_userns = crate::spec::has_namespace(spec, LinuxNamespaceType::User);
-        let source_fd =
-            if is_bind && (in_userns || idmap.is_some()) && nix::unistd::geteuid().is_root() {
-                let fd = rootfs::clone_mount(&source, opts.recursive).map_err(|e| {
-                    Error::config(
-                        "config.json",
-                        format!("mounts[{i}].source"),
-                        format!("{}: {}", source.display(), e.desc()),
-                    )
-                })?;
-                if let Some((uid, gid, recursive)) = &idmap {
-                    let userns = namespaces::userns_with_maps(uid, gid)?;
-                    rootfs::idmap_mount(
-                        std::os::fd::AsFd::as_fd(&fd),
-                        std::os::fd::AsFd::as_fd(&userns),
-                        *recursive,
-                    )
-                    .map_err(|e| {
-                        Error::config(
-                            "config.json",
-                            format!("mounts[{i}].uidMappings"),
-                            format!("idmapped mount of {}: {}", source.display(), e.desc()),
-                        )
-                    })?;
-                }
-                Some(std::sync::Arc::new(fd))
-            } else if idmap.is_some() {
-                return Err(Error::config(
-                    "config.json",
-                    format!("mounts[{i}].uidMappings"),
-                    "idmapped mounts need a bind mount made by root",
-                ));
-            } else {
-                None
-            };
-        let plan = rootfs::MountPlan {
-            index: i,
-            destination: m.destination().clone(),
-            typ,
-            source,
-            opts,
-            source_is_dir,
-            source_fd,
-        };
-        rootfs::check_destination(&plan)?;
-        mounts_out.push(plan);
-    }
-    let mut devices = rootfs::default_devices();
-    for (i, d) in linux.devices().iter().flatten().enumerate() {
-        let kind = match d.typ() {
-            LinuxDeviceType::C | LinuxDeviceType::U => SFlag::S_IFCHR,
-            LinuxDeviceType::B => SFlag::S_IFBLK,
-            LinuxDeviceType::P => SFlag::S_IFIFO,
-            LinuxDeviceType::A => {
-                return Err(Error::config(
-                    "config.json",
-                    format!("linux.devices[{i}].type"),
-                    "\"a\" is not a device node type",
-                ))
-            }
-        };
-        devices.retain(|x| x.path != *d.path());
-        devices.push(rootfs::DevicePlan {
-            path: d.path().clone(),
-            kind,
-            major: d.major() as u64,
-            minor: d.minor() as u64,
-            mode: d.file_mode().unwrap_or(0o666) & 0o7777,
-            uid: d.uid(),
-            gid: d.gid(),
-        });
-    }
-    let propagation = match linux.rootfs_propagation().as_deref() {
-        None | Some("") => None,
-        Some(p) => mounts::propagation(p),
-    };
-    Ok(rootfs::Plan {
-        rootfs: rootfs.to_path_buf(),
-        mounts: mounts_out,
-        devices,
-        masked: linux
-            .masked_paths()
-            .iter()
-            .flatten()
-            .map(PathBuf::from)
-            .collect(),
-        readonly: linux
-            .readonly_paths()
-            .iter()
-            .flatten()
-            .map(PathBuf::from)
-            .collect(),
-        readonly_root: spec
-            .root()
-            .as_ref()
-            .and_then(|r| r.readonly())
-            .unwrap_or(false),
-        propagation,
-        no_pivot,
-        own_mount_ns: crate::spec::has_namespace(spec, LinuxNamespaceType::Mount),
-        cgroup_mounts,
-        cgroupns,
-        bind_devices: linux
-            .namespaces()
-            .iter()
-            .flatten()
-            .any(|n| n.typ() == LinuxNamespaceType::User),
-        cwd: spec
-            .process()
-            .as_ref()
-            .map(|p| p.cwd().clone())
-            .unwrap_or_else(|| PathBuf::from("/")),
-    })
 }
 
 /// `start`: lets the init exec the container process, then runs poststart.

@@ -77,7 +77,7 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32> {
         _ => {}
     }
     if !opts.cgroups.is_empty() {
-        sub_cgroups(&saved.cgroup_paths, &opts.cgroups)?;
+        cgroups::join::sub_cgroups(&saved.cgroup_paths, &opts.cgroups)?;
     }
     let spec = container_spec(root, &saved)?;
     let p = process_of(&spec, opts)?;
@@ -190,17 +190,7 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32> {
         unsafe { libc::kill(pid, libc::SIGKILL) };
         let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
     };
-    let joined = if opts.cgroups.is_empty() {
-        let r = cgroups::load(saved.cgroup_paths.clone()).apply(pid);
-        match (&r, saved.cgroup_paths.get(cgroups::v2::KEY)) {
-            (Err(_), Some(dir)) if saved.cgroup_paths.len() == 1 && has_child_controllers(dir) => {
-                join_init_cgroup(saved.pid, pid)
-            }
-            _ => r,
-        }
-    } else {
-        sub_cgroups(&saved.cgroup_paths, &opts.cgroups).and_then(|paths| join_cgroups(&paths, pid))
-    };
+    let joined = cgroups::join::exec_process(&saved.cgroup_paths, &opts.cgroups, saved.pid, pid);
     if let Err(e) = joined.and_then(|_| parent_sync.send(&Msg::Go)) {
         kill_child();
         return Err(e);
@@ -351,92 +341,6 @@ fn process_of(spec: &Spec, o: &ExecOpts) -> Result<Process> {
         p.set_terminal(Some(true));
     }
     Ok(p)
-}
-
-/// The container's cgroup paths with `--cgroup` sub-paths applied: a bare
-/// path applies to every controller, `a,b:path` to those named.
-fn sub_cgroups(
-    paths: &std::collections::BTreeMap<String, PathBuf>,
-    specs: &[String],
-) -> Result<std::collections::BTreeMap<String, PathBuf>> {
-    let mut out = paths.clone();
-    for s in specs {
-        let (ctrls, sub) = match s.split_once(':') {
-            Some((c, p)) => (Some(c), p),
-            None => (None, s.as_str()),
-        };
-        let rel = Path::new(sub);
-        if rel
-            .components()
-            .any(|c| c == std::path::Component::ParentDir)
-        {
-            return Err(Error::msg(format!(
-                "bad --cgroup value {s:?}: {sub} is not a sub cgroup path"
-            )));
-        }
-        let rel = rel.strip_prefix("/").unwrap_or(rel);
-        match ctrls {
-            None => {
-                for (k, v) in out.iter_mut() {
-                    *v = paths[k].join(rel);
-                }
-            }
-            Some(list) => {
-                for c in list.split(',') {
-                    let base = paths.get(c).ok_or_else(|| {
-                        Error::msg(format!(
-                            "bad --cgroup value {s:?}: unknown controller {c:?}"
-                        ))
-                    })?;
-                    out.insert(c.to_string(), base.join(rel));
-                }
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Whether a cgroup v2 directory has controllers enabled for its children: then
-/// no process can join it (only leaf cgroups hold processes).
-fn has_child_controllers(dir: &Path) -> bool {
-    std::fs::read_to_string(dir.join("cgroup.subtree_control")).is_ok_and(|s| !s.trim().is_empty())
-}
-
-/// cgroup v2, no `--cgroup`: the container's cgroup takes no process since
-/// the container enabled controllers in it for its sub-cgroups (moving its
-/// init down into one first), so the exec joins the init's cgroup instead, as
-/// runc does. An explicit `--cgroup` never falls back.
-fn join_init_cgroup(init: i32, pid: i32) -> Result<()> {
-    let own = std::fs::read_to_string(format!("/proc/{init}/cgroup"))
-        .map_err(|e| Error::io(format!("read /proc/{init}/cgroup"), e))?;
-    let rel = own
-        .lines()
-        .find_map(|l| l.strip_prefix("0::"))
-        .ok_or_else(|| Error::msg(format!("/proc/{init}/cgroup has no cgroup v2 entry")))?;
-    let dir = Path::new("/sys/fs/cgroup").join(rel.trim_start_matches('/'));
-    join_cgroups(&[(cgroups::v2::KEY.to_string(), dir)].into(), pid)
-}
-
-fn join_cgroups(paths: &std::collections::BTreeMap<String, PathBuf>, pid: i32) -> Result<()> {
-    for dir in paths.values() {
-        let procs = dir.join("cgroup.procs");
-        if let Err(e) = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&procs)
-            .and_then(|mut f| {
-                use std::io::Write;
-                f.write_all(pid.to_string().as_bytes())
-            })
-        {
-            let errno = nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0));
-            return Err(Error::msg(format!(
-                "adding pid {pid} to cgroups: write {}: {}",
-                procs.display(),
-                errno.desc().to_lowercase()
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// The namespaces of `pid` that differ from ours, as join-by-path entries.

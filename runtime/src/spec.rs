@@ -489,6 +489,33 @@ pub fn check_id(path: &str, id: u32) -> std::result::Result<(), Invalid> {
     Ok(())
 }
 
+/// The settings that need a namespace of the container's own: the hostname a uts namespace,
+/// each sysctl the namespace it belongs to. `has` tells the namespaces the container gets.
+pub fn check_namespaced(spec: &Spec, has: impl Fn(LinuxNamespaceType) -> bool) -> Result<()> {
+    if spec.hostname().as_deref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts) {
+        return Err(Error::config(
+            "config.json",
+            "hostname",
+            "setting the hostname needs a new uts namespace",
+        ));
+    }
+    let linux = spec.linux().as_ref();
+    for key in linux
+        .and_then(|l| l.sysctl().as_ref())
+        .into_iter()
+        .flatten()
+        .map(|(k, _)| k)
+    {
+        crate::linux::sysctl::check(
+            key,
+            has(LinuxNamespaceType::Ipc),
+            has(LinuxNamespaceType::Network),
+            has(LinuxNamespaceType::Uts),
+        )?;
+    }
+    Ok(())
+}
+
 /// Whether the container has (or joins) a namespace of type `t`.
 pub fn has_namespace(spec: &Spec, t: LinuxNamespaceType) -> bool {
     spec.linux()

@@ -161,6 +161,71 @@ impl Root {
     }
 }
 
+/// Records a container just made (by create or restore) in its state folder `dir`: its
+/// config, which exec reads later rather than a bundle that may have changed since, and its
+/// state, written once.
+pub fn record(
+    dir: &Path,
+    bundle: &crate::spec::Bundle,
+    id: &str,
+    pid: i32,
+    cgroup_paths: BTreeMap<String, PathBuf>,
+) -> Result<Saved> {
+    let spec = &bundle.spec;
+    let st = proc_stat(pid)
+        .ok_or_else(|| Error::msg(format!("container init {pid} exited during setup")))?;
+    let own_pid_ns = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| {
+            ns.iter().any(|n| {
+                n.typ() == oci_spec::runtime::LinuxNamespaceType::Pid && n.path().is_none()
+            })
+        });
+    let saved = Saved {
+        id: id.to_string(),
+        pid,
+        pid_start: st.start_time,
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: now_rfc3339(),
+        owner: String::new(),
+        annotations: spec
+            .annotations()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+        cgroup_paths,
+        hooks: spec.hooks().clone(),
+        own_pid_ns,
+    };
+    let cfg = serde_json::to_vec(spec).map_err(|e| Error::msg(format!("encode config: {e}")))?;
+    let cfg_file = dir.join(CONFIG_FILE);
+    fs::write(&cfg_file, cfg).map_err(|e| Error::io(format!("write {}", cfg_file.display()), e))?;
+    save(dir, &saved)?;
+    Ok(saved)
+}
+
+/// Makes `dir`'s exec fifo (which `start` opens to let the init go on) and opens it O_PATH
+/// for the init.
+pub fn make_exec_fifo(dir: &Path) -> Result<OwnedFd> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(EXEC_FIFO);
+    nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o622))
+        .sys("mkfifo", path.display())?;
+    // The umask narrowed it; a non-root container user must be able to open it for writing.
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o622))
+        .map_err(|e| Error::io(format!("chmod {}", path.display()), e))?;
+    nix::fcntl::open(
+        &path,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .sys("open", path.display())
+}
+
 /// Writes the state file atomically (temp file + rename).
 pub fn save(dir: &Path, saved: &Saved) -> Result<()> {
     let file = dir.join(STATE_FILE);

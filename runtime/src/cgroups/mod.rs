@@ -32,6 +32,7 @@
 
 mod bpf;
 mod devices;
+pub mod join;
 mod layout;
 pub mod oom;
 pub mod stats;
@@ -155,6 +156,42 @@ pub fn new(cgroups_path: Option<&str>, id: &str) -> Result<Box<dyn Manager>> {
         Mode::Legacy | Mode::Hybrid => Ok(Box::new(v1::V1Manager::new(&layout, &inner)?)),
         Mode::Unified => Ok(Box::new(v2::V2Manager::new(&layout, &inner)?)),
     }
+}
+
+/// The cgroup of a container being created, and whether it has one of its own. Rootless, a
+/// container gets none unless linux.resources sets a limit (which then needs a cgroup
+/// delegated to the caller, or fails naming linux.resources). A cgroup someone froze would
+/// stop the init mid-setup, and it is not ours to remove: refused before taking it over, as
+/// runc does.
+pub fn for_container(
+    linux: &oci_spec::runtime::Linux,
+    id: &str,
+) -> Result<(Box<dyn Manager>, bool)> {
+    let own = nix::unistd::geteuid().is_root() || wants_limits(linux.resources().as_ref());
+    let cg = if own {
+        new(linux.cgroups_path().as_ref().and_then(|p| p.to_str()), id)?
+    } else {
+        load(BTreeMap::new())
+    };
+    if cg.state_frozen().unwrap_or(false) {
+        return Err(Error::msg("container's cgroup unexpectedly frozen"));
+    }
+    if cg.pids().is_ok_and(|p| !p.is_empty()) {
+        crate::logging::warn("container's cgroup is not empty: it already has processes");
+    }
+    Ok((cg, own))
+}
+
+/// Whether `linux.resources` sets a limit (device rules alone do not count:
+/// a rootless container cannot have them and gets the host's devices only).
+fn wants_limits(r: Option<&oci_spec::runtime::LinuxResources>) -> bool {
+    let Some(r) = r else { return false };
+    let Ok(serde_json::Value::Object(mut v)) = serde_json::to_value(r) else {
+        return false;
+    };
+    v.remove("devices");
+    v.values()
+        .any(|x| !x.is_null() && x != &serde_json::json!({}) && x != &serde_json::json!([]))
 }
 
 /// Rebuild the manager of an existing container from its stored

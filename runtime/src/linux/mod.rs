@@ -8,6 +8,7 @@ pub mod mounts;
 pub mod namespaces;
 pub mod rlimits;
 pub mod rootfs;
+pub mod rootfs_plan;
 pub mod seccomp;
 pub mod selfexe;
 pub mod sysctl;

@@ -16,6 +16,7 @@
 pub mod init;
 pub mod parent;
 pub mod target;
+pub mod undo;
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
