@@ -45,7 +45,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use crate::cgroups;
 use crate::container;
 use crate::error::{Error, Result, SysContext};
-use crate::linux::mounts;
+use crate::linux::mount_options;
 use crate::logging;
 use crate::state::{self, Root, Status};
 
@@ -862,7 +862,7 @@ fn external_namespaces(spec: &Spec) -> Result<Vec<ExtNs>> {
 fn bind_mounts(spec: &Spec, bundle: &Path) -> Vec<(String, PathBuf)> {
     let mut out = Vec::new();
     for m in spec.mounts().iter().flatten() {
-        let opts = mounts::parse(m.options().as_deref().unwrap_or(&[]));
+        let opts = mount_options::parse(m.options().as_deref().unwrap_or(&[]));
         let typ = m.typ().as_deref().unwrap_or("");
         if !(opts.bind || typ == "bind") {
             continue;

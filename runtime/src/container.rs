@@ -21,8 +21,8 @@ use crate::cgroups;
 use crate::error::{Error, Result, SysContext};
 use crate::hooks;
 use crate::linux::{capabilities, namespaces, rootfs, seccomp, tty};
-use crate::process::target::ProcessPlan;
-use crate::process::{self, init, Msg, Sync};
+use crate::process::plan::ProcessPlan;
+use crate::process::{self, init, Channel, Msg};
 use crate::state::{self, Root, Saved, Status};
 use crate::{logging, spec};
 
@@ -50,7 +50,7 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<i32> {
 /// [`create`], also returning the parent's end of the sync socket: after
 /// `start` it reports an error of the init's last steps (startContainer
 /// hooks, execve), or closes when the container process runs.
-pub fn create_with_sync(root: &Root, opts: &CreateOpts) -> Result<(i32, Sync)> {
+pub fn create_with_sync(root: &Root, opts: &CreateOpts) -> Result<(i32, Channel)> {
     state::validate_id(&opts.id)?;
     if root
         .container_dir(&opts.id)
@@ -131,7 +131,7 @@ pub fn create_with_sync(root: &Root, opts: &CreateOpts) -> Result<(i32, Sync)> {
     if let Some(j) = &plan.ns.join_pid {
         namespaces::join_pid_for_children(j)?;
     }
-    let (parent_sync, child_sync) = Sync::pair()?;
+    let (parent_sync, child_sync) = Channel::pair()?;
     std::env::set_current_dir(&bundle.dir)
         .map_err(|e| Error::io(format!("chdir {}", bundle.dir.display()), e))?;
     // Rootless with a new user namespace: we write the child's id maps
@@ -234,7 +234,7 @@ pub fn create_with_sync(root: &Root, opts: &CreateOpts) -> Result<(i32, Sync)> {
 
 /// After `start` of a container made by [`create_with_sync`]: waits until
 /// the init has exec'd the container process, or returns its error.
-pub fn wait_exec(sync: &Sync) -> Result<()> {
+pub fn wait_exec(sync: &Channel) -> Result<()> {
     match sync.recv() {
         Ok(None) | Err(_) => Ok(()),
         Ok(Some(Msg::Error { msg })) => Err(Error::Msg(msg)),

@@ -21,8 +21,8 @@ use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceTyp
 use crate::cgroups;
 use crate::error::{Error, Result, SysContext};
 use crate::linux::{namespaces, seccomp, tty};
-use crate::process::target::ProcessPlan;
-use crate::process::{self, Msg, Sync};
+use crate::process::plan::ProcessPlan;
+use crate::process::{self, Channel, Msg};
 use crate::state::{self, Root, Status};
 
 /// Options of `exec`, as on runc's command line.
@@ -168,7 +168,7 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32> {
         )
         .sys("setns", j.path.display())?;
     }
-    let (parent_sync, child_sync) = Sync::pair()?;
+    let (parent_sync, child_sync) = Channel::pair()?;
     crate::logging::debug(&format!(
         "nsexec container setup: clone3 of the exec process for container {} (pid {})",
         saved.id, saved.pid
@@ -391,7 +391,7 @@ struct Plan {
 
 enum Never {}
 
-fn child(plan: &Plan, sync: &Sync) -> Result<Never> {
+fn child(plan: &Plan, sync: &Channel) -> Result<Never> {
     // SAFETY: prctl with integer arguments.
     let r = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     nix::errno::Errno::result(r).sys("prctl", "PR_SET_DUMPABLE")?;

@@ -1,7 +1,10 @@
 //! brig: an OCI low-level container runtime, a drop-in for runc.
 //!
-//! The path of one `brig run` reads top to bottom: [`container::create`] →
-//! [`process::spawn`] → (in the child) [`linux`] in spec order → exec.
+//! The path of one `brig run` reads top to bottom: [`container::create`]
+//! (spec checked in [`spec`], the plans made: [`linux::rootfs_plan`],
+//! [`process::plan`]) → [`process::clone_init`] → (in the child)
+//! [`process::init`]: [`linux`] in spec order → exec, while the parent serves
+//! it ([`process::parent`]) and records the state ([`state::record`]).
 
 pub mod cgroups;
 pub mod checkpoint;

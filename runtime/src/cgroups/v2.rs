@@ -3,7 +3,7 @@
 //! Owns the container's one directory in the cgroup2 hierarchy: making it
 //! (with the controllers it needs enabled in its ancestors'
 //! `cgroup.subtree_control`, as runc does), the v2 limit files, the device
-//! program ([`super::bpf`]), `cgroup.freeze`, the statistics files, and the
+//! program (`bpf.rs`), `cgroup.freeze`, the statistics files, and the
 //! `unified` passthrough of `linux.resources`.
 //!
 //! Settings are translated as runc 1.1 translates them: cpu shares to

@@ -1,11 +1,11 @@
 //! One file per kernel facility the container init sets up.
 
 pub mod capabilities;
-pub mod fs;
 pub mod lsm;
+pub mod mount_options;
 pub mod mountinfo;
-pub mod mounts;
 pub mod namespaces;
+pub mod resolve;
 pub mod rlimits;
 pub mod rootfs;
 pub mod rootfs_plan;

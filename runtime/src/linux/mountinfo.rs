@@ -1,4 +1,4 @@
-//! /proc/<pid>/mountinfo: the one reader of its escaped fields.
+//! `/proc/PID/mountinfo`: the one reader of its escaped fields.
 //!
 //! The kernel writes a space, tab, newline and backslash in a path as a
 //! three-digit octal escape (`\040`); any other byte is as it is, so a path

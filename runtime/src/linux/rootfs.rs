@@ -2,7 +2,7 @@
 //! masked and read-only paths, the read-only root.
 //!
 //! Runs in the container init, in its new mount namespace. Every destination
-//! is resolved inside the rootfs by [`crate::linux::fs`] and mounted through
+//! is resolved inside the rootfs by [`crate::linux::resolve`] and mounted through
 //! `/proc/self/fd/N` of the resolved fd, so a symlink in the image can never
 //! redirect a mount onto the host. Masked paths are covered from an fd of
 //! /dev/null that is checked to be the 1:3 character device first, and every
@@ -20,8 +20,8 @@ use nix::sys::stat::{Mode, SFlag};
 
 use crate::cgroups::CgroupMount;
 use crate::error::{Error, Result, SysContext};
-use crate::linux::fs::{ensure_target, fd_path, is_dir, mkdir_all_in_root, open_in_root};
-use crate::linux::mounts::Options;
+use crate::linux::mount_options::Options;
+use crate::linux::resolve::{ensure_target, fd_path, is_dir, mkdir_all_in_root, open_in_root};
 
 const PROC_SUPER_MAGIC: i64 = 0x9fa0;
 
@@ -198,7 +198,7 @@ fn mount_one(root: BorrowedFd, plan: &Plan, m: &MountPlan) -> Result<()> {
         // The destination must be a real directory inside the rootfs, never
         // a symlink (CVE-2019-19921).
         let target = mkdir_all_in_root(root, dest, 0o755)?;
-        if let Err(nix::errno::Errno::ELOOP) = crate::linux::fs::openat2(
+        if let Err(nix::errno::Errno::ELOOP) = crate::linux::resolve::openat2(
             root,
             dest.strip_prefix("/").unwrap_or(dest),
             nix::fcntl::OpenHow::new()
@@ -565,7 +565,7 @@ fn create_devices(root: BorrowedFd, devices: &[DevicePlan], bind: bool) -> Resul
             .file_name()
             .ok_or_else(|| Error::msg(format!("device {}: no name", d.path.display())))?;
         let dir = mkdir_all_in_root(root, parent, 0o755)?;
-        let dir = crate::linux::fs::reopen(dir.as_fd(), OFlag::O_RDONLY | OFlag::O_DIRECTORY)
+        let dir = crate::linux::resolve::reopen(dir.as_fd(), OFlag::O_RDONLY | OFlag::O_DIRECTORY)
             .sys("open", parent.display())?;
         // Replace whatever is there (a file from the image, a stale node),
         // but never a directory.
@@ -642,7 +642,7 @@ fn bind_host_device(dir: BorrowedFd, name: &std::ffi::OsStr, host: &Path) -> Res
 
 fn dev_symlinks(root: BorrowedFd) -> Result<()> {
     let dev = mkdir_all_in_root(root, Path::new("/dev"), 0o755)?;
-    let dev = crate::linux::fs::reopen(dev.as_fd(), OFlag::O_RDONLY | OFlag::O_DIRECTORY)
+    let dev = crate::linux::resolve::reopen(dev.as_fd(), OFlag::O_RDONLY | OFlag::O_DIRECTORY)
         .sys("open", "/dev")?;
     let mut links = vec![
         ("/proc/self/fd", "fd"),
@@ -950,7 +950,7 @@ impl ProcHandle {
                     | ResolveFlag::RESOLVE_NO_MAGICLINKS
                     | ResolveFlag::RESOLVE_NO_XDEV,
             );
-        let fd = crate::linux::fs::openat2(self.fd.as_fd(), rel, how)
+        let fd = crate::linux::resolve::openat2(self.fd.as_fd(), rel, how)
             .sys("open", format!("/proc/{rel}"))?;
         check_proc(fd.as_fd(), Path::new(rel))?;
         Ok(fd)

@@ -1,4 +1,4 @@
-//! The rootfs plan: what [`rootfs`](super::rootfs) mounts and makes in the
+//! The rootfs plan: what [`rootfs`](super::rootfs::prepare) mounts and makes in the
 //! container, computed by the runtime from config.json before the clone (the
 //! child only carries it out). Bind sources are checked here, and cloned as
 //! detached mounts (idmapped ones too) where a user namespace needs it.
@@ -11,7 +11,7 @@ use oci_spec::runtime::{LinuxDeviceType, LinuxNamespaceType, Spec};
 use crate::cgroups;
 use crate::error::{Error, Result};
 use crate::linux::rootfs::{self, Plan};
-use crate::linux::{mounts, namespaces};
+use crate::linux::{mount_options, namespaces};
 
 impl Plan {
     /// The rootfs plan of a validated spec: every mount resolved (bind sources against the
@@ -28,7 +28,7 @@ impl Plan {
         let linux = spec.linux().as_ref().expect("validated");
         let mut mounts_out = Vec::new();
         for (i, m) in spec.mounts().iter().flatten().enumerate() {
-            let opts = mounts::parse(m.options().as_deref().unwrap_or(&[]));
+            let opts = mount_options::parse(m.options().as_deref().unwrap_or(&[]));
             let typ = m.typ().clone().unwrap_or_default();
             let is_bind = opts.bind || typ == "bind";
             let mut opts = opts;
@@ -133,7 +133,7 @@ impl Plan {
         }
         let propagation = match linux.rootfs_propagation().as_deref() {
             None | Some("") => None,
-            Some(p) => mounts::propagation(p),
+            Some(p) => mount_options::propagation(p),
         };
         Ok(Plan {
             rootfs: rootfs.to_path_buf(),
@@ -183,7 +183,7 @@ type IdMaps = Vec<oci_spec::runtime::LinuxIdMapping>;
 fn idmap_of(
     i: usize,
     m: &oci_spec::runtime::Mount,
-    opts: &mounts::Options,
+    opts: &mount_options::Options,
     spec: &Spec,
 ) -> Result<Option<(IdMaps, IdMaps, bool)>> {
     let field = |f: &str| format!("mounts[{i}].{f}");

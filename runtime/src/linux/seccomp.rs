@@ -32,7 +32,7 @@
 //! highest one the profile names (per x86 architecture): a syscall newer than
 //! the profile then looks unimplemented, and libc falls back to an older one
 //! instead of failing with the default errno. libseccomp has no such option,
-//! so the stub is a few hand-written BPF instructions ([`enosys_stub`]).
+//! so the stub is a few hand-written BPF instructions (`enosys_stub`).
 
 use std::fmt;
 use std::fs::File;
@@ -747,7 +747,7 @@ fn export(ctx: &ScmpFilterContext) -> Result<Vec<libc::sock_filter>> {
 /// In the container process: loads the filter and, when it has a listener,
 /// passes the listener to the parent over `sync`, which gives it to the
 /// agent ([`send_to_agent`]); our copy is closed once the parent confirms.
-pub fn load_and_hand_over(p: &SeccompProgram, sync: &crate::process::Sync) -> Result<()> {
+pub fn load_and_hand_over(p: &SeccompProgram, sync: &crate::process::Channel) -> Result<()> {
     use crate::process::Msg;
     use std::os::fd::AsFd;
     if let Some(fd) = p.load()? {

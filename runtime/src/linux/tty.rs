@@ -8,7 +8,7 @@
 //! sends the master over the console socket with SCM_RIGHTS, as runc does;
 //! containerd and podman receive it there. For a foreground `run` without a
 //! socket, brig itself is on the other end of a socketpair and relays the
-//! master to its own stdio ([`relay`]).
+//! master to its own stdio (`container::wait_foreground`).
 
 use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -19,7 +19,7 @@ use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, Ms
 use nix::sys::stat::Mode;
 
 use crate::error::{Error, Result, SysContext};
-use crate::linux::fs::{fd_path, open_in_root, reopen};
+use crate::linux::resolve::{fd_path, open_in_root, reopen};
 
 const DEVPTS_SUPER_MAGIC: i64 = 0x1cd1;
 

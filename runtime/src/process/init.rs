@@ -15,7 +15,7 @@ use oci_spec::runtime::Hook;
 
 use crate::error::{Error, Result, SysContext};
 use crate::linux::{namespaces, rootfs, sysctl};
-use crate::process::{Msg, Sync};
+use crate::process::{Channel, Msg};
 
 /// Everything the init needs, computed by the parent before clone.
 pub struct Plan {
@@ -29,7 +29,7 @@ pub struct Plan {
     pub domainname: Option<String>,
     pub sysctl: HashMap<String, String>,
     /// The container process.
-    pub process: crate::process::target::ProcessPlan,
+    pub process: crate::process::plan::ProcessPlan,
     pub create_container_hooks: Vec<Hook>,
     pub start_container_hooks: Vec<Hook>,
     /// O_PATH fd of exec.fifo, reopened for writing to wait for `start`.
@@ -39,7 +39,7 @@ pub struct Plan {
 }
 
 /// Runs the init; returns only on error (the exit code for the child).
-pub fn run(plan: &Plan, sync: &Sync) -> i32 {
+pub fn run(plan: &Plan, sync: &Channel) -> i32 {
     match setup(plan, sync) {
         Ok(never) => match never {},
         Err(e) => {
@@ -51,7 +51,7 @@ pub fn run(plan: &Plan, sync: &Sync) -> i32 {
 
 enum Never {}
 
-fn expect(sync: &Sync, want: &str) -> Result<()> {
+fn expect(sync: &Channel, want: &str) -> Result<()> {
     match sync.recv()? {
         Some(Msg::Go) if want == "go" => Ok(()),
         Some(Msg::HooksDone) if want == "hooks-done" => Ok(()),
@@ -59,7 +59,7 @@ fn expect(sync: &Sync, want: &str) -> Result<()> {
     }
 }
 
-fn setup(plan: &Plan, sync: &Sync) -> Result<Never> {
+fn setup(plan: &Plan, sync: &Channel) -> Result<Never> {
     // Not dumpable until execve (CVE-2016-9962): no process of the container
     // may open our /proc entries or ptrace us while we hold the runtime's
     // memory and fds. `create` is non-dumpable already; this keeps it so
@@ -161,7 +161,7 @@ fn setup(plan: &Plan, sync: &Sync) -> Result<Never> {
             Mode::empty(),
         ),
         None => nix::fcntl::open(
-            crate::linux::fs::fd_path(plan.exec_fifo.as_fd()).as_str(),
+            crate::linux::resolve::fd_path(plan.exec_fifo.as_fd()).as_str(),
             OFlag::O_WRONLY | OFlag::O_CLOEXEC,
             Mode::empty(),
         ),

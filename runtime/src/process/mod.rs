@@ -15,7 +15,7 @@
 
 pub mod init;
 pub mod parent;
-pub mod target;
+pub mod plan;
 pub mod undo;
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -50,18 +50,18 @@ pub enum Msg {
 }
 
 /// One end of the sync socket.
-pub struct Sync {
+pub struct Channel {
     fd: OwnedFd,
 }
 
-impl std::os::fd::AsFd for Sync {
+impl std::os::fd::AsFd for Channel {
     fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.fd.as_fd()
     }
 }
 
-impl Sync {
-    pub fn pair() -> Result<(Sync, Sync)> {
+impl Channel {
+    pub fn pair() -> Result<(Channel, Channel)> {
         let (a, b) = socketpair(
             AddressFamily::Unix,
             SockType::SeqPacket,
@@ -69,7 +69,7 @@ impl Sync {
             SockFlag::SOCK_CLOEXEC,
         )
         .sys("socketpair", "sync")?;
-        Ok((Sync { fd: a }, Sync { fd: b }))
+        Ok((Channel { fd: a }, Channel { fd: b }))
     }
 
     pub fn send(&self, m: &Msg) -> Result<()> {
@@ -227,7 +227,7 @@ pub unsafe fn own_fd(fd: i32) -> OwnedFd {
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
-impl AsRawFd for Sync {
+impl AsRawFd for Channel {
     fn as_raw_fd(&self) -> i32 {
         self.fd.as_raw_fd()
     }

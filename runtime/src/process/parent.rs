@@ -9,7 +9,7 @@ use oci_spec::runtime::LinuxSeccomp;
 
 use crate::error::{Error, Result};
 use crate::linux::seccomp;
-use crate::process::{Msg, Sync};
+use crate::process::{Channel, Msg};
 
 /// How the child's setup ended.
 #[derive(Debug, PartialEq)]
@@ -31,7 +31,7 @@ pub struct Listener<'a> {
 /// Serves the child until it is ready or closes; `hooks` runs when the child asks for the
 /// runtime's hooks (prestart, createRuntime). An error of the child comes back as its own.
 pub fn drive(
-    sync: &Sync,
+    sync: &Channel,
     listener: &Listener,
     mut hooks: impl FnMut() -> Result<()>,
 ) -> Result<End> {

@@ -13,7 +13,7 @@ use oci_spec::runtime::Process;
 
 use crate::error::{Error, Result, SysContext};
 use crate::linux::{capabilities, rlimits, seccomp, user};
-use crate::process::{init, Sync};
+use crate::process::{init, Channel};
 
 /// Everything about the process, computed by the runtime before the clone.
 pub struct ProcessPlan {
@@ -80,7 +80,7 @@ impl ProcessPlan {
 
     /// Becomes the process: limits, privileged seccomp, user, capabilities,
     /// cwd, and only stdio plus preserved fds left for execve.
-    pub fn become_process(&self, sync: &Sync) -> Result<()> {
+    pub fn become_process(&self, sync: &Channel) -> Result<()> {
         rlimits::apply(&self.rlimits)?;
         if !self.no_new_privileges {
             // Without no_new_privs the filter needs CAP_SYS_ADMIN: load it now.
@@ -103,7 +103,7 @@ impl ProcessPlan {
 
     /// no_new_privs and the filter that needs it: as late as errors can
     /// still be reported.
-    pub fn seal(&self, sync: &Sync) -> Result<()> {
+    pub fn seal(&self, sync: &Channel) -> Result<()> {
         if self.no_new_privileges {
             // SAFETY: prctl with integer arguments.
             let r = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
