@@ -52,6 +52,7 @@ test: build
 
 bench: build
 	BRIG=$(CURDIR)/target/release/brig bash bench/run.sh
+	BRIG=$(CURDIR)/target/release/brig bash bench/env.sh
 	BRIG=$(CURDIR)/target/release/brig BRIG_BUILD=$(CURDIR)/target/release/brig-build bash bench/builder.sh
 	BRIG=$(CURDIR)/target/release/brig BRIG_BUILD=$(CURDIR)/target/release/brig-build \
 	BRIG_SHIM=$(CURDIR)/target/release/containerd-shim-brig-v2 bash bench/shim.sh
