@@ -213,17 +213,18 @@ pub fn inner(rel: &Path) -> PathBuf {
 }
 
 /// Removes `name` in `dir` whatever it is (a directory recursively). Missing is fine.
+/// Opens the directory `name` of `dir` without following a symlink there.
+pub fn open_dir_at<P: rustix::path::Arg>(dir: impl AsFd, name: P) -> io::Result<OwnedFd> {
+    let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    Ok(rfs::openat(dir, name, flags, Mode::empty())?)
+}
+
 pub fn remove_at(dir: &OwnedFd, name: &OsStr) -> io::Result<()> {
     match rfs::unlinkat(dir, name, rfs::AtFlags::empty()) {
         Ok(()) => Ok(()),
         Err(rustix::io::Errno::NOENT) => Ok(()),
         Err(rustix::io::Errno::ISDIR) => {
-            let sub = rfs::openat(
-                dir,
-                name,
-                OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            )?;
+            let sub = open_dir_at(dir, name)?;
             let p = fd_path(&sub)?;
             std::fs::remove_dir_all(&p)
         }

@@ -132,10 +132,7 @@ impl Builder<'_> {
                     if !ok_num || !matches!(proto, "tcp" | "udp" | "sctp") {
                         return Err(self.err(line, format!("EXPOSE: invalid port {p:?}")));
                     }
-                    cfg(st)
-                        .exposed_ports
-                        .get_or_insert_with(BTreeMap::new)
-                        .insert(p, json!({}));
+                    add_key(&mut cfg(st).exposed_ports, p);
                 }
                 self.history(st, text, true);
             }
@@ -146,10 +143,7 @@ impl Builder<'_> {
                         return Err(self.err(line, "VOLUME: empty path"));
                     }
                     self.grow(st, line, v.len())?;
-                    cfg(st)
-                        .volumes
-                        .get_or_insert_with(BTreeMap::new)
-                        .insert(v, json!({}));
+                    add_key(&mut cfg(st).volumes, v);
                 }
                 self.history(st, text, true);
             }
@@ -357,6 +351,11 @@ pub(super) fn instr_text(i: &Instr) -> String {
         Instr::Healthcheck(None) => "HEALTHCHECK NONE".into(),
         Instr::Healthcheck(Some(h)) => format!("HEALTHCHECK CMD {}", cmd(&h.cmd)),
     }
+}
+
+/// Adds `k` to a set the config keeps as a map to `{}` (ExposedPorts, Volumes).
+fn add_key(set: &mut Option<BTreeMap<String, serde_json::Value>>, k: String) {
+    set.get_or_insert_with(BTreeMap::new).insert(k, json!({}));
 }
 
 /// `k=v k=v` (ENV and LABEL as history shows them).

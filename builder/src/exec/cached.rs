@@ -232,20 +232,34 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
-    #[test]
-    /// The keys of a fixed Dockerfile over a fixed context, as the builder computed them
-    /// before keys moved to `cache::key` (commit 9586dd6): they name existing cache entries.
-    fn step_keys_are_pinned() {
+    /// A context of files, a directory and a symlink, with fixed modes.
+    fn fixed_context() -> tempfile::TempDir {
         let ctx = tempfile::tempdir().unwrap();
         let c = ctx.path();
-        fs::write(c.join("a.txt"), "hello\n").unwrap();
-        fs::set_permissions(c.join("a.txt"), fs::Permissions::from_mode(0o644)).unwrap();
-        fs::create_dir(c.join("d")).unwrap();
-        fs::set_permissions(c.join("d"), fs::Permissions::from_mode(0o755)).unwrap();
-        fs::write(c.join("d/b"), "x").unwrap();
-        fs::set_permissions(c.join("d/b"), fs::Permissions::from_mode(0o600)).unwrap();
+        // (path, file content or None for a directory, mode)
+        let tree = [
+            ("a.txt", Some("hello\n"), 0o644),
+            ("d", None, 0o755),
+            ("d/b", Some("x"), 0o600),
+            ("d/skip", Some("s"), 0o644),
+        ];
+        for (path, content, mode) in tree {
+            match content {
+                Some(t) => fs::write(c.join(path), t).unwrap(),
+                None => fs::create_dir(c.join(path)).unwrap(),
+            }
+            fs::set_permissions(c.join(path), fs::Permissions::from_mode(mode)).unwrap();
+        }
         std::os::unix::fs::symlink("b", c.join("d/l")).unwrap();
-        fs::write(c.join("d/skip"), "s").unwrap();
+        ctx
+    }
+
+    /// The keys of a fixed Dockerfile over a fixed context, as the builder computed them
+    /// before keys moved to `cache::key` (commit 9586dd6): they name existing cache entries.
+    #[test]
+    fn step_keys_are_pinned() {
+        let ctx = fixed_context();
+        let c = ctx.path();
         let sd = tempfile::tempdir().unwrap();
         let store = Store::open(sd.path()).unwrap();
         let text = "FROM scratch\nARG V=1\nENV A=$V B=2\nRUN echo $A\nCOPY --chmod=644 a.txt d /dst/\nRUN --mount=type=bind,source=d,target=/m cat /m/b\nWORKDIR /w\n";

@@ -15,7 +15,7 @@ use super::apply::clean_abs;
 use super::{contexts, overlay, remote, Builder, Result as BuildResult, State};
 use crate::dockerfile::ignore::{excluded_path as excluded, Ignore};
 use crate::dockerfile::CopyArgs;
-use crate::fsroot::{remove_at, Root};
+use crate::fsroot::{open_dir_at, remove_at, Root};
 use crate::image::unpack;
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, Timespec, Timestamps};
 use std::collections::HashMap;
@@ -78,6 +78,26 @@ fn mkdirs(op: &CopyOp<'_>, dst: &Root, dir: &Path) -> Result<OwnedFd, String> {
     Ok(fd)
 }
 
+/// Where a single file `name` lands: `dest/name` if `dest` is a directory, else `dest`; its
+/// parent directory (created as [`mkdirs`] does) and file name.
+fn target_of(
+    op: &CopyOp<'_>,
+    dst: &Root,
+    dest: &Path,
+    dest_is_dir: bool,
+    name: &Path,
+) -> Result<(OwnedFd, std::ffi::OsString), String> {
+    let target = if dest_is_dir {
+        dest.join(name)
+    } else {
+        dest.to_path_buf()
+    };
+    let parent = target.parent().unwrap_or(Path::new("/"));
+    let pfd = mkdirs(op, dst, parent)?;
+    let fname = target.file_name().ok_or("destination is the root")?;
+    Ok((pfd, fname.to_os_string()))
+}
+
 /// Performs the copy into `dst` (the mounted overlay).
 pub fn copy(op: &CopyOp<'_>, dst: &Root) -> Result<(), String> {
     let mut srcs: Vec<PathBuf> = Vec::new();
@@ -118,14 +138,7 @@ pub fn copy(op: &CopyOp<'_>, dst: &Root) -> Result<(), String> {
     }
     let dest = PathBuf::from(&op.dest);
     for (name, content) in &op.inline {
-        let target = if dest_is_dir {
-            dest.join(name)
-        } else {
-            dest.clone()
-        };
-        let parent = target.parent().unwrap_or(Path::new("/"));
-        let pfd = mkdirs(op, dst, parent)?;
-        let fname = target.file_name().ok_or("destination is the root")?;
+        let (pfd, fname) = target_of(op, dst, &dest, dest_is_dir, Path::new(name))?;
         let f = create_file(&pfd, fname.as_ref()).map_err(|e| e.to_string())?;
         let mut f = fs::File::from(f);
         io::Write::write_all(&mut f, content.as_bytes()).map_err(|e| e.to_string())?;
@@ -182,14 +195,7 @@ pub fn copy(op: &CopyOp<'_>, dst: &Root) -> Result<(), String> {
                 .file_name()
                 .map(PathBuf::from)
                 .ok_or("cannot copy the context root as a file")?;
-            let target = if dest_is_dir {
-                dest.join(name)
-            } else {
-                dest.clone()
-            };
-            let parent = target.parent().unwrap_or(Path::new("/"));
-            let pfd = mkdirs(op, dst, parent)?;
-            let fname = target.file_name().ok_or("destination is the root")?;
+            let (pfd, fname) = target_of(op, dst, &dest, dest_is_dir, &name)?;
             copy_entry(op, &real, &md, &pfd, fname.as_ref()).map_err(|e| e.to_string())?;
         }
     }
@@ -282,12 +288,7 @@ fn copy_entry(
             remove_at(pfd, name.as_os_str())?;
             rfs::mkdirat(pfd, name, Mode::from_raw_mode(0o755))?;
         }
-        let d = rfs::openat(
-            pfd,
-            name,
-            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
+        let d = open_dir_at(pfd, name)?;
         finish(&d, owner, mode, None)
     } else if ft.is_symlink() {
         let target = fs::read_link(src)?;
@@ -399,12 +400,7 @@ impl Builder<'_> {
     ) -> BuildResult<()> {
         let mut paths = self.each_word(st, line, &a.paths)?;
         let dest_raw = paths.pop().expect("parser checked two paths");
-        let wd = st
-            .config
-            .config
-            .working_dir
-            .clone()
-            .unwrap_or_else(|| "/".into());
+        let wd = st.workdir();
         let mut dest = if dest_raw.starts_with('/') {
             dest_raw.clone()
         } else {

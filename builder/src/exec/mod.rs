@@ -141,6 +141,17 @@ struct State {
     text: usize,
 }
 
+impl State {
+    /// WORKDIR, `/` if none was set.
+    fn workdir(&self) -> String {
+        self.config
+            .config
+            .working_dir
+            .clone()
+            .unwrap_or_else(|| "/".into())
+    }
+}
+
 /// The image a build produced.
 #[derive(Debug, Clone)]
 pub struct Built {

@@ -339,12 +339,7 @@ impl Builder<'_> {
         for f in host_net_files(network) {
             touch(Path::new(f.trim_start_matches('/')), &mut made)?;
         }
-        let cwd = st
-            .config
-            .config
-            .working_dir
-            .clone()
-            .unwrap_or_else(|| "/".into());
+        let cwd = st.workdir();
         root.mkdir_all(Path::new(&cwd), 0o755)
             .map_err(|e| self.err(line, e))?;
         let (uid, gid) = match st.config.config.user.as_deref() {

@@ -90,19 +90,14 @@ impl Store {
         for d in ["blobs/sha256", "layers", "cache", "tmp"] {
             at(&root.join(d), fs::create_dir_all(root.join(d)))?;
         }
-        let layout = root.join("oci-layout");
-        if !layout.exists() {
-            at(
-                &layout,
-                fs::write(&layout, "{\"imageLayoutVersion\":\"1.0.0\"}"),
-            )?;
-        }
-        let index = root.join("index.json");
-        if !index.exists() {
-            at(
-                &index,
-                fs::write(&index, "{\"schemaVersion\":2,\"manifests\":[]}"),
-            )?;
+        for (name, initial) in [
+            ("oci-layout", "{\"imageLayoutVersion\":\"1.0.0\"}"),
+            ("index.json", "{\"schemaVersion\":2,\"manifests\":[]}"),
+        ] {
+            let p = root.join(name);
+            if !p.exists() {
+                at(&p, fs::write(&p, initial))?;
+            }
         }
         Ok(Store {
             root: root.to_path_buf(),
