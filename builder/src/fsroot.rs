@@ -10,6 +10,7 @@
 
 use rustix::fs::{self as rfs, Mode, OFlags, ResolveFlags};
 use std::ffi::OsStr;
+use std::fs;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
@@ -149,6 +150,40 @@ impl Root {
         )
     }
 
+    /// The paths below the root that `pat` (`/`-separated, `*`, `?`, `[...]` in any segment)
+    /// matches, sorted by name within each directory; a segment without wildcards is taken
+    /// as is. Only paths that exist are returned.
+    pub fn glob(&self, pat: &str) -> io::Result<Vec<PathBuf>> {
+        let mut cur = vec![PathBuf::new()];
+        for seg in pat.split('/').filter(|s| !s.is_empty() && *s != ".") {
+            let mut next = Vec::new();
+            for base in &cur {
+                if !seg.contains(['*', '?', '[']) {
+                    next.push(base.join(seg));
+                    continue;
+                }
+                let Ok(real) = self.real_path(base) else {
+                    continue;
+                };
+                let Ok(rd) = fs::read_dir(&real) else {
+                    continue;
+                };
+                let mut names: Vec<String> = rd
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| crate::dockerfile::ignore::glob(seg.as_bytes(), n.as_bytes()))
+                    .collect();
+                names.sort();
+                next.extend(names.into_iter().map(|n| base.join(n)));
+            }
+            cur = next;
+        }
+        Ok(cur
+            .into_iter()
+            .filter(|p| self.open_at(p, OFlags::PATH).is_ok())
+            .collect())
+    }
+
     /// The real host path of `rel` after in-root resolution (for tools that want a path, such
     /// as directory walks). Only meaningful while nobody else modifies the tree.
     pub fn real_path(&self, rel: &Path) -> io::Result<PathBuf> {
@@ -178,17 +213,18 @@ pub fn inner(rel: &Path) -> PathBuf {
 }
 
 /// Removes `name` in `dir` whatever it is (a directory recursively). Missing is fine.
+/// Opens the directory `name` of `dir` without following a symlink there.
+pub fn open_dir_at<P: rustix::path::Arg>(dir: impl AsFd, name: P) -> io::Result<OwnedFd> {
+    let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    Ok(rfs::openat(dir, name, flags, Mode::empty())?)
+}
+
 pub fn remove_at(dir: &OwnedFd, name: &OsStr) -> io::Result<()> {
     match rfs::unlinkat(dir, name, rfs::AtFlags::empty()) {
         Ok(()) => Ok(()),
         Err(rustix::io::Errno::NOENT) => Ok(()),
         Err(rustix::io::Errno::ISDIR) => {
-            let sub = rfs::openat(
-                dir,
-                name,
-                OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            )?;
+            let sub = open_dir_at(dir, name)?;
             let p = fd_path(&sub)?;
             std::fs::remove_dir_all(&p)
         }

@@ -1,15 +1,24 @@
 //! brig-build: Dockerfile → layered OCI image.
 //!
 //! Stages, one module each: [`dockerfile`] (parse, expand, ignore) → [`plan`] (which stages the
-//! target needs) → [`exec`] (COPY/ADD/RUN write layers; RUN through a runc-compatible runtime)
+//! target needs, as a graph) → [`cache`] (keys as pure functions, the store's entries, export
+//! and import) → [`exec`] (COPY/ADD/RUN write layers; RUN through a runc-compatible runtime)
 //! → [`image`] (layers, config, the local store, safe unpacking) → [`export`] (OCI layout,
-//! oci-archive, docker-archive, registry); [`registry`] pulls and pushes over the OCI
-//! distribution API; [`progress`] prints what the build does.
+//! oci-archive, docker-archive, registry); [`source`] brings base images into the store,
+//! [`registry`] pulls and pushes over the OCI distribution API; [`progress`] prints what the
+//! build does.
+//!
+//! Imports go down that list, never up: `image` imports none of the others but [`fsroot`];
+//! `registry` imports `image`; `source` and `cache` import both; `plan` imports `dockerfile`,
+//! `image` and `source`; `exec` imports them all.
 
+pub mod cache;
 pub mod dockerfile;
 pub mod exec;
 pub mod export;
 pub mod fsroot;
 pub mod image;
+pub mod plan;
 pub mod progress;
 pub mod registry;
+pub mod source;

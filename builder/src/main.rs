@@ -1,9 +1,9 @@
 //! `brig-build`: the command line of the builder (`build`, `pull`, `push`, `images`, `rm`,
 //! `prune`).
 
+use brig_build::cache;
 use brig_build::exec::{self, run::Network};
 use brig_build::export;
-use brig_build::image::cache;
 use brig_build::image::platform::Platform;
 use brig_build::image::store::Store;
 use brig_build::registry::{self, auth::Creds, Reference};

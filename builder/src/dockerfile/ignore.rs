@@ -111,6 +111,13 @@ pub(crate) fn glob(p: &[u8], s: &[u8]) -> bool {
     }
 }
 
+/// True if `ignore` (if any) excludes the relative path `rel`.
+pub fn excluded_path(ignore: Option<&Ignore>, rel: &std::path::Path) -> bool {
+    ignore
+        .map(|i| i.excluded(&rel.to_string_lossy()))
+        .unwrap_or(false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

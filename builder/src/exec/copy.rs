@@ -11,10 +11,14 @@
 //! the context, a destination symlink planted by an earlier step cannot make a copy write
 //! outside the image.
 
-use crate::dockerfile::ignore::{glob, Ignore};
-use crate::fsroot::{remove_at, Root};
+use super::apply::clean_abs;
+use super::{contexts, overlay, remote, Builder, Result as BuildResult, State};
+use crate::dockerfile::ignore::{excluded_path as excluded, Ignore};
+use crate::dockerfile::CopyArgs;
+use crate::fsroot::{open_dir_at, remove_at, Root};
 use crate::image::unpack;
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, Timespec, Timestamps};
+use std::collections::HashMap;
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read};
 use std::os::fd::OwnedFd;
@@ -74,13 +78,33 @@ fn mkdirs(op: &CopyOp<'_>, dst: &Root, dir: &Path) -> Result<OwnedFd, String> {
     Ok(fd)
 }
 
+/// Where a single file `name` lands: `dest/name` if `dest` is a directory, else `dest`; its
+/// parent directory (created as [`mkdirs`] does) and file name.
+fn target_of(
+    op: &CopyOp<'_>,
+    dst: &Root,
+    dest: &Path,
+    dest_is_dir: bool,
+    name: &Path,
+) -> Result<(OwnedFd, std::ffi::OsString), String> {
+    let target = if dest_is_dir {
+        dest.join(name)
+    } else {
+        dest.to_path_buf()
+    };
+    let parent = target.parent().unwrap_or(Path::new("/"));
+    let pfd = mkdirs(op, dst, parent)?;
+    let fname = target.file_name().ok_or("destination is the root")?;
+    Ok((pfd, fname.to_os_string()))
+}
+
 /// Performs the copy into `dst` (the mounted overlay).
 pub fn copy(op: &CopyOp<'_>, dst: &Root) -> Result<(), String> {
     let mut srcs: Vec<PathBuf> = Vec::new();
     for s in &op.sources {
         let rel = s.trim_start_matches('/');
         if rel.contains(['*', '?', '[']) {
-            let found = expand_glob(op.src, rel).map_err(|e| e.to_string())?;
+            let found = op.src.glob(rel).map_err(|e| e.to_string())?;
             let found: Vec<PathBuf> = found
                 .into_iter()
                 .filter(|p| !excluded(op.ignore, p) && !op.excluded_file(p))
@@ -114,14 +138,7 @@ pub fn copy(op: &CopyOp<'_>, dst: &Root) -> Result<(), String> {
     }
     let dest = PathBuf::from(&op.dest);
     for (name, content) in &op.inline {
-        let target = if dest_is_dir {
-            dest.join(name)
-        } else {
-            dest.clone()
-        };
-        let parent = target.parent().unwrap_or(Path::new("/"));
-        let pfd = mkdirs(op, dst, parent)?;
-        let fname = target.file_name().ok_or("destination is the root")?;
+        let (pfd, fname) = target_of(op, dst, &dest, dest_is_dir, Path::new(name))?;
         let f = create_file(&pfd, fname.as_ref()).map_err(|e| e.to_string())?;
         let mut f = fs::File::from(f);
         io::Write::write_all(&mut f, content.as_bytes()).map_err(|e| e.to_string())?;
@@ -178,14 +195,7 @@ pub fn copy(op: &CopyOp<'_>, dst: &Root) -> Result<(), String> {
                 .file_name()
                 .map(PathBuf::from)
                 .ok_or("cannot copy the context root as a file")?;
-            let target = if dest_is_dir {
-                dest.join(name)
-            } else {
-                dest.clone()
-            };
-            let parent = target.parent().unwrap_or(Path::new("/"));
-            let pfd = mkdirs(op, dst, parent)?;
-            let fname = target.file_name().ok_or("destination is the root")?;
+            let (pfd, fname) = target_of(op, dst, &dest, dest_is_dir, &name)?;
             copy_entry(op, &real, &md, &pfd, fname.as_ref()).map_err(|e| e.to_string())?;
         }
     }
@@ -207,12 +217,6 @@ fn file_sha256(p: &Path) -> io::Result<String> {
     let mut w = crate::image::HashWriter::new(io::sink());
     io::copy(&mut fs::File::open(p)?, &mut w)?;
     Ok(w.finish().1)
-}
-
-fn excluded(ignore: Option<&Ignore>, rel: &Path) -> bool {
-    ignore
-        .map(|i| i.excluded(&rel.to_string_lossy()))
-        .unwrap_or(false)
 }
 
 /// Copies the contents of the directory `real` (context path `rel`) into `dest`.
@@ -284,12 +288,7 @@ fn copy_entry(
             remove_at(pfd, name.as_os_str())?;
             rfs::mkdirat(pfd, name, Mode::from_raw_mode(0o755))?;
         }
-        let d = rfs::openat(
-            pfd,
-            name,
-            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
+        let d = open_dir_at(pfd, name)?;
         finish(&d, owner, mode, None)
     } else if ft.is_symlink() {
         let target = fs::read_link(src)?;
@@ -381,116 +380,187 @@ fn decompressed<'a>(mut r: BufReader<fs::File>) -> io::Result<Box<dyn Read + 'a>
     })
 }
 
-/// Context-relative paths matching the wildcard pattern `pat` (segment by segment).
-fn expand_glob(root: &Root, pat: &str) -> io::Result<Vec<PathBuf>> {
-    let mut cur = vec![PathBuf::new()];
-    for seg in pat.split('/').filter(|s| !s.is_empty() && *s != ".") {
-        let mut next = Vec::new();
-        for base in &cur {
-            if !seg.contains(['*', '?', '[']) {
-                next.push(base.join(seg));
-                continue;
-            }
-            let Ok(real) = root.real_path(base) else {
-                continue;
-            };
-            let Ok(rd) = fs::read_dir(&real) else {
-                continue;
-            };
-            let mut names: Vec<String> = rd
-                .flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| glob(seg.as_bytes(), n.as_bytes()))
-                .collect();
-            names.sort();
-            next.extend(names.into_iter().map(|n| base.join(n)));
-        }
-        cur = next;
-    }
-    Ok(cur
-        .into_iter()
-        .filter(|p| root.open_at(p, OFlags::PATH).is_ok())
-        .collect())
-}
-
-/// A digest of what a COPY/ADD of `sources` from `src` reads, for the build cache: for every
-/// file, directory and symlink the copy would see (wildcards expanded, `.dockerignore`d paths
-/// left out, as [`copy`] does), its path, type, permission bits and content or link target.
-/// Modification times and owners are left out, as docker does: a `touch` or a fresh checkout
-/// does not invalidate (context owners become 0:0 anyway).
-pub fn sources_digest(
-    src: &Root,
-    ignore: Option<&Ignore>,
-    sources: &[String],
-) -> io::Result<String> {
-    use sha2::{Digest as _, Sha256};
-    let mut h = Sha256::new();
-    let mut put = |parts: &[&[u8]]| {
-        for p in parts {
-            h.update((p.len() as u64).to_le_bytes());
-            h.update(p);
-        }
-    };
-    let entry = |rel: &Path, path: &Path, put: &mut dyn FnMut(&[&[u8]])| -> io::Result<()> {
-        let md = path.symlink_metadata()?;
-        let name = rel.to_string_lossy();
-        let mode = (md.mode() & 0o7777).to_le_bytes();
-        let ft = md.file_type();
-        if ft.is_symlink() {
-            let t = fs::read_link(path)?;
-            put(&[b"l", name.as_bytes(), &mode, t.to_string_lossy().as_bytes()]);
-        } else if ft.is_dir() {
-            put(&[b"d", name.as_bytes(), &mode]);
-        } else if ft.is_file() {
-            let mut fh = crate::image::HashWriter::new(io::sink());
-            io::copy(&mut fs::File::open(path)?, &mut fh)?;
-            let (_, d, _) = fh.finish();
-            put(&[b"f", name.as_bytes(), &mode, d.as_bytes()]);
-        }
-        Ok(())
-    };
-    for s in sources {
-        put(&[b"source", s.as_bytes()]);
-        let rel = s.trim_start_matches('/');
-        let found = if rel.contains(['*', '?', '[']) {
-            expand_glob(src, rel)?
-        } else {
-            vec![crate::fsroot::inner(Path::new(rel))]
-        };
-        for rel in found.into_iter().filter(|p| !excluded(ignore, p)) {
-            let real = src.real_path(&rel)?;
-            if !real.symlink_metadata()?.is_dir() {
-                // A symlink source is followed by the copy; hash what it reads.
-                let md = fs::metadata(&real)?;
-                if md.is_file() {
-                    entry(&rel, &real, &mut put)?;
-                }
-                continue;
-            }
-            let mut walk = walkdir::WalkDir::new(&real)
-                .follow_links(false)
-                .sort_by_file_name()
-                .into_iter();
-            while let Some(e) = walk.next() {
-                let e = e.map_err(io::Error::other)?;
-                let sub = rel.join(e.path().strip_prefix(&real).expect("below the root"));
-                if e.depth() > 0 && excluded(ignore, &sub) {
-                    if e.file_type().is_dir() {
-                        walk.skip_current_dir();
-                    }
-                    continue;
-                }
-                entry(&sub, e.path(), &mut put)?;
-            }
-        }
-    }
-    Ok(format!("sha256:{}", hex::encode(h.finalize())))
-}
-
 /// Parses `--chmod` (octal).
 pub fn parse_chmod(s: &str) -> Result<u32, String> {
     u32::from_str_radix(s, 8)
         .ok()
         .filter(|m| *m <= 0o7777)
         .ok_or_else(|| format!("invalid --chmod={s}: only octal modes are supported"))
+}
+
+impl Builder<'_> {
+    pub(super) fn copy_step(
+        &self,
+        st: &mut State,
+        line: usize,
+        a: &CopyArgs,
+        add: bool,
+        text: &str,
+        done: &HashMap<usize, State>,
+    ) -> BuildResult<()> {
+        let mut paths = self.each_word(st, line, &a.paths)?;
+        let dest_raw = paths.pop().expect("parser checked two paths");
+        let wd = st.workdir();
+        let mut dest = if dest_raw.starts_with('/') {
+            dest_raw.clone()
+        } else {
+            format!("{}/{}", wd.trim_end_matches('/'), dest_raw)
+        };
+        if dest_raw.ends_with('/') || dest_raw == "." || dest_raw.ends_with("/.") {
+            dest = format!("{}/", clean_abs(Path::new(&dest)).trim_end_matches('/'));
+        }
+        let mut inline = Vec::new();
+        let mut sources = Vec::new();
+        for p in paths {
+            match p
+                .strip_prefix("<<")
+                .map(|n| n.trim_start_matches('-').trim_matches(['"', '\'']))
+            {
+                Some(name) => {
+                    let h = a
+                        .heredocs
+                        .iter()
+                        .find(|h| h.name == name)
+                        .ok_or_else(|| self.err(line, format!("heredoc {name} not found")))?;
+                    let content = if h.quoted {
+                        h.content.clone()
+                    } else {
+                        self.word(st, line, &h.content.replace('"', "\\\""))?
+                    };
+                    inline.push((name.to_string(), content));
+                }
+                None => sources.push(p),
+            }
+        }
+        let remote_root = if add {
+            self.fetch_remotes(line, a, &mut sources)?
+        } else {
+            None
+        };
+        let (area, m) = self.mount_rw(st, line)?;
+        let merged = area.join("merged");
+        let dst = Root::open(&merged).map_err(|e| self.err(line, e))?;
+        let owner = match &a.chown {
+            Some(c) => {
+                let c = self.word(st, line, c)?;
+                Some(
+                    super::run::lookup_user(&dst, &c)
+                        .map_err(|e| self.err(line, format!("--chown={c}: {e}")))?,
+                )
+            }
+            None => None,
+        };
+        let chmod = match &a.chmod {
+            Some(c) => Some(parse_chmod(&self.word(st, line, c)?).map_err(|e| self.err(line, e))?),
+            None => None,
+        };
+        // The source root: the context, another stage (read-only overlay) or an image.
+        let mut _src_mount = None;
+        let src_tmp;
+        let from_root;
+        let (src_root, ignore) = match &a.from {
+            None => match &remote_root {
+                Some(r) => (r, None),
+                None => (&self.context, Some(&self.ignore)),
+            },
+            Some(f) => {
+                let f = self.word(st, line, f)?;
+                let named = match self.df.stage(&f) {
+                    None => self.opts.build_contexts.get(&f.to_ascii_lowercase()),
+                    Some(_) => None,
+                };
+                if let Some(contexts::Named::Dir(d)) = named {
+                    from_root =
+                        Root::open(d).map_err(|e| self.err(line, format!("--from={f}: {e}")))?;
+                } else {
+                    let layers: Vec<PathBuf> = match (self.df.stage(&f), named) {
+                        (Some(s), _) => done
+                            .get(&s.index)
+                            .ok_or_else(|| {
+                                self.err(line, format!("COPY --from={f}: stage not built"))
+                            })?
+                            .layers
+                            .iter()
+                            .map(|l| l.dir.clone())
+                            .collect(),
+                        (None, named) => {
+                            let r = match named {
+                                Some(contexts::Named::Image(r)) => r.clone(),
+                                _ => f.clone(),
+                            };
+                            let s = self.base_state(&r, line)?;
+                            s.layers.iter().map(|l| l.dir.clone()).collect()
+                        }
+                    };
+                    src_tmp = self.area()?;
+                    let mm = overlay::mount_overlay(
+                        &layers,
+                        None,
+                        &src_tmp.join("merged"),
+                        &src_tmp.join("empty"),
+                    )
+                    .map_err(|e| self.err(line, e))?;
+                    from_root = Root::open(mm.path()).map_err(|e| self.err(line, e))?;
+                    _src_mount = Some(mm);
+                }
+                (&from_root, None)
+            }
+        };
+        let op = CopyOp {
+            src: src_root,
+            ignore,
+            sources,
+            inline,
+            dest,
+            owner,
+            keep_owners: a.from.is_some(),
+            chmod,
+            // Remote sources are never extracted.
+            add: add && remote_root.is_none(),
+            exclude: (!a.excludes.is_empty()).then(|| Ignore::parse(&a.excludes.join("\n"))),
+            parents: a.parents,
+            checksum: a.checksum.clone(),
+        };
+        let kw = if add { "ADD" } else { "COPY" };
+        copy(&op, &dst).map_err(|e| self.err(line, format!("{kw} failed: {e}")))?;
+        drop(dst);
+        m.unmount().map_err(|e| self.err(line, e))?;
+        let by = text.to_string();
+        self.commit_layer(st, line, &area.join("upper"), &by)
+    }
+
+    /// ADD's URL and git sources: fetched into a staging directory of this step, which
+    /// becomes the copy's source root (`sources` renamed into it). None if all are local.
+    pub(super) fn fetch_remotes(
+        &self,
+        line: usize,
+        a: &CopyArgs,
+        sources: &mut Vec<String>,
+    ) -> BuildResult<Option<Root>> {
+        let remotes: Vec<Option<remote::Remote>> =
+            sources.iter().map(|s| remote::classify(s)).collect();
+        if remotes.iter().all(Option::is_none) {
+            return Ok(None);
+        }
+        if remotes.iter().any(Option::is_none) {
+            return Err(self.err(
+                line,
+                "ADD: URL and git sources cannot be mixed with local sources in one ADD",
+            ));
+        }
+        let staging = self.area()?.join("remote");
+        let mut names = Vec::new();
+        for (i, r) in remotes.into_iter().flatten().enumerate() {
+            if a.checksum.is_some() && matches!(r, remote::Remote::Git { .. }) {
+                return Err(self.err(line, "ADD --checksum: not supported for git sources"));
+            }
+            let n = remote::fetch(&r, &staging.join(i.to_string()), a.keep_git_dir)
+                .map_err(|e| self.err(line, format!("ADD: {e}")))?;
+            names.push(format!("{i}/{n}"));
+        }
+        *sources = names;
+        Root::open(&staging)
+            .map(Some)
+            .map_err(|e| self.err(line, e))
+    }
 }

@@ -111,12 +111,6 @@ pub fn check_given(
     }
 }
 
-/// The `from=` of a mount spec as written (the stages a build needs are found before any
-/// expansion of the spec as a whole).
-pub fn from_of(spec: &str) -> Option<&str> {
-    spec.split(',').find_map(|p| p.trim().strip_prefix("from="))
-}
-
 /// Parses the (expanded) value of one `--mount=` flag.
 pub fn parse(spec: &str) -> Result<Spec, String> {
     let mut kv: Vec<(String, Option<String>)> = Vec::new();

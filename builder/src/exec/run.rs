@@ -7,9 +7,15 @@
 //! line, so runc, crun or brig all work. Mount points the runtime needs but the image lacks are
 //! created before the run and removed from the new layer after, so they never leak into it.
 
+use super::{
+    contexts, lock, mounts, Builder, Result as BuildResult, State, CURRENT_STEP, DEFAULT_PATH,
+};
+use crate::dockerfile::{Command as Cmd, RunArgs};
 use crate::fsroot::Root;
 use rustix::fs::OFlags;
 use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -265,4 +271,204 @@ pub fn lookup_user(root: &Root, spec: &str) -> Result<(u32, u32), String> {
         };
     }
     Ok((uid, gid))
+}
+
+impl Builder<'_> {
+    pub(super) fn run_step(
+        &self,
+        st: &mut State,
+        line: usize,
+        r: &RunArgs,
+        text: &str,
+        done: &HashMap<usize, State>,
+    ) -> BuildResult<()> {
+        let c = &r.cmd;
+        let network = match r.network.as_deref() {
+            None => self.opts.network,
+            Some(n) => parse_network(n).map_err(|e| self.err(line, e))?,
+        };
+        let mut specs = Vec::new();
+        for m in &r.mounts {
+            let m = self.word(st, line, m)?;
+            specs.push(
+                mounts::parse(&m).map_err(|e| self.err(line, format!("RUN --mount={m}: {e}")))?,
+            );
+        }
+        let (area, m) = self.mount_rw(st, line)?;
+        let merged = area.join("merged");
+        let root = Root::open(&merged).map_err(|e| self.err(line, e))?;
+        // Mount points the runtime needs: made now, removed from the layer after.
+        let mut made: Vec<PathBuf> = Vec::new();
+        for d in ["proc", "sys", "dev"] {
+            let (_, created) = root
+                .mkdir_all(Path::new(d), 0o755)
+                .map_err(|e| self.err(line, e))?;
+            made.extend(created);
+        }
+        // An empty file as a mount point (and its parent dirs), unless there is one.
+        let touch = |rel: &Path, made: &mut Vec<PathBuf>| -> BuildResult<()> {
+            if root.open_at(rel, rustix::fs::OFlags::PATH).is_ok() {
+                return Ok(());
+            }
+            let (pfd, created) = root
+                .mkdir_all(rel.parent().unwrap_or(Path::new("")), 0o755)
+                .map_err(|e| self.err(line, e))?;
+            made.extend(created);
+            rustix::fs::openat(
+                &pfd,
+                rel.file_name().expect("file has a name"),
+                rustix::fs::OFlags::CREATE
+                    | rustix::fs::OFlags::WRONLY
+                    | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::from_raw_mode(0o644),
+            )
+            .map_err(|e| self.err(line, std::io::Error::from(e)))?;
+            made.push(rel.to_path_buf());
+            Ok(())
+        };
+        let extra = self.run_mounts(st, line, &specs, &area, done)?;
+        for (t, is_dir) in &extra.targets {
+            let rel = Path::new(t.trim_start_matches('/'));
+            if *is_dir {
+                let (_, created) = root.mkdir_all(rel, 0o755).map_err(|e| self.err(line, e))?;
+                made.extend(created);
+            } else {
+                touch(rel, &mut made)?;
+            }
+        }
+        for f in host_net_files(network) {
+            touch(Path::new(f.trim_start_matches('/')), &mut made)?;
+        }
+        let cwd = st.workdir();
+        root.mkdir_all(Path::new(&cwd), 0o755)
+            .map_err(|e| self.err(line, e))?;
+        let (uid, gid) = match st.config.config.user.as_deref() {
+            None | Some("") => (0, 0),
+            Some(u) => lookup_user(&root, u).map_err(|e| self.err(line, e))?,
+        };
+        let mut env: Vec<String> = st.config.config.env.clone().unwrap_or_default();
+        for (k, v) in &st.args {
+            if st.config.env(k).is_none() {
+                env.push(format!("{k}={v}"));
+            }
+        }
+        if !env.iter().any(|e| e.starts_with("PATH=")) {
+            env.push(format!("PATH={DEFAULT_PATH}"));
+        }
+        env.extend(extra.env.iter().cloned());
+        let mut extra_oci = extra.oci.clone();
+        let args = match &r.heredoc {
+            // A heredoc with a shebang is a script file run by its interpreter (BuildKit).
+            Some(h) if h.content.starts_with("#!") => {
+                let script = area.join("heredoc-script");
+                fs::write(&script, &h.content).map_err(|e| self.err(line, e))?;
+                fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                    .map_err(|e| self.err(line, e))?;
+                let dst = format!("/dev/pipes/{}", h.name);
+                extra_oci.push(json!({"destination": dst, "type": "bind",
+                                      "source": script, "options": ["rbind", "ro"]}));
+                vec![dst]
+            }
+            _ => Self::argv(st, c),
+        };
+        let proc_ = Process {
+            args: args.clone(),
+            env,
+            uid,
+            gid,
+            cwd,
+        };
+        let mut spec = spec(&proc_, &merged, network);
+        if let Some(ms) = spec["mounts"].as_array_mut() {
+            ms.extend(extra_oci);
+        }
+        fs::write(
+            area.join("config.json"),
+            serde_json::to_vec_pretty(&spec).expect("json"),
+        )
+        .map_err(|e| self.err(line, e))?;
+        let n = area.file_name().map(|n| n.to_string_lossy().into_owned());
+        let id = format!(
+            "brig-build-{}-{}",
+            std::process::id(),
+            n.unwrap_or_default()
+        );
+        let code = run_bundle(
+            &self.opts.runtime,
+            &self.work.path().join("state"),
+            &area,
+            &id,
+            &mut |d| lock(&self.progress).run_output(CURRENT_STEP.with(|c| c.get()), d),
+        )
+        .map_err(|e| self.err(line, format!("RUN: cannot start the runtime: {e}")))?;
+        drop(root);
+        extra.finish().map_err(|e| self.err(line, e))?;
+        m.unmount().map_err(|e| self.err(line, e))?;
+        if code != 0 {
+            return Err(self.err(
+                line,
+                format!("RUN {} returned a non-zero code: {code}", show_cmd(c)),
+            ));
+        }
+        let upper = area.join("upper");
+        for p in made.iter().rev() {
+            let up = upper.join(p);
+            if let Ok(md) = up.symlink_metadata() {
+                if md.is_dir() {
+                    let _ = fs::remove_dir(&up);
+                } else if md.len() == 0 {
+                    let _ = fs::remove_file(&up);
+                }
+            }
+        }
+        let _ = text;
+        let by = format!("RUN {}", args.join(" "));
+        self.commit_layer(st, line, &upper, &by)
+    }
+
+    /// Sets up a RUN's `--mount`s in its work area.
+    pub(super) fn run_mounts(
+        &self,
+        st: &State,
+        line: usize,
+        specs: &[mounts::Spec],
+        area: &Path,
+        done: &HashMap<usize, State>,
+    ) -> BuildResult<mounts::Prepared> {
+        let mut stage_layers = |f: &str| -> Result<mounts::From, String> {
+            let f = self.word(st, line, f).map_err(|e| e.to_string())?;
+            match self.df.stage(&f) {
+                Some(s) => Ok(mounts::From::Layers(
+                    done.get(&s.index)
+                        .ok_or_else(|| format!("from={f}: stage not built before this one"))?
+                        .layers
+                        .iter()
+                        .map(|l| l.dir.clone())
+                        .collect(),
+                )),
+                None => match self.opts.build_contexts.get(&f.to_ascii_lowercase()) {
+                    Some(contexts::Named::Dir(d)) => Ok(mounts::From::Dir(d.clone())),
+                    _ => Err(format!(
+                        "from={f}: no stage or directory build context named {f:?}"
+                    )),
+                },
+            }
+        };
+        let src = mounts::Sources {
+            store_root: self.store.root(),
+            context: &self.context,
+            secrets: &self.opts.secrets,
+            ssh: &self.opts.ssh,
+            work: &area.join("mounts"),
+        };
+        mounts::prepare(specs, &src, &mut stage_layers)
+            .map_err(|e| self.err(line, format!("RUN --mount: {e}")))
+    }
+}
+
+fn show_cmd(c: &Cmd) -> String {
+    match c {
+        Cmd::Shell(s) => s.lines().next().unwrap_or("").to_string(),
+        Cmd::Exec(v) => serde_json::to_string(v).unwrap_or_default(),
+    }
 }

@@ -49,7 +49,7 @@ impl Compression {
     }
 }
 
-/// Options for [`write`].
+/// Options for [`write()`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Options {
     /// Clamp every mtime to at most this unix time.

@@ -1,14 +1,16 @@
-//! Images: layers ([`layer`] writes them, [`unpack`] extracts them safely), the image config
-//! ([`config`]), the local content-addressed store ([`store`]) with its build cache ([`cache`])
-//! and base images from OCI layouts and archives ([`source`]).
+//! Images, the lower layer of the builder: layers ([`layer`] writes them, [`unpack`] extracts
+//! them safely, [`unpacked`] keeps them unpacked in the store), the image config ([`config`]),
+//! platforms ([`platform`]) and the local content-addressed store ([`store`]).
+//!
+//! Never imports the build cache, the registry client or the build: they sit above and extend
+//! the store ([`crate::cache`] keeps its entries there).
 
-pub mod cache;
 pub mod config;
 pub mod layer;
 pub mod platform;
-pub mod source;
 pub mod store;
 pub mod unpack;
+pub mod unpacked;
 
 use sha2::{Digest as _, Sha256};
 use std::io::{self, Write};
@@ -82,6 +84,17 @@ pub fn valid_digest(d: &str) -> bool {
                     .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         })
         .unwrap_or(false)
+}
+
+/// Bytes under `p` (a file, or a directory counted recursively; symlinks not followed).
+pub fn disk_size(p: &std::path::Path) -> u64 {
+    walkdir::WalkDir::new(p)
+        .follow_links(false)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.path().symlink_metadata().ok())
+        .map(|m| m.len())
+        .sum()
 }
 
 /// RFC 3339 UTC time of a unix timestamp (`2024-01-02T03:04:05Z`); times

@@ -93,6 +93,16 @@ impl fmt::Display for Platform {
     }
 }
 
+/// The entry of a multi-platform index for this host (linux and our architecture).
+pub fn host_manifest(idx: &oci_spec::image::ImageIndex) -> Option<&oci_spec::image::Descriptor> {
+    idx.manifests().iter().find(|m| {
+        m.platform()
+            .as_ref()
+            .map(|p| p.os().to_string() == "linux" && p.architecture().to_string() == host_arch())
+            .unwrap_or(false)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,7 @@
 //! STORE/oci-layout, index.json   the images; annotation org.opencontainers.image.ref.name = NAME:TAG
 //! STORE/blobs/sha256/HEX         configs, manifests, gzip layers
 //! STORE/layers/HEX               a layer unpacked in overlayfs form (HEX = its diffID)
-//! STORE/cache/HEX.json           the build cache (see [`super::cache`])
+//! STORE/cache/HEX.json           the build cache (kept by `crate::cache`)
 //! STORE/tmp/                     work dirs of running builds; runtime state
 //! STORE/lock                     flock: one writer of index.json at a time
 //! STORE/gc.lock                  flock: shared by every build, exclusive for gc and prune
@@ -37,11 +37,19 @@ pub struct StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-fn at<T>(p: &Path, r: io::Result<T>) -> Result<T> {
+/// `r` with its error naming `p`.
+pub fn at<T>(p: &Path, r: io::Result<T>) -> Result<T> {
     r.map_err(|err| StoreError {
         path: p.display().to_string(),
         err,
     })
+}
+
+/// Blobs and unpacked layers (hex names) something holds: what gc keeps.
+#[derive(Debug, Default)]
+pub struct Refs {
+    pub blobs: HashSet<String>,
+    pub layers: HashSet<String>,
 }
 
 /// An image in the store: its manifest, config and their digests.
@@ -82,19 +90,14 @@ impl Store {
         for d in ["blobs/sha256", "layers", "cache", "tmp"] {
             at(&root.join(d), fs::create_dir_all(root.join(d)))?;
         }
-        let layout = root.join("oci-layout");
-        if !layout.exists() {
-            at(
-                &layout,
-                fs::write(&layout, "{\"imageLayoutVersion\":\"1.0.0\"}"),
-            )?;
-        }
-        let index = root.join("index.json");
-        if !index.exists() {
-            at(
-                &index,
-                fs::write(&index, "{\"schemaVersion\":2,\"manifests\":[]}"),
-            )?;
+        for (name, initial) in [
+            ("oci-layout", "{\"imageLayoutVersion\":\"1.0.0\"}"),
+            ("index.json", "{\"schemaVersion\":2,\"manifests\":[]}"),
+        ] {
+            let p = root.join(name);
+            if !p.exists() {
+                at(&p, fs::write(&p, initial))?;
+            }
         }
         Ok(Store {
             root: root.to_path_buf(),
@@ -125,7 +128,7 @@ impl Store {
     }
 
     /// Takes the lock of gc and prune: waits until no build runs.
-    fn gc_lock(&self) -> Result<Lock> {
+    pub fn gc_lock(&self) -> Result<Lock> {
         self.flock("gc.lock", rustix::fs::FlockOperation::LockExclusive)
     }
 
@@ -316,9 +319,9 @@ impl Store {
         self.write_index(&idx)
     }
 
-    /// Removes the images named (or with the id); then deletes what nothing references.
-    /// Returns the references that matched nothing.
-    pub fn remove(&self, refs: &[String]) -> Result<Vec<String>> {
+    /// Removes the names (or ids) `refs` from the index; returns those that matched nothing.
+    /// Blobs stay: `Store::remove` (with the build cache's references) collects them.
+    pub fn untag(&self, refs: &[String]) -> Result<Vec<String>> {
         let _l = self.lock()?;
         let mut idx = self.index()?;
         let mut missing = Vec::new();
@@ -349,13 +352,11 @@ impl Store {
         }
         idx.set_manifests(ms);
         self.write_index(&idx)?;
-        drop(_l);
-        self.gc()?;
         Ok(missing)
     }
 
-    /// Blobs and unpacked layers (hex names) that images of the index reference.
-    fn image_refs(&self) -> Result<(HashSet<String>, HashSet<String>)> {
+    /// Blobs and unpacked layers that images of the index reference.
+    pub fn image_refs(&self) -> Result<Refs> {
         let idx = self.index()?;
         let mut blobs = HashSet::new();
         let mut layers = HashSet::new();
@@ -372,43 +373,17 @@ impl Store {
                 }
             }
         }
-        Ok((blobs, layers))
+        Ok(Refs { blobs, layers })
     }
 
-    /// Blobs and layers that images or build cache entries reference; unreadable cache entries
-    /// are removed on the way (only with the gc lock held).
-    fn all_refs(&self) -> Result<(HashSet<String>, HashSet<String>)> {
-        let (mut blobs, mut layers) = self.image_refs()?;
-        for (p, e, _) in self.cache_entries()? {
-            match e {
-                Some(e) => {
-                    if let Some(l) = e.layer {
-                        blobs.insert(hex_of(&l.digest).to_string());
-                        layers.insert(hex_of(&l.diff_id).to_string());
-                    }
-                }
-                None => at(&p, fs::remove_file(&p))?,
-            }
-        }
-        Ok((blobs, layers))
-    }
-
-    /// Deletes blobs and unpacked layers that neither an image of the index nor a build cache
-    /// entry references. Waits for running builds to finish.
-    pub fn gc(&self) -> Result<()> {
-        let _g = self.gc_lock()?;
-        let _l = self.lock()?;
-        self.gc_locked(None).map(|_| ())
-    }
-
-    /// gc with the locks held: removes what is unreferenced (or, with `only`, the unreferenced
-    /// among those candidates); returns the bytes freed.
-    fn gc_locked(&self, only: Option<(&[String], &[String])>) -> Result<u64> {
-        let (blobs, layers) = self.all_refs()?;
+    /// gc with the locks held: removes what `keep` does not hold (or, with `only`, what it
+    /// does not hold among those candidates); returns the bytes freed.
+    pub fn gc_locked(&self, keep: &Refs, only: Option<(&[String], &[String])>) -> Result<u64> {
+        let Refs { blobs, layers } = keep;
         let mut freed = 0;
         for (dir, keep, cand) in [
-            ("blobs/sha256", &blobs, only.map(|o| o.0)),
-            ("layers", &layers, only.map(|o| o.1)),
+            ("blobs/sha256", blobs, only.map(|o| o.0)),
+            ("layers", layers, only.map(|o| o.1)),
         ] {
             let p = self.root.join(dir);
             for e in at(&p, fs::read_dir(&p))?.flatten() {
@@ -422,7 +397,7 @@ impl Store {
                     }
                 }
                 let path = e.path();
-                freed += super::cache::disk_size(&path);
+                freed += super::disk_size(&path);
                 let r = if path.is_dir() {
                     fs::remove_dir_all(&path)
                 } else {
@@ -434,117 +409,9 @@ impl Store {
         Ok(freed)
     }
 
-    /// Undo of a failed build that holds the gc lock exclusively: removes its cache entries,
-    /// then those of its blobs and layers (digests / diffIDs) nothing else references.
-    pub fn undo(&self, keys: &[String], blobs: &[String], layers: &[String]) -> Result<()> {
-        let _l = self.lock()?;
-        for k in keys {
-            self.cache_remove(k)?;
-        }
-        self.gc_locked(Some((blobs, layers))).map(|_| ())
-    }
-
-    /// Removes build cache entries and `RUN --mount=type=cache` directories, least recently
-    /// used first, until they and the blobs and layers only the cache references take at most
-    /// `keep` bytes (all of them without `keep`), as BuildKit's prune does; then what became
-    /// unreferenced, and the leftovers of killed builds in `tmp/`. Waits for running builds to
-    /// finish (none holds a cache mount then).
-    pub fn prune(&self, keep: Option<u64>) -> Result<super::cache::Pruned> {
-        let _g = self.gc_lock()?;
-        let _l = self.lock()?;
-        let (img_blobs, img_layers) = self.image_refs()?;
-        let entries = self.cache_entries()?;
-        // What each entry holds that no image does, and how many entries hold it.
-        let mut count: HashMap<PathBuf, usize> = HashMap::new();
-        let held = |e: &Option<super::cache::Entry>| -> Vec<PathBuf> {
-            let Some(l) = e.as_ref().and_then(|e| e.layer.as_ref()) else {
-                return Vec::new();
-            };
-            let mut v = Vec::new();
-            if !img_blobs.contains(hex_of(&l.digest)) {
-                v.push(self.blob_path(&l.digest));
-            }
-            if !img_layers.contains(hex_of(&l.diff_id)) {
-                v.push(self.layer_dir(&l.diff_id));
-            }
-            v
-        };
-        let mut total = 0u64;
-        let mut sizes: HashMap<PathBuf, u64> = HashMap::new();
-        for (p, e, _) in &entries {
-            total += super::cache::disk_size(p);
-            for h in held(e) {
-                let c = count.entry(h.clone()).or_insert(0);
-                if *c == 0 {
-                    let s = super::cache::disk_size(&h);
-                    total += s;
-                    sizes.insert(h.clone(), s);
-                }
-                *c += 1;
-            }
-        }
-        // Cache mount directories (their mtime is set at each use), with their sizes.
-        let mounts_dir = self.root.join("cache-mounts");
-        let mut mounts = Vec::new();
-        if mounts_dir.is_dir() {
-            for e in at(&mounts_dir, fs::read_dir(&mounts_dir))?.flatten() {
-                let path = e.path();
-                let t = e
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .unwrap_or(std::time::SystemTime::UNIX_EPOCH);
-                let size = super::cache::disk_size(&path);
-                total += size;
-                mounts.push((path, size, t));
-            }
-        }
-        // One least-recently-used order over entries and mounts.
-        enum Item<'a> {
-            Entry(&'a PathBuf, &'a Option<super::cache::Entry>),
-            Mount(&'a PathBuf, u64),
-        }
-        let mut items: Vec<(std::time::SystemTime, Item)> = entries
-            .iter()
-            .map(|(p, e, t)| (*t, Item::Entry(p, e)))
-            .chain(mounts.iter().map(|(p, s, t)| (*t, Item::Mount(p, *s))))
-            .collect();
-        items.sort_by_key(|(t, _)| *t);
-        let keep = keep.unwrap_or(0);
-        let mut pruned = super::cache::Pruned::default();
-        let mut mount_bytes = 0;
-        for (_, item) in &items {
-            if total <= keep && keep > 0 {
-                break;
-            }
-            match item {
-                Item::Entry(p, e) => {
-                    total = total.saturating_sub(super::cache::disk_size(p));
-                    at(p, fs::remove_file(p))?;
-                    pruned.entries += 1;
-                    for h in held(e) {
-                        let c = count.get_mut(&h).expect("counted above");
-                        *c -= 1;
-                        if *c == 0 {
-                            total = total.saturating_sub(sizes[&h]);
-                        }
-                    }
-                }
-                Item::Mount(p, size) => {
-                    total = total.saturating_sub(*size);
-                    at(p, fs::remove_dir_all(p))?;
-                    pruned.mounts += 1;
-                    mount_bytes += size;
-                }
-            }
-        }
-        pruned.bytes = self.gc_locked(None)? + mount_bytes;
-        self.clear_tmp()?;
-        Ok(pruned)
-    }
-
     /// Removes everything in `tmp/`. Only with `gc.lock` held exclusively: no build runs, so
     /// whatever is there was left by a killed one.
-    fn clear_tmp(&self) -> Result<()> {
+    pub fn clear_tmp(&self) -> Result<()> {
         let t = self.root.join("tmp");
         for e in at(&t, fs::read_dir(&t))?.flatten() {
             let path = e.path();

@@ -25,7 +25,7 @@
 //! and then uses path-based calls that follow symlinks planted by earlier entries of the same
 //! layer, and it knows nothing of whiteouts.
 
-use crate::fsroot::{remove_at, Root};
+use crate::fsroot::{open_dir_at, remove_at, Root};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
 use std::cell::Cell;
 use std::ffi::OsStr;
@@ -229,6 +229,17 @@ fn entry<R: Read>(
     } else {
         (0, 0)
     };
+    // The entry itself, not what a symlink entry points at.
+    let chown_entry = |pfd: &OwnedFd| {
+        rfs::chownat(
+            pfd,
+            name.as_os_str(),
+            Some(uid.into_uid()),
+            Some(gid.into_gid()),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| io_err(e.into()))
+    };
     let mtime = h.mtime().unwrap_or(0);
     let kind = h.entry_type();
     let size = e.size();
@@ -255,13 +266,7 @@ fn entry<R: Read>(
                 }
                 Err(e) => return Err(io_err(e.into())),
             }
-            let d = rfs::openat(
-                &pfd,
-                name.as_os_str(),
-                OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(|e| io_err(e.into()))?;
+            let d = open_dir_at(&pfd, name.as_os_str()).map_err(io_err)?;
             rfs::fchown(&d, Some(uid.into_uid()), Some(gid.into_gid()))
                 .map_err(|e| io_err(e.into()))?;
             rfs::fchmod(&d, mode).map_err(|e| io_err(e.into()))?;
@@ -300,14 +305,7 @@ fn entry<R: Read>(
                 .ok_or_else(|| hostile("symlink without target"))?;
             let link = String::from_utf8_lossy(&link).into_owned();
             rfs::symlinkat(link.as_str(), &pfd, name.as_os_str()).map_err(|e| io_err(e.into()))?;
-            rfs::chownat(
-                &pfd,
-                name.as_os_str(),
-                Some(uid.into_uid()),
-                Some(gid.into_gid()),
-                AtFlags::SYMLINK_NOFOLLOW,
-            )
-            .map_err(|e| io_err(e.into()))?;
+            chown_entry(&pfd)?;
             rfs::utimensat(
                 &pfd,
                 name.as_os_str(),
@@ -341,14 +339,7 @@ fn entry<R: Read>(
             let minor = h.device_minor().ok().flatten().unwrap_or(0);
             rfs::mknodat(&pfd, name.as_os_str(), ft, mode, rfs::makedev(major, minor))
                 .map_err(|e| io_err(e.into()))?;
-            rfs::chownat(
-                &pfd,
-                name.as_os_str(),
-                Some(uid.into_uid()),
-                Some(gid.into_gid()),
-                AtFlags::SYMLINK_NOFOLLOW,
-            )
-            .map_err(|e| io_err(e.into()))?;
+            chown_entry(&pfd)?;
         }
         EntryType::XHeader
         | EntryType::XGlobalHeader

@@ -1,12 +1,11 @@
 //! Registries over the OCI distribution API: [`pull`] an image into the local store (FROM,
 //! `brig-build pull`), [`push`] one from it (`brig-build push`, `--output type=registry`).
-//! The build cache goes there too ([`push_cache`] for `--cache-to type=registry`,
-//! [`RemoteCache`] for `--cache-from type=registry`), sharing its entry import with the
-//! directory form ([`crate::image::cache::import_entry`]).
+//! The build cache's bytes go through [`client`] too (`crate::cache::remote`); this module
+//! knows nothing of the cache.
 //!
-//! [`reference`] parses names, [`auth`] finds credentials and reads challenges, [`client`]
+//! [`mod@reference`] parses names, [`auth`] finds credentials and reads challenges, [`client`]
 //! speaks HTTP. Owns bringing registry content into the store with the same rules as
-//! [`crate::image::source`]: every blob is hashed while it is written and refused if its
+//! `crate::source`: every blob is hashed while it is written and refused if its
 //! digest differs, and the manifest is stored last, so a failed pull never leaves a name that
 //! points at missing blobs. Hand-written on `ureq` rather than `oci-client`: that crate needs
 //! an async runtime (tokio) for what is here a sequence of blocking requests.
@@ -18,7 +17,6 @@ pub mod reference;
 pub use client::Options;
 pub use reference::Reference;
 
-use crate::image::cache;
 use crate::image::config::host_arch;
 use crate::image::store::{Image, Store, StoreError};
 use crate::image::{sha256, valid_digest};
@@ -35,7 +33,8 @@ pub enum RegistryError {
     Store(#[from] StoreError),
 }
 
-fn failed(r: &Reference, msg: impl std::fmt::Display) -> RegistryError {
+/// A [`RegistryError::Failed`] about `r`.
+pub fn failed(r: &Reference, msg: impl std::fmt::Display) -> RegistryError {
     RegistryError::Failed {
         reference: r.to_string(),
         msg: msg.to_string(),
@@ -87,7 +86,7 @@ pub fn pull(store: &Store, opts: &Options, r: &Reference) -> Result<Image, Regis
             break;
         }
         let idx = ImageIndex::from_reader(&bytes[..]).map_err(|e| failed(r, e))?;
-        let desc = crate::image::source::host_manifest(&idx)
+        let desc = crate::image::platform::host_manifest(&idx)
             .ok_or_else(|| failed(r, format!("no linux/{} manifest in the index", host_arch())))?;
         let d = desc.digest().to_string();
         let (b, ct) = c.get_manifest(&d).map_err(|e| failed(r, e))?;
@@ -183,170 +182,4 @@ pub fn push(
     c.put_manifest(dest.manifest_ref(), &bytes, &mt)
         .map_err(|e| failed(dest, e))?;
     Ok(img.manifest_digest.clone())
-}
-
-/// The config media type of a build cache manifest (`--cache-to type=registry`).
-pub const CACHE_CONFIG_MEDIA_TYPE: &str = "application/vnd.brig.build.cache.config.v1+json";
-
-/// The config blob of a build cache manifest: every exported entry by cache key.
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
-struct CacheConfig {
-    entries: std::collections::BTreeMap<String, cache::Entry>,
-}
-
-/// The media type of a layer blob, from its first bytes (gzip or zstd magic).
-fn layer_media_type(path: &std::path::Path) -> Result<MediaType, String> {
-    use std::io::Read as _;
-    let mut magic = [0u8; 4];
-    fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut magic))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(match magic {
-        [0x1f, 0x8b, ..] => MediaType::ImageLayerGzip,
-        [0x28, 0xb5, 0x2f, 0xfd] => MediaType::ImageLayerZstd,
-        _ => MediaType::ImageLayer,
-    })
-}
-
-/// Pushes the cache entries `keys` to `dest` as one image manifest (BuildKit's image-manifest
-/// style): a config of media type [`CACHE_CONFIG_MEDIA_TYPE`] holding the entries, and as layers
-/// the blobs they name (those the registry lacks are uploaded). Returns how many entries.
-pub fn push_cache(
-    store: &Store,
-    opts: &Options,
-    keys: &[String],
-    dest: &Reference,
-) -> Result<usize, RegistryError> {
-    let f = |e| failed(dest, e);
-    let mut c = Client::new(opts, dest, true).map_err(f)?;
-    let mut config = CacheConfig::default();
-    let mut layers: Vec<Descriptor> = Vec::new();
-    for (key, _, e) in cache::exportable(store, keys) {
-        if let Some(l) = &e.layer {
-            if !layers.iter().any(|d| d.digest().as_ref() == l.digest) {
-                let path = store.blob_path(&l.digest);
-                let size = fs::metadata(&path)
-                    .map_err(|e| f(format!("{}: {e}", path.display())))?
-                    .len();
-                if !c.has_blob(&l.digest).map_err(f)? {
-                    c.put_blob(&l.digest, &path, size).map_err(f)?;
-                }
-                let digest = l
-                    .digest
-                    .parse::<oci_spec::image::Digest>()
-                    .map_err(|e| f(format!("{e}")))?;
-                layers.push(Descriptor::new(
-                    layer_media_type(&path).map_err(f)?,
-                    size,
-                    digest,
-                ));
-            }
-        }
-        config.entries.insert(key, e);
-    }
-    let n = config.entries.len();
-    let bytes = serde_json::to_vec(&config).map_err(|e| f(e.to_string()))?;
-    let digest = sha256(&bytes);
-    if !c.has_blob(&digest).map_err(f)? {
-        let tmp = store.tempdir("cache-config-")?;
-        let path = tmp.path().join("config.json");
-        fs::write(&path, &bytes).map_err(|e| f(format!("{}: {e}", path.display())))?;
-        c.put_blob(&digest, &path, bytes.len() as u64).map_err(f)?;
-    }
-    let manifest = oci_spec::image::ImageManifestBuilder::default()
-        .schema_version(2u32)
-        .media_type(MediaType::ImageManifest)
-        .config(Descriptor::new(
-            MediaType::Other(CACHE_CONFIG_MEDIA_TYPE.into()),
-            bytes.len() as u64,
-            digest
-                .parse::<oci_spec::image::Digest>()
-                .map_err(|e| f(e.to_string()))?,
-        ))
-        .layers(layers)
-        .build()
-        .map_err(|e| f(e.to_string()))?;
-    let mbytes = serde_json::to_vec(&manifest).map_err(|e| f(e.to_string()))?;
-    c.put_manifest(
-        dest.manifest_ref(),
-        &mbytes,
-        MediaType::ImageManifest.as_ref(),
-    )
-    .map_err(f)?;
-    Ok(n)
-}
-
-/// A build cache in a registry (`--cache-from type=registry,ref=REF`): its entries, read once,
-/// and a client to fetch the layer blobs of the entries a build takes.
-pub struct RemoteCache {
-    reference: Reference,
-    client: Client,
-    config: CacheConfig,
-}
-
-impl RemoteCache {
-    /// Reads the cache manifest and config at `r` (verified against their digests); None if
-    /// the registry has no manifest there.
-    pub fn open(opts: &Options, r: &Reference) -> Result<Option<RemoteCache>, RegistryError> {
-        let f = |e| failed(r, e);
-        let mut client = Client::new(opts, r, false).map_err(f)?;
-        let Some((bytes, _)) = client.find_manifest(r.manifest_ref()).map_err(f)? else {
-            return Ok(None);
-        };
-        if let Some(d) = &r.digest {
-            if &sha256(&bytes) != d {
-                return Err(f(format!("manifest has digest {}", sha256(&bytes))));
-            }
-        }
-        let m = ImageManifest::from_reader(&bytes[..]).map_err(|e| f(e.to_string()))?;
-        let cd = m.config();
-        if cd.media_type().to_string() != CACHE_CONFIG_MEDIA_TYPE {
-            return Err(f(format!(
-                "not a build cache: the config's media type is {}, not {CACHE_CONFIG_MEDIA_TYPE}",
-                cd.media_type()
-            )));
-        }
-        let digest = cd.digest().to_string();
-        if !valid_digest(&digest) {
-            return Err(f(format!("unsupported digest {digest:?}")));
-        }
-        let mut raw = Vec::new();
-        std::io::Read::read_to_end(
-            &mut std::io::Read::take(client.get_blob(&digest).map_err(f)?, 64 << 20),
-            &mut raw,
-        )
-        .map_err(|e| f(format!("config {digest}: {e}")))?;
-        if sha256(&raw) != digest {
-            return Err(f(format!(
-                "config {digest}: the registry sent content with digest {}",
-                sha256(&raw)
-            )));
-        }
-        let config: CacheConfig =
-            serde_json::from_slice(&raw).map_err(|e| f(format!("config {digest}: {e}")))?;
-        Ok(Some(RemoteCache {
-            reference: r.clone(),
-            client,
-            config,
-        }))
-    }
-
-    /// Brings the entry `key` into the store with its layer (fetched only if the store lacks
-    /// it, verified, unpacked: [`cache::import_entry`]). Ok(false) if the cache has no such
-    /// entry.
-    pub fn import(
-        &mut self,
-        store: &Store,
-        key: &str,
-    ) -> Result<bool, crate::image::source::SourceError> {
-        let Some(e) = self.config.entries.get(key) else {
-            return Ok(false);
-        };
-        let origin = self.reference.to_string();
-        let client = &mut self.client;
-        cache::import_entry(store, key, e, &origin, &mut |digest| {
-            Ok(Box::new(client.get_blob(digest)?))
-        })?;
-        Ok(true)
-    }
 }

@@ -74,7 +74,7 @@ impl Reference {
         })
     }
 
-    /// The host[:port] the HTTP requests go to (docker.io's API lives elsewhere).
+    /// The `host[:port]` the HTTP requests go to (docker.io's API lives elsewhere).
     pub fn api_host(&self) -> &str {
         if self.registry == "docker.io" {
             "registry-1.docker.io"

@@ -1,25 +1,36 @@
-//! The build cache: one small JSON file per build step, `STORE/cache/HEX.json`, named by the
-//! step's cache key.
+//! The build cache: what a rebuild reuses instead of running a step.
 //!
-//! A key is the sha256 of the parent step's key and what the step reads (the builder decides
-//! what: see `exec`); an entry records what the step produced: its history entry (so a rebuild
-//! gets the same `created` times, hence the same config and image digest) and, for steps that
-//! write a layer, the layer's blob digest and diffID. The layer itself lives where every layer
-//! lives (`blobs/`, `layers/`); the cache only points at it.
+//! One small JSON file per build step, `STORE/cache/HEX.json`, named by the step's cache key
+//! ([`key`]: pure functions of what the step reads; [`sources`]: the digest of the files a COPY
+//! or a bind mount reads). An entry records what the step produced: its history entry (so a
+//! rebuild gets the same `created` times, hence the same config and image digest) and, for
+//! steps that write a layer, the layer's blob digest and diffID. The layer itself lives where
+//! every layer lives (`blobs/`, `layers/`); the cache only points at it. [`gc`] removes what
+//! neither an image nor an entry holds; [`local`] and [`remote`] export and import entries
+//! (`--cache-to`, `--cache-from`).
 //!
 //! Invariants, kept across a SIGKILL at any point:
 //! * an entry is written (temporary file + rename) only after its blob and unpacked layer are in
-//!   place, and removed before them ([`super::store::Store::gc`], [`Store::prune`]);
+//!   place, and removed before them ([`Store::gc`], [`Store::prune`]);
 //! * a reader still checks that the blob and the layer directory exist, so an entry whose data
 //!   went missing is a miss, not an error.
 //!
 //! Entries are touched on every hit; `prune` removes the least recently used first.
+//!
+//! Above [`crate::image`] (whose store it extends) and [`crate::registry`] (which carries a
+//! cache's bytes for [`remote`]); neither of them knows the cache.
 
-use super::config::History;
-use super::hex_of;
-use super::store::{Store, StoreError};
+pub mod gc;
+pub mod key;
+pub mod local;
+pub mod remote;
+pub mod sources;
+
+use crate::image::config::History;
+use crate::image::hex_of;
+use crate::image::store::{Store, StoreError};
+use crate::image::unpacked::{self, bad, LayerError};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -42,32 +53,7 @@ pub struct Entry {
     pub layer: Option<LayerRef>,
 }
 
-/// A cache key under construction: labelled, length-prefixed parts, so two different lists of
-/// parts never hash alike.
-pub struct Key(Sha256);
-
-impl Key {
-    /// A key whose parent is `parent` (empty for the first step of a chain).
-    pub fn new(parent: &str) -> Key {
-        Key(Sha256::new()).add("parent", parent.as_bytes())
-    }
-
-    pub fn add(mut self, label: &str, data: impl AsRef<[u8]>) -> Key {
-        let data = data.as_ref();
-        self.0.update((label.len() as u64).to_le_bytes());
-        self.0.update(label.as_bytes());
-        self.0.update((data.len() as u64).to_le_bytes());
-        self.0.update(data);
-        self
-    }
-
-    /// `sha256:HEX`.
-    pub fn finish(self) -> String {
-        format!("sha256:{}", hex::encode(self.0.finalize()))
-    }
-}
-
-fn err(p: &Path, e: io::Error) -> StoreError {
+pub(crate) fn err(p: &Path, e: io::Error) -> StoreError {
     StoreError {
         path: p.display().to_string(),
         err: e,
@@ -89,7 +75,7 @@ impl Store {
         self.root().join("cache")
     }
 
-    fn entry_path(&self, key: &str) -> PathBuf {
+    pub(crate) fn entry_path(&self, key: &str) -> PathBuf {
         self.cache_dir().join(format!("{}.json", hex_of(key)))
     }
 
@@ -159,10 +145,10 @@ impl Store {
 /// Where `--cache-to` writes or `--cache-from` reads build cache entries.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Location {
-    /// `type=local,dest|src=DIR`: a directory ([`export_local`], [`import_local`]).
+    /// `type=local,dest|src=DIR`: a directory ([`local::export_local`], [`local::import_local`]).
     Local(PathBuf),
     /// `type=registry,ref=REF`: one image manifest in a registry
-    /// ([`crate::registry::push_cache`], [`crate::registry::RemoteCache`]).
+    /// ([`remote::push_cache`], [`remote::RemoteCache`]).
     Registry(crate::registry::Reference),
 }
 
@@ -226,76 +212,6 @@ pub fn exportable(store: &Store, keys: &[String]) -> Vec<(String, Vec<u8>, Entry
     out
 }
 
-/// Writes the entries `keys` and their layer blobs to the cache directory `dir` (created):
-/// `DIR/cache/HEX.json` and `DIR/blobs/sha256/HEX`, each by rename of a complete file, blobs
-/// before the entries that name them. Returns how many entries were written.
-pub fn export_local(store: &Store, keys: &[String], dir: &Path) -> Result<usize, StoreError> {
-    let blobs = dir.join("blobs/sha256");
-    let entries = dir.join("cache");
-    for d in [&blobs, &entries] {
-        fs::create_dir_all(d).map_err(|e| err(d, e))?;
-    }
-    let list = exportable(store, keys);
-    for (key, bytes, e) in &list {
-        if let Some(l) = &e.layer {
-            let dst = blobs.join(hex_of(&l.digest));
-            if !dst.is_file() {
-                copy_atomic(&store.blob_path(&l.digest), &dst)?;
-            }
-        }
-        let dst = entries.join(format!("{}.json", hex_of(key)));
-        let mut t = tempfile::Builder::new()
-            .prefix(".entry-")
-            .tempfile_in(&entries)
-            .map_err(|e| err(&entries, e))?;
-        io::Write::write_all(&mut t, bytes).map_err(|e| err(&dst, e))?;
-        t.persist(&dst).map_err(|e| err(&dst, e.error))?;
-    }
-    Ok(list.len())
-}
-
-/// Copies `src` to `dst` through a temporary file next to `dst`.
-fn copy_atomic(src: &Path, dst: &Path) -> Result<(), StoreError> {
-    let parent = dst.parent().unwrap_or(Path::new("."));
-    let mut t = tempfile::Builder::new()
-        .prefix(".blob-")
-        .tempfile_in(parent)
-        .map_err(|e| err(parent, e))?;
-    let mut f = fs::File::open(src).map_err(|e| err(src, e))?;
-    io::copy(&mut f, &mut t).map_err(|e| err(dst, e))?;
-    t.persist(dst).map_err(|e| err(dst, e.error))?;
-    Ok(())
-}
-
-/// Brings the entry `key` of the cache directory `dir` into the store, with its layer (the blob
-/// verified against its digest, unpacked and checked against its diffID). Ok(false) if `dir`
-/// has no such entry.
-pub fn import_local(
-    store: &Store,
-    dir: &Path,
-    key: &str,
-) -> Result<bool, super::source::SourceError> {
-    let p = dir.join("cache").join(format!("{}.json", hex_of(key)));
-    let Ok(bytes) = fs::read(&p) else {
-        return Ok(false);
-    };
-    let origin = p.display().to_string();
-    let e: Entry = serde_json::from_slice(&bytes).map_err(|e| bad(&origin, e))?;
-    import_entry(store, key, &e, &origin, &mut |digest| {
-        let src = dir.join("blobs/sha256").join(hex_of(digest));
-        let f = fs::File::open(&src).map_err(|e| format!("{}: {e}", src.display()))?;
-        Ok(Box::new(f))
-    })?;
-    Ok(true)
-}
-
-fn bad(origin: &str, msg: impl std::fmt::Display) -> super::source::SourceError {
-    super::source::SourceError::Bad {
-        reference: origin.to_string(),
-        msg: msg.to_string(),
-    }
-}
-
 /// Opens a cache's blob by digest (a file of a directory, a registry's blob).
 pub type OpenBlob<'a> = dyn FnMut(&str) -> Result<Box<dyn io::Read + 'a>, String> + 'a;
 
@@ -308,9 +224,9 @@ pub fn import_entry(
     e: &Entry,
     origin: &str,
     open: &mut OpenBlob,
-) -> Result<(), super::source::SourceError> {
+) -> Result<(), LayerError> {
     if let Some(l) = &e.layer {
-        if !super::valid_digest(&l.digest) || !super::valid_digest(&l.diff_id) {
+        if !crate::image::valid_digest(&l.digest) || !crate::image::valid_digest(&l.diff_id) {
             return Err(bad(origin, format!("bad digest in {l:?}")));
         }
         if !store.has_blob(&l.digest) {
@@ -321,42 +237,16 @@ pub fn import_entry(
         }
         let dst = store.layer_dir(&l.diff_id);
         if !dst.is_dir() {
-            super::source::unpack_layer(store, &l.digest, &l.diff_id, &dst)?;
+            unpacked::unpack_layer(store, &l.digest, &l.diff_id, &dst)?;
         }
     }
     store.cache_put(key, e)?;
     Ok(())
 }
 
-/// Bytes under `p` (a file, or a directory counted recursively; symlinks not followed).
-pub fn disk_size(p: &Path) -> u64 {
-    walkdir::WalkDir::new(p)
-        .follow_links(false)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.path().symlink_metadata().ok())
-        .map(|m| m.len())
-        .sum()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn keys_separate_parts() {
-        let k = |parts: &[(&str, &str)]| {
-            let mut k = Key::new("p");
-            for (l, d) in parts {
-                k = k.add(l, d);
-            }
-            k.finish()
-        };
-        assert_eq!(k(&[("a", "bc")]), k(&[("a", "bc")]));
-        assert_ne!(k(&[("a", "bc")]), k(&[("a", "b"), ("", "c")]));
-        assert_ne!(k(&[("a", "bc")]), k(&[("ab", "c")]));
-        assert_ne!(Key::new("p").finish(), Key::new("q").finish());
-    }
 
     #[test]
     fn local_cache_options() {
@@ -386,7 +276,7 @@ mod tests {
     fn entries_round_trip_and_need_their_layer() {
         let d = tempfile::tempdir().unwrap();
         let s = Store::open(d.path()).unwrap();
-        let key = Key::new("").finish();
+        let key = key::Key::new("").finish();
         let meta = Entry {
             history: History {
                 created_by: Some("ENV A=1".into()),

@@ -1,20 +1,21 @@
 //! Base images: `scratch`, `oci-layout://DIR[:TAG]`, `oci-archive:PATH[:TAG]`, images of the
-//! local store and, for a name the store lacks, a registry ([`crate::registry::pull`]); and the
-//! unpacked layers RUN steps mount.
+//! local store and, for a name the store lacks, a registry ([`crate::registry::pull`]).
 //!
 //! Owns bringing outside content into the store: every blob is hashed while it is copied and
-//! refused if its digest differs, layers are unpacked through [`super::unpack`] (hostile-tar
+//! refused if its digest differs, layers are unpacked through [`crate::image::unpack`] (hostile-tar
 //! safe) and their diffIDs checked against the image config. Never writes outside the store.
 
-use super::config::host_arch;
-use super::store::{ref_name, Image, Store};
-use super::unpack::{self, UnpackError};
-use super::HashWriter;
 use crate::fsroot::Root;
+use crate::image::config::host_arch;
+use crate::image::platform::host_manifest;
+use crate::image::store::{ref_name, Image, Store};
+use crate::image::unpack::{self, UnpackError};
+use crate::image::unpacked::LayerError;
+use crate::image::{hex_of, valid_digest};
 use oci_spec::image::{ImageIndex, ImageManifest, MediaType};
 use std::fs;
-use std::io::{self, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::io::BufReader;
+use std::path::Path;
 
 /// A base image that cannot be used, naming the reference.
 #[derive(Debug, thiserror::Error)]
@@ -22,11 +23,13 @@ pub enum SourceError {
     #[error("image {reference:?}: {msg}")]
     Bad { reference: String, msg: String },
     #[error(transparent)]
-    Store(#[from] super::store::StoreError),
+    Store(#[from] crate::image::store::StoreError),
     #[error(transparent)]
     Unpack(#[from] UnpackError),
     #[error(transparent)]
     Registry(#[from] crate::registry::RegistryError),
+    #[error(transparent)]
+    Layer(#[from] LayerError),
 }
 
 fn bad(reference: &str, msg: impl std::fmt::Display) -> SourceError {
@@ -160,16 +163,6 @@ fn import_layout(
     Ok(img)
 }
 
-/// The entry of a multi-platform index for this host (linux and our architecture).
-pub fn host_manifest(idx: &ImageIndex) -> Option<&oci_spec::image::Descriptor> {
-    idx.manifests().iter().find(|m| {
-        m.platform()
-            .as_ref()
-            .map(|p| p.os().to_string() == "linux" && p.architecture().to_string() == host_arch())
-            .unwrap_or(false)
-    })
-}
-
 /// Copies blob `digest` from the layout `dir` into the store (verified); returns it if it is
 /// small (manifests, configs, indexes) or empty.
 fn copy_blob(
@@ -178,7 +171,7 @@ fn copy_blob(
     dir: &Path,
     digest: &str,
 ) -> Result<Vec<u8>, SourceError> {
-    if !super::valid_digest(digest) {
+    if !valid_digest(digest) {
         return Err(bad(reference, format!("unsupported digest {digest:?}")));
     }
     let small = |p: &Path| -> Result<Vec<u8>, SourceError> {
@@ -192,7 +185,7 @@ fn copy_blob(
     if store.has_blob(digest) {
         return small(&store.blob_path(digest));
     }
-    let src = dir.join("blobs/sha256").join(super::hex_of(digest));
+    let src = dir.join("blobs/sha256").join(hex_of(digest));
     let mut f =
         fs::File::open(&src).map_err(|e| bad(reference, format!("{}: {e}", src.display())))?;
     if let Some(got) = store.put_blob_checked(&mut f, digest)? {
@@ -202,79 +195,4 @@ fn copy_blob(
         ));
     }
     small(&store.blob_path(digest))
-}
-
-/// The unpacked directories of the image's layers, bottom first, unpacking what is missing.
-pub fn layer_dirs(store: &Store, img: &Image) -> Result<Vec<PathBuf>, SourceError> {
-    let mut dirs = Vec::new();
-    for (l, diff_id) in img
-        .manifest
-        .layers()
-        .iter()
-        .zip(img.config.rootfs.diff_ids.iter())
-    {
-        let dst = store.layer_dir(diff_id);
-        if !dst.is_dir() {
-            unpack_layer(store, l.digest().as_ref(), diff_id, &dst)?;
-        }
-        dirs.push(dst);
-    }
-    Ok(dirs)
-}
-
-/// A reader that hashes what it reads.
-struct HashReader<R> {
-    inner: R,
-    hw: HashWriter<io::Sink>,
-}
-
-impl<R: Read> Read for HashReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        io::Write::write_all(&mut self.hw, &buf[..n])?;
-        Ok(n)
-    }
-}
-
-pub(crate) fn unpack_layer(
-    store: &Store,
-    digest: &str,
-    diff_id: &str,
-    dst: &Path,
-) -> Result<(), SourceError> {
-    let blob = store.blob_path(digest);
-    let f = fs::File::open(&blob).map_err(|e| bad(digest, e))?;
-    let stream = super::decompress(BufReader::new(f)).map_err(|e| bad(digest, e))?;
-    let mut hr = HashReader {
-        inner: stream,
-        hw: HashWriter::new(io::sink()),
-    };
-    let tmp = store.tempdir("unpack-")?;
-    let tdir = tmp.path().join("layer");
-    fs::create_dir(&tdir).map_err(|e| bad(digest, e))?;
-    let root = Root::open(&tdir).map_err(|e| bad(digest, e))?;
-    unpack::unpack(
-        &root,
-        Path::new(""),
-        &mut hr,
-        &format!("layer {digest}"),
-        unpack::Options {
-            whiteouts: true,
-            owners: true,
-        },
-    )?;
-    // Drain the tar padding so the hash covers the whole stream.
-    io::copy(&mut hr, &mut io::sink()).map_err(|e| bad(digest, e))?;
-    let (_, got, _) = hr.hw.finish();
-    if got != diff_id {
-        return Err(bad(
-            digest,
-            format!("layer content has diffID {got}, the config says {diff_id}"),
-        ));
-    }
-    match fs::rename(&tdir, dst) {
-        Ok(()) => Ok(()),
-        Err(_) if dst.is_dir() => Ok(()),
-        Err(e) => Err(bad(digest, e)),
-    }
 }
