@@ -16,8 +16,10 @@ build: deps
 demo: build
 	bash scripts/demo.sh
 
+# Unit tests, and the API docs with every intra-doc link resolved.
 unit: build
 	$(CARGO) test --workspace --lib --bins
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps -q
 
 # Every test file runs, whatever fails before it; the failed tests are listed at the end.
 e2e: build
