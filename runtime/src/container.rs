@@ -101,53 +101,11 @@ pub fn create_with_sync(root: &Root, opts: &CreateOpts) -> Result<(i32, Sync)> {
     })?;
     let linux = spec.linux().as_ref().expect("validated");
     let console = console_for(process_spec.terminal() == Some(true), opts)?;
-    if process_spec
-        .apparmor_profile()
-        .as_deref()
-        .is_some_and(|p| !p.is_empty())
-    {
-        return Err(Error::config(
-            "config.json",
-            "process.apparmorProfile",
-            "AppArmor is not enabled on this host",
-        ));
-    }
-    if process_spec
-        .selinux_label()
-        .as_deref()
-        .is_some_and(|p| !p.is_empty())
-    {
-        return Err(Error::config(
-            "config.json",
-            "process.selinuxLabel",
-            "SELinux is not enabled on this host",
-        ));
-    }
-    for name in capabilities::unknown(process_spec.capabilities().as_ref()) {
-        logging::warn(&format!(
-            "ignoring unknown or unavailable capability {name:?}"
-        ));
-    }
-
-    let ns = namespaces::Plan::from_spec(linux.namespaces().as_deref().unwrap_or(&[]))?;
-    if spec.hostname().as_deref().is_some_and(|h| !h.is_empty()) && !ns.has(LinuxNamespaceType::Uts)
-    {
-        return Err(Error::config(
-            "config.json",
-            "hostname",
-            "setting the hostname needs a new uts namespace",
-        ));
-    }
-    let sysctls = linux.sysctl().clone().unwrap_or_default();
-    for key in sysctls.keys() {
-        sysctl::check(
-            key,
-            ns.has(LinuxNamespaceType::Ipc),
-            ns.has(LinuxNamespaceType::Network),
-            ns.has(LinuxNamespaceType::Uts),
-        )?;
-    }
-    let seccomp = linux.seccomp().as_ref().map(seccomp::compile).transpose()?;
+    let SpecPlan {
+        ns,
+        sysctls,
+        seccomp,
+    } = spec_plan(spec, process_spec)?;
 
     let mut undo = Undo {
         root,
@@ -201,6 +159,7 @@ pub fn create_with_sync(root: &Root, opts: &CreateOpts) -> Result<(i32, Sync)> {
         opts.no_pivot,
         cgroup_mounts,
         ns.has(LinuxNamespaceType::Cgroup),
+        nix::unistd::geteuid().is_root(),
     )?;
     let hooks = spec.hooks().clone().unwrap_or_default();
     let annotations: BTreeMap<String, String> = spec
@@ -505,6 +464,114 @@ fn absolute(p: &Path) -> Result<PathBuf> {
         .join(p))
 }
 
+/// What `create` derives from the spec alone, before it touches the host.
+struct SpecPlan {
+    ns: namespaces::Plan,
+    sysctls: std::collections::HashMap<String, String>,
+    seccomp: Option<seccomp::SeccompProgram>,
+}
+
+/// The checks of `create` that need only the spec (and the host's kernel
+/// for what it supports): LSM labels, capabilities, namespaces, sysctls,
+/// the seccomp program. Opens the namespace paths it joins, nothing more.
+fn spec_plan(spec: &Spec, process_spec: &oci_spec::runtime::Process) -> Result<SpecPlan> {
+    let linux = spec.linux().as_ref().expect("validated");
+    if process_spec
+        .apparmor_profile()
+        .as_deref()
+        .is_some_and(|p| !p.is_empty())
+    {
+        return Err(Error::config(
+            "config.json",
+            "process.apparmorProfile",
+            "AppArmor is not enabled on this host",
+        ));
+    }
+    if process_spec
+        .selinux_label()
+        .as_deref()
+        .is_some_and(|p| !p.is_empty())
+    {
+        return Err(Error::config(
+            "config.json",
+            "process.selinuxLabel",
+            "SELinux is not enabled on this host",
+        ));
+    }
+    for name in capabilities::unknown(process_spec.capabilities().as_ref()) {
+        logging::warn(&format!(
+            "ignoring unknown or unavailable capability {name:?}"
+        ));
+    }
+
+    let ns = namespaces::Plan::from_spec(linux.namespaces().as_deref().unwrap_or(&[]))?;
+    if spec.hostname().as_deref().is_some_and(|h| !h.is_empty()) && !ns.has(LinuxNamespaceType::Uts)
+    {
+        return Err(Error::config(
+            "config.json",
+            "hostname",
+            "setting the hostname needs a new uts namespace",
+        ));
+    }
+    let sysctls = linux.sysctl().clone().unwrap_or_default();
+    for key in sysctls.keys() {
+        sysctl::check(
+            key,
+            ns.has(LinuxNamespaceType::Ipc),
+            ns.has(LinuxNamespaceType::Network),
+            ns.has(LinuxNamespaceType::Uts),
+        )?;
+    }
+    let seccomp = linux.seccomp().as_ref().map(seccomp::compile).transpose()?;
+    Ok(SpecPlan {
+        ns,
+        sysctls,
+        seccomp,
+    })
+}
+
+/// The spec-to-plan half of [`create`] on the bundle's config.json, with
+/// nothing done on the host: no state dir, cgroup, mount (bind sources are
+/// not cloned) or clone. For the fuzz targets (`fuzz/`), which must run
+/// millions of inputs through the same code `create` runs.
+#[doc(hidden)]
+pub fn fuzz_plan(bundle: &Path) -> Result<()> {
+    let bundle = spec::load(bundle)?;
+    let spec = &bundle.spec;
+    let process_spec = spec.process().as_ref().ok_or_else(|| {
+        Error::config(
+            bundle.dir.join("config.json"),
+            "process",
+            "missing: nothing to run",
+        )
+    })?;
+    let plan = spec_plan(spec, process_spec)?;
+    rootfs_plan(
+        spec,
+        &bundle.dir,
+        &bundle.rootfs,
+        false,
+        Vec::new(),
+        plan.ns.has(LinuxNamespaceType::Cgroup),
+        false,
+    )?;
+    ProcessPlan::from_spec(process_spec, plan.seccomp, 0)?;
+    let linux = spec.linux().as_ref().expect("validated");
+    // Whether a rootless create takes a cgroup, and the device rules it sets.
+    let _ = wants_limits(linux.resources().as_ref());
+    cgroups::device_rules(
+        linux
+            .resources()
+            .as_ref()
+            .and_then(|r| r.devices().as_deref()),
+        linux.devices().as_deref(),
+    );
+    Ok(())
+}
+
+/// The init's mount and device plan. `clone_sources`: clone each bind
+/// source now as a detached mount (open_tree, root only); without it the
+/// init binds by path.
 fn rootfs_plan(
     spec: &Spec,
     bundle: &Path,
@@ -512,6 +579,7 @@ fn rootfs_plan(
     no_pivot: bool,
     cgroup_mounts: Vec<cgroups::CgroupMount>,
     cgroupns: bool,
+    clone_sources: bool,
 ) -> Result<rootfs::Plan> {
     let linux = spec.linux().as_ref().expect("validated");
     let mut mounts_out = Vec::new();
@@ -545,7 +613,7 @@ fn rootfs_plan(
         // open_tree needs CAP_SYS_ADMIN here: a rootless caller binds by
         // path from inside its user namespace instead, with its own access.
         let idmap = idmap_of(i, m, &opts, spec)?;
-        let source_fd = if is_bind && nix::unistd::geteuid().is_root() {
+        let source_fd = if is_bind && clone_sources {
             let fd = rootfs::clone_mount(&source, opts.recursive).map_err(|e| {
                 Error::config(
                     "config.json",
