@@ -2,8 +2,9 @@
 # `make test` runs every test.
 SHELL := /bin/bash
 CARGO ?= cargo
+FUZZ_SECONDS ?= 120
 
-.PHONY: deps build demo test unit e2e vm-test conformance bench
+.PHONY: deps build demo test unit e2e vm-test conformance bench fuzz
 
 deps:
 	bash scripts/deps.sh
@@ -58,3 +59,8 @@ bench: build
 	BRIG=$(CURDIR)/target/release/brig BRIG_BUILD=$(CURDIR)/target/release/brig-build bash bench/builder.sh
 	BRIG=$(CURDIR)/target/release/brig BRIG_BUILD=$(CURDIR)/target/release/brig-build \
 	BRIG_SHIM=$(CURDIR)/target/release/containerd-shim-brig-v2 bash bench/shim.sh
+
+# Coverage-guided fuzzing with AFL++ (fuzz/README.md): each target for
+# FUZZ_SECONDS (default 120). Installs cargo-afl when missing; not in CI.
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) bash fuzz/run.sh

@@ -61,27 +61,11 @@ pub fn create_with_sync(root: &Root, opts: &CreateOpts) -> Result<(i32, Channel)
     }
     let bundle = spec::load(&opts.bundle)?;
     let spec = &bundle.spec;
-    let process_spec = spec.process().as_ref().ok_or_else(|| {
-        Error::config(
-            bundle.dir.join("config.json"),
-            "process",
-            "missing: nothing to run",
-        )
-    })?;
+    let process_spec = process_of(&bundle)?;
     let linux = spec.linux().as_ref().expect("validated");
     let console = console_for(process_spec.terminal() == Some(true), opts)?;
-    crate::linux::lsm::check(process_spec)
-        .map_err(|(field, msg)| Error::config("config.json", format!("process.{field}"), msg))?;
-    for name in capabilities::unknown(process_spec.capabilities().as_ref()) {
-        logging::warn(&format!(
-            "ignoring unknown or unavailable capability {name:?}"
-        ));
-    }
-
-    let ns = namespaces::Plan::from_spec(linux.namespaces().as_deref().unwrap_or(&[]))?;
-    spec::check_namespaced(spec, |t| ns.has(t))?;
+    let (ns, seccomp) = checked_plans(spec, process_spec)?;
     let sysctls = linux.sysctl().clone().unwrap_or_default();
-    let seccomp = linux.seccomp().as_ref().map(seccomp::compile).transpose()?;
 
     let mut undo = process::undo::Undo::new("create");
     let dir = root.create_dir(&opts.id)?;
@@ -98,6 +82,7 @@ pub fn create_with_sync(root: &Root, opts: &CreateOpts) -> Result<(i32, Channel)
         opts.no_pivot,
         cgroup_mounts,
         ns.has(LinuxNamespaceType::Cgroup),
+        true,
     )?;
     let hooks = spec.hooks().clone().unwrap_or_default();
     let annotations: BTreeMap<String, String> = spec
@@ -230,6 +215,66 @@ pub fn create_with_sync(root: &Root, opts: &CreateOpts) -> Result<(i32, Channel)
     }
     undo.disarm();
     Ok((pid, parent_sync))
+}
+
+/// The bundle's process, which a container needs.
+fn process_of(bundle: &spec::Bundle) -> Result<&oci_spec::runtime::Process> {
+    bundle.spec.process().as_ref().ok_or_else(|| {
+        Error::config(
+            bundle.dir.join("config.json"),
+            "process",
+            "missing: nothing to run",
+        )
+    })
+}
+
+/// What create checks of a validated spec against this host, and the plans it makes before
+/// anything exists: the namespaces and the compiled seccomp filter.
+fn checked_plans(
+    spec: &oci_spec::runtime::Spec,
+    process_spec: &oci_spec::runtime::Process,
+) -> Result<(namespaces::Plan, Option<seccomp::SeccompProgram>)> {
+    let linux = spec.linux().as_ref().expect("validated");
+    crate::linux::lsm::check(process_spec)
+        .map_err(|(field, msg)| Error::config("config.json", format!("process.{field}"), msg))?;
+    for name in capabilities::unknown(process_spec.capabilities().as_ref()) {
+        logging::warn(&format!(
+            "ignoring unknown or unavailable capability {name:?}"
+        ));
+    }
+    let ns = namespaces::Plan::from_spec(linux.namespaces().as_deref().unwrap_or(&[]))?;
+    spec::check_namespaced(spec, |t| ns.has(t))?;
+    let seccomp = linux.seccomp().as_ref().map(seccomp::compile).transpose()?;
+    Ok((ns, seccomp))
+}
+
+/// For the fuzz targets (fuzz/): every check and plan `create` makes from the bundle at
+/// `bundle`, making nothing (no state dir, cgroup, mount or process; bind sources are not
+/// cloned).
+#[doc(hidden)]
+pub fn fuzz_plan(bundle: &Path) -> Result<()> {
+    let bundle = spec::load(bundle)?;
+    let spec = &bundle.spec;
+    let process_spec = process_of(&bundle)?;
+    let (ns, seccomp) = checked_plans(spec, process_spec)?;
+    let cgroupns = ns.has(LinuxNamespaceType::Cgroup);
+    rootfs::Plan::from_spec(
+        spec,
+        &bundle.dir,
+        &bundle.rootfs,
+        false,
+        Vec::new(),
+        cgroupns,
+        false,
+    )?;
+    ProcessPlan::from_spec(process_spec, seccomp, 0)?;
+    let linux = spec.linux().as_ref().expect("validated");
+    let resources = linux.resources().as_ref();
+    cgroups::device_rules(
+        resources.and_then(|r| r.devices().as_deref()),
+        linux.devices().as_deref(),
+    );
+    Ok(())
 }
 
 /// After `start` of a container made by [`create_with_sync`]: waits until

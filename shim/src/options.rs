@@ -44,7 +44,7 @@ pub fn from_any(any: Option<&Any>) -> Result<Options> {
 
 /// `config_path` (field 2) of a `runtimeoptions.v1.Options`; the message
 /// is not in containerd-shim-protos, and this is its only field we need.
-fn config_path(bytes: &[u8]) -> std::result::Result<String, protobuf::Error> {
+pub fn config_path(bytes: &[u8]) -> std::result::Result<String, protobuf::Error> {
     let mut input = protobuf::CodedInputStream::from_bytes(bytes);
     let mut path = String::new();
     while let Some(tag) = input.read_raw_tag_or_eof()? {
@@ -65,6 +65,11 @@ fn config_path(bytes: &[u8]) -> std::result::Result<String, protobuf::Error> {
 pub fn from_toml_file(path: &Path) -> Result<Options> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::io(format!("read runtime options {}", path.display()), e))?;
+    from_toml(&path.display().to_string(), &text)
+}
+
+/// [`from_toml_file`] on the file's text; `name` names it in errors.
+pub fn from_toml(name: &str, text: &str) -> Result<Options> {
     let mut opts = Options::default();
     for (n, line) in text.lines().enumerate() {
         let line = line.split('#').next().unwrap_or("").trim();
@@ -73,8 +78,7 @@ pub fn from_toml_file(path: &Path) -> Result<Options> {
         }
         let Some((key, value)) = line.split_once('=') else {
             return Err(Error::InvalidArgument(format!(
-                "{}:{}: want Key = value",
-                path.display(),
+                "{name}:{}: want Key = value",
                 n + 1
             )));
         };

@@ -16,7 +16,8 @@ use crate::linux::{mount_options, namespaces};
 impl Plan {
     /// The rootfs plan of a validated spec: every mount resolved (bind sources against the
     /// bundle, cloned as detached mounts where a user namespace needs it), the device nodes,
-    /// masked and read-only paths, propagation.
+    /// masked and read-only paths, propagation. `clone_sources`: clone bind sources now where
+    /// a user namespace needs it (create); without it (the fuzz targets) nothing is opened.
     pub fn from_spec(
         spec: &Spec,
         bundle: &Path,
@@ -24,6 +25,7 @@ impl Plan {
         no_pivot: bool,
         cgroup_mounts: Vec<cgroups::CgroupMount>,
         cgroupns: bool,
+        clone_sources: bool,
     ) -> Result<rootfs::Plan> {
         let linux = spec.linux().as_ref().expect("validated");
         let mut mounts_out = Vec::new();
@@ -60,40 +62,43 @@ impl Plan {
             // path from inside its user namespace instead, with its own access.
             let idmap = idmap_of(i, m, &opts, spec)?;
             let in_userns = crate::spec::has_namespace(spec, LinuxNamespaceType::User);
-            let source_fd =
-                if is_bind && (in_userns || idmap.is_some()) && nix::unistd::geteuid().is_root() {
-                    let fd = rootfs::clone_mount(&source, opts.recursive).map_err(|e| {
+            let source_fd = if is_bind
+                && clone_sources
+                && (in_userns || idmap.is_some())
+                && nix::unistd::geteuid().is_root()
+            {
+                let fd = rootfs::clone_mount(&source, opts.recursive).map_err(|e| {
+                    Error::config(
+                        "config.json",
+                        format!("mounts[{i}].source"),
+                        format!("{}: {}", source.display(), e.desc()),
+                    )
+                })?;
+                if let Some((uid, gid, recursive)) = &idmap {
+                    let userns = namespaces::userns_with_maps(uid, gid)?;
+                    rootfs::idmap_mount(
+                        std::os::fd::AsFd::as_fd(&fd),
+                        std::os::fd::AsFd::as_fd(&userns),
+                        *recursive,
+                    )
+                    .map_err(|e| {
                         Error::config(
                             "config.json",
-                            format!("mounts[{i}].source"),
-                            format!("{}: {}", source.display(), e.desc()),
+                            format!("mounts[{i}].uidMappings"),
+                            format!("idmapped mount of {}: {}", source.display(), e.desc()),
                         )
                     })?;
-                    if let Some((uid, gid, recursive)) = &idmap {
-                        let userns = namespaces::userns_with_maps(uid, gid)?;
-                        rootfs::idmap_mount(
-                            std::os::fd::AsFd::as_fd(&fd),
-                            std::os::fd::AsFd::as_fd(&userns),
-                            *recursive,
-                        )
-                        .map_err(|e| {
-                            Error::config(
-                                "config.json",
-                                format!("mounts[{i}].uidMappings"),
-                                format!("idmapped mount of {}: {}", source.display(), e.desc()),
-                            )
-                        })?;
-                    }
-                    Some(std::sync::Arc::new(fd))
-                } else if idmap.is_some() {
-                    return Err(Error::config(
-                        "config.json",
-                        format!("mounts[{i}].uidMappings"),
-                        "idmapped mounts need a bind mount made by root",
-                    ));
-                } else {
-                    None
-                };
+                }
+                Some(std::sync::Arc::new(fd))
+            } else if idmap.is_some() {
+                return Err(Error::config(
+                    "config.json",
+                    format!("mounts[{i}].uidMappings"),
+                    "idmapped mounts need a bind mount made by root",
+                ));
+            } else {
+                None
+            };
             let plan = rootfs::MountPlan {
                 index: i,
                 destination: m.destination().clone(),
