@@ -91,6 +91,8 @@ pub fn create_with_sync(root: &Root, opts: &CreateOpts) -> Result<(i32, Channel)
         .unwrap_or_default()
         .into_iter()
         .collect();
+    let rootless_maps =
+        !nix::unistd::geteuid().is_root() && ns.clone_flags & libc::CLONE_NEWUSER as u64 != 0;
     let plan = init::Plan {
         id: opts.id.clone(),
         bundle: bundle.dir.clone(),
@@ -111,6 +113,10 @@ pub fn create_with_sync(root: &Root, opts: &CreateOpts) -> Result<(i32, Channel)
         start_container_hooks: hooks.start_container().clone().unwrap_or_default(),
         exec_fifo,
         console,
+        // Rootless with a new user namespace: we write the child's id maps through its /proc
+        // files, which it must be dumpable for; it inherits this flag at the clone and drops
+        // it once the maps are written.
+        rootless_maps,
     };
 
     if let Some(j) = &plan.ns.join_pid {
@@ -119,11 +125,6 @@ pub fn create_with_sync(root: &Root, opts: &CreateOpts) -> Result<(i32, Channel)
     let (parent_sync, child_sync) = Channel::pair()?;
     std::env::set_current_dir(&bundle.dir)
         .map_err(|e| Error::io(format!("chdir {}", bundle.dir.display()), e))?;
-    // Rootless with a new user namespace: we write the child's id maps
-    // through its /proc files, which it must be dumpable for; it inherits
-    // this flag at the clone and drops it once the maps are written.
-    let rootless_maps =
-        !nix::unistd::geteuid().is_root() && plan.ns.clone_flags & libc::CLONE_NEWUSER as u64 != 0;
     if rootless_maps {
         // SAFETY: prctl with integer arguments.
         unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) };

@@ -36,6 +36,9 @@ pub struct Plan {
     pub exec_fifo: OwnedFd,
     /// Where to send the pty master when process.terminal is set.
     pub console: Option<OwnedFd>,
+    /// An unprivileged runtime writes the id maps of the init's new user namespace through
+    /// its /proc files: the init stays dumpable until `go`.
+    pub rootless_maps: bool,
 }
 
 /// Runs the init; returns only on error (the exit code for the child).
@@ -67,8 +70,10 @@ fn setup(plan: &Plan, sync: &Channel) -> Result<Never> {
     // An unprivileged parent writes the id maps of our new user namespace
     // through /proc/<us>/{uid,gid}_map, which only a dumpable process lets
     // it open: it made us dumpable (to our own uid only) for that, until go.
-    let rootless_maps =
-        !nix::unistd::geteuid().is_root() && plan.ns.clone_flags & libc::CLONE_NEWUSER as u64 != 0;
+    // Decided by the parent: here, in the new user namespace, geteuid() says root as soon as
+    // the parent has written the uid map, which may be before this line runs; we would then
+    // drop dumpable while the parent still has the gid map to write (EACCES).
+    let rootless_maps = plan.rootless_maps;
     let set_dumpable = |on: bool| -> Result<()> {
         // SAFETY: prctl with integer arguments.
         let r = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, on as libc::c_ulong, 0, 0, 0) };
