@@ -1,4 +1,8 @@
-//! Container lifecycle: create, start, run, kill, delete, pause, resume.
+//! Container lifecycle: create, start, kill, delete, pause, resume.
+//!
+//! `run` is not here: the binary's `commands/run.rs` chains the steps this
+//! module gives it ([`create_with_sync`], [`start`], [`wait_exec`],
+//! [`wait_foreground`], [`delete`]).
 //!
 //! `create` reads the bundle, turns the spec into the init's plan, clones the
 //! init, drives it through the sync protocol, and records the state once.

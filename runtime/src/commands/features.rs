@@ -1,0 +1,11 @@
+//! `brig features`: print the runtime-spec features document of this runtime.
+
+use brig::Result;
+
+pub fn run() -> Result<()> {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&brig::features::features()).expect("json")
+    );
+    Ok(())
+}
