@@ -271,7 +271,11 @@ pub fn checkpoint(root: &Root, id: &str, opts: &CheckpointOpts) -> Result<()> {
         write_descriptors(images, saved.pid)?;
     }
     let was_paused = status == Status::Paused;
-    run_criu(&opts.criu, &args, &work, DUMP_LOG)?;
+    if opts.lazy_pages {
+        run_lazy_dump(&opts.criu, &args, &work, &saved)?;
+    } else {
+        run_criu(&opts.criu, &args, &work, DUMP_LOG)?;
+    }
     if opts.leave_running || opts.pre_dump {
         // criu thaws what it froze; a container that was paused stays so.
         if was_paused && !cg.state_frozen().unwrap_or(true) {
@@ -774,6 +778,48 @@ fn run_criu(o: &CriuOpts, args: &[String], work: &Path, log: &str) -> Result<()>
     cmd.args(args);
     let what = args.first().map(String::as_str).unwrap_or("criu");
     run_command(cmd, work, log, what)
+}
+
+/// How long a lazy dump's criu may go on serving pages after the container's init is gone.
+const LAZY_DUMP_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A lazy dump: criu serves the container's pages until a restore has fetched them all, and
+/// only then ends the container and exits. If the container ends otherwise (`delete -f`, a
+/// kill), criu would wait for a page client forever, and so would we (holding the container's
+/// lock): once the init has been gone for LAZY_DUMP_GRACE, criu is stopped and that is the
+/// error.
+fn run_lazy_dump(o: &CriuOpts, args: &[String], work: &Path, saved: &state::Saved) -> Result<()> {
+    let mut cmd = criu_command(o);
+    cmd.args(args);
+    logging::debug(&format!("criu: {cmd:?}"));
+    let bin = cmd.get_program().to_string_lossy().into_owned();
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Error::io(format!("run {bin}"), e))?;
+    let mut gone_since: Option<std::time::Instant> = None;
+    loop {
+        if let Some(status) = child
+            .try_wait()
+            .map_err(|e| Error::io(format!("wait for {bin}"), e))?
+        {
+            return check_status(status, work, DUMP_LOG, "dump");
+        }
+        if gone_since.is_none() && !state::init_alive(saved) {
+            gone_since = Some(std::time::Instant::now());
+        }
+        if gone_since.is_some_and(|t| t.elapsed() >= LAZY_DUMP_GRACE) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(Error::msg(format!(
+                "criu dump --lazy-pages: the container's init {} ended while its pages were \
+                 being served (killed or deleted?); criu was stopped {}s later, see {}",
+                saved.pid,
+                LAZY_DUMP_GRACE.as_secs(),
+                work.join(DUMP_LOG).display()
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 /// Runs criu; on failure the error carries criu's own error lines from its log.

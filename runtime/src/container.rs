@@ -11,7 +11,7 @@
 //! ([`state::Saved::status`]).
 
 use std::collections::BTreeMap;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -428,7 +428,7 @@ pub fn kill_container(root: &Root, id: &str, sig: i32, all: bool) -> Result<()> 
 pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
     // Locked first, then read: a delete that waited here for another one finds the container
     // gone, which a forced delete takes as done (as runc's).
-    let _lock = match root.lock(id) {
+    let _lock = match lock_for_delete(root, id, force) {
         Err(Error::NotFound(_)) if force => return Ok(()),
         r => r?,
     };
@@ -457,6 +457,44 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
         }
     }
     destroy(root, &saved)
+}
+
+/// How long a forced delete that found the container locked, and killed its processes, waits
+/// for the holder to let go before it goes on without the lock.
+const FORCED_DELETE_LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// The container's lock for `delete`. A forced delete does not wait on whatever holds it: a
+/// command can hold it for as long as the container lives (a `checkpoint --lazy-pages` serves
+/// pages until they are all fetched, which may be never), and `delete -f` must end the
+/// container regardless, as runc's does. So it kills the container's processes first, which
+/// ends such a holder, waits a little, and then goes on without the lock: `None`.
+fn lock_for_delete(root: &Root, id: &str, force: bool) -> Result<Option<OwnedFd>> {
+    if !force {
+        return root.lock(id).map(Some);
+    }
+    if let Some(fd) = root.lock_within(id, Some(Duration::ZERO))? {
+        return Ok(Some(fd));
+    }
+    if let Ok(saved) = root.load(id) {
+        if state::init_alive(&saved) {
+            logging::debug(&format!(
+                "delete -f {id}: locked by another brig command; killing the container first"
+            ));
+            let _ = cgroups::load(saved.cgroup_paths.clone()).thaw();
+            if let Err(e) = kill_and_wait(&saved) {
+                logging::warn(&format!("delete -f {id}: {e}"));
+            }
+        }
+    }
+    let fd = root.lock_within(id, Some(FORCED_DELETE_LOCK_WAIT))?;
+    if fd.is_none() {
+        logging::warn(&format!(
+            "delete -f {id}: another brig command still holds the container's lock after {}s; \
+             deleting without it",
+            FORCED_DELETE_LOCK_WAIT.as_secs()
+        ));
+    }
+    Ok(fd)
 }
 
 fn kill_and_wait(saved: &Saved) -> Result<()> {

@@ -12,6 +12,7 @@ use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -145,6 +146,14 @@ impl Root {
 
     /// Takes the container's lock (released when the fd is dropped).
     pub fn lock(&self, id: &str) -> Result<OwnedFd> {
+        Ok(self
+            .lock_within(id, None)?
+            .expect("a lock without a time limit is taken"))
+    }
+
+    /// Takes the container's lock, waiting at most `limit` (`None`: as long as it takes);
+    /// `Ok(None)` when another brig command still holds it then.
+    pub fn lock_within(&self, id: &str, limit: Option<Duration>) -> Result<Option<OwnedFd>> {
         validate_id(id)?;
         let dir = self.container_dir(id);
         let fd: OwnedFd = match fs::File::open(&dir) {
@@ -154,10 +163,28 @@ impl Root {
             }
             Err(e) => return Err(Error::io(format!("open {}", dir.display()), e)),
         };
-        // SAFETY: flock on an fd we own.
-        let r = unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX) };
-        nix::errno::Errno::result(r).sys("flock", dir.display())?;
-        Ok(fd)
+        let deadline = limit.map(|l| Instant::now() + l);
+        let mut nap = Duration::from_millis(1);
+        loop {
+            let how = if deadline.is_some() {
+                libc::LOCK_EX | libc::LOCK_NB
+            } else {
+                libc::LOCK_EX
+            };
+            // SAFETY: flock on an fd we own.
+            let r = unsafe { libc::flock(fd.as_raw_fd(), how) };
+            match nix::errno::Errno::result(r) {
+                Ok(_) => return Ok(Some(fd)),
+                Err(nix::errno::Errno::EWOULDBLOCK) => {}
+                Err(nix::errno::Errno::EINTR) if deadline.is_none() => continue,
+                Err(e) => return Err(Error::sys("flock", dir.display(), e)),
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(None);
+            }
+            std::thread::sleep(nap);
+            nap = (nap * 2).min(Duration::from_millis(50));
+        }
     }
 }
 

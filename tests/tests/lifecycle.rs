@@ -514,6 +514,37 @@ fn parallel_forced_deletes_all_succeed() {
     }
 }
 
+/// `delete -f` ends a container even while another brig command holds its lock and never lets
+/// go (as a `checkpoint --lazy-pages` whose page client never comes: in runc's checkpoint.bats
+/// under load, teardown's `delete -f` then waited forever). runc's `delete -f` does not wait on
+/// a checkpoint either.
+#[test]
+fn forced_delete_of_a_locked_container_ends_it() {
+    use std::os::fd::AsRawFd;
+    let Some(rt) = Runtime::new("forced_delete_of_a_locked_container_ends_it") else {
+        return;
+    };
+    let b = Bundle::new(&["sleep", "100"]);
+    let id = rt.new_id("dellock");
+    rt.run_detached(&b, &id).assert_ok();
+    let pid = rt.pid(&id);
+    // The lock every brig command takes: flock(2) on the container's state directory.
+    let dir = std::fs::File::open(rt.root().join(&id)).expect("state dir");
+    // SAFETY: flock on an fd we own.
+    assert_eq!(unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let out = rt
+        .spawn(&["delete", "-f", &id])
+        .wait_timeout(Duration::from_secs(60));
+    assert!(out.success(), "{out}");
+    assert!(
+        !process_alive(pid),
+        "init survived delete -f of a locked container"
+    );
+    assert!(rt.cmd(&["state", &id]).code != 0);
+    drop(dir);
+    assert_no_leftovers(&rt, &id, &b);
+}
+
 /// A relative `--root` names a directory below the caller's working directory, for every
 /// command (create changes into the bundle first), as runc's.
 #[test]

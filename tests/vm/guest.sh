@@ -72,11 +72,41 @@ run_bats() { # runtime binary, file, filter, limit, TAP output
   # here; criu writes its log to the one set in such a config).
   rm -rf /etc/criu/* 2>/dev/null
   cwd=$(mktemp -d /tmp/brig-vm-bats-cwd.XXXXXX)
-  (cd "$cwd" && RUNC=$1 timeout -k 10 "$4" \
-    bats -t ${3:+-f "$3"} "$VM_BATS_SUITE/tests/integration/$2") > "$5" 2>&1
-  rc=$?
+  # In a session of its own, so that it ends with whatever its tests left running.
+  (cd "$cwd" && RUNC=$1 exec setsid bats -t ${3:+-f "$3"} "$VM_BATS_SUITE/tests/integration/$2") \
+    > "$5" 2>&1 &
+  bats_pid=$!
+  # A watchdog rather than one limit: a test that reports nothing for VM_BATS_STALL_SECONDS
+  # is named and the run ended; so is a run that has reported every test but still waits
+  # (bats waits for background processes a test left, as checkpoint.bats' page server when
+  # its lazy-pages test fails); and the file's limit stays a backstop.
+  expect=$(bats_names "$VM_BATS_SUITE/tests/integration/$2" "$3" | grep -c .)
+  begun=$(date +%s)
+  heard=$begun
+  seen=0
+  why=""
+  while kill -0 "$bats_pid" 2>/dev/null; do
+    sleep 2
+    now=$(date +%s)
+    n=$(grep -cE '^(not )?ok [0-9]' "$5")
+    if [ "$n" != "$seen" ]; then seen=$n; heard=$now; fi
+    if [ "$n" -ge "$expect" ]; then
+      [ $((now - heard)) -lt 30 ] ||
+        why="all $n results in, but bats still waits 30s later (on what a test left running)"
+    elif [ $((now - heard)) -ge "$VM_BATS_STALL_SECONDS" ]; then
+      test=$(bats_names "$VM_BATS_SUITE/tests/integration/$2" "$3" | sed -n "$((n + 1))p")
+      why="test $((n + 1)) [$test] reported nothing in ${VM_BATS_STALL_SECONDS}s"
+    elif [ $((now - begun)) -ge "$4" ]; then
+      why="timed out after ${4}s"
+    fi
+    if [ -n "$why" ]; then
+      kill -9 -"$bats_pid" 2>/dev/null
+      break
+    fi
+  done
+  wait "$bats_pid" 2>/dev/null
   cat "$5"
-  [ "$rc" = 124 ] && echo "guest: bats $2 ($1) timed out after ${4}s"
+  [ -z "$why" ] || echo "guest: bats $2 ($1): $why; ended it"
 }
 if [ -n "${VM_BATS:-}" ]; then
   out=/tmp/brig-vm-bats
@@ -93,23 +123,35 @@ if [ -n "${VM_BATS:-}" ]; then
     bats_names "$src" "$filter" > "$out/$f.selected"
     bats_passed "$out/brig-$f.tap" | sort > "$out/brig-$f.passed"
     grep -vxF -f "$out/brig-$f.passed" "$out/$f.selected" > "$out/$f.rest" || true
-    behind=""
-    bats_complete "$out/brig-$f.tap" || behind=" (the brig run reported no or too few results)"
+    # (Tests brig's run left unreported are in the rest: runc's run decides what they cost.)
+    bats_complete "$out/brig-$f.tap" || echo "guest: bats $f: the brig run reported too few results"
+    verdict=""
     runc_counts="not needed"
     if [ -s "$out/$f.rest" ]; then
-      rest=$(as_filter < "$out/$f.rest")
       start_item "bats $f (runc: $(command -v runc), the $(grep -c . "$out/$f.rest") tests brig did not pass)" "$limit"
-      run_bats "$(command -v runc)" "$f" "$rest" "$limit" "$out/runc-$f.tap"
+      run_bats "$(command -v runc)" "$f" "$(as_filter < "$out/$f.rest")" "$limit" "$out/runc-$f.tap"
       echo "guest: bats $f (runc) took $(took)"
-      bats_complete "$out/runc-$f.tap" || behind="$behind (the runc run reported no or too few results)"
+      bats_complete "$out/runc-$f.tap" || verdict=" (the runc run reported too few results to compare)"
       bats_passed "$out/runc-$f.tap" > "$out/runc-$f.passed"
-      ahead=$(grep -vxF -f "$out/brig-$f.passed" "$out/runc-$f.passed" | sed 's/.*/[&]/' | paste -sd' ')
-      [ -z "$ahead" ] || behind="$behind $ahead"
       runc_counts="$(bats_counts "$out/runc-$f.tap") of those"
+      grep -vxF -f "$out/brig-$f.passed" "$out/runc-$f.passed" > "$out/$f.ahead" || true
+      if [ -s "$out/$f.ahead" ]; then
+        # Some of these tests race fixed timeouts (checkpoint.bats gives criu 2 s to be ready
+        # to serve lazy pages), which emulation on a busy host misses now and then, with either
+        # runtime: brig gets one second run of them, reported as such.
+        start_item "bats $f (brig again: the $(grep -c . "$out/$f.ahead") tests runc passed and brig did not)" "$limit"
+        run_bats "$BRIG" "$f" "$(as_filter < "$out/$f.ahead")" "$limit" "$out/brig2-$f.tap"
+        echo "guest: bats $f (brig again) took $(took)"
+        bats_passed "$out/brig2-$f.tap" > "$out/brig2-$f.passed"
+        again=$(grep -xF -f "$out/brig2-$f.passed" "$out/$f.ahead" | sed 's/.*/[&]/' | paste -sd' ' || true)
+        [ -z "$again" ] || echo "guest: bats $f: brig passed on its second run: $again"
+        still=$(grep -vxF -f "$out/brig2-$f.passed" "$out/$f.ahead" | sed 's/.*/[&]/' | paste -sd' ' || true)
+        [ -z "$still" ] || verdict="$verdict $still"
+      fi
     fi
     echo "guest: bats $f pass/fail/skip: brig $(bats_counts "$out/brig-$f.tap") of $(grep -c . "$out/$f.selected") selected, runc $runc_counts"
-    if [ -n "$behind" ]; then
-      echo "guest: FAIL bats $f: brig does not pass$behind, which runc passes"
+    if [ -n "$verdict" ]; then
+      echo "guest: FAIL bats $f: brig does not pass$verdict, which runc passes"
       failed="$failed $f"
     else
       echo "guest: PASS bats $f: brig passes every test runc passes"

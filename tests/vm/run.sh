@@ -18,7 +18,8 @@
 #        VM_BATS (bats files; empty: none; of each, the tests that deal with
 #        cgroups, systemd or criu), VM_TEST_SECONDS (limit of one test binary,
 #        600), VM_BATS_TEST_SECONDS (limit of a bats file per test, 150; at
-#        least 300), VM_BOOT_SECONDS (300), VM_TIMEOUT (the guest's limit;
+#        least 300), VM_BATS_STALL_SECONDS (a bats run that reports nothing
+#        that long is ended, the test named; 300), VM_BOOT_SECONDS (300), VM_TIMEOUT (the guest's limit;
 #        default: the sum of those), VM_KEEP=1 keeps the work dir, VM_BRIG
 #        (the brig under test, default the release build).
 # Prints PASS/FAIL; exits non-zero on failure; skips (exit 0) only when
@@ -83,6 +84,7 @@ fi
 # limit, so the guest's is only a backstop.
 test_seconds=${VM_TEST_SECONDS:-600}
 bats_test_seconds=${VM_BATS_TEST_SECONDS:-150}
+bats_stall_seconds=${VM_BATS_STALL_SECONDS:-300}
 boot_seconds=${VM_BOOT_SECONDS:-300}
 budget=$boot_seconds
 for t in $tests; do budget=$((budget + test_seconds)); done
@@ -114,7 +116,7 @@ for f in $vm_bats; do
   fi
   limit=$((n * bats_test_seconds < 300 ? 300 : n * bats_test_seconds))
   echo "$limit" > "$select_dir/$f.limit"
-  budget=$((budget + 2 * limit))
+  budget=$((budget + 3 * limit)) # brig, runc, brig again
   selected_bats="$selected_bats $f"
   echo "vm: $f: $n of $all tests need the guest, ${limit}s a runtime"
 done
@@ -169,6 +171,7 @@ VM_BATS="$vm_bats"
 VM_BATS_SUITE="$suite"
 VM_BATS_SELECT="$select_dir"
 VM_TEST_SECONDS="$test_seconds"
+VM_BATS_STALL_SECONDS="$bats_stall_seconds"
 VM_KEEP_DIRS="$ws $target"
 ENV
 (cd "$ird" && find . | cpio -o -H newc --quiet) | gzip -1 > "$work/initrd.gz"
