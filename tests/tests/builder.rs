@@ -4,11 +4,9 @@
 //! podman when they are installed.
 //!
 //! The base image (a busybox rootfs as an OCI layout, `oci-layout://DIR:base`) and the other
-//! helpers live in `builder_support`, shared with the registry and buildah test files.
+//! helpers live in `brig_tests::builder`, shared with the other builder_* files.
 
-mod builder_support;
-
-use builder_support::*;
+use brig_tests::builder::*;
 use serde_json::Value;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

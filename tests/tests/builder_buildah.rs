@@ -9,9 +9,7 @@
 //! cgroups), the default isolation (`oci`: runc works here, `--isolation chroot` is not needed),
 //! the vfs storage driver in a private `--root`, and `--network none` like our builds.
 
-mod builder_support;
-
-use builder_support::*;
+use brig_tests::builder::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fs;

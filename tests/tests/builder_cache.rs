@@ -10,9 +10,7 @@
 //! stages a rendezvous: each stage's RUN announces itself and waits (at most 60 s) for the
 //! other, so the build succeeds only if both stages run at the same time.
 
-mod builder_support;
-
-use builder_support::*;
+use brig_tests::builder::*;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::fs;

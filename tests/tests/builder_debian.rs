@@ -7,9 +7,7 @@
 //! The debootstrap rootfs is the conformance suite's image when `make conformance` made it
 //! already (conformance/work/images/debian-amd64.tar.xz), else made here once per target dir.
 
-mod builder_support;
-
-use builder_support::*;
+use brig_tests::builder::*;
 use serde_json::json;
 use std::fs;
 use std::path::{Path, PathBuf};

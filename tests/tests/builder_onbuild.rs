@@ -2,9 +2,7 @@
 //! its base, before the child's own instructions, in the child's context; the child image
 //! carries no triggers of its own (docker, BuildKit).
 
-mod builder_support;
-
-use builder_support::*;
+use brig_tests::builder::*;
 use std::fs;
 
 #[test]

@@ -3,9 +3,7 @@
 //! host's platform; another platform refused (brig-build has no emulation for RUN steps) with
 //! the reason, the Dockerfile line where it comes from, and nothing written.
 
-mod builder_support;
-
-use builder_support::*;
+use brig_tests::builder::*;
 
 fn host_arch() -> &'static str {
     match std::env::consts::ARCH {

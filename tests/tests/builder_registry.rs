@@ -4,9 +4,7 @@
 //! Basic auth and token (Bearer) auth with a token server of our own, wrong passwords failing
 //! with a message that says so.
 
-mod builder_support;
-
-use builder_support::*;
+use brig_tests::builder::*;
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};

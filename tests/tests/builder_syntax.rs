@@ -4,9 +4,7 @@
 //! read back with tar) — reproducible builds (`SOURCE_DATE_EPOCH`), zstd layers, and the
 //! progress output (`--progress plain|tty`, `--quiet`).
 
-mod builder_support;
-
-use builder_support::*;
+use brig_tests::builder::*;
 use serde_json::Value;
 use std::fs;
 use std::path::Path;

@@ -2,9 +2,8 @@
 //! build context with its own store, reading an image back from an OCI layout, and the busybox
 //! base image (`FROM scratch` + `COPY rootfs/ /`) as an OCI layout made once per test process,
 //! and a witness server that sees which RUN steps ran.
-#![allow(dead_code)]
 
-pub use brig_tests::{binary_path, builder_path, busybox_rootfs, is_root, Out};
+pub use crate::{binary_path, builder_path, busybox_rootfs, is_root, Out};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::fs;
@@ -192,8 +191,9 @@ impl Image {
 pub fn base() -> &'static Path {
     static BASE: OnceLock<PathBuf> = OnceLock::new();
     BASE.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("builder-base-{}", std::process::id()));
+        let scratch = std::env::temp_dir().join("brig-tests");
+        fs::create_dir_all(&scratch).expect("mkdir $TMPDIR/brig-tests");
+        let dir = scratch.join(format!("builder-base-{}", std::process::id()));
         let c = Ctx::new("FROM scratch\nCOPY rootfs/ /\nCMD [\"sh\"]\n");
         busybox_rootfs(&c.ctx().join("rootfs"));
         let dest = format!(
@@ -202,7 +202,7 @@ pub fn base() -> &'static Path {
         );
         c.build(&["-o", &dest]).assert_ok();
         // Older runs' copies go (their processes are done with them).
-        if let Ok(rd) = fs::read_dir(env!("CARGO_TARGET_TMPDIR")) {
+        if let Ok(rd) = fs::read_dir(&scratch) {
             for e in rd.flatten() {
                 let n = e.file_name().to_string_lossy().into_owned();
                 if n.starts_with("builder-base-") && e.path() != dir {

@@ -1,0 +1,94 @@
+//! The runtime run by an unprivileged user.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::bundle::busybox_rootfs;
+use crate::command::{wait_child, Out, CMD_TIMEOUT};
+
+/// The unprivileged user that rootless tests run the runtime as.
+pub const ROOTLESS_USER: &str = "brigrootless";
+
+/// [`ROOTLESS_USER`]'s uid and gid, creating the user (a system user without home) when missing.
+pub fn rootless_user() -> (u32, u32) {
+    let id = |flag: &str| {
+        Command::new("id")
+            .args([flag, ROOTLESS_USER])
+            .output()
+            .unwrap()
+    };
+    if !id("-u").status.success() {
+        let st = Command::new("useradd")
+            .args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                ROOTLESS_USER,
+            ])
+            .status()
+            .unwrap();
+        assert!(st.success(), "useradd {ROOTLESS_USER}");
+    }
+    let num = |flag: &str| {
+        String::from_utf8(id(flag).stdout)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    (num("-u"), num("-g"))
+}
+
+/// A bundle dir (busybox rootfs, no config yet) and an XDG_RUNTIME_DIR, both owned by
+/// [`ROOTLESS_USER`], in a temporary dir others may enter. Returns (temp dir, bundle, xdg).
+pub fn rootless_bundle() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let (uid, gid) = rootless_user();
+    let top = tempfile::tempdir().unwrap();
+    fs::set_permissions(top.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let bundle = top.path().join("bundle");
+    fs::create_dir(&bundle).unwrap();
+    busybox_rootfs(&bundle.join("rootfs"));
+    let xdg = top.path().join("xdg");
+    fs::create_dir(&xdg).unwrap();
+    fs::set_permissions(&xdg, fs::Permissions::from_mode(0o700)).unwrap();
+    let st = Command::new("chown")
+        .args(["-R", &format!("{uid}:{gid}")])
+        .arg(&bundle)
+        .arg(&xdg)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    (top, bundle, xdg)
+}
+
+/// `BIN ARGS` as [`ROOTLESS_USER`] (runuser) in `dir`, with XDG_RUNTIME_DIR=`xdg`, stdin
+/// /dev/null and output to files (a detached container keeps its stdio open).
+pub fn run_as_rootless_user(bin: &Path, xdg: &Path, dir: &Path, args: &[&str]) -> Out {
+    let out_f = tempfile::NamedTempFile::new().unwrap();
+    let err_f = tempfile::NamedTempFile::new().unwrap();
+    let child = Command::new("runuser")
+        .args(["-u", ROOTLESS_USER, "--", "env"])
+        .arg(format!("XDG_RUNTIME_DIR={}", xdg.display()))
+        .arg(bin)
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(out_f.reopen().unwrap())
+        .stderr(err_f.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    let st = wait_child(child, CMD_TIMEOUT).expect("the runtime as the rootless user timed out");
+    Out {
+        code: st.code().unwrap_or(-1),
+        stdout: fs::read_to_string(out_f.path()).unwrap_or_default(),
+        stderr: fs::read_to_string(err_f.path()).unwrap_or_default(),
+        cmdline: format!(
+            "runuser -u {ROOTLESS_USER} -- {} {}",
+            bin.display(),
+            args.join(" ")
+        ),
+    }
+}
