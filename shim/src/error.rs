@@ -66,6 +66,80 @@ impl Error {
     }
 }
 
+/// A failed kill as containerd-shim-runc-v2 reports it: a process that is already gone (the
+/// runtime says "container not running" or "no such process", or kill(2) gives ESRCH) and a
+/// container the runtime no longer knows ("does not exist") are NotFound, which containerd
+/// and kubelet take as "already stopped"; anything else stays as it was.
+pub fn kill_error(e: Error) -> Error {
+    let text = e.to_string().to_lowercase();
+    let esrch =
+        matches!(&e, Error::Io { source, .. } if source.raw_os_error() == Some(libc::ESRCH));
+    if esrch
+        || text.contains("container not running")
+        || text.contains("no such process")
+        || text.contains("process already finished")
+    {
+        Error::NotFound(format!("process already finished ({e})"))
+    } else if text.contains("does not exist") {
+        Error::NotFound(format!("no such container ({e})"))
+    } else {
+        e
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(e: Error) -> Code {
+        match e.into_ttrpc() {
+            ttrpc::Error::RpcStatus(s) => s.code(),
+            other => panic!("not a status: {other:?}"),
+        }
+    }
+
+    fn runtime(msg: &str) -> Error {
+        Error::Runtime { msg: msg.into() }
+    }
+
+    #[test]
+    fn a_kill_of_a_process_already_gone_is_not_found() {
+        for msg in [
+            "container not running",
+            "kill: No such process",
+            "os: process already finished",
+        ] {
+            assert_eq!(code(kill_error(runtime(msg))), Code::NOT_FOUND, "{msg}");
+        }
+        let esrch = Error::io(
+            "kill exec e1 (pid 7)",
+            std::io::Error::from_raw_os_error(libc::ESRCH),
+        );
+        let mapped = kill_error(esrch);
+        assert!(mapped.to_string().contains("pid 7"), "{mapped}");
+        assert_eq!(code(mapped), Code::NOT_FOUND);
+    }
+
+    #[test]
+    fn a_kill_of_a_container_the_runtime_does_not_know_is_not_found() {
+        let e = kill_error(runtime("container \"x\" does not exist"));
+        assert!(e.to_string().starts_with("no such container"), "{e}");
+        assert_eq!(code(e), Code::NOT_FOUND);
+    }
+
+    #[test]
+    fn other_kill_failures_keep_their_kind() {
+        assert_eq!(
+            code(kill_error(runtime("permission denied"))),
+            Code::UNKNOWN
+        );
+        let eperm = Error::io("kill", std::io::Error::from_raw_os_error(libc::EPERM));
+        assert_eq!(code(kill_error(eperm)), Code::UNKNOWN);
+        let pre = kill_error(Error::Precondition("process not created".into()));
+        assert_eq!(code(pre), Code::FAILED_PRECONDITION);
+    }
+}
+
 /// `Result<T, std::io::Error>` → our error naming `what`.
 pub trait IoContext<T> {
     fn ctx(self, what: impl FnOnce() -> String) -> Result<T>;

@@ -533,8 +533,14 @@ impl Service {
             }
             args.push(&c.id);
             args.push(&sig);
-            c.runtime.run(&args)?;
+            c.runtime.run(&args).map_err(crate::error::kill_error)?;
             return Ok(());
+        }
+        if st.status == Status::CREATED || st.pid == 0 {
+            return Err(Error::Precondition(format!(
+                "exec {} of container {}: process not created",
+                req.exec_id, req.id
+            )));
         }
         if st.status != Status::RUNNING && st.status != Status::PAUSED {
             return Err(Error::NotFound(format!(
@@ -544,10 +550,10 @@ impl Service {
         }
         // SAFETY: kill(2) has no memory preconditions.
         if unsafe { libc::kill(st.pid as i32, req.signal as i32) } < 0 {
-            return Err(Error::io(
+            return Err(crate::error::kill_error(Error::io(
                 format!("kill exec {} (pid {})", req.exec_id, st.pid),
                 std::io::Error::last_os_error(),
-            ));
+            )));
         }
         Ok(())
     }
@@ -790,7 +796,7 @@ impl containerd_shim::Task for Service {
     fn resize_pty(&self, _ctx: &TtrpcContext, req: ResizePtyRequest) -> TtrpcResult<Empty> {
         let (_, p) = self.process(&req.id, &req.exec_id)?;
         p.with_io(|io| io.resize(req.width, req.height))
-            .unwrap_or_else(|| Err(Error::Precondition("process has no terminal".into())))?;
+            .unwrap_or(Ok(()))?;
         Ok(Empty::new())
     }
 

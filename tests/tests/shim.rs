@@ -287,6 +287,60 @@ fn runtime_error_text_reaches_ctr() {
     assert_clean(&c);
 }
 
+/// A kill that races the process's exit (the runtime answers "container not running" before
+/// the shim has reaped the exit) is NotFound, as runc's shim makes it, which containerd and
+/// kubelet take as "already stopped"; it used to be `unknown`, an error. The runtime under the
+/// shim is a wrapper that gives that answer to `kill` while a marker file exists.
+#[test]
+fn kill_of_a_process_already_gone_is_not_found() {
+    let Some((c, image)) = setup("kill_of_a_process_already_gone_is_not_found") else {
+        return;
+    };
+    let marker = c.dir().join("answer-not-running");
+    let wrapper = c.dir().join("brig-wrapper");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do\n  if [ \"$a\" = kill ] && [ -e {m} ]; then\n    \
+             echo 'container not running' >&2; exit 1\n  fi\ndone\nexec {b} \"$@\"\n",
+            m = marker.display(),
+            b = binary_path().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let opts = c.dir().join("wrapper-options.toml");
+    std::fs::write(&opts, format!("BinaryName = \"{}\"\n", wrapper.display())).unwrap();
+    let id = unique("killgone");
+    c.ctr(&[
+        "run",
+        "-d",
+        "--runtime",
+        BRIG_SHIM,
+        "--runtime-config-path",
+        opts.to_str().unwrap(),
+        &image,
+        &id,
+        "sleep",
+        "1000",
+    ])
+    .assert_ok();
+    std::fs::write(&marker, "").unwrap();
+    let out = c.ctr(&["task", "kill", "-s", "SIGKILL", &id]);
+    out.assert_fail();
+    assert!(
+        out.stderr.contains("not found") && !out.stderr.contains("unknown"),
+        "a kill the runtime answers with \"container not running\" is not NotFound: {out}"
+    );
+    std::fs::remove_file(&marker).unwrap();
+    kill_task(&c, &id);
+    delete_task(&c, &id);
+}
+
 #[test]
 fn brig_shim_with_runc_underneath() {
     let Some((c, image)) = setup("brig_shim_with_runc_underneath") else {
