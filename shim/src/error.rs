@@ -87,6 +87,23 @@ pub fn kill_error(e: Error) -> Error {
     }
 }
 
+/// `Result<T, std::io::Error>` → our error naming `what`.
+pub trait IoContext<T> {
+    fn ctx(self, what: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn ctx(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|e| Error::io(what(), e))
+    }
+}
+
+impl<T> IoContext<T> for nix::Result<T> {
+    fn ctx(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|e| Error::io(what(), std::io::Error::from(e)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,22 +154,5 @@ mod tests {
         assert_eq!(code(kill_error(eperm)), Code::UNKNOWN);
         let pre = kill_error(Error::Precondition("process not created".into()));
         assert_eq!(code(pre), Code::FAILED_PRECONDITION);
-    }
-}
-
-/// `Result<T, std::io::Error>` → our error naming `what`.
-pub trait IoContext<T> {
-    fn ctx(self, what: impl FnOnce() -> String) -> Result<T>;
-}
-
-impl<T> IoContext<T> for std::io::Result<T> {
-    fn ctx(self, what: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|e| Error::io(what(), e))
-    }
-}
-
-impl<T> IoContext<T> for nix::Result<T> {
-    fn ctx(self, what: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|e| Error::io(what(), std::io::Error::from(e)))
     }
 }
