@@ -55,14 +55,7 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<i32> {
 /// `start` it reports an error of the init's last steps (startContainer
 /// hooks, execve), or closes when the container process runs.
 pub fn create_with_sync(root: &Root, opts: &CreateOpts) -> Result<(i32, Channel)> {
-    state::validate_id(&opts.id)?;
-    if root
-        .container_dir(&opts.id)
-        .join(state::STATE_FILE)
-        .exists()
-    {
-        return Err(Error::Exists(opts.id.clone()));
-    }
+    root.check_new(&opts.id)?;
     let bundle = spec::load(&opts.bundle)?;
     let spec = &bundle.spec;
     let process_spec = process_of(&bundle)?;
