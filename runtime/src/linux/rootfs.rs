@@ -296,22 +296,38 @@ pub fn idmap_mount(tree: BorrowedFd, userns: BorrowedFd, recursive: bool) -> nix
     const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
     let attr = MountAttr {
         attr_set: MOUNT_ATTR_IDMAP,
-        attr_clr: 0,
-        propagation: 0,
         userns_fd: std::os::fd::AsRawFd::as_raw_fd(&userns) as u64,
+        ..MountAttr::default()
     };
-    let mut flags = libc::AT_EMPTY_PATH;
-    if recursive {
-        flags |= libc::AT_RECURSIVE;
-    }
+    let flags = if recursive { libc::AT_RECURSIVE } else { 0 };
+    mount_setattr(tree, flags, &attr)
+}
+
+/// The kernel's `struct mount_attr`, for [`mount_setattr`].
+#[repr(C)]
+#[derive(Default)]
+pub(crate) struct MountAttr {
+    pub attr_set: u64,
+    pub attr_clr: u64,
+    pub propagation: u64,
+    pub userns_fd: u64,
+}
+
+/// mount_setattr(2) on the mount `fd` refers to itself (`AT_EMPTY_PATH`), `flags` added
+/// (`AT_RECURSIVE` for its whole subtree).
+pub(crate) fn mount_setattr(
+    fd: BorrowedFd,
+    flags: libc::c_int,
+    attr: &MountAttr,
+) -> nix::Result<()> {
     // SAFETY: mount_setattr on our fd with a valid, sized attribute struct.
     let r = unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,
-            std::os::fd::AsRawFd::as_raw_fd(&tree),
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
             c"".as_ptr(),
-            flags,
-            &attr as *const MountAttr,
+            libc::AT_EMPTY_PATH | flags,
+            attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )
     };
@@ -361,14 +377,6 @@ fn remount_readonly_with(
     .sys("remount read-only", what())
 }
 
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
-
 /// `rro`, `rnosuid`, ...: mount_setattr(AT_RECURSIVE) on the mount and
 /// everything below it.
 fn apply_recursive_attrs(root: BorrowedFd, m: &MountPlan, what: &dyn Fn() -> String) -> Result<()> {
@@ -379,22 +387,9 @@ fn apply_recursive_attrs(root: BorrowedFd, m: &MountPlan, what: &dyn Fn() -> Str
     let attr = MountAttr {
         attr_set: m.opts.rec_set,
         attr_clr: m.opts.rec_clr,
-        propagation: 0,
-        userns_fd: 0,
+        ..MountAttr::default()
     };
-    // SAFETY: mount_setattr on our fd with a valid, sized attribute struct.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            std::os::fd::AsRawFd::as_raw_fd(&target),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    nix::errno::Errno::result(r)
-        .map(drop)
+    mount_setattr(target.as_fd(), libc::AT_RECURSIVE, &attr)
         .sys("set recursive mount attributes of", what())
 }
 
