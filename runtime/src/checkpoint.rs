@@ -483,7 +483,7 @@ pub fn restore(root: &Root, opts: &RestoreOpts) -> Result<i32> {
     if opts.detach {
         return Ok(0);
     }
-    let code = container::wait_foreground(pid, master)?;
+    let code = crate::process::foreground::wait(pid, master)?;
     if let Err(e) = container::delete(root, &opts.id, true) {
         logging::warn(&e.to_string());
     }
