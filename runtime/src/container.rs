@@ -189,19 +189,11 @@ pub fn create_with_sync(root: &Root, opts: &CreateOpts) -> Result<(i32, Channel)
         }
     };
     run_parent()?;
-    if !use_cgroup {
-        // Rootless without limits: no cgroup to configure.
-    } else if let Some(res) = linux.resources() {
-        let mut res = res.clone();
+    // Rootless without limits: no cgroup to configure.
+    if use_cgroup {
+        let mut res = linux.resources().clone().unwrap_or_default();
         res.set_devices(Some(cgroups::device_rules(
             res.devices().as_deref(),
-            linux.devices().as_deref(),
-        )));
-        cg.set(&res)?;
-    } else {
-        let mut res = oci_spec::runtime::LinuxResources::default();
-        res.set_devices(Some(cgroups::device_rules(
-            None,
             linux.devices().as_deref(),
         )));
         cg.set(&res)?;
