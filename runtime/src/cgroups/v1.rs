@@ -179,26 +179,12 @@ impl V1Manager {
             set_mem_limit(dir, limit)?;
             set_swap(dir, swap)?;
         }
-        let reservation = m.reservation().filter(|r| *r != 0);
-        write_some(
-            dir,
-            "memory.soft_limit_in_bytes",
-            reservation,
-            &format!("{F}.reservation"),
-        )?;
-        let oom_control = m.disable_oom_killer().map(u8::from);
-        write_some(
-            dir,
-            "memory.oom_control",
-            oom_control,
-            &format!("{F}.disableOOMKiller"),
-        )?;
-        write_some(
-            dir,
-            "memory.swappiness",
-            swappiness,
-            &format!("{F}.swappiness"),
-        )?;
+        let resv = m.reservation().filter(|r| *r != 0);
+        let oom = m.disable_oom_killer().map(u8::from);
+        let f = |name: &str| format!("{F}.{name}");
+        write_some(dir, "memory.soft_limit_in_bytes", resv, &f("reservation"))?;
+        write_some(dir, "memory.oom_control", oom, &f("disableOOMKiller"))?;
+        write_some(dir, "memory.swappiness", swappiness, &f("swappiness"))?;
         // kernel / kernelTCP are ignored, as in runc 1.1 (deprecated in the
         // kernel); useHierarchy and checkBeforeUpdate are not v1 settings runc
         // writes either.
@@ -249,19 +235,10 @@ impl V1Manager {
             write_some(dir, period_file, period_later, period_field)?;
             write_some(dir, burst_file, burst_later, burst_field)?;
         }
-        write_some(dir, "cpu.idle", c.idle(), &format!("{F}.idle"))?;
-        write_some(
-            dir,
-            "cpu.rt_period_us",
-            rt_period,
-            &format!("{F}.realtimePeriod"),
-        )?;
-        write_some(
-            dir,
-            "cpu.rt_runtime_us",
-            rt_runtime,
-            &format!("{F}.realtimeRuntime"),
-        )?;
+        let f = |name: &str| format!("{F}.{name}");
+        write_some(dir, "cpu.idle", c.idle(), &f("idle"))?;
+        write_some(dir, "cpu.rt_period_us", rt_period, &f("realtimePeriod"))?;
+        write_some(dir, "cpu.rt_runtime_us", rt_runtime, &f("realtimeRuntime"))?;
         Ok(())
     }
 
@@ -769,23 +746,19 @@ impl Manager for V1Manager {
     fn stats(&self) -> Result<Stats> {
         let mut s = Stats::default();
         let dir = |key: &str| self.group(key).map(|g| g.path.as_path());
-        if let Some(d) = dir("cpuacct") {
-            stats::read_cpuacct(d, &mut s.cpu)?;
-        }
-        if let Some(d) = dir("cpu") {
-            stats::read_cpu(d, &mut s.cpu)?;
-        }
-        if let Some(d) = dir("cpuset") {
-            stats::read_cpuset(d, &mut s.cpuset)?;
-        }
-        if let Some(d) = dir("memory") {
-            stats::read_memory(d, &mut s.memory)?;
-        }
-        if let Some(d) = dir("pids") {
-            stats::read_pids(d, &mut s.pids)?;
-        }
-        if let Some(d) = dir("blkio") {
-            stats::read_blkio(d, &mut s.blkio)?;
+        type Reader = fn(&Path, &mut Stats) -> Result<()>;
+        let readers: [(&str, Reader); 6] = [
+            ("cpuacct", |d, s| stats::read_cpuacct(d, &mut s.cpu)),
+            ("cpu", |d, s| stats::read_cpu(d, &mut s.cpu)),
+            ("cpuset", |d, s| stats::read_cpuset(d, &mut s.cpuset)),
+            ("memory", |d, s| stats::read_memory(d, &mut s.memory)),
+            ("pids", |d, s| stats::read_pids(d, &mut s.pids)),
+            ("blkio", |d, s| stats::read_blkio(d, &mut s.blkio)),
+        ];
+        for (key, read) in readers {
+            if let Some(d) = dir(key) {
+                read(d, &mut s)?;
+            }
         }
         match dir("hugetlb") {
             Some(d) => stats::read_hugetlb_v1(d, &mut s.hugetlb)?,
@@ -1050,16 +1023,18 @@ mod tests {
         }
         let g = start();
         g.mgr.apply(g.child.id() as i32).expect("apply");
+        let set_err = |r: &LinuxResources| {
+            g.mgr
+                .set(r)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
         let mut r = LinuxResources::default();
         let mut m = LinuxMemory::default();
         m.set_swappiness(Some(101));
         r.set_memory(Some(m));
-        let e = g
-            .mgr
-            .set(&r)
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let e = set_err(&r);
         assert!(e.contains("linux.resources.memory.swappiness"), "{e}");
 
         let mut r = LinuxResources::default();
@@ -1067,24 +1042,14 @@ mod tests {
         h.set_page_size("3MB".to_string());
         h.set_limit(1 << 30);
         r.set_hugepage_limits(Some(vec![h]));
-        let e = g
-            .mgr
-            .set(&r)
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let e = set_err(&r);
         assert!(e.contains("linux.resources.hugepageLimits"), "{e}");
 
         let mut r = LinuxResources::default();
         let mut c = LinuxCpu::default();
         c.set_shares(Some(1 << 30));
         r.set_cpu(Some(c));
-        let e = g
-            .mgr
-            .set(&r)
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let e = set_err(&r);
         assert!(e.contains("linux.resources.cpu.shares"), "{e}");
     }
 }
