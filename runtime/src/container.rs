@@ -149,12 +149,7 @@ pub fn create_with_sync(root: &Root, opts: &CreateOpts) -> Result<(i32, Channel)
             std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string())
                 .map_err(|e| Error::io(format!("set process.oomScoreAdj to {adj}"), e))?;
         }
-        let new_userns = linux
-            .namespaces()
-            .iter()
-            .flatten()
-            .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none());
-        if new_userns {
+        if spec::new_user_namespace(linux) {
             namespaces::write_id_maps(
                 pid,
                 linux.uid_mappings().as_deref().unwrap_or(&[]),
