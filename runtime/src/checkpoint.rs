@@ -113,6 +113,15 @@ pub struct CriuOpts {
     pub auto_dedup: bool,
 }
 
+impl CriuOpts {
+    /// criu's work directory (`work_path`, else the image directory), created.
+    fn work_dir(&self) -> Result<PathBuf> {
+        let work = self.work_path.as_ref().unwrap_or(&self.image_path);
+        make_dir(work)?;
+        Ok(work.clone())
+    }
+}
+
 /// Options of `checkpoint`.
 #[derive(Debug, Clone, Default)]
 pub struct CheckpointOpts {
@@ -178,12 +187,7 @@ pub fn checkpoint(root: &Root, id: &str, opts: &CheckpointOpts) -> Result<()> {
         }
     }
     make_dir(images)?;
-    let work = opts
-        .criu
-        .work_path
-        .clone()
-        .unwrap_or_else(|| images.clone());
-    make_dir(&work)?;
+    let work = opts.criu.work_dir()?;
 
     let mut args: Vec<String> = vec![
         if opts.pre_dump { "pre-dump" } else { "dump" }.into(),
@@ -296,14 +300,7 @@ pub fn checkpoint(root: &Root, id: &str, opts: &CheckpointOpts) -> Result<()> {
 /// processes of the checkpoint in `opts.criu.image_path`. Returns the exit
 /// code for the command (the container's in the foreground, else 0).
 pub fn restore(root: &Root, opts: &RestoreOpts) -> Result<i32> {
-    state::validate_id(&opts.id)?;
-    if root
-        .container_dir(&opts.id)
-        .join(state::STATE_FILE)
-        .exists()
-    {
-        return Err(Error::Exists(opts.id.clone()));
-    }
+    root.check_new(&opts.id)?;
     let images = &opts.criu.image_path;
     if !images.join(INVENTORY).is_file() {
         return Err(Error::msg(format!(
@@ -339,12 +336,7 @@ pub fn restore(root: &Root, opts: &RestoreOpts) -> Result<i32> {
         None
     };
     let linux = spec.linux().as_ref().expect("validated");
-    let work = opts
-        .criu
-        .work_path
-        .clone()
-        .unwrap_or_else(|| images.clone());
-    make_dir(&work)?;
+    let work = opts.criu.work_dir()?;
     // Namespaces joined by path are handed to criu as inherited fds; opened
     // before anything is created.
     let ext_ns = external_namespaces(spec)?;
@@ -491,7 +483,7 @@ pub fn restore(root: &Root, opts: &RestoreOpts) -> Result<i32> {
     if opts.detach {
         return Ok(0);
     }
-    let code = container::wait_foreground(pid, master)?;
+    let code = crate::process::foreground::wait(pid, master)?;
     if let Err(e) = container::delete(root, &opts.id, true) {
         logging::warn(&e.to_string());
     }

@@ -2,7 +2,7 @@
 //!
 //! `run` is not here: the binary's `commands/run.rs` chains the steps this
 //! module gives it ([`create_with_sync`], [`start`], [`wait_exec`],
-//! [`wait_foreground`], [`delete`]).
+//! [`delete`], and [`process::foreground::wait`]).
 //!
 //! `create` reads the bundle, turns the spec into the init's plan, clones the
 //! init, drives it through the sync protocol, and records the state once.
@@ -55,14 +55,7 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<i32> {
 /// `start` it reports an error of the init's last steps (startContainer
 /// hooks, execve), or closes when the container process runs.
 pub fn create_with_sync(root: &Root, opts: &CreateOpts) -> Result<(i32, Channel)> {
-    state::validate_id(&opts.id)?;
-    if root
-        .container_dir(&opts.id)
-        .join(state::STATE_FILE)
-        .exists()
-    {
-        return Err(Error::Exists(opts.id.clone()));
-    }
+    root.check_new(&opts.id)?;
     let bundle = spec::load(&opts.bundle)?;
     let spec = &bundle.spec;
     let process_spec = process_of(&bundle)?;
@@ -156,12 +149,7 @@ pub fn create_with_sync(root: &Root, opts: &CreateOpts) -> Result<(i32, Channel)
             std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string())
                 .map_err(|e| Error::io(format!("set process.oomScoreAdj to {adj}"), e))?;
         }
-        let new_userns = linux
-            .namespaces()
-            .iter()
-            .flatten()
-            .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none());
-        if new_userns {
+        if spec::new_user_namespace(linux) {
             namespaces::write_id_maps(
                 pid,
                 linux.uid_mappings().as_deref().unwrap_or(&[]),
@@ -196,19 +184,11 @@ pub fn create_with_sync(root: &Root, opts: &CreateOpts) -> Result<(i32, Channel)
         }
     };
     run_parent()?;
-    if !use_cgroup {
-        // Rootless without limits: no cgroup to configure.
-    } else if let Some(res) = linux.resources() {
-        let mut res = res.clone();
+    // Rootless without limits: no cgroup to configure.
+    if use_cgroup {
+        let mut res = linux.resources().clone().unwrap_or_default();
         res.set_devices(Some(cgroups::device_rules(
             res.devices().as_deref(),
-            linux.devices().as_deref(),
-        )));
-        cg.set(&res)?;
-    } else {
-        let mut res = oci_spec::runtime::LinuxResources::default();
-        res.set_devices(Some(cgroups::device_rules(
-            None,
             linux.devices().as_deref(),
         )));
         cg.set(&res)?;
@@ -570,132 +550,5 @@ pub fn resume(root: &Root, id: &str) -> Result<()> {
     match saved.status(root) {
         Status::Paused => cgroups::load(saved.cgroup_paths.clone()).thaw(),
         _ => Err(Error::msg("container not paused")),
-    }
-}
-
-/// Foreground `run`: waits for the init, forwarding signals to it, and
-/// returns its exit code (128+signal when killed), like runc. With a pty
-/// master, relays it to our stdio (stdin in raw mode when it is a terminal,
-/// window size changes passed on) until the init exits and the output is
-/// drained.
-pub fn wait_foreground(pid: i32, master: Option<std::os::fd::OwnedFd>) -> Result<i32> {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    use nix::sys::signal::{SigSet, SigmaskHow};
-    use nix::sys::signalfd::{SfdFlags, SignalFd};
-    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-    use std::os::fd::AsFd;
-
-    let mut set = SigSet::all();
-    for s in [
-        Signal::SIGKILL,
-        Signal::SIGSTOP,
-        Signal::SIGSEGV,
-        Signal::SIGBUS,
-        Signal::SIGILL,
-        Signal::SIGFPE,
-    ] {
-        set.remove(s);
-    }
-    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)
-        .sys("sigprocmask", "run")?;
-    let sfd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-        .sys("signalfd", "run")?;
-    let stdin = std::io::stdin();
-    let stdout = std::io::stdout();
-    let _raw = master.as_ref().and_then(|_| tty::RawMode::stdin());
-    if let Some(m) = &master {
-        tty::set_nonblocking(m.as_fd())?;
-        if let Some((rows, cols)) = tty::size_of(stdin.as_fd()) {
-            let _ = tty::resize(m.as_fd(), rows, cols);
-        }
-    }
-    let mut master_open = master.is_some();
-    let mut stdin_open = master.is_some();
-    let mut buf = vec![0u8; 32 * 1024];
-    // Copies what the pty has for us to stdout; false once it is closed.
-    let drain = |m: &std::os::fd::OwnedFd, buf: &mut [u8]| -> bool {
-        loop {
-            match nix::unistd::read(m, buf) {
-                Ok(0) | Err(nix::errno::Errno::EIO) => return false,
-                Ok(n) => {
-                    if tty::write_all(stdout.as_fd(), &buf[..n]).is_err() {
-                        return false;
-                    }
-                }
-                Err(nix::errno::Errno::EINTR) => {}
-                Err(nix::errno::Errno::EAGAIN) => return true,
-                Err(_) => return false,
-            }
-        }
-    };
-    loop {
-        // The init may have exited before the mask was set: check first.
-        let exited = match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(_, code)) => Some(code),
-            Ok(WaitStatus::Signaled(_, sig, _)) => Some(128 + sig as i32),
-            Ok(_) => None,
-            Err(nix::errno::Errno::ECHILD) => Some(255),
-            Err(e) => return Err(Error::sys("waitpid", pid, e)),
-        };
-        if let Some(code) = exited {
-            if let (Some(m), true) = (&master, master_open) {
-                drain(m, &mut buf);
-            }
-            return Ok(code);
-        }
-        let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
-        if let (Some(m), true) = (&master, master_open) {
-            fds.push(PollFd::new(m.as_fd(), PollFlags::POLLIN));
-        }
-        if stdin_open {
-            fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
-        }
-        match poll(&mut fds, PollTimeout::NONE) {
-            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => return Err(Error::sys("poll", "run", e)),
-        }
-        let ready: Vec<bool> = fds
-            .iter()
-            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
-            .collect();
-        drop(fds);
-        let mut k = 1;
-        if let (Some(m), true) = (&master, master_open) {
-            if ready[k] {
-                master_open = drain(m, &mut buf);
-            }
-            k += 1;
-        }
-        if stdin_open && ready[k] {
-            match nix::unistd::read(&stdin, &mut buf) {
-                Ok(0) => stdin_open = false,
-                Ok(n) => {
-                    if let Some(m) = &master {
-                        let _ = tty::write_all(m.as_fd(), &buf[..n]);
-                    }
-                }
-                Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => {}
-                Err(_) => stdin_open = false,
-            }
-        }
-        if ready[0] {
-            while let Ok(Some(info)) = sfd.read_signal() {
-                let sig = info.ssi_signo as i32;
-                match sig {
-                    libc::SIGCHLD => {}
-                    libc::SIGWINCH => {
-                        if let (Some(m), Some((rows, cols))) =
-                            (&master, tty::size_of(stdin.as_fd()))
-                        {
-                            let _ = tty::resize(m.as_fd(), rows, cols);
-                        }
-                    }
-                    // SAFETY: kill(2) with a signal number we received.
-                    _ => unsafe {
-                        libc::kill(pid, sig);
-                    },
-                }
-            }
-        }
     }
 }

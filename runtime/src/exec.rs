@@ -230,7 +230,7 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32> {
         None => None,
     };
     drop(pair);
-    crate::container::wait_foreground(pid, master)
+    crate::process::foreground::wait(pid, master)
 }
 
 /// The process to run: `--process` as given, or the container's process

@@ -259,12 +259,7 @@ pub fn validate(spec: &Spec) -> std::result::Result<(), Invalid> {
                 }
             }
         }
-        let new_user = linux
-            .namespaces()
-            .iter()
-            .flatten()
-            .any(|ns| ns.typ() == LinuxNamespaceType::User && ns.path().is_none());
-        if new_user {
+        if new_user_namespace(linux) {
             for (field, maps) in [
                 ("linux.uidMappings", linux.uid_mappings()),
                 ("linux.gidMappings", linux.gid_mappings()),
@@ -522,6 +517,16 @@ pub fn has_namespace(spec: &Spec, t: LinuxNamespaceType) -> bool {
         .as_ref()
         .and_then(|l| l.namespaces().as_ref())
         .is_some_and(|ns| ns.iter().any(|n| n.typ() == t))
+}
+
+/// Whether the container gets a user namespace of its own (one not joined by
+/// path), whose id maps the runtime writes.
+pub fn new_user_namespace(linux: &oci_spec::runtime::Linux) -> bool {
+    linux
+        .namespaces()
+        .iter()
+        .flatten()
+        .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none())
 }
 
 /// The name of a namespace type as config.json spells it.

@@ -94,6 +94,15 @@ impl Root {
         self.dir.join(id)
     }
 
+    /// Checks that `id` is a valid id no container has yet (create, restore).
+    pub fn check_new(&self, id: &str) -> Result<()> {
+        validate_id(id)?;
+        if self.container_dir(id).join(STATE_FILE).exists() {
+            return Err(Error::Exists(id.to_string()));
+        }
+        Ok(())
+    }
+
     /// Creates the folder of a new container; fails if the id is taken.
     pub fn create_dir(&self, id: &str) -> Result<PathBuf> {
         validate_id(id)?;

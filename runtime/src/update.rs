@@ -330,23 +330,21 @@ impl Request {
 /// runc's messages; brig does not manage resctrl groups.
 fn check_rdt(flags: &Flags) -> Result<()> {
     let info = Path::new("/sys/fs/resctrl/info");
-    if flags
-        .l3_cache_schema
-        .as_deref()
-        .is_some_and(|s| !s.is_empty())
-        && !info.join("L3").is_dir()
-    {
-        return Err(Error::msg("Intel RDT/CAT: l3 cache schema is not enabled"));
-    }
-    if flags
-        .mem_bw_schema
-        .as_deref()
-        .is_some_and(|s| !s.is_empty())
-        && !info.join("MB").is_dir()
-    {
-        return Err(Error::msg(
+    for (schema, resource, msg) in [
+        (
+            &flags.l3_cache_schema,
+            "L3",
+            "Intel RDT/CAT: l3 cache schema is not enabled",
+        ),
+        (
+            &flags.mem_bw_schema,
+            "MB",
             "Intel RDT/MBA: memory bandwidth schema is not enabled",
-        ));
+        ),
+    ] {
+        if schema.as_deref().is_some_and(|s| !s.is_empty()) && !info.join(resource).is_dir() {
+            return Err(Error::msg(msg));
+        }
     }
     if flags.l3_cache_schema.is_some() || flags.mem_bw_schema.is_some() {
         return Err(Error::msg(
@@ -441,25 +439,16 @@ mod tests {
         let r = Flags::default().request().expect("request").resources();
         assert_eq!(r, LinuxResources::default());
 
-        let bad = Flags {
+        let error = |f: Flags| f.request().err().map(|e| e.to_string()).unwrap_or_default();
+        let e = error(Flags {
             memory: Some("lots".into()),
             ..Flags::default()
-        };
-        let e = bad
-            .request()
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        });
         assert_eq!(e, "invalid value for memory: invalid size: 'lots'");
-        let bad = Flags {
+        let e = error(Flags {
             cpu_quota: Some("x".into()),
             ..Flags::default()
-        };
-        let e = bad
-            .request()
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        });
         assert!(e.starts_with("invalid value for cpu-quota"), "{e}");
     }
 

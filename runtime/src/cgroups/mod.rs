@@ -35,6 +35,7 @@ mod devices;
 pub mod join;
 mod layout;
 pub mod oom;
+mod shared;
 pub mod stats;
 mod util;
 pub mod v1;

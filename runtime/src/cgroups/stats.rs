@@ -214,8 +214,12 @@ fn num_opt(dir: &Path, file: &str) -> Result<u64> {
     }
 }
 
-/// `key value` lines (memory.stat, cpu.stat).
-fn key_values(dir: &Path, file: &str, text: &str) -> Result<Vec<(String, u64)>> {
+/// The `key value` lines of `dir/file` (memory.stat, cpu.stat, *.events),
+/// or `None` when the kernel does not have the file.
+fn key_values(dir: &Path, file: &str) -> Result<Option<Vec<(String, u64)>>> {
+    let Some(text) = read_opt(dir, file)? else {
+        return Ok(None);
+    };
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
@@ -225,7 +229,29 @@ fn key_values(dir: &Path, file: &str, text: &str) -> Result<Vec<(String, u64)>> 
                 _ => Err(bad(dir, file, format!("malformed line {l:?}"))),
             }
         })
-        .collect()
+        .collect::<Result<_>>()
+        .map(Some)
+}
+
+/// The count of the `max` line of an events file (`memory.events`,
+/// `hugetlb.<size>.events`): how often the limit was hit; 0 when missing.
+fn max_events(dir: &Path, file: &str) -> Result<u64> {
+    Ok(key_values(dir, file)?
+        .into_iter()
+        .flatten()
+        .find(|(k, _)| k == "max")
+        .map_or(0, |(_, v)| v))
+}
+
+/// `memory.stat` as `m.raw`, with `m.cache` from its `cache` line (v1) or
+/// `file` line (v2); false when the kernel has no `memory.stat`.
+fn read_memory_stat(dir: &Path, m: &mut Memory, cache: &str) -> Result<bool> {
+    let Some(kv) = key_values(dir, "memory.stat")? else {
+        return Ok(false);
+    };
+    m.raw = kv.into_iter().collect();
+    m.cache = m.raw.get(cache).copied().unwrap_or(0);
+    Ok(true)
 }
 
 /// cpuacct: total, per-cpu and user/system time.
@@ -266,11 +292,7 @@ pub(crate) fn read_cpuacct(dir: &Path, cpu: &mut Cpu) -> Result<()> {
 
 /// cpu: CFS throttling counters.
 pub(crate) fn read_cpu(dir: &Path, cpu: &mut Cpu) -> Result<()> {
-    let file = "cpu.stat";
-    let Some(text) = read_opt(dir, file)? else {
-        return Ok(());
-    };
-    for (k, v) in key_values(dir, file, &text)? {
+    for (k, v) in key_values(dir, "cpu.stat")?.into_iter().flatten() {
         match k.as_str() {
             "nr_periods" => cpu.throttling.periods = v,
             "nr_throttled" => cpu.throttling.throttled_periods = v,
@@ -358,12 +380,9 @@ fn memory_entry(dir: &Path, kind: &str) -> Result<MemoryEntry> {
 }
 
 pub(crate) fn read_memory(dir: &Path, m: &mut Memory) -> Result<()> {
-    let file = "memory.stat";
-    let Some(text) = read_opt(dir, file)? else {
+    if !read_memory_stat(dir, m, "cache")? {
         return Ok(());
-    };
-    m.raw = key_values(dir, file, &text)?.into_iter().collect();
-    m.cache = m.raw.get("cache").copied().unwrap_or(0);
+    }
     m.usage = memory_entry(dir, "")?;
     m.swap = memory_entry(dir, "memsw")?;
     m.kernel = memory_entry(dir, "kmem")?;
@@ -530,15 +549,7 @@ pub(crate) fn read_hugetlb_v2(dir: &Path, out: &mut BTreeMap<String, Hugetlb>) -
         if !dir.join(&current).exists() {
             continue;
         }
-        let events = format!("hugetlb.{size}.events");
-        let failcnt = match read_opt(dir, &events)? {
-            Some(t) => key_values(dir, &events, &t)?
-                .into_iter()
-                .find(|(k, _)| k == "max")
-                .map(|(_, v)| v)
-                .unwrap_or(0),
-            None => 0,
-        };
+        let failcnt = max_events(dir, &format!("hugetlb.{size}.events"))?;
         out.insert(
             size,
             Hugetlb {
@@ -554,11 +565,7 @@ pub(crate) fn read_hugetlb_v2(dir: &Path, out: &mut BTreeMap<String, Hugetlb>) -
 /// cgroup v2 `cpu.stat`: usage and throttling in microseconds, reported
 /// in nanoseconds as runc does.
 pub(crate) fn read_cpu_v2(dir: &Path, cpu: &mut Cpu) -> Result<()> {
-    let file = "cpu.stat";
-    let Some(text) = read_opt(dir, file)? else {
-        return Ok(());
-    };
-    for (k, v) in key_values(dir, file, &text)? {
+    for (k, v) in key_values(dir, "cpu.stat")?.into_iter().flatten() {
         let ns = v.saturating_mul(1000);
         match k.as_str() {
             "usage_usec" => cpu.usage.total = ns,
@@ -592,12 +599,9 @@ fn memory_entry_v2(dir: &Path, kind: &str) -> Result<MemoryEntry> {
 /// from `memory.current`/`peak`/`max`, and swap reported as memory+swap as
 /// v1 does (runc's mapping).
 pub(crate) fn read_memory_v2(dir: &Path, m: &mut Memory) -> Result<()> {
-    let file = "memory.stat";
-    let Some(text) = read_opt(dir, file)? else {
+    if !read_memory_stat(dir, m, "file")? {
         return Ok(());
-    };
-    m.raw = key_values(dir, file, &text)?.into_iter().collect();
-    m.cache = m.raw.get("file").copied().unwrap_or(0);
+    }
     m.usage = memory_entry_v2(dir, "")?;
     let mut swap = memory_entry_v2(dir, "swap.")?;
     swap.usage = swap.usage.saturating_add(m.usage.usage);
@@ -606,14 +610,7 @@ pub(crate) fn read_memory_v2(dir: &Path, m: &mut Memory) -> Result<()> {
     }
     m.swap = swap;
     // The failure count of v1 is the `max` event count on v2.
-    let events = "memory.events";
-    if let Some(t) = read_opt(dir, events)? {
-        m.usage.failcnt = key_values(dir, events, &t)?
-            .into_iter()
-            .find(|(k, _)| k == "max")
-            .map(|(_, v)| v)
-            .unwrap_or(0);
-    }
+    m.usage.failcnt = max_events(dir, "memory.events")?;
     Ok(())
 }
 

@@ -59,6 +59,19 @@ pub(crate) fn write_file(dir: &Path, file: &str, value: &str, field: Option<&str
     }
 }
 
+/// [`write_file`] of `value`, when there is one, naming `field`.
+pub(crate) fn write_some<T: ToString>(
+    dir: &Path,
+    file: &str,
+    value: Option<T>,
+    field: &str,
+) -> Result<()> {
+    match value {
+        Some(v) => write_file(dir, file, &v.to_string(), Some(field)),
+        None => Ok(()),
+    }
+}
+
 pub(crate) fn read_file(dir: &Path, file: &str) -> Result<String> {
     let path = dir.join(file);
     std::fs::read_to_string(&path).map_err(|e| Error::sys("read", path.display(), errno_of(&e)))
@@ -179,44 +192,6 @@ fn remove_tree(dir: &Path) -> std::result::Result<(), Errno> {
             other => Err(other),
         },
     }
-}
-
-/// `linux.resources.rdma` as `rdma.max` lines (the same on v1 and v2), each
-/// with the JSON path it came from; devices with no limit are left out.
-pub fn rdma_lines(r: &oci_spec::runtime::LinuxResources) -> Vec<(String, String)> {
-    let Some(map) = r.rdma() else {
-        return Vec::new();
-    };
-    let mut devs: Vec<_> = map.iter().collect();
-    devs.sort_by(|a, b| a.0.cmp(b.0));
-    devs.into_iter()
-        .filter_map(|(dev, l)| {
-            let mut v = dev.clone();
-            if let Some(h) = l.hca_handles() {
-                v.push_str(&format!(" hca_handle={h}"));
-            }
-            if let Some(o) = l.hca_objects() {
-                v.push_str(&format!(" hca_object={o}"));
-            }
-            (v.len() != dev.len()).then(|| (format!("linux.resources.rdma.{dev}"), v))
-        })
-        .collect()
-}
-
-/// `cpuset.cpus` / `cpuset.mems` to write (same files on v1 and v2): (file,
-/// value, JSON path), empty values left out.
-pub fn cpuset_lines(c: &oci_spec::runtime::LinuxCpu) -> Vec<(&'static str, &str, &'static str)> {
-    [
-        (c.cpus(), "cpuset.cpus", "linux.resources.cpu.cpus"),
-        (c.mems(), "cpuset.mems", "linux.resources.cpu.mems"),
-    ]
-    .into_iter()
-    .filter_map(|(val, file, field)| {
-        val.as_deref()
-            .filter(|v| !v.is_empty())
-            .map(|v| (file, v, field))
-    })
-    .collect()
 }
 
 #[cfg(test)]

@@ -16,13 +16,16 @@ use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::statfs::{statfs, CGROUP_SUPER_MAGIC};
-use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxResources, LinuxThrottleDevice};
+use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxResources};
 
 use super::devices::{parse_rules, set_devices};
 use super::layout::{own_dir, rank, read_own_cgroups, Layout, UNIFIED_KEY};
 use super::oom::OomWatch;
+use super::shared::{self, Dirs};
 use super::stats::{self, Stats};
-use super::util::{all_pids, mkdir_all, read_file, read_u64, remove_cgroup, write_file};
+use super::util::{
+    all_pids, mkdir_all, read_file, read_u64, remove_cgroup, write_file, write_some,
+};
 use super::{CgroupMount, Inner, Manager};
 use crate::error::{Error, Result};
 
@@ -51,6 +54,16 @@ impl Group {
 pub struct V1Manager {
     /// In join order (cpuset first, unified last).
     groups: Vec<Group>,
+}
+
+impl Dirs for V1Manager {
+    fn need(&self, key: &str, field: &str) -> Result<&Path> {
+        self.group(key).map(|g| g.path.as_path()).ok_or_else(|| {
+            Error::msg(format!(
+                "{field}: cannot apply: the {key} cgroup controller is not mounted on this host"
+            ))
+        })
+    }
 }
 
 impl V1Manager {
@@ -113,16 +126,6 @@ impl V1Manager {
         self.groups.iter().find(|g| !g.v2 && g.has(key))
     }
 
-    /// The container's directory for controller `key`, or an error saying
-    /// the setting at `field` cannot be applied.
-    fn need(&self, key: &str, field: &str) -> Result<&Path> {
-        self.group(key).map(|g| g.path.as_path()).ok_or_else(|| {
-            Error::msg(format!(
-                "{field}: cannot apply: the {key} cgroup controller is not mounted on this host"
-            ))
-        })
-    }
-
     fn set_memory(&self, m: &LinuxMemory) -> Result<()> {
         const F: &str = "linux.resources.memory";
         let limit = m.limit().unwrap_or(0);
@@ -176,61 +179,28 @@ impl V1Manager {
             set_mem_limit(dir, limit)?;
             set_swap(dir, swap)?;
         }
-        if let Some(r) = m.reservation().filter(|r| *r != 0) {
-            write_file(
-                dir,
-                "memory.soft_limit_in_bytes",
-                &r.to_string(),
-                Some("linux.resources.memory.reservation"),
-            )?;
-        }
-        if let Some(d) = m.disable_oom_killer() {
-            write_file(
-                dir,
-                "memory.oom_control",
-                if d { "1" } else { "0" },
-                Some("linux.resources.memory.disableOOMKiller"),
-            )?;
-        }
-        if let Some(s) = swappiness {
-            write_file(
-                dir,
-                "memory.swappiness",
-                &s.to_string(),
-                Some("linux.resources.memory.swappiness"),
-            )?;
-        }
+        let resv = m.reservation().filter(|r| *r != 0);
+        let oom = m.disable_oom_killer().map(u8::from);
+        let f = |name: &str| format!("{F}.{name}");
+        write_some(dir, "memory.soft_limit_in_bytes", resv, &f("reservation"))?;
+        write_some(dir, "memory.oom_control", oom, &f("disableOOMKiller"))?;
+        write_some(dir, "memory.swappiness", swappiness, &f("swappiness"))?;
         // kernel / kernelTCP are ignored, as in runc 1.1 (deprecated in the
         // kernel); useHierarchy and checkBeforeUpdate are not v1 settings runc
         // writes either.
         Ok(())
     }
 
-    fn set_cpuset(&self, c: &LinuxCpu) -> Result<()> {
-        for (file, v, field) in super::util::cpuset_lines(c) {
-            let dir = self.need("cpuset", field)?;
-            write_file(dir, file, v, Some(field))?;
-        }
-        Ok(())
-    }
-
     fn set_cpu(&self, c: &LinuxCpu) -> Result<()> {
         const F: &str = "linux.resources.cpu";
+        if !shared::wants_cpu(c) {
+            return Ok(());
+        }
         let shares = c.shares().filter(|v| *v != 0);
         let quota = c.quota().filter(|v| *v != 0);
         let period = c.period().filter(|v| *v != 0);
         let rt_period = c.realtime_period().filter(|v| *v != 0);
         let rt_runtime = c.realtime_runtime().filter(|v| *v != 0);
-        if shares.is_none()
-            && quota.is_none()
-            && period.is_none()
-            && c.burst().is_none()
-            && c.idle().is_none()
-            && rt_period.is_none()
-            && rt_runtime.is_none()
-        {
-            return Ok(());
-        }
         let dir = self.need("cpu", F)?;
         if let Some(s) = shares {
             let field = "linux.resources.cpu.shares";
@@ -247,39 +217,14 @@ impl V1Manager {
         }
         // Changing the period can fail with EINVAL until the quota is set
         // (and the burst until the quota allows it): retry those after.
-        let mut period_later = None;
-        if let Some(p) = period {
-            match write_file(
-                dir,
-                "cpu.cfs_period_us",
-                &p.to_string(),
-                Some("linux.resources.cpu.period"),
-            ) {
-                Ok(()) => {}
-                Err(Error::Sys {
-                    errno: Errno::EINVAL,
-                    ..
-                }) if quota.is_some() => period_later = Some(p),
-                Err(e) => return Err(e),
-            }
-        }
-        let mut burst_later = None;
+        let (period_file, period_field) = ("cpu.cfs_period_us", "linux.resources.cpu.period");
+        let period_later =
+            shared::write_or_later(dir, period_file, period, period_field, quota.is_some())?;
         // Like runc, a kernel without cpu.cfs_burst_us ignores burst.
-        if let Some(b) = c.burst().filter(|_| dir.join("cpu.cfs_burst_us").exists()) {
-            match write_file(
-                dir,
-                "cpu.cfs_burst_us",
-                &b.to_string(),
-                Some("linux.resources.cpu.burst"),
-            ) {
-                Ok(()) => {}
-                Err(Error::Sys {
-                    errno: Errno::EINVAL,
-                    ..
-                }) if quota.is_some() => burst_later = Some(b),
-                Err(e) => return Err(e),
-            }
-        }
+        let burst = c.burst().filter(|_| dir.join("cpu.cfs_burst_us").exists());
+        let (burst_file, burst_field) = ("cpu.cfs_burst_us", "linux.resources.cpu.burst");
+        let burst_later =
+            shared::write_or_later(dir, burst_file, burst, burst_field, quota.is_some())?;
         if let Some(q) = quota {
             write_file(
                 dir,
@@ -287,47 +232,13 @@ impl V1Manager {
                 &q.to_string(),
                 Some("linux.resources.cpu.quota"),
             )?;
-            if let Some(p) = period_later {
-                write_file(
-                    dir,
-                    "cpu.cfs_period_us",
-                    &p.to_string(),
-                    Some("linux.resources.cpu.period"),
-                )?;
-            }
-            if let Some(b) = burst_later {
-                write_file(
-                    dir,
-                    "cpu.cfs_burst_us",
-                    &b.to_string(),
-                    Some("linux.resources.cpu.burst"),
-                )?;
-            }
+            write_some(dir, period_file, period_later, period_field)?;
+            write_some(dir, burst_file, burst_later, burst_field)?;
         }
-        if let Some(i) = c.idle() {
-            write_file(
-                dir,
-                "cpu.idle",
-                &i.to_string(),
-                Some("linux.resources.cpu.idle"),
-            )?;
-        }
-        if let Some(p) = rt_period {
-            write_file(
-                dir,
-                "cpu.rt_period_us",
-                &p.to_string(),
-                Some("linux.resources.cpu.realtimePeriod"),
-            )?;
-        }
-        if let Some(r) = rt_runtime {
-            write_file(
-                dir,
-                "cpu.rt_runtime_us",
-                &r.to_string(),
-                Some("linux.resources.cpu.realtimeRuntime"),
-            )?;
-        }
+        let f = |name: &str| format!("{F}.{name}");
+        write_some(dir, "cpu.idle", c.idle(), &f("idle"))?;
+        write_some(dir, "cpu.rt_period_us", rt_period, &f("realtimePeriod"))?;
+        write_some(dir, "cpu.rt_runtime_us", rt_runtime, &f("realtimeRuntime"))?;
         Ok(())
     }
 
@@ -336,31 +247,8 @@ impl V1Manager {
         let weight = b.weight().filter(|w| *w != 0);
         let leaf = b.leaf_weight().filter(|w| *w != 0);
         let wdev = b.weight_device().as_deref().unwrap_or(&[]);
-        let throttles: [(&str, &str, &Option<Vec<LinuxThrottleDevice>>); 4] = [
-            (
-                "throttleReadBpsDevice",
-                "blkio.throttle.read_bps_device",
-                b.throttle_read_bps_device(),
-            ),
-            (
-                "throttleWriteBpsDevice",
-                "blkio.throttle.write_bps_device",
-                b.throttle_write_bps_device(),
-            ),
-            (
-                "throttleReadIOPSDevice",
-                "blkio.throttle.read_iops_device",
-                b.throttle_read_iops_device(),
-            ),
-            (
-                "throttleWriteIOPSDevice",
-                "blkio.throttle.write_iops_device",
-                b.throttle_write_iops_device(),
-            ),
-        ];
-        let any_throttle = throttles
-            .iter()
-            .any(|(_, _, l)| l.as_ref().is_some_and(|l| !l.is_empty()));
+        let throttles = shared::throttles(b);
+        let any_throttle = throttles.iter().any(|(_, l)| !l.is_empty());
         if weight.is_none() && leaf.is_none() && wdev.is_empty() && !any_throttle {
             return Ok(());
         }
@@ -412,8 +300,14 @@ impl V1Manager {
                 write_file(dir, "blkio.leaf_weight_device", &v, Some(&field))?;
             }
         }
-        for (name, file, list) in throttles {
-            for (i, t) in list.as_deref().unwrap_or(&[]).iter().enumerate() {
+        let files = [
+            "blkio.throttle.read_bps_device",
+            "blkio.throttle.write_bps_device",
+            "blkio.throttle.read_iops_device",
+            "blkio.throttle.write_iops_device",
+        ];
+        for ((name, list), file) in throttles.into_iter().zip(files) {
+            for (i, t) in list.iter().enumerate() {
                 let field = format!("{F}.{name}[{i}]");
                 need_file(file, &field)?;
                 let v = format!("{}:{} {}", t.major(), t.minor(), t.rate());
@@ -424,7 +318,7 @@ impl V1Manager {
     }
 
     fn set_hugetlb(&self, r: &LinuxResources) -> Result<()> {
-        const F: &str = "linux.resources.hugepageLimits";
+        const F: &str = shared::HUGETLB;
         let limits = r.hugepage_limits().as_deref().unwrap_or(&[]);
         if limits.is_empty() {
             return Ok(());
@@ -465,31 +359,7 @@ impl V1Manager {
             enable_v2_controller(mnt, &g.path, "hugetlb", F)?;
             (g.path.as_path(), true)
         };
-        for (i, l) in limits.iter().enumerate() {
-            let size = l.page_size();
-            let file = if v2 {
-                format!("hugetlb.{size}.max")
-            } else {
-                format!("hugetlb.{size}.limit_in_bytes")
-            };
-            if size.is_empty() || size.contains('/') || !dir.join(&file).exists() {
-                return Err(Error::config(
-                    "config.json",
-                    format!("{F}[{i}].pageSize"),
-                    format!(
-                        "unsupported huge page size {size:?} (no {file} in {})",
-                        dir.display()
-                    ),
-                ));
-            }
-            let v = match (l.limit() < 0, v2) {
-                (true, true) => "max".to_string(),
-                (true, false) => "-1".to_string(),
-                (false, _) => l.limit().to_string(),
-            };
-            write_file(dir, &file, &v, Some(&format!("{F}[{i}].limit")))?;
-        }
-        Ok(())
+        shared::write_hugetlb(dir, limits, v2)
     }
 
     fn set_network(&self, r: &LinuxResources) -> Result<()> {
@@ -507,14 +377,6 @@ impl V1Manager {
             let dir = self.need("net_prio", &field)?;
             let v = format!("{} {}", p.name(), p.priority());
             write_file(dir, "net_prio.ifpriomap", &v, Some(&field))?;
-        }
-        Ok(())
-    }
-
-    fn set_rdma(&self, r: &LinuxResources) -> Result<()> {
-        for (field, v) in super::util::rdma_lines(r) {
-            let dir = self.need("rdma", &field)?;
-            write_file(dir, "rdma.max", &v, Some(&field))?;
         }
         Ok(())
     }
@@ -690,7 +552,7 @@ impl Manager for V1Manager {
         // runc's order: cpuset, devices, memory, cpu, pids, blkio, hugetlb,
         // net_cls, net_prio, rdma.
         if let Some(c) = r.cpu() {
-            self.set_cpuset(c)?;
+            shared::set_cpuset(self, c)?;
         }
         if let Some(rules) = rules {
             let dir = self.need("devices", "linux.resources.devices")?;
@@ -703,21 +565,14 @@ impl Manager for V1Manager {
             self.set_cpu(c)?;
         }
         if let Some(p) = r.pids() {
-            let field = "linux.resources.pids.limit";
-            let dir = self.need("pids", field)?;
-            let v = if p.limit() > 0 {
-                p.limit().to_string()
-            } else {
-                "max".to_string()
-            };
-            write_file(dir, "pids.max", &v, Some(field))?;
+            shared::set_pids(self, p)?;
         }
         if let Some(b) = r.block_io() {
             self.set_blkio(b)?;
         }
         self.set_hugetlb(r)?;
         self.set_network(r)?;
-        self.set_rdma(r)?;
+        shared::set_rdma(self, r)?;
         Ok(())
     }
 
@@ -891,23 +746,19 @@ impl Manager for V1Manager {
     fn stats(&self) -> Result<Stats> {
         let mut s = Stats::default();
         let dir = |key: &str| self.group(key).map(|g| g.path.as_path());
-        if let Some(d) = dir("cpuacct") {
-            stats::read_cpuacct(d, &mut s.cpu)?;
-        }
-        if let Some(d) = dir("cpu") {
-            stats::read_cpu(d, &mut s.cpu)?;
-        }
-        if let Some(d) = dir("cpuset") {
-            stats::read_cpuset(d, &mut s.cpuset)?;
-        }
-        if let Some(d) = dir("memory") {
-            stats::read_memory(d, &mut s.memory)?;
-        }
-        if let Some(d) = dir("pids") {
-            stats::read_pids(d, &mut s.pids)?;
-        }
-        if let Some(d) = dir("blkio") {
-            stats::read_blkio(d, &mut s.blkio)?;
+        type Reader = fn(&Path, &mut Stats) -> Result<()>;
+        let readers: [(&str, Reader); 6] = [
+            ("cpuacct", |d, s| stats::read_cpuacct(d, &mut s.cpu)),
+            ("cpu", |d, s| stats::read_cpu(d, &mut s.cpu)),
+            ("cpuset", |d, s| stats::read_cpuset(d, &mut s.cpuset)),
+            ("memory", |d, s| stats::read_memory(d, &mut s.memory)),
+            ("pids", |d, s| stats::read_pids(d, &mut s.pids)),
+            ("blkio", |d, s| stats::read_blkio(d, &mut s.blkio)),
+        ];
+        for (key, read) in readers {
+            if let Some(d) = dir(key) {
+                read(d, &mut s)?;
+            }
         }
         match dir("hugetlb") {
             Some(d) => stats::read_hugetlb_v1(d, &mut s.hugetlb)?,
@@ -1172,16 +1023,18 @@ mod tests {
         }
         let g = start();
         g.mgr.apply(g.child.id() as i32).expect("apply");
+        let set_err = |r: &LinuxResources| {
+            g.mgr
+                .set(r)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
         let mut r = LinuxResources::default();
         let mut m = LinuxMemory::default();
         m.set_swappiness(Some(101));
         r.set_memory(Some(m));
-        let e = g
-            .mgr
-            .set(&r)
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let e = set_err(&r);
         assert!(e.contains("linux.resources.memory.swappiness"), "{e}");
 
         let mut r = LinuxResources::default();
@@ -1189,24 +1042,14 @@ mod tests {
         h.set_page_size("3MB".to_string());
         h.set_limit(1 << 30);
         r.set_hugepage_limits(Some(vec![h]));
-        let e = g
-            .mgr
-            .set(&r)
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let e = set_err(&r);
         assert!(e.contains("linux.resources.hugepageLimits"), "{e}");
 
         let mut r = LinuxResources::default();
         let mut c = LinuxCpu::default();
         c.set_shares(Some(1 << 30));
         r.set_cpu(Some(c));
-        let e = g
-            .mgr
-            .set(&r)
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let e = set_err(&r);
         assert!(e.contains("linux.resources.cpu.shares"), "{e}");
     }
 }

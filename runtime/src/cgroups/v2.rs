@@ -30,8 +30,9 @@ use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxResources};
 use super::devices::{parse_rules, State};
 use super::layout::{own_dir, read_own_cgroups, Layout};
 use super::oom::OomWatch;
+use super::shared::{self, Dirs};
 use super::stats::{self, Stats};
-use super::util::{all_pids, errno_of, read_file, remove_cgroup, write_file};
+use super::util::{all_pids, errno_of, read_file, remove_cgroup, write_file, write_some};
 use super::{bpf, CgroupMount, Inner, Manager};
 use crate::error::{Error, Result};
 use crate::logging;
@@ -52,38 +53,7 @@ pub struct V2Manager {
     path: PathBuf,
 }
 
-impl V2Manager {
-    pub(crate) fn new(layout: &Layout, inner: &Inner) -> Result<V2Manager> {
-        let h = layout
-            .hierarchies
-            .iter()
-            .find(|h| h.v2)
-            .ok_or_else(|| Error::msg("no cgroup2 hierarchy is mounted"))?;
-        let path = match inner {
-            Inner::Absolute(rel) => h.mountpoint.join(rel),
-            Inner::Relative(rel) => own_dir(h, &read_own_cgroups()?)?.join(rel),
-        };
-        Ok(V2Manager {
-            mountpoint: Some(h.mountpoint.clone()),
-            path,
-        })
-    }
-
-    pub(crate) fn load(layout: Option<&Layout>, path: PathBuf) -> V2Manager {
-        let mountpoint = layout
-            .and_then(|l| l.containing(&path, true))
-            .map(|h| h.mountpoint.clone());
-        V2Manager { mountpoint, path }
-    }
-
-    fn controllers(&self) -> Vec<String> {
-        read_file(&self.path, "cgroup.controllers")
-            .map(|t| t.split_whitespace().map(str::to_string).collect())
-            .unwrap_or_default()
-    }
-
-    /// The container's directory, if `ctrl` is enabled for it; else an error
-    /// saying why the setting at `field` cannot be applied.
+impl Dirs for V2Manager {
     fn need(&self, ctrl: &str, field: &str) -> Result<&Path> {
         if self.controllers().iter().any(|c| c == ctrl) {
             return Ok(&self.path);
@@ -121,6 +91,37 @@ impl V2Manager {
         Err(Error::msg(format!(
             "{field}: cannot apply: the {ctrl} controller is not enabled for {dir}: {why}"
         )))
+    }
+}
+
+impl V2Manager {
+    pub(crate) fn new(layout: &Layout, inner: &Inner) -> Result<V2Manager> {
+        let h = layout
+            .hierarchies
+            .iter()
+            .find(|h| h.v2)
+            .ok_or_else(|| Error::msg("no cgroup2 hierarchy is mounted"))?;
+        let path = match inner {
+            Inner::Absolute(rel) => h.mountpoint.join(rel),
+            Inner::Relative(rel) => own_dir(h, &read_own_cgroups()?)?.join(rel),
+        };
+        Ok(V2Manager {
+            mountpoint: Some(h.mountpoint.clone()),
+            path,
+        })
+    }
+
+    pub(crate) fn load(layout: Option<&Layout>, path: PathBuf) -> V2Manager {
+        let mountpoint = layout
+            .and_then(|l| l.containing(&path, true))
+            .map(|h| h.mountpoint.clone());
+        V2Manager { mountpoint, path }
+    }
+
+    fn controllers(&self) -> Vec<String> {
+        read_file(&self.path, "cgroup.controllers")
+            .map(|t| t.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default()
     }
 
     /// Make the directory and its missing parents, enabling every controller
@@ -196,22 +197,10 @@ impl V2Manager {
                 Err(e) => return Err(e),
             }
         }
-        if limit != 0 {
-            write_file(
-                dir,
-                "memory.max",
-                &max_or(limit),
-                Some(&format!("{F}.limit")),
-            )?;
-        }
-        if low != 0 {
-            write_file(
-                dir,
-                "memory.low",
-                &max_or(low),
-                Some(&format!("{F}.reservation")),
-            )?;
-        }
+        let limit = (limit != 0).then(|| max_or(limit));
+        write_some(dir, "memory.max", limit, &format!("{F}.limit"))?;
+        let low = (low != 0).then(|| max_or(low));
+        write_some(dir, "memory.low", low, &format!("{F}.reservation"))?;
         Ok(())
     }
 
@@ -226,17 +215,12 @@ impl V2Manager {
                 "cannot apply: cgroup v2 has no realtime cpu scheduling limits",
             ));
         }
+        if !shared::wants_cpu(c) {
+            return Ok(());
+        }
         let shares = c.shares().filter(|v| *v != 0);
         let quota = c.quota().filter(|v| *v != 0);
         let period = c.period().filter(|v| *v != 0);
-        if shares.is_none()
-            && quota.is_none()
-            && period.is_none()
-            && c.burst().is_none()
-            && c.idle().is_none()
-        {
-            return Ok(());
-        }
         let dir = self.need("cpu", F)?;
         if let Some(s) = shares {
             let field = format!("{F}.shares");
@@ -254,26 +238,12 @@ impl V2Manager {
                 Some(&field),
             )?;
         }
-        if let Some(i) = c.idle() {
-            write_file(dir, "cpu.idle", &i.to_string(), Some(&format!("{F}.idle")))?;
-        }
+        write_some(dir, "cpu.idle", c.idle(), &format!("{F}.idle"))?;
         // A larger burst may be refused until the quota allows it.
-        let mut burst_later = None;
-        if let Some(b) = c.burst().filter(|_| dir.join("cpu.max.burst").exists()) {
-            match write_file(
-                dir,
-                "cpu.max.burst",
-                &b.to_string(),
-                Some(&format!("{F}.burst")),
-            ) {
-                Ok(()) => {}
-                Err(Error::Sys {
-                    errno: Errno::EINVAL,
-                    ..
-                }) if quota.is_some() => burst_later = Some(b),
-                Err(e) => return Err(e),
-            }
-        }
+        let burst = c.burst().filter(|_| dir.join("cpu.max.burst").exists());
+        let burst_field = format!("{F}.burst");
+        let burst_later =
+            shared::write_or_later(dir, "cpu.max.burst", burst, &burst_field, quota.is_some())?;
         if quota.is_some() || period.is_some() {
             let (cur_quota, cur_period) = read_cpu_max(dir)?;
             let q = match quota {
@@ -288,22 +258,7 @@ impl V2Manager {
                 &format!("{q} {p}"),
                 Some(&format!("{F}.quota")),
             )?;
-            if let Some(b) = burst_later {
-                write_file(
-                    dir,
-                    "cpu.max.burst",
-                    &b.to_string(),
-                    Some(&format!("{F}.burst")),
-                )?;
-            }
-        }
-        Ok(())
-    }
-
-    fn set_cpuset(&self, c: &LinuxCpu) -> Result<()> {
-        for (file, v, field) in super::util::cpuset_lines(c) {
-            let dir = self.need("cpuset", field)?;
-            write_file(dir, file, v, Some(field))?;
+            write_some(dir, "cpu.max.burst", burst_later, &burst_field)?;
         }
         Ok(())
     }
@@ -317,31 +272,8 @@ impl V2Manager {
             ));
         }
         let wdev = b.weight_device().as_deref().unwrap_or(&[]);
-        let throttles = [
-            (
-                "throttleReadBpsDevice",
-                "rbps",
-                b.throttle_read_bps_device(),
-            ),
-            (
-                "throttleWriteBpsDevice",
-                "wbps",
-                b.throttle_write_bps_device(),
-            ),
-            (
-                "throttleReadIOPSDevice",
-                "riops",
-                b.throttle_read_iops_device(),
-            ),
-            (
-                "throttleWriteIOPSDevice",
-                "wiops",
-                b.throttle_write_iops_device(),
-            ),
-        ];
-        let any_throttle = throttles
-            .iter()
-            .any(|(_, _, l)| l.as_ref().is_some_and(|l| !l.is_empty()));
+        let throttles = shared::throttles(b);
+        let any_throttle = throttles.iter().any(|(_, l)| !l.is_empty());
         let any_wdev = wdev.iter().any(|d| d.weight().is_some_and(|w| w != 0));
         if weight.is_none() && !any_wdev && !any_throttle {
             return Ok(());
@@ -387,8 +319,11 @@ impl V2Manager {
                 write_file(dir, weight_file()?, &line, Some(&field))?;
             }
         }
-        for (name, key, list) in throttles {
-            for (i, t) in list.as_deref().unwrap_or(&[]).iter().enumerate() {
+        for ((name, list), key) in throttles
+            .into_iter()
+            .zip(["rbps", "wbps", "riops", "wiops"])
+        {
+            for (i, t) in list.iter().enumerate() {
                 let field = format!("{F}.{name}[{i}]");
                 let rate = if t.rate() == 0 {
                     "max".to_string()
@@ -398,44 +333,6 @@ impl V2Manager {
                 let line = format!("{}:{} {key}={rate}", t.major(), t.minor());
                 write_file(dir, "io.max", &line, Some(&field))?;
             }
-        }
-        Ok(())
-    }
-
-    fn set_hugetlb(&self, r: &LinuxResources) -> Result<()> {
-        const F: &str = "linux.resources.hugepageLimits";
-        let limits = r.hugepage_limits().as_deref().unwrap_or(&[]);
-        if limits.is_empty() {
-            return Ok(());
-        }
-        let dir = self.need("hugetlb", F)?;
-        for (i, l) in limits.iter().enumerate() {
-            let size = l.page_size();
-            let file = format!("hugetlb.{size}.max");
-            if size.is_empty() || size.contains('/') || !dir.join(&file).exists() {
-                return Err(Error::config(
-                    "config.json",
-                    format!("{F}[{i}].pageSize"),
-                    format!(
-                        "unsupported huge page size {size:?} (no {file} in {})",
-                        dir.display()
-                    ),
-                ));
-            }
-            let v = if l.limit() < 0 {
-                "max".to_string()
-            } else {
-                l.limit().to_string()
-            };
-            write_file(dir, &file, &v, Some(&format!("{F}[{i}].limit")))?;
-        }
-        Ok(())
-    }
-
-    fn set_rdma(&self, r: &LinuxResources) -> Result<()> {
-        for (field, v) in super::util::rdma_lines(r) {
-            let dir = self.need("rdma", &field)?;
-            write_file(dir, "rdma.max", &v, Some(&field))?;
         }
         Ok(())
     }
@@ -647,14 +544,7 @@ impl Manager for V2Manager {
         // runc's order: pids, memory, io, cpu, devices, cpuset, hugetlb,
         // rdma, unified.
         if let Some(p) = r.pids() {
-            let field = "linux.resources.pids.limit";
-            let dir = self.need("pids", field)?;
-            let v = if p.limit() > 0 {
-                p.limit().to_string()
-            } else {
-                "max".to_string()
-            };
-            write_file(dir, "pids.max", &v, Some(field))?;
+            shared::set_pids(self, p)?;
         }
         if let Some(m) = r.memory() {
             self.set_memory(m)?;
@@ -669,10 +559,12 @@ impl Manager for V2Manager {
             bpf::set_devices(&self.path, &State::from_rules(&rules))?;
         }
         if let Some(c) = r.cpu() {
-            self.set_cpuset(c)?;
+            shared::set_cpuset(self, c)?;
         }
-        self.set_hugetlb(r)?;
-        self.set_rdma(r)?;
+        if let Some(l) = r.hugepage_limits().as_deref().filter(|l| !l.is_empty()) {
+            shared::write_hugetlb(self.need("hugetlb", shared::HUGETLB)?, l, true)?;
+        }
+        shared::set_rdma(self, r)?;
         for (k, v) in &unified {
             let field = format!("linux.resources.unified.{k}");
             write_file(&self.path, k, v, Some(&field))?;

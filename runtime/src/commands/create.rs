@@ -6,17 +6,36 @@ use brig::container::{self, CreateOpts};
 use brig::state::Root;
 use brig::{Error, Result};
 
+/// Where the bundle is and where its process's pty master and pid go (create, run, restore).
 #[derive(clap::Args, Clone)]
-pub struct CreateArgs {
+pub struct BundleArgs {
     /// Path to the bundle directory.
     #[arg(short, long, default_value = ".")]
-    bundle: PathBuf,
+    pub bundle: PathBuf,
     /// Unix socket to receive the pty master of a terminal container.
     #[arg(long = "console-socket")]
-    console_socket: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
     /// File to write the container's pid to.
     #[arg(long = "pid-file")]
-    pid_file: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+}
+
+impl BundleArgs {
+    /// The same paths made absolute against the cwd (the library chdirs into the bundle).
+    pub fn absolute(&self) -> Result<BundleArgs> {
+        let cwd = std::env::current_dir().map_err(|e| Error::io("getcwd", e))?;
+        Ok(BundleArgs {
+            bundle: cwd.join(&self.bundle),
+            console_socket: self.console_socket.as_ref().map(|p| cwd.join(p)),
+            pid_file: self.pid_file.as_ref().map(|p| cwd.join(p)),
+        })
+    }
+}
+
+#[derive(clap::Args, Clone)]
+pub struct CreateArgs {
+    #[command(flatten)]
+    paths: BundleArgs,
     /// Do not use pivot_root (for ramdisk roots).
     #[arg(long = "no-pivot")]
     no_pivot: bool,
@@ -36,12 +55,12 @@ pub fn run(root: &Root, a: &CreateArgs) -> Result<()> {
 
 /// The library's options from the flags, paths made absolute (create and run).
 pub fn opts(a: &CreateArgs) -> Result<CreateOpts> {
-    let cwd = std::env::current_dir().map_err(|e| Error::io("getcwd", e))?;
+    let paths = a.paths.absolute()?;
     Ok(CreateOpts {
         id: a.id.clone(),
-        bundle: cwd.join(&a.bundle),
-        console_socket: a.console_socket.as_ref().map(|p| cwd.join(p)),
-        pid_file: a.pid_file.as_ref().map(|p| cwd.join(p)),
+        bundle: paths.bundle,
+        console_socket: paths.console_socket,
+        pid_file: paths.pid_file,
         no_pivot: a.no_pivot,
         no_new_keyring: a.no_new_keyring,
         preserve_fds: a.preserve_fds,

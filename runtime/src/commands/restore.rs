@@ -4,26 +4,20 @@ use std::path::PathBuf;
 
 use brig::checkpoint::RestoreOpts;
 use brig::state::Root;
-use brig::{Error, Result};
+use brig::Result;
 
+use super::create::BundleArgs;
 use super::criu::{self, CriuArgs};
 
 #[derive(clap::Args)]
 pub struct RestoreArgs {
     #[command(flatten)]
     criu: CriuArgs,
-    /// Path to the bundle directory.
-    #[arg(short, long, default_value = ".")]
-    bundle: PathBuf,
+    #[command(flatten)]
+    paths: BundleArgs,
     /// Detach from the container's process.
     #[arg(short, long)]
     detach: bool,
-    /// Unix socket to receive the pty master of a terminal container.
-    #[arg(long = "console-socket")]
-    console_socket: Option<PathBuf>,
-    /// File to write the container's pid to.
-    #[arg(long = "pid-file")]
-    pid_file: Option<PathBuf>,
     /// Accepted for runc compatibility: criu restores the root itself.
     #[arg(long = "no-pivot")]
     no_pivot: bool,
@@ -39,14 +33,14 @@ pub struct RestoreArgs {
 /// The restored container's exit code (0 when detached); `criu` is the
 /// global `--criu` path.
 pub fn run(root: &Root, a: &RestoreArgs, criu: Option<PathBuf>) -> Result<u8> {
-    let cwd = std::env::current_dir().map_err(|e| Error::io("getcwd", e))?;
+    let paths = a.paths.absolute()?;
     let opts = RestoreOpts {
         criu: criu::opts(&a.criu, criu)?,
         id: a.id.clone(),
-        bundle: cwd.join(&a.bundle),
+        bundle: paths.bundle,
         detach: a.detach,
-        console_socket: a.console_socket.as_ref().map(|p| cwd.join(p)),
-        pid_file: a.pid_file.as_ref().map(|p| cwd.join(p)),
+        console_socket: paths.console_socket,
+        pid_file: paths.pid_file,
         lazy_pages: a.lazy_pages,
     };
     let _ = (a.no_pivot, a.no_subreaper);

@@ -47,7 +47,7 @@ pub fn run(root: &Root, a: &RunArgs) -> Result<u8> {
     if a.detach {
         return Ok(0);
     }
-    let code = container::wait_foreground(pid, master)?;
+    let code = brig::process::foreground::wait(pid, master)?;
     if !a.keep {
         if let Err(e) = container::delete(root, &opts.id, true) {
             logging::warn(&e.to_string());

@@ -171,12 +171,7 @@ pub fn prepare(plan: &Plan) -> Result<()> {
         None::<&str>,
     )
     .sys("bind mount rootfs", plan.rootfs.display())?;
-    let root = nix::fcntl::open(
-        &plan.rootfs,
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .sys("open", plan.rootfs.display())?;
+    let root = open_dir(&plan.rootfs, OFlag::O_PATH)?;
     for m in &plan.mounts {
         mount_one(root.as_fd(), plan, m)?;
     }
@@ -239,16 +234,8 @@ fn mount_one(root: BorrowedFd, plan: &Plan, m: &MountPlan) -> Result<()> {
         let extra = m.opts.flags - MsFlags::MS_REMOUNT;
         if !extra.is_empty() {
             // Re-resolve: the fd still names the covered directory.
-            let target = open_in_root(root, dest, OFlag::O_PATH).sys("open", what())?;
-            let keep = locked_flags(target.as_fd());
-            mount(
-                None::<&str>,
-                fd_path(target.as_fd()).as_str(),
-                None::<&str>,
-                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | extra | keep | (flags & MsFlags::MS_REC),
-                None::<&str>,
-            )
-            .sys("remount", what())?;
+            let flags = extra | (flags & MsFlags::MS_REC);
+            bind_remount(root, dest, flags, "remount", &what)?;
         }
         apply_recursive_attrs(root, m, &what)?;
         return apply_propagation(root, dest, &m.opts.propagation, &what);
@@ -296,22 +283,38 @@ pub fn idmap_mount(tree: BorrowedFd, userns: BorrowedFd, recursive: bool) -> nix
     const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
     let attr = MountAttr {
         attr_set: MOUNT_ATTR_IDMAP,
-        attr_clr: 0,
-        propagation: 0,
         userns_fd: std::os::fd::AsRawFd::as_raw_fd(&userns) as u64,
+        ..MountAttr::default()
     };
-    let mut flags = libc::AT_EMPTY_PATH;
-    if recursive {
-        flags |= libc::AT_RECURSIVE;
-    }
+    let flags = if recursive { libc::AT_RECURSIVE } else { 0 };
+    mount_setattr(tree, flags, &attr)
+}
+
+/// The kernel's `struct mount_attr`, for [`mount_setattr`].
+#[repr(C)]
+#[derive(Default)]
+pub(crate) struct MountAttr {
+    pub attr_set: u64,
+    pub attr_clr: u64,
+    pub propagation: u64,
+    pub userns_fd: u64,
+}
+
+/// mount_setattr(2) on the mount `fd` refers to itself (`AT_EMPTY_PATH`), `flags` added
+/// (`AT_RECURSIVE` for its whole subtree).
+pub(crate) fn mount_setattr(
+    fd: BorrowedFd,
+    flags: libc::c_int,
+    attr: &MountAttr,
+) -> nix::Result<()> {
     // SAFETY: mount_setattr on our fd with a valid, sized attribute struct.
     let r = unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,
-            std::os::fd::AsRawFd::as_raw_fd(&tree),
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
             c"".as_ptr(),
-            flags,
-            &attr as *const MountAttr,
+            libc::AT_EMPTY_PATH | flags,
+            attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )
     };
@@ -342,11 +345,24 @@ fn remount_readonly(root: BorrowedFd, dest: &Path, what: &dyn Fn() -> String) ->
 }
 
 /// A read-only bind remount of the mount at `dest` (inside `root`), with
-/// `extra` flags and the ones the kernel has locked on it kept.
+/// `extra` flags.
 fn remount_readonly_with(
     root: BorrowedFd,
     dest: &Path,
     extra: MsFlags,
+    what: &dyn Fn() -> String,
+) -> Result<()> {
+    let flags = MsFlags::MS_RDONLY | extra;
+    bind_remount(root, dest, flags, "remount read-only", what)
+}
+
+/// A bind remount of the mount at `dest` (inside `root`) with `flags`, and the ones the kernel
+/// has locked on it kept; `op` and `what` name it in errors.
+fn bind_remount(
+    root: BorrowedFd,
+    dest: &Path,
+    flags: MsFlags,
+    op: &'static str,
     what: &dyn Fn() -> String,
 ) -> Result<()> {
     let target = open_in_root(root, dest, OFlag::O_PATH).sys("open", what())?;
@@ -355,18 +371,10 @@ fn remount_readonly_with(
         None::<&str>,
         fd_path(target.as_fd()).as_str(),
         None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | extra | keep,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags | keep,
         None::<&str>,
     )
-    .sys("remount read-only", what())
-}
-
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
+    .sys(op, what())
 }
 
 /// `rro`, `rnosuid`, ...: mount_setattr(AT_RECURSIVE) on the mount and
@@ -379,22 +387,9 @@ fn apply_recursive_attrs(root: BorrowedFd, m: &MountPlan, what: &dyn Fn() -> Str
     let attr = MountAttr {
         attr_set: m.opts.rec_set,
         attr_clr: m.opts.rec_clr,
-        propagation: 0,
-        userns_fd: 0,
+        ..MountAttr::default()
     };
-    // SAFETY: mount_setattr on our fd with a valid, sized attribute struct.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            std::os::fd::AsRawFd::as_raw_fd(&target),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    nix::errno::Errno::result(r)
-        .map(drop)
+    mount_setattr(target.as_fd(), libc::AT_RECURSIVE, &attr)
         .sys("set recursive mount attributes of", what())
 }
 
@@ -481,14 +476,7 @@ fn mount_cgroups(root: BorrowedFd, plan: &Plan, m: &MountPlan) -> Result<()> {
             )
             .sys("mount cgroup2 on", what())?;
         } else {
-            mount(
-                Some(&cg.host_path),
-                tp.as_str(),
-                None::<&str>,
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                None::<&str>,
-            )
-            .sys("bind cgroup on", what())?;
+            bind_cgroup(cg, &tp, what())?;
             if m.opts.flags.contains(MsFlags::MS_RDONLY) {
                 remount_readonly_with(root, dest, base, &what)?;
             }
@@ -522,14 +510,7 @@ fn mount_cgroups(root: BorrowedFd, plan: &Plan, m: &MountPlan) -> Result<()> {
             )
             .sys("mount cgroup on", sub.display())?;
         } else {
-            mount(
-                Some(&cg.host_path),
-                tp.as_str(),
-                None::<&str>,
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                None::<&str>,
-            )
-            .sys("bind cgroup on", sub.display())?;
+            bind_cgroup(cg, &tp, sub.display())?;
         }
         if m.opts.flags.contains(MsFlags::MS_RDONLY) {
             remount_readonly_with(root, &sub, base, &|| sub.display().to_string())?;
@@ -555,6 +536,19 @@ fn mount_cgroups(root: BorrowedFd, plan: &Plan, m: &MountPlan) -> Result<()> {
         .sys("remount read-only", what())?;
     }
     Ok(())
+}
+
+/// Binds the container's cgroup `cg` of the host, recursively, on `target` (a path from
+/// [`fd_path`]); `what` names the target in errors.
+fn bind_cgroup(cg: &CgroupMount, target: &str, what: impl std::fmt::Display) -> Result<()> {
+    mount(
+        Some(&cg.host_path),
+        target,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .sys("bind cgroup on", what)
 }
 
 fn create_devices(root: BorrowedFd, devices: &[DevicePlan], bind: bool) -> Result<()> {
@@ -689,6 +683,16 @@ fn make_rootfs_mount_private(rootfs: &Path) -> Result<()> {
     .sys("make private", best.display())
 }
 
+/// Opens the directory `path` (`O_DIRECTORY | O_CLOEXEC | flags`).
+fn open_dir(path: &Path, flags: OFlag) -> Result<OwnedFd> {
+    nix::fcntl::open(
+        path,
+        OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | flags,
+        Mode::empty(),
+    )
+    .sys("open", path.display())
+}
+
 /// Stage 2, after the createContainer hooks: switch the root.
 pub fn enter(plan: &Plan) -> Result<()> {
     if !plan.own_mount_ns {
@@ -705,18 +709,8 @@ pub fn enter(plan: &Plan) -> Result<()> {
         nix::unistd::chdir("/").sys("chdir", "/")?;
         return Ok(());
     }
-    let old = nix::fcntl::open(
-        "/",
-        OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .sys("open", "/")?;
-    let new = nix::fcntl::open(
-        &plan.rootfs,
-        OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .sys("open", plan.rootfs.display())?;
+    let old = open_dir(Path::new("/"), OFlag::O_RDONLY)?;
+    let new = open_dir(&plan.rootfs, OFlag::O_RDONLY)?;
     nix::unistd::fchdir(&new).sys("chdir", plan.rootfs.display())?;
     // pivot_root(".", "."): the old root ends up on top of the new one and
     // is then detached, with no directory needed for it in the image.
@@ -794,12 +788,7 @@ pub fn finish(plan: &Plan) -> Result<()> {
     if !plan.own_mount_ns {
         return Ok(());
     }
-    let root = nix::fcntl::open(
-        "/",
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .sys("open", "/")?;
+    let root = open_dir(Path::new("/"), OFlag::O_PATH)?;
     for p in &plan.readonly {
         readonly_path(root.as_fd(), p)?;
     }
@@ -930,12 +919,7 @@ pub struct ProcHandle {
 
 impl ProcHandle {
     pub fn open(path: &Path) -> Result<Self> {
-        let fd = nix::fcntl::open(
-            path,
-            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .sys("open", path.display())?;
+        let fd = open_dir(path, OFlag::O_PATH)?;
         check_proc(fd.as_fd(), path)?;
         Ok(ProcHandle { fd })
     }

@@ -19,13 +19,14 @@
 //! Runs first thing in `main`, single-threaded, before any fd is opened.
 
 use std::ffi::{CString, OsString};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
 
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
 use crate::error::{Error, Result, SysContext};
+use crate::linux::rootfs::{mount_setattr, MountAttr};
 
 /// Set in the environment of the re-executed runtime (and removed by it).
 const MARK: &str = "_BRIG_PROTECTED_EXE";
@@ -73,14 +74,6 @@ fn is_protected() -> Result<bool> {
     Ok(seals >= 0 && seals & libc::F_SEAL_WRITE != 0)
 }
 
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
-
 /// A detached bind mount of our executable, made read-only; the fd names
 /// the file itself.
 fn read_only_view() -> Result<OwnedFd> {
@@ -88,22 +81,10 @@ fn read_only_view() -> Result<OwnedFd> {
         .sys("open_tree", "/proc/self/exe")?;
     let attr = MountAttr {
         attr_set: libc::MOUNT_ATTR_RDONLY,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: 0,
+        ..MountAttr::default()
     };
-    // SAFETY: mount_setattr on our fd with a valid, sized attribute struct.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    nix::errno::Errno::result(r).sys("mount_setattr", "read-only view of /proc/self/exe")?;
+    mount_setattr(tree.as_fd(), 0, &attr)
+        .sys("mount_setattr", "read-only view of /proc/self/exe")?;
     Ok(tree)
 }
 

@@ -8,7 +8,7 @@
 //! sends the master over the console socket with SCM_RIGHTS, as runc does;
 //! containerd and podman receive it there. For a foreground `run` without a
 //! socket, brig itself is on the other end of a socketpair and relays the
-//! master to its own stdio (`container::wait_foreground`).
+//! master to its own stdio (`process::foreground`).
 
 use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};

@@ -117,16 +117,10 @@ fn setup(plan: &Plan, sync: &Channel) -> Result<Never> {
     rootfs::prepare(&plan.rootfs)?;
     sync.send(&Msg::Hooks)?;
     expect(sync, "hooks-done")?;
-    let state = crate::hooks::state_json(
-        &plan.id,
-        "creating",
-        nix::unistd::getpid().as_raw(),
-        &plan.bundle,
-        &plan.annotations,
-    );
     // createContainer hooks run from the rootfs (runc's cwd there).
     nix::unistd::chdir(&plan.rootfs.rootfs).sys("chdir", plan.rootfs.rootfs.display())?;
-    crate::hooks::run_all("createContainer", &plan.create_container_hooks, &state)?;
+    let hooks = &plan.create_container_hooks;
+    run_hooks(plan, "createContainer", "creating", hooks)?;
     // Without a mount namespace nothing is mounted, /proc neither: the exec fifo is reopened
     // through the host's procfs, opened before the chroot and closed before execve.
     let host_proc = if plan.rootfs.own_mount_ns {
@@ -179,14 +173,12 @@ fn setup(plan: &Plan, sync: &Channel) -> Result<Never> {
     // the poststart hooks.
     let _fifo = fifo;
 
-    let state = crate::hooks::state_json(
-        &plan.id,
+    run_hooks(
+        plan,
+        "startContainer",
         "created",
-        nix::unistd::getpid().as_raw(),
-        &plan.bundle,
-        &plan.annotations,
-    );
-    crate::hooks::run_all("startContainer", &plan.start_container_hooks, &state)?;
+        &plan.start_container_hooks,
+    )?;
 
     Err(plan.process.exec(&exec))
 }
@@ -289,6 +281,14 @@ pub(crate) fn find_program(arg0: &str, env: &[String]) -> Result<CString> {
         "exec: {}: executable file not found in $PATH",
         named()
     )))
+}
+
+/// Runs the init's own hooks of `kind` (createContainer, startContainer)
+/// with the container's state as `status`, the init's pid in it.
+fn run_hooks(plan: &Plan, kind: &str, status: &str, hooks: &[Hook]) -> Result<()> {
+    let pid = nix::unistd::getpid().as_raw();
+    let state = crate::hooks::state_json(&plan.id, status, pid, &plan.bundle, &plan.annotations);
+    crate::hooks::run_all(kind, hooks, &state)
 }
 
 #[cfg(test)]

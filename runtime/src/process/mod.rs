@@ -13,6 +13,7 @@
 //! createRuntime, then answers `HooksDone`); child → parent `Ready` when it
 //! only has to wait for `start`; or `Error` with the real cause at any step.
 
+pub mod foreground;
 pub mod init;
 pub mod parent;
 pub mod plan;
