@@ -5,10 +5,14 @@
 //! Hand-written instead of `containerd_shim::mount`: that one forks a
 //! child per mount and waits for it through the library's own reaper,
 //! which races ours ([`crate::reaper`]) for the status. mount(2) needs no
-//! child here: the shim makes no chdir for long overlay options (options
-//! longer than a page are refused with a clear error).
+//! child here. mount(2) takes at most a page of options; an overlay of many
+//! layers (about 55 and more of containerd's snapshot paths) has more. Then,
+//! as containerd does for its own mounts, the lower directories are named
+//! relative to their common parent, and the mount is made from a thread of
+//! ours that has unshared its working directory (`unshare(CLONE_FS)`) and
+//! changed into that parent: the shim's other threads keep theirs.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
@@ -77,15 +81,98 @@ pub fn mount_one(fs_type: &str, source: &str, options: &[String], target: &Path)
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
     if data.len() >= page {
-        return Err(Error::Other(format!(
-            "{}: options are {} bytes, longer than a page",
-            what(),
-            data.len()
-        )));
+        // (The target is absolute: containerd's bundle path.)
+        let compact = (fs_type == "overlay" && target.is_absolute())
+            .then(|| compact_lowerdir(&data))
+            .flatten()
+            .filter(|(_, d)| d.len() < page);
+        let Some((parent, data)) = compact else {
+            return Err(Error::Other(format!(
+                "{}: options are {} bytes, longer than a page{}",
+                what(),
+                data.len(),
+                if fs_type == "overlay" {
+                    " even with the lower directories relative to their common parent"
+                } else {
+                    ""
+                }
+            )));
+        };
+        return mount_from(&parent, fs_type, source, flags, propagation, &data, target);
     }
+    mount_here(fs_type, source, flags, propagation, &data, target)
+}
+
+/// overlay options with `lowerdir=` relative to the lower directories' common parent, and
+/// that parent; `None` when they have none but `/` or are not all absolute.
+fn compact_lowerdir(data: &str) -> Option<(PathBuf, String)> {
+    let opts: Vec<&str> = data.split(',').collect();
+    let lower = opts.iter().find_map(|o| o.strip_prefix("lowerdir="))?;
+    let dirs: Vec<&str> = lower.split(':').collect();
+    if dirs.iter().any(|d| !d.starts_with('/') || d.contains('\\')) {
+        return None;
+    }
+    // The longest run of whole components that every directory starts with.
+    let first: Vec<&str> = dirs[0].split('/').collect();
+    let mut common = first.len() - 1; // a directory is never its own parent here
+    for d in &dirs[1..] {
+        let parts: Vec<&str> = d.split('/').collect();
+        let same = first.iter().zip(&parts).take_while(|(a, b)| a == b).count();
+        common = common.min(same).min(parts.len() - 1);
+    }
+    let parent = first[..common].join("/");
+    if parent.is_empty() {
+        return None;
+    }
+    let relative: Vec<String> = dirs
+        .iter()
+        .map(|d| d.split('/').skip(common).collect::<Vec<_>>().join("/"))
+        .collect();
+    let rebuilt: Vec<String> = opts
+        .iter()
+        .map(|o| match o.strip_prefix("lowerdir=") {
+            Some(_) => format!("lowerdir={}", relative.join(":")),
+            None => o.to_string(),
+        })
+        .collect();
+    Some((PathBuf::from(parent), rebuilt.join(",")))
+}
+
+/// [`mount_here`] from a thread whose working directory is `dir` (its own: unshared).
+fn mount_from(
+    dir: &Path,
+    fs_type: &str,
+    source: &str,
+    flags: MsFlags,
+    propagation: MsFlags,
+    data: &str,
+    target: &Path,
+) -> Result<()> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS)
+                .map_err(|e| Error::io("unshare(CLONE_FS) for a long overlay mount", e.into()))?;
+            nix::unistd::chdir(dir)
+                .map_err(|e| Error::io(format!("chdir {}", dir.display()), e.into()))?;
+            mount_here(fs_type, source, flags, propagation, data, target)
+        })
+        .join()
+        .unwrap_or_else(|_| Err(Error::Other("the overlay mount thread panicked".into())))
+    })
+}
+
+fn mount_here(
+    fs_type: &str,
+    source: &str,
+    flags: MsFlags,
+    propagation: MsFlags,
+    data: &str,
+    target: &Path,
+) -> Result<()> {
+    let what = || format!("mount {fs_type} {source} on {}", target.display());
     let fs_type = Some(fs_type).filter(|t| !t.is_empty());
     let source = Some(source).filter(|s| !s.is_empty());
-    let data = Some(data.as_str()).filter(|d| !d.is_empty());
+    let data = Some(data).filter(|d| !d.is_empty());
     let err = |e: nix::Error| Error::io(what(), e.into());
     mount(source, target, fs_type, flags, data).map_err(err)?;
     if flags.contains(MsFlags::MS_BIND) && flags.contains(MsFlags::MS_RDONLY) {
@@ -168,6 +255,36 @@ mod tests {
         assert_eq!(data, "lowerdir=/a:/b,upperdir=/u");
         let (flags, _, _) = parse_options(&["ro".to_string(), "rw".to_string()]);
         assert!(!flags.contains(MsFlags::MS_RDONLY));
+    }
+
+    #[test]
+    fn long_lowerdirs_are_made_relative_to_their_common_parent() {
+        let snaps = "/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots";
+        let lower: Vec<String> = (1..=120).rev().map(|n| format!("{snaps}/{n}/fs")).collect();
+        let data = format!(
+            "index=off,lowerdir={},upperdir={snaps}/121/fs,workdir={snaps}/121/work",
+            lower.join(":")
+        );
+        assert!(data.len() > 4096);
+        let (parent, short) = compact_lowerdir(&data).expect("compacted");
+        assert_eq!(parent, Path::new(snaps));
+        let expect: Vec<String> = (1..=120).rev().map(|n| format!("{n}/fs")).collect();
+        assert_eq!(
+            short,
+            format!(
+                "index=off,lowerdir={},upperdir={snaps}/121/fs,workdir={snaps}/121/work",
+                expect.join(":")
+            )
+        );
+        assert!(short.len() < 4096);
+        // Nothing in common but the root, or relative dirs: nothing to do.
+        assert_eq!(compact_lowerdir("lowerdir=/a/x:/b/y"), None);
+        assert_eq!(compact_lowerdir("lowerdir=a/x:/a/y"), None);
+        // One directory is never its own parent.
+        assert_eq!(
+            compact_lowerdir("lowerdir=/s/1/fs"),
+            Some((PathBuf::from("/s/1"), "lowerdir=fs".into()))
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::command::{binary_path, is_root, run_timeout, shim_path, Out};
 use crate::host::{kill_pid, wait_for};
-use crate::image::busybox_oci_archive;
+use crate::image::layered_busybox_oci_archive;
 
 /// A containerd of our own: config, root, state and sockets in a temporary directory, with
 /// `bin/` first in its PATH holding `containerd-shim-brig-v2` (the shim under test) and `brig`
@@ -162,11 +162,22 @@ impl Containerd {
 
     /// Imports a busybox image made here; returns its name.
     pub fn import_busybox(&self) -> String {
-        let name = "docker.io/brigtest/busybox:latest";
-        let archive = busybox_oci_archive(self.dir.path(), name);
+        self.import_layered_busybox(0)
+    }
+
+    /// Imports busybox with `extra` layers on top ([`layered_busybox_oci_archive`]); returns
+    /// the image's name.
+    pub fn import_layered_busybox(&self, extra: usize) -> String {
+        let name = match extra {
+            0 => "docker.io/brigtest/busybox:latest".to_string(),
+            n => format!("docker.io/brigtest/busybox-{n}-layers:latest"),
+        };
+        let dir = self.dir.path().join(format!("image-{extra}"));
+        fs::create_dir_all(&dir).unwrap();
+        let archive = layered_busybox_oci_archive(&dir, &name, extra);
         self.ctr(&["image", "import", archive.to_str().unwrap()])
             .assert_ok();
-        name.to_string()
+        name
     }
 
     /// Pids of the shims serving this containerd (their command line names its socket).

@@ -23,6 +23,12 @@ fn sha256_file(p: &Path) -> String {
 /// Writes an OCI image archive (a tar of an OCI layout) of a busybox rootfs whose index names
 /// it `name` (`io.containerd.image.name`), as `ctr image import` reads it. Returns its path.
 pub fn busybox_oci_archive(dir: &Path, name: &str) -> PathBuf {
+    layered_busybox_oci_archive(dir, name, 0)
+}
+
+/// [`busybox_oci_archive`] with `extra` layers on top of the busybox one, layer N (1-based)
+/// adding the file `/layers/N` that holds `N`.
+pub fn layered_busybox_oci_archive(dir: &Path, name: &str, extra: usize) -> PathBuf {
     let rootfs = dir.join("image-rootfs");
     busybox_rootfs(&rootfs);
     let layout = dir.join("image-layout");
@@ -44,12 +50,29 @@ pub fn busybox_oci_archive(dir: &Path, name: &str) -> PathBuf {
         .status()
         .expect("tar");
     assert!(st.success(), "tar of the busybox rootfs failed");
-    let (layer_digest, layer_size) = add_blob(&layer);
+    let mut layers = vec![add_blob(&layer)];
+    for n in 1..=extra {
+        let tree = dir.join(format!("layer-{n}"));
+        fs::create_dir_all(tree.join("layers")).unwrap();
+        fs::write(tree.join(format!("layers/{n}")), n.to_string()).unwrap();
+        let tar = dir.join(format!("layer-{n}.tar"));
+        let st = Command::new("tar")
+            .args(["--numeric-owner", "--owner=0", "--group=0", "-C"])
+            .arg(&tree)
+            .arg("-cf")
+            .arg(&tar)
+            .arg("layers")
+            .status()
+            .expect("tar");
+        assert!(st.success(), "tar of layer {n} failed");
+        layers.push(add_blob(&tar));
+    }
     let config = dir.join("config.json");
+    let diff_ids: Vec<String> = layers.iter().map(|(d, _)| format!("sha256:{d}")).collect();
     let config_json = json!({
         "architecture": "amd64", "os": "linux",
         "config": {"Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], "Cmd": ["sh"]},
-        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{layer_digest}")]},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
     });
     fs::write(&config, config_json.to_string()).unwrap();
     let (config_digest, config_size) = add_blob(&config);
@@ -59,8 +82,10 @@ pub fn busybox_oci_archive(dir: &Path, name: &str) -> PathBuf {
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
                    "digest": format!("sha256:{config_digest}"), "size": config_size},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
-                    "digest": format!("sha256:{layer_digest}"), "size": layer_size}],
+        "layers": layers.iter().map(|(d, size)| json!({
+            "mediaType": "application/vnd.oci.image.layer.v1.tar",
+            "digest": format!("sha256:{d}"), "size": size,
+        })).collect::<Vec<_>>(),
     });
     fs::write(&manifest, manifest_json.to_string()).unwrap();
     let (manifest_digest, manifest_size) = add_blob(&manifest);

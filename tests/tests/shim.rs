@@ -287,6 +287,33 @@ fn runtime_error_text_reaches_ctr() {
     assert_clean(&c);
 }
 
+/// An image of 121 layers: containerd's overlay options for it exceed a page, which mount(2)
+/// does not take; the shim names the lower directories relative to their common parent (as
+/// containerd does) and the container sees every layer. The shim used to refuse it.
+#[test]
+fn an_image_of_many_layers_runs() {
+    let Some((c, _)) = setup("an_image_of_many_layers_runs") else {
+        return;
+    };
+    let image = c.import_layered_busybox(120);
+    let id = unique("layers");
+    let out = c.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        BRIG_SHIM,
+        &image,
+        &id,
+        "sh",
+        "-c",
+        "ls /layers | wc -l; echo $(cat /layers/1) $(cat /layers/120)",
+    ]);
+    out.assert_ok();
+    let seen: Vec<&str> = out.stdout.split_whitespace().collect();
+    assert_eq!(seen, ["120", "1", "120"], "{out}");
+    assert_clean(&c);
+}
+
 /// A kill that races the process's exit (the runtime answers "container not running" before
 /// the shim has reaped the exit) is NotFound, as runc's shim makes it, which containerd and
 /// kubelet take as "already stopped"; it used to be `unknown`, an error. The runtime under the
