@@ -258,8 +258,21 @@ struct Outputs {
 
 /// Prepares non-terminal stdio: pipes for the container, copy threads to
 /// and from containerd's FIFOs (or files, or a logging program).
-pub fn pipes(paths: &StdioPaths, owner: Owner) -> Result<(ProcessIo, ChildStdio)> {
+/// `io_ids`: the uid and gid the container's ends of the pipes belong to (the runc options'
+/// IoUid and IoGid, for a container whose user cannot otherwise reopen them).
+pub fn pipes(
+    paths: &StdioPaths,
+    owner: Owner,
+    io_ids: Option<(u32, u32)>,
+) -> Result<(ProcessIo, ChildStdio)> {
     let outs = outputs(paths, owner)?;
+    let chown = |f: &File, what: &str| -> Result<()> {
+        if let Some((uid, gid)) = io_ids {
+            std::os::unix::fs::fchown(f, Some(uid), Some(gid))
+                .ctx(|| format!("chown the {what} pipe to {uid}:{gid} (IoUid, IoGid)"))?;
+        }
+        Ok(())
+    };
     let io = ProcessIo {
         logger: outs.logger,
         ..Default::default()
@@ -267,17 +280,20 @@ pub fn pipes(paths: &StdioPaths, owner: Owner) -> Result<(ProcessIo, ChildStdio)
     let mut child = ChildStdio::null();
     if !paths.stdin.is_empty() {
         let (r, w) = pipe()?;
+        chown(&r, "stdin")?;
         child.stdin = Stdio::from(r);
         *lock(&io.stdin) = Some(w);
         spawn_stdin(paths.stdin.clone(), io.stdin.clone());
     }
     if let Some(out) = outs.stdout {
         let (r, w) = pipe()?;
+        chown(&w, "stdout")?;
         child.stdout = Stdio::from(w);
         spawn_copy("stdout", r, out, &io.copies);
     }
     if let Some(out) = outs.stderr {
         let (r, w) = pipe()?;
+        chown(&w, "stderr")?;
         child.stderr = Stdio::from(w);
         spawn_copy("stderr", r, out, &io.copies);
     }
@@ -387,7 +403,7 @@ mod tests {
             id: "c",
             namespace: "ns",
         };
-        let (_io, child) = pipes(&paths, owner).unwrap();
+        let (_io, child) = pipes(&paths, owner, None).unwrap();
         let mut w = File::options().write(true).open(&fifo).unwrap();
         w.write_all(b"hello").unwrap();
         drop(w);

@@ -91,6 +91,22 @@ pub fn from_toml(name: &str, text: &str) -> Result<Options> {
             "NoPivotRoot" => opts.no_pivot_root = value == "true",
             "NoNewKeyring" => opts.no_new_keyring = value == "true",
             "ShimCgroup" => opts.shim_cgroup = string(),
+            "CriuWorkPath" => opts.criu_work_path = string(),
+            // Kept, and (as by containerd's runc shim) not used: the image path comes with
+            // each Create and Checkpoint.
+            "CriuImagePath" => opts.criu_image_path = string(),
+            key @ ("IoUid" | "IoGid") => {
+                let id: u32 = value.parse().map_err(|_| {
+                    Error::InvalidArgument(format!(
+                        "{name}:{}: {key} = {value}: want an id from 0 to 4294967295",
+                        n + 1
+                    ))
+                })?;
+                match key {
+                    "IoUid" => opts.io_uid = id,
+                    _ => opts.io_gid = id,
+                }
+            }
             _ => {}
         }
     }
@@ -151,5 +167,23 @@ mod tests {
             ..Default::default()
         };
         assert!(from_any(Some(&bad)).is_err());
+    }
+
+    #[test]
+    fn io_ids_and_criu_work_path_from_a_config_file() {
+        let o = from_toml(
+            "rt.toml",
+            "IoUid = 1234\nIoGid = 2345\nCriuWorkPath = \"/w\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (o.io_uid, o.io_gid, o.criu_work_path.as_str()),
+            (1234, 2345, "/w")
+        );
+        let e = from_toml("rt.toml", "BinaryName = \"x\"\nIoUid = -1\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "rt.toml:2: IoUid = -1: want an id from 0 to 4294967295"
+        );
     }
 }

@@ -31,7 +31,7 @@ use containerd_shim_protos::events::task::{
 };
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::{Message, MessageDyn};
-use containerd_shim_protos::shim::oci::{CheckpointOptions, ProcessDetails};
+use containerd_shim_protos::shim::oci::{CheckpointOptions, Options, ProcessDetails};
 
 use crate::error::{Error, IoContext, Result};
 use crate::io::{self, ConsoleSocket, StdioPaths};
@@ -55,6 +55,19 @@ pub struct Container {
     restore_from: Option<PathBuf>,
     pub init: Arc<Process>,
     execs: Mutex<HashMap<String, Arc<Process>>>,
+    /// The runc options of its Create (NoPivotRoot, NoNewKeyring, IoUid/IoGid, CriuWorkPath).
+    options: Options,
+}
+
+impl Container {
+    /// IoUid and IoGid, when either is set.
+    fn io_ids(&self) -> Option<(u32, u32)> {
+        io_ids(&self.options)
+    }
+}
+
+fn io_ids(o: &Options) -> Option<(u32, u32)> {
+    (o.io_uid != 0 || o.io_gid != 0).then_some((o.io_uid, o.io_gid))
 }
 
 struct Exit {
@@ -201,6 +214,7 @@ impl Service {
         p: &Process,
         mut args: Vec<String>,
         pid_file: &Path,
+        io_ids: Option<(u32, u32)>,
     ) -> Result<u32> {
         let _ = std::fs::remove_file(pid_file);
         let id = args.pop().expect("the container id is the last argument");
@@ -219,7 +233,7 @@ impl Service {
             let master = socket.receive()?;
             p.set_io(io::console(&p.stdio, owner, master)?);
         } else {
-            let (pio, child) = io::pipes(&p.stdio, owner)?;
+            let (pio, child) = io::pipes(&p.stdio, owner, io_ids)?;
             args.push(id.clone());
             c_runtime.run_with_stdio(&args, child)?;
             p.set_io(pio);
@@ -278,13 +292,20 @@ impl Service {
         let pid = if restore_from.is_some() {
             0
         } else {
-            let args = vec![
+            let mut args = vec![
                 "create".to_string(),
                 "--bundle".to_string(),
                 req.bundle.clone(),
-                req.id.clone(),
             ];
-            match self.spawn_process(&runtime, &init, args, &bundle.join("init.pid")) {
+            if opts.no_pivot_root {
+                args.push("--no-pivot".into());
+            }
+            if opts.no_new_keyring {
+                args.push("--no-new-keyring".into());
+            }
+            args.push(req.id.clone());
+            let pid_file = bundle.join("init.pid");
+            match self.spawn_process(&runtime, &init, args, &pid_file, io_ids(&opts)) {
                 Ok(pid) => pid,
                 Err(e) => {
                     let _ = runtime.run(&["delete", "--force", req.id.as_str()]);
@@ -304,6 +325,7 @@ impl Service {
             restore_from,
             init,
             execs: Mutex::new(HashMap::new()),
+            options: opts,
         });
         lock(&self.inner.containers).insert(req.id.clone(), container);
         if pid != 0 {
@@ -369,7 +391,7 @@ impl Service {
             c.id.clone(),
         ];
         let pid_file = c.bundle.join(format!("exec-{}.pid", req.exec_id));
-        let started = self.spawn_process(&c.runtime, &p, args, &pid_file);
+        let started = self.spawn_process(&c.runtime, &p, args, &pid_file, c.io_ids());
         let _ = std::fs::remove_file(&spec_file);
         let _ = std::fs::remove_file(&pid_file);
         let pid = started?;
@@ -402,8 +424,13 @@ impl Service {
     /// --detach` of `images` with the init's stdio, then the restored init
     /// is watched as a created one would be.
     fn restore(&self, c: &Container, images: &Path) -> Result<()> {
-        let work = c.bundle.join("criu-work");
-        let args = vec![
+        // The runc options' CriuWorkPath, kept; else one of ours, removed after a restore.
+        let own_work = c.options.criu_work_path.is_empty();
+        let work = match own_work {
+            true => c.bundle.join("criu-work"),
+            false => PathBuf::from(&c.options.criu_work_path),
+        };
+        let mut args = vec![
             "restore".to_string(),
             "--detach".into(),
             "--image-path".into(),
@@ -412,10 +439,14 @@ impl Service {
             work.display().to_string(),
             "--bundle".into(),
             c.bundle.display().to_string(),
-            c.id.clone(),
         ];
-        let restored = self.spawn_process(&c.runtime, &c.init, args, &c.bundle.join("init.pid"));
-        if restored.is_ok() {
+        if c.options.no_pivot_root {
+            args.push("--no-pivot".into());
+        }
+        args.push(c.id.clone());
+        let pid_file = c.bundle.join("init.pid");
+        let restored = self.spawn_process(&c.runtime, &c.init, args, &pid_file, c.io_ids());
+        if restored.is_ok() && own_work {
             let _ = std::fs::remove_dir_all(&work);
         }
         let pid = restored?;

@@ -314,6 +314,71 @@ fn an_image_of_many_layers_runs() {
     assert_clean(&c);
 }
 
+/// The runc options kubelet's and containerd's configs set, from a runtime options file:
+/// NoPivotRoot and NoNewKeyring reach the runtime's create as `--no-pivot` and
+/// `--no-new-keyring` (the runtime under the shim is a wrapper that records its arguments),
+/// and IoUid/IoGid own the container's ends of its stdio pipes. The shim used to ignore them.
+#[test]
+fn runc_options_reach_the_runtime_and_the_pipes() {
+    let Some((c, image)) = setup("runc_options_reach_the_runtime_and_the_pipes") else {
+        return;
+    };
+    let calls = c.dir().join("runtime-calls");
+    let wrapper = c.dir().join("recording-brig");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> {}\nexec {} \"$@\"\n",
+            calls.display(),
+            binary_path().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let opts = c.dir().join("runc-options.toml");
+    std::fs::write(
+        &opts,
+        format!(
+            "BinaryName = \"{}\"\nNoPivotRoot = true\nNoNewKeyring = true\n\
+             IoUid = 1234\nIoGid = 2345\n",
+            wrapper.display()
+        ),
+    )
+    .unwrap();
+    let id = unique("runcopts");
+    let out = c.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        BRIG_SHIM,
+        "--runtime-config-path",
+        opts.to_str().unwrap(),
+        &image,
+        &id,
+        "sh",
+        "-c",
+        "stat -L -c '%u %g' /proc/self/fd/1 /proc/self/fd/2",
+    ]);
+    out.assert_ok();
+    // The runtime then gives the pipes' uid to the process's user (root here), as runc's
+    // init does with its stdio; the gid stays IoGid's. Without IoGid it is 0.
+    let owners: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(owners, ["0 2345", "0 2345"], "{out}");
+    let calls = std::fs::read_to_string(&calls).unwrap_or_default();
+    let create = calls
+        .lines()
+        .find(|l| l.split_whitespace().any(|w| w == "create"))
+        .unwrap_or_else(|| panic!("no create among the runtime's calls: {calls}"));
+    for flag in ["--no-pivot", "--no-new-keyring"] {
+        assert!(create.contains(flag), "create without {flag}: {create}");
+    }
+    assert_clean(&c);
+}
+
 /// A kill that races the process's exit (the runtime answers "container not running" before
 /// the shim has reaped the exit) is NotFound, as runc's shim makes it, which containerd and
 /// kubelet take as "already stopped"; it used to be `unknown`, an error. The runtime under the
