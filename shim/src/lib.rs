@@ -15,6 +15,7 @@
 //! * [`mount`] — the rootfs mounts containerd passes.
 //! * [`oom`] — OOM notifications of the containers' memory cgroups.
 
+pub mod cgroup;
 pub mod error;
 pub mod io;
 pub mod logger;

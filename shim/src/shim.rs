@@ -98,12 +98,37 @@ fn start(flags: &Flags, bundle: &Path) -> Result<()> {
         ..Default::default()
     };
     let group = grouping(bundle, &flags.id);
-    let (_pid, address) = spawn(opts, &group, Vec::new()).map_err(Error::from_shim)?;
+    let start_options = start_options()?;
+    let (pid, address) = spawn(opts, &group, Vec::new()).map_err(Error::from_shim)?;
+    if !start_options.shim_cgroup.is_empty() {
+        crate::cgroup::join(&start_options.shim_cgroup, pid)?;
+    }
     write_address(&address).map_err(Error::from_shim)?;
     let mut out = std::io::stdout().lock();
     out.write_all(address.as_bytes())
         .and_then(|()| out.flush())
         .ctx(|| "write the shim address".to_string())
+}
+
+/// The runtime options containerd writes to `start`'s stdin (a protobuf Any; nothing when
+/// the container has none).
+fn start_options() -> Result<containerd_shim_protos::shim::oci::Options> {
+    use containerd_shim_protos::protobuf::well_known_types::any::Any;
+    use std::io::Read;
+    // SAFETY: isatty has no preconditions.
+    if unsafe { libc::isatty(0) } == 1 {
+        return Ok(Default::default());
+    }
+    let mut bytes = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut bytes)
+        .ctx(|| "read the runtime options on stdin".to_string())?;
+    if bytes.is_empty() {
+        return Ok(Default::default());
+    }
+    let any = Any::parse_from_bytes(&bytes)
+        .map_err(|e| Error::InvalidArgument(format!("runtime options on stdin: {e}")))?;
+    options::from_any(Some(&any))
 }
 
 fn delete(flags: &Flags, bundle: &Path) -> Result<()> {

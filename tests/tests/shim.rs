@@ -379,6 +379,58 @@ fn runc_options_reach_the_runtime_and_the_pipes() {
     assert_clean(&c);
 }
 
+/// The runc options' ShimCgroup: the shim's daemon runs in that cgroup (containerd writes the
+/// options to `shim start`'s stdin), as runc's shim does; kubelet puts shims in the pod's
+/// cgroup so. The shim used to ignore it.
+#[test]
+fn shim_cgroup_option_places_the_shim() {
+    let Some((c, image)) = setup("shim_cgroup_option_places_the_shim") else {
+        return;
+    };
+    let name = unique("brig-shimcg");
+    let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let dir = match v2 {
+        true => PathBuf::from("/sys/fs/cgroup").join(&name),
+        false => PathBuf::from("/sys/fs/cgroup/pids").join(&name),
+    };
+    std::fs::create_dir(&dir).expect("make the shim's cgroup");
+    let opts = c.dir().join("shim-cgroup.toml");
+    std::fs::write(&opts, format!("ShimCgroup = \"/{name}\"\n")).unwrap();
+    let id = unique("shimcg");
+    c.ctr(&[
+        "run",
+        "-d",
+        "--runtime",
+        BRIG_SHIM,
+        "--runtime-config-path",
+        opts.to_str().unwrap(),
+        &image,
+        &id,
+        "sleep",
+        "1000",
+    ])
+    .assert_ok();
+    let shims = c.shim_pids();
+    let placed = shims.iter().any(|pid| {
+        std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+            .unwrap_or_default()
+            .lines()
+            .any(|l| {
+                let f: Vec<&str> = l.splitn(3, ':').collect();
+                let ours = if v2 {
+                    f[0] == "0"
+                } else {
+                    f[1].split(',').any(|c| c == "pids")
+                };
+                ours && f[2] == format!("/{name}")
+            })
+    });
+    kill_task(&c, &id);
+    delete_task(&c, &id);
+    let _ = std::fs::remove_dir(&dir);
+    assert!(placed, "no shim of {shims:?} is in the cgroup /{name}");
+}
+
 /// A kill that races the process's exit (the runtime answers "container not running" before
 /// the shim has reaped the exit) is NotFound, as runc's shim makes it, which containerd and
 /// kubelet take as "already stopped"; it used to be `unknown`, an error. The runtime under the
