@@ -348,9 +348,34 @@ mod tests {
         xattrs: Vec<(String, Vec<u8>)>,
     }
 
+    /// The tar stream of the layer blob at `path`.
+    fn open_layer(path: &Path) -> Box<dyn Read> {
+        super::super::decompress(io::BufReader::new(File::open(path).unwrap())).unwrap()
+    }
+
+    /// The layer blob at `path` unpacked (whiteouts on) into a new directory.
+    fn unpack_layer(path: &Path, owners: bool) -> tempfile::TempDir {
+        let dst = tempfile::tempdir().unwrap();
+        let opts = unpack::Options {
+            whiteouts: true,
+            owners,
+        };
+        let root = Root::open(dst.path()).unwrap();
+        unpack::unpack(&root, Path::new(""), open_layer(path), "layer", opts).unwrap();
+        dst
+    }
+
+    /// The diffID of `dir` with every mtime clamped to 0.
+    fn diff_id(dir: &Path, out: &Path) -> String {
+        let opts = Options {
+            clamp_mtime: Some(0),
+            ..Options::default()
+        };
+        write_layer(dir, out, opts).diff_id
+    }
+
     fn read_layer(path: &Path) -> Vec<Got> {
-        let r = super::super::decompress(io::BufReader::new(File::open(path).unwrap())).unwrap();
-        let mut ar = tar::Archive::new(r);
+        let mut ar = tar::Archive::new(open_layer(path));
         let mut out = Vec::new();
         for e in ar.entries().unwrap() {
             let mut e = e.unwrap();
@@ -536,20 +561,7 @@ mod tests {
         let out = tempfile::tempdir().unwrap();
         let blob = out.path().join("layer");
         write_layer(src.path(), &blob, Options::default());
-        let dst = tempfile::tempdir().unwrap();
-        let r = super::super::decompress(io::BufReader::new(File::open(&blob).unwrap())).unwrap();
-        let opts = unpack::Options {
-            whiteouts: true,
-            owners: false,
-        };
-        unpack::unpack(
-            &Root::open(dst.path()).unwrap(),
-            Path::new(""),
-            r,
-            "layer",
-            opts,
-        )
-        .unwrap();
+        let dst = unpack_layer(&blob, false);
         let d = dst.path();
         let md = |p: &str| fs::symlink_metadata(d.join(p)).unwrap();
         assert_eq!(fs::read(d.join("a/file")).unwrap(), b"hello\n");
@@ -568,15 +580,9 @@ mod tests {
             Path::new(&format!("./{}", "n".repeat(150)))
         );
         // Written again, the unpacked tree gives the same tar.
-        let again = out.path().join("again");
-        let opts = Options {
-            clamp_mtime: Some(0),
-            ..Options::default()
-        };
-        let w1 = write_layer(src.path(), &out.path().join("first"), opts);
-        let w2 = write_layer(d, &again, opts);
+        let (first, again) = (out.path().join("first"), out.path().join("again"));
         if is_root() {
-            assert_eq!(w1.diff_id, w2.diff_id);
+            assert_eq!(diff_id(src.path(), &first), diff_id(d, &again));
         } else {
             eprintln!("skipping the byte-for-byte comparison: unpacked files are owned by us");
         }
@@ -634,9 +640,7 @@ mod tests {
                 ("sda".into(), EntryType::Block, 0o640, vec![]),
             ]
         );
-        let mut ar = tar::Archive::new(
-            super::super::decompress(io::BufReader::new(File::open(&blob).unwrap())).unwrap(),
-        );
+        let mut ar = tar::Archive::new(open_layer(&blob));
         for e in ar.entries().unwrap() {
             let e = e.unwrap();
             match e.path().unwrap().to_str().unwrap() {
@@ -665,20 +669,7 @@ mod tests {
         }
 
         // Unpacked with whiteouts, the layer is the same overlayfs upper dir again.
-        let dst = tempfile::tempdir().unwrap();
-        let r = super::super::decompress(io::BufReader::new(File::open(&blob).unwrap())).unwrap();
-        let opts = unpack::Options {
-            whiteouts: true,
-            owners: true,
-        };
-        unpack::unpack(
-            &Root::open(dst.path()).unwrap(),
-            Path::new(""),
-            r,
-            "l",
-            opts,
-        )
-        .unwrap();
+        let dst = unpack_layer(&blob, true);
         let gone = fs::symlink_metadata(dst.path().join("gone")).unwrap();
         assert!(gone.file_type().is_char_device() && gone.rdev() == 0);
         assert_eq!(
@@ -689,24 +680,8 @@ mod tests {
         );
         assert!(!dst.path().join("o/.wh..wh..opq").exists());
         assert_eq!(
-            write_layer(
-                dst.path(),
-                &out.path().join("again"),
-                Options {
-                    clamp_mtime: Some(0),
-                    ..Options::default()
-                }
-            )
-            .diff_id,
-            write_layer(
-                s,
-                &out.path().join("first"),
-                Options {
-                    clamp_mtime: Some(0),
-                    ..Options::default()
-                }
-            )
-            .diff_id
+            diff_id(dst.path(), &out.path().join("again")),
+            diff_id(s, &out.path().join("first"))
         );
     }
 }

@@ -252,6 +252,12 @@ mod tests {
         })
     }
 
+    fn with_mounts(mounts: Value) -> Value {
+        let mut v = config();
+        v["mounts"] = mounts;
+        v
+    }
+
     /// The config with a user namespace mapping ids 0..65536 to 100000.
     fn with_userns(mut v: Value) -> Value {
         let map = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
@@ -290,15 +296,14 @@ mod tests {
     #[test]
     fn mounts_keep_their_config_order() {
         let b = bundle();
-        let mut v = config();
-        v["mounts"] = json!([
+        let v = with_mounts(json!([
             {"destination": "/proc", "type": "proc", "source": "proc"},
             {"destination": "/data", "type": "bind", "source": "data"},
             {"destination": "/dev", "type": "tmpfs", "source": "tmpfs"},
             {"destination": "/dev/pts", "type": "devpts", "source": "devpts"},
             {"destination": "/etc/hosts", "source": "hosts", "options": ["bind"]},
             {"destination": "/a", "type": "tmpfs", "source": "tmpfs"},
-        ]);
+        ]));
         let p = plan(&v, b.path());
         let got: Vec<_> = p
             .mounts
@@ -323,13 +328,12 @@ mod tests {
     fn binds_by_type_or_option_with_sources_resolved() {
         let b = bundle();
         let abs = b.path().join("data");
-        let mut v = config();
-        v["mounts"] = json!([
+        let v = with_mounts(json!([
             {"destination": "/d1", "type": "bind", "source": "data"},
             {"destination": "/d2", "type": "none", "source": abs, "options": ["rbind", "ro"]},
             {"destination": "/etc/hosts", "source": "hosts", "options": ["bind"]},
             {"destination": "/t", "type": "tmpfs", "source": "no-such-thing"},
-        ]);
+        ]));
         let p = plan(&v, b.path());
         let m = &p.mounts;
         // `type: bind` alone makes a bind, not recursive; a relative source is the bundle's.
@@ -355,11 +359,10 @@ mod tests {
     #[test]
     fn missing_bind_source_is_refused_naming_the_mount() {
         let b = bundle();
-        let mut v = config();
-        v["mounts"] = json!([
+        let v = with_mounts(json!([
             {"destination": "/t", "type": "tmpfs", "source": "tmpfs"},
             {"destination": "/x", "type": "bind", "source": "nope"},
-        ]);
+        ]));
         let e = refusal(&v, b.path(), false);
         let want = format!(
             "config.json: mounts[1].source: {}: ",
@@ -372,13 +375,12 @@ mod tests {
     #[test]
     fn mount_options_flags_data_and_propagation_in_order() {
         let b = bundle();
-        let mut v = config();
-        v["mounts"] = json!([{
+        let v = with_mounts(json!([{
             "destination": "/t",
             "type": "tmpfs",
             "source": "tmpfs",
             "options": ["nosuid", "rprivate", "mode=755", "nodev", "size=1k", "shared", "rro"]
-        }]);
+        }]));
         let p = plan(&v, b.path());
         let o = &p.mounts[0].opts;
         assert_eq!(o.flags, MsFlags::MS_NOSUID | MsFlags::MS_NODEV);
@@ -536,25 +538,20 @@ mod tests {
     #[test]
     fn proc_destinations() {
         let b = bundle();
-        let with = |mounts: Value| {
-            let mut v = config();
-            v["mounts"] = mounts;
-            v
-        };
         // The lxcfs-style files are allowed, proc itself, and a bind of another procfs.
-        let ok = with(json!([
+        let ok = with_mounts(json!([
             {"destination": "/proc", "type": "proc", "source": "proc"},
             {"destination": "/proc/cpuinfo", "type": "bind", "source": "hosts"},
         ]));
         plan_of(&ok, b.path(), false).unwrap();
-        let host_proc = with(json!([
+        let host_proc = with_mounts(json!([
             {"destination": "/proc", "type": "bind", "source": "/proc", "options": ["rbind"]},
         ]));
         plan_of(&host_proc, b.path(), false).unwrap();
         // Anything else under /proc is refused (CVE-2019-16884).
         assert_eq!(
             refusal(
-                &with(json!([
+                &with_mounts(json!([
                     {"destination": "/proc", "type": "proc", "source": "proc"},
                     {"destination": "/proc/sys/kernel", "type": "tmpfs", "source": "tmpfs"},
                 ])),
@@ -566,7 +563,7 @@ mod tests {
         );
         assert_eq!(
             refusal(
-                &with(json!([{"destination": "/proc", "type": "tmpfs", "source": "tmpfs"}])),
+                &with_mounts(json!([{"destination": "/proc", "type": "tmpfs", "source": "tmpfs"}])),
                 b.path(),
                 false
             ),
@@ -575,7 +572,7 @@ mod tests {
         // A bind of a directory that is not a procfs is not proc either.
         assert_eq!(
             refusal(
-                &with(json!([{"destination": "/proc", "type": "bind", "source": "data"}])),
+                &with_mounts(json!([{"destination": "/proc", "type": "bind", "source": "data"}])),
                 b.path(),
                 false
             ),
@@ -654,8 +651,7 @@ mod tests {
             {"destination": "/t", "type": "tmpfs", "source": "tmpfs"},
         ]);
         // Without a user namespace the init binds by path, even with clone_sources.
-        let mut v = config();
-        v["mounts"] = mounts.clone();
+        let v = with_mounts(mounts.clone());
         let p = plan_of(&v, b.path(), true).unwrap();
         assert!(p.mounts.iter().all(|m| m.source_fd.is_none()));
         // With one, and without clone_sources, nothing is opened either.
