@@ -59,9 +59,9 @@ pub fn config_path(bytes: &[u8]) -> std::result::Result<String, protobuf::Error>
     Ok(path)
 }
 
-/// runc's shim options from a TOML file of `Key = value` lines (the keys
-/// of containerd's CRI runtime options: `BinaryName`, `Root`,
-/// `SystemdCgroup`, ...). Only top-level string and bool keys are read.
+/// runc's shim options from a TOML file (the keys of containerd's CRI runtime options:
+/// `BinaryName`, `Root`, `SystemdCgroup`, ...), as containerd's runc shim decodes it: the
+/// top-level keys it knows, each of its type; others, and tables, are not options.
 pub fn from_toml_file(path: &Path) -> Result<Options> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::io(format!("read runtime options {}", path.display()), e))?;
@@ -70,43 +70,44 @@ pub fn from_toml_file(path: &Path) -> Result<Options> {
 
 /// [`from_toml_file`] on the file's text; `name` names it in errors.
 pub fn from_toml(name: &str, text: &str) -> Result<Options> {
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        let line = e
+            .span()
+            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
+            .map(|l| format!(":{l}"))
+            .unwrap_or_default();
+        Error::InvalidArgument(format!("{name}{line}: {}", e.message().trim_end()))
+    })?;
     let mut opts = Options::default();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.split('#').next().unwrap_or("").trim();
-        if line.is_empty() || line.starts_with('[') {
-            continue;
-        }
-        let Some((key, value)) = line.split_once('=') else {
-            return Err(Error::InvalidArgument(format!(
-                "{name}:{}: want Key = value",
-                n + 1
-            )));
+    for (key, value) in &table {
+        let bad =
+            |want: &str| Error::InvalidArgument(format!("{name}: {key} = {value}: want {want}"));
+        let string = || {
+            value
+                .as_str()
+                .map(str::to_string)
+                .ok_or_else(|| bad("a string"))
         };
-        let value = value.trim();
-        let string = || value.trim_matches('"').to_string();
-        match key.trim() {
-            "BinaryName" => opts.binary_name = string(),
-            "Root" => opts.root = string(),
-            "SystemdCgroup" => opts.systemd_cgroup = value == "true",
-            "NoPivotRoot" => opts.no_pivot_root = value == "true",
-            "NoNewKeyring" => opts.no_new_keyring = value == "true",
-            "ShimCgroup" => opts.shim_cgroup = string(),
-            "CriuWorkPath" => opts.criu_work_path = string(),
+        let boolean = || value.as_bool().ok_or_else(|| bad("true or false"));
+        let id = || {
+            value
+                .as_integer()
+                .and_then(|i| u32::try_from(i).ok())
+                .ok_or_else(|| bad("an id from 0 to 4294967295"))
+        };
+        match key.as_str() {
+            "BinaryName" => opts.binary_name = string()?,
+            "Root" => opts.root = string()?,
+            "SystemdCgroup" => opts.systemd_cgroup = boolean()?,
+            "NoPivotRoot" => opts.no_pivot_root = boolean()?,
+            "NoNewKeyring" => opts.no_new_keyring = boolean()?,
+            "ShimCgroup" => opts.shim_cgroup = string()?,
+            "CriuWorkPath" => opts.criu_work_path = string()?,
             // Kept, and (as by containerd's runc shim) not used: the image path comes with
             // each Create and Checkpoint.
-            "CriuImagePath" => opts.criu_image_path = string(),
-            key @ ("IoUid" | "IoGid") => {
-                let id: u32 = value.parse().map_err(|_| {
-                    Error::InvalidArgument(format!(
-                        "{name}:{}: {key} = {value}: want an id from 0 to 4294967295",
-                        n + 1
-                    ))
-                })?;
-                match key {
-                    "IoUid" => opts.io_uid = id,
-                    _ => opts.io_gid = id,
-                }
-            }
+            "CriuImagePath" => opts.criu_image_path = string()?,
+            "IoUid" => opts.io_uid = id()?,
+            "IoGid" => opts.io_gid = id()?,
             _ => {}
         }
     }
@@ -183,7 +184,227 @@ mod tests {
         let e = from_toml("rt.toml", "BinaryName = \"x\"\nIoUid = -1\n").unwrap_err();
         assert_eq!(
             e.to_string(),
-            "rt.toml:2: IoUid = -1: want an id from 0 to 4294967295"
+            "rt.toml: IoUid = -1: want an id from 0 to 4294967295"
         );
+        let e = from_toml("rt.toml", "NoPivotRoot = \"yes\"\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "rt.toml: NoPivotRoot = \"yes\": want true or false"
+        );
+    }
+
+    /// A `runtimeoptions.v1.Options` naming `path`, as `ctr --runtime-config-path` sends it.
+    fn config_any(path: &Path) -> Any {
+        let path = path.to_str().unwrap().as_bytes();
+        // field 1 (type_url, "x"), then field 2 (config_path): tag, varint length, bytes.
+        let mut value = vec![10, 1, b'x', 18];
+        let mut n = path.len();
+        while n >= 0x80 {
+            value.push((n as u8 & 0x7f) | 0x80);
+            n >>= 7;
+        }
+        value.push(n as u8);
+        value.extend_from_slice(path);
+        Any {
+            type_url: format!("type.googleapis.com/{CONFIG_OPTIONS}"),
+            value,
+            ..Default::default()
+        }
+    }
+
+    fn runc_any(opts: &Options) -> Any {
+        Any {
+            type_url: format!("type.googleapis.com/{RUNC_OPTIONS}"),
+            value: opts.write_to_bytes().unwrap(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn runc_options_every_field_we_use() {
+        let want = Options {
+            binary_name: "/opt/brig".into(),
+            root: "/run/brig-k8s".into(),
+            systemd_cgroup: true,
+            no_pivot_root: true,
+            no_new_keyring: true,
+            shim_cgroup: "/shim".into(),
+            ..Default::default()
+        };
+        // containerd sends the full type URL; the bare message name works too.
+        let got = from_any(Some(&runc_any(&want))).unwrap();
+        assert_eq!(got, want);
+        let mut bare = runc_any(&want);
+        bare.type_url = RUNC_OPTIONS.into();
+        assert_eq!(from_any(Some(&bare)).unwrap(), want);
+        // A message with no field set is the defaults.
+        let empty = runc_any(&Options::default());
+        assert!(empty.value.is_empty());
+        assert_eq!(from_any(Some(&empty)).unwrap(), Options::default());
+    }
+
+    #[test]
+    fn missing_or_empty_options_are_the_defaults() {
+        assert_eq!(from_any(None).unwrap(), Options::default());
+        assert_eq!(from_any(Some(&Any::default())).unwrap(), Options::default());
+    }
+
+    #[test]
+    fn malformed_options_are_refused_naming_the_type() {
+        // A length-delimited field 1 (binary_name) claiming 5 bytes, with 1.
+        let mut bad = runc_any(&Options::default());
+        bad.value = vec![10, 5, b'a'];
+        let e = from_any(Some(&bad)).unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
+        assert!(
+            e.to_string()
+                .starts_with("runtime options type.googleapis.com/containerd.runc.v1.Options: "),
+            "{e}"
+        );
+
+        // config_path (field 2) claiming 40 bytes, with 1.
+        let mut bad = config_any(Path::new("/x"));
+        bad.value = vec![18, 40, b'/'];
+        let e = from_any(Some(&bad)).unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
+        assert!(e.to_string().contains("runtimeoptions.v1.Options: "), "{e}");
+
+        // Only a type URL, or only a value, is not "no options".
+        let e = from_any(Some(&Any {
+            value: vec![10, 1, b'a'],
+            ..Default::default()
+        }))
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "runtime options of type \"\" are not supported \
+             (want containerd.runc.v1.Options or runtimeoptions.v1.Options)"
+        );
+        let e = from_any(Some(&Any {
+            type_url: "io.containerd.runsc.v1.options".into(),
+            ..Default::default()
+        }))
+        .unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
+        assert!(
+            e.to_string().contains("\"io.containerd.runsc.v1.options\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn config_path_skips_other_fields() {
+        // field 3 varint 7, field 1 string "t", field 2 string "/c.toml", field 4 fixed32.
+        let mut v = vec![24, 7, 10, 1, b't', 18, 7];
+        v.extend_from_slice(b"/c.toml");
+        v.extend_from_slice(&[37, 1, 2, 3, 4]);
+        assert_eq!(config_path(&v).unwrap(), "/c.toml");
+        assert_eq!(config_path(&[]).unwrap(), "");
+        assert!(config_path(&[18, 9, b'/']).is_err());
+    }
+
+    #[test]
+    fn config_file_long_path_and_missing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        // A path over 127 bytes takes a two-byte length.
+        let sub = dir.path().join("d".repeat(150));
+        std::fs::create_dir(&sub).unwrap();
+        let toml = sub.join("rt.toml");
+        std::fs::write(&toml, "SystemdCgroup = true\n").unwrap();
+        assert!(from_any(Some(&config_any(&toml))).unwrap().systemd_cgroup);
+
+        let missing = dir.path().join("nope.toml");
+        let e = from_any(Some(&config_any(&missing))).unwrap_err();
+        assert!(matches!(e, Error::Io { .. }), "{e:?}");
+        assert!(
+            e.to_string()
+                .starts_with(&format!("read runtime options {}: ", missing.display())),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn toml_keys_and_values() {
+        let text = "\
+# runtime options for brig
+BinaryName = \"/usr/local/bin/brig\"   # trailing comment
+Root=\"/run/brig\"
+
+SystemdCgroup = true
+NoPivotRoot = false
+NoNewKeyring = true
+ShimCgroup = '/shim'
+IoUid = 5
+TaskAPIAddress = \"elsewhere\"
+";
+        // Keys brig does not use (TaskAPIAddress here) are ignored.
+        let want = Options {
+            binary_name: "/usr/local/bin/brig".into(),
+            root: "/run/brig".into(),
+            systemd_cgroup: true,
+            no_new_keyring: true,
+            shim_cgroup: "/shim".into(),
+            io_uid: 5,
+            ..Default::default()
+        };
+        assert_eq!(from_toml("rt.toml", text).unwrap(), want);
+
+        let o = from_toml("rt.toml", "SystemdCgroup = false\n").unwrap();
+        assert!(!o.systemd_cgroup);
+        assert_eq!(from_toml("rt.toml", "").unwrap(), Options::default());
+        assert_eq!(
+            from_toml("rt.toml", "# nothing\n\n").unwrap(),
+            Options::default()
+        );
+    }
+
+    #[test]
+    fn toml_line_without_equals_is_refused_with_its_line() {
+        let e = from_toml("/etc/brig/rt.toml", "Root = \"/r\"\n\nBinaryName \"/x\"\n").unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
+        assert!(e.to_string().starts_with("/etc/brig/rt.toml:3: "), "{e}");
+    }
+
+    #[test]
+    fn toml_strings_keep_a_hash_and_lose_their_quotes() {
+        let o = from_toml(
+            "rt.toml",
+            "Root = \"/run/a#b\" # the root\nShimCgroup = '/shim#1'\n",
+        )
+        .unwrap();
+        assert_eq!(o.root, "/run/a#b");
+        assert_eq!(o.shim_cgroup, "/shim#1");
+        // A bare word is no TOML value (containerd refuses it too).
+        assert!(from_toml("rt.toml", "BinaryName = brig\n").is_err());
+    }
+
+    #[test]
+    fn toml_keys_of_tables_are_not_top_level() {
+        // containerd decodes the file into the options struct: keys below a table header
+        // belong to that table (gVisor's `[runsc_config]`, say), not to the options.
+        let o = from_toml(
+            "rt.toml",
+            "BinaryName = \"/usr/bin/brig\"\n[runsc_config]\n  Root = \"/elsewhere\"\n",
+        )
+        .unwrap();
+        assert_eq!(o.binary_name, "/usr/bin/brig");
+        assert_eq!(o.root, "");
+    }
+
+    #[test]
+    fn saved_options_load_back() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(load(dir.path()), Options::default());
+        let opts = Options {
+            binary_name: "/usr/bin/brig".into(),
+            root: "/run/x".into(),
+            systemd_cgroup: true,
+            ..Default::default()
+        };
+        save(dir.path(), &opts).unwrap();
+        assert!(dir.path().join("options.json").exists());
+        assert_eq!(load(dir.path()), opts);
+        let e = save(&dir.path().join("missing"), &opts).unwrap_err();
+        assert!(e.to_string().contains("missing/options.json"), "{e}");
     }
 }

@@ -359,4 +359,134 @@ mod tests {
         );
         assert!(split_raw("a=\"b", '\\').is_err());
     }
+
+    #[test]
+    fn default_and_alternate_with_and_without_colon() {
+        let w = |s: &str| word(s, &env, '\\').unwrap();
+        // `-`: unset takes the default; with `:`, empty does too.
+        assert_eq!(w("[${U-d}][${E-d}][${A-d}]"), "[d][][a]");
+        assert_eq!(w("[${U:-d}][${E:-d}][${A:-d}]"), "[d][d][a]");
+        // `+`: set takes the alternate; with `:`, only when not empty.
+        assert_eq!(w("[${U+x}][${E+x}][${A+x}]"), "[][x][x]");
+        assert_eq!(w("[${U:+x}][${E:+x}][${A:+x}]"), "[][][x]");
+        // The word after the operator is itself expanded, quoted and escaped.
+        assert_eq!(w("${A:+$A$A}"), "aa");
+        assert_eq!(w("${U:-'$A'}"), "$A");
+        assert_eq!(w("${U:-\"a}b\"}"), "a}b");
+        assert_eq!(w("${U:-\\}}"), "}");
+        assert_eq!(w("${U:-${V:-${A}}}"), "a");
+        // An empty default or alternate word is allowed.
+        assert_eq!(w("[${U:-}][${A:+}]"), "[][]");
+    }
+
+    #[test]
+    fn required_variables() {
+        let w = |s: &str| word(s, &env, '\\');
+        assert_eq!(w("${A:?m}").unwrap(), "a");
+        assert_eq!(w("${A?m}").unwrap(), "a");
+        // Without `:`, set but empty is fine.
+        assert_eq!(w("[${E?m}]").unwrap(), "[]");
+        assert_eq!(
+            w("${E:?must not be empty}").unwrap_err(),
+            "E: must not be empty"
+        );
+        assert_eq!(w("${U?}").unwrap_err(), "U: is not set");
+        assert_eq!(w("${U:?}").unwrap_err(), "U: is not set");
+        // The message is expanded too.
+        assert_eq!(w("${U:?no $A}").unwrap_err(), "U: no a");
+    }
+
+    #[test]
+    fn undefined_variables_and_names() {
+        let w = |s: &str| word(s, &env, '\\').unwrap();
+        assert_eq!(w("[$U][${U}]"), "[][]");
+        // A name is letters, digits and `_`: `$Ab` is the variable Ab, `${A}b` is A then b.
+        assert_eq!(w("$Ab|${A}b|$A.b|$A-b|$A_B"), "|ab|a.b|a-b|");
+        // A `$` not followed by a name stays.
+        assert_eq!(w("$ $. $$ a$"), "$ $. $$ a$");
+        // An undefined variable alone makes no word; quoted, an empty one.
+        assert_eq!(words("$U", &env, '\\').unwrap(), Vec::<String>::new());
+        assert_eq!(words("\"$U\"", &env, '\\').unwrap(), vec![""]);
+        assert_eq!(words("'' $U \"\"", &env, '\\').unwrap(), vec!["", ""]);
+    }
+
+    #[test]
+    fn escapes_and_quotes() {
+        let w = |s: &str| word(s, &env, '\\').unwrap();
+        assert_eq!(w(r"\$A \\ \' \x"), r"$A \ ' x");
+        // In double quotes only `"`, `$` and the escape itself are escaped.
+        assert_eq!(w(r#""\" \$A \\ \n $A""#), r#"" $A \ \n a"#);
+        // Single quotes keep everything.
+        assert_eq!(w(r#"'\$A "$A"'"#), r#"\$A "$A""#);
+        // A trailing escape is kept.
+        assert_eq!(w(r"a\"), r"a\");
+        // With `# escape=`` (Windows), a backslash is an ordinary character.
+        assert_eq!(word(r"C:\dir\$A `$A", &env, '`').unwrap(), r"C:\dir\a $A");
+        // An escaped space does not split words; a quoted one neither.
+        assert_eq!(
+            words(r#"a\ b "c d" e"#, &env, '\\').unwrap(),
+            vec!["a b", "c d", "e"]
+        );
+        // An unquoted default that holds spaces is split; a quoted one is one word.
+        assert_eq!(words("${U:-x y}", &env, '\\').unwrap(), vec!["x", "y"]);
+        assert_eq!(words("\"${U:-x y}\"", &env, '\\').unwrap(), vec!["x y"]);
+    }
+
+    #[test]
+    fn malformed_references_and_quotes_are_refused() {
+        let e = |s: &str| word(s, &env, '\\').unwrap_err();
+        assert_eq!(e("${}"), "bad substitution: empty variable name");
+        assert_eq!(e("${-x}"), "bad substitution: empty variable name");
+        assert_eq!(e("${A"), "missing '}' after ${A");
+        assert_eq!(e("${A:"), "missing '}'");
+        assert_eq!(e("${U:-x"), "missing '}' in variable reference");
+        assert_eq!(e("${A:x}"), "unsupported modifier 'x' in ${A...}");
+        assert_eq!(e("${A/a/b}"), "unsupported modifier '/' in ${A...}");
+        assert_eq!(e("'abc"), "unterminated single quote");
+        assert_eq!(e("\"abc"), "unterminated double quote");
+        assert_eq!(e("${U:-'x}"), "unterminated single quote");
+        assert_eq!(
+            words("a \"b", &env, '\\').unwrap_err(),
+            "unterminated double quote"
+        );
+    }
+
+    #[test]
+    fn expansion_bound_is_exact() {
+        let sized = |n: usize| move |k: &str| (k == "B").then(|| "y".repeat(n));
+        // Exactly MAX_EXPANDED_WORD bytes is allowed, one more is not.
+        let at = sized(MAX_EXPANDED_WORD);
+        assert_eq!(word("$B", &at, '\\').unwrap().len(), MAX_EXPANDED_WORD);
+        assert_eq!(
+            word("\"${B}\"", &at, '\\').unwrap().len(),
+            MAX_EXPANDED_WORD
+        );
+        // Text before an expansion counts towards the bound.
+        assert_eq!(word("x$B", &at, '\\').unwrap_err(), too_long());
+        let over = sized(MAX_EXPANDED_WORD + 1);
+        for w in ["$B", "${B}", "${B:?m}", "${U:-$B}", "${A:+$B}", "'q'\"$B\""] {
+            assert_eq!(word(w, &over, '\\').unwrap_err(), too_long(), "{w}");
+        }
+        assert_eq!(words("a $B", &over, '\\').unwrap_err(), too_long());
+        // The message names the limit.
+        assert!(too_long().contains(&MAX_EXPANDED_WORD.to_string()));
+    }
+
+    #[test]
+    fn split_raw_keeps_quotes_and_escapes() {
+        assert_eq!(
+            split_raw("  a='b c'   d=\"e \\\" f\" g\\ h  ", '\\').unwrap(),
+            vec!["a='b c'", "d=\"e \\\" f\"", "g\\ h"]
+        );
+        assert_eq!(split_raw("", '\\').unwrap(), Vec::<String>::new());
+        // With another escape character, a backslash does not join words.
+        assert_eq!(
+            split_raw("a\\ b c` d", '`').unwrap(),
+            vec!["a\\", "b", "c` d"]
+        );
+        assert_eq!(
+            split_raw("a='b", '\\').unwrap_err(),
+            "unterminated quote ' in \"a='b\""
+        );
+    }
 }

@@ -260,3 +260,428 @@ pub fn xattr_value(path: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
         Err(e) => Err(e.into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fsroot::Root;
+    use crate::image::unpack;
+    use std::io::Read;
+    use std::os::unix::fs::{symlink, PermissionsExt};
+
+    fn is_root() -> bool {
+        rustix::process::geteuid().is_root()
+    }
+
+    fn mode(path: &Path, m: u32) {
+        fs::set_permissions(path, fs::Permissions::from_mode(m)).unwrap();
+    }
+
+    /// A tree with a file, an executable, a setuid file, a hard link, a symlink, an empty
+    /// directory, a fifo, a socket and a name too long for ustar; `reverse` makes it in the
+    /// other order (other inodes, other directory order).
+    fn tree(dir: &Path, reverse: bool) {
+        let mut steps: Vec<Box<dyn Fn() + '_>> = vec![
+            Box::new(|| {
+                fs::create_dir(dir.join("a")).unwrap();
+                fs::write(dir.join("a/file"), "hello\n").unwrap();
+                mode(&dir.join("a/file"), 0o640);
+                fs::hard_link(dir.join("a/file"), dir.join("a/hard")).unwrap();
+                mode(&dir.join("a"), 0o750);
+            }),
+            Box::new(|| {
+                fs::create_dir(dir.join("bin")).unwrap();
+                mode(&dir.join("bin"), 0o755);
+                fs::write(dir.join("bin/tool"), "#!/bin/sh\n").unwrap();
+                mode(&dir.join("bin/tool"), 0o755);
+                fs::write(dir.join("bin/su"), "x").unwrap();
+                mode(&dir.join("bin/su"), 0o4755);
+            }),
+            Box::new(|| symlink("a/file", dir.join("link")).unwrap()),
+            Box::new(|| {
+                fs::create_dir(dir.join("empty")).unwrap();
+                mode(&dir.join("empty"), 0o700);
+            }),
+            Box::new(|| {
+                rustix::fs::mknodat(
+                    rustix::fs::CWD,
+                    dir.join("fifo"),
+                    rustix::fs::FileType::Fifo,
+                    rustix::fs::Mode::from_raw_mode(0o600),
+                    0,
+                )
+                .unwrap();
+            }),
+            Box::new(|| {
+                std::os::unix::net::UnixListener::bind(dir.join("sock")).unwrap();
+            }),
+            Box::new(|| {
+                let long = dir.join("l").join("n".repeat(150));
+                fs::create_dir(dir.join("l")).unwrap();
+                mode(&dir.join("l"), 0o755);
+                fs::write(&long, "long").unwrap();
+                mode(&long, 0o644);
+                // A relative target over the 100 bytes of ustar's link name.
+                symlink(format!("./{}", "n".repeat(150)), dir.join("l/to-long")).unwrap();
+            }),
+        ];
+        if reverse {
+            steps.reverse();
+        }
+        for s in steps {
+            s();
+        }
+    }
+
+    /// An entry's name, type, mode, link target and data.
+    type Summary<'a> = (&'a str, EntryType, u32, Option<String>, &'a [u8]);
+
+    /// One entry as read back: name (PAX applied), type, mode, link target, data.
+    #[derive(Debug, PartialEq)]
+    struct Got {
+        name: String,
+        kind: EntryType,
+        mode: u32,
+        link: Option<String>,
+        data: Vec<u8>,
+        mtime: u64,
+        xattrs: Vec<(String, Vec<u8>)>,
+    }
+
+    /// The tar stream of the layer blob at `path`.
+    fn open_layer(path: &Path) -> Box<dyn Read> {
+        super::super::decompress(io::BufReader::new(File::open(path).unwrap())).unwrap()
+    }
+
+    /// The layer blob at `path` unpacked (whiteouts on) into a new directory.
+    fn unpack_layer(path: &Path, owners: bool) -> tempfile::TempDir {
+        let dst = tempfile::tempdir().unwrap();
+        let opts = unpack::Options {
+            whiteouts: true,
+            owners,
+        };
+        let root = Root::open(dst.path()).unwrap();
+        unpack::unpack(&root, Path::new(""), open_layer(path), "layer", opts).unwrap();
+        dst
+    }
+
+    /// The diffID of `dir` with every mtime clamped to 0.
+    fn diff_id(dir: &Path, out: &Path) -> String {
+        let opts = Options {
+            clamp_mtime: Some(0),
+            ..Options::default()
+        };
+        write_layer(dir, out, opts).diff_id
+    }
+
+    fn read_layer(path: &Path) -> Vec<Got> {
+        let mut ar = tar::Archive::new(open_layer(path));
+        let mut out = Vec::new();
+        for e in ar.entries().unwrap() {
+            let mut e = e.unwrap();
+            let mut xattrs = Vec::new();
+            if let Some(pax) = e.pax_extensions().unwrap() {
+                for x in pax {
+                    let x = x.unwrap();
+                    let k = x.key().unwrap();
+                    if let Some(name) = k.strip_prefix("SCHILY.xattr.") {
+                        xattrs.push((name.to_string(), x.value_bytes().to_vec()));
+                    }
+                }
+            }
+            let mut data = Vec::new();
+            e.read_to_end(&mut data).unwrap();
+            out.push(Got {
+                name: e.path().unwrap().to_string_lossy().into_owned(),
+                kind: e.header().entry_type(),
+                mode: e.header().mode().unwrap(),
+                link: e
+                    .link_name()
+                    .unwrap()
+                    .map(|l| l.to_string_lossy().into_owned()),
+                data,
+                mtime: e.header().mtime().unwrap(),
+                xattrs,
+            });
+        }
+        out
+    }
+
+    fn write_layer(dir: &Path, out: &Path, opts: Options) -> Written {
+        write(dir, out, opts).unwrap()
+    }
+
+    #[test]
+    fn entries_sorted_with_types_modes_and_links() {
+        let src = tempfile::tempdir().unwrap();
+        tree(src.path(), false);
+        let out = tempfile::tempdir().unwrap();
+        let blob = out.path().join("layer");
+        let w = write_layer(src.path(), &blob, Options::default());
+        let got = read_layer(&blob);
+        let long = format!("l/{}", "n".repeat(150));
+        let long_target = format!("./{}", "n".repeat(150));
+        let s = |x: &str| Some(x.to_string());
+        let want: Vec<Summary> = vec![
+            ("a/", EntryType::Directory, 0o750, None, b""),
+            ("a/file", EntryType::Regular, 0o640, None, b"hello\n"),
+            ("a/hard", EntryType::Link, 0o640, s("a/file"), b""),
+            ("bin/", EntryType::Directory, 0o755, None, b""),
+            ("bin/su", EntryType::Regular, 0o4755, None, b"x"),
+            ("bin/tool", EntryType::Regular, 0o755, None, b"#!/bin/sh\n"),
+            ("empty/", EntryType::Directory, 0o700, None, b""),
+            ("fifo", EntryType::Fifo, 0o600, None, b""),
+            ("l/", EntryType::Directory, 0o755, None, b""),
+            (long.as_str(), EntryType::Regular, 0o644, None, b"long"),
+            (
+                "l/to-long",
+                EntryType::Symlink,
+                0o777,
+                Some(long_target),
+                b"",
+            ),
+            ("link", EntryType::Symlink, 0o777, s("a/file"), b""),
+            // No socket: it has no tar form.
+        ];
+        let got: Vec<Summary> = got
+            .iter()
+            .map(|e| {
+                (
+                    e.name.as_str(),
+                    e.kind,
+                    e.mode,
+                    e.link.clone(),
+                    e.data.as_slice(),
+                )
+            })
+            .collect();
+        assert_eq!(got, want);
+
+        // The digests: of the blob as written, and of the tar inside it.
+        let bytes = fs::read(&blob).unwrap();
+        assert_eq!(w.digest, super::super::sha256(&bytes));
+        assert_eq!(w.size, bytes.len() as u64);
+        let mut tar = Vec::new();
+        flate2::read::GzDecoder::new(bytes.as_slice())
+            .read_to_end(&mut tar)
+            .unwrap();
+        assert_eq!(w.diff_id, super::super::sha256(&tar));
+        // Owner names are left empty.
+        let mut ar = tar::Archive::new(tar.as_slice());
+        for e in ar.entries().unwrap() {
+            let e = e.unwrap();
+            assert_eq!(e.header().username_bytes(), Some(&b""[..]));
+            assert_eq!(e.header().groupname_bytes(), Some(&b""[..]));
+        }
+    }
+
+    #[test]
+    fn same_tree_same_digest() {
+        let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        tree(one.path(), false);
+        tree(two.path(), true);
+        let out = tempfile::tempdir().unwrap();
+        let opts = |compression| Options {
+            clamp_mtime: Some(1_000),
+            compression,
+        };
+        for c in [Compression::Gzip, Compression::Zstd] {
+            let w1 = write_layer(one.path(), &out.path().join("1"), opts(c));
+            let w2 = write_layer(two.path(), &out.path().join("2"), opts(c));
+            assert_eq!(w1.digest, w2.digest, "{c:?}");
+            assert_eq!(w1.diff_id, w2.diff_id, "{c:?}");
+            assert_eq!(
+                fs::read(out.path().join("1")).unwrap(),
+                fs::read(out.path().join("2")).unwrap()
+            );
+            assert!(read_layer(&out.path().join("1"))
+                .iter()
+                .all(|e| e.mtime == 1_000));
+        }
+        // The same tar, compressed two ways: one diffID, two digests.
+        let g = write_layer(one.path(), &out.path().join("g"), opts(Compression::Gzip));
+        let z = write_layer(one.path(), &out.path().join("z"), opts(Compression::Zstd));
+        assert_eq!(g.diff_id, z.diff_id);
+        assert_ne!(g.digest, z.digest);
+        assert_eq!(
+            &fs::read(out.path().join("z")).unwrap()[..4],
+            &[0x28, 0xb5, 0x2f, 0xfd]
+        );
+        assert_eq!(Compression::Gzip.media_type(), MediaType::ImageLayerGzip);
+        assert_eq!(Compression::Zstd.media_type(), MediaType::ImageLayerZstd);
+
+        // A change of content shows.
+        fs::write(one.path().join("a/file"), "hullo\n").unwrap();
+        let w3 = write_layer(one.path(), &out.path().join("3"), opts(Compression::Gzip));
+        assert_ne!(w3.diff_id, g.diff_id);
+    }
+
+    #[test]
+    fn mtimes_clamped_not_raised() {
+        let src = tempfile::tempdir().unwrap();
+        fs::write(src.path().join("f"), "x").unwrap();
+        let now = fs::metadata(src.path().join("f")).unwrap().mtime() as u64;
+        let out = tempfile::tempdir().unwrap();
+        let read = |clamp| {
+            let opts = Options {
+                clamp_mtime: clamp,
+                ..Options::default()
+            };
+            write_layer(src.path(), &out.path().join("l"), opts);
+            read_layer(&out.path().join("l"))[0].mtime
+        };
+        assert_eq!(read(None), now);
+        assert_eq!(read(Some(5)), 5);
+        assert_eq!(read(Some(now as i64 + 1000)), now);
+        assert_eq!(read(Some(-1)), 0);
+    }
+
+    #[test]
+    fn user_xattrs_go_in_pax_records() {
+        let src = tempfile::tempdir().unwrap();
+        let f = src.path().join("f");
+        fs::write(&f, "x").unwrap();
+        if let Err(e) =
+            rustix::fs::setxattr(&f, "user.brig", b"v1", rustix::fs::XattrFlags::empty())
+        {
+            eprintln!("skipping: {} has no user xattrs: {e}", src.path().display());
+            return;
+        }
+        let out = tempfile::tempdir().unwrap();
+        write_layer(src.path(), &out.path().join("l"), Options::default());
+        let got = read_layer(&out.path().join("l"));
+        assert_eq!(got[0].name, "f");
+        assert_eq!(got[0].xattrs, [("user.brig".to_string(), b"v1".to_vec())]);
+    }
+
+    #[test]
+    fn round_trip_through_unpack() {
+        let src = tempfile::tempdir().unwrap();
+        tree(src.path(), false);
+        let out = tempfile::tempdir().unwrap();
+        let blob = out.path().join("layer");
+        write_layer(src.path(), &blob, Options::default());
+        let dst = unpack_layer(&blob, false);
+        let d = dst.path();
+        let md = |p: &str| fs::symlink_metadata(d.join(p)).unwrap();
+        assert_eq!(fs::read(d.join("a/file")).unwrap(), b"hello\n");
+        assert_eq!(md("a/file").mode() & 0o7777, 0o640);
+        assert_eq!(md("a").mode() & 0o7777, 0o750);
+        assert_eq!(md("a/hard").ino(), md("a/file").ino());
+        assert_eq!(md("bin/tool").mode() & 0o7777, 0o755);
+        assert_eq!(fs::read_link(d.join("link")).unwrap(), Path::new("a/file"));
+        assert!(md("fifo").file_type().is_fifo());
+        assert!(md("empty").is_dir());
+        assert!(!d.join("sock").exists());
+        let long = format!("l/{}", "n".repeat(150));
+        assert_eq!(fs::read(d.join(&long)).unwrap(), b"long");
+        assert_eq!(
+            fs::read_link(d.join("l/to-long")).unwrap(),
+            Path::new(&format!("./{}", "n".repeat(150)))
+        );
+        // Written again, the unpacked tree gives the same tar.
+        let (first, again) = (out.path().join("first"), out.path().join("again"));
+        if is_root() {
+            assert_eq!(diff_id(src.path(), &first), diff_id(d, &again));
+        } else {
+            eprintln!("skipping the byte-for-byte comparison: unpacked files are owned by us");
+        }
+    }
+
+    #[test]
+    fn whiteouts_opaque_dirs_and_devices() {
+        if !is_root() {
+            eprintln!("skipping: whiteouts (char 0/0), devices and trusted xattrs need root");
+            return;
+        }
+        let src = tempfile::tempdir().unwrap();
+        let s = src.path();
+        let mknod = |p: &Path, ft, dev| {
+            rustix::fs::mknodat(
+                rustix::fs::CWD,
+                p,
+                ft,
+                rustix::fs::Mode::from_raw_mode(0o640),
+                dev,
+            )
+        };
+        use rustix::fs::FileType::{BlockDevice, CharacterDevice};
+        mknod(&s.join("gone"), CharacterDevice, 0).unwrap();
+        mknod(&s.join("null"), CharacterDevice, rustix::fs::makedev(1, 3)).unwrap();
+        mknod(&s.join("sda"), BlockDevice, rustix::fs::makedev(8, 1)).unwrap();
+        fs::create_dir(s.join("o")).unwrap();
+        fs::write(s.join("o/kept"), "k").unwrap();
+        mode(&s.join("o"), 0o755);
+        mode(&s.join("o/kept"), 0o644);
+        if let Err(e) = rustix::fs::setxattr(
+            s.join("o"),
+            OPAQUE_XATTR,
+            b"y",
+            rustix::fs::XattrFlags::empty(),
+        ) {
+            eprintln!("skipping: no trusted xattrs on {}: {e}", s.display());
+            return;
+        }
+        let out = tempfile::tempdir().unwrap();
+        let blob = out.path().join("l");
+        write_layer(s, &blob, Options::default());
+        let got: Vec<_> = read_layer(&blob)
+            .into_iter()
+            .map(|e| (e.name, e.kind, e.mode, e.xattrs))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (".wh.gone".into(), EntryType::Regular, 0o644, vec![]),
+                ("null".into(), EntryType::Char, 0o640, vec![]),
+                ("o/".into(), EntryType::Directory, 0o755, vec![]),
+                ("o/.wh..wh..opq".into(), EntryType::Regular, 0o644, vec![]),
+                ("o/kept".into(), EntryType::Regular, 0o644, vec![]),
+                ("sda".into(), EntryType::Block, 0o640, vec![]),
+            ]
+        );
+        let mut ar = tar::Archive::new(open_layer(&blob));
+        for e in ar.entries().unwrap() {
+            let e = e.unwrap();
+            match e.path().unwrap().to_str().unwrap() {
+                "null" => assert_eq!(
+                    (
+                        e.header().device_major().unwrap(),
+                        e.header().device_minor().unwrap()
+                    ),
+                    (Some(1), Some(3))
+                ),
+                "sda" => assert_eq!(
+                    (
+                        e.header().device_major().unwrap(),
+                        e.header().device_minor().unwrap()
+                    ),
+                    (Some(8), Some(1))
+                ),
+                ".wh.gone" => {
+                    assert_eq!(
+                        (e.header().uid().unwrap(), e.header().gid().unwrap()),
+                        (0, 0)
+                    )
+                }
+                _ => {}
+            }
+        }
+
+        // Unpacked with whiteouts, the layer is the same overlayfs upper dir again.
+        let dst = unpack_layer(&blob, true);
+        let gone = fs::symlink_metadata(dst.path().join("gone")).unwrap();
+        assert!(gone.file_type().is_char_device() && gone.rdev() == 0);
+        assert_eq!(
+            xattr_value(&dst.path().join("o"), OPAQUE_XATTR)
+                .unwrap()
+                .as_deref(),
+            Some(&b"y"[..])
+        );
+        assert!(!dst.path().join("o/.wh..wh..opq").exists());
+        assert_eq!(
+            diff_id(dst.path(), &out.path().join("again")),
+            diff_id(s, &out.path().join("first"))
+        );
+    }
+}

@@ -227,3 +227,449 @@ fn idmap_of(
     };
     Ok(Some((uid, gid, recursive)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::mount::MsFlags;
+    use serde_json::{json, Value};
+
+    /// A bundle directory with `rootfs/`, a directory `data/` and a file `hosts`.
+    fn bundle() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("rootfs")).unwrap();
+        std::fs::create_dir(dir.path().join("data")).unwrap();
+        std::fs::write(dir.path().join("hosts"), "127.0.0.1 localhost\n").unwrap();
+        dir
+    }
+
+    fn config() -> Value {
+        json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": "rootfs"},
+            "process": {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
+            "linux": {"namespaces": [{"type": "mount"}, {"type": "pid"}]}
+        })
+    }
+
+    fn with_mounts(mounts: Value) -> Value {
+        let mut v = config();
+        v["mounts"] = mounts;
+        v
+    }
+
+    /// The config with a user namespace mapping ids 0..65536 to 100000.
+    fn with_userns(mut v: Value) -> Value {
+        let map = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        v["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+        v["linux"]["uidMappings"] = map.clone();
+        v["linux"]["gidMappings"] = map;
+        v
+    }
+
+    /// The plan of `v` (validated as `create` does) in `bundle`.
+    fn plan_of(v: &Value, bundle: &Path, clone_sources: bool) -> Result<Plan> {
+        let spec = crate::spec::parse(&serde_json::to_vec(v).unwrap()).unwrap();
+        crate::spec::validate(&spec).unwrap();
+        Plan::from_spec(
+            &spec,
+            bundle,
+            &bundle.join("rootfs"),
+            false,
+            Vec::new(),
+            false,
+            clone_sources,
+        )
+    }
+
+    fn plan(v: &Value, bundle: &Path) -> Plan {
+        plan_of(v, bundle, false).unwrap()
+    }
+
+    fn refusal(v: &Value, bundle: &Path, clone_sources: bool) -> String {
+        plan_of(v, bundle, clone_sources).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn mounts_keep_their_config_order() {
+        let b = bundle();
+        let v = with_mounts(json!([
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/data", "type": "bind", "source": "data"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs"},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts"},
+            {"destination": "/etc/hosts", "source": "hosts", "options": ["bind"]},
+            {"destination": "/a", "type": "tmpfs", "source": "tmpfs"},
+        ]));
+        let p = plan(&v, b.path());
+        let got: Vec<_> = p
+            .mounts
+            .iter()
+            .map(|m| (m.index, m.destination.to_str().unwrap(), m.typ.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (0, "/proc", "proc"),
+                (1, "/data", "bind"),
+                (2, "/dev", "tmpfs"),
+                (3, "/dev/pts", "devpts"),
+                (4, "/etc/hosts", ""),
+                (5, "/a", "tmpfs"),
+            ]
+        );
+        assert_eq!(p.rootfs, b.path().join("rootfs"));
+    }
+
+    #[test]
+    fn binds_by_type_or_option_with_sources_resolved() {
+        let b = bundle();
+        let abs = b.path().join("data");
+        let v = with_mounts(json!([
+            {"destination": "/d1", "type": "bind", "source": "data"},
+            {"destination": "/d2", "type": "none", "source": abs, "options": ["rbind", "ro"]},
+            {"destination": "/etc/hosts", "source": "hosts", "options": ["bind"]},
+            {"destination": "/t", "type": "tmpfs", "source": "no-such-thing"},
+        ]));
+        let p = plan(&v, b.path());
+        let m = &p.mounts;
+        // `type: bind` alone makes a bind, not recursive; a relative source is the bundle's.
+        assert!(m[0].opts.bind && !m[0].opts.recursive);
+        assert_eq!(m[0].source, abs);
+        assert!(m[0].source_is_dir);
+        // The `rbind` option makes a recursive bind whatever the type; the flags stay.
+        assert!(m[1].opts.bind && m[1].opts.recursive);
+        assert_eq!(m[1].source, abs);
+        assert!(m[1].opts.flags.contains(MsFlags::MS_RDONLY));
+        // A file source is bound on a file.
+        assert!(m[2].opts.bind);
+        assert_eq!(m[2].source, b.path().join("hosts"));
+        assert!(!m[2].source_is_dir);
+        // Other mounts keep their source as given, unchecked.
+        assert!(!m[3].opts.bind);
+        assert_eq!(m[3].source, PathBuf::from("no-such-thing"));
+        assert!(m[3].source_is_dir);
+        // Nothing is cloned without clone_sources.
+        assert!(m.iter().all(|m| m.source_fd.is_none()));
+    }
+
+    #[test]
+    fn missing_bind_source_is_refused_naming_the_mount() {
+        let b = bundle();
+        let v = with_mounts(json!([
+            {"destination": "/t", "type": "tmpfs", "source": "tmpfs"},
+            {"destination": "/x", "type": "bind", "source": "nope"},
+        ]));
+        let e = refusal(&v, b.path(), false);
+        let want = format!(
+            "config.json: mounts[1].source: {}: ",
+            b.path().join("nope").display()
+        );
+        assert!(e.starts_with(&want), "{e}");
+        assert!(e.contains("No such file or directory"), "{e}");
+    }
+
+    #[test]
+    fn mount_options_flags_data_and_propagation_in_order() {
+        let b = bundle();
+        let v = with_mounts(json!([{
+            "destination": "/t",
+            "type": "tmpfs",
+            "source": "tmpfs",
+            "options": ["nosuid", "rprivate", "mode=755", "nodev", "size=1k", "shared", "rro"]
+        }]));
+        let p = plan(&v, b.path());
+        let o = &p.mounts[0].opts;
+        assert_eq!(o.flags, MsFlags::MS_NOSUID | MsFlags::MS_NODEV);
+        assert_eq!(
+            o.propagation,
+            [MsFlags::MS_PRIVATE | MsFlags::MS_REC, MsFlags::MS_SHARED]
+        );
+        assert_eq!(o.data, "mode=755,size=1k");
+        assert_eq!(o.rec_set, mount_options::attr::RDONLY);
+        assert!(!o.bind);
+    }
+
+    #[test]
+    fn rootfs_propagation() {
+        let b = bundle();
+        let prop = |p: Option<&str>| {
+            let mut v = config();
+            if let Some(p) = p {
+                v["linux"]["rootfsPropagation"] = p.into();
+            }
+            plan(&v, b.path()).propagation
+        };
+        // None: `prepare` applies its default (rslave).
+        assert_eq!(prop(None), None);
+        assert_eq!(prop(Some("")), None);
+        assert_eq!(
+            prop(Some("rslave")),
+            Some(MsFlags::MS_SLAVE | MsFlags::MS_REC)
+        );
+        assert_eq!(prop(Some("private")), Some(MsFlags::MS_PRIVATE));
+        assert_eq!(
+            prop(Some("rshared")),
+            Some(MsFlags::MS_SHARED | MsFlags::MS_REC)
+        );
+        assert_eq!(
+            prop(Some("runbindable")),
+            Some(MsFlags::MS_UNBINDABLE | MsFlags::MS_REC)
+        );
+    }
+
+    #[test]
+    fn masked_readonly_paths_and_the_rest_of_the_spec() {
+        let b = bundle();
+        let mut v = config();
+        v["linux"]["maskedPaths"] = json!(["/proc/kcore", "/sys/firmware", "/proc/acpi"]);
+        v["linux"]["readonlyPaths"] = json!(["/proc/sys", "/proc/bus"]);
+        v["root"]["readonly"] = true.into();
+        v["process"]["cwd"] = "/work".into();
+        let p = plan(&v, b.path());
+        assert_eq!(
+            p.masked,
+            [
+                PathBuf::from("/proc/kcore"),
+                PathBuf::from("/sys/firmware"),
+                PathBuf::from("/proc/acpi")
+            ]
+        );
+        assert_eq!(
+            p.readonly,
+            [PathBuf::from("/proc/sys"), PathBuf::from("/proc/bus")]
+        );
+        assert!(p.readonly_root);
+        assert_eq!(p.cwd, PathBuf::from("/work"));
+        assert!(p.own_mount_ns);
+        assert!(!p.bind_devices);
+        assert!(!p.no_pivot && !p.cgroupns);
+
+        let p = plan(&config(), b.path());
+        assert!(p.masked.is_empty() && p.readonly.is_empty() && !p.readonly_root);
+        // Without a process (a bundle for `create` only), the cwd is /.
+        let mut v = config();
+        v.as_object_mut().unwrap().remove("process");
+        assert_eq!(plan(&v, b.path()).cwd, PathBuf::from("/"));
+    }
+
+    #[test]
+    fn no_pivot_cgroupns_and_namespaces_are_carried() {
+        let b = bundle();
+        let spec =
+            crate::spec::parse(&serde_json::to_vec(&with_userns(config())).unwrap()).unwrap();
+        let p = Plan::from_spec(&spec, b.path(), b.path(), true, Vec::new(), true, false).unwrap();
+        assert!(p.no_pivot && p.cgroupns);
+        // In a user namespace device nodes cannot be made: the host's are bound.
+        assert!(p.bind_devices);
+
+        let mut v = config();
+        v["linux"]["namespaces"] = json!([{"type": "pid"}]);
+        assert!(!plan(&v, b.path()).own_mount_ns);
+    }
+
+    #[test]
+    fn devices_default_and_from_config() {
+        let b = bundle();
+        let p = plan(&config(), b.path());
+        let names: Vec<_> = p.devices.iter().map(|d| d.path.to_str().unwrap()).collect();
+        assert_eq!(
+            names,
+            [
+                "/dev/null",
+                "/dev/zero",
+                "/dev/full",
+                "/dev/random",
+                "/dev/urandom",
+                "/dev/tty"
+            ]
+        );
+
+        let mut v = config();
+        v["linux"]["devices"] = json!([
+            {"path": "/dev/null", "type": "c", "major": 1, "minor": 99},
+            {"path": "/dev/sda", "type": "b", "major": 8, "minor": 0, "fileMode": 0o100660, "uid": 5, "gid": 6},
+            {"path": "/dev/fifo", "type": "p", "major": 0, "minor": 0},
+            {"path": "/dev/ttyU", "type": "u", "major": 4, "minor": 1, "fileMode": 0o4755},
+        ]);
+        let p = plan(&v, b.path());
+        let got: Vec<_> = p
+            .devices
+            .iter()
+            .map(|d| (d.path.to_str().unwrap(), d.kind, d.major, d.minor, d.mode))
+            .collect();
+        // A config device replaces the default of its path, and comes after the defaults.
+        assert_eq!(
+            got,
+            [
+                ("/dev/zero", SFlag::S_IFCHR, 1, 5, 0o666),
+                ("/dev/full", SFlag::S_IFCHR, 1, 7, 0o666),
+                ("/dev/random", SFlag::S_IFCHR, 1, 8, 0o666),
+                ("/dev/urandom", SFlag::S_IFCHR, 1, 9, 0o666),
+                ("/dev/tty", SFlag::S_IFCHR, 5, 0, 0o666),
+                ("/dev/null", SFlag::S_IFCHR, 1, 99, 0o666),
+                ("/dev/sda", SFlag::S_IFBLK, 8, 0, 0o660),
+                ("/dev/fifo", SFlag::S_IFIFO, 0, 0, 0o666),
+                ("/dev/ttyU", SFlag::S_IFCHR, 4, 1, 0o4755),
+            ]
+        );
+        let sda = &p.devices[6];
+        assert_eq!((sda.uid, sda.gid), (Some(5), Some(6)));
+        assert_eq!((p.devices[5].uid, p.devices[5].gid), (None, None));
+    }
+
+    #[test]
+    fn device_type_a_is_refused() {
+        let b = bundle();
+        let mut v = config();
+        v["linux"]["devices"] = json!([
+            {"path": "/dev/x", "type": "c", "major": 1, "minor": 3},
+            {"path": "/dev/all", "type": "a"},
+        ]);
+        assert_eq!(
+            refusal(&v, b.path(), false),
+            "config.json: linux.devices[1].type: \"a\" is not a device node type"
+        );
+    }
+
+    #[test]
+    fn proc_destinations() {
+        let b = bundle();
+        // The lxcfs-style files are allowed, proc itself, and a bind of another procfs.
+        let ok = with_mounts(json!([
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/proc/cpuinfo", "type": "bind", "source": "hosts"},
+        ]));
+        plan_of(&ok, b.path(), false).unwrap();
+        let host_proc = with_mounts(json!([
+            {"destination": "/proc", "type": "bind", "source": "/proc", "options": ["rbind"]},
+        ]));
+        plan_of(&host_proc, b.path(), false).unwrap();
+        // Anything else under /proc is refused (CVE-2019-16884).
+        assert_eq!(
+            refusal(
+                &with_mounts(json!([
+                    {"destination": "/proc", "type": "proc", "source": "proc"},
+                    {"destination": "/proc/sys/kernel", "type": "tmpfs", "source": "tmpfs"},
+                ])),
+                b.path(),
+                false
+            ),
+            "config.json: mounts[1].destination: /proc/sys/kernel is under /proc: \
+             mounting there is not allowed"
+        );
+        assert_eq!(
+            refusal(
+                &with_mounts(json!([{"destination": "/proc", "type": "tmpfs", "source": "tmpfs"}])),
+                b.path(),
+                false
+            ),
+            "config.json: mounts[0].destination: /proc may only be a proc mount, not \"tmpfs\""
+        );
+        // A bind of a directory that is not a procfs is not proc either.
+        assert_eq!(
+            refusal(
+                &with_mounts(json!([{"destination": "/proc", "type": "bind", "source": "data"}])),
+                b.path(),
+                false
+            ),
+            "config.json: mounts[0].destination: /proc may only be a proc mount, not \"bind\""
+        );
+    }
+
+    #[test]
+    fn idmapped_mount_refusals() {
+        let b = bundle();
+        let map = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        let with = |v: Value, m: Value| {
+            let mut v = v;
+            v["mounts"] = json!([{"destination": "/t", "type": "tmpfs", "source": "tmpfs"}, m]);
+            v
+        };
+        let e = refusal(
+            &with(
+                config(),
+                json!({"destination": "/x", "type": "tmpfs", "source": "tmpfs",
+                       "uidMappings": map, "gidMappings": map}),
+            ),
+            b.path(),
+            true,
+        );
+        assert_eq!(
+            e,
+            "config.json: mounts[1].uidMappings: idmapped mounts must be bind mounts"
+        );
+        // `idmap` alone takes the container's mappings: there must be some.
+        let e = refusal(
+            &with(
+                config(),
+                json!({"destination": "/x", "type": "bind", "source": "data", "options": ["idmap"]}),
+            ),
+            b.path(),
+            true,
+        );
+        assert_eq!(
+            e,
+            "config.json: mounts[1].options: \
+             idmap without mappings needs the container's user namespace mappings"
+        );
+        let e = refusal(
+            &with(
+                config(),
+                json!({"destination": "/x", "type": "bind", "source": "data", "uidMappings": map}),
+            ),
+            b.path(),
+            true,
+        );
+        assert_eq!(
+            e,
+            "config.json: mounts[1].uidMappings: uidMappings and gidMappings must both be given"
+        );
+        // Without clone_sources (the fuzz targets) nothing is cloned, so nothing is idmapped.
+        let e = refusal(
+            &with(
+                with_userns(config()),
+                json!({"destination": "/x", "type": "bind", "source": "data", "options": ["ridmap"]}),
+            ),
+            b.path(),
+            false,
+        );
+        assert_eq!(
+            e,
+            "config.json: mounts[1].uidMappings: idmapped mounts need a bind mount made by root"
+        );
+    }
+
+    #[test]
+    fn clone_sources_only_with_a_user_namespace() {
+        let b = bundle();
+        let mounts = json!([
+            {"destination": "/d", "type": "bind", "source": "data"},
+            {"destination": "/t", "type": "tmpfs", "source": "tmpfs"},
+        ]);
+        // Without a user namespace the init binds by path, even with clone_sources.
+        let v = with_mounts(mounts.clone());
+        let p = plan_of(&v, b.path(), true).unwrap();
+        assert!(p.mounts.iter().all(|m| m.source_fd.is_none()));
+        // With one, and without clone_sources, nothing is opened either.
+        let mut v = with_userns(config());
+        v["mounts"] = mounts;
+        let p = plan_of(&v, b.path(), false).unwrap();
+        assert!(p.mounts.iter().all(|m| m.source_fd.is_none()));
+
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipping the clone of a bind source: open_tree needs root");
+            return;
+        }
+        // As root, with both, the bind source is cloned as a detached mount; the tmpfs is not.
+        let p = plan_of(&v, b.path(), true).unwrap();
+        let fd = p.mounts[0].source_fd.as_ref().expect("bind source cloned");
+        let st = nix::sys::stat::fstat(&**fd).unwrap();
+        let data = std::fs::metadata(b.path().join("data")).unwrap();
+        assert_eq!(st.st_ino, std::os::unix::fs::MetadataExt::ino(&data));
+        assert!(p.mounts[1].source_fd.is_none());
+    }
+}
