@@ -29,6 +29,7 @@ pub mod runtime;
 pub mod service;
 pub mod shim;
 pub mod stats;
+pub mod stats_v2;
 
 /// Locks `m`, also after a holder panicked: every shim lock guards data
 /// that stays consistent between statements, and one failed request must

@@ -723,6 +723,15 @@ impl Service {
 
     fn do_stats(&self, req: &StatsRequest) -> Result<StatsResponse> {
         let c = self.container(&req.id)?;
+        if crate::stats_v2::unified() {
+            // As runc's shim: the cgroup's own files, as cgroup v2 metrics.
+            let dir = crate::stats_v2::cgroup_dir(c.init.pid())
+                .ok_or_else(|| Error::NotFound(format!("container {}: cgroup", req.id)))?;
+            return Ok(StatsResponse {
+                stats: Some(any_of(&crate::stats_v2::metrics(&dir))?).into(),
+                ..Default::default()
+            });
+        }
         let out = c.runtime.run(&["events", "--stats", c.id.as_str()])?;
         let line = out.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
         let event: serde_json::Value = serde_json::from_str(line).map_err(|e| {

@@ -1,6 +1,6 @@
-//! Task metrics: the `data` of the runtime's `events --stats` JSON (runc's
-//! `types.Stats`) turned into containerd's cgroup v1 `Metrics`, which `ctr
-//! task metrics` and the CRI read.
+//! Task metrics on a cgroup v1 (or hybrid) host: the `data` of the runtime's `events --stats`
+//! JSON (runc's `types.Stats`) turned into containerd's cgroup v1 `Metrics`, which `ctr task
+//! metrics` and the CRI read. On a v2 host: [`crate::stats_v2`].
 
 use containerd_shim_protos::cgroups::metrics::{
     BlkIOEntry, BlkIOStat, CPUStat, CPUUsage, HugetlbStat, MemoryEntry, MemoryStat, Metrics,
