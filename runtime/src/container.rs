@@ -408,12 +408,15 @@ pub fn kill_container(root: &Root, id: &str, sig: i32, all: bool) -> Result<()> 
 pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
     // Locked first, then read: a delete that waited here for another one finds the container
     // gone, which a forced delete takes as done (as runc's).
-    let _lock = match lock_for_delete(root, id, force) {
+    let lock = match lock_for_delete(root, id, force) {
         Err(Error::NotFound(_)) if force => return Ok(()),
         r => r?,
     };
     let saved = match root.load(id) {
         Ok(s) => s,
+        // A dir without state whose lock another command still holds: a create under way,
+        // which is not ours to remove (runc's delete -f finds no container there either).
+        Err(Error::NotFound(_)) if force && lock.is_none() => return Ok(()),
         Err(Error::NotFound(_)) if force => {
             // A dir without state (a create that died): remove it.
             let _ = std::fs::remove_dir_all(root.container_dir(id));

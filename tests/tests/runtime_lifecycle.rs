@@ -545,6 +545,38 @@ fn forced_delete_of_a_locked_container_ends_it() {
     assert_no_leftovers(&rt, &id, &b);
 }
 
+/// A forced delete that finds a container directory without state but locked (a create under
+/// way, say one that runs slow hooks) leaves it to its creator: it succeeds and removes
+/// nothing, as runc's finds no container there. Once unlocked, such a directory is a create
+/// that died, and a forced delete removes it.
+#[test]
+fn forced_delete_leaves_a_create_under_way_alone() {
+    use std::os::fd::AsRawFd;
+    let Some(rt) = Runtime::new("forced_delete_leaves_a_create_under_way_alone") else {
+        return;
+    };
+    let id = rt.new_id("delcreating");
+    let dir = rt.root().join(&id);
+    std::fs::create_dir_all(&dir).unwrap();
+    let held = std::fs::File::open(&dir).unwrap();
+    // SAFETY: flock on an fd we own.
+    assert_eq!(unsafe { libc::flock(held.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let out = rt
+        .spawn(&["delete", "-f", &id])
+        .wait_timeout(Duration::from_secs(60));
+    assert!(out.success(), "{out}");
+    assert!(
+        dir.is_dir(),
+        "delete -f removed a directory another command holds"
+    );
+    drop(held);
+    rt.delete_force(&id).assert_ok();
+    assert!(
+        !dir.exists(),
+        "an unlocked directory without state stays after delete -f"
+    );
+}
+
 /// A relative `--root` names a directory below the caller's working directory, for every
 /// command (create changes into the bundle first), as runc's.
 #[test]
