@@ -76,64 +76,85 @@ fn psi(dir: &Path, file: &str) -> Option<PSIStats> {
     Some(p)
 }
 
-fn cpu(dir: &Path) -> CPUStat {
-    let mut c = CPUStat::new();
-    for (k, v) in pairs(dir, "cpu.stat") {
-        match k.as_str() {
-            "usage_usec" => c.usage_usec = v,
-            "user_usec" => c.user_usec = v,
-            "system_usec" => c.system_usec = v,
-            "nr_periods" => c.nr_periods = v,
-            "nr_throttled" => c.nr_throttled = v,
-            "throttled_usec" => c.throttled_usec = v,
-            "nr_bursts" => c.nr_bursts = v,
-            "burst_usec" => c.burst_usec = v,
-            _ => {}
+/// Sets each named field from a flat-keyed file's `key value` lines (`aliases`: other names
+/// the kernel has used for a key).
+fn fill(dir: &Path, file: &str, fields: &mut [(&str, &mut u64)], aliases: &[(&str, &str)]) {
+    for (k, v) in pairs(dir, file) {
+        let k = aliases
+            .iter()
+            .find_map(|(old, new)| (*old == k).then_some(*new))
+            .unwrap_or(&k);
+        if let Some((_, field)) = fields.iter_mut().find(|(name, _)| *name == k) {
+            **field = v;
         }
     }
+}
+
+fn cpu(dir: &Path) -> CPUStat {
+    let mut c = CPUStat::new();
+    fill(
+        dir,
+        "cpu.stat",
+        &mut [
+            ("usage_usec", &mut c.usage_usec),
+            ("user_usec", &mut c.user_usec),
+            ("system_usec", &mut c.system_usec),
+            ("nr_periods", &mut c.nr_periods),
+            ("nr_throttled", &mut c.nr_throttled),
+            ("throttled_usec", &mut c.throttled_usec),
+            ("nr_bursts", &mut c.nr_bursts),
+            ("burst_usec", &mut c.burst_usec),
+        ],
+        &[],
+    );
     c.psi = psi(dir, "cpu.pressure").into();
     c
 }
 
 fn memory(dir: &Path) -> MemoryStat {
     let mut m = MemoryStat::new();
-    for (k, v) in pairs(dir, "memory.stat") {
-        let field = match k.as_str() {
-            "anon" => &mut m.anon,
-            "file" => &mut m.file,
-            "kernel_stack" => &mut m.kernel_stack,
-            "slab" => &mut m.slab,
-            "sock" => &mut m.sock,
-            "shmem" => &mut m.shmem,
-            "file_mapped" => &mut m.file_mapped,
-            "file_dirty" => &mut m.file_dirty,
-            "file_writeback" => &mut m.file_writeback,
-            "anon_thp" => &mut m.anon_thp,
-            "inactive_anon" => &mut m.inactive_anon,
-            "active_anon" => &mut m.active_anon,
-            "inactive_file" => &mut m.inactive_file,
-            "active_file" => &mut m.active_file,
-            "unevictable" => &mut m.unevictable,
-            "slab_reclaimable" => &mut m.slab_reclaimable,
-            "slab_unreclaimable" => &mut m.slab_unreclaimable,
-            "pgfault" => &mut m.pgfault,
-            "pgmajfault" => &mut m.pgmajfault,
-            "workingset_refault" | "workingset_refault_file" => &mut m.workingset_refault,
-            "workingset_activate" | "workingset_activate_file" => &mut m.workingset_activate,
-            "workingset_nodereclaim" => &mut m.workingset_nodereclaim,
-            "pgrefill" => &mut m.pgrefill,
-            "pgscan" => &mut m.pgscan,
-            "pgsteal" => &mut m.pgsteal,
-            "pgactivate" => &mut m.pgactivate,
-            "pgdeactivate" => &mut m.pgdeactivate,
-            "pglazyfree" => &mut m.pglazyfree,
-            "pglazyfreed" => &mut m.pglazyfreed,
-            "thp_fault_alloc" => &mut m.thp_fault_alloc,
-            "thp_collapse_alloc" => &mut m.thp_collapse_alloc,
-            _ => continue,
-        };
-        *field = v;
-    }
+    fill(
+        dir,
+        "memory.stat",
+        &mut [
+            ("anon", &mut m.anon),
+            ("file", &mut m.file),
+            ("kernel_stack", &mut m.kernel_stack),
+            ("slab", &mut m.slab),
+            ("sock", &mut m.sock),
+            ("shmem", &mut m.shmem),
+            ("file_mapped", &mut m.file_mapped),
+            ("file_dirty", &mut m.file_dirty),
+            ("file_writeback", &mut m.file_writeback),
+            ("anon_thp", &mut m.anon_thp),
+            ("inactive_anon", &mut m.inactive_anon),
+            ("active_anon", &mut m.active_anon),
+            ("inactive_file", &mut m.inactive_file),
+            ("active_file", &mut m.active_file),
+            ("unevictable", &mut m.unevictable),
+            ("slab_reclaimable", &mut m.slab_reclaimable),
+            ("slab_unreclaimable", &mut m.slab_unreclaimable),
+            ("pgfault", &mut m.pgfault),
+            ("pgmajfault", &mut m.pgmajfault),
+            ("workingset_refault", &mut m.workingset_refault),
+            ("workingset_activate", &mut m.workingset_activate),
+            ("workingset_nodereclaim", &mut m.workingset_nodereclaim),
+            ("pgrefill", &mut m.pgrefill),
+            ("pgscan", &mut m.pgscan),
+            ("pgsteal", &mut m.pgsteal),
+            ("pgactivate", &mut m.pgactivate),
+            ("pgdeactivate", &mut m.pgdeactivate),
+            ("pglazyfree", &mut m.pglazyfree),
+            ("pglazyfreed", &mut m.pglazyfreed),
+            ("thp_fault_alloc", &mut m.thp_fault_alloc),
+            ("thp_collapse_alloc", &mut m.thp_collapse_alloc),
+        ],
+        // Since 5.9 the kernel splits these into _anon and _file; the file part is the old one.
+        &[
+            ("workingset_refault_file", "workingset_refault"),
+            ("workingset_activate_file", "workingset_activate"),
+        ],
+    );
     m.usage = value(dir, "memory.current");
     m.usage_limit = value(dir, "memory.max");
     m.max_usage = value(dir, "memory.peak");
@@ -146,17 +167,19 @@ fn memory(dir: &Path) -> MemoryStat {
 
 fn memory_events(dir: &Path) -> MemoryEvents {
     let mut e = MemoryEvents::new();
-    for (k, v) in pairs(dir, "memory.events") {
-        match k.as_str() {
-            "low" => e.low = v,
-            "high" => e.high = v,
-            "max" => e.max = v,
-            "oom" => e.oom = v,
-            "oom_kill" => e.oom_kill = v,
-            "oom_group_kill" => e.oom_group_kill = v,
-            _ => {}
-        }
-    }
+    fill(
+        dir,
+        "memory.events",
+        &mut [
+            ("low", &mut e.low),
+            ("high", &mut e.high),
+            ("max", &mut e.max),
+            ("oom", &mut e.oom),
+            ("oom_kill", &mut e.oom_kill),
+            ("oom_group_kill", &mut e.oom_group_kill),
+        ],
+        &[],
+    );
     e
 }
 
