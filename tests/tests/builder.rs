@@ -768,3 +768,29 @@ fn skopeo_copies_the_layout_and_ctr_imports_the_archive() {
     out.assert_ok();
     assert_eq!(out.out(), "ctr-ok", "{out}");
 }
+
+/// ENV names are words as their values are (BuildKit and docker expand and unquote both):
+/// `ENV "BUILD_LOGLEVEL"="5"` sets BUILD_LOGLEVEL, not `"BUILD_LOGLEVEL"`; so do single
+/// quotes and the legacy `ENV "NAME" value` form, and a later `$NAME` sees the value.
+#[test]
+fn env_names_lose_their_quotes() {
+    if !ready("env_names_lose_their_quotes") {
+        return;
+    }
+    let c = Ctx::new(&format!(
+        "{}\nENV \"BUILD_LOGLEVEL\"=\"5\"\nENV 'SQ'=v\nENV \"OLD\" legacy value\nRUN echo \"$BUILD_LOGLEVEL $SQ $OLD\" > /seen\n",
+        from_base()
+    ));
+    let img = c.build_oci(&[]);
+    let env: Vec<&str> = img.config["config"]["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    for want in ["BUILD_LOGLEVEL=5", "SQ=v", "OLD=legacy value"] {
+        assert!(env.contains(&want), "{want} not in {env:?}");
+    }
+    assert!(!env.iter().any(|e| e.contains(['"', '\''])), "{env:?}");
+    assert_eq!(img.layer_file(-1, "seen"), "5 v legacy value\n");
+}

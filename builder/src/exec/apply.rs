@@ -74,9 +74,11 @@ impl Builder<'_> {
             Instr::Env(pairs) => {
                 let mut shown = Vec::new();
                 for (k, v) in pairs {
+                    // The name is a word too (BuildKit): `ENV "K"=v` sets K.
+                    let k = self.word(st, line, k)?;
                     let v = self.word(st, line, v)?;
                     self.grow(st, line, k.len() + v.len())?;
-                    st.config.set_env(k, &v);
+                    st.config.set_env(&k, &v);
                     shown.push(format!("{k}={v}"));
                 }
                 self.history(st, &format!("ENV {}", shown.join(" ")), true);
