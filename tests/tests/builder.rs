@@ -794,3 +794,36 @@ fn env_names_lose_their_quotes() {
     assert!(!env.iter().any(|e| e.contains(['"', '\''])), "{env:?}");
     assert_eq!(img.layer_file(-1, "seen"), "5 v legacy value\n");
 }
+
+/// Among several COPY/ADD sources, a wildcard that matches nothing is no error while another
+/// source matches (BuildKit allows empty wildcards; the legacy docker builder failed the
+/// step); when nothing at all matches, the step still fails naming the wildcard and the line.
+#[test]
+fn an_empty_wildcard_beside_a_match_is_no_error() {
+    if !ready("an_empty_wildcard_beside_a_match_is_no_error") {
+        return;
+    }
+    let c = Ctx::new(&format!(
+        "{}\nCOPY a.txt nothing*.txt /dst/\nADD none?.tar *.md /add/\n",
+        from_base()
+    ));
+    c.write("a.txt", "a");
+    c.write("r.md", "r");
+    let img = c.build_oci(&[]);
+    assert_eq!(img.layer_file(-2, "dst/a.txt"), "a");
+    assert_eq!(img.layer_file(-1, "add/r.md"), "r");
+
+    let c = Ctx::new(&format!(
+        "{}\nCOPY a.txt /a\nCOPY nothing* none?.txt /dst/\n",
+        from_base()
+    ));
+    c.write("a.txt", "a");
+    let out = c.build(&[]);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("Dockerfile:3: COPY failed: no source files were specified by \"nothing*\""),
+        "{}",
+        out.stderr
+    );
+}

@@ -101,6 +101,9 @@ fn target_of(
 /// Performs the copy into `dst` (the mounted overlay).
 pub fn copy(op: &CopyOp<'_>, dst: &Root) -> Result<(), String> {
     let mut srcs: Vec<PathBuf> = Vec::new();
+    // A wildcard matching nothing is no error while another source matches (BuildKit's
+    // AllowEmptyWildcard); the first one is named when nothing matched at all.
+    let mut empty_glob = None;
     for s in &op.sources {
         let rel = s.trim_start_matches('/');
         if rel.contains(['*', '?', '[']) {
@@ -110,7 +113,7 @@ pub fn copy(op: &CopyOp<'_>, dst: &Root) -> Result<(), String> {
                 .filter(|p| !excluded(op.ignore, p) && !op.excluded_file(p))
                 .collect();
             if found.is_empty() {
-                return Err(format!("no source files were specified by {s:?}"));
+                empty_glob.get_or_insert(s);
             }
             srcs.extend(found);
         } else {
@@ -122,6 +125,9 @@ pub fn copy(op: &CopyOp<'_>, dst: &Root) -> Result<(), String> {
                 srcs.push(p);
             }
         }
+    }
+    if let (Some(s), true) = (empty_glob, srcs.is_empty() && op.inline.is_empty()) {
+        return Err(format!("no source files were specified by {s:?}"));
     }
     let count = srcs.len() + op.inline.len();
     let dest_is_dir = op.parents
