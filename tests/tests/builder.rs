@@ -827,3 +827,48 @@ fn an_empty_wildcard_beside_a_match_is_no_error() {
         out.stderr
     );
 }
+
+/// The `tar -tv` line of `path` (`dir/` for a directory) in a listing.
+fn listed<'a>(listing: &'a [String], path: &str) -> &'a str {
+    listing
+        .iter()
+        .find(|l| {
+            l.split_whitespace()
+                .last()
+                .map(|n| n.trim_start_matches("./"))
+                == Some(path)
+        })
+        .unwrap_or_else(|| panic!("{path} not in {listing:#?}"))
+}
+
+/// COPY of a directory into a directory the image already has keeps that directory's owner
+/// and mode; only what is copied takes `--chown` (or 0:0 without it), as BuildKit (fsutil
+/// copies the top directory's metadata only when it creates it) and docker do.
+#[test]
+fn copy_into_an_existing_directory_keeps_its_owner_and_mode() {
+    if !ready("copy_into_an_existing_directory_keeps_its_owner_and_mode") {
+        return;
+    }
+    let c = Ctx::new(&format!(
+        "{}\nRUN mkdir /subdir /owned && chmod 750 /subdir && chown 99:99 /owned && chmod 700 /owned\nCOPY --chown=99:99 subdir/ subdir/\nCOPY owned/ /owned/\n",
+        from_base()
+    ));
+    c.write("subdir/f", "f");
+    c.write("owned/g", "g");
+    let img = c.build_oci(&[]);
+    let chowned = img.layer_listing(-2);
+    assert!(
+        listed(&chowned, "subdir/").starts_with("drwxr-x--- 0/0 "),
+        "{chowned:#?}"
+    );
+    assert!(
+        listed(&chowned, "subdir/f").contains(" 99/99 "),
+        "{chowned:#?}"
+    );
+    let plain = img.layer_listing(-1);
+    assert!(
+        listed(&plain, "owned/").starts_with("drwx------ 99/99 "),
+        "{plain:#?}"
+    );
+    assert!(listed(&plain, "owned/g").contains(" 0/0 "), "{plain:#?}");
+}
