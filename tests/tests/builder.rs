@@ -877,10 +877,10 @@ fn copy_into_an_existing_directory_keeps_its_owner_and_mode() {
 }
 
 /// WORKDIR makes its directory at its own step, as BuildKit does (a mkdir layer; the legacy
-/// builder made it too): missing components belong to the current USER as BuildKit resolves
-/// it (a numeric user is its own group, a name takes its passwd uid and group), so a later
-/// `COPY f /subdir` lands inside the directory and a last `WORKDIR /new` leaves /new in the
-/// last layer. WorkingDir keeps an absolute path as written (`/app/` stays `/app/`).
+/// builder made it owned by root, we follow BuildKit): missing components belong to the
+/// current USER as BuildKit resolves it (a numeric user is its own group, a name takes its
+/// passwd uid and group), so a later `COPY f /subdir` lands inside the directory and a last
+/// `WORKDIR /new` leaves /new in the last layer. WorkingDir keeps an absolute path as written (`/app/` stays `/app/`).
 #[test]
 fn workdir_makes_its_directory_owned_by_the_user() {
     if !ready("workdir_makes_its_directory_owned_by_the_user") {
