@@ -81,16 +81,17 @@ MAINTAINER someone
     assert_eq!(cfg["Healthcheck"]["Interval"], 30_000_000_000u64);
     assert_eq!(cfg["Healthcheck"]["Retries"], 3);
     assert_eq!(img.config["author"], "someone");
-    // Metadata only: the one base layer, every new history entry empty.
-    assert_eq!(img.layers(), 1);
+    // Metadata only but for WORKDIR, which makes /srv and /srv/sub (a layer each, as
+    // BuildKit): the base layer and those two, every other new history entry empty.
+    assert_eq!(img.layers(), 3);
     assert_eq!(
         img.config["rootfs"]["diff_ids"].as_array().unwrap().len(),
-        1
+        3
     );
     let hist = img.config["history"].as_array().unwrap();
     assert_eq!(
         hist.iter().filter(|h| h["empty_layer"] != true).count(),
-        1,
+        3,
         "{hist:?}"
     );
     assert!(hist
@@ -151,7 +152,8 @@ fn run_steps(runtime: &Path) {
     let dest = format!("type=oci,dest={},name=t:1", c.path("oci").display());
     c.build_with(runtime, &["-o", &dest]).assert_ok();
     let img = Image::open(&c.path("oci"), "1");
-    assert_eq!(img.layers(), 4);
+    // Base, two RUNs, WORKDIR's mkdir of /w, the last RUN.
+    assert_eq!(img.layers(), 5);
     let l1 = img.layer_listing(1).join("\n");
     assert!(l1.contains("tmp/new"), "{l1}");
     assert!(
@@ -179,8 +181,9 @@ fn run_steps(runtime: &Path) {
             .any(|l| l.starts_with("-rw-r----- 1000/1000") && l.ends_with("tmp/new")),
         "chown and chmod kept: {l2}"
     );
-    assert_eq!(img.layer_file(3, "w/here"), "/w\n");
-    assert_eq!(img.layer_file(3, "w/uid"), "0\n");
+    assert!(listed(&img.layer_listing(3), "w/").starts_with("drwxr-xr-x 0/0 "));
+    assert_eq!(img.layer_file(4, "w/here"), "/w\n");
+    assert_eq!(img.layer_file(4, "w/uid"), "0\n");
 }
 
 #[test]
@@ -767,4 +770,149 @@ fn skopeo_copies_the_layout_and_ctr_imports_the_archive() {
     ]);
     out.assert_ok();
     assert_eq!(out.out(), "ctr-ok", "{out}");
+}
+
+/// ENV names are words as their values are (BuildKit and docker expand and unquote both):
+/// `ENV "BUILD_LOGLEVEL"="5"` sets BUILD_LOGLEVEL, not `"BUILD_LOGLEVEL"`; so do single
+/// quotes and the legacy `ENV "NAME" value` form, and a later `$NAME` sees the value.
+#[test]
+fn env_names_lose_their_quotes() {
+    if !ready("env_names_lose_their_quotes") {
+        return;
+    }
+    let c = Ctx::new(&format!(
+        "{}\nENV \"BUILD_LOGLEVEL\"=\"5\"\nENV 'SQ'=v\nENV \"OLD\" legacy value\nRUN echo \"$BUILD_LOGLEVEL $SQ $OLD\" > /seen\n",
+        from_base()
+    ));
+    let img = c.build_oci(&[]);
+    let env: Vec<&str> = img.config["config"]["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    for want in ["BUILD_LOGLEVEL=5", "SQ=v", "OLD=legacy value"] {
+        assert!(env.contains(&want), "{want} not in {env:?}");
+    }
+    assert!(!env.iter().any(|e| e.contains(['"', '\''])), "{env:?}");
+    assert_eq!(img.layer_file(-1, "seen"), "5 v legacy value\n");
+}
+
+/// Among several COPY/ADD sources, a wildcard that matches nothing is no error while another
+/// source matches (BuildKit allows empty wildcards; the legacy docker builder failed the
+/// step); when nothing at all matches, the step still fails naming the wildcard and the line.
+#[test]
+fn an_empty_wildcard_beside_a_match_is_no_error() {
+    if !ready("an_empty_wildcard_beside_a_match_is_no_error") {
+        return;
+    }
+    let c = Ctx::new(&format!(
+        "{}\nCOPY a.txt nothing*.txt /dst/\nADD none?.tar *.md /add/\n",
+        from_base()
+    ));
+    c.write("a.txt", "a");
+    c.write("r.md", "r");
+    let img = c.build_oci(&[]);
+    assert_eq!(img.layer_file(-2, "dst/a.txt"), "a");
+    assert_eq!(img.layer_file(-1, "add/r.md"), "r");
+
+    let c = Ctx::new(&format!(
+        "{}\nCOPY a.txt /a\nCOPY nothing* none?.txt /dst/\n",
+        from_base()
+    ));
+    c.write("a.txt", "a");
+    let out = c.build(&[]);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("Dockerfile:3: COPY failed: no source files were specified by \"nothing*\""),
+        "{}",
+        out.stderr
+    );
+}
+
+/// The `tar -tv` line of `path` (`dir/` for a directory) in a listing.
+fn listed<'a>(listing: &'a [String], path: &str) -> &'a str {
+    listing
+        .iter()
+        .find(|l| {
+            l.split_whitespace()
+                .last()
+                .map(|n| n.trim_start_matches("./"))
+                == Some(path)
+        })
+        .unwrap_or_else(|| panic!("{path} not in {listing:#?}"))
+}
+
+/// COPY of a directory into a directory the image already has keeps that directory's owner
+/// and mode; only what is copied takes `--chown` (or 0:0 without it), as BuildKit (fsutil
+/// copies the top directory's metadata only when it creates it) and docker do.
+#[test]
+fn copy_into_an_existing_directory_keeps_its_owner_and_mode() {
+    if !ready("copy_into_an_existing_directory_keeps_its_owner_and_mode") {
+        return;
+    }
+    let c = Ctx::new(&format!(
+        "{}\nRUN mkdir /subdir /owned && chmod 750 /subdir && chown 99:99 /owned && chmod 700 /owned\nCOPY --chown=99:99 subdir/ subdir/\nCOPY owned/ /owned/\n",
+        from_base()
+    ));
+    c.write("subdir/f", "f");
+    c.write("owned/g", "g");
+    let img = c.build_oci(&[]);
+    let chowned = img.layer_listing(-2);
+    assert!(
+        listed(&chowned, "subdir/").starts_with("drwxr-x--- 0/0 "),
+        "{chowned:#?}"
+    );
+    assert!(
+        listed(&chowned, "subdir/f").contains(" 99/99 "),
+        "{chowned:#?}"
+    );
+    let plain = img.layer_listing(-1);
+    assert!(
+        listed(&plain, "owned/").starts_with("drwx------ 99/99 "),
+        "{plain:#?}"
+    );
+    assert!(listed(&plain, "owned/g").contains(" 0/0 "), "{plain:#?}");
+}
+
+/// WORKDIR makes its directory at its own step, as BuildKit does (a mkdir layer; the legacy
+/// builder made it owned by root, we follow BuildKit): missing components belong to the
+/// current USER as BuildKit resolves it (a numeric user is its own group, a name takes its
+/// passwd uid and group), so a later `COPY f /subdir` lands inside the directory and a last
+/// `WORKDIR /new` leaves /new in the last layer. WorkingDir keeps an absolute path as written (`/app/` stays `/app/`).
+#[test]
+fn workdir_makes_its_directory_owned_by_the_user() {
+    if !ready("workdir_makes_its_directory_owned_by_the_user") {
+        return;
+    }
+    let c = Ctx::new(&format!(
+        "{}\nUSER 4242\nWORKDIR /subdir\nCOPY f /subdir\nUSER nobody\nWORKDIR /new\n",
+        from_base()
+    ));
+    c.write("f", "f");
+    let img = c.build_oci(&[]);
+    assert_eq!(img.config["config"]["WorkingDir"], "/new");
+    let made = img.layer_listing(1);
+    assert!(
+        listed(&made, "subdir/").starts_with("drwxr-xr-x 4242/4242 "),
+        "{made:#?}"
+    );
+    assert_eq!(img.layer_file(2, "subdir/f"), "f");
+    let last = img.layer_listing(-1);
+    assert!(
+        listed(&last, "new/").starts_with("drwxr-xr-x 65534/65534 "),
+        "{last:#?}"
+    );
+    // From the cache: the same layers and config.
+    let again = c.build_oci(&[]);
+    assert_eq!(again.manifest, img.manifest);
+
+    let c = Ctx::new(&format!("{}\nWORKDIR /app/\nWORKDIR sub/\n", from_base()));
+    let img = c.build_oci(&[]);
+    assert_eq!(img.config["config"]["WorkingDir"], "/app/sub");
+    assert_eq!(img.layers(), 3);
+    assert!(listed(&img.layer_listing(1), "app/").starts_with("drwxr-xr-x 0/0 "));
+    let c = Ctx::new(&format!("{}\nWORKDIR /app/\n", from_base()));
+    assert_eq!(c.build_oci(&[]).config["config"]["WorkingDir"], "/app/");
 }

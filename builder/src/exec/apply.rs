@@ -5,10 +5,11 @@
 
 use super::{Builder, Result, State, MAX_STAGE_TEXT};
 use crate::dockerfile::{Command, Instr};
+use crate::fsroot::Root;
 use crate::image::config::History;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 impl Builder<'_> {
     pub(super) fn history(&self, st: &mut State, text: &str, empty: bool) {
@@ -20,6 +21,40 @@ impl Builder<'_> {
             empty_layer: empty,
             ..Default::default()
         });
+    }
+
+    /// WORKDIR's directory `dir` (clean, absolute) made if missing, as a layer: missing
+    /// components are owned by the stage's USER as BuildKit resolves it for a file operation
+    /// ([`super::run::file_op_owner`]; root without USER), one that exists is left as it is.
+    pub(super) fn workdir_mkdir(
+        &self,
+        st: &mut State,
+        line: usize,
+        dir: &str,
+        by: &str,
+    ) -> Result<()> {
+        let (area, m) = self.mount_rw(st, line)?;
+        let root = Root::open(&area.join("merged")).map_err(|e| self.err(line, e))?;
+        let owner = match cfg(st).user.clone().filter(|u| !u.is_empty()) {
+            Some(u) => super::run::file_op_owner(&root, &u)
+                .map_err(|e| self.err(line, format!("WORKDIR {dir}: USER {u}: {e}")))?,
+            None => (0, 0),
+        };
+        let (_, created) = root
+            .mkdir_all(Path::new(dir), 0o755)
+            .map_err(|e| self.err(line, format!("WORKDIR {dir}: {e}")))?;
+        for d in created {
+            let fd = root.dir(&d).map_err(|e| self.err(line, e))?;
+            rustix::fs::fchown(
+                &fd,
+                Some(rustix::fs::Uid::from_raw(owner.0)),
+                Some(rustix::fs::Gid::from_raw(owner.1)),
+            )
+            .map_err(|e| self.err(line, format!("WORKDIR: chown {}: {e}", d.display())))?;
+        }
+        drop(root);
+        m.unmount().map_err(|e| self.err(line, e))?;
+        self.commit_layer(st, line, &area.join("upper"), by)
     }
 
     pub(super) fn shell(st: &State) -> Vec<String> {
@@ -74,9 +109,11 @@ impl Builder<'_> {
             Instr::Env(pairs) => {
                 let mut shown = Vec::new();
                 for (k, v) in pairs {
+                    // The name is a word too (BuildKit): `ENV "K"=v` sets K.
+                    let k = self.word(st, line, k)?;
                     let v = self.word(st, line, v)?;
                     self.grow(st, line, k.len() + v.len())?;
-                    st.config.set_env(k, &v);
+                    st.config.set_env(&k, &v);
                     shown.push(format!("{k}={v}"));
                 }
                 self.history(st, &format!("ENV {}", shown.join(" ")), true);
@@ -100,19 +137,17 @@ impl Builder<'_> {
                 self.history(st, text, true);
             }
             Instr::Workdir(w) => {
+                // As BuildKit records it: an absolute path as written (`/app/` stays), a
+                // relative one joined to the current directory and cleaned. The directory
+                // itself is made by [`Builder::workdir_mkdir`].
                 let w = self.word(st, line, w)?;
-                let cur = cfg(st).working_dir.clone().unwrap_or_else(|| "/".into());
-                let p = if w.starts_with('/') {
-                    PathBuf::from(&w)
+                let wd = if w.starts_with('/') {
+                    w
                 } else {
-                    Path::new(&cur).join(&w)
+                    clean_abs(&Path::new(&st.workdir()).join(&w))
                 };
-                cfg(st).working_dir = Some(clean_abs(&p));
-                let shown = format!(
-                    "WORKDIR {}",
-                    cfg(st).working_dir.clone().unwrap_or_default()
-                );
-                self.history(st, &shown, true);
+                self.history(st, &format!("WORKDIR {wd}"), true);
+                cfg(st).working_dir = Some(wd);
             }
             Instr::User(u) => {
                 let u = self.word(st, line, u)?;

@@ -3,12 +3,14 @@
 //! stages and images), the entry looked up in the store and then in the `--cache-from` caches,
 //! and, on a miss, the step applied and its result recorded.
 
+use super::apply::clean_abs;
 use super::{contexts, lock, mounts, Builder, CacheFrom, Layer, Result, State};
 use crate::cache::{self, key, sources};
 use crate::dockerfile::Instr;
 use crate::fsroot::Root;
 use oci_spec::image::Descriptor;
 use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 
 impl Builder<'_> {
     /// One instruction of a stage, from the cache when `use_cache` and its key has an entry
@@ -33,6 +35,31 @@ impl Builder<'_> {
             } else {
                 None
             };
+            // WORKDIR also makes its directory (unless `/`), a layer as BuildKit's mkdir is.
+            let mkdir = matches!(l.instr, Instr::Workdir(_))
+                .then(|| clean_abs(Path::new(&st.workdir())))
+                .filter(|d| d != "/");
+            if let Some(dir) = mkdir {
+                let made = st
+                    .config
+                    .history
+                    .pop()
+                    .expect("WORKDIR adds a history entry");
+                let cached = match hit.and_then(|e| e.layer.clone().map(|l| (e, l))) {
+                    Some((e, layer)) => {
+                        self.reuse_layer(st, line, e, layer)?;
+                        true
+                    }
+                    None => {
+                        let by = made.created_by.unwrap_or_default();
+                        self.workdir_mkdir(st, line, &dir, &by)?;
+                        self.record(st, &key, Some(last_layer(st)))?;
+                        false
+                    }
+                };
+                st.key = key;
+                return Ok(cached);
+            }
             let cached = hit.is_some();
             match hit {
                 Some(e) => {
@@ -54,37 +81,43 @@ impl Builder<'_> {
         };
         let cached = match hit.and_then(|e| e.layer.clone().map(|l| (e, l))) {
             Some((e, layer)) => {
-                let desc = Descriptor::new(
-                    self.opts.compression.media_type(),
-                    layer.size,
-                    layer
-                        .digest
-                        .parse::<oci_spec::image::Digest>()
-                        .map_err(|e| self.err(line, e))?,
-                );
-                st.layers.push(Layer {
-                    desc,
-                    diff_id: layer.diff_id.clone(),
-                    dir: self.store.layer_dir(&layer.diff_id),
-                });
-                st.config.rootfs.diff_ids.push(layer.diff_id);
-                st.config.history.push(e.history);
+                self.reuse_layer(st, line, e, layer)?;
                 true
             }
             None => {
                 self.apply(st, line, &l.instr, text, globals, done)?;
-                let last = st.layers.last().expect("a layer step adds a layer");
-                let layer = cache::LayerRef {
-                    digest: last.desc.digest().to_string(),
-                    diff_id: last.diff_id.clone(),
-                    size: last.desc.size(),
-                };
-                self.record(st, &key, Some(layer))?;
+                self.record(st, &key, Some(last_layer(st)))?;
                 false
             }
         };
         st.key = key;
         Ok(cached)
+    }
+
+    /// Appends the recorded layer and history entry of a cache hit to `st`.
+    fn reuse_layer(
+        &self,
+        st: &mut State,
+        line: usize,
+        e: cache::Entry,
+        layer: cache::LayerRef,
+    ) -> Result<()> {
+        let desc = Descriptor::new(
+            self.opts.compression.media_type(),
+            layer.size,
+            layer
+                .digest
+                .parse::<oci_spec::image::Digest>()
+                .map_err(|e| self.err(line, e))?,
+        );
+        st.layers.push(Layer {
+            desc,
+            diff_id: layer.diff_id.clone(),
+            dir: self.store.layer_dir(&layer.diff_id),
+        });
+        st.config.rootfs.diff_ids.push(layer.diff_id);
+        st.config.history.push(e.history);
+        Ok(())
     }
 
     /// The key of a step applied to `st` ([`key::step`]); `inputs` is what the step reads
@@ -223,6 +256,16 @@ impl Builder<'_> {
             a.used.push(key.to_string());
         });
         Ok(())
+    }
+}
+
+/// The last layer of `st`, as a cache entry records it.
+fn last_layer(st: &State) -> cache::LayerRef {
+    let last = st.layers.last().expect("a layer step adds a layer");
+    cache::LayerRef {
+        digest: last.desc.digest().to_string(),
+        diff_id: last.diff_id.clone(),
+        size: last.desc.size(),
     }
 }
 

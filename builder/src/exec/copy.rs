@@ -5,7 +5,8 @@
 //! contents, a destination ending in `/` (or several sources) is a directory, owners of context
 //! files become 0:0 and owners of files from another stage or image are kept (docker since
 //! moby#38599, BuildKit, buildah), unless `--chown`, which also owns the parent directories
-//! the copy creates (BuildKit's fsutil#49, buildah); `--chmod` sets the mode, `.dockerignore`
+//! the copy creates (BuildKit's fsutil#49, buildah), while a destination directory that
+//! exists keeps its owner and mode; `--chmod` sets the mode, `.dockerignore`
 //! hides context files, ADD extracts local tar archives (plain, gzip, bzip2, xz or zstd). Both
 //! sides are resolved inside their roots with [`Root`]: a source symlink cannot reach outside
 //! the context, a destination symlink planted by an earlier step cannot make a copy write
@@ -101,6 +102,9 @@ fn target_of(
 /// Performs the copy into `dst` (the mounted overlay).
 pub fn copy(op: &CopyOp<'_>, dst: &Root) -> Result<(), String> {
     let mut srcs: Vec<PathBuf> = Vec::new();
+    // A wildcard matching nothing is no error while another source matches (BuildKit's
+    // AllowEmptyWildcard); the first one is named when nothing matched at all.
+    let mut empty_glob = None;
     for s in &op.sources {
         let rel = s.trim_start_matches('/');
         if rel.contains(['*', '?', '[']) {
@@ -110,7 +114,7 @@ pub fn copy(op: &CopyOp<'_>, dst: &Root) -> Result<(), String> {
                 .filter(|p| !excluded(op.ignore, p) && !op.excluded_file(p))
                 .collect();
             if found.is_empty() {
-                return Err(format!("no source files were specified by {s:?}"));
+                empty_glob.get_or_insert(s);
             }
             srcs.extend(found);
         } else {
@@ -122,6 +126,9 @@ pub fn copy(op: &CopyOp<'_>, dst: &Root) -> Result<(), String> {
                 srcs.push(p);
             }
         }
+    }
+    if let (Some(s), true) = (empty_glob, srcs.is_empty() && op.inline.is_empty()) {
+        return Err(format!("no source files were specified by {s:?}"));
     }
     let count = srcs.len() + op.inline.len();
     let dest_is_dir = op.parents
@@ -227,15 +234,20 @@ fn copy_tree(
     dest: &Path,
     dst: &Root,
 ) -> Result<(), String> {
+    // A destination directory that exists keeps its owner and mode; only one the copy
+    // creates takes the source's (BuildKit's fsutil copy; docker does the same).
+    let existed = dst.dir(dest).is_ok();
     let dfd = mkdirs(op, dst, dest)?;
-    let md = fs::metadata(real).map_err(|e| e.to_string())?;
-    finish(
-        &dfd,
-        op.owner.unwrap_or((0, 0)),
-        op.chmod.unwrap_or(md.mode() & 0o7777),
-        None,
-    )
-    .map_err(|e| e.to_string())?;
+    if !existed {
+        let md = fs::metadata(real).map_err(|e| e.to_string())?;
+        finish(
+            &dfd,
+            op.owner.unwrap_or((0, 0)),
+            op.chmod.unwrap_or(md.mode() & 0o7777),
+            None,
+        )
+        .map_err(|e| e.to_string())?;
+    }
     let mut dirs: Vec<(PathBuf, i64)> = Vec::new();
     let mut walk = walkdir::WalkDir::new(real)
         .min_depth(1)

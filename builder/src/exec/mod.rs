@@ -14,7 +14,7 @@
 //! the parent's key, the instruction, the stage's config and args and what the step reads),
 //! gathered here. A layer step whose key has an entry reuses the recorded layer and runs
 //! nothing; a metadata step (ENV, LABEL, ...) is applied (it is only a config change) and takes
-//! the recorded history entry, so an unchanged rebuild yields byte-identical config and
+//! the recorded history entry (WORKDIR also its recorded mkdir layer), so an unchanged rebuild yields byte-identical config and
 //! manifest blobs: the same image digest and no new blob.
 
 mod apply;

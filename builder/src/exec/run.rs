@@ -273,6 +273,29 @@ pub fn lookup_user(root: &Root, spec: &str) -> Result<(u32, u32), String> {
     Ok((uid, gid))
 }
 
+/// The owner BuildKit gives what a file operation creates for USER `spec` (WORKDIR's
+/// directory; BuildKit's `llb.WithUser`): a numeric user is its own group too, a named one
+/// takes its passwd uid and group (root without an entry); a group after `:` is numeric or
+/// looked up in /etc/group.
+pub fn file_op_owner(root: &Root, spec: &str) -> Result<(u32, u32), String> {
+    let (u, g) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let (uid, gid) = match u.parse::<u32>() {
+        Ok(n) => (n, n),
+        Err(_) => lookup_user(root, u).unwrap_or((0, 0)),
+    };
+    let gid = match g {
+        None => gid,
+        Some(g) => match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => lookup_user(root, &format!("0:{g}"))?.1,
+        },
+    };
+    Ok((uid, gid))
+}
+
 impl Builder<'_> {
     pub(super) fn run_step(
         &self,
