@@ -2,7 +2,7 @@
 //!
 //! The path of one `brig run` reads top to bottom: [`container::create`]
 //! (spec checked in [`spec`], the plans made: [`linux::rootfs_plan`],
-//! [`process::plan`]) → [`process::clone_init`] → (in the child)
+//! [`process::plan`]) → [`linux::clone::clone_init`] → (in the child)
 //! [`process::init`]: [`linux`] in spec order → exec, while the parent serves
 //! it ([`process::parent`]) and records the state ([`state::record`]).
 

@@ -63,7 +63,7 @@ pub fn write(level: &str, msg: &str) {
         eprintln!("{level}: {msg}");
         return;
     };
-    let time = crate::state::now_rfc3339();
+    let time = now_rfc3339();
     let line = match l.format {
         Format::Json => {
             let mut s = serde_json::json!({"level": level, "msg": msg, "time": time}).to_string();
@@ -87,4 +87,9 @@ pub fn write(level: &str, msg: &str) {
             let _ = std::io::stderr().write_all(line.as_bytes());
         }
     }
+}
+
+/// Current UTC time in RFC 3339 with nanoseconds, as runc prints it.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string()
 }

@@ -225,7 +225,7 @@ pub fn record(
         pid_start: st.start_time,
         bundle: bundle.dir.clone(),
         rootfs: bundle.rootfs.clone(),
-        created: now_rfc3339(),
+        created: crate::logging::now_rfc3339(),
         owner: String::new(),
         annotations: spec
             .annotations()
@@ -375,11 +375,6 @@ impl Saved {
     }
 }
 
-/// Current UTC time in RFC 3339 with nanoseconds, as runc prints it.
-pub fn now_rfc3339() -> String {
-    humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string()
-}
-
 /// Opens a file for writing with mode 0644 (pid files).
 pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     // runc writes the pid file atomically via a temp file in the same dir.
@@ -421,7 +416,7 @@ mod tests {
 
     #[test]
     fn rfc3339() {
-        let t = now_rfc3339();
+        let t = crate::logging::now_rfc3339();
         // 2026-11-23T17:12:28.823332563Z
         assert_eq!(t.len(), 30, "{t}");
         assert!(

@@ -86,5 +86,5 @@ fn owner_of(dir: &Path) -> String {
     let Ok(uid) = std::fs::metadata(dir).map(|m| m.uid()) else {
         return String::new();
     };
-    brig::process::init::passwd_field("/etc/passwd", uid, 0).unwrap_or_else(|| format!("#{uid}"))
+    brig::linux::user::passwd_field("/etc/passwd", uid, 0).unwrap_or_else(|| format!("#{uid}"))
 }

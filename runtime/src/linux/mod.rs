@@ -1,6 +1,7 @@
 //! One file per kernel facility the container init sets up.
 
 pub mod capabilities;
+pub mod clone;
 pub mod lsm;
 pub mod mount_options;
 pub mod mountinfo;

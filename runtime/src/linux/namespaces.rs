@@ -231,7 +231,7 @@ pub fn userns_with_maps(
 ) -> Result<OwnedFd> {
     let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).sys("pipe", "idmap user namespace")?;
     let w_raw = std::os::fd::AsRawFd::as_raw_fd(&w);
-    let pid = crate::process::clone_init(libc::CLONE_NEWUSER as u64, || {
+    let pid = crate::linux::clone::clone_init(libc::CLONE_NEWUSER as u64, || {
         let _ = nix::unistd::close(w_raw);
         // Wait until the parent is done with us (it closes its end).
         let mut b = [0u8; 1];

@@ -744,26 +744,6 @@ fn export(ctx: &ScmpFilterContext) -> Result<Vec<libc::sock_filter>> {
     Ok(filter)
 }
 
-/// In the container process: loads the filter and, when it has a listener,
-/// passes the listener to the parent over `sync`, which gives it to the
-/// agent ([`send_to_agent`]); our copy is closed once the parent confirms.
-pub fn load_and_hand_over(p: &SeccompProgram, sync: &crate::process::Channel) -> Result<()> {
-    use crate::process::Msg;
-    use std::os::fd::AsFd;
-    if let Some(fd) = p.load()? {
-        sync.send_with_fd(&Msg::SeccompFd, fd.as_fd())?;
-        match sync.recv()? {
-            Some(Msg::SeccompDone) => {}
-            other => {
-                return Err(Error::msg(format!(
-                    "sync: expected seccomp-done, got {other:?}"
-                )))
-            }
-        }
-    }
-    Ok(())
-}
-
 /// In the runtime: sends the seccomp listener fd to the agent listening at
 /// `listener_path`, with the container process state (runtime-spec
 /// "ContainerProcessState": ociVersion, fds, pid, metadata, state).

@@ -128,3 +128,38 @@ fn verify_cwd(cwd: &std::path::Path) -> Result<()> {
         ))),
     }
 }
+
+/// Field `field` (0 name, 5 home, ...) of the first entry for `uid` in the
+/// passwd file at `path`, read directly as runc does (no NSS: brig is
+/// linked statically, where glibc's NSS would need dlopen).
+pub fn passwd_field(path: &str, uid: u32, field: usize) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() > field && f.len() >= 3 && f[2].parse() == Ok(uid)).then(|| f[field].to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwd_fields_by_uid() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("passwd");
+        std::fs::write(
+            &p,
+            "root:x:0:0:root:/root:/bin/sh\nbroken\nalice:x:1000:1000::/home/alice:/bin/sh\nshort:x:7\n",
+        )
+        .unwrap();
+        let p = p.to_str().unwrap();
+        assert_eq!(passwd_field(p, 0, 0).as_deref(), Some("root"));
+        assert_eq!(passwd_field(p, 1000, 5).as_deref(), Some("/home/alice"));
+        // An entry too short for the field, an unknown uid, a missing file: none.
+        assert_eq!(passwd_field(p, 7, 5), None);
+        assert_eq!(passwd_field(p, 7, 0).as_deref(), Some("short"));
+        assert_eq!(passwd_field(p, 42, 0), None);
+        assert_eq!(passwd_field("/nonexistent/passwd", 0, 0), None);
+    }
+}

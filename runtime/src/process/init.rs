@@ -5,9 +5,8 @@
 //! to the parent as a message so `create` fails with the real cause.
 
 use std::collections::HashMap;
-use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
@@ -183,146 +182,10 @@ fn setup(plan: &Plan, sync: &Channel) -> Result<Never> {
     Err(plan.process.exec(&exec))
 }
 
-pub(crate) fn close_range_cloexec(from: i32) {
-    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
-    unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            from as u32,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        );
-    }
-}
-
-pub(crate) fn cstrings(v: &[String]) -> Result<Vec<CString>> {
-    v.iter()
-        .map(|s| CString::new(s.as_str()).map_err(|_| Error::msg(format!("{s:?}: contains NUL"))))
-        .collect()
-}
-
-/// Environment with duplicates removed: the last value of a name wins, at
-/// the place of its first occurrence (what runc's os.Setenv loop yields).
-pub(crate) fn dedupe_env(env: &[String]) -> Vec<String> {
-    // One map lookup per entry: linear in the size of the environment (a scan of the output
-    // for each entry took 158 s for 100k entries).
-    let mut out: Vec<String> = Vec::with_capacity(env.len());
-    let mut at: std::collections::HashMap<&str, usize> =
-        std::collections::HashMap::with_capacity(env.len());
-    for e in env {
-        let name = e.split_once('=').map_or(e.as_str(), |(n, _)| n);
-        match at.get(name) {
-            Some(&i) => out[i] = e.clone(),
-            None => {
-                at.insert(name, out.len());
-                out.push(e.clone());
-            }
-        }
-    }
-    out
-}
-
-/// Adds HOME from the container's /etc/passwd (or "/") if env lacks it, as runc does.
-pub(crate) fn with_home(env: &[String], uid: u32) -> Vec<String> {
-    if env.iter().any(|e| e.starts_with("HOME=")) {
-        return env.to_vec();
-    }
-    let home = passwd_field("/etc/passwd", uid, 5).unwrap_or_else(|| "/".to_string());
-    let mut env = env.to_vec();
-    env.push(format!("HOME={home}"));
-    env
-}
-
-/// Field `field` (0 name, 5 home, ...) of the first entry for `uid` in the
-/// passwd file at `path`, read directly as runc does (no NSS: brig is
-/// linked statically, where glibc's NSS would need dlopen).
-pub fn passwd_field(path: &str, uid: u32, field: usize) -> Option<String> {
-    let text = std::fs::read_to_string(path).ok()?;
-    text.lines().find_map(|l| {
-        let f: Vec<&str> = l.split(':').collect();
-        (f.len() > field && f.len() >= 3 && f[2].parse() == Ok(uid)).then(|| f[field].to_string())
-    })
-}
-
-/// Resolves argv[0] in the container like execvp, so a missing program
-/// fails `create` rather than `start`.
-pub(crate) fn find_program(arg0: &str, env: &[String]) -> Result<CString> {
-    let named = || crate::error::abbreviate(format!("{arg0:?}"), 256);
-    let exists = |p: &Path| {
-        std::fs::metadata(p).is_ok_and(|m| {
-            use std::os::unix::fs::PermissionsExt;
-            m.is_file() && m.permissions().mode() & 0o111 != 0
-        })
-    };
-    if arg0.contains('/') {
-        if !Path::new(arg0).exists() {
-            return Err(Error::msg(format!(
-                "exec: {}: stat {}: no such file or directory",
-                named(),
-                crate::error::abbreviate(arg0.to_string(), 256)
-            )));
-        }
-        return CString::new(arg0).map_err(|_| Error::msg("process.args[0] contains NUL"));
-    }
-    let path = env
-        .iter()
-        .rev()
-        .find_map(|e| e.strip_prefix("PATH="))
-        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-    for dir in path.split(':') {
-        let dir = if dir.is_empty() { "." } else { dir };
-        let cand = Path::new(dir).join(arg0);
-        if exists(&cand) {
-            return CString::new(cand.into_os_string().into_encoded_bytes())
-                .map_err(|_| Error::msg("path contains NUL"));
-        }
-    }
-    Err(Error::msg(format!(
-        "exec: {}: executable file not found in $PATH",
-        named()
-    )))
-}
-
 /// Runs the init's own hooks of `kind` (createContainer, startContainer)
 /// with the container's state as `status`, the init's pid in it.
 fn run_hooks(plan: &Plan, kind: &str, status: &str, hooks: &[Hook]) -> Result<()> {
     let pid = nix::unistd::getpid().as_raw();
     let state = crate::hooks::state_json(&plan.id, status, pid, &plan.bundle, &plan.annotations);
     crate::hooks::run_all(kind, hooks, &state)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn env_duplicates_last_value_at_first_place() {
-        let env: Vec<String> = ["A=1", "B=2", "A=3", "C", "C=4", "B=", "=x"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        assert_eq!(dedupe_env(&env), ["A=3", "B=", "C=4", "=x"]);
-        // 100k distinct names: kept in order (the bench times this; runc takes 21 s).
-        let many: Vec<String> = (0..100_000).map(|i| format!("K{i}=v")).collect();
-        assert_eq!(dedupe_env(&many), many);
-    }
-
-    #[test]
-    fn passwd_fields_by_uid() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("passwd");
-        std::fs::write(
-            &p,
-            "root:x:0:0:root:/root:/bin/sh\nbroken\nalice:x:1000:1000::/home/alice:/bin/sh\nshort:x:7\n",
-        )
-        .unwrap();
-        let p = p.to_str().unwrap();
-        assert_eq!(passwd_field(p, 0, 0).as_deref(), Some("root"));
-        assert_eq!(passwd_field(p, 1000, 5).as_deref(), Some("/home/alice"));
-        // An entry too short for the field, an unknown uid, a missing file: none.
-        assert_eq!(passwd_field(p, 7, 5), None);
-        assert_eq!(passwd_field(p, 7, 0).as_deref(), Some("short"));
-        assert_eq!(passwd_field(p, 42, 0), None);
-        assert_eq!(passwd_field("/nonexistent/passwd", 0, 0), None);
-    }
 }
