@@ -109,10 +109,8 @@ impl Builder<'_> {
             Instr::Env(pairs) => {
                 let mut shown = Vec::new();
                 for (k, v) in pairs {
-                    // The name is a word too (BuildKit): `ENV "K"=v` sets K.
-                    let k = self.word(st, line, k)?;
-                    let v = self.word(st, line, v)?;
-                    self.grow(st, line, k.len() + v.len())?;
+                    // One at a time: a later value may name an earlier key.
+                    let (k, v) = self.pair(st, line, k, v)?;
                     st.config.set_env(&k, &v);
                     shown.push(format!("{k}={v}"));
                 }
@@ -121,9 +119,7 @@ impl Builder<'_> {
             Instr::Label(pairs) => {
                 let mut shown = Vec::new();
                 for (k, v) in pairs {
-                    let k = self.word(st, line, k)?;
-                    let v = self.word(st, line, v)?;
-                    self.grow(st, line, k.len() + v.len())?;
+                    let (k, v) = self.pair(st, line, k, v)?;
                     shown.push(format!("{k}={v}"));
                     cfg(st)
                         .labels
@@ -267,6 +263,15 @@ impl Builder<'_> {
 
     /// Counts `n` more bytes of expanded text kept in the stage's config (see
     /// [`MAX_STAGE_TEXT`]); history lines are counted when recorded.
+    /// An ENV or LABEL `key=value` with both expanded: the key is a word too (BuildKit: `ENV
+    /// "K"=v` sets K), and both count toward the expansion limit.
+    fn pair(&self, st: &mut State, line: usize, k: &str, v: &str) -> Result<(String, String)> {
+        let k = self.word(st, line, k)?;
+        let v = self.word(st, line, v)?;
+        self.grow(st, line, k.len() + v.len())?;
+        Ok((k, v))
+    }
+
     pub(super) fn grow(&self, st: &mut State, line: usize, n: usize) -> Result<()> {
         st.text = st.text.saturating_add(n);
         if st.text > MAX_STAGE_TEXT {

@@ -411,13 +411,20 @@ mod tests {
         write(dir, out, opts).unwrap()
     }
 
-    #[test]
-    fn entries_sorted_with_types_modes_and_links() {
+    /// [`tree`] (without root's parts) written as a layer with the default options: the
+    /// tree's dir, the output dir, the blob's path in it, and what was written.
+    fn tree_layer() -> (tempfile::TempDir, tempfile::TempDir, PathBuf, Written) {
         let src = tempfile::tempdir().unwrap();
         tree(src.path(), false);
         let out = tempfile::tempdir().unwrap();
         let blob = out.path().join("layer");
         let w = write_layer(src.path(), &blob, Options::default());
+        (src, out, blob, w)
+    }
+
+    #[test]
+    fn entries_sorted_with_types_modes_and_links() {
+        let (_src, _out, blob, w) = tree_layer();
         let got = read_layer(&blob);
         let long = format!("l/{}", "n".repeat(150));
         let long_target = format!("./{}", "n".repeat(150));
@@ -556,11 +563,7 @@ mod tests {
 
     #[test]
     fn round_trip_through_unpack() {
-        let src = tempfile::tempdir().unwrap();
-        tree(src.path(), false);
-        let out = tempfile::tempdir().unwrap();
-        let blob = out.path().join("layer");
-        write_layer(src.path(), &blob, Options::default());
+        let (src, out, blob, _) = tree_layer();
         let dst = unpack_layer(&blob, false);
         let d = dst.path();
         let md = |p: &str| fs::symlink_metadata(d.join(p)).unwrap();
