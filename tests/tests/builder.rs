@@ -270,6 +270,34 @@ fn identical_layers_in_a_row_then_run() {
     assert_eq!(img.layer_file(-1, "z"), "same\nsame\n");
 }
 
+/// A stage of 60 layers, then a RUN: the lowerdir of the RUN's overlay, with the store's absolute
+/// layer paths, is longer than the page of mount options the kernel takes (it failed with a
+/// misleading ENOENT: the kernel cut the last path). BuildKit builds such Dockerfiles.
+#[test]
+fn many_layers_then_run() {
+    if !ready("many_layers_then_run") {
+        return;
+    }
+    let mut df = from_base();
+    for i in 0..60 {
+        df.push_str(&format!("\nCOPY f{i} /l/"));
+    }
+    df.push_str("\nRUN ls /l | wc -l > /count && cat /l/f0 /l/f59 >> /count\n");
+    let c = Ctx::new(&df);
+    for i in 0..60 {
+        c.write(&format!("f{i}"), &format!("{i}\n"));
+    }
+    let img = c.build_oci(&[]);
+    assert_eq!(img.layers(), 62);
+    assert_eq!(img.layer_file(-1, "count"), "60\n0\n59\n");
+    // The links the long mount went through are gone.
+    let left = run(Command::new("find")
+        .arg(c.store())
+        .args(["-name", ".lowers-*"]));
+    left.assert_ok();
+    assert!(left.stdout.is_empty(), "{left}");
+}
+
 #[test]
 fn copy_add_rules() {
     if !ready("copy_add_rules") {

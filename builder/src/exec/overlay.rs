@@ -5,6 +5,13 @@
 //! upper file must hold its data, it becomes a layer) and `redirect_dir=off` (a renamed lower
 //! directory must be copied up whole, layers have no redirects). A [`Mounted`] unmounts when
 //! dropped, so an error path never leaves a mount behind.
+//!
+//! Mount data is limited to one page: with the store's absolute layer paths (~100 bytes each)
+//! that is about 40 layers, and images and Dockerfiles have more (BuildKit takes up to the
+//! kernel's 500). A longer `lowerdir` goes through a directory of numbered symlinks to the layers,
+//! named relative to it from a thread of ours that has its own working directory
+//! (`unshare(CLONE_FS)`, so the process's stays): `lowerdir=0:1:2:...`. overlayfs resolves the
+//! names when it mounts; the links are removed right after.
 
 use rustix::mount::{mount, unmount, MountFlags, UnmountFlags};
 use std::io;
@@ -101,38 +108,95 @@ pub fn mount_overlay(
             ));
         }
     }
-    let mut data = format!(
-        "lowerdir={}",
-        ls.iter()
-            .map(|p| p.to_string_lossy().into_owned())
-            .collect::<Vec<_>>()
-            .join(":")
-    );
-    if let Some((u, w)) = upper {
-        data.push_str(&format!(
-            ",upperdir={},workdir={},metacopy=off,redirect_dir=off",
-            u.display(),
-            w.display()
-        ));
-    }
-    data.push_str(",index=off");
+    let lowerdir = |names: &mut dyn Iterator<Item = String>| {
+        let mut data = format!("lowerdir={}", names.collect::<Vec<_>>().join(":"));
+        if let Some((u, w)) = upper {
+            data.push_str(&format!(
+                ",upperdir={},workdir={},metacopy=off,redirect_dir=off",
+                u.display(),
+                w.display()
+            ));
+        }
+        data.push_str(",index=off");
+        data
+    };
+    let data = lowerdir(&mut ls.iter().map(|p| p.to_string_lossy().into_owned()));
     let flags = if upper.is_some() {
         MountFlags::empty()
     } else {
         MountFlags::RDONLY
     };
-    let cdata = std::ffi::CString::new(data.clone())
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    mount("overlay", target, "overlay", flags, Some(cdata.as_c_str())).map_err(|e| {
+    let fail = |data: &str, e: rustix::io::Errno| {
         io::Error::new(
             e.kind(),
             format!("mount overlay on {} ({data}): {e}", target.display()),
         )
-    })?;
+    };
+    if data.len() <= MAX_MOUNT_DATA {
+        mount(
+            "overlay",
+            target,
+            "overlay",
+            flags,
+            Some(cstring(&data)?.as_c_str()),
+        )
+        .map_err(|e| fail(&data, e))?;
+    } else {
+        let short = lowerdir(&mut (0..ls.len()).map(|i| i.to_string()));
+        if short.len() > MAX_MOUNT_DATA {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "mount overlay on {}: {} lower layers are more than one page of mount \
+                     options holds (the most is about 1000)",
+                    target.display(),
+                    ls.len()
+                ),
+            ));
+        }
+        let parent = target.parent().unwrap_or(Path::new("/"));
+        let links = tempfile::Builder::new()
+            .prefix(".lowers-")
+            .tempdir_in(parent)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", parent.display())))?;
+        for (i, p) in ls.iter().enumerate() {
+            std::os::unix::fs::symlink(p, links.path().join(i.to_string()))?;
+        }
+        let (dir, target_owned, cdata) = (
+            links.path().to_path_buf(),
+            target.to_path_buf(),
+            cstring(&short)?,
+        );
+        std::thread::scope(|s| {
+            s.spawn(move || -> Result<(), rustix::io::Errno> {
+                // SAFETY: CLONE_FS only gives this thread its own cwd, root and umask; nothing
+                // else in the process reads this thread's.
+                unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::FS)? };
+                rustix::process::chdir(&dir)?;
+                mount(
+                    "overlay",
+                    &target_owned,
+                    "overlay",
+                    flags,
+                    Some(cdata.as_c_str()),
+                )
+            })
+            .join()
+            .unwrap_or(Err(rustix::io::Errno::INTR))
+        })
+        .map_err(|e| fail(&format!("{data} through {short}"), e))?;
+    }
     Ok(Mounted {
         target: target.to_path_buf(),
         active: true,
     })
+}
+
+/// The most mount data the kernel takes: one page, its NUL included.
+const MAX_MOUNT_DATA: usize = 4095;
+
+fn cstring(s: &str) -> io::Result<std::ffi::CString> {
+    std::ffi::CString::new(s).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
 }
 
 #[cfg(test)]
