@@ -111,6 +111,21 @@ for dir in "$top"/tests/testdata/dockerfiles/*/; do
     rows+=("$(printf '%-12s %-16s %-16s %-16s' "$name" "$rb" "$rz" "$rh")")
 done
 
+# Attestations (--sbom, --provenance=mode=max): an index of the image and its attestation
+# manifest, as BuildKit writes it.
+a=$work/brig-attested
+if "$BRIG_BUILD" --store "$store" build -q --runtime "$RUNC" --build-arg FROM_CLI=cli \
+    --sbom --provenance=mode=max -o "type=oci,dest=$a,name=t:1" "$top/tests/testdata/dockerfiles/single" \
+    >"$work/brig-attested.build.log" 2>&1; then
+    ra=$(check brig-attested "$a")
+    [ "${ra%/*}" = "${ra#*/}" ] || fail=1
+else
+    ra="build failed"
+    fail=1
+    failed_builds+=(brig-attested)
+fi
+rows+=("$(printf '%-12s %-16s %-16s %-16s' "single+att" "$ra" "-" "-")")
+
 printf '\nimage-spec validation (image-spec %s schema package; checks passed/run per image)\n' \
     "$(dpkg-query -W -f '${Version}' golang-github-opencontainers-image-spec-dev)"
 printf '%-12s %-16s %-16s %-16s\n' dockerfile brig-build "brig-build zstd" buildah

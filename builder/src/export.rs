@@ -9,6 +9,7 @@
 //! RepoTags holds `NAME:TAG`. Archives are written to a temporary name and renamed, so a failed
 //! export leaves no partial file at `dest`.
 
+use crate::attest::Attested;
 use crate::image::store::{new_index, normalize, ref_name, Store, REF_NAME};
 use crate::image::{hex_of, store::Image};
 use oci_spec::image::{Descriptor, ImageIndex};
@@ -90,11 +91,13 @@ fn io_at(p: &Path) -> impl Fn(io::Error) -> String + '_ {
     move |e| format!("{}: {e}", p.display())
 }
 
-/// Writes `img` as `out` asks; `tags` are the build's `-t` names; `registry` says how to reach
-/// registries.
+/// Writes `img` (with its attestations, in an index, when `attested`) as `out` asks; `tags`
+/// are the build's `-t` names; `registry` says how to reach registries. A docker-archive has
+/// no room for attestations (as buildx's docker exporter): they are left out, with a notice.
 pub fn export(
     store: &Store,
     img: &Image,
+    attested: Option<&Attested>,
     out: &Output,
     tags: &[String],
     registry: &crate::registry::Options,
@@ -109,15 +112,18 @@ pub fn export(
             let name = out.name.as_deref().unwrap_or_default();
             let r = crate::registry::Reference::parse(name)
                 .ok_or_else(|| format!("{name:?} is not an image reference"))?;
-            crate::registry::push(store, registry, img, &r)
-                .map(|_| ())
-                .map_err(|e| format!("push: {e}"))
+            match attested {
+                Some(a) => crate::registry::push_attested(store, registry, img, a, &r),
+                None => crate::registry::push(store, registry, img, &r),
+            }
+            .map(|_| ())
+            .map_err(|e| format!("push: {e}"))
         }
-        Kind::Oci => write_layout(store, img, &out.dest, full.as_deref()),
+        Kind::Oci => write_layout(store, img, attested, &out.dest, full.as_deref()),
         Kind::OciArchive => {
             let tmp = store.tempdir("export-").map_err(|e| e.to_string())?;
             let dir = tmp.path().join("layout");
-            write_layout(store, img, &dir, full.as_deref())?;
+            write_layout(store, img, attested, &dir, full.as_deref())?;
             write_tar(&out.dest, |b| {
                 let mut entries: Vec<PathBuf> = walkdir::WalkDir::new(&dir)
                     .min_depth(1)
@@ -142,6 +148,12 @@ pub fn export(
             })
         }
         Kind::DockerArchive => write_tar(&out.dest, |b| {
+            if attested.is_some() {
+                eprintln!(
+                    "[notice] {}: a docker-archive holds no attestations; left out",
+                    out.dest.display()
+                );
+            }
             let cfg_name = format!("{}.json", hex_of(&img.config_digest));
             let cfg = fs::read(store.blob_path(&img.config_digest))?;
             let mut h = file_header(cfg.len() as u64);
@@ -228,10 +240,12 @@ fn write_tar(
     r.map_err(io_at(dest))
 }
 
-/// Writes (or adds to) the OCI layout at `dir`.
+/// Writes (or adds to) the OCI layout at `dir`: the image, or the index of it and its
+/// attestations.
 pub fn write_layout(
     store: &Store,
     img: &Image,
+    attested: Option<&Attested>,
     dir: &Path,
     full: Option<&str>,
 ) -> Result<(), String> {
@@ -239,6 +253,10 @@ pub fn write_layout(
     fs::create_dir_all(&blobs).map_err(io_at(&blobs))?;
     let mut digests = vec![img.manifest_digest.clone(), img.config_digest.clone()];
     digests.extend(img.manifest.layers().iter().map(|l| l.digest().to_string()));
+    if let Some(a) = attested {
+        digests.extend([a.index_digest.clone(), a.attestation_digest.clone()]);
+        digests.extend(a.attestation_blobs.iter().cloned());
+    }
     for d in digests {
         let dst = blobs.join(hex_of(&d));
         if dst.exists() {
@@ -256,14 +274,20 @@ pub fn write_layout(
         Ok(i) => i.manifests().clone(),
         Err(_) => Vec::new(),
     };
-    let size = fs::metadata(store.blob_path(&img.manifest_digest))
+    let (media_type, top) = match attested {
+        Some(a) => (oci_spec::image::MediaType::ImageIndex, &a.index_digest),
+        None => (
+            oci_spec::image::MediaType::ImageManifest,
+            &img.manifest_digest,
+        ),
+    };
+    let size = fs::metadata(store.blob_path(top))
         .map_err(io_at(&idx_path))?
         .len();
     let mut d = Descriptor::new(
-        oci_spec::image::MediaType::ImageManifest,
+        media_type,
         size,
-        img.manifest_digest
-            .parse::<oci_spec::image::Digest>()
+        top.parse::<oci_spec::image::Digest>()
             .map_err(|e| e.to_string())?,
     );
     let tag = full.map(|f| {

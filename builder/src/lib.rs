@@ -12,6 +12,7 @@
 //! `registry` imports `image`; `source` and `cache` import both; `plan` imports `dockerfile`,
 //! `image` and `source`; `exec` imports them all.
 
+pub mod attest;
 pub mod cache;
 pub mod dockerfile;
 pub mod exec;

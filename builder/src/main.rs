@@ -136,6 +136,14 @@ enum Cmd {
         /// Print only the image id on stdout (nothing on stderr unless the build fails).
         #[arg(short, long)]
         quiet: bool,
+        /// Attach an SPDX SBOM attestation (dpkg and apk packages, base images) to what
+        /// --output writes, as BuildKit does: `--sbom` or `--sbom=true|false`.
+        #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+        sbom: Option<String>,
+        /// Attach SLSA provenance to what --output writes: `--provenance`,
+        /// `--provenance=mode=min|mode=max` (max adds build args and the Dockerfile), `=false`.
+        #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+        provenance: Option<String>,
         /// The build context directory.
         context: PathBuf,
     },
@@ -305,6 +313,13 @@ fn parse_ref(s: &str) -> Result<Reference, String> {
     })
 }
 
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
 fn run(cli: Cli) -> Result<(), String> {
     let reg = registry_options(&cli)?;
     match cli.cmd {
@@ -330,7 +345,22 @@ fn run(cli: Cli) -> Result<(), String> {
             progress,
             build_contexts,
             context,
+            sbom,
+            provenance,
         } => {
+            let attest = brig_build::attest::Request {
+                sbom: sbom
+                    .as_deref()
+                    .map(brig_build::attest::parse_sbom)
+                    .transpose()?
+                    .unwrap_or(false),
+                provenance: provenance
+                    .as_deref()
+                    .map(brig_build::attest::parse_provenance)
+                    .transpose()?
+                    .flatten(),
+            };
+            let started = now_secs();
             let platform = match platform {
                 Some(p) => Platform::parse(&p).map_err(|e| format!("--platform: {e}"))?,
                 None => Platform::host(),
@@ -393,11 +423,48 @@ fn run(cli: Cli) -> Result<(), String> {
             private_mounts()?;
             let store = Store::open(&cli.store).map_err(|e| e.to_string())?;
             let built = exec::build(&opts, &store).map_err(|e| e.to_string())?;
+            // Attestation blobs are referenced by no tag: no gc until they are written out.
+            let _building = store.build_lock().map_err(|e| e.to_string())?;
             let img = store
                 .image(built.manifest.digest().as_ref())
                 .map_err(|e| e.to_string())?;
+            let attested = if attest.any() {
+                if outputs.is_empty() && !quiet {
+                    eprintln!(
+                        "[notice] --sbom/--provenance: attestations go with --output; the \
+                         store's image has none (as with buildx --load)"
+                    );
+                }
+                let info = brig_build::attest::BuildInfo {
+                    name: outputs
+                        .iter()
+                        .find_map(|o| o.name.clone())
+                        .or_else(|| tags.first().cloned()),
+                    dockerfile_name: opts
+                        .dockerfile
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| "Dockerfile".into()),
+                    dockerfile_text: std::fs::read_to_string(&opts.dockerfile)
+                        .map_err(|e| format!("{}: {e}", opts.dockerfile.display()))?,
+                    context: opts.context.clone(),
+                    build_args: opts
+                        .build_args
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                    target: opts.target.clone(),
+                    materials: built.materials.clone(),
+                    started,
+                    finished: now_secs(),
+                    source_date_epoch: opts.source_date_epoch,
+                };
+                Some(brig_build::attest::attach(&store, &img, attest, &info)?)
+            } else {
+                None
+            };
             for o in &outputs {
-                export::export(&store, &img, o, &tags, &reg)?;
+                export::export(&store, &img, attested.as_ref(), o, &tags, &reg)?;
             }
             if !quiet {
                 eprintln!("COMMIT {}", tags.join(" "));

@@ -83,6 +83,10 @@ func uncompressed(mediaType string, b []byte) (string, error) {
 		r = bytes.NewReader(out)
 	case strings.HasSuffix(mediaType, ".tar"):
 		r = bytes.NewReader(b)
+	case mediaType == "application/vnd.in-toto+json":
+		// An attestation manifest's layers (BuildKit's layout): uncompressed statements,
+		// listed in its config's diff_ids as they are.
+		r = bytes.NewReader(b)
 	default:
 		return "", fmt.Errorf("media type %q is not a layer type", mediaType)
 	}

@@ -23,6 +23,7 @@
 //! | [`socket`] | fds received over unix sockets (console, seccomp agent) |
 //! | [`rootless`] | the runtime run by an unprivileged user |
 //! | [`image`], [`containerd`] | a busybox OCI archive; a containerd of the test's own with the shim |
+//! | [`registry`] | a docker-registry of the test's own on 127.0.0.1 (not re-exported) |
 //!
 //! The end-to-end files in tests/ are named by the program they test: `runtime_*`, `shim_*`,
 //! `builder_*`.
@@ -34,6 +35,7 @@ pub mod command;
 pub mod containerd;
 pub mod host;
 pub mod image;
+pub mod registry;
 pub mod rootless;
 pub mod runtime;
 pub mod socket;

@@ -343,6 +343,7 @@ mod tests {
             base_lock: Mutex::new(()),
             progress: Mutex::new(Progress::new(crate::progress::Mode::Quiet)),
             cache_from: vec![],
+            materials: Mutex::default(),
         };
         let mut st = b.base_state("scratch", 1).unwrap();
         assert_eq!(st.key, key::scratch());

@@ -129,6 +129,7 @@ impl Builder<'_> {
         Ok(Built {
             manifest: mdesc,
             config_digest: cdigest,
+            materials: super::lock(&self.materials).clone(),
         })
     }
 }

@@ -157,6 +157,8 @@ impl State {
 pub struct Built {
     pub manifest: Descriptor,
     pub config_digest: String,
+    /// The base images the build used, each once, in the order first used.
+    pub materials: Vec<crate::attest::Material>,
 }
 
 struct Builder<'a> {
@@ -179,6 +181,8 @@ struct Builder<'a> {
     progress: Mutex<Progress>,
     /// The `--cache-from` caches, opened (a registry cache that does not exist is left out).
     cache_from: Vec<CacheFrom>,
+    /// The base images used so far (for provenance and the SBOM).
+    materials: Mutex<Vec<crate::attest::Material>>,
 }
 
 /// An opened `--cache-from` cache.
@@ -255,6 +259,7 @@ pub fn build(opts: &Options, store: &Store) -> Result<Built> {
         base_lock: Mutex::new(()),
         progress: Mutex::new(progress),
         cache_from,
+        materials: Mutex::default(),
     };
     let mut r = b.build_all();
     if let (Ok(_), Some(to)) = (&r, &opts.cache_to) {
@@ -504,6 +509,15 @@ impl Builder<'_> {
         };
         let dirs = unpacked::layer_dirs(self.store, &img).map_err(|e| self.err(line, e))?;
         drop(_one);
+        let material = crate::attest::Material {
+            reference: crate::image::store::normalize(base),
+            digest: img.manifest_digest.clone(),
+        };
+        let mut materials = lock(&self.materials);
+        if !materials.contains(&material) {
+            materials.push(material);
+        }
+        drop(materials);
         let layers = img
             .manifest
             .layers()

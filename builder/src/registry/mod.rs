@@ -152,23 +152,7 @@ pub fn push(
     dest: &Reference,
 ) -> Result<String, RegistryError> {
     let mut c = Client::new(opts, dest, true).map_err(|e| failed(dest, e))?;
-    let blobs = img
-        .manifest
-        .layers()
-        .iter()
-        .chain(std::iter::once(img.manifest.config()));
-    for d in blobs {
-        let digest = d.digest().to_string();
-        if c.has_blob(&digest).map_err(|e| failed(dest, e))? {
-            continue;
-        }
-        let path = store.blob_path(&digest);
-        let size = fs::metadata(&path)
-            .map_err(|e| failed(dest, format!("{}: {e}", path.display())))?
-            .len();
-        c.put_blob(&digest, &path, size)
-            .map_err(|e| failed(dest, e))?;
-    }
+    push_blobs(&mut c, store, dest, &image_blobs(img))?;
     let bytes = store.read_blob(&img.manifest_digest)?;
     let mt = media_type_of("", &bytes);
     if let Some(d) = &dest.digest {
@@ -182,4 +166,72 @@ pub fn push(
     c.put_manifest(dest.manifest_ref(), &bytes, &mt)
         .map_err(|e| failed(dest, e))?;
     Ok(img.manifest_digest.clone())
+}
+
+/// Pushes `img` with its attestations: every blob the registry lacks, the image and
+/// attestation manifests by digest, then the index under `dest`'s tag (or digest). Returns the
+/// index digest.
+pub fn push_attested(
+    store: &Store,
+    opts: &Options,
+    img: &Image,
+    att: &crate::attest::Attested,
+    dest: &Reference,
+) -> Result<String, RegistryError> {
+    let mut c = Client::new(opts, dest, true).map_err(|e| failed(dest, e))?;
+    let mut blobs = image_blobs(img);
+    blobs.extend(att.attestation_blobs.iter().cloned());
+    push_blobs(&mut c, store, dest, &blobs)?;
+    for m in [&img.manifest_digest, &att.attestation_digest] {
+        let bytes = store.read_blob(m)?;
+        c.put_manifest(m, &bytes, &media_type_of("", &bytes))
+            .map_err(|e| failed(dest, e))?;
+    }
+    if let Some(d) = &dest.digest {
+        if d != &att.index_digest {
+            return Err(failed(
+                dest,
+                format!("the image's index is {}", att.index_digest),
+            ));
+        }
+    }
+    let bytes = store.read_blob(&att.index_digest)?;
+    c.put_manifest(
+        dest.manifest_ref(),
+        &bytes,
+        "application/vnd.oci.image.index.v1+json",
+    )
+    .map_err(|e| failed(dest, e))?;
+    Ok(att.index_digest.clone())
+}
+
+/// The layers and config of `img`.
+fn image_blobs(img: &Image) -> Vec<String> {
+    img.manifest
+        .layers()
+        .iter()
+        .chain(std::iter::once(img.manifest.config()))
+        .map(|d| d.digest().to_string())
+        .collect()
+}
+
+/// Uploads those of `digests` the registry lacks.
+fn push_blobs(
+    c: &mut Client,
+    store: &Store,
+    dest: &Reference,
+    digests: &[String],
+) -> Result<(), RegistryError> {
+    for digest in digests {
+        if c.has_blob(digest).map_err(|e| failed(dest, e))? {
+            continue;
+        }
+        let path = store.blob_path(digest);
+        let size = fs::metadata(&path)
+            .map_err(|e| failed(dest, format!("{}: {e}", path.display())))?
+            .len();
+        c.put_blob(digest, &path, size)
+            .map_err(|e| failed(dest, e))?;
+    }
+    Ok(())
 }
