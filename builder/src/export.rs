@@ -27,6 +27,12 @@ pub enum Kind {
     DockerArchive,
     /// Push to the registry `name` names.
     Registry,
+    /// Load into docker (`type=docker` without `dest`, buildx's `--load`).
+    DockerLoad,
+    /// The image's files in a directory.
+    Local,
+    /// The image's files as a tar (`-`: stdout).
+    Tar,
 }
 
 /// One `--output`.
@@ -49,12 +55,16 @@ pub fn parse_output(s: &str) -> Result<Output, String> {
                 kind = Some(match v {
                     "oci" => Kind::Oci,
                     "oci-archive" => Kind::OciArchive,
-                    "docker-archive" | "docker" => Kind::DockerArchive,
+                    "docker-archive" => Kind::DockerArchive,
+                    // Loaded into docker unless a dest= says where the archive goes.
+                    "docker" => Kind::DockerLoad,
                     "registry" => Kind::Registry,
+                    "local" => Kind::Local,
+                    "tar" => Kind::Tar,
                     _ => {
                         return Err(format!(
-                            "--output: unknown type {v:?} (oci, oci-archive, docker-archive, \
-                             registry)"
+                            "--output: unknown type {v:?} (oci, oci-archive, docker, \
+                             docker-archive, registry, local, tar)"
                         ))
                     }
                 })
@@ -67,6 +77,18 @@ pub fn parse_output(s: &str) -> Result<Output, String> {
         }
     }
     let kind = kind.ok_or_else(|| format!("--output {s:?}: type= is required"))?;
+    if kind == Kind::DockerLoad {
+        // As buildx: type=docker with a dest writes the archive, without one loads it.
+        return Ok(Output {
+            kind: if dest.is_some() {
+                Kind::DockerArchive
+            } else {
+                Kind::DockerLoad
+            },
+            dest: dest.unwrap_or_default(),
+            name,
+        });
+    }
     if kind == Kind::Registry {
         let name = name.ok_or_else(|| format!("--output {s:?}: type=registry needs name=REF"))?;
         if crate::registry::Reference::parse(&name).is_none() {
@@ -154,42 +176,134 @@ pub fn export(
                     out.dest.display()
                 );
             }
-            let cfg_name = format!("{}.json", hex_of(&img.config_digest));
-            let cfg = fs::read(store.blob_path(&img.config_digest))?;
-            let mut h = file_header(cfg.len() as u64);
-            b.append_data(&mut h, &cfg_name, &cfg[..])?;
-            let mut layers = Vec::new();
-            for (l, diff_id) in img
-                .manifest
-                .layers()
-                .iter()
-                .zip(&img.config.rootfs.diff_ids)
-            {
-                let name = format!("{}/layer.tar", hex_of(diff_id));
-                // docker load wants the uncompressed tar: its size first.
-                let blob = store.blob_path(l.digest().as_ref());
-                let size = io::copy(&mut open_layer(&blob)?, &mut io::sink())?;
-                let mut hd = dir_header();
-                b.append_data(&mut hd, format!("{}/", hex_of(diff_id)), io::empty())?;
-                let mut h = file_header(size);
-                b.append_data(&mut h, &name, open_layer(&blob)?)?;
-                layers.push(name);
-            }
-            let repo_tags: Vec<String> = match &out.name {
-                Some(n) => vec![normalize(n)],
-                None => tags.iter().map(|t| normalize(t)).collect(),
-            };
-            let manifest = json!([{
-                "Config": cfg_name,
-                "RepoTags": if repo_tags.is_empty() { serde_json::Value::Null } else { json!(repo_tags) },
-                "Layers": layers,
-            }]);
-            let m = serde_json::to_vec(&manifest).expect("json");
-            let mut h = file_header(m.len() as u64);
-            b.append_data(&mut h, "manifest.json", &m[..])?;
-            Ok(())
+            docker_archive(b, store, img, &repo_tags(out, tags))
         }),
+        Kind::DockerLoad => {
+            let tmp = store.tempdir("load-").map_err(|e| e.to_string())?;
+            let tar = tmp.path().join("image.tar");
+            write_tar(&tar, |b| {
+                docker_archive(b, store, img, &repo_tags(out, tags))
+            })?;
+            crate::docker::load(&tar).map_err(|e| format!("--load: {e}"))
+        }
+        Kind::Local | Kind::Tar => {
+            let tmp = store.tempdir("files-").map_err(|e| e.to_string())?;
+            let merged = tmp.path().join("merged");
+            let empty = tmp.path().join("empty");
+            for d in [&merged, &empty] {
+                fs::create_dir(d).map_err(io_at(d))?;
+            }
+            let layers =
+                crate::image::unpacked::layer_dirs(store, img).map_err(|e| e.to_string())?;
+            let m = crate::exec::overlay::mount_overlay(&layers, None, &merged, &empty)
+                .map_err(|e| e.to_string())?;
+            let r = if out.kind == Kind::Local {
+                copy_tree(&merged, &out.dest)
+            } else {
+                files_tar(&merged, &out.dest)
+            };
+            m.unmount().map_err(|e| e.to_string())?;
+            r
+        }
     }
+}
+
+/// The docker-archive `RepoTags`: the output's name, else the build's tags.
+fn repo_tags(out: &Output, tags: &[String]) -> Vec<String> {
+    match &out.name {
+        Some(n) => vec![normalize(n)],
+        None => tags.iter().map(|t| normalize(t)).collect(),
+    }
+}
+
+/// `docker save`'s format: the config, each layer uncompressed, manifest.json.
+fn docker_archive(
+    b: &mut tar::Builder<io::BufWriter<fs::File>>,
+    store: &Store,
+    img: &Image,
+    repo_tags: &[String],
+) -> io::Result<()> {
+    let cfg_name = format!("{}.json", hex_of(&img.config_digest));
+    let cfg = fs::read(store.blob_path(&img.config_digest))?;
+    let mut h = file_header(cfg.len() as u64);
+    b.append_data(&mut h, &cfg_name, &cfg[..])?;
+    let mut layers = Vec::new();
+    for (l, diff_id) in img
+        .manifest
+        .layers()
+        .iter()
+        .zip(&img.config.rootfs.diff_ids)
+    {
+        let name = format!("{}/layer.tar", hex_of(diff_id));
+        // docker load wants the uncompressed tar: its size first.
+        let blob = store.blob_path(l.digest().as_ref());
+        let size = io::copy(&mut open_layer(&blob)?, &mut io::sink())?;
+        let mut hd = dir_header();
+        b.append_data(&mut hd, format!("{}/", hex_of(diff_id)), io::empty())?;
+        let mut h = file_header(size);
+        b.append_data(&mut h, &name, open_layer(&blob)?)?;
+        layers.push(name);
+    }
+    let manifest = json!([{
+        "Config": cfg_name,
+        "RepoTags": if repo_tags.is_empty() { serde_json::Value::Null } else { json!(repo_tags) },
+        "Layers": layers,
+    }]);
+    let m = serde_json::to_vec(&manifest).expect("json");
+    let mut h = file_header(m.len() as u64);
+    b.append_data(&mut h, "manifest.json", &m[..])?;
+    Ok(())
+}
+
+/// `type=local`: the image's files copied to `dest` with GNU cp (modes, owners when root,
+/// times, symlinks and hard links kept), as BuildKit's local exporter writes them.
+fn copy_tree(merged: &Path, dest: &Path) -> Result<(), String> {
+    fs::create_dir_all(dest).map_err(io_at(dest))?;
+    let out = std::process::Command::new("cp")
+        .args(["-a", "--no-target-directory", "--"])
+        .arg(merged)
+        .arg(dest)
+        .output()
+        .map_err(|e| format!("cp: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "type=local,dest={}: cp: {}",
+            dest.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(())
+}
+
+/// `type=tar`: the image's files as one tar at `dest` (`-`: stdout).
+fn files_tar(merged: &Path, dest: &Path) -> Result<(), String> {
+    let fill = |b: &mut tar::Builder<Box<dyn Write>>| -> io::Result<()> {
+        b.follow_symlinks(false);
+        b.mode(tar::HeaderMode::Complete);
+        b.append_dir_all(".", merged)?;
+        b.finish()
+    };
+    if dest == Path::new("-") {
+        let mut b = tar::Builder::new(Box::new(io::stdout().lock()) as Box<dyn Write>);
+        return fill(&mut b).map_err(|e| format!("type=tar,dest=-: {e}"));
+    }
+    let tmp = dest.with_file_name(format!(
+        ".{}.tmp",
+        dest.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    ));
+    let r = (|| -> io::Result<()> {
+        let f = fs::File::create(&tmp)?;
+        let mut b = tar::Builder::new(Box::new(io::BufWriter::new(f)) as Box<dyn Write>);
+        fill(&mut b)?;
+        b.into_inner()?.flush()?;
+        fs::rename(&tmp, dest)
+    })();
+    if r.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    r.map_err(io_at(dest))
 }
 
 fn open_layer(blob: &Path) -> io::Result<Box<dyn io::Read>> {

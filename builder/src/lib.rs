@@ -14,6 +14,7 @@
 
 pub mod attest;
 pub mod cache;
+pub mod docker;
 pub mod dockerfile;
 pub mod exec;
 pub mod export;

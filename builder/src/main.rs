@@ -9,7 +9,7 @@ use brig_build::image::store::Store;
 use brig_build::registry::{self, auth::Creds, Reference};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -74,10 +74,25 @@ enum Cmd {
         /// Build this stage (and what it needs) instead of the last.
         #[arg(long)]
         target: Option<String>,
-        /// Also write the image: type=oci|oci-archive|docker-archive,dest=PATH[,name=REF] or
-        /// type=registry,name=REF (push).
+        /// Also write the image: type=oci|oci-archive|docker-archive,dest=PATH[,name=REF],
+        /// type=registry,name=REF (push), type=docker (load into docker), or its files:
+        /// type=local,dest=DIR, type=tar,dest=FILE (`-` for stdout).
         #[arg(long = "output", short = 'o')]
         outputs: Vec<String>,
+        /// Push the image to the registry of each -t name (`-o type=registry` for each).
+        #[arg(long)]
+        push: bool,
+        /// Load the image into docker, over $DOCKER_HOST or /var/run/docker.sock
+        /// (`-o type=docker`).
+        #[arg(long)]
+        load: bool,
+        /// Write the image id (its config digest) to FILE.
+        #[arg(long, value_name = "FILE")]
+        iidfile: Option<PathBuf>,
+        /// Write the build's result as buildx does (containerimage.digest,
+        /// containerimage.config.digest, containerimage.descriptor, image.name) to FILE.
+        #[arg(long = "metadata-file", value_name = "FILE")]
+        metadata_file: Option<PathBuf>,
         /// The OCI runtime for RUN steps (default: brig next to this binary, else in PATH).
         #[arg(long)]
         runtime: Option<PathBuf>,
@@ -313,6 +328,22 @@ fn parse_ref(s: &str) -> Result<Reference, String> {
     })
 }
 
+/// Writes `data` to `path` through a temporary file and a rename.
+fn write_file(path: &Path, data: &[u8]) -> Result<(), String> {
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    ));
+    std::fs::write(&tmp, data)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            format!("{}: {e}", path.display())
+        })
+}
+
 fn now_secs() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -347,6 +378,10 @@ fn run(cli: Cli) -> Result<(), String> {
             context,
             sbom,
             provenance,
+            push,
+            load,
+            iidfile,
+            metadata_file,
         } => {
             let attest = brig_build::attest::Request {
                 sbom: sbom
@@ -369,10 +404,21 @@ fn run(cli: Cli) -> Result<(), String> {
             platform
                 .check_buildable()
                 .map_err(|e| format!("--platform: {e}"))?;
-            let outputs = outputs
+            let mut outputs = outputs
                 .iter()
                 .map(|o| export::parse_output(o))
                 .collect::<Result<Vec<_>, _>>()?;
+            if push {
+                if tags.is_empty() {
+                    return Err("--push: the image needs a name to push to (-t NAME)".into());
+                }
+                for t in &tags {
+                    outputs.push(export::parse_output(&format!("type=registry,name={t}"))?);
+                }
+            }
+            if load {
+                outputs.push(export::parse_output("type=docker")?);
+            }
             let opts = exec::Options {
                 dockerfile: file.unwrap_or_else(|| context.join("Dockerfile")),
                 context,
@@ -465,6 +511,42 @@ fn run(cli: Cli) -> Result<(), String> {
             };
             for o in &outputs {
                 export::export(&store, &img, attested.as_ref(), o, &tags, &reg)?;
+            }
+            if let Some(f) = &iidfile {
+                write_file(f, built.config_digest.as_bytes())?;
+            }
+            if let Some(f) = &metadata_file {
+                let (media_type, digest, size) = match &attested {
+                    Some(a) => (
+                        "application/vnd.oci.image.index.v1+json",
+                        a.index_digest.clone(),
+                        a.index_size,
+                    ),
+                    None => (
+                        "application/vnd.oci.image.manifest.v1+json",
+                        img.manifest_digest.clone(),
+                        built.manifest.size(),
+                    ),
+                };
+                let mut names: Vec<String> = tags.clone();
+                for o in &outputs {
+                    if let Some(n) = &o.name {
+                        if !names.contains(n) {
+                            names.push(n.clone());
+                        }
+                    }
+                }
+                let meta = serde_json::json!({
+                    "containerimage.digest": digest,
+                    "containerimage.config.digest": built.config_digest,
+                    "containerimage.descriptor": {
+                        "mediaType": media_type,
+                        "digest": digest,
+                        "size": size,
+                    },
+                    "image.name": names.join(","),
+                });
+                write_file(f, &serde_json::to_vec_pretty(&meta).expect("json"))?;
             }
             if !quiet {
                 eprintln!("COMMIT {}", tags.join(" "));

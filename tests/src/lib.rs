@@ -23,7 +23,7 @@
 //! | [`socket`] | fds received over unix sockets (console, seccomp agent) |
 //! | [`rootless`] | the runtime run by an unprivileged user |
 //! | [`image`], [`containerd`] | a busybox OCI archive; a containerd of the test's own with the shim |
-//! | [`registry`] | a docker-registry of the test's own on 127.0.0.1 (not re-exported) |
+//! | [`registry`], [`dockerd`] | a docker-registry on 127.0.0.1, a dockerd, of the test's own (not re-exported) |
 //!
 //! The end-to-end files in tests/ are named by the program they test: `runtime_*`, `shim_*`,
 //! `builder_*`.
@@ -33,6 +33,7 @@ pub mod bundle;
 pub mod caps;
 pub mod command;
 pub mod containerd;
+pub mod dockerd;
 pub mod host;
 pub mod image;
 pub mod registry;

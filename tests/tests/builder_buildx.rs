@@ -1,0 +1,193 @@
+//! buildx's command line, as pipelines use it (issue 15): `--push` to each `-t` name,
+//! `--iidfile`, `--metadata-file` (buildx's keys), `-o type=local` and `-o type=tar` (the
+//! image's files), `--load` into a docker daemon over its socket.
+
+use brig_tests::builder::*;
+use brig_tests::dockerd::Dockerd;
+use brig_tests::registry::Registry;
+use serde_json::Value;
+use std::fs;
+use std::process::Command;
+
+/// `brig-build --store S [GLOBAL] build --runtime BRIG ARGS CONTEXT` with `env` set.
+fn build(c: &Ctx, global: &[&str], args: &[&str], env: &[(&str, &str)]) -> Out {
+    let mut cmd = Command::new(builder_path());
+    cmd.arg("--store")
+        .arg(c.store())
+        .args(global)
+        .arg("build")
+        .arg("--runtime")
+        .arg(binary_path())
+        .args(args)
+        .arg(c.ctx());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    run(&mut cmd)
+}
+
+#[test]
+fn push_iidfile_and_metadata_file() {
+    if !ready("push_iidfile_and_metadata_file") {
+        return;
+    }
+    let Some(reg) = Registry::start("push_iidfile_and_metadata_file", "") else {
+        return;
+    };
+    let h = reg.host.as_str();
+    let c = Ctx::new(&format!("{}\nRUN echo pushed > /f\n", from_base()));
+    // --push needs a name.
+    let out = build(&c, &["--insecure-registry", h], &["--push"], &[]);
+    out.assert_fail();
+    assert!(out.stderr.contains("-t NAME"), "{out}");
+    let (a, b) = (format!("{h}/app:1"), format!("{h}/app:latest"));
+    let (iid, meta) = (c.path("iid"), c.path("meta.json"));
+    let out = build(
+        &c,
+        &["--insecure-registry", h],
+        &[
+            "-t",
+            &a,
+            "-t",
+            &b,
+            "--push",
+            "--iidfile",
+            iid.to_str().unwrap(),
+            "--metadata-file",
+            meta.to_str().unwrap(),
+        ],
+        &[],
+    );
+    out.assert_ok();
+    let config_digest = out.stdout.trim().to_string();
+    assert_eq!(fs::read_to_string(&iid).unwrap(), config_digest);
+    let m: Value = serde_json::from_slice(&fs::read(&meta).unwrap()).unwrap();
+    assert_eq!(m["containerimage.config.digest"], config_digest.as_str());
+    assert_eq!(m["image.name"], format!("{a},{b}"));
+    let digest = m["containerimage.digest"].as_str().unwrap().to_string();
+    assert_eq!(m["containerimage.descriptor"]["digest"], digest.as_str());
+    assert_eq!(
+        m["containerimage.descriptor"]["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    // Both names are in the registry, as that manifest.
+    if have("skopeo") {
+        for name in [&a, &b] {
+            let out = run(Command::new("skopeo")
+                .args(["inspect", "--tls-verify=false"])
+                .arg(format!("docker://{name}")));
+            out.assert_ok();
+            let got: Value = serde_json::from_str(&out.stdout).unwrap();
+            assert_eq!(got["Digest"], digest.as_str(), "{name}");
+        }
+    }
+}
+
+#[test]
+fn files_as_a_directory_and_a_tar() {
+    if !ready("files_as_a_directory_and_a_tar") {
+        return;
+    }
+    // A file with an owner, a base file removed (a whiteout in the layer), a symlink.
+    let c = Ctx::new(&format!(
+        "{}\nRUN echo mine > /f && chown 1234:5678 /f && rm /etc/hostname && ln -s f /link\n",
+        from_base()
+    ));
+    let (dir, tar) = (c.path("files"), c.path("files.tar"));
+    let out = build(
+        &c,
+        &[],
+        &[
+            "-o",
+            &format!("type=local,dest={}", dir.display()),
+            "-o",
+            &format!("type=tar,dest={}", tar.display()),
+        ],
+        &[],
+    );
+    out.assert_ok();
+    use std::os::unix::fs::MetadataExt;
+    let md = fs::metadata(dir.join("f")).unwrap();
+    assert_eq!((md.uid(), md.gid()), (1234, 5678));
+    assert_eq!(fs::read_to_string(dir.join("f")).unwrap(), "mine\n");
+    assert!(
+        dir.join("bin/busybox").is_file(),
+        "the base's files are there"
+    );
+    assert!(
+        !dir.join("etc/hostname").exists(),
+        "the removed file is not"
+    );
+    assert_eq!(
+        fs::read_link(dir.join("link")).unwrap(),
+        std::path::Path::new("f")
+    );
+    let listing = run(Command::new("tar")
+        .args(["-tvf"])
+        .arg(&tar)
+        .arg("--numeric-owner"));
+    listing.assert_ok();
+    let line = |name: &str| {
+        listing
+            .stdout
+            .lines()
+            .find(|l| {
+                // mode owner size date time NAME [-> TARGET]
+                let path = l.split_whitespace().nth(5).unwrap_or("");
+                path.trim_start_matches("./") == name
+            })
+            .unwrap_or_else(|| panic!("no {name} in {listing}"))
+            .to_string()
+    };
+    assert!(line("f").contains("1234/5678"), "{}", line("f"));
+    assert!(line("link").starts_with('l'), "{}", line("link"));
+    assert!(!listing.stdout.contains("etc/hostname"), "{listing}");
+    // Nothing stays mounted.
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(c.store().to_str().unwrap()),
+        "a mount in the store is left: {mounts}"
+    );
+}
+
+#[test]
+fn load_into_docker() {
+    if !ready("load_into_docker") {
+        return;
+    }
+    let dockerd = match Dockerd::start() {
+        Ok(d) => d,
+        Err(why) => panic!("dockerd: {why}"),
+    };
+    let c = Ctx::new(&format!(
+        "{}\nRUN echo loaded > /f\nCMD [\"cat\", \"/f\"]\n",
+        from_base()
+    ));
+    let host = format!("unix://{}", dockerd.socket().display());
+    let out = build(
+        &c,
+        &[],
+        &["-t", "brigtest/loaded:1", "--load"],
+        &[("DOCKER_HOST", host.as_str())],
+    );
+    out.assert_ok();
+    let id = dockerd.docker(&["image", "inspect", "-f", "{{.Id}}", "brigtest/loaded:1"]);
+    id.assert_ok();
+    assert_eq!(
+        id.stdout.trim(),
+        out.stdout.trim(),
+        "docker's image id is our config digest"
+    );
+    let ran = dockerd.docker(&["run", "--rm", "--network", "none", "brigtest/loaded:1"]);
+    ran.assert_ok();
+    assert_eq!(ran.stdout.trim(), "loaded");
+    // A socket nobody listens on: the error names it.
+    let out = build(
+        &c,
+        &[],
+        &["-t", "brigtest/loaded:2", "--load"],
+        &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")],
+    );
+    out.assert_fail();
+    assert!(out.stderr.contains("/nonexistent/docker.sock"), "{out}");
+}
