@@ -86,6 +86,13 @@ enum Cmd {
         /// (`-o type=docker`).
         #[arg(long)]
         load: bool,
+        /// Pull every base image from its registry, even when the store has it.
+        #[arg(long)]
+        pull: bool,
+        /// Annotate the image manifest (`KEY=VALUE` or `manifest:KEY=VALUE`) or the index that
+        /// holds it and its attestations (`index:KEY=VALUE`); repeatable.
+        #[arg(long = "annotation", value_name = "[TYPE:]KEY=VALUE")]
+        annotations: Vec<String>,
         /// Write the image id (its config digest) to FILE.
         #[arg(long, value_name = "FILE")]
         iidfile: Option<PathBuf>,
@@ -319,6 +326,7 @@ fn registry_options(cli: &Cli) -> Result<registry::Options, String> {
         insecure: cli.insecure_registry.clone(),
         creds: cli.creds.as_deref().map(Creds::parse).transpose()?,
         authfile: cli.authfile.clone(),
+        pull_always: false,
     })
 }
 
@@ -326,6 +334,37 @@ fn parse_ref(s: &str) -> Result<Reference, String> {
     Reference::parse(s).ok_or_else(|| {
         format!("{s:?} is not an image reference ([docker://]HOST[:PORT]/REPO[:TAG|@DIGEST])")
     })
+}
+
+/// `--annotation [TYPE:]KEY=VALUE` as buildx takes it: (manifest's, index's).
+#[allow(clippy::type_complexity)]
+fn parse_annotations(
+    list: &[String],
+) -> Result<(BTreeMap<String, String>, BTreeMap<String, String>), String> {
+    let (mut manifest, mut index) = (BTreeMap::new(), BTreeMap::new());
+    for a in list {
+        let (k, v) = a
+            .split_once('=')
+            .ok_or_else(|| format!("--annotation {a:?}: expected [TYPE:]KEY=VALUE"))?;
+        let (ty, key) = match k.split_once(':') {
+            // A key may hold ':' itself (org.example:x): only the known types are prefixes.
+            Some((t, key)) if t.chars().all(|c| c.is_ascii_lowercase() || c == '-') => (t, key),
+            _ => ("manifest", k),
+        };
+        if key.is_empty() {
+            return Err(format!("--annotation {a:?}: empty key"));
+        }
+        match ty {
+            "manifest" => manifest.insert(key.to_string(), v.to_string()),
+            "index" => index.insert(key.to_string(), v.to_string()),
+            _ => {
+                return Err(format!(
+                    "--annotation {a:?}: type {ty:?} is not supported (manifest, index)"
+                ))
+            }
+        };
+    }
+    Ok((manifest, index))
 }
 
 /// Writes `data` to `path` through a temporary file and a rename.
@@ -382,7 +421,12 @@ fn run(cli: Cli) -> Result<(), String> {
             load,
             iidfile,
             metadata_file,
+            pull,
+            annotations,
         } => {
+            let (manifest_annotations, index_annotations) = parse_annotations(&annotations)?;
+            let mut reg = reg.clone();
+            reg.pull_always = pull;
             let attest = brig_build::attest::Request {
                 sbom: sbom
                     .as_deref()
@@ -395,6 +439,13 @@ fn run(cli: Cli) -> Result<(), String> {
                     .transpose()?
                     .flatten(),
             };
+            if !index_annotations.is_empty() && !attest.any() {
+                return Err(
+                    "--annotation index:...: this image has no index (it gets one with \
+                            --sbom or --provenance)"
+                        .into(),
+                );
+            }
             let started = now_secs();
             let platform = match platform {
                 Some(p) => Platform::parse(&p).map_err(|e| format!("--platform: {e}"))?,
@@ -465,6 +516,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 secrets: parse_secrets(&secrets)?,
                 ssh: parse_ssh(&ssh)?,
                 build_contexts: exec::contexts::parse(&build_contexts)?,
+                annotations: manifest_annotations,
             };
             private_mounts()?;
             let store = Store::open(&cli.store).map_err(|e| e.to_string())?;
@@ -504,6 +556,7 @@ fn run(cli: Cli) -> Result<(), String> {
                     started,
                     finished: now_secs(),
                     source_date_epoch: opts.source_date_epoch,
+                    index_annotations: index_annotations.clone(),
                 };
                 Some(brig_build::attest::attach(&store, &img, attest, &info)?)
             } else {

@@ -84,6 +84,12 @@ pub fn resolve(
         )?;
         return import_layout(store, reference, tmp.path(), tag).map(Some);
     }
+    if registry.pull_always {
+        // --pull, as BuildKit's: the registry's current image, whatever the store has.
+        if let Some(r) = crate::registry::Reference::parse(reference) {
+            return Ok(Some(crate::registry::pull(store, registry, &r)?));
+        }
+    }
     if let Some(d) = store.resolve(reference)? {
         return Ok(Some(store.image(&d)?));
     }

@@ -191,3 +191,86 @@ fn load_into_docker() {
     out.assert_fail();
     assert!(out.stderr.contains("/nonexistent/docker.sock"), "{out}");
 }
+
+#[test]
+fn annotations_on_the_manifest_and_the_index() {
+    if !ready("annotations_on_the_manifest_and_the_index") {
+        return;
+    }
+    let c = Ctx::new(&format!("{}\nRUN true\n", from_base()));
+    let oci = c.path("oci");
+    let out = build(
+        &c,
+        &[],
+        &[
+            "--annotation",
+            "org.opencontainers.image.source=https://example.org/app",
+            "--annotation",
+            "manifest:org.example.m=1",
+            "--annotation",
+            "index:org.example.i=2",
+            "--provenance",
+            "-o",
+            &format!("type=oci,dest={},name=t:1", oci.display()),
+        ],
+        &[],
+    );
+    out.assert_ok();
+    let blob = |d: &Value| -> Value {
+        serde_json::from_slice(
+            &fs::read(oci.join("blobs/sha256").join(&d.as_str().unwrap()[7..])).unwrap(),
+        )
+        .unwrap()
+    };
+    let layout: Value = serde_json::from_slice(&fs::read(oci.join("index.json")).unwrap()).unwrap();
+    let index = blob(&layout["manifests"][0]["digest"]);
+    assert_eq!(index["annotations"]["org.example.i"], "2", "{index}");
+    let manifest = blob(&index["manifests"][0]["digest"]);
+    assert_eq!(
+        manifest["annotations"]["org.opencontainers.image.source"],
+        "https://example.org/app"
+    );
+    assert_eq!(manifest["annotations"]["org.example.m"], "1");
+    // An index annotation needs an index; an unknown type is named.
+    let out = build(&c, &[], &["--annotation", "index:a=b"], &[]);
+    out.assert_fail();
+    assert!(out.stderr.contains("no index"), "{out}");
+    let out = build(&c, &[], &["--annotation", "layer:a=b"], &[]);
+    out.assert_fail();
+    assert!(out.stderr.contains("\"layer\""), "{out}");
+}
+
+/// `--pull`: FROM takes the registry's current image, not the store's older copy.
+#[test]
+fn pull_takes_the_registry_image() {
+    if !ready("pull_takes_the_registry_image") {
+        return;
+    }
+    let Some(reg) = Registry::start("pull_takes_the_registry_image", "") else {
+        return;
+    };
+    let h = reg.host.as_str();
+    let base = format!("{h}/base:1");
+    let g = ["--insecure-registry", h];
+    let publisher = Ctx::new(&format!("{}\nRUN echo one > /v\n", from_base()));
+    build(&publisher, &g, &["-t", &base, "--push"], &[]).assert_ok();
+    let c = Ctx::new(&format!("FROM {base}\nRUN cat /v > /seen\n"));
+    let seen = |extra: &[&str]| -> String {
+        let oci = c.path("oci");
+        let _ = fs::remove_dir_all(&oci);
+        let dest = format!("type=oci,dest={},name=t:1", oci.display());
+        let mut args = vec!["-o", dest.as_str()];
+        args.extend_from_slice(extra);
+        build(&c, &g, &args, &[]).assert_ok();
+        Image::open(&oci, "1").layer_file(-1, "seen")
+    };
+    assert_eq!(seen(&[]), "one\n");
+    // The registry's image changes; the store keeps the one it pulled.
+    publisher.write(
+        "Dockerfile",
+        &format!("{}\nRUN echo two > /v\n", from_base()),
+    );
+    build(&publisher, &g, &["-t", &base, "--push"], &[]).assert_ok();
+    assert_eq!(seen(&[]), "one\n", "without --pull the store's copy serves");
+    assert_eq!(seen(&["--pull"]), "two\n", "--pull takes the registry's");
+}

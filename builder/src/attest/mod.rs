@@ -132,6 +132,8 @@ pub struct BuildInfo {
     pub started: i64,
     pub finished: i64,
     pub source_date_epoch: Option<i64>,
+    /// `--annotation index:KEY=VALUE`: the index's annotations.
+    pub index_annotations: std::collections::BTreeMap<String, String>,
 }
 
 /// An image with its attestations: the index that holds both manifests, in the store.
@@ -281,6 +283,10 @@ pub fn attach(
             },
         ],
     });
+    let mut index = index;
+    if !info.index_annotations.is_empty() {
+        index["annotations"] = json!(info.index_annotations);
+    }
     let (index_digest, index_size) = put(&index)?;
     debug_assert_eq!(
         index_digest,

@@ -328,6 +328,7 @@ mod tests {
             secrets: BTreeMap::new(),
             ssh: BTreeMap::new(),
             build_contexts: BTreeMap::new(),
+            annotations: BTreeMap::new(),
         };
         let b = Builder {
             opts: &opts,

@@ -108,13 +108,16 @@ impl Builder<'_> {
             cbytes.len() as u64,
             cdigest.parse::<oci_spec::image::Digest>().map_err(bad)?,
         );
-        let manifest = ImageManifestBuilder::default()
+        let mut manifest = ImageManifestBuilder::default()
             .schema_version(2u32)
             .media_type(MediaType::ImageManifest)
             .config(cdesc)
             .layers(st.layers.iter().map(|l| l.desc.clone()).collect::<Vec<_>>())
             .build()
             .map_err(bad)?;
+        if !self.opts.annotations.is_empty() {
+            manifest.set_annotations(Some(self.opts.annotations.clone().into_iter().collect()));
+        }
         let mbytes = serde_json::to_vec(&manifest).expect("manifest serializes");
         let (mdigest, new) = self.store.put_blob(&mbytes)?;
         if new {

@@ -115,6 +115,8 @@ pub struct Options {
     pub ssh: BTreeMap<String, PathBuf>,
     /// `--build-context NAME=...` (lower-cased names).
     pub build_contexts: BTreeMap<String, contexts::Named>,
+    /// `--annotation KEY=VALUE` (and `manifest:KEY=VALUE`): the image manifest's annotations.
+    pub annotations: BTreeMap<String, String>,
 }
 
 /// A layer of an image being built.

@@ -22,6 +22,8 @@ pub struct Options {
     pub creds: Option<Creds>,
     /// `--authfile`: the only auth file read when set.
     pub authfile: Option<PathBuf>,
+    /// `build --pull`: base images come from their registry even when the store has them.
+    pub pull_always: bool,
 }
 
 /// The media types a manifest GET accepts.
