@@ -25,6 +25,10 @@ struct Cli {
     /// Reach this registry (HOST[:PORT]) over plain HTTP instead of HTTPS (repeatable).
     #[arg(long = "insecure-registry", global = true, value_name = "HOST[:PORT]")]
     insecure_registry: Vec<String>,
+    /// The registries' CAs (*.crt) and client certificate (NAME.cert, NAME.key), instead of
+    /// /etc/containers/certs.d/HOST/ and /etc/docker/certs.d/HOST/ (podman's flag).
+    #[arg(long = "cert-dir", global = true, value_name = "DIR")]
+    cert_dir: Option<PathBuf>,
     /// Registry credentials (take precedence over any auth file).
     #[arg(long, global = true, value_name = "USER:PASS")]
     creds: Option<String>,
@@ -327,6 +331,7 @@ fn registry_options(cli: &Cli) -> Result<registry::Options, String> {
         creds: cli.creds.as_deref().map(Creds::parse).transpose()?,
         authfile: cli.authfile.clone(),
         pull_always: false,
+        cert_dir: cli.cert_dir.clone(),
     })
 }
 

@@ -3,8 +3,12 @@
 //!
 //! Auth files are read in the order podman and buildah use: `--authfile`, then
 //! `$REGISTRY_AUTH_FILE`, `$XDG_RUNTIME_DIR/containers/auth.json`, `$DOCKER_CONFIG/config.json`,
-//! `~/.docker/config.json`; the first that has an entry for the registry wins. Only the inline
-//! `auth` (base64 `user:pass`) form is read: credential helpers (`credsStore`) are not run.
+//! `~/.docker/config.json`; the first that has an entry for the registry wins. In a file, as
+//! docker reads it: the registry's `credHelpers` entry (the program `docker-credential-NAME`,
+//! asked with `get`), else its inline `auths` entry (`auth`, base64 `user:pass`, or
+//! `identitytoken`), else the `credsStore` program. An identity token (a helper's user
+//! `<token>`) is an OAuth2 refresh token: the token server is asked with it instead of a
+//! password (`grant_type=refresh_token`).
 
 use base64::Engine as _;
 use std::collections::BTreeMap;
@@ -46,6 +50,86 @@ impl Creds {
     }
 }
 
+/// The user name under which helpers and `identitytoken` hand out an identity token.
+pub const IDENTITY_TOKEN_USER: &str = "<token>";
+
+impl Creds {
+    /// An identity (refresh) token rather than a password.
+    pub fn is_identity_token(&self) -> bool {
+        self.user == IDENTITY_TOKEN_USER
+    }
+}
+
+/// The longest answer of a credential helper we read.
+const MAX_HELPER_OUTPUT: usize = 64 << 10;
+
+/// Asks `docker-credential-NAME get` for `registry`'s credentials (Ok(None): it has none).
+pub fn from_helper(name: &str, registry: &str, from: &Path) -> Result<Option<Creds>, String> {
+    use std::io::Write as _;
+    let program = format!("docker-credential-{name}");
+    // docker keys Docker Hub by its old index URL.
+    let server = if registry == "docker.io" {
+        "https://index.docker.io/v1/".to_string()
+    } else {
+        registry.to_string()
+    };
+    let mut child = std::process::Command::new(&program)
+        .arg("get")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            format!(
+                "{}: credential helper {program}: {e}{}",
+                from.display(),
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    " (not in PATH)"
+                } else {
+                    ""
+                }
+            )
+        })?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(server.as_bytes());
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("credential helper {program}: {e}"))?;
+    let text = |b: &[u8]| {
+        String::from_utf8_lossy(&b[..b.len().min(MAX_HELPER_OUTPUT)])
+            .trim()
+            .to_string()
+    };
+    if !out.status.success() {
+        let msg = format!("{} {}", text(&out.stdout), text(&out.stderr));
+        if msg.contains("credentials not found") {
+            return Ok(None);
+        }
+        return Err(format!(
+            "credential helper {program} (from {}) failed for {server}: {}",
+            from.display(),
+            msg.trim()
+        ));
+    }
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        #[serde(rename = "Username", default)]
+        username: String,
+        #[serde(rename = "Secret", default)]
+        secret: String,
+    }
+    let a: Answer = serde_json::from_slice(&out.stdout[..out.stdout.len().min(MAX_HELPER_OUTPUT)])
+        .map_err(|e| format!("credential helper {program}: its answer is not JSON: {e}"))?;
+    if a.secret.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Creds {
+        user: a.username,
+        pass: a.secret,
+    }))
+}
+
 /// The auth files to look in, in order.
 pub fn auth_files(explicit: Option<&Path>) -> Vec<PathBuf> {
     if let Some(p) = explicit {
@@ -76,11 +160,17 @@ pub fn from_auth_file(path: &Path, registry: &str) -> Result<Option<Creds>, Stri
     struct File {
         #[serde(default)]
         auths: BTreeMap<String, Entry>,
+        #[serde(default, rename = "credHelpers")]
+        cred_helpers: BTreeMap<String, String>,
+        #[serde(default, rename = "credsStore")]
+        creds_store: Option<String>,
     }
     #[derive(serde::Deserialize)]
     struct Entry {
         #[serde(default)]
         auth: Option<String>,
+        #[serde(default)]
+        identitytoken: Option<String>,
     }
     let f: File = serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     // Keys may be `host`, `https://host`, `http://host/v1/`; docker.io also as index.docker.io.
@@ -89,15 +179,32 @@ pub fn from_auth_file(path: &Path, registry: &str) -> Result<Option<Creds>, Stri
     } else {
         vec![registry]
     };
-    for (key, entry) in &f.auths {
+    let host_of = |key: &str| -> String {
         let host = key
             .trim_start_matches("https://")
             .trim_start_matches("http://");
-        let host = host.split('/').next().unwrap_or(host);
-        if !want.contains(&host) {
+        host.split('/').next().unwrap_or(host).to_string()
+    };
+    if let Some((_, helper)) = f
+        .cred_helpers
+        .iter()
+        .find(|(k, _)| want.contains(&host_of(k).as_str()))
+    {
+        return from_helper(helper, registry, path);
+    }
+    for (key, entry) in &f.auths {
+        if !want.contains(&host_of(key).as_str()) {
             continue;
         }
-        let Some(auth) = &entry.auth else { continue };
+        if let Some(t) = entry.identitytoken.as_ref().filter(|t| !t.is_empty()) {
+            return Ok(Some(Creds {
+                user: IDENTITY_TOKEN_USER.into(),
+                pass: t.clone(),
+            }));
+        }
+        let Some(auth) = entry.auth.as_ref().filter(|a| !a.is_empty()) else {
+            continue;
+        };
         let raw = base64::engine::general_purpose::STANDARD
             .decode(auth.trim())
             .map_err(|e| format!("{}: auths.{key}.auth: {e}", path.display()))?;
@@ -107,7 +214,10 @@ pub fn from_auth_file(path: &Path, registry: &str) -> Result<Option<Creds>, Stri
             .map(Some)
             .map_err(|_| format!("{}: auths.{key}.auth: not USER:PASSWORD", path.display()));
     }
-    Ok(None)
+    match f.creds_store.as_deref().filter(|s| !s.is_empty()) {
+        Some(store) => from_helper(store, registry, path),
+        None => Ok(None),
+    }
 }
 
 /// A parsed `WWW-Authenticate` challenge.

@@ -1,9 +1,15 @@
 //! The HTTP side of the OCI distribution API: manifests and blobs of one repository, with the
 //! 401 → challenge → credentials (Basic) or token (Bearer) → retry dance.
 //!
-//! HTTPS always, plain HTTP only for the hosts `--insecure-registry` names: a registry that
-//! answers HTTPS with plain HTTP gets an error that says which flag would allow it. Blocking
-//! `ureq` (no async runtime: a build moves one blob at a time).
+//! HTTPS always (CAs and client certificates as [`super::tls`] finds them), plain HTTP only for
+//! the hosts `--insecure-registry` names: a registry that answers HTTPS with plain HTTP gets an
+//! error that says which flag would allow it. Blocking `ureq` (no async runtime: a build moves
+//! one blob at a time).
+//!
+//! Registries as they are: a request that meets 429 Too Many Requests, a 5xx gateway or
+//! availability error, or a dropped connection is sent again, up to [`MAX_ATTEMPTS`] times,
+//! after the Retry-After the registry asked for (at most [`MAX_RETRY_AFTER`]) or a doubling
+//! backoff; a blob whose download breaks off is fetched again from its start.
 
 use super::auth::{self, Creds};
 use super::reference::Reference;
@@ -24,6 +30,27 @@ pub struct Options {
     pub authfile: Option<PathBuf>,
     /// `build --pull`: base images come from their registry even when the store has them.
     pub pull_always: bool,
+    /// `--cert-dir`: the registry's CAs and client certificate, instead of its certs.d.
+    pub cert_dir: Option<PathBuf>,
+}
+
+/// How many times one request is sent at most.
+pub const MAX_ATTEMPTS: u32 = 6;
+/// The longest Retry-After we wait for.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// Whether an answer with `status` is worth sending again.
+fn retryable(status: u16) -> bool {
+    matches!(status, 429 | 500 | 502 | 503 | 504)
+}
+
+/// The wait before attempt `n` (1-based) after a failed one: Retry-After when given (seconds),
+/// else 250 ms doubled each time, at most 8 s.
+fn backoff(n: u32, retry_after: Option<&str>) -> Duration {
+    if let Some(secs) = retry_after.and_then(|v| v.trim().parse::<u64>().ok()) {
+        return Duration::from_secs(secs).min(MAX_RETRY_AFTER);
+    }
+    Duration::from_millis(250u64 << n.saturating_sub(1).min(5)).min(Duration::from_secs(8))
 }
 
 /// The media types a manifest GET accepts.
@@ -73,7 +100,9 @@ impl Client {
                 found
             }
         };
+        let tls = super::tls::config(&r.registry, opts.cert_dir.as_deref())?;
         let config = ureq::Agent::config_builder()
+            .tls_config(tls)
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(30)))
             .user_agent(concat!("brig-build/", env!("CARGO_PKG_VERSION")))
@@ -153,7 +182,7 @@ impl Client {
                 }
             };
             let req = req.body(send).map_err(|e| format!("{url}: {e}"))?;
-            let resp = self.agent.run(req).map_err(|e| self.transport(url, e))?;
+            let resp = self.run_retrying(req, url, &body)?;
             if resp.status() != 401 || attempt == 1 {
                 if resp.status() == 401 {
                     return Err(self.unauthorized(resp));
@@ -171,6 +200,64 @@ impl Client {
             self.answer(&challenge)?;
         }
         unreachable!("the loop returns on its second attempt")
+    }
+
+    /// Runs `req`, sending it again (rebuilt from `body`) while the registry answers with a
+    /// retryable status or the connection fails, up to [`MAX_ATTEMPTS`] times.
+    fn run_retrying(
+        &self,
+        req: Request<SendBody<'static>>,
+        url: &str,
+        body: &Body,
+    ) -> Result<Response<ureq::Body>, String> {
+        let (parts, first) = req.into_parts();
+        let mut send = Some(first);
+        for n in 1..=MAX_ATTEMPTS {
+            let b = match send.take() {
+                Some(b) => b,
+                None => match body {
+                    Body::None => SendBody::none(),
+                    Body::Bytes(b) => SendBody::from_owned_reader(std::io::Cursor::new(b.to_vec())),
+                    Body::File(p, _) => SendBody::from_owned_reader(
+                        std::fs::File::open(p).map_err(|e| format!("{}: {e}", p.display()))?,
+                    ),
+                },
+            };
+            let mut rb = Request::builder()
+                .method(parts.method.clone())
+                .uri(parts.uri.clone());
+            for (k, v) in &parts.headers {
+                rb = rb.header(k, v);
+            }
+            let req = rb.body(b).map_err(|e| format!("{url}: {e}"))?;
+            let last = n == MAX_ATTEMPTS;
+            match self.agent.run(req) {
+                Ok(resp) if retryable(resp.status().as_u16()) && !last => {
+                    let wait = backoff(
+                        n,
+                        resp.headers()
+                            .get("retry-after")
+                            .and_then(|v| v.to_str().ok()),
+                    );
+                    std::thread::sleep(wait);
+                }
+                Ok(resp) => return Ok(resp),
+                Err(
+                    ureq::Error::Io(_) | ureq::Error::ConnectionFailed | ureq::Error::Protocol(_),
+                ) if !last => {
+                    std::thread::sleep(backoff(n, None));
+                }
+                Err(e) => {
+                    let m = self.transport(url, e);
+                    return Err(if n > 1 {
+                        format!("{m} (after {n} attempts)")
+                    } else {
+                        m
+                    });
+                }
+            }
+        }
+        unreachable!("the last attempt returns")
     }
 
     fn unauthorized(&self, resp: Response<ureq::Body>) -> String {
@@ -200,6 +287,13 @@ impl Client {
                         self.registry
                     )
                 })?;
+                if creds.is_identity_token() {
+                    return Err(format!(
+                        "{}: the registry asks for a password (Basic) and the credentials from \
+                         {} are an identity token",
+                        self.registry, self.creds_from
+                    ));
+                }
                 self.authorization = Some(creds.basic_header());
                 Ok(())
             }
@@ -215,15 +309,32 @@ impl Client {
                         self.registry, self.registry
                     ));
                 }
-                let mut req = self.agent.get(realm.as_str());
-                if let Some(s) = c.params.get("service") {
-                    req = req.query("service", s);
+                let service = c.params.get("service").cloned().unwrap_or_default();
+                let mut resp = match &self.creds {
+                    // OAuth2: the identity token is a refresh token (docker's way).
+                    Some(cr) if cr.is_identity_token() => {
+                        let form = [
+                            ("grant_type", "refresh_token"),
+                            ("refresh_token", cr.pass.as_str()),
+                            ("service", service.as_str()),
+                            ("scope", self.scope.as_str()),
+                            ("client_id", "brig-build"),
+                        ];
+                        self.agent.post(realm.as_str()).send_form(form)
+                    }
+                    _ => {
+                        let mut req = self.agent.get(realm.as_str());
+                        if !service.is_empty() {
+                            req = req.query("service", &service);
+                        }
+                        req = req.query("scope", &self.scope);
+                        if let Some(cr) = &self.creds {
+                            req = req.header("Authorization", &cr.basic_header());
+                        }
+                        req.call()
+                    }
                 }
-                req = req.query("scope", &self.scope);
-                if let Some(cr) = &self.creds {
-                    req = req.header("Authorization", &cr.basic_header());
-                }
-                let mut resp = req.call().map_err(|e| format!("token from {realm}: {e}"))?;
+                .map_err(|e| format!("token from {realm}: {e}"))?;
                 if resp.status() == 401 || resp.status() == 403 {
                     return Err(self.unauthorized_token(realm, resp));
                 }

@@ -13,6 +13,7 @@
 pub mod auth;
 pub mod client;
 pub mod reference;
+pub mod tls;
 
 pub use client::Options;
 pub use reference::Reference;
@@ -131,15 +132,24 @@ fn fetch_blob(store: &Store, c: &mut Client, digest: &str) -> Result<(), String>
     if store.has_blob(digest) {
         return Ok(());
     }
-    let mut src = c.get_blob(digest)?;
-    match store
-        .put_blob_checked(&mut src, digest)
-        .map_err(|e| e.to_string())?
-    {
-        Some(got) => Err(format!(
-            "blob {digest}: the registry sent content with digest {got}"
-        )),
-        None => Ok(()),
+    // A download that breaks off (a dropped connection, a proxy's timeout) starts again; what
+    // it wrote is a temporary file the store drops.
+    let mut attempt = 1;
+    loop {
+        let mut src = c.get_blob(digest)?;
+        // A short read may also end "cleanly" and show as another digest: tried again too.
+        let failure = match store.put_blob_checked(&mut src, digest) {
+            Ok(None) => return Ok(()),
+            Ok(Some(got)) => format!("the registry sent content with digest {got}"),
+            Err(e) => e.to_string(),
+        };
+        if attempt == client::MAX_ATTEMPTS {
+            return Err(format!(
+                "blob {digest}: {failure} (after {attempt} attempts)"
+            ));
+        }
+        attempt += 1;
+        std::thread::sleep(std::time::Duration::from_millis(250 * attempt as u64));
     }
 }
 
