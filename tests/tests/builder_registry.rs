@@ -278,14 +278,16 @@ fn token_server(dir: &Path, user: &str, pass: &str, service: &str, issuer: &str)
     let addr = listener.local_addr().unwrap();
     let want = format!("Basic {}", b64(format!("{user}:{pass}").as_bytes(), false));
     let (service, issuer) = (service.to_string(), issuer.to_string());
+    let pass = pass.to_string();
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(mut conn) = conn else { continue };
             let mut r = BufReader::new(conn.try_clone().unwrap());
             let mut line = String::new();
             let _ = r.read_line(&mut line);
-            let target = line.split(' ').nth(1).unwrap_or("").to_string();
+            let mut target = line.split(' ').nth(1).unwrap_or("").to_string();
             let mut authz = String::new();
+            let mut length = 0usize;
             loop {
                 let mut h = String::new();
                 if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
@@ -295,7 +297,26 @@ fn token_server(dir: &Path, user: &str, pass: &str, service: &str, issuer: &str)
                     if k.eq_ignore_ascii_case("authorization") {
                         authz = v.trim().to_string();
                     }
+                    if k.eq_ignore_ascii_case("content-length") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
                 }
+            }
+            // OAuth2 (docker's identity tokens): a POSTed form whose refresh_token is the
+            // password stands for the user.
+            if line.starts_with("POST ") {
+                let mut form = vec![0u8; length];
+                let _ = std::io::Read::read_exact(&mut r, &mut form);
+                let form = String::from_utf8_lossy(&form).into_owned();
+                let refresh = form
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix("refresh_token="));
+                if refresh.map(percent_decode).as_deref() == Some(pass.as_str())
+                    && form.contains("grant_type=refresh_token")
+                {
+                    authz = want.clone();
+                }
+                target = format!("/token?{form}");
             }
             let (status, body) = if authz != want {
                 (
@@ -424,6 +445,28 @@ fn registry_token_auth() {
     pull_with_authfile(&c, &b, h, &format!("https://{h}"), "tok:en-pass", &dest).assert_ok();
     let images = bb(&b, &["images"]);
     assert!(images.stdout.contains(&dest), "{images}");
+    // An identity token (docker's `identitytoken`) is a refresh token for the token server.
+    let authfile = c.path("identity.json");
+    let store_c = c.path("store-c");
+    for (token, ok) in [("wrong", false), ("en-pass", true)] {
+        fs::write(
+            &authfile,
+            format!("{{\"auths\":{{\"{h}\":{{\"identitytoken\":\"{token}\"}}}}}}"),
+        )
+        .unwrap();
+        let out = bb(
+            &store_c,
+            &[
+                "--insecure-registry",
+                h,
+                "--authfile",
+                authfile.to_str().unwrap(),
+                "pull",
+                &dest,
+            ],
+        );
+        assert_eq!(out.success(), ok, "identity token {token}: {out}");
+    }
 }
 
 #[test]
