@@ -29,6 +29,10 @@ struct Cli {
     /// /etc/containers/certs.d/HOST/ and /etc/docker/certs.d/HOST/ (podman's flag).
     #[arg(long = "cert-dir", global = true, value_name = "DIR")]
     cert_dir: Option<PathBuf>,
+    /// A registry (HOST[:PORT]) to pull Docker Hub images from first, falling back to Docker
+    /// Hub (docker's registry-mirrors; repeatable).
+    #[arg(long = "registry-mirror", global = true, value_name = "HOST[:PORT]")]
+    registry_mirror: Vec<String>,
     /// Registry credentials (take precedence over any auth file).
     #[arg(long, global = true, value_name = "USER:PASS")]
     creds: Option<String>,
@@ -332,6 +336,7 @@ fn registry_options(cli: &Cli) -> Result<registry::Options, String> {
         authfile: cli.authfile.clone(),
         pull_always: false,
         cert_dir: cli.cert_dir.clone(),
+        mirrors: cli.registry_mirror.clone(),
     })
 }
 

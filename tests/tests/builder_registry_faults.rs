@@ -278,22 +278,29 @@ fn registry_credentials_from_helpers() {
     assert!(out.stderr.contains("no credentials given"), "{out}");
 }
 
-/// What the proxy did: answers it faked and connections it cut.
+/// What the proxy did: answers it faked, connections it cut, and each request it passed on
+/// ("METHOD PATH -> STATUS").
 #[derive(Default)]
 struct Faults {
+    /// Fake 429, 503 and a cut blob; else only record.
+    inject: bool,
     requests: AtomicUsize,
     too_many: AtomicUsize,
     unavailable: AtomicUsize,
     cut: AtomicUsize,
+    log: std::sync::Mutex<Vec<String>>,
 }
 
 /// A proxy on 127.0.0.1 in front of `upstream`, one request per connection: the first request
 /// gets 429 (Retry-After: 1), the second 503, and the first blob GET is cut after half its
 /// body; everything else is passed through.
-fn flaky_proxy(upstream: String) -> (String, Arc<Faults>) {
+fn flaky_proxy(upstream: String, inject: bool) -> (String, Arc<Faults>) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap().to_string();
-    let faults = Arc::new(Faults::default());
+    let faults = Arc::new(Faults {
+        inject,
+        ..Faults::default()
+    });
     let f = faults.clone();
     std::thread::spawn(move || {
         for conn in l.incoming() {
@@ -333,7 +340,11 @@ fn read_request(s: &mut TcpStream) -> std::io::Result<(String, Vec<u8>)> {
 
 fn serve(mut client: TcpStream, upstream: &str, f: &Faults) -> std::io::Result<()> {
     let (head, body) = read_request(&mut client)?;
-    let n = f.requests.fetch_add(1, Ordering::SeqCst);
+    let n = if f.inject {
+        f.requests.fetch_add(1, Ordering::SeqCst)
+    } else {
+        usize::MAX
+    };
     let close = "Content-Length: 0\r\nConnection: close\r\n\r\n";
     if n == 0 {
         f.too_many.fetch_add(1, Ordering::SeqCst);
@@ -357,8 +368,23 @@ fn serve(mut client: TcpStream, upstream: &str, f: &Faults) -> std::io::Result<(
     up.write_all(&body)?;
     let mut answer = Vec::new();
     up.read_to_end(&mut answer)?;
+    let request_line = head.lines().next().unwrap_or("");
+    let mut what: Vec<&str> = request_line.split(' ').take(2).collect();
+    let status = String::from_utf8_lossy(&answer[..answer.len().min(12)]).into_owned();
+    what.push(status.split(' ').nth(1).unwrap_or("?"));
+    let range = head
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("content-range:"))
+        .map(|l| l.to_string());
+    f.log.lock().unwrap().push(format!(
+        "{} {} -> {}{}",
+        what[0],
+        what.get(1).unwrap_or(&""),
+        what.last().unwrap(),
+        range.map(|r| format!(" [{r}]")).unwrap_or_default()
+    ));
     let is_blob_get = head.starts_with("GET ") && head.contains("/blobs/sha256:");
-    if is_blob_get && answer.len() > 2048 && f.cut.fetch_add(1, Ordering::SeqCst) == 0 {
+    if f.inject && is_blob_get && answer.len() > 2048 && f.cut.fetch_add(1, Ordering::SeqCst) == 0 {
         // Half the answer, then the connection drops.
         client.write_all(&answer[..answer.len() / 2])?;
         return client.shutdown(std::net::Shutdown::Both);
@@ -385,7 +411,7 @@ fn registry_faults_are_retried() {
         &[],
     )
     .assert_ok();
-    let (proxy, faults) = flaky_proxy(h.to_string());
+    let (proxy, faults) = flaky_proxy(h.to_string(), true);
     let through = format!("{proxy}/flaky/busybox:1");
     let other = c.path("store-b");
     let out = bb(
@@ -419,4 +445,120 @@ fn registry_faults_are_retried() {
         &[],
     )
     .assert_ok();
+}
+
+/// A layer larger than one upload chunk goes up in PATCHes with Content-Range; a blob the
+/// registry has in another repository the store pulled from is mounted, not sent.
+#[test]
+fn large_layers_in_chunks_and_mounts_across_repositories() {
+    if !ready("large_layers_in_chunks_and_mounts_across_repositories") {
+        return;
+    }
+    let Some(reg) = Registry::start("large_layers_in_chunks_and_mounts_across_repositories", "")
+    else {
+        return;
+    };
+    let (proxy, seen) = flaky_proxy(reg.host.clone(), false);
+    let p = proxy.as_str();
+    let c = Ctx::new("");
+    let store = c.path("store");
+    base_in(&c, &store);
+    let on = |store: &Path, extra: &[&str]| -> Out {
+        let mut v = vec!["--insecure-registry", p];
+        v.extend_from_slice(extra);
+        bb(store, &v, &[])
+    };
+    let base = format!("{p}/team/base:1");
+    on(&store, &["push", "busybox:base", &base]).assert_ok();
+    // 20 MB of random bytes: one layer above the 16 MiB chunk.
+    c.write(
+        "Dockerfile",
+        &format!("FROM {base}\nRUN head -c 20000000 /dev/urandom > /big\n"),
+    );
+    let other = c.path("store-b");
+    on(&other, &["pull", &base]).assert_ok();
+    seen.log.lock().unwrap().clear();
+    let app = format!("{p}/team/app:1");
+    let built = on(
+        &other,
+        &[
+            "build",
+            "-q",
+            "--runtime",
+            binary_path().to_str().unwrap(),
+            "-o",
+            &format!("type=registry,name={app}"),
+            c.ctx().to_str().unwrap(),
+        ],
+    );
+    built.assert_ok();
+    let log = seen.log.lock().unwrap().clone();
+    let patches: Vec<&String> = log
+        .iter()
+        .filter(|l| {
+            l.starts_with("PATCH ") && l.to_ascii_lowercase().contains("-> 202 [content-range")
+        })
+        .collect();
+    assert!(patches.len() >= 2, "the big layer in chunks: {log:#?}");
+    let mounted: Vec<&String> = log
+        .iter()
+        .filter(|l| {
+            l.contains("mount=sha256:") && l.contains("from=team/base") && l.contains("-> 201")
+        })
+        .collect();
+    assert!(
+        !mounted.is_empty(),
+        "the base layer mounted from team/base: {log:#?}"
+    );
+    // The pushed image is whole: pulled into a third store and built on.
+    let third = c.path("store-c");
+    on(&third, &["pull", &app]).assert_ok();
+}
+
+/// `--registry-mirror`: Docker Hub images come from the mirror (no other network here).
+#[test]
+fn docker_hub_images_from_a_mirror() {
+    if !ready("docker_hub_images_from_a_mirror") {
+        return;
+    }
+    let Some(mirror) = Registry::start("docker_hub_images_from_a_mirror", "") else {
+        return;
+    };
+    let m = mirror.host.as_str();
+    let c = Ctx::new("");
+    let store = c.path("store");
+    base_in(&c, &store);
+    bb(
+        &store,
+        &[
+            "--insecure-registry",
+            m,
+            "push",
+            "busybox:base",
+            &format!("{m}/library/busybox:mirrored"),
+        ],
+        &[],
+    )
+    .assert_ok();
+    let other = c.path("store-b");
+    let flags = ["--insecure-registry", m, "--registry-mirror", m];
+    let mut pull = flags.to_vec();
+    pull.extend(["pull", "busybox:mirrored"]);
+    bb(&other, &pull, &[]).assert_ok();
+    let images = bb(&other, &["images"], &[]);
+    assert!(images.stdout.contains("busybox:mirrored"), "{images}");
+    // FROM a Docker Hub name builds from the mirror too.
+    c.write("Dockerfile", "FROM busybox:mirrored\nRUN true\n");
+    let third = c.path("store-c");
+    let mut build = flags.to_vec();
+    let ctx = c.ctx();
+    let rt = binary_path();
+    build.extend([
+        "build",
+        "-q",
+        "--runtime",
+        rt.to_str().unwrap(),
+        ctx.to_str().unwrap(),
+    ]);
+    bb(&third, &build, &[]).assert_ok();
 }

@@ -57,7 +57,7 @@ pub fn push_cache(
                     .map_err(|e| f(format!("{}: {e}", path.display())))?
                     .len();
                 if !c.has_blob(&l.digest).map_err(f)? {
-                    c.put_blob(&l.digest, &path, size).map_err(f)?;
+                    c.put_blob(&l.digest, &path, size, None).map_err(f)?;
                 }
                 let digest = l
                     .digest
@@ -79,7 +79,8 @@ pub fn push_cache(
         let tmp = store.tempdir("cache-config-")?;
         let path = tmp.path().join("config.json");
         fs::write(&path, &bytes).map_err(|e| f(format!("{}: {e}", path.display())))?;
-        c.put_blob(&digest, &path, bytes.len() as u64).map_err(f)?;
+        c.put_blob(&digest, &path, bytes.len() as u64, None)
+            .map_err(f)?;
     }
     let manifest = oci_spec::image::ImageManifestBuilder::default()
         .schema_version(2u32)

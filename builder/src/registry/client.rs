@@ -32,7 +32,12 @@ pub struct Options {
     pub pull_always: bool,
     /// `--cert-dir`: the registry's CAs and client certificate, instead of its certs.d.
     pub cert_dir: Option<PathBuf>,
+    /// `--registry-mirror`: registries tried first for Docker Hub images.
+    pub mirrors: Vec<String>,
 }
+
+/// Blobs larger than this are uploaded in chunks of this size (PATCH with Content-Range).
+pub const UPLOAD_CHUNK_BYTES: u64 = 16 << 20;
 
 /// How many times one request is sent at most.
 pub const MAX_ATTEMPTS: u32 = 6;
@@ -64,6 +69,17 @@ enum Body<'a> {
     None,
     Bytes(&'a [u8]),
     File(&'a Path, u64),
+    /// (path, offset, length): a part of a file.
+    Range(&'a Path, u64, u64),
+}
+
+/// The reader of a part of a file.
+fn file_range(p: &Path, offset: u64, len: u64) -> Result<impl Read + 'static, String> {
+    use std::io::Seek;
+    let mut f = std::fs::File::open(p).map_err(|e| format!("{}: {e}", p.display()))?;
+    f.seek(std::io::SeekFrom::Start(offset))
+        .map_err(|e| format!("{}: {e}", p.display()))?;
+    Ok(f.take(len))
 }
 
 /// A client for one repository of one registry.
@@ -180,6 +196,10 @@ impl Client {
                     let f = std::fs::File::open(p).map_err(|e| format!("{}: {e}", p.display()))?;
                     SendBody::from_owned_reader(f)
                 }
+                Body::Range(p, offset, len) => {
+                    req = req.header("Content-Length", len.to_string());
+                    SendBody::from_owned_reader(file_range(p, *offset, *len)?)
+                }
             };
             let req = req.body(send).map_err(|e| format!("{url}: {e}"))?;
             let resp = self.run_retrying(req, url, &body)?;
@@ -221,6 +241,9 @@ impl Client {
                     Body::File(p, _) => SendBody::from_owned_reader(
                         std::fs::File::open(p).map_err(|e| format!("{}: {e}", p.display()))?,
                     ),
+                    Body::Range(p, offset, len) => {
+                        SendBody::from_owned_reader(file_range(p, *offset, *len)?)
+                    }
                 },
             };
             let mut rb = Request::builder()
@@ -456,35 +479,85 @@ impl Client {
     }
 
     /// Uploads the blob at `path` (monolithic: POST for a session, PUT with the digest).
-    pub fn put_blob(&mut self, digest: &str, path: &Path, size: u64) -> Result<(), String> {
-        let url = self.url("blobs/uploads/");
+    /// Uploads blob `digest` (the file at `path`, `size` bytes): mounted from repository
+    /// `mount_from` of this registry when given and the registry agrees, else sent in one
+    /// PUT, or in chunks of [`UPLOAD_CHUNK_BYTES`] (PATCH with Content-Range) when larger.
+    pub fn put_blob(
+        &mut self,
+        digest: &str,
+        path: &Path,
+        size: u64,
+        mount_from: Option<&str>,
+    ) -> Result<(), String> {
+        let mut url = self.url("blobs/uploads/");
+        if let Some(from) = mount_from {
+            url.push_str(&format!("?mount={digest}&from={from}"));
+        }
         let resp = self.send(Method::POST, &url, &[], Body::Bytes(&[]))?;
+        // 201: mounted from the other repository, nothing to send.
+        if resp.status() == 201 && mount_from.is_some() {
+            return Ok(());
+        }
         if resp.status() != 202 {
             return Err(format!("start upload of {digest}: {}", error_text(resp)));
         }
-        let loc = resp
-            .headers()
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| format!("start upload of {digest}: no Location in the answer"))?
-            .to_string();
-        let loc = if loc.starts_with("http://") || loc.starts_with("https://") {
-            loc
-        } else {
-            format!("{}{}", self.base, loc)
-        };
+        let mut loc = self.location(&resp, digest)?;
+        let mut body = Body::File(path, size);
+        if size > UPLOAD_CHUNK_BYTES {
+            let mut offset = 0;
+            while offset < size {
+                let len = UPLOAD_CHUNK_BYTES.min(size - offset);
+                let range = format!("{}-{}", offset, offset + len - 1);
+                let resp = self.send(
+                    Method::PATCH,
+                    &loc,
+                    &[
+                        ("Content-Type", "application/octet-stream"),
+                        ("Content-Range", range.as_str()),
+                    ],
+                    Body::Range(path, offset, len),
+                )?;
+                if resp.status() != 202 {
+                    return Err(format!(
+                        "upload of {digest}, bytes {range}: {}",
+                        error_text(resp)
+                    ));
+                }
+                loc = self.location(&resp, digest)?;
+                offset += len;
+            }
+            // An empty body, said so: Content-Length 0 (not a chunked stream).
+            body = Body::Bytes(&[]);
+        }
         let sep = if loc.contains('?') { '&' } else { '?' };
         let put = format!("{loc}{sep}digest={digest}");
         let resp = self.send(
             Method::PUT,
             &put,
             &[("Content-Type", "application/octet-stream")],
-            Body::File(path, size),
+            body,
         )?;
         if resp.status() != 201 {
             return Err(format!("upload of {digest}: {}", error_text(resp)));
         }
         Ok(())
+    }
+
+    /// The absolute upload URL an answer's Location gives.
+    fn location(&self, resp: &Response<ureq::Body>, digest: &str) -> Result<String, String> {
+        let loc = resp
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| format!("upload of {digest}: no Location in the answer"))?
+            .to_string();
+        Ok(
+            if loc.starts_with("http://") || loc.starts_with("https://") {
+                loc
+            } else {
+                format!("{}{}", self.base, loc)
+            },
+        )
     }
 
     /// PUT a manifest under `reference` (a tag or digest).

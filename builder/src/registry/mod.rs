@@ -71,9 +71,41 @@ fn is_index(media_type: &str) -> bool {
         || media_type == "application/vnd.docker.distribution.manifest.list.v2+json"
 }
 
-/// Pulls `r` into the store and names it `r` there; returns the image.
+/// Pulls `r` into the store and names it `r` there; returns the image. A Docker Hub image
+/// comes from the first `--registry-mirror` that has it, else from Docker Hub (docker's
+/// `registry-mirrors`).
 pub fn pull(store: &Store, opts: &Options, r: &Reference) -> Result<Image, RegistryError> {
-    let mut c = Client::new(opts, r, false).map_err(|e| failed(r, e))?;
+    if r.registry == "docker.io" {
+        let mut tried = Vec::new();
+        for m in &opts.mirrors {
+            let via = Reference {
+                registry: m.clone(),
+                ..r.clone()
+            };
+            match pull_from(store, opts, r, &via) {
+                Ok(img) => return Ok(img),
+                Err(e) => tried.push(e.to_string()),
+            }
+        }
+        return pull_from(store, opts, r, r).map_err(|e| {
+            if tried.is_empty() {
+                e
+            } else {
+                failed(r, format!("{e}; mirrors: {}", tried.join("; ")))
+            }
+        });
+    }
+    pull_from(store, opts, r, r)
+}
+
+/// Pulls `r` from `via` (the same repository and tag on another registry: a mirror, or `r`).
+fn pull_from(
+    store: &Store,
+    opts: &Options,
+    r: &Reference,
+    via: &Reference,
+) -> Result<Image, RegistryError> {
+    let mut c = Client::new(opts, via, false).map_err(|e| failed(via, e))?;
     let (mut bytes, ct) = c.get_manifest(r.manifest_ref()).map_err(|e| failed(r, e))?;
     if let Some(d) = &r.digest {
         if &sha256(&bytes) != d {
@@ -225,23 +257,57 @@ fn image_blobs(img: &Image) -> Vec<String> {
         .collect()
 }
 
-/// Uploads those of `digests` the registry lacks.
+/// Uploads those of `digests` the registry lacks; one that an image of the store pulled from
+/// another repository of the same registry has is mounted from there (no upload).
 fn push_blobs(
     c: &mut Client,
     store: &Store,
     dest: &Reference,
     digests: &[String],
 ) -> Result<(), RegistryError> {
+    let mut sources: Option<Vec<(String, Vec<String>)>> = None;
     for digest in digests {
         if c.has_blob(digest).map_err(|e| failed(dest, e))? {
             continue;
         }
+        let sources = match &mut sources {
+            Some(s) => s,
+            None => sources.insert(repositories_on(store, &dest.registry)),
+        };
+        let from = sources
+            .iter()
+            .find(|(repo, blobs)| repo != &dest.repository && blobs.contains(digest))
+            .map(|(repo, _)| repo.as_str());
         let path = store.blob_path(digest);
         let size = fs::metadata(&path)
             .map_err(|e| failed(dest, format!("{}: {e}", path.display())))?
             .len();
-        c.put_blob(digest, &path, size)
+        c.put_blob(digest, &path, size, from)
             .map_err(|e| failed(dest, e))?;
     }
     Ok(())
+}
+
+/// The repositories of `registry` the store has images from (by their names), with the
+/// blobs each image holds.
+fn repositories_on(store: &Store, registry: &str) -> Vec<(String, Vec<String>)> {
+    let Ok(idx) = store.index() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for m in idx.manifests() {
+        let Some(name) = crate::image::store::ref_name(m) else {
+            continue;
+        };
+        let Some(r) = Reference::parse(&name) else {
+            continue;
+        };
+        if r.registry != registry {
+            continue;
+        }
+        if let Ok(img) = store.image(m.digest().as_ref()) {
+            out.push((r.repository, image_blobs(&img)));
+        }
+    }
+    out
 }
