@@ -13,6 +13,7 @@ use std::ffi::OsStr;
 use std::fs;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 /// A directory every lookup is scoped to.
@@ -148,6 +149,67 @@ impl Root {
                 self.path.display()
             ),
         )
+    }
+
+    /// `rel` as an absolute path inside the root with every symlink followed, the final one
+    /// included, as BuildKit resolves a COPY or ADD destination (its `fs.RootPath`): absolute
+    /// targets restart at the root, `..` stops there, and components that do not exist (a
+    /// dangling link's target) are kept as written. The result is still opened with
+    /// [`Root::open_at`] by callers, so a tree changed meanwhile cannot lead outside the root.
+    pub fn resolve(&self, rel: &Path) -> io::Result<PathBuf> {
+        let mut todo: Vec<std::ffi::OsString> = inner(rel)
+            .components()
+            .rev()
+            .map(|c| c.as_os_str().to_os_string())
+            .collect();
+        let mut out = PathBuf::from("/");
+        let mut links = 0;
+        while let Some(c) = todo.pop() {
+            if c == ".." {
+                out.pop();
+                continue;
+            }
+            let cand = out.join(&c);
+            let target = self
+                .dir(&out)
+                .ok()
+                .and_then(|d| rfs::readlinkat(&d, c.as_os_str(), Vec::new()).ok());
+            let Some(target) = target else {
+                out = cand;
+                continue;
+            };
+            links += 1;
+            if links > 255 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "{}: too many levels of symbolic links in {}",
+                        rel.display(),
+                        self.path.display()
+                    ),
+                ));
+            }
+            let target = PathBuf::from(OsStr::from_bytes(target.as_bytes()));
+            if target.is_absolute() {
+                out = PathBuf::from("/");
+            }
+            todo.extend(
+                target
+                    .components()
+                    .rev()
+                    .filter(|c| matches!(c, Component::Normal(_) | Component::ParentDir))
+                    .map(|c| c.as_os_str().to_os_string()),
+            );
+        }
+        Ok(out)
+    }
+
+    /// The directory `rel` (resolved inside this root) as a root of its own: what an ADD'ed
+    /// archive is extracted into, so its links cannot lead outside the destination.
+    pub fn sub(&self, rel: &Path) -> io::Result<Root> {
+        let fd = self.dir(rel)?;
+        let path = fd_path(&fd)?;
+        Ok(Root { fd, path })
     }
 
     /// The paths below the root that `pat` (`/`-separated, `*`, `?`, `[...]` in any segment)

@@ -131,19 +131,21 @@ pub fn copy(op: &CopyOp<'_>, dst: &Root) -> Result<(), String> {
         return Err(format!("no source files were specified by {s:?}"));
     }
     let count = srcs.len() + op.inline.len();
+    // Symlinks on the way, the last one included, are followed inside the image (BuildKit's
+    // RootPath): a dangling link as destination makes its target.
+    let dest = dst
+        .resolve(Path::new(&op.dest))
+        .map_err(|e| format!("{}: {e}", op.dest))?;
     let dest_is_dir = op.parents
         || op.dest.ends_with('/')
         || count > 1
-        || dst
-            .open_at(Path::new(&op.dest), OFlags::DIRECTORY | OFlags::PATH)
-            .is_ok();
+        || dst.open_at(&dest, OFlags::DIRECTORY | OFlags::PATH).is_ok();
     if count > 1 && !op.dest.ends_with('/') && !op.parents {
         return Err(format!(
             "when using COPY with more than one source file, the destination must be a directory and end with a / ({})",
             op.dest
         ));
     }
-    let dest = PathBuf::from(&op.dest);
     for (name, content) in &op.inline {
         let (pfd, fname) = target_of(op, dst, &dest, dest_is_dir, Path::new(name))?;
         let f = create_file(&pfd, fname.as_ref()).map_err(|e| e.to_string())?;
@@ -183,12 +185,15 @@ pub fn copy(op: &CopyOp<'_>, dst: &Root) -> Result<(), String> {
         if md.is_dir() {
             copy_tree(op, &real, &rel, &dest, dst)?;
         } else if op.add && is_archive(&real) {
+            // Extracted with the destination as its root (BuildKit's chrooted untar): an
+            // entry's `..` or absolute link stops at the destination.
             mkdirs(op, dst, &dest)?;
+            let into = dst.sub(&dest).map_err(|e| e.to_string())?;
             let f = fs::File::open(&real).map_err(|e| e.to_string())?;
             let stream = decompressed(BufReader::new(f)).map_err(|e| e.to_string())?;
             unpack::unpack(
-                dst,
-                &dest,
+                &into,
+                Path::new("/"),
                 stream,
                 &rel.display().to_string(),
                 unpack::Options {
@@ -418,8 +423,12 @@ impl Builder<'_> {
         } else {
             format!("{}/{}", wd.trim_end_matches('/'), dest_raw)
         };
+        // Cleaned as written (BuildKit's cleanPath): `/link/..` is `/` whatever `link` is; a
+        // trailing `/` or `/.` says the destination is a directory.
         if dest_raw.ends_with('/') || dest_raw == "." || dest_raw.ends_with("/.") {
             dest = format!("{}/", clean_abs(Path::new(&dest)).trim_end_matches('/'));
+        } else {
+            dest = clean_abs(Path::new(&dest));
         }
         let mut inline = Vec::new();
         let mut sources = Vec::new();

@@ -1,0 +1,64 @@
+//! End-to-end tests of what brig-build gives where BuildKit and it used to differ (issue 19):
+//! destinations through symlinks, `.dockerignore` exceptions, xattrs, cache mounts seeded from
+//! a stage. Each builds on the busybox base and checks the image, mostly with RUN steps that
+//! fail the build when a file is not where BuildKit puts it. Where BuildKit and docker's legacy
+//! builder differ, BuildKit is followed and the test says so.
+
+use brig_tests::builder::*;
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::process::Command;
+
+/// Every destination is resolved inside the image with its symlinks followed (BuildKit's
+/// RootPath); an ADD'ed archive is extracted with its destination as root.
+#[test]
+fn destinations_resolve_symlinks_inside_the_image() {
+    if !ready("destinations_resolve_symlinks_inside_the_image") {
+        return;
+    }
+    let c = Ctx::new(&format!(
+        r#"{}
+RUN mkdir /dir
+# The archive holds `link -> ..` and then `link/etc/myfile`: the file lands under /dir.
+ADD a.tar /dir
+RUN test -f /dir/etc/myfile && test ! -e /etc/myfile
+# A dangling link as destination: its target is made (docker and BuildKit).
+RUN ln -s /made /dangling && ln -s /nowhere /symlink && mkdir -p /real/sub && ln -s /real /wdlink
+COPY f /dangling
+RUN test -L /dangling && test "$(cat /made)" = f
+# `/symlink/..` is `/` as written, wherever the link points.
+ADD f /symlink/..
+RUN test "$(cat /f)" = f && test ! -e /nowhere
+# WORKDIR through a link, then COPY into it.
+WORKDIR /wdlink/w
+COPY f ./
+RUN test "$(cat /real/w/f)" = f
+"#,
+        from_base()
+    ));
+    c.write("f", "f");
+    // A tar whose first entry is `link -> ..` and whose second is `link/etc/myfile`.
+    let a = c.path("arc-a");
+    let b = c.path("arc-b");
+    fs::create_dir_all(&a).unwrap();
+    fs::create_dir_all(b.join("link/etc")).unwrap();
+    symlink("..", a.join("link")).unwrap();
+    fs::write(b.join("link/etc/myfile"), "mine\n").unwrap();
+    let tar = c.ctx().join("a.tar");
+    run(Command::new("tar")
+        .arg("-cf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(&a)
+        .arg("link"))
+    .assert_ok();
+    run(Command::new("tar")
+        .arg("-rf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(&b)
+        .arg("link/etc/myfile"))
+    .assert_ok();
+    let img = c.build_oci(&["--no-cache"]);
+    assert_eq!(img.layer_file(2, "dir/etc/myfile"), "mine\n");
+}
