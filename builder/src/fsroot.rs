@@ -204,6 +204,11 @@ impl Root {
         Ok(out)
     }
 
+    /// True if `rel` is a directory (symlinks followed inside the root).
+    pub fn is_dir(&self, rel: &Path) -> bool {
+        self.open_at(rel, OFlags::DIRECTORY | OFlags::PATH).is_ok()
+    }
+
     /// The directory `rel` (resolved inside this root) as a root of its own: what an ADD'ed
     /// archive is extracted into, so its links cannot lead outside the destination.
     pub fn sub(&self, rel: &Path) -> io::Result<Root> {

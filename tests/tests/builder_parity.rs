@@ -62,3 +62,46 @@ RUN test "$(cat /real/w/f)" = f
     let img = c.build_oci(&["--no-cache"]);
     assert_eq!(img.layer_file(2, "dir/etc/myfile"), "mine\n");
 }
+
+/// `.dockerignore` exceptions under excluded directories re-include their files (moby's
+/// patternmatcher, BuildKit's fsutil walk): with `**`, alternating lines, two levels down, and
+/// a COPY naming the excluded directory itself.
+#[test]
+fn dockerignore_exceptions_reach_into_excluded_directories() {
+    if !ready("dockerignore_exceptions_reach_into_excluded_directories") {
+        return;
+    }
+    let c = Ctx::new(&format!(
+        r#"{}
+COPY . /ctx/
+COPY folder1 /f1
+RUN test -f /ctx/folder1/keep && test ! -e /ctx/folder1/drop \
+ && test -f /ctx/x/important.log && test ! -e /ctx/x/y.log \
+ && test ! -e /ctx/a/top && test -f /ctx/a/b/f && test ! -e /ctx/a/b/c/y && test -f /ctx/a/b/c/d \
+ && test -f /f1/keep && test ! -e /f1/drop
+"#,
+        from_base()
+    ));
+    c.write(
+        ".dockerignore",
+        "folder1\n!folder1/keep\n**/*.log\n!**/important.log\na\n!a/b\na/b/c\n!a/b/c/d\n",
+    );
+    for f in [
+        "folder1/keep",
+        "folder1/drop",
+        "x/y.log",
+        "x/important.log",
+        "a/top",
+        "a/b/f",
+        "a/b/c/y",
+        "a/b/c/d",
+    ] {
+        c.write(f, f);
+    }
+    let img = c.build_oci(&[]);
+    assert_eq!(img.layer_file(1, "ctx/a/b/c/d"), "a/b/c/d");
+    // A change to a re-included file is a cache miss.
+    c.write("a/b/c/d", "changed");
+    let again = c.build_oci(&[]);
+    assert_eq!(again.layer_file(1, "ctx/a/b/c/d"), "changed");
+}

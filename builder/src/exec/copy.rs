@@ -14,7 +14,7 @@
 
 use super::apply::clean_abs;
 use super::{contexts, overlay, remote, Builder, Result as BuildResult, State};
-use crate::dockerfile::ignore::{excluded_path as excluded, Ignore};
+use crate::dockerfile::ignore::{excluded_path as excluded, pruned_path, Ignore};
 use crate::dockerfile::CopyArgs;
 use crate::fsroot::{open_dir_at, remove_at, Root};
 use crate::image::unpack;
@@ -111,7 +111,7 @@ pub fn copy(op: &CopyOp<'_>, dst: &Root) -> Result<(), String> {
             let found = op.src.glob(rel).map_err(|e| e.to_string())?;
             let found: Vec<PathBuf> = found
                 .into_iter()
-                .filter(|p| !excluded(op.ignore, p) && !op.excluded_file(p))
+                .filter(|p| !pruned_path(op.ignore, p, op.src.is_dir(p)) && !op.excluded_file(p))
                 .collect();
             if found.is_empty() {
                 empty_glob.get_or_insert(s);
@@ -119,7 +119,7 @@ pub fn copy(op: &CopyOp<'_>, dst: &Root) -> Result<(), String> {
             srcs.extend(found);
         } else {
             let p = crate::fsroot::inner(Path::new(rel));
-            if excluded(op.ignore, &p) {
+            if pruned_path(op.ignore, &p, op.src.is_dir(&p)) {
                 return Err(format!("{s}: excluded by .dockerignore"));
             }
             if !op.excluded_file(&p) {
@@ -254,6 +254,7 @@ fn copy_tree(
         .map_err(|e| e.to_string())?;
     }
     let mut dirs: Vec<(PathBuf, i64)> = Vec::new();
+    let mut pending: Vec<(usize, PathBuf)> = Vec::new();
     let mut walk = walkdir::WalkDir::new(real)
         .min_depth(1)
         .follow_links(false)
@@ -262,11 +263,31 @@ fn copy_tree(
     while let Some(e) = walk.next() {
         let e = e.map_err(|e| e.to_string())?;
         let sub = e.path().strip_prefix(real).expect("below the walk root");
+        let is_dir = e.file_type().is_dir();
+        // Only the excluded directories above this entry stay pending.
+        pending.retain(|(depth, _)| *depth < e.depth());
         if excluded(op.ignore, &rel.join(sub)) || excluded(op.exclude.as_ref(), sub) {
-            if e.file_type().is_dir() {
+            if is_dir
+                && !pruned_path(op.ignore, &rel.join(sub), true)
+                && !excluded(op.exclude.as_ref(), sub)
+            {
+                // A `!` exception may re-include something below: walk in, and make the
+                // directory only if something is (BuildKit sends an excluded parent lazily).
+                pending.push((e.depth(), e.path().to_path_buf()));
+            } else if is_dir {
                 walk.skip_current_dir();
             }
             continue;
+        }
+        for (_, p) in pending.drain(..) {
+            let psub = p.strip_prefix(real).expect("below the walk root");
+            let target = dest.join(psub);
+            let parent = target.parent().unwrap_or(Path::new("/"));
+            let pfd = dst.dir(parent).map_err(|e| e.to_string())?;
+            let md = p.symlink_metadata().map_err(|e| e.to_string())?;
+            let name = target.file_name().expect("walk entries have names");
+            copy_entry(op, &p, &md, &pfd, name.as_ref()).map_err(|e| e.to_string())?;
+            dirs.push((target, md.mtime()));
         }
         let target = dest.join(sub);
         let parent = target.parent().unwrap_or(Path::new("/"));
