@@ -105,3 +105,115 @@ RUN test -f /ctx/folder1/keep && test ! -e /ctx/folder1/drop \
     let again = c.build_oci(&[]);
     assert_eq!(again.layer_file(1, "ctx/a/b/c/d"), "changed");
 }
+
+/// The xattrs of entry `path` in layer `i` of `img` (PAX SCHILY.xattr records).
+fn layer_xattrs(img: &Image, i: isize, path: &str) -> Vec<(String, Vec<u8>)> {
+    let n = img.layers() as isize;
+    let i = if i < 0 { n + i } else { i } as usize;
+    let d = img.manifest["layers"][i]["digest"].as_str().unwrap();
+    let f = fs::File::open(img.dir.join("blobs/sha256").join(&d[7..])).unwrap();
+    let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(f));
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let p = e
+            .path()
+            .unwrap()
+            .to_string_lossy()
+            .trim_end_matches('/')
+            .to_string();
+        if p.trim_start_matches("./") != path {
+            continue;
+        }
+        let mut out = Vec::new();
+        if let Ok(Some(exts)) = e.pax_extensions() {
+            for x in exts.flatten() {
+                if let Some(k) = x.key().ok().and_then(|k| k.strip_prefix("SCHILY.xattr.")) {
+                    out.push((k.to_string(), x.value_bytes().to_vec()));
+                }
+            }
+        }
+        return out;
+    }
+    panic!("{path} not in layer {i}");
+}
+
+fn set_xattr(p: &std::path::Path, name: &str, value: &[u8]) {
+    let path = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+    let cname = std::ffi::CString::new(name).unwrap();
+    // SAFETY: valid C strings and a buffer of the given length.
+    let rc = unsafe {
+        libc::lsetxattr(
+            path.as_ptr(),
+            cname.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "setxattr {name}: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// xattrs of context files (`user.*`, security.capability) are kept by COPY and across
+/// `COPY --from` (layers written with PAX SCHILY.xattr records, restored when applied).
+#[test]
+fn xattrs_survive_copy_and_copy_from() {
+    if !ready("xattrs_survive_copy_and_copy_from") {
+        return;
+    }
+    let c = Ctx::new(&format!(
+        "{}\nCOPY . /src/\nRUN true\n\nFROM scratch\nCOPY --from=0 /src/ /from-stage/\n",
+        from_base()
+    ));
+    c.write("tagged", "t");
+    c.write("dir/inner", "i");
+    c.write("capped", "c");
+    set_xattr(&c.ctx().join("tagged"), "user.brig.note", b"hello");
+    set_xattr(&c.ctx().join("dir/inner"), "user.brig.deep", b"v1");
+    // VFS_CAP_REVISION_2, effective, CAP_NET_BIND_SERVICE permitted.
+    let cap = [1u8, 0, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    set_xattr(&c.ctx().join("capped"), "security.capability", &cap);
+    let img = c.build_oci(&[]);
+    assert_eq!(
+        layer_xattrs(&img, 0, "from-stage/tagged"),
+        [("user.brig.note".to_string(), b"hello".to_vec())]
+    );
+    assert_eq!(
+        layer_xattrs(&img, 0, "from-stage/dir/inner"),
+        [("user.brig.deep".to_string(), b"v1".to_vec())]
+    );
+    assert_eq!(
+        layer_xattrs(&img, 0, "from-stage/capped"),
+        [("security.capability".to_string(), cap.to_vec())]
+    );
+}
+
+/// `RUN --mount=type=cache,from=STAGE,source=PATH`: a new cache starts as the stage's path
+/// (BuildKit), and stays a cache (what a RUN writes there is seen by the next build).
+#[test]
+fn cache_mount_seeded_from_a_stage() {
+    if !ready("cache_mount_seeded_from_a_stage") {
+        return;
+    }
+    let df = |n: &str| {
+        format!(
+            "{b} AS seed\nRUN mkdir -p /out/sub && echo seeded > /out/sub/file && chown 5:6 /out/sub\n\n\
+             {b}\nRUN --mount=type=cache,from=seed,source=/out,target=/c \
+             cat /c/sub/file > /got && stat -c %u:%g /c/sub > /owner && ls /c > /listing{n} && touch /c/run{n}\n",
+            b = from_base()
+        )
+    };
+    let c = Ctx::new(&df("1"));
+    let img = c.build_oci(&[]);
+    assert_eq!(img.layer_file(-1, "got"), "seeded\n");
+    assert_eq!(img.layer_file(-1, "owner"), "5:6\n");
+    assert_eq!(img.layer_file(-1, "listing1"), "sub\n");
+    // The same cache the next time: the first run's file is there.
+    c.write("Dockerfile", &df("2"));
+    let img = c.build_oci(&[]);
+    assert_eq!(img.layer_file(-1, "listing2"), "run1\nsub\n");
+}

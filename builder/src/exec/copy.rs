@@ -327,7 +327,8 @@ fn copy_entry(
             rfs::mkdirat(pfd, name, Mode::from_raw_mode(0o755))?;
         }
         let d = open_dir_at(pfd, name)?;
-        finish(&d, owner, mode, None)
+        finish(&d, owner, mode, None)?;
+        copy_xattrs(src, &d)
     } else if ft.is_symlink() {
         let target = fs::read_link(src)?;
         remove_at(pfd, name.as_os_str())?;
@@ -345,11 +346,27 @@ fn copy_entry(
         let mut out = fs::File::from(f);
         let mut inp = fs::File::open(src)?;
         io::copy(&mut inp, &mut out)?;
-        finish(&OwnedFd::from(out), owner, mode, Some(md.mtime()))
+        let fd = OwnedFd::from(out);
+        finish(&fd, owner, mode, Some(md.mtime()))?;
+        // After the chown, which clears security.capability.
+        copy_xattrs(src, &fd)
     } else {
         // Devices, fifos and sockets in a context are skipped, as docker does.
         Ok(())
     }
+}
+
+/// Gives `fd` the xattrs of `src` (`user.*`, `security.capability`, ...; not overlayfs' own),
+/// as BuildKit's copy keeps them.
+fn copy_xattrs(src: &Path, fd: &OwnedFd) -> io::Result<()> {
+    for (k, v) in crate::image::layer::xattrs(src)? {
+        match rfs::fsetxattr(fd, k.as_str(), &v, rfs::XattrFlags::empty()) {
+            // A filesystem without xattrs, or one this namespace may not set: skipped.
+            Ok(()) | Err(rustix::io::Errno::NOTSUP) | Err(rustix::io::Errno::PERM) => {}
+            Err(e) => return Err(io::Error::new(e.kind(), format!("setxattr {k}: {e}"))),
+        }
+    }
+    Ok(())
 }
 
 /// Replaces `name` in `pfd` by a new empty file.
@@ -485,10 +502,17 @@ impl Builder<'_> {
         let owner = match &a.chown {
             Some(c) => {
                 let c = self.word(st, line, c)?;
-                Some(
-                    super::run::lookup_user(&dst, &c)
-                        .map_err(|e| self.err(line, format!("--chown={c}: {e}")))?,
-                )
+                // A number is its own group unless one is given (BuildKit's chown by ID); a
+                // name must be in the image's passwd.
+                let by_id = c
+                    .split(':')
+                    .next()
+                    .is_some_and(|u| u.parse::<u32>().is_ok());
+                let owner = match by_id {
+                    true => super::run::file_op_owner(&dst, &c),
+                    false => super::run::lookup_user(&dst, &c),
+                };
+                Some(owner.map_err(|e| self.err(line, format!("--chown={c}: {e}")))?)
             }
             None => None,
         };
