@@ -305,6 +305,25 @@ mod tests {
     use std::os::unix::fs::symlink;
 
     #[test]
+    fn resolve_follows_every_link_inside_the_root() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("real/sub")).unwrap();
+        symlink("/real", d.path().join("abs")).unwrap();
+        symlink("abs/sub", d.path().join("chain")).unwrap();
+        symlink("../../../../made", d.path().join("real/up")).unwrap();
+        symlink("/nowhere/x", d.path().join("dangling")).unwrap();
+        symlink("loop", d.path().join("loop")).unwrap();
+        let root = Root::open(d.path()).unwrap();
+        let r = |p: &str| root.resolve(Path::new(p)).unwrap();
+        assert_eq!(r("/chain/f"), Path::new("/real/sub/f"));
+        assert_eq!(r("chain"), Path::new("/real/sub"));
+        assert_eq!(r("/real/up"), Path::new("/made"), ".. stops at the root");
+        assert_eq!(r("/dangling"), Path::new("/nowhere/x"));
+        assert_eq!(r("/abs/../x"), Path::new("/x"));
+        assert!(root.resolve(Path::new("/loop/a")).is_err());
+    }
+
+    #[test]
     fn mkdir_all_through_a_symlink_that_leads_nowhere_names_the_symlink() {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("plain"), "p").unwrap();

@@ -298,3 +298,61 @@ impl Witness {
         self.seen.0.lock().unwrap().clear();
     }
 }
+
+/// Sets xattr `name` of `p` (not following a final symlink).
+pub fn set_xattr(p: &Path, name: &str, value: &[u8]) {
+    let path = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+    let cname = std::ffi::CString::new(name).unwrap();
+    // SAFETY: valid C strings and a buffer of the given length.
+    let rc = unsafe {
+        libc::lsetxattr(
+            path.as_ptr(),
+            cname.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "setxattr {} {name}: {}",
+        p.display(),
+        std::io::Error::last_os_error()
+    );
+}
+
+/// The xattrs of `p` (not following a final symlink), name → value.
+pub fn xattrs_of(p: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(path) = std::ffi::CString::new(p.to_str().unwrap()) else {
+        return out;
+    };
+    let mut names = vec![0u8; 65536];
+    // SAFETY: a valid C string and a buffer of the given length.
+    let n = unsafe { libc::llistxattr(path.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
+    if n <= 0 {
+        return out;
+    }
+    for name in names[..n as usize]
+        .split(|&b| b == 0)
+        .filter(|n| !n.is_empty())
+    {
+        let cname = std::ffi::CString::new(name).unwrap();
+        let mut v = vec![0u8; 65536];
+        // SAFETY: valid C strings and a buffer of the given length.
+        let m = unsafe {
+            libc::lgetxattr(
+                path.as_ptr(),
+                cname.as_ptr(),
+                v.as_mut_ptr().cast(),
+                v.len(),
+            )
+        };
+        if m >= 0 {
+            v.truncate(m as usize);
+            out.insert(String::from_utf8_lossy(name).into_owned(), v);
+        }
+    }
+    out
+}

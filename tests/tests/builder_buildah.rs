@@ -21,6 +21,13 @@ use std::process::Command;
 /// reason).
 const ALLOWED: &[(&str, &str, &str)] = &[
     (
+        "multistage",
+        "config.WorkingDir",
+        "the final stage is FROM scratch: BuildKit's empty image has WorkingDir /, which \
+         brig-build follows (builder_buildkit checks it); buildah and docker's legacy builder \
+         leave it out",
+    ),
+    (
         "*",
         "run",
         "buildah leaves /run, the mount point it makes for its RUN containers, in the image; \

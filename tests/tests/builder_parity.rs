@@ -137,27 +137,6 @@ fn layer_xattrs(img: &Image, i: isize, path: &str) -> Vec<(String, Vec<u8>)> {
     panic!("{path} not in layer {i}");
 }
 
-fn set_xattr(p: &std::path::Path, name: &str, value: &[u8]) {
-    let path = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
-    let cname = std::ffi::CString::new(name).unwrap();
-    // SAFETY: valid C strings and a buffer of the given length.
-    let rc = unsafe {
-        libc::lsetxattr(
-            path.as_ptr(),
-            cname.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    };
-    assert_eq!(
-        rc,
-        0,
-        "setxattr {name}: {}",
-        std::io::Error::last_os_error()
-    );
-}
-
 /// xattrs of context files (`user.*`, security.capability) are kept by COPY and across
 /// `COPY --from` (layers written with PAX SCHILY.xattr records, restored when applied).
 #[test]
