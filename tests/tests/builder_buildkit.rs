@@ -8,7 +8,8 @@
 //! BuildKit is the one inside a dockerd of the test's own (Debian's docker.io 20.10): its own
 //! `--data-root`, `--exec-root`, config file and unix socket under a temp dir, no bridge and no
 //! iptables, started in a private mount namespace with a tmpfs over /run/containerd so that it
-//! neither finds nor touches the host's containerd (it starts its own, under the exec root).
+//! neither finds nor touches the host's containerd (it starts its own, under the exec root),
+//! and one over /etc/docker, where it would write its key.
 //! Both images come back as `docker save` archives (which keep owners and xattrs, where
 //! `-o type=local` does not): brig-build writes one with `-o type=docker-archive`. The busybox
 //! base is made by brig-build and `docker load`ed; nothing comes from the network.
@@ -88,7 +89,8 @@ impl Dockerd {
         fs::write(d.join("daemon.json"), "{}").unwrap();
         fs::create_dir(d.join("client")).unwrap();
         let script = format!(
-            "mount -t tmpfs brig-test /run/containerd && exec {DOCKERD} --config-file {d}/daemon.json \
+            "for m in /run/containerd /etc/docker; do \
+             [ ! -d $m ] || mount -t tmpfs brig-test $m || exit 1; done; exec {DOCKERD} --config-file {d}/daemon.json \
              --data-root {d}/root --exec-root {d}/exec -H unix://{d}/docker.sock \
              --pidfile {d}/docker.pid --bridge=none --iptables=false --ip6tables=false",
             d = d.display()
@@ -101,11 +103,12 @@ impl Dockerd {
             .stderr(log)
             .spawn()
             .expect("spawn dockerd");
-        let me = Dockerd { dir, child };
+        let mut me = Dockerd { dir, child };
         let t0 = Instant::now();
         while !me.docker(&["version"]).success() {
+            let exited = me.child.try_wait().ok().flatten();
             assert!(
-                t0.elapsed() < Duration::from_secs(60),
+                exited.is_none() && t0.elapsed() < Duration::from_secs(60),
                 "dockerd did not answer in 60 s:\n{}",
                 fs::read_to_string(me.dir.path().join("dockerd.log")).unwrap_or_default()
             );
