@@ -5,7 +5,7 @@
 
 pub use crate::{binary_path, builder_path, busybox_rootfs, is_root, Out};
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -355,4 +355,41 @@ pub fn xattrs_of(p: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
         }
     }
     out
+}
+
+/// The config fields the differential tests compare (those docker fills), keyed
+/// `config.FIELD`, or `config.FIELD.KEY` for maps (so one allowed key does not hide the
+/// others), absent and empty alike. `env_as_set` sorts Env (for a builder that orders one
+/// multi-pair ENV at random).
+pub fn compared_config(cfg: &Value, env_as_set: bool) -> BTreeMap<String, Value> {
+    let c = &cfg["config"];
+    let mut m = BTreeMap::new();
+    for f in [
+        "Env",
+        "Cmd",
+        "Entrypoint",
+        "WorkingDir",
+        "User",
+        "ExposedPorts",
+        "Volumes",
+        "Labels",
+        "StopSignal",
+    ] {
+        let mut v = c[f].clone();
+        if let (true, Some(a)) = (env_as_set && f == "Env", v.as_array_mut()) {
+            a.sort_by_key(|e| e.to_string());
+        }
+        let empty = v.is_null()
+            || v.as_str() == Some("")
+            || v.as_array().is_some_and(|a| a.is_empty())
+            || v.as_object().is_some_and(|o| o.is_empty());
+        if let Some(o) = v.as_object().filter(|_| f != "Env") {
+            for (k, val) in o {
+                m.insert(format!("config.{f}.{k}"), val.clone());
+            }
+        } else if !empty {
+            m.insert(format!("config.{f}"), v);
+        }
+    }
+    m
 }

@@ -321,34 +321,9 @@ fn describe(e: Option<&Entry>) -> String {
     e.map(|e| e.to_string()).unwrap_or_else(|| "absent".into())
 }
 
-/// The compared config fields, with absent and empty treated alike; maps per key.
+/// The compared config fields ([`compared_config`]; Env in order) and the history.
 fn config_fields(cfg: &Value) -> BTreeMap<String, Value> {
-    let c = &cfg["config"];
-    let mut m = BTreeMap::new();
-    for f in [
-        "Env",
-        "Cmd",
-        "Entrypoint",
-        "WorkingDir",
-        "User",
-        "ExposedPorts",
-        "Volumes",
-        "Labels",
-        "StopSignal",
-    ] {
-        let v = &c[f];
-        let empty = v.is_null()
-            || v.as_str() == Some("")
-            || v.as_array().is_some_and(|a| a.is_empty())
-            || v.as_object().is_some_and(|o| o.is_empty());
-        if let Some(o) = v.as_object().filter(|_| f != "Env") {
-            for (k, val) in o {
-                m.insert(format!("config.{f}.{k}"), val.clone());
-            }
-        } else if !empty {
-            m.insert(format!("config.{f}"), v.clone());
-        }
-    }
+    let mut m = compared_config(cfg, false);
     // History: how many entries, and which are empty layers (created_by differs in form).
     let flags: Vec<bool> = cfg["history"]
         .as_array()
