@@ -14,9 +14,10 @@
 //! `-o type=local` does not): brig-build writes one with `-o type=docker-archive`. The busybox
 //! base is made by brig-build and `docker load`ed; nothing comes from the network.
 //!
-//! A case may carry an `xattrs` file (`PATH NAME VALUE` a line, VALUE in hex for
-//! `security.capability`) applied to its context copy before the builds, since git keeps no
-//! xattrs.
+//! A case may carry a `setup` file applied to its context copy before the builds, for what git
+//! does not keep: `xattr PATH NAME VALUE` (VALUE in hex for `security.*`), `hardlink FROM TO`.
+//! A hard link is compared as what it shares (its target's entry) plus the path it links to
+//! within its layer.
 
 use brig_tests::builder::*;
 use serde_json::Value;
@@ -160,6 +161,8 @@ struct Entry {
     content: Vec<u8>,
     link: Option<String>,
     xattrs: BTreeMap<String, Vec<u8>>,
+    /// The path a hard link entry of the layer names.
+    hard_to: Option<String>,
 }
 
 impl std::fmt::Display for Entry {
@@ -174,6 +177,9 @@ impl std::fmt::Display for Entry {
         }
         for (k, v) in &self.xattrs {
             write!(f, " {k}={}", hex(v))?;
+        }
+        if let Some(t) = &self.hard_to {
+            write!(f, " hard link to {t}")?;
         }
         Ok(())
     }
@@ -294,6 +300,7 @@ fn apply_layer(tree: &mut BTreeMap<String, Entry>, r: Box<dyn Read>) {
                 content,
                 link: if kind == 'l' { link } else { None },
                 xattrs,
+                hard_to: None,
             },
             hard,
         ));
@@ -308,6 +315,7 @@ fn apply_layer(tree: &mut BTreeMap<String, Entry>, r: Box<dyn Read>) {
                 Some(target) => entry = target.clone(),
                 None => entry.link = Some(format!("hard link to missing {t}")),
             }
+            entry.hard_to = Some(t);
         }
         if entry.kind != 'd' {
             let below = format!("{p}/");
@@ -367,30 +375,31 @@ fn differences(ours: &Saved, theirs: &Saved) -> Vec<(String, String)> {
     out
 }
 
-/// Applies a case's `xattrs` file to its context copy.
-fn set_xattrs(ctx: &Path) {
-    let Ok(spec) = fs::read_to_string(ctx.join("xattrs")) else {
+/// Applies a case's `setup` file to its context copy.
+fn setup(ctx: &Path) {
+    let Ok(spec) = fs::read_to_string(ctx.join("setup")) else {
         return;
     };
     for l in spec
         .lines()
         .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
     {
-        let mut it = l.splitn(3, ' ');
-        let (p, name, value) = (
-            it.next().unwrap(),
-            it.next().unwrap(),
-            it.next().unwrap_or(""),
-        );
-        let value: Vec<u8> = if name.starts_with("security.") {
-            (0..value.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&value[i..i + 2], 16).unwrap())
-                .collect()
-        } else {
-            value.as_bytes().to_vec()
-        };
-        set_xattr(&ctx.join(p), name, &value);
+        let w: Vec<&str> = l.splitn(4, ' ').collect();
+        match w.as_slice() {
+            ["xattr", p, name, value] => {
+                let value: Vec<u8> = if name.starts_with("security.") {
+                    (0..value.len())
+                        .step_by(2)
+                        .map(|i| u8::from_str_radix(&value[i..i + 2], 16).unwrap())
+                        .collect()
+                } else {
+                    value.as_bytes().to_vec()
+                };
+                set_xattr(&ctx.join(p), name, &value);
+            }
+            ["hardlink", from, to] => fs::hard_link(ctx.join(from), ctx.join(to)).unwrap(),
+            _ => panic!("{}: bad setup line {l:?}", ctx.display()),
+        }
     }
 }
 
@@ -455,7 +464,7 @@ fn same_images_as_buildkit() {
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
         let ctx = c.path(&format!("ctx-{name}"));
         run(Command::new("cp").arg("-a").arg(dir).arg(&ctx)).assert_ok();
-        set_xattrs(&ctx);
+        setup(&ctx);
         let ours_tar = c.path(&format!("{name}-brig.tar"));
         let dest = format!(
             "type=docker-archive,dest={},name=diff/{name}:1",

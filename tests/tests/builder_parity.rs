@@ -196,3 +196,32 @@ fn cache_mount_seeded_from_a_stage() {
     let img = c.build_oci(&[]);
     assert_eq!(img.layer_file(-1, "listing2"), "run1\nsub\n");
 }
+
+/// Files hard-linked to each other in a copied directory stay linked (BuildKit's copy), also
+/// across `COPY --from`; a single file named as the source is copied alone.
+#[test]
+fn hard_links_in_a_copied_directory_stay_linked() {
+    if !ready("hard_links_in_a_copied_directory_stay_linked") {
+        return;
+    }
+    let c = Ctx::new(&format!(
+        "{}\nCOPY . /ctx/\nCOPY a-link /single\n\nFROM scratch\nCOPY --from=0 /ctx /from-stage\n",
+        from_base()
+    ));
+    c.write("a", "shared");
+    c.write("sub/b", "other");
+    fs::hard_link(c.ctx().join("a"), c.ctx().join("a-link")).unwrap();
+    fs::hard_link(c.ctx().join("a"), c.ctx().join("sub/a-link2")).unwrap();
+    let img = c.build_oci(&[]);
+    let l = img.layer_listing(0);
+    for (link, to) in [
+        ("from-stage/a-link", "from-stage/a"),
+        ("from-stage/sub/a-link2", "from-stage/a"),
+    ] {
+        assert!(
+            l.iter()
+                .any(|e| e.ends_with(&format!("{link} link to {to}"))),
+            "{link} is not a hard link to {to}: {l:#?}"
+        );
+    }
+}

@@ -255,6 +255,7 @@ fn copy_tree(
     }
     let mut dirs: Vec<(PathBuf, i64)> = Vec::new();
     let mut pending: Vec<(usize, PathBuf)> = Vec::new();
+    let mut linked: HashMap<(u64, u64), PathBuf> = HashMap::new();
     let mut walk = walkdir::WalkDir::new(real)
         .min_depth(1)
         .follow_links(false)
@@ -294,7 +295,27 @@ fn copy_tree(
         let pfd = dst.dir(parent).map_err(|e| e.to_string())?;
         let md = e.path().symlink_metadata().map_err(|e| e.to_string())?;
         let name = target.file_name().expect("walk entries have names");
+        // Files linked to each other in the source stay linked in the copy (BuildKit's
+        // fsutil copy); the first one copied is what the others link to.
+        let inode = (md.is_file() && md.nlink() > 1).then(|| (md.dev(), md.ino()));
+        if let Some(first) = inode.and_then(|i| linked.get(&i)) {
+            let from = dst.dir(first.parent().unwrap_or(Path::new("/")));
+            let from_name = first.file_name().expect("a copied file has a name");
+            remove_at(&pfd, name).map_err(|e| e.to_string())?;
+            rfs::linkat(
+                from.map_err(|e| e.to_string())?,
+                from_name,
+                &pfd,
+                name,
+                AtFlags::empty(),
+            )
+            .map_err(|e| format!("link {}: {e}", target.display()))?;
+            continue;
+        }
         copy_entry(op, e.path(), &md, &pfd, name.as_ref()).map_err(|e| e.to_string())?;
+        if let Some(i) = inode {
+            linked.insert(i, target.clone());
+        }
         if md.is_dir() {
             dirs.push((target, md.mtime()));
         }
