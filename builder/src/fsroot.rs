@@ -13,6 +13,7 @@ use std::ffi::OsStr;
 use std::fs;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 /// A directory every lookup is scoped to.
@@ -150,6 +151,72 @@ impl Root {
         )
     }
 
+    /// `rel` as an absolute path inside the root with every symlink followed, the final one
+    /// included, as BuildKit resolves a COPY or ADD destination (its `fs.RootPath`): absolute
+    /// targets restart at the root, `..` stops there, and components that do not exist (a
+    /// dangling link's target) are kept as written. The result is still opened with
+    /// [`Root::open_at`] by callers, so a tree changed meanwhile cannot lead outside the root.
+    pub fn resolve(&self, rel: &Path) -> io::Result<PathBuf> {
+        let mut todo: Vec<std::ffi::OsString> = inner(rel)
+            .components()
+            .rev()
+            .map(|c| c.as_os_str().to_os_string())
+            .collect();
+        let mut out = PathBuf::from("/");
+        let mut links = 0;
+        while let Some(c) = todo.pop() {
+            if c == ".." {
+                out.pop();
+                continue;
+            }
+            let cand = out.join(&c);
+            let target = self
+                .dir(&out)
+                .ok()
+                .and_then(|d| rfs::readlinkat(&d, c.as_os_str(), Vec::new()).ok());
+            let Some(target) = target else {
+                out = cand;
+                continue;
+            };
+            links += 1;
+            if links > 255 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "{}: too many levels of symbolic links in {}",
+                        rel.display(),
+                        self.path.display()
+                    ),
+                ));
+            }
+            let target = PathBuf::from(OsStr::from_bytes(target.as_bytes()));
+            if target.is_absolute() {
+                out = PathBuf::from("/");
+            }
+            todo.extend(
+                target
+                    .components()
+                    .rev()
+                    .filter(|c| matches!(c, Component::Normal(_) | Component::ParentDir))
+                    .map(|c| c.as_os_str().to_os_string()),
+            );
+        }
+        Ok(out)
+    }
+
+    /// True if `rel` is a directory (symlinks followed inside the root).
+    pub fn is_dir(&self, rel: &Path) -> bool {
+        self.open_at(rel, OFlags::DIRECTORY | OFlags::PATH).is_ok()
+    }
+
+    /// The directory `rel` (resolved inside this root) as a root of its own: what an ADD'ed
+    /// archive is extracted into, so its links cannot lead outside the destination.
+    pub fn sub(&self, rel: &Path) -> io::Result<Root> {
+        let fd = self.dir(rel)?;
+        let path = fd_path(&fd)?;
+        Ok(Root { fd, path })
+    }
+
     /// The paths below the root that `pat` (`/`-separated, `*`, `?`, `[...]` in any segment)
     /// matches, sorted by name within each directory; a segment without wildcards is taken
     /// as is. Only paths that exist are returned.
@@ -236,6 +303,25 @@ pub fn remove_at(dir: &OwnedFd, name: &OsStr) -> io::Result<()> {
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
+
+    #[test]
+    fn resolve_follows_every_link_inside_the_root() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("real/sub")).unwrap();
+        symlink("/real", d.path().join("abs")).unwrap();
+        symlink("abs/sub", d.path().join("chain")).unwrap();
+        symlink("../../../../made", d.path().join("real/up")).unwrap();
+        symlink("/nowhere/x", d.path().join("dangling")).unwrap();
+        symlink("loop", d.path().join("loop")).unwrap();
+        let root = Root::open(d.path()).unwrap();
+        let r = |p: &str| root.resolve(Path::new(p)).unwrap();
+        assert_eq!(r("/chain/f"), Path::new("/real/sub/f"));
+        assert_eq!(r("chain"), Path::new("/real/sub"));
+        assert_eq!(r("/real/up"), Path::new("/made"), ".. stops at the root");
+        assert_eq!(r("/dangling"), Path::new("/nowhere/x"));
+        assert_eq!(r("/abs/../x"), Path::new("/x"));
+        assert!(root.resolve(Path::new("/loop/a")).is_err());
+    }
 
     #[test]
     fn mkdir_all_through_a_symlink_that_leads_nowhere_names_the_symlink() {

@@ -5,7 +5,7 @@
 
 pub use crate::{binary_path, builder_path, busybox_rootfs, is_root, Out};
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -297,4 +297,99 @@ impl Witness {
     pub fn reset(&self) {
         self.seen.0.lock().unwrap().clear();
     }
+}
+
+/// Sets xattr `name` of `p` (not following a final symlink).
+pub fn set_xattr(p: &Path, name: &str, value: &[u8]) {
+    let path = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+    let cname = std::ffi::CString::new(name).unwrap();
+    // SAFETY: valid C strings and a buffer of the given length.
+    let rc = unsafe {
+        libc::lsetxattr(
+            path.as_ptr(),
+            cname.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "setxattr {} {name}: {}",
+        p.display(),
+        std::io::Error::last_os_error()
+    );
+}
+
+/// The xattrs of `p` (not following a final symlink), name → value.
+pub fn xattrs_of(p: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(path) = std::ffi::CString::new(p.to_str().unwrap()) else {
+        return out;
+    };
+    let mut names = vec![0u8; 65536];
+    // SAFETY: a valid C string and a buffer of the given length.
+    let n = unsafe { libc::llistxattr(path.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
+    if n <= 0 {
+        return out;
+    }
+    for name in names[..n as usize]
+        .split(|&b| b == 0)
+        .filter(|n| !n.is_empty())
+    {
+        let cname = std::ffi::CString::new(name).unwrap();
+        let mut v = vec![0u8; 65536];
+        // SAFETY: valid C strings and a buffer of the given length.
+        let m = unsafe {
+            libc::lgetxattr(
+                path.as_ptr(),
+                cname.as_ptr(),
+                v.as_mut_ptr().cast(),
+                v.len(),
+            )
+        };
+        if m >= 0 {
+            v.truncate(m as usize);
+            out.insert(String::from_utf8_lossy(name).into_owned(), v);
+        }
+    }
+    out
+}
+
+/// The config fields the differential tests compare (those docker fills), keyed
+/// `config.FIELD`, or `config.FIELD.KEY` for maps (so one allowed key does not hide the
+/// others), absent and empty alike. `env_as_set` sorts Env (for a builder that orders one
+/// multi-pair ENV at random).
+pub fn compared_config(cfg: &Value, env_as_set: bool) -> BTreeMap<String, Value> {
+    let c = &cfg["config"];
+    let mut m = BTreeMap::new();
+    for f in [
+        "Env",
+        "Cmd",
+        "Entrypoint",
+        "WorkingDir",
+        "User",
+        "ExposedPorts",
+        "Volumes",
+        "Labels",
+        "StopSignal",
+    ] {
+        let mut v = c[f].clone();
+        if let (true, Some(a)) = (env_as_set && f == "Env", v.as_array_mut()) {
+            a.sort_by_key(|e| e.to_string());
+        }
+        let empty = v.is_null()
+            || v.as_str() == Some("")
+            || v.as_array().is_some_and(|a| a.is_empty())
+            || v.as_object().is_some_and(|o| o.is_empty());
+        if let Some(o) = v.as_object().filter(|_| f != "Env") {
+            for (k, val) in o {
+                m.insert(format!("config.{f}.{k}"), val.clone());
+            }
+        } else if !empty {
+            m.insert(format!("config.{f}"), v);
+        }
+    }
+    m
 }

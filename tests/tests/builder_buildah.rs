@@ -21,6 +21,13 @@ use std::process::Command;
 /// reason).
 const ALLOWED: &[(&str, &str, &str)] = &[
     (
+        "multistage",
+        "config.WorkingDir",
+        "the final stage is FROM scratch: BuildKit's empty image has WorkingDir /, which \
+         brig-build follows (builder_buildkit checks it); buildah and docker's legacy builder \
+         leave it out",
+    ),
+    (
         "*",
         "run",
         "buildah leaves /run, the mount point it makes for its RUN containers, in the image; \
@@ -123,48 +130,6 @@ fn tree(root: &Path) -> BTreeMap<String, Entry> {
     m
 }
 
-/// The compared config fields of the image's config, with absent and empty treated alike.
-fn config_fields(cfg: &Value) -> BTreeMap<String, Value> {
-    let c = &cfg["config"];
-    let mut m = BTreeMap::new();
-    for f in [
-        "Env",
-        "Cmd",
-        "Entrypoint",
-        "WorkingDir",
-        "User",
-        "ExposedPorts",
-        "Volumes",
-        "Labels",
-        "StopSignal",
-    ] {
-        let mut v = c[f].clone();
-        if f == "Env" {
-            // A set: buildah 1.28 orders the pairs of one multi-pair ENV differently from run
-            // to run (a Go map); brig-build keeps docker's order.
-            if let Some(a) = v.as_array_mut() {
-                a.sort_by_key(|e| e.to_string());
-            }
-        }
-        let v = &v;
-        let empty = v.is_null()
-            || v.as_str() == Some("")
-            || v.as_array().map(|a| a.is_empty()).unwrap_or(false)
-            || v.as_object().map(|o| o.is_empty()).unwrap_or(false);
-        if f == "Labels" || f == "ExposedPorts" || f == "Volumes" {
-            // Per key, so one allowed key does not hide the others.
-            if let Some(o) = v.as_object() {
-                for (k, val) in o {
-                    m.insert(format!("config.{f}.{k}"), val.clone());
-                }
-            }
-        } else if !empty {
-            m.insert(format!("config.{f}"), v.clone());
-        }
-    }
-    m
-}
-
 /// Unpacks `layout:tag` with umoci into `dest`; returns (tree, config JSON).
 fn unpack(layout: &Path, tag: &str, dest: &Path) -> (BTreeMap<String, Entry>, Value) {
     run(Command::new("umoci")
@@ -200,7 +165,10 @@ fn differences(
             out.push((k.clone(), why));
         }
     }
-    let (ca, cb) = (config_fields(&ours.1), config_fields(&theirs.1));
+    let (ca, cb) = (
+        compared_config(&ours.1, true),
+        compared_config(&theirs.1, true),
+    );
     let keys: std::collections::BTreeSet<&String> = ca.keys().chain(cb.keys()).collect();
     for k in keys {
         let (a, b) = (ca.get(k), cb.get(k));

@@ -3,7 +3,7 @@
 //!
 //! Reads only: paths are resolved inside their root ([`Root`]), as the copy resolves them.
 
-use crate::dockerfile::ignore::{excluded_path as excluded, Ignore};
+use crate::dockerfile::ignore::{excluded_path as excluded, pruned_path, Ignore};
 use crate::fsroot::Root;
 use std::fs;
 use std::io;
@@ -50,7 +50,10 @@ pub fn digest(src: &Root, ignore: Option<&Ignore>, sources: &[String]) -> io::Re
         } else {
             vec![crate::fsroot::inner(Path::new(rel))]
         };
-        for rel in found.into_iter().filter(|p| !excluded(ignore, p)) {
+        for rel in found
+            .into_iter()
+            .filter(|p| !pruned_path(ignore, p, src.is_dir(p)))
+        {
             let real = src.real_path(&rel)?;
             if !real.symlink_metadata()?.is_dir() {
                 // A symlink source is followed by the copy; hash what it reads.
@@ -68,7 +71,8 @@ pub fn digest(src: &Root, ignore: Option<&Ignore>, sources: &[String]) -> io::Re
                 let e = e.map_err(io::Error::other)?;
                 let sub = rel.join(e.path().strip_prefix(&real).expect("below the root"));
                 if e.depth() > 0 && excluded(ignore, &sub) {
-                    if e.file_type().is_dir() {
+                    // As the copy walks: into an excluded directory an exception may reach.
+                    if pruned_path(ignore, &sub, e.file_type().is_dir()) && e.file_type().is_dir() {
                         walk.skip_current_dir();
                     }
                     continue;

@@ -49,6 +49,31 @@ impl Ignore {
         }
         excluded
     }
+
+    /// True if a walk must go into the excluded directory `rel` because an exception (`!`)
+    /// may re-include something below it (BuildKit's fsutil filter): always when an
+    /// exception has wildcards before its end, else when one starts with `rel/`.
+    pub fn may_include_below(&self, rel: &str) -> bool {
+        let dir = clean(rel).join("/") + "/";
+        self.patterns
+            .iter()
+            .filter(|(neg, _)| *neg)
+            .any(|(_, pat)| {
+                let mut p = pat.join("/");
+                for tail in ["/**", "/*"] {
+                    if let Some(t) = p.strip_suffix(tail) {
+                        p = t.to_string();
+                        break;
+                    }
+                }
+                p.contains(['*', '?', '[', '\\']) || (p + "/").starts_with(&dir)
+            })
+    }
+
+    /// True if a walk leaves out `rel` and everything below it.
+    pub fn prunes(&self, rel: &str, is_dir: bool) -> bool {
+        self.excluded(rel) && !(is_dir && self.may_include_below(rel))
+    }
 }
 
 /// Splits into segments with `.`, empty and leading `..` segments resolved lexically.
@@ -111,6 +136,13 @@ pub(crate) fn glob(p: &[u8], s: &[u8]) -> bool {
     }
 }
 
+/// True if `ignore` (if any) leaves out `rel` (a directory: with all below it) from a walk.
+pub fn pruned_path(ignore: Option<&Ignore>, rel: &std::path::Path, is_dir: bool) -> bool {
+    ignore
+        .map(|i| i.prunes(&rel.to_string_lossy(), is_dir))
+        .unwrap_or(false)
+}
+
 /// True if `ignore` (if any) excludes the relative path `rel`.
 pub fn excluded_path(ignore: Option<&Ignore>, rel: &std::path::Path) -> bool {
     ignore
@@ -135,5 +167,21 @@ mod tests {
         assert!(i.excluded("a.txt"));
         assert!(!i.excluded("c.txt"));
         assert!(!i.excluded("src/main.rs"));
+    }
+
+    #[test]
+    fn exceptions_below_excluded_directories() {
+        let i = Ignore::parse("folder1\n!folder1/keep\n");
+        assert!(i.excluded("folder1") && i.excluded("folder1/other"));
+        assert!(!i.excluded("folder1/keep"));
+        assert!(i.may_include_below("folder1"));
+        assert!(!i.may_include_below("folder2"));
+        assert!(i.prunes("folder2", true) == i.excluded("folder2"));
+        let i = Ignore::parse("a\n!a/b\na/b/c\n!a/b/c/d\n");
+        assert!(!i.excluded("a/b/x") && i.excluded("a/b/c/y") && !i.excluded("a/b/c/d"));
+        assert!(i.may_include_below("a/b/c"));
+        let i = Ignore::parse("**\n!**/*.keep\n");
+        assert!(i.may_include_below("any/dir"));
+        assert!(!i.excluded("x/y/z.keep") && i.excluded("x/y/z.other"));
     }
 }

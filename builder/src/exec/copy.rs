@@ -14,7 +14,7 @@
 
 use super::apply::clean_abs;
 use super::{contexts, overlay, remote, Builder, Result as BuildResult, State};
-use crate::dockerfile::ignore::{excluded_path as excluded, Ignore};
+use crate::dockerfile::ignore::{excluded_path as excluded, pruned_path, Ignore};
 use crate::dockerfile::CopyArgs;
 use crate::fsroot::{open_dir_at, remove_at, Root};
 use crate::image::unpack;
@@ -111,7 +111,7 @@ pub fn copy(op: &CopyOp<'_>, dst: &Root) -> Result<(), String> {
             let found = op.src.glob(rel).map_err(|e| e.to_string())?;
             let found: Vec<PathBuf> = found
                 .into_iter()
-                .filter(|p| !excluded(op.ignore, p) && !op.excluded_file(p))
+                .filter(|p| !pruned_path(op.ignore, p, op.src.is_dir(p)) && !op.excluded_file(p))
                 .collect();
             if found.is_empty() {
                 empty_glob.get_or_insert(s);
@@ -119,7 +119,7 @@ pub fn copy(op: &CopyOp<'_>, dst: &Root) -> Result<(), String> {
             srcs.extend(found);
         } else {
             let p = crate::fsroot::inner(Path::new(rel));
-            if excluded(op.ignore, &p) {
+            if pruned_path(op.ignore, &p, op.src.is_dir(&p)) {
                 return Err(format!("{s}: excluded by .dockerignore"));
             }
             if !op.excluded_file(&p) {
@@ -131,19 +131,21 @@ pub fn copy(op: &CopyOp<'_>, dst: &Root) -> Result<(), String> {
         return Err(format!("no source files were specified by {s:?}"));
     }
     let count = srcs.len() + op.inline.len();
+    // Symlinks on the way, the last one included, are followed inside the image (BuildKit's
+    // RootPath): a dangling link as destination makes its target.
+    let dest = dst
+        .resolve(Path::new(&op.dest))
+        .map_err(|e| format!("{}: {e}", op.dest))?;
     let dest_is_dir = op.parents
         || op.dest.ends_with('/')
         || count > 1
-        || dst
-            .open_at(Path::new(&op.dest), OFlags::DIRECTORY | OFlags::PATH)
-            .is_ok();
+        || dst.open_at(&dest, OFlags::DIRECTORY | OFlags::PATH).is_ok();
     if count > 1 && !op.dest.ends_with('/') && !op.parents {
         return Err(format!(
             "when using COPY with more than one source file, the destination must be a directory and end with a / ({})",
             op.dest
         ));
     }
-    let dest = PathBuf::from(&op.dest);
     for (name, content) in &op.inline {
         let (pfd, fname) = target_of(op, dst, &dest, dest_is_dir, Path::new(name))?;
         let f = create_file(&pfd, fname.as_ref()).map_err(|e| e.to_string())?;
@@ -183,12 +185,15 @@ pub fn copy(op: &CopyOp<'_>, dst: &Root) -> Result<(), String> {
         if md.is_dir() {
             copy_tree(op, &real, &rel, &dest, dst)?;
         } else if op.add && is_archive(&real) {
+            // Extracted with the destination as its root (BuildKit's chrooted untar): an
+            // entry's `..` or absolute link stops at the destination.
             mkdirs(op, dst, &dest)?;
+            let into = dst.sub(&dest).map_err(|e| e.to_string())?;
             let f = fs::File::open(&real).map_err(|e| e.to_string())?;
             let stream = decompressed(BufReader::new(f)).map_err(|e| e.to_string())?;
             unpack::unpack(
-                dst,
-                &dest,
+                &into,
+                Path::new("/"),
                 stream,
                 &rel.display().to_string(),
                 unpack::Options {
@@ -249,6 +254,8 @@ fn copy_tree(
         .map_err(|e| e.to_string())?;
     }
     let mut dirs: Vec<(PathBuf, i64)> = Vec::new();
+    let mut pending: Vec<(usize, PathBuf)> = Vec::new();
+    let mut linked: HashMap<(u64, u64), PathBuf> = HashMap::new();
     let mut walk = walkdir::WalkDir::new(real)
         .min_depth(1)
         .follow_links(false)
@@ -257,18 +264,58 @@ fn copy_tree(
     while let Some(e) = walk.next() {
         let e = e.map_err(|e| e.to_string())?;
         let sub = e.path().strip_prefix(real).expect("below the walk root");
+        let is_dir = e.file_type().is_dir();
+        // Only the excluded directories above this entry stay pending.
+        pending.retain(|(depth, _)| *depth < e.depth());
         if excluded(op.ignore, &rel.join(sub)) || excluded(op.exclude.as_ref(), sub) {
-            if e.file_type().is_dir() {
+            if is_dir
+                && !pruned_path(op.ignore, &rel.join(sub), true)
+                && !excluded(op.exclude.as_ref(), sub)
+            {
+                // A `!` exception may re-include something below: walk in, and make the
+                // directory only if something is (BuildKit sends an excluded parent lazily).
+                pending.push((e.depth(), e.path().to_path_buf()));
+            } else if is_dir {
                 walk.skip_current_dir();
             }
             continue;
+        }
+        for (_, p) in pending.drain(..) {
+            let psub = p.strip_prefix(real).expect("below the walk root");
+            let target = dest.join(psub);
+            let parent = target.parent().unwrap_or(Path::new("/"));
+            let pfd = dst.dir(parent).map_err(|e| e.to_string())?;
+            let md = p.symlink_metadata().map_err(|e| e.to_string())?;
+            let name = target.file_name().expect("walk entries have names");
+            copy_entry(op, &p, &md, &pfd, name.as_ref()).map_err(|e| e.to_string())?;
+            dirs.push((target, md.mtime()));
         }
         let target = dest.join(sub);
         let parent = target.parent().unwrap_or(Path::new("/"));
         let pfd = dst.dir(parent).map_err(|e| e.to_string())?;
         let md = e.path().symlink_metadata().map_err(|e| e.to_string())?;
         let name = target.file_name().expect("walk entries have names");
+        // Files linked to each other in the source stay linked in the copy (BuildKit's
+        // fsutil copy); the first one copied is what the others link to.
+        let inode = (md.is_file() && md.nlink() > 1).then(|| (md.dev(), md.ino()));
+        if let Some(first) = inode.and_then(|i| linked.get(&i)) {
+            let from = dst.dir(first.parent().unwrap_or(Path::new("/")));
+            let from_name = first.file_name().expect("a copied file has a name");
+            remove_at(&pfd, name).map_err(|e| e.to_string())?;
+            rfs::linkat(
+                from.map_err(|e| e.to_string())?,
+                from_name,
+                &pfd,
+                name,
+                AtFlags::empty(),
+            )
+            .map_err(|e| format!("link {}: {e}", target.display()))?;
+            continue;
+        }
         copy_entry(op, e.path(), &md, &pfd, name.as_ref()).map_err(|e| e.to_string())?;
+        if let Some(i) = inode {
+            linked.insert(i, target.clone());
+        }
         if md.is_dir() {
             dirs.push((target, md.mtime()));
         }
@@ -301,7 +348,8 @@ fn copy_entry(
             rfs::mkdirat(pfd, name, Mode::from_raw_mode(0o755))?;
         }
         let d = open_dir_at(pfd, name)?;
-        finish(&d, owner, mode, None)
+        finish(&d, owner, mode, None)?;
+        copy_xattrs(src, &d)
     } else if ft.is_symlink() {
         let target = fs::read_link(src)?;
         remove_at(pfd, name.as_os_str())?;
@@ -319,11 +367,27 @@ fn copy_entry(
         let mut out = fs::File::from(f);
         let mut inp = fs::File::open(src)?;
         io::copy(&mut inp, &mut out)?;
-        finish(&OwnedFd::from(out), owner, mode, Some(md.mtime()))
+        let fd = OwnedFd::from(out);
+        finish(&fd, owner, mode, Some(md.mtime()))?;
+        // After the chown, which clears security.capability.
+        copy_xattrs(src, &fd)
     } else {
         // Devices, fifos and sockets in a context are skipped, as docker does.
         Ok(())
     }
+}
+
+/// Gives `fd` the xattrs of `src` (`user.*`, `security.capability`, ...; not overlayfs' own),
+/// as BuildKit's copy keeps them.
+fn copy_xattrs(src: &Path, fd: &OwnedFd) -> io::Result<()> {
+    for (k, v) in crate::image::layer::xattrs(src)? {
+        match rfs::fsetxattr(fd, k.as_str(), &v, rfs::XattrFlags::empty()) {
+            // A filesystem without xattrs, or one this namespace may not set: skipped.
+            Ok(()) | Err(rustix::io::Errno::NOTSUP) | Err(rustix::io::Errno::PERM) => {}
+            Err(e) => return Err(io::Error::new(e.kind(), format!("setxattr {k}: {e}"))),
+        }
+    }
+    Ok(())
 }
 
 /// Replaces `name` in `pfd` by a new empty file.
@@ -418,8 +482,12 @@ impl Builder<'_> {
         } else {
             format!("{}/{}", wd.trim_end_matches('/'), dest_raw)
         };
+        // Cleaned as written (BuildKit's cleanPath): `/link/..` is `/` whatever `link` is; a
+        // trailing `/` or `/.` says the destination is a directory.
         if dest_raw.ends_with('/') || dest_raw == "." || dest_raw.ends_with("/.") {
             dest = format!("{}/", clean_abs(Path::new(&dest)).trim_end_matches('/'));
+        } else {
+            dest = clean_abs(Path::new(&dest));
         }
         let mut inline = Vec::new();
         let mut sources = Vec::new();
@@ -455,10 +523,17 @@ impl Builder<'_> {
         let owner = match &a.chown {
             Some(c) => {
                 let c = self.word(st, line, c)?;
-                Some(
-                    super::run::lookup_user(&dst, &c)
-                        .map_err(|e| self.err(line, format!("--chown={c}: {e}")))?,
-                )
+                // A number is its own group unless one is given (BuildKit's chown by ID); a
+                // name must be in the image's passwd.
+                let by_id = c
+                    .split(':')
+                    .next()
+                    .is_some_and(|u| u.parse::<u32>().is_ok());
+                let owner = match by_id {
+                    true => super::run::file_op_owner(&dst, &c),
+                    false => super::run::lookup_user(&dst, &c),
+                };
+                Some(owner.map_err(|e| self.err(line, format!("--chown={c}: {e}")))?)
             }
             None => None,
         };

@@ -500,6 +500,8 @@ impl Builder<'_> {
         let Some(img) = img else {
             let mut config = ImageConfig::scratch();
             config.set_env("PATH", DEFAULT_PATH);
+            // BuildKit's empty image has WorkingDir `/` (docker's legacy builder leaves it out).
+            config.config.working_dir = Some("/".into());
             return Ok(State {
                 config,
                 layers: Vec::new(),

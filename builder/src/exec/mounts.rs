@@ -4,7 +4,8 @@
 //! `ro`/`rw`, `id`, `sharing`, `mode`, `uid`, `gid`, `size`, `required`) and where each
 //! mount's content lives: a bind of the context or of another stage (read-only by default; a
 //! read-write bind writes to a throw-away overlay upper), a cache directory under
-//! `STORE/cache-mounts/` that outlives the build, a tmpfs, a secret file (given by `--secret
+//! `STORE/cache-mounts/` that outlives the build (seeded from a stage's `source` path when
+//! `from=` names one, as BuildKit does), a tmpfs, a secret file (given by `--secret
 //! id=ID,src=PATH`) copied onto a tmpfs of the build's private mount namespace, so it is never
 //! written to disk, an SSH agent socket (`--ssh ID=PATH`). None of
 //! them is ever part of the overlay upper the layer is made from: the runtime mounts them over
@@ -47,6 +48,9 @@ pub enum Kind {
     },
     Cache {
         id: String,
+        /// `from=STAGE|IMAGE|CONTEXT`: a new cache is seeded with its `source` path.
+        from: Option<String>,
+        source: String,
         sharing: Sharing,
         mode: u32,
         uid: u32,
@@ -133,6 +137,9 @@ pub fn parse(spec: &str) -> Result<Spec, String> {
         "bind" => &["source", "src", "from", "ro", "readonly", "rw", "readwrite"],
         "cache" => &[
             "id",
+            "from",
+            "source",
+            "src",
             "sharing",
             "mode",
             "uid",
@@ -205,6 +212,8 @@ pub fn parse(spec: &str) -> Result<Spec, String> {
             };
             Kind::Cache {
                 id: id.unwrap_or_else(|| t.to_string()),
+                from: get("from").flatten().map(str::to_string),
+                source: source.unwrap_or_default(),
                 sharing,
                 mode: num("mode", 8, 0o755)?,
                 uid: num("uid", 10, 0)?,
@@ -407,12 +416,32 @@ pub fn prepare(
             }
             Kind::Cache {
                 id,
+                from,
+                source,
                 sharing,
                 mode,
                 uid,
                 gid,
             } => {
-                let base = crate::image::hex_of(&crate::image::sha256(id.as_bytes())).to_string();
+                // A seeded cache is its own per (id, what seeds it), as BuildKit keys it.
+                let seed = match from {
+                    Some(f) => Some((f, stage_layers(f)?)),
+                    None => None,
+                };
+                let mut key = id.clone();
+                if let Some((_, what)) = &seed {
+                    let paths = match what {
+                        From::Layers(l) => l.clone(),
+                        From::Dir(d) => vec![d.clone()],
+                    };
+                    for p in paths {
+                        key.push('\0');
+                        key.push_str(&p.to_string_lossy());
+                    }
+                    key.push('\0');
+                    key.push_str(source);
+                }
+                let base = crate::image::hex_of(&crate::image::sha256(key.as_bytes())).to_string();
                 let mounts = src.store_root.join("cache-mounts");
                 let mut instance = 0;
                 let (cache, lock) = loop {
@@ -421,13 +450,14 @@ pub fn prepare(
                         i => format!("{base}-{i}"),
                     };
                     let cache = mounts.join(name);
-                    make_cache_dir(
-                        &cache,
-                        &src.work.join(format!("cache{n}")),
-                        *mode,
-                        *uid,
-                        *gid,
-                    )?;
+                    let tmp = src.work.join(format!("cache{n}"));
+                    if !cache.exists() {
+                        if let Some((f, what)) = &seed {
+                            seed_cache(&tmp, what, source, &dir)
+                                .map_err(|e| format!("from={f},source={source}: {e}"))?;
+                        }
+                    }
+                    make_cache_dir(&cache, &tmp, *mode, *uid, *gid)?;
                     let lock = fs::File::open(&cache).map_err(|e| e.to_string())?;
                     use rustix::fs::FlockOperation as F;
                     let op = match sharing {
@@ -502,11 +532,64 @@ pub fn prepare(
     Ok(p)
 }
 
+/// Fills `tmp` with the `source` path of a stage, image or directory (owners and modes kept,
+/// the directory's own included): the first content of a `from=` cache. `work` is scratch
+/// space for the read-only overlay of layers.
+fn seed_cache(tmp: &Path, what: &From, source: &str, work: &Path) -> Result<(), String> {
+    let _held;
+    let root = match what {
+        From::Dir(d) => Root::open(d).map_err(|e| e.to_string())?,
+        From::Layers(layers) => {
+            for d in ["seed", "seed-empty"] {
+                fs::create_dir_all(work.join(d)).map_err(|e| e.to_string())?;
+            }
+            let m =
+                overlay::mount_overlay(layers, None, &work.join("seed"), &work.join("seed-empty"))
+                    .map_err(|e| e.to_string())?;
+            let r = Root::open(m.path()).map_err(|e| e.to_string())?;
+            _held = m;
+            r
+        }
+    };
+    let rel = crate::fsroot::inner(Path::new(source));
+    let md = fs::metadata(root.real_path(&rel).map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())?;
+    if !md.is_dir() {
+        return Err("not a directory".into());
+    }
+    fs::create_dir_all(tmp).map_err(|e| e.to_string())?;
+    let op = super::copy::CopyOp {
+        src: &root,
+        ignore: None,
+        sources: vec![rel.to_string_lossy().into_owned()],
+        inline: Vec::new(),
+        dest: "/".into(),
+        owner: None,
+        keep_owners: true,
+        chmod: None,
+        add: false,
+        exclude: None,
+        parents: false,
+        checksum: None,
+    };
+    let into = Root::open(tmp).map_err(|e| e.to_string())?;
+    super::copy::copy(&op, &into)?;
+    use std::os::unix::fs::MetadataExt;
+    fs::set_permissions(tmp, fs::Permissions::from_mode(md.mode() & 0o7777))
+        .map_err(|e| e.to_string())?;
+    std::os::unix::fs::chown(tmp, Some(md.uid()), Some(md.gid())).map_err(|e| e.to_string())
+}
+
 /// Creates the cache mount directory `cache` with its mode and owner unless it exists, through
-/// `tmp` and a rename so that a build never sees a half-made one.
+/// `tmp` and a rename so that a build never sees a half-made one; a `tmp` already made (seeded)
+/// keeps its own mode and owner.
 fn make_cache_dir(cache: &Path, tmp: &Path, mode: u32, uid: u32, gid: u32) -> Result<(), String> {
     if cache.exists() {
         return Ok(());
+    }
+    if tmp.exists() {
+        fs::create_dir_all(cache.parent().expect("has a parent")).map_err(|e| e.to_string())?;
+        return install_dir(tmp, cache);
     }
     fs::create_dir_all(tmp).map_err(|e| e.to_string())?;
     fs::set_permissions(tmp, fs::Permissions::from_mode(mode)).map_err(|e| e.to_string())?;

@@ -227,7 +227,7 @@ fn append<W: Write>(
 }
 
 /// The xattrs of `path` worth keeping in a layer: everything but overlayfs' own.
-fn xattrs(path: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
+pub(crate) fn xattrs(path: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
     let mut buf = vec![0u8; 4096];
     let n = match rustix::fs::llistxattr(path, &mut buf) {
         Ok(n) => n,
