@@ -128,11 +128,13 @@ push_images() {
 		done
 	}
 	log "building and pushing the test images"
-	local base=$'FROM scratch\nCOPY rootfs /'
+	local t0=$SECONDS
+	local base=$'FROM scratch\nCOPY rootfs /\nENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 	build "$base"$'\nCMD ["sh"]' "$k8s/busybox:1.29-2"
 	build $'FROM scratch\nCOPY pause /pause\nUSER 65535:65535\nENTRYPOINT ["/pause"]' "pause:3.6"
-	build "$base"$'\nCOPY html /usr/share/nginx/html\nEXPOSE 80\nCMD ["httpd", "-f", "-p", "80", "-h", "/usr/share/nginx/html"]' "$k8s/nginx:1.14-2"
-	build "$base"$'\nCOPY html /usr/share/nginx/html\nCMD ["httpd", "-f", "-p", "12003", "-h", "/usr/share/nginx/html"]' "$gcr/hostnet-nginx-amd64:latest"
+	local nginx=$'\nCOPY html /usr/share/nginx/html\nCOPY nginx /usr/sbin/nginx\nCMD ["/usr/sbin/nginx", "-g", "daemon off;"]'
+	build "$base$nginx"$'\nEXPOSE 80' "$k8s/nginx:1.14-2"
+	build "$base$nginx"$'\nENV NGINX_PORT=12003' "$gcr/hostnet-nginx-amd64:latest"
 	build "$base"$'\nCOPY html /usr/local/apache2/htdocs\nCOPY httpd-foreground /usr/local/bin/\nEXPOSE 80\nCMD ["httpd-foreground"]' "$k8s/httpd:2.4.39-4"
 	build "$base"$'\nCOPY nnp /usr/local/bin/nnp\nENTRYPOINT ["/usr/local/bin/nnp"]' "$k8s/nonewprivs:1.3"
 	build "$base"$'\nCOPY predefined/ /etc/\nUSER 1000' "$gcr/test-image-predefined-group:latest"
@@ -146,23 +148,30 @@ push_images() {
 		build "$base"$'\nCOPY marker /'"$repo-$tag" "$gcr/$repo:$tag"
 	done
 	build "$base"$'\nCOPY marker /same-image' "$gcr/test-image-tags:1" "$gcr/test-image-tags:2" "$gcr/test-image-tags:3"
+	log "images pushed in $((SECONDS - t0)) s"
 }
 
 make_contexts() {
 	local ctx="$1" r="$1/rootfs" a
-	mkdir -p "$r/bin" "$r/etc" "$r/root" "$r/tmp" "$r/var/www" "$r/usr/local/bin"
+	mkdir -p "$r/bin" "$r/etc" "$r/root" "$r/tmp" "$r/var/www" "$r/var/run" "$r/usr/local/bin"
 	chmod 1777 "$r/tmp"
-	cp /bin/busybox "$r/bin/busybox"
-	for a in $(/bin/busybox --list); do
+	# Debian's busybox (not busybox-static, whose shell runs applets without
+	# exec, so a masked /bin/ls would still run), as busybox images have it.
+	cp "$busybox" "$r/bin/busybox"
+	for a in $("$busybox" --list); do
 		[ -e "$r/bin/$a" ] || ln -s busybox "$r/bin/$a"
 	done
+	# The MaskedPaths spec masks /bin/ls: a symlink would mask busybox (sh)
+	# too. busybox's images have hard links, which brig-build's COPY stores
+	# as copies (258 of them would take half a minute to build and push);
+	# one copy for ls does.
+	rm "$r/bin/ls" && cp "$busybox" "$r/bin/ls"
 	# busybox-static has neither ipcs (the IPC namespace specs run `ipcs -m`)
 	# nor pgrep (the execSync timeout spec): util-linux's and procps', with
 	# the libraries they link.
 	local bin lib
-	for bin in /usr/bin/ipcs /usr/bin/pgrep; do
-		rm -f "$r/bin/${bin##*/}"
-		cp "$bin" "$r/bin/"
+	for bin in "$busybox" /usr/bin/ipcs /usr/bin/pgrep; do
+		[ "$bin" = "$busybox" ] || { rm -f "$r/bin/${bin##*/}" && cp "$bin" "$r/bin/"; }
 		for lib in $(ldd "$bin" | grep -o '/[^ ]*'); do
 			mkdir -p "$r$(dirname "$lib")"
 			cp -L "$lib" "$r$lib"
@@ -191,6 +200,7 @@ make_contexts() {
 	: >"$ctx/marker"
 	gcc -static -O2 -o "$ctx/pause" "$here/critest/pause.c"
 	gcc -static -O2 -o "$ctx/nnp" "$here/critest/nnp.c"
+	gcc -static -O2 -o "$ctx/nginx" "$here/critest/nginx.c"
 	chmod 4755 "$ctx/nnp"
 }
 
@@ -314,6 +324,15 @@ if [ "$(cat "$cri/bin/.suite" 2>/dev/null)" != "$suite_sha" ]; then
 	echo "$suite_sha" >"$cri/bin/.suite"
 	rm -rf "$cri/src" "$cri/gocache"
 	log "built in $((SECONDS - t0)) s"
+fi
+
+# Debian's busybox package (the dynamically linked one), for the images.
+export busybox="$cri/busybox/bin/busybox"
+if [ ! -x "$busybox" ]; then
+	rm -rf "$cri/busybox" "$cri/debs" && mkdir -p "$cri/debs"
+	(cd "$cri/debs" && apt-get download -q busybox >/dev/null 2>&1) || die "apt-get download busybox failed"
+	dpkg-deb -x "$cri"/debs/busybox_*.deb "$cri/busybox"
+	rm -rf "$cri/debs"
 fi
 
 for s in "${skips[@]}"; do
