@@ -62,6 +62,8 @@ bench: build
 	BRIG=$(CURDIR)/target/release/brig BRIG_BUILD=$(CURDIR)/target/release/brig-build bash bench/builder.sh
 	BRIG=$(CURDIR)/target/release/brig BRIG_BUILD=$(CURDIR)/target/release/brig-build \
 	BRIG_SHIM=$(CURDIR)/target/release/containerd-shim-brig-v2 bash bench/shim.sh
+	BRIG=$(CURDIR)/target/release/brig BRIG_BUILD=$(CURDIR)/target/release/brig-build \
+	BRIG_SHIM=$(CURDIR)/target/release/containerd-shim-brig-v2 bash bench/cri.sh
 
 # Coverage-guided fuzzing with AFL++ (fuzz/README.md): each target for
 # FUZZ_SECONDS (default 120). Installs cargo-afl when missing; not in CI.
