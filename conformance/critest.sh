@@ -33,6 +33,8 @@ die() { printf 'critest: error: %s\n' "$*" >&2; exit 1; }
 usage() {
 	cat <<-EOF
 		usage: $0 [--handlers "runc brig brig-runc-shim"] [--focus REGEX]
+		       CRI_INSIDE=SCRIPT $0   (runs SCRIPT in the environment instead of critest,
+		                               with \$CRI_SOCK and \$CRICTL set)
 
 		  --handlers LIST  runtime handlers to run, in order (default: all three; a brig
 		                   handler is compared with runc only when runc runs too)
@@ -60,7 +62,7 @@ inner() {
 	cat >"$run/registry.yml" <<-EOF
 		version: 0.1
 		log: {level: warn}
-		storage: {filesystem: {rootdirectory: $cri/registry}, delete: {enabled: true}}
+		storage: {filesystem: {rootdirectory: $run/registry}, delete: {enabled: true}}
 		http: {addr: "127.0.0.1:$port"}
 	EOF
 	docker-registry serve "$run/registry.yml" >"$run/registry.log" 2>&1 &
@@ -74,6 +76,11 @@ inner() {
 	local containerd_pid=$!
 	wait_for "containerd" "$cri/bin/crictl" --runtime-endpoint "unix://$sock" info
 
+	if [ -n "${CRI_INSIDE:-}" ]; then
+		# Another program in this environment instead of critest (bench/cri.sh).
+		CRI_SOCK="$sock" CRICTL="$cri/bin/crictl" bash "$CRI_INSIDE" || echo "critest: $CRI_INSIDE failed" >&2
+		handlers=""
+	fi
 	local h skip_re="" s
 	for s in "${skips[@]}"; do skip_re+="${skip_re:+|}${s%%|*}"; done
 	for h in $handlers; do
@@ -340,14 +347,15 @@ for s in "${skips[@]}"; do
 done
 
 run=$(mktemp -d "$cri/run.XXXXXX")
-rm -rf "$cri/results" "$cri/registry"
+rm -rf "$cri/results"
 mkdir -p "$cri/results"
 cleanup() {
-	rm -rf "$run" "$cri/registry"
+	rm -rf "$run"
 }
 trap cleanup EXIT
 unshare --mount --net --ipc --uts --pid --fork --mount-proc --propagation private \
 	bash "$here/critest.sh" __inner "$run" "$handlers" "$focus" || die "the run failed (see above)"
+[ -z "${CRI_INSIDE:-}" ] || exit 0
 
 # --- report ---------------------------------------------------------------------
 
