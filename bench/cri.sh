@@ -23,15 +23,25 @@ if [ -z "${CRI_SOCK:-}" ]; then
 fi
 
 # --- inside critest.sh's environment ---------------------------------------------
-crictl() { "$CRICTL" --runtime-endpoint "unix://$CRI_SOCK" --image-endpoint "unix://$CRI_SOCK" "$@"; }
+crictl() { "$CRICTL" --timeout 300s --runtime-endpoint "unix://$CRI_SOCK" --image-endpoint "unix://$CRI_SOCK" "$@"; }
 image=registry.k8s.io/e2e-test-images/busybox:1.29-2
 work=$(mktemp -d)
 crictl pull "$image" >/dev/null
 
-# PSS in kB of every process whose executable is $1.
+# The pids of the processes whose executable is named $1 (comm is cut at
+# 15 characters, so by /proc/PID/exe).
+pids_of() {
+	local p
+	for p in /proc/[0-9]*; do
+		[ "$(basename "$(readlink "$p/exe" 2>/dev/null)")" = "$1" ] && echo "${p#/proc/}"
+	done
+	return 0
+}
+
+# PSS in kB of every process whose executable is named $1.
 pss_of() {
 	local total=0 pid
-	for pid in $(pgrep -x "$1" || true); do
+	for pid in $(pids_of "$1"); do
 		total=$((total + $(awk '/^Pss:/ {print $2}' "/proc/$pid/smaps_rollup" 2>/dev/null || echo 0)))
 	done
 	echo "$total"
@@ -56,7 +66,7 @@ for h in brig runc; do
 	t1=$(date +%s.%N)
 	running=$(crictl ps -q --state running | wc -l)
 	[ "$running" -eq "$PODS" ] || { echo "bench/cri.sh: $running of $PODS containers running with $h" >&2; exit 1; }
-	shims[$h]=$(pgrep -cx "$shim" || true)
+	shims[$h]=$(pids_of "$shim" | wc -l)
 	pss_kb[$h]=$(pss_of "$shim")
 	crictl rmp -fa >/dev/null
 	t2=$(date +%s.%N)
@@ -67,7 +77,7 @@ for h in brig runc; do
 done
 rm -rf "$work"
 
-ratio() { echo "scale=2; $1 / $2" | bc -l; }
+ratio() { printf "%.2f" "$(echo "$1 / $2" | bc -l)"; }
 echo
 printf '%-24s %10s %10s %12s\n' "$PODS pods" brig runc "brig/runc"
 printf '%-24s %10.1f %10.1f %12s\n' "start all (s)" "${start_s[brig]}" "${start_s[runc]}" "$(ratio "${start_s[brig]}" "${start_s[runc]}")"
