@@ -349,8 +349,18 @@ done
 run=$(mktemp -d "$cri/run.XXXXXX")
 rm -rf "$cri/results"
 mkdir -p "$cri/results"
+# containerd's CRI puts containers in cgroups /k8s.io/ID of the host's
+# hierarchies; a run that ends early (containerd stopped with pods left)
+# leaves them behind, empty once the PID namespace is gone. Those this run
+# made are removed (rmdir: only empty ones go).
+k8s_cgroups() { find /sys/fs/cgroup/*/k8s.io /sys/fs/cgroup/k8s.io -depth -type d 2>/dev/null || true; }
+cgroups_before=$(k8s_cgroups)
 cleanup() {
 	rm -rf "$run"
+	local d
+	for d in $(k8s_cgroups); do
+		grep -qxF "$d" <<<"$cgroups_before" || rmdir "$d" 2>/dev/null || true
+	done
 }
 trap cleanup EXIT
 unshare --mount --net --ipc --uts --pid --fork --mount-proc --propagation private \
