@@ -116,9 +116,9 @@ wait_for() {
 	die "$what did not come up"
 }
 
-# The test images, built with brig-build from contexts made here (busybox
-# from Debian's busybox-static, ipcs from util-linux, small C programs for
-# pause and nonewprivs) and pushed under the names critest pulls.
+# The test images, built with brig-build from contexts made here (Debian's
+# busybox, ipcs from util-linux, pgrep from procps, small C programs for
+# pause, nginx and nonewprivs) and pushed under the names critest pulls.
 push_images() {
 	local run="$1" ctx="$run/images" store="$run/build-store"
 	local reg="127.0.0.1:$port" k8s="e2e-test-images" gcr="k8s-staging-cri-tools"
@@ -300,7 +300,7 @@ for b in "$BRIG" "$BRIG_SHIM" "$BRIG_BUILD"; do
 done
 
 t_start=$SECONDS
-packages=(containerd docker-registry containernetworking-plugins golang-go busybox-static
+packages=(containerd docker-registry containernetworking-plugins golang-go
 	util-linux procps iptables iproute2 gcc libc6-dev jq curl xz-utils)
 missing=()
 for p in "${packages[@]}"; do
