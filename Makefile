@@ -35,12 +35,15 @@ e2e: build
 vm-test: build
 	VM_BATS="checkpoint.bats cgroups.bats exec.bats update.bats delete.bats" bash tests/vm/run.sh
 
-# Both suites run, whatever the first gives.
+# Every suite runs, whatever the ones before give.
 conformance: build
 	bash conformance/setup.sh
 	@rc=0; \
 	BRIG=$(CURDIR)/target/release/brig bash conformance/run.sh --runtimes "brig runc" || rc=1; \
 	BRIG_BUILD=$(CURDIR)/target/release/brig-build bash conformance/image-spec.sh || rc=1; \
+	echo "== critest (CRI validation) through containerd: runc, brig, brig-runc-shim"; \
+	BRIG=$(CURDIR)/target/release/brig BRIG_BUILD=$(CURDIR)/target/release/brig-build \
+	BRIG_SHIM=$(CURDIR)/target/release/containerd-shim-brig-v2 bash conformance/critest.sh || rc=1; \
 	exit $$rc
 
 # Every part runs, whatever fails before it; the summary names the parts that failed.
@@ -49,7 +52,7 @@ test: build
 	echo "== unit tests"; $(MAKE) -s unit || failed="$$failed unit"; \
 	echo "== end-to-end tests"; $(MAKE) -s e2e || failed="$$failed e2e"; \
 	echo "== cgroup v2 guest"; $(MAKE) -s vm-test || failed="$$failed vm-test"; \
-	echo "== conformance (runc's integration suite, image-spec)"; $(MAKE) -s conformance || failed="$$failed conformance"; \
+	echo "== conformance (runc's integration suite, image-spec, critest)"; $(MAKE) -s conformance || failed="$$failed conformance"; \
 	echo "== summary: $$( [ -z "$$failed" ] && echo all passed || echo "FAILED:$$failed (see each part's failures above)" )"; \
 	[ -z "$$failed" ]
 
@@ -59,6 +62,8 @@ bench: build
 	BRIG=$(CURDIR)/target/release/brig BRIG_BUILD=$(CURDIR)/target/release/brig-build bash bench/builder.sh
 	BRIG=$(CURDIR)/target/release/brig BRIG_BUILD=$(CURDIR)/target/release/brig-build \
 	BRIG_SHIM=$(CURDIR)/target/release/containerd-shim-brig-v2 bash bench/shim.sh
+	BRIG=$(CURDIR)/target/release/brig BRIG_BUILD=$(CURDIR)/target/release/brig-build \
+	BRIG_SHIM=$(CURDIR)/target/release/containerd-shim-brig-v2 bash bench/cri.sh
 
 # Coverage-guided fuzzing with AFL++ (fuzz/README.md): each target for
 # FUZZ_SECONDS (default 120). Installs cargo-afl when missing; not in CI.

@@ -381,6 +381,15 @@ impl Service {
             );
             return Ok(pid);
         }
+        // An exec added while the init ran cannot start once the init has exited:
+        // FailedPrecondition, as containerd-shim-runc-v2 answers (not the runtime's
+        // "container not running", which reached containerd as Unknown).
+        if c.init.state().status == Status::STOPPED {
+            return Err(Error::Precondition(format!(
+                "container {} init process is not running",
+                c.id
+            )));
+        }
         let spec_file = c.bundle.join(format!("exec-{}-process.json", req.exec_id));
         std::fs::write(&spec_file, &p.spec).ctx(|| format!("write {}", spec_file.display()))?;
         let args = vec![

@@ -3,6 +3,7 @@
 //! own runc shim with brig as its `BinaryName`.
 
 use brig_tests::*;
+use containerd_shim_protos as shim_protos;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -1173,4 +1174,80 @@ fn containers_of_a_sandbox_share_one_shim() {
     assert_eq!(task_status(&c, &pod).as_deref(), Some("RUNNING"));
     kill_task(&c, &pod);
     delete_task(&c, &pod);
+}
+
+/// A ttrpc Task client on the shim of task `id` (its socket from the task's `address` file).
+fn shim_client(c: &Containerd, id: &str) -> shim_protos::TaskClient {
+    let address = c
+        .dir()
+        .join("state/io.containerd.runtime.v2.task")
+        .join(&c.namespace)
+        .join(id)
+        .join("address");
+    let address =
+        std::fs::read_to_string(&address).unwrap_or_else(|e| panic!("{}: {e}", address.display()));
+    let client = shim_protos::ttrpc::Client::connect(address.trim())
+        .unwrap_or_else(|e| panic!("connect to the shim at {address}: {e}"));
+    shim_protos::TaskClient::new(client)
+}
+
+fn ttrpc_ctx() -> shim_protos::ttrpc::context::Context {
+    shim_protos::ttrpc::context::with_timeout(10_000_000_000)
+}
+
+/// The gRPC code of a failed shim call (panics on success).
+fn rpc_code<T: std::fmt::Debug>(
+    r: shim_protos::ttrpc::Result<T>,
+) -> (shim_protos::ttrpc::Code, String) {
+    match r {
+        Err(shim_protos::ttrpc::Error::RpcStatus(s)) => (s.code(), s.message().to_string()),
+        other => panic!("want an RPC status error, got {other:?}"),
+    }
+}
+
+/// An exec added while the container ran and started after its init exited is
+/// FailedPrecondition ("init process is not running"), as containerd-shim-runc-v2
+/// answers; it used to run `brig exec`, whose "container not running" came back as Unknown.
+#[test]
+fn exec_start_after_the_init_exited_is_failed_precondition() {
+    let Some((c, image)) = setup("exec_start_after_the_init_exited_is_failed_precondition") else {
+        return;
+    };
+    let id = unique("execgone");
+    run_sleeper(&c, &image, &id);
+    let task = shim_client(&c, &id);
+    let process = r#"{"args":["true"],"cwd":"/","env":["PATH=/bin"],"user":{"uid":0,"gid":0}}"#;
+    let mut spec = shim_protos::protobuf::well_known_types::any::Any::new();
+    spec.type_url = "types.containerd.io/opencontainers/runtime-spec/1/Process".into();
+    spec.value = process.as_bytes().to_vec();
+    let exec = shim_protos::api::ExecProcessRequest {
+        id: id.clone(),
+        exec_id: "late".into(),
+        spec: Some(spec).into(),
+        ..Default::default()
+    };
+    task.exec(ttrpc_ctx(), &exec)
+        .expect("exec while the init runs");
+    kill_task(&c, &id);
+    let start = shim_protos::api::StartRequest {
+        id: id.clone(),
+        exec_id: "late".into(),
+        ..Default::default()
+    };
+    let (code, msg) = rpc_code(task.start(ttrpc_ctx(), &start));
+    assert_eq!(
+        code,
+        shim_protos::ttrpc::Code::FAILED_PRECONDITION,
+        "start of an exec after the init exited: {msg}"
+    );
+    assert!(msg.contains("init process is not running"), "{msg}");
+    let del = shim_protos::api::DeleteRequest {
+        id: id.clone(),
+        exec_id: "late".into(),
+        ..Default::default()
+    };
+    task.delete(ttrpc_ctx(), &del)
+        .expect("delete of the exec that never ran");
+    drop(task);
+    delete_task(&c, &id);
 }
