@@ -277,33 +277,18 @@ fn copy_tree(merged: &Path, dest: &Path) -> Result<(), String> {
 
 /// `type=tar`: the image's files as one tar at `dest` (`-`: stdout).
 fn files_tar(merged: &Path, dest: &Path) -> Result<(), String> {
-    let fill = |b: &mut tar::Builder<Box<dyn Write>>| -> io::Result<()> {
+    fn fill<W: Write>(b: &mut tar::Builder<W>, merged: &Path) -> io::Result<()> {
         b.follow_symlinks(false);
         b.mode(tar::HeaderMode::Complete);
-        b.append_dir_all(".", merged)?;
-        b.finish()
-    };
+        b.append_dir_all(".", merged)
+    }
     if dest == Path::new("-") {
-        let mut b = tar::Builder::new(Box::new(io::stdout().lock()) as Box<dyn Write>);
-        return fill(&mut b).map_err(|e| format!("type=tar,dest=-: {e}"));
+        let mut b = tar::Builder::new(io::stdout().lock());
+        return fill(&mut b, merged)
+            .and_then(|()| b.finish())
+            .map_err(|e| format!("type=tar,dest=-: {e}"));
     }
-    let tmp = dest.with_file_name(format!(
-        ".{}.tmp",
-        dest.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default()
-    ));
-    let r = (|| -> io::Result<()> {
-        let f = fs::File::create(&tmp)?;
-        let mut b = tar::Builder::new(Box::new(io::BufWriter::new(f)) as Box<dyn Write>);
-        fill(&mut b)?;
-        b.into_inner()?.flush()?;
-        fs::rename(&tmp, dest)
-    })();
-    if r.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    r.map_err(io_at(dest))
+    write_tar(dest, |b| fill(b, merged))
 }
 
 fn open_layer(blob: &Path) -> io::Result<Box<dyn io::Read>> {
