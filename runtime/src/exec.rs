@@ -86,7 +86,11 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32> {
         opts.detach,
         opts.console_socket.is_some(),
     )?;
-    crate::linux::lsm::check(&p).map_err(|(field, msg)| Error::config("process", field, msg))?;
+    crate::linux::lsm::check(&p).map_err(|(field, msg)| match &opts.process {
+        Some(path) => Error::config(path.clone(), field, msg),
+        // From the container's config.json or exec's flags (--apparmor, --process-label).
+        None => Error::config("exec", format!("process.{field}"), msg),
+    })?;
     let linux = spec.linux().clone().unwrap_or_default();
     let seccomp = linux.seccomp().as_ref().map(seccomp::compile).transpose()?;
     let ns = namespaces::Plan::from_spec(&namespaces_of(saved.pid)?)?;
