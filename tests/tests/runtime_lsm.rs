@@ -7,42 +7,12 @@
 //! naming the field, and the confinement test says where it runs instead.
 
 use std::path::Path;
-use std::process::Command;
 
 use brig_tests::*;
 use serde_json::json;
 
 /// A file the profile under test denies reading, in the container's rootfs.
 const SECRET: &str = "/brig-secret";
-
-fn apparmor_enabled() -> bool {
-    Path::new("/sys/kernel/security/apparmor").exists()
-        && std::fs::read("/sys/module/apparmor/parameters/enabled")
-            .is_ok_and(|b| b.first() == Some(&b'Y'))
-}
-
-/// Loads (or replaces) profile `name` into the kernel with the host's apparmor_parser:
-/// everything allowed, and `deny` paths denied.
-fn load_profile(name: &str, deny: Option<&str>) {
-    let deny = deny.map_or(String::new(), |p| format!("  deny {p} rwklx,\n"));
-    let text = format!(
-        "profile {name} flags=(attach_disconnected,mediate_deleted) {{\n  file,\n  capability,\n  \
-         network,\n  signal,\n  ptrace,\n  unix,\n  mount,\n  umount,\n  pivot_root,\n{deny}}}\n"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let f = dir.path().join(name);
-    std::fs::write(&f, text).unwrap();
-    // -K: no cache (the guest's /etc and /var/cache are read-only).
-    let out = run_timeout(
-        Command::new("apparmor_parser").args(["-r", "-K"]).arg(&f),
-        std::time::Duration::from_secs(120),
-    );
-    out.assert_ok();
-}
-
-fn unload_profile(name: &str) {
-    let _ = std::fs::write("/sys/kernel/security/apparmor/.remove", name);
-}
 
 /// A detached container confined by a profile that denies reading SECRET: its process, its
 /// `exec` processes (the container's profile, and another one with `exec --apparmor`), and
@@ -62,8 +32,8 @@ fn apparmor_profile_confines_container_and_exec() {
     }
     let deny = "brig-test-deny";
     let other = "brig-test-other";
-    load_profile(deny, Some(SECRET));
-    load_profile(other, None);
+    load_apparmor_profile(deny, Some(SECRET));
+    load_apparmor_profile(other, None);
     let b = Bundle::new(&["sleep", "300"]).with(|c| c["process"]["apparmorProfile"] = json!(deny));
     std::fs::write(b.rootfs().join(SECRET.trim_start_matches('/')), "secret\n").unwrap();
     let id = rt.new_id("aa");
@@ -120,8 +90,8 @@ fn apparmor_profile_confines_container_and_exec() {
     out.assert_fail();
     assert!(out.stderr.contains("apparmor"), "{out}");
     assert_no_leftovers(&rt, &id, &b);
-    unload_profile(deny);
-    unload_profile(other);
+    unload_apparmor_profile(deny);
+    unload_apparmor_profile(other);
 }
 
 /// On a host without AppArmor (or SELinux), a config naming a profile (or label) fails with

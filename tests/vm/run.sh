@@ -59,8 +59,9 @@ moddir=/lib/modules/$kver
 target=${CARGO_TARGET_DIR:-$ws/target}
 echo "vm: building brig and the test binaries (target dir $target)"
 [ -n "${VM_BRIG:-}" ] || bash scripts/build-brig.sh -q
-cargo build --release -q -p containerd-shim-brig-v2
-tests=${VM_TESTS-"runtime_cgroups runtime_cgroups_v2 runtime_ps_update_events runtime_lifecycle runtime_terminal_exec runtime_checkpoint shim:checkpoint shim:metrics"}
+# (brig-build makes the busybox image shim_docker's tests load into dockerd.)
+cargo build --release -q -p containerd-shim-brig-v2 -p brig-build
+tests=${VM_TESTS-"runtime_cgroups runtime_cgroups_v2 runtime_ps_update_events runtime_lifecycle runtime_terminal_exec runtime_checkpoint runtime_lsm shim:checkpoint shim:metrics shim_docker:apparmor"}
 bins=$([ -z "$tests" ] || cargo test -p brig-tests --no-run --message-format=json 2>/dev/null \
   | jq -r 'select(.reason == "compiler-artifact" and .executable != null
                   and (.target.kind | index("test"))) | "\(.target.name) \(.executable)"')
