@@ -102,7 +102,7 @@ fn lsm_fields_without_the_lsm_are_refused() {
     let Some(rt) = Runtime::new("lsm_fields_without_the_lsm_are_refused") else {
         return;
     };
-    let selinux = Path::new("/sys/fs/selinux/enforce").exists();
+    let selinux = selinux_enabled();
     let mut cases = Vec::new();
     if !apparmor_enabled() {
         cases.push((
@@ -160,7 +160,7 @@ fn mount_label_without_selinux_is_refused() {
     let Some(rt) = Runtime::new("mount_label_without_selinux_is_refused") else {
         return;
     };
-    if Path::new("/sys/fs/selinux/enforce").exists() {
+    if selinux_enabled() {
         println!("mount_label_without_selinux_is_refused: this host has SELinux");
         return;
     }
@@ -228,5 +228,72 @@ fn container_gets_its_own_session_keyring() {
     let out = rt.cmd(&["run", "--no-new-keyring", "--bundle", b.path_str(), &id]);
     out.assert_ok();
     assert!(!out.stdout.contains(&format!("_ses.{id}")), "{out}");
+    assert_no_leftovers(&rt, &id, &b);
+}
+
+fn selinux_enabled() -> bool {
+    Path::new("/sys/fs/selinux/enforce").exists()
+        && std::fs::read_to_string("/proc/self/attr/current")
+            .is_ok_and(|c| c.trim_end_matches(['\0', '\n']) != "kernel")
+}
+
+/// Where SELinux runs (the SELinux guest: `VM_SELINUX=1 tests/vm/run.sh`, Debian's reference
+/// policy, permissive): process.selinuxLabel is the container process's context,
+/// linux.mountLabel the context of its tmpfs mounts; `exec` takes the container's label and
+/// `exec --process-label` another.
+#[test]
+fn selinux_labels_apply_to_process_mounts_and_exec() {
+    let Some(rt) = Runtime::new("selinux_labels_apply_to_process_mounts_and_exec") else {
+        return;
+    };
+    if !selinux_enabled() {
+        println!(
+            "selinux_labels_apply_to_process_mounts_and_exec: SELinux is not enabled here; \
+             the SELinux guest (make vm-test) runs this test"
+        );
+        return;
+    }
+    let label = "system_u:system_r:initrc_t:s0";
+    let mount_label = "system_u:object_r:tmp_t:s0";
+    let b = Bundle::sh("cat /proc/self/attr/current; echo; grep ' /dev ' /proc/self/mounts").with(
+        |c| {
+            c["process"]["selinuxLabel"] = json!(label);
+            c["linux"]["mountLabel"] = json!(mount_label);
+        },
+    );
+    let id = rt.new_id("se");
+    let out = rt.run_capture(&b, &id);
+    out.assert_ok();
+    let mut lines = out.stdout.lines();
+    assert_eq!(
+        lines.next().map(|l| l.trim_end_matches('\0')),
+        Some(label),
+        "{out}"
+    );
+    assert!(
+        out.stdout.contains(&format!("context={mount_label}"))
+            || out.stdout.contains(&format!("context=\"{mount_label}\"")),
+        "{out}"
+    );
+    assert_no_leftovers(&rt, &id, &b);
+
+    let b = Bundle::new(&["sleep", "300"]).with(|c| c["process"]["selinuxLabel"] = json!(label));
+    let id = rt.new_id("se-exec");
+    rt.run_detached(&b, &id).assert_ok();
+    let out = rt.cmd(&["exec", &id, "cat", "/proc/self/attr/current"]);
+    assert_eq!(out.assert_ok().out().trim_end_matches('\0'), label, "{out}");
+    let other = "system_u:system_r:kernel_t:s0";
+    let out = rt.cmd(&[
+        "exec",
+        "--process-label",
+        other,
+        &id,
+        "cat",
+        "/proc/self/attr/current",
+    ]);
+    assert_eq!(out.assert_ok().out().trim_end_matches('\0'), other, "{out}");
+    rt.kill(&id, "KILL").assert_ok();
+    rt.wait_status(&id, "stopped", std::time::Duration::from_secs(30));
+    rt.delete(&id).assert_ok();
     assert_no_leftovers(&rt, &id, &b);
 }

@@ -21,7 +21,8 @@
 #        least 300), VM_BATS_STALL_SECONDS (a bats run that reports nothing
 #        that long is ended, the test named; 300), VM_BOOT_SECONDS (300), VM_TIMEOUT (the guest's limit;
 #        default: the sum of those), VM_KEEP=1 keeps the work dir, VM_BRIG
-#        (the brig under test, default the release build).
+#        (the brig under test, default the release build), VM_SELINUX=1 (boot with
+#        SELinux and Debian's reference policy instead of AppArmor).
 # Prints PASS/FAIL; exits non-zero on failure; skips (exit 0) only when
 # /dev/kvm is absent.
 set -euo pipefail
@@ -175,6 +176,17 @@ VM_TEST_SECONDS="$test_seconds"
 VM_BATS_STALL_SECONDS="$bats_stall_seconds"
 VM_KEEP_DIRS="$ws $target"
 ENV
+# VM_SELINUX=1: a guest with SELinux as its LSM (instead of AppArmor) and Debian's reference
+# policy, compiled here, loaded by init (permissive: the 9p root has no labels).
+lsm_args=""
+if [ "${VM_SELINUX:-}" = 1 ]; then
+  echo "vm: compiling Debian's reference policy for the SELinux guest (tests/vm/selinux-policy.sh)"
+  se_start=$(date +%s)
+  policy=$(bash tests/vm/selinux-policy.sh "$work/selinux")
+  cp "$policy" "$ird/selinux-policy"
+  echo "vm: policy compiled in $(($(date +%s) - se_start))s"
+  lsm_args="security=selinux"
+fi
 (cd "$ird" && find . | cpio -o -H newc --quiet) | gzip -1 > "$work/initrd.gz"
 # A small disk, so that io.max has a block device to throttle.
 truncate -s 64M "$work/disk.img"
@@ -203,7 +215,7 @@ set +e
 timeout "$timeout" qemu-system-x86_64 \
   "${accel_args[@]}" -smp 2 -m 2048 -nographic -no-reboot -nic none \
   -kernel "/boot/vmlinuz-$kver" -initrd "$work/initrd.gz" \
-  -append "console=ttyS0 ${VM_KERNEL_ARGS:-quiet loglevel=3} panic=-1 cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1" \
+  -append "console=ttyS0 ${VM_KERNEL_ARGS:-quiet loglevel=3} panic=-1 $lsm_args cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1" \
   -fsdev local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap \
   -device virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot \
   -drive file="$work/disk.img",format=raw,if=virtio \
