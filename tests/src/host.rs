@@ -245,6 +245,12 @@ pub fn apparmor_enabled() -> bool {
             .is_ok_and(|b| b.first() == Some(&b'Y'))
 }
 
+/// Whether `lsm` ("apparmor", "selinux") is the LSM of the test guest we run in (tests/vm sets
+/// BRIG_VM_LSM): a test of that LSM must then run, not skip.
+pub fn guest_lsm_is(lsm: &str) -> bool {
+    std::env::var("BRIG_VM_LSM").is_ok_and(|v| v == lsm)
+}
+
 /// Loads (or replaces) AppArmor profile `name` with the host's apparmor_parser: everything
 /// allowed but reading or writing `deny` (a path; none: nothing denied). No cache is written
 /// (the guest's /etc and /var/cache are read-only).

@@ -23,6 +23,10 @@ fn apparmor_profile_confines_container_and_exec() {
         return;
     };
     if !apparmor_enabled() {
+        assert!(
+            !guest_lsm_is("apparmor"),
+            "the test guest should run AppArmor, but it is not enabled"
+        );
         println!(
             "apparmor_profile_confines_container_and_exec: AppArmor is not enabled here; \
              apparmor_profile_without_apparmor_is_refused checks this host, the cgroup v2 \
@@ -247,6 +251,10 @@ fn selinux_labels_apply_to_process_mounts_and_exec() {
         return;
     };
     if !selinux_enabled() {
+        assert!(
+            !guest_lsm_is("selinux"),
+            "the test guest should run SELinux, but it is not enabled"
+        );
         println!(
             "selinux_labels_apply_to_process_mounts_and_exec: SELinux is not enabled here; \
              the SELinux guest (make vm-test) runs this test"

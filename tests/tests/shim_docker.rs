@@ -251,6 +251,10 @@ fn docker_run_exec_stop_with_brig_runtime() {
 #[test]
 fn docker_apparmor_profiles_confine_brig_containers() {
     if !apparmor_enabled() {
+        assert!(
+            !guest_lsm_is("apparmor"),
+            "the test guest should run AppArmor, but it is not enabled"
+        );
         println!(
             "docker_apparmor_profiles_confine_brig_containers: AppArmor is not enabled here \
              (dockerd sets no profile); the cgroup v2 guest (make vm-test) runs this test"

@@ -175,6 +175,7 @@ VM_BATS_SELECT="$select_dir"
 VM_TEST_SECONDS="$test_seconds"
 VM_BATS_STALL_SECONDS="$bats_stall_seconds"
 VM_KEEP_DIRS="$ws $target"
+BRIG_VM_LSM="$([ "${VM_SELINUX:-}" = 1 ] && echo selinux || echo apparmor)"
 ENV
 # VM_SELINUX=1: a guest with SELinux as its LSM (instead of AppArmor) and Debian's reference
 # policy, compiled here, loaded by init (permissive: the 9p root has no labels).
