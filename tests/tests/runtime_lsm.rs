@@ -29,7 +29,7 @@ fn apparmor_profile_confines_container_and_exec() {
         );
         println!(
             "apparmor_profile_confines_container_and_exec: AppArmor is not enabled here; \
-             apparmor_profile_without_apparmor_is_refused checks this host, the cgroup v2 \
+             lsm_fields_without_the_lsm_are_refused checks this host, the cgroup v2 \
              guest (make vm-test) runs this test"
         );
         return;
