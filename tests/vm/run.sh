@@ -4,7 +4,10 @@
 # The guest is Debian's linux-image-amd64 kernel booted with cgroup v1 off
 # (cgroup_no_v1=all), a busybox initramfs built here (tests/vm/init), and the
 # host's / shared read-only over virtio-9p; tests/vm/guest.sh runs the test
-# binaries built on the host, with BRIG pointing at the host's brig.
+# binaries built on the host, with BRIG pointing at the host's brig. The
+# kernel runs AppArmor (securityfs mounted: the LSM tests load profiles with
+# the host's apparmor_parser), or with VM_SELINUX=1 SELinux and Debian's
+# reference policy (tests/vm/selinux-policy.sh), permissive.
 #
 # It then runs runc's bats files named in VM_BATS (default checkpoint.bats,
 # which needs a kernel criu 3.17 can check: the host's is too new; `make
