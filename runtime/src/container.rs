@@ -195,7 +195,14 @@ pub fn create_with_sync(root: &Root, opts: &CreateOpts) -> Result<(i32, Channel)
         cg.set(&res)?;
     }
 
-    state::record(&dir, &bundle, &opts.id, pid, cg.paths())?;
+    state::record(
+        &dir,
+        &bundle,
+        &opts.id,
+        pid,
+        cg.paths(),
+        opts.no_new_keyring,
+    )?;
     if let Some(p) = &opts.pid_file {
         state::write_pid_file(&absolute(p)?, pid)?;
     }

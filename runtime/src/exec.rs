@@ -155,6 +155,7 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32> {
         console,
         in_userns,
         root,
+        keyring: (!saved.no_new_keyring).then(|| saved.id.clone()),
     };
     // pid and time namespaces apply to children: join them before the clone.
     if let Some(j) = &plan.ns.join_pid {
@@ -391,6 +392,9 @@ struct Plan {
     in_userns: bool,
     /// The init's root, to chroot into, when the container has no mount namespace.
     root: Option<OwnedFd>,
+    /// The container's session keyring to join (`_ses.<id>`), unless it was created with
+    /// --no-new-keyring.
+    keyring: Option<String>,
 }
 
 enum Never {}
@@ -435,6 +439,9 @@ fn child(plan: &Plan, sync: &Channel) -> Result<Never> {
     }
     if let Some(sock) = &plan.console {
         tty::setup(sock.as_fd(), plan.process.console_size, false)?;
+    }
+    if let Some(id) = &plan.keyring {
+        crate::linux::lsm::join_session_keyring(id, plan.process.labels.selinux.as_deref(), None)?;
     }
     let exec = plan.process.resolve()?;
     plan.process.become_process(sync)?;

@@ -206,32 +206,38 @@ fn features_report_lsm_support_and_the_host() {
 }
 
 /// Each container gets a session keyring of its own, `_ses.<id>` (runc's), not the
-/// runtime's; `--no-new-keyring` keeps the caller's.
+/// runtime's, and its `exec` processes join it; `--no-new-keyring` keeps the caller's, for
+/// both.
 #[test]
 fn container_gets_its_own_session_keyring() {
     let Some(rt) = Runtime::new("container_gets_its_own_session_keyring") else {
         return;
     };
-    let script = "cat /proc/keys";
-    let unmask = |c: &mut serde_json::Value| {
-        c["linux"]["maskedPaths"] = json!([]);
-    };
-    let b = Bundle::sh(script).with(unmask);
-    let id = rt.new_id("keys");
+    // (/proc/keys lists the keys the reader may view: its session keyring among them.)
+    let b = Bundle::new(&["sleep", "300"]).with(|c| c["linux"]["maskedPaths"] = json!([]));
+    for new_keyring in [true, false] {
+        let id = rt.new_id("keys");
+        rt.track(&id);
+        let mut args = vec!["run", "-d", "--bundle", b.path_str(), &id];
+        if !new_keyring {
+            args.insert(1, "--no-new-keyring");
+        }
+        rt.cmd(&args).assert_ok();
+        let ring = format!("_ses.{id}:");
+        let exec = rt.cmd(&["exec", &id, "cat", "/proc/keys"]);
+        exec.assert_ok();
+        assert_eq!(exec.stdout.contains(&ring), new_keyring, "{exec}");
+        rt.kill(&id, "KILL").assert_ok();
+        rt.wait_status(&id, "stopped", std::time::Duration::from_secs(30));
+        rt.delete(&id).assert_ok();
+        assert_no_leftovers(&rt, &id, &b);
+    }
+    // The init itself (run in the foreground, reading its own /proc/keys).
+    let b = Bundle::sh("cat /proc/keys").with(|c| c["linux"]["maskedPaths"] = json!([]));
+    let id = rt.new_id("keys-init");
     let out = rt.run_capture(&b, &id);
     out.assert_ok();
-    assert!(
-        out.stdout.contains(&format!("keyring   _ses.{id}:"))
-            || out.stdout.contains(&format!("_ses.{id}:")),
-        "{out}"
-    );
-    assert_no_leftovers(&rt, &id, &b);
-
-    let id = rt.new_id("nokeys");
-    rt.track(&id);
-    let out = rt.cmd(&["run", "--no-new-keyring", "--bundle", b.path_str(), &id]);
-    out.assert_ok();
-    assert!(!out.stdout.contains(&format!("_ses.{id}")), "{out}");
+    assert!(out.stdout.contains(&format!("_ses.{id}:")), "{out}");
     assert_no_leftovers(&rt, &id, &b);
 }
 

@@ -174,12 +174,17 @@ fn write_attr(proc: &ProcHandle, attr: &str, value: &str) -> Result<()> {
         .sys("write", format!("/proc/{rel} ({value:?})"))
 }
 
-/// In the init, with the container's /proc: joins a new session keyring named
-/// `_ses.<id>` (runc's), so the container does not share the runtime's, created with the
-/// process's SELinux label as its key-creation label; then makes it searchable by the
-/// container's ids (`userns`: by others, else by the possessor's uid), as runc does.
+/// With the container's /proc: joins the session keyring named `_ses.<id>` (runc's), so
+/// the container does not share the runtime's: the init creates it, with the process's
+/// SELinux label as its key-creation label, and makes it searchable by the container's ids
+/// (`searchable`: Some(with a user namespace): by others, else by the possessor's uid), as
+/// runc does; exec processes join it (`searchable` None).
 /// A kernel without keyrings (ENOSYS) is tolerated, as runc tolerates it.
-pub fn join_session_keyring(id: &str, selinux: Option<&str>, userns: bool) -> Result<()> {
+pub fn join_session_keyring(
+    id: &str,
+    selinux: Option<&str>,
+    searchable: Option<bool>,
+) -> Result<()> {
     let proc = match selinux {
         Some(label) => {
             let proc = ProcHandle::open(Path::new("/proc"))?;
@@ -196,6 +201,9 @@ pub fn join_session_keyring(id: &str, selinux: Option<&str>, userns: bool) -> Re
         Ok(serial) => serial,
         Err(nix::errno::Errno::ENOSYS) => return Ok(()),
         Err(e) => return Err(Error::sys("keyctl join session keyring", id, e)),
+    };
+    let Some(userns) = searchable else {
+        return Ok(());
     };
     let add: u32 = if userns { 0x8 } else { 0x8_0000 };
     let perm = key_perm(serial).sys("keyctl describe", "the session keyring")?;

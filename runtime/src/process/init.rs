@@ -147,7 +147,7 @@ fn setup(plan: &Plan, sync: &Channel) -> Result<Never> {
         crate::linux::lsm::join_session_keyring(
             &plan.id,
             plan.process.labels.selinux.as_deref(),
-            plan.ns.has(oci_spec::runtime::LinuxNamespaceType::User),
+            Some(plan.ns.has(oci_spec::runtime::LinuxNamespaceType::User)),
         )?;
     }
 
