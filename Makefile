@@ -32,8 +32,12 @@ e2e: build
 	  grep -E '^test .* \.\.\. FAILED$$|^error: .*target.* failed|^    `-p brig-tests' $$log || echo "(cargo exited $$rc)"; fi; \
 	rm -f $$log; exit $$rc
 
+# The cgroup v2 guest (AppArmor enabled), then a guest with SELinux; both run.
 vm-test: build
-	VM_BATS="checkpoint.bats cgroups.bats exec.bats update.bats delete.bats" bash tests/vm/run.sh
+	@rc=0; \
+	VM_BATS="checkpoint.bats cgroups.bats exec.bats update.bats delete.bats" bash tests/vm/run.sh || rc=1; \
+	echo "== SELinux guest (runtime_lsm)"; VM_SELINUX=1 VM_TESTS="runtime_lsm" VM_BATS="" bash tests/vm/run.sh || rc=1; \
+	exit $$rc
 
 # Every suite runs, whatever the ones before give.
 conformance: build

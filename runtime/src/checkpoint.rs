@@ -473,7 +473,8 @@ pub fn restore(root: &Root, opts: &RestoreOpts) -> Result<i32> {
         .parse()
         .map_err(|_| Error::msg(format!("criu's pidfile {}: {text:?}", pidfile.display())))?;
     let _ = std::fs::remove_file(&pidfile);
-    state::record(&dir, &bundle, &opts.id, pid, cgroup_paths)?;
+    // (criu restores the keyrings the checkpoint had: exec joins the container's.)
+    state::record(&dir, &bundle, &opts.id, pid, cgroup_paths, false)?;
     if let Some(p) = &opts.pid_file {
         state::write_pid_file(p, pid)?;
     }

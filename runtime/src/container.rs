@@ -114,6 +114,7 @@ pub fn create_with_sync(root: &Root, opts: &CreateOpts) -> Result<(i32, Channel)
         // files, which it must be dumpable for; it inherits this flag at the clone and drops
         // it once the maps are written.
         rootless_maps,
+        new_keyring: !opts.no_new_keyring,
     };
 
     if let Some(j) = &plan.ns.join_pid {
@@ -194,7 +195,14 @@ pub fn create_with_sync(root: &Root, opts: &CreateOpts) -> Result<(i32, Channel)
         cg.set(&res)?;
     }
 
-    state::record(&dir, &bundle, &opts.id, pid, cg.paths())?;
+    state::record(
+        &dir,
+        &bundle,
+        &opts.id,
+        pid,
+        cg.paths(),
+        opts.no_new_keyring,
+    )?;
     if let Some(p) = &opts.pid_file {
         state::write_pid_file(&absolute(p)?, pid)?;
     }
@@ -222,6 +230,8 @@ fn checked_plans(
     let linux = spec.linux().as_ref().expect("validated");
     crate::linux::lsm::check(process_spec)
         .map_err(|(field, msg)| Error::config("config.json", format!("process.{field}"), msg))?;
+    crate::linux::lsm::check_mount_label(linux.mount_label().as_deref())
+        .map_err(|(field, msg)| Error::config("config.json", format!("linux.{field}"), msg))?;
     for name in capabilities::unknown(process_spec.capabilities().as_ref()) {
         logging::warn(&format!(
             "ignoring unknown or unavailable capability {name:?}"

@@ -86,7 +86,11 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32> {
         opts.detach,
         opts.console_socket.is_some(),
     )?;
-    crate::linux::lsm::check(&p).map_err(|(field, msg)| Error::config("process", field, msg))?;
+    crate::linux::lsm::check(&p).map_err(|(field, msg)| match &opts.process {
+        Some(path) => Error::config(path.clone(), field, msg),
+        // From the container's config.json or exec's flags (--apparmor, --process-label).
+        None => Error::config("exec", format!("process.{field}"), msg),
+    })?;
     let linux = spec.linux().clone().unwrap_or_default();
     let seccomp = linux.seccomp().as_ref().map(seccomp::compile).transpose()?;
     let ns = namespaces::Plan::from_spec(&namespaces_of(saved.pid)?)?;
@@ -151,6 +155,7 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32> {
         console,
         in_userns,
         root,
+        keyring: (!saved.no_new_keyring).then(|| saved.id.clone()),
     };
     // pid and time namespaces apply to children: join them before the clone.
     if let Some(j) = &plan.ns.join_pid {
@@ -387,6 +392,9 @@ struct Plan {
     in_userns: bool,
     /// The init's root, to chroot into, when the container has no mount namespace.
     root: Option<OwnedFd>,
+    /// The container's session keyring to join (`_ses.<id>`), unless it was created with
+    /// --no-new-keyring.
+    keyring: Option<String>,
 }
 
 enum Never {}
@@ -431,6 +439,9 @@ fn child(plan: &Plan, sync: &Channel) -> Result<Never> {
     }
     if let Some(sock) = &plan.console {
         tty::setup(sock.as_fd(), plan.process.console_size, false)?;
+    }
+    if let Some(id) = &plan.keyring {
+        crate::linux::lsm::join_session_keyring(id, plan.process.labels.selinux.as_deref(), None)?;
     }
     let exec = plan.process.resolve()?;
     plan.process.become_process(sync)?;

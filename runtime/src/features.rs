@@ -135,8 +135,10 @@ pub fn features() -> Value {
                 "knownFlags": seccomp::KNOWN_FLAGS,
                 "supportedFlags": seccomp::supported_flags()
             },
-            "apparmor": {"enabled": false},
-            "selinux": {"enabled": false},
+            // The spec's meaning: support built in, whatever the host has (runc's answer);
+            // the host's state is in the annotations below.
+            "apparmor": {"enabled": true},
+            "selinux": {"enabled": true},
             "intelRdt": {"enabled": false},
             "mountExtensions": {"idmap": {"enabled": true}}
         },
@@ -144,9 +146,20 @@ pub fn features() -> Value {
             "io.github.brig.version": env!("CARGO_PKG_VERSION"),
             "io.github.brig.libseccomp.version": libseccomp,
             // The key runc and crun use, which tools read.
-            "io.github.seccomp.libseccomp.version": libseccomp
+            "io.github.seccomp.libseccomp.version": libseccomp,
+            "io.github.brig.apparmor.host": host_state(crate::linux::lsm::apparmor_enabled()),
+            "io.github.brig.selinux.host": host_state(crate::linux::lsm::selinux_enabled())
         }
     })
+}
+
+/// An LSM's state on this host, for the annotations.
+fn host_state(enabled: bool) -> &'static str {
+    if enabled {
+        "enabled"
+    } else {
+        "disabled"
+    }
 }
 
 #[cfg(test)]
@@ -188,9 +201,14 @@ mod tests {
             .contains(&json!("SCMP_ARCH_X86_64")));
         assert_eq!(sc["knownFlags"].as_array().unwrap().len(), 4);
         assert!(sc["supportedFlags"].is_array());
-        for off in ["apparmor", "selinux", "intelRdt"] {
-            assert_eq!(linux[off]["enabled"], false, "{off}");
+        for on in ["apparmor", "selinux"] {
+            assert_eq!(linux[on]["enabled"], true, "{on}");
         }
+        assert_eq!(linux["intelRdt"]["enabled"], false);
+        assert_eq!(
+            v["annotations"]["io.github.brig.apparmor.host"],
+            host_state(crate::linux::lsm::apparmor_enabled())
+        );
         assert_eq!(linux["mountExtensions"]["idmap"]["enabled"], true);
         let ann = &v["annotations"];
         assert_eq!(ann["io.github.brig.version"], env!("CARGO_PKG_VERSION"));

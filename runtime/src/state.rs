@@ -49,6 +49,10 @@ pub struct Saved {
     /// rely on the kernel killing the rest when init dies if so).
     #[serde(default)]
     pub own_pid_ns: bool,
+    /// Created with --no-new-keyring: exec processes keep the caller's session keyring too
+    /// (else they join the container's, `_ses.<id>`).
+    #[serde(default)]
+    pub no_new_keyring: bool,
 }
 
 /// The OCI status of a container.
@@ -206,6 +210,7 @@ pub fn record(
     id: &str,
     pid: i32,
     cgroup_paths: BTreeMap<String, PathBuf>,
+    no_new_keyring: bool,
 ) -> Result<Saved> {
     let spec = &bundle.spec;
     let st = proc_stat(pid)
@@ -236,6 +241,7 @@ pub fn record(
         cgroup_paths,
         hooks: spec.hooks().clone(),
         own_pid_ns,
+        no_new_keyring,
     };
     let cfg = serde_json::to_vec(spec).map_err(|e| Error::msg(format!("encode config: {e}")))?;
     let cfg_file = dir.join(CONFIG_FILE);

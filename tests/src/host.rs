@@ -236,3 +236,43 @@ pub fn read_trim(p: impl AsRef<Path>) -> String {
         .trim()
         .to_string()
 }
+
+/// Whether this host enforces AppArmor profiles (runc's test: the securityfs directory and
+/// the module's `enabled` parameter).
+pub fn apparmor_enabled() -> bool {
+    Path::new("/sys/kernel/security/apparmor").exists()
+        && fs::read("/sys/module/apparmor/parameters/enabled")
+            .is_ok_and(|b| b.first() == Some(&b'Y'))
+}
+
+/// Whether `lsm` ("apparmor", "selinux") is the LSM of the test guest we run in (tests/vm sets
+/// BRIG_VM_LSM): a test of that LSM must then run, not skip.
+pub fn guest_lsm_is(lsm: &str) -> bool {
+    std::env::var("BRIG_VM_LSM").is_ok_and(|v| v == lsm)
+}
+
+/// Loads (or replaces) AppArmor profile `name` with the host's apparmor_parser: everything
+/// allowed but reading or writing `deny` (a path; none: nothing denied). No cache is written
+/// (the guest's /etc and /var/cache are read-only).
+pub fn load_apparmor_profile(name: &str, deny: Option<&str>) {
+    let deny = deny.map_or(String::new(), |p| format!("  deny {p} rwklx,\n"));
+    let text = format!(
+        "profile {name} flags=(attach_disconnected,mediate_deleted) {{\n  file,\n  capability,\n  \
+         network,\n  signal,\n  ptrace,\n  unix,\n  mount,\n  umount,\n  pivot_root,\n{deny}}}\n"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = dir.path().join(name);
+    fs::write(&f, text).expect("write the profile");
+    let out = crate::command::run_timeout(
+        std::process::Command::new("apparmor_parser")
+            .args(["-r", "-K"])
+            .arg(&f),
+        Duration::from_secs(120),
+    );
+    out.assert_ok();
+}
+
+/// Removes AppArmor profile `name` from the kernel (best effort).
+pub fn unload_apparmor_profile(name: &str) {
+    let _ = fs::write("/sys/kernel/security/apparmor/.remove", name);
+}

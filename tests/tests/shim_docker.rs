@@ -124,3 +124,77 @@ fn docker_run_exec_stop_with_brig_runtime() {
     dockerd.docker(&["rm", &name]).assert_ok();
     assert!(!root.join(&id).exists(), "brig's state of {id} is left");
 }
+
+/// Where AppArmor is enabled (the cgroup v2 guest): `docker run --runtime brig` and
+/// `docker exec` are confined by docker's default profile, docker-default, which dockerd
+/// loads and names in process.apparmorProfile; and a profile of ours that denies a path
+/// (`--security-opt apparmor=...`) denies it in the container and in `docker exec`.
+#[test]
+fn docker_apparmor_profiles_confine_brig_containers() {
+    if !apparmor_enabled() {
+        assert!(
+            !guest_lsm_is("apparmor"),
+            "the test guest should run AppArmor, but it is not enabled"
+        );
+        println!(
+            "docker_apparmor_profiles_confine_brig_containers: AppArmor is not enabled here \
+             (dockerd sets no profile); the cgroup v2 guest (make vm-test) runs this test"
+        );
+        return;
+    }
+    let dockerd = Dockerd::start().unwrap_or_else(|why| panic!("dockerd: {why}"));
+    let archive = busybox_docker_archive(dockerd.dir());
+    dockerd
+        .docker(&["load", "-i", archive.to_str().unwrap()])
+        .assert_ok();
+    let run = |extra: &[&str], args: &[&str]| {
+        let mut a = vec!["run", "--runtime", "brig", "--network", "none"];
+        a.extend_from_slice(extra);
+        a.push(IMAGE);
+        a.extend_from_slice(args);
+        dockerd.docker(&a)
+    };
+    let out = run(&["--rm"], &["cat", "/proc/self/attr/current"]);
+    assert_eq!(
+        out.assert_ok().stdout.trim(),
+        "docker-default (enforce)",
+        "{out}"
+    );
+    let name = unique("dk-aa");
+    run(&["-d", "--name", &name], &["sleep", "1000"]).assert_ok();
+    let out = dockerd.docker(&["exec", &name, "cat", "/proc/self/attr/current"]);
+    assert_eq!(
+        out.assert_ok().stdout.trim(),
+        "docker-default (enforce)",
+        "{out}"
+    );
+    dockerd.docker(&["rm", "-f", &name]).assert_ok();
+
+    let profile = "brig-test-docker-deny";
+    load_apparmor_profile(profile, Some("/etc/passwd"));
+    let opt = format!("apparmor={profile}");
+    let name = unique("dk-deny");
+    run(
+        &["-d", "--name", &name, "--security-opt", &opt],
+        &["sleep", "1000"],
+    )
+    .assert_ok();
+    let out = dockerd.docker(&["exec", &name, "cat", "/proc/1/attr/current"]);
+    assert_eq!(
+        out.assert_ok().stdout.trim(),
+        format!("{profile} (enforce)"),
+        "{out}"
+    );
+    let out = dockerd.docker(&["exec", &name, "cat", "/etc/passwd"]);
+    out.assert_fail();
+    assert!(out.stderr.contains("Permission denied"), "{out}");
+    dockerd
+        .docker(&["exec", &name, "cat", "/etc/group"])
+        .assert_ok();
+    dockerd.docker(&["rm", "-f", &name]).assert_ok();
+    let out = run(&["--rm", "--security-opt", &opt], &["cat", "/etc/passwd"]);
+    out.assert_fail();
+    assert!(out.stderr.contains("Permission denied"), "{out}");
+    drop(dockerd);
+    unload_apparmor_profile(profile);
+}

@@ -15,7 +15,8 @@ finish() {
   exit "$1"
 }
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-export HOME=/root TMPDIR=/tmp BRIG BRIG_SHIM RUST_BACKTRACE=1
+# BRIG_VM_LSM: the LSM this guest runs, which the LSM tests then require rather than skip.
+export HOME=/root TMPDIR=/tmp BRIG BRIG_SHIM BRIG_VM_LSM RUST_BACKTRACE=1
 # The guest has no network card, but criu (checkpoint tests) probes TCP
 # repair on a loopback socket: lo must be up.
 ip link set lo up 2>/dev/null || busybox ip link set lo up

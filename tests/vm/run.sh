@@ -4,7 +4,10 @@
 # The guest is Debian's linux-image-amd64 kernel booted with cgroup v1 off
 # (cgroup_no_v1=all), a busybox initramfs built here (tests/vm/init), and the
 # host's / shared read-only over virtio-9p; tests/vm/guest.sh runs the test
-# binaries built on the host, with BRIG pointing at the host's brig.
+# binaries built on the host, with BRIG pointing at the host's brig. The
+# kernel runs AppArmor (securityfs mounted: the LSM tests load profiles with
+# the host's apparmor_parser), or with VM_SELINUX=1 SELinux and Debian's
+# reference policy (tests/vm/selinux-policy.sh), permissive.
 #
 # It then runs runc's bats files named in VM_BATS (default checkpoint.bats,
 # which needs a kernel criu 3.17 can check: the host's is too new; `make
@@ -21,7 +24,8 @@
 #        least 300), VM_BATS_STALL_SECONDS (a bats run that reports nothing
 #        that long is ended, the test named; 300), VM_BOOT_SECONDS (300), VM_TIMEOUT (the guest's limit;
 #        default: the sum of those), VM_KEEP=1 keeps the work dir, VM_BRIG
-#        (the brig under test, default the release build).
+#        (the brig under test, default the release build), VM_SELINUX=1 (boot with
+#        SELinux and Debian's reference policy instead of AppArmor).
 # Prints PASS/FAIL; exits non-zero on failure; skips (exit 0) only when
 # /dev/kvm is absent.
 set -euo pipefail
@@ -59,8 +63,9 @@ moddir=/lib/modules/$kver
 target=${CARGO_TARGET_DIR:-$ws/target}
 echo "vm: building brig and the test binaries (target dir $target)"
 [ -n "${VM_BRIG:-}" ] || bash scripts/build-brig.sh -q
-cargo build --release -q -p containerd-shim-brig-v2
-tests=${VM_TESTS-"runtime_cgroups runtime_cgroups_v2 runtime_ps_update_events runtime_lifecycle runtime_terminal_exec runtime_checkpoint shim:checkpoint shim:metrics"}
+# (brig-build makes the busybox image shim_docker's tests load into dockerd.)
+cargo build --release -q -p containerd-shim-brig-v2 -p brig-build
+tests=${VM_TESTS-"runtime_cgroups runtime_cgroups_v2 runtime_ps_update_events runtime_lifecycle runtime_terminal_exec runtime_checkpoint runtime_lsm shim:checkpoint shim:metrics shim_docker:apparmor"}
 bins=$([ -z "$tests" ] || cargo test -p brig-tests --no-run --message-format=json 2>/dev/null \
   | jq -r 'select(.reason == "compiler-artifact" and .executable != null
                   and (.target.kind | index("test"))) | "\(.target.name) \(.executable)"')
@@ -173,7 +178,19 @@ VM_BATS_SELECT="$select_dir"
 VM_TEST_SECONDS="$test_seconds"
 VM_BATS_STALL_SECONDS="$bats_stall_seconds"
 VM_KEEP_DIRS="$ws $target"
+BRIG_VM_LSM="$([ "${VM_SELINUX:-}" = 1 ] && echo selinux || echo apparmor)"
 ENV
+# VM_SELINUX=1: a guest with SELinux as its LSM (instead of AppArmor) and Debian's reference
+# policy, compiled here, loaded by init (permissive: the 9p root has no labels).
+lsm_args=""
+if [ "${VM_SELINUX:-}" = 1 ]; then
+  echo "vm: compiling Debian's reference policy for the SELinux guest (tests/vm/selinux-policy.sh)"
+  se_start=$(date +%s)
+  policy=$(bash tests/vm/selinux-policy.sh "$work/selinux")
+  cp "$policy" "$ird/selinux-policy"
+  echo "vm: policy compiled in $(($(date +%s) - se_start))s"
+  lsm_args="security=selinux"
+fi
 (cd "$ird" && find . | cpio -o -H newc --quiet) | gzip -1 > "$work/initrd.gz"
 # A small disk, so that io.max has a block device to throttle.
 truncate -s 64M "$work/disk.img"
@@ -202,7 +219,7 @@ set +e
 timeout "$timeout" qemu-system-x86_64 \
   "${accel_args[@]}" -smp 2 -m 2048 -nographic -no-reboot -nic none \
   -kernel "/boot/vmlinuz-$kver" -initrd "$work/initrd.gz" \
-  -append "console=ttyS0 ${VM_KERNEL_ARGS:-quiet loglevel=3} panic=-1 cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1" \
+  -append "console=ttyS0 ${VM_KERNEL_ARGS:-quiet loglevel=3} panic=-1 $lsm_args cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1" \
   -fsdev local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap \
   -device virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot \
   -drive file="$work/disk.img",format=raw,if=virtio \

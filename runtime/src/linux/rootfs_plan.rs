@@ -29,12 +29,18 @@ impl Plan {
     ) -> Result<rootfs::Plan> {
         let linux = spec.linux().as_ref().expect("validated");
         let mut mounts_out = Vec::new();
+        let mount_label = crate::linux::lsm::mount_label(linux.mount_label().as_deref());
         for (i, m) in spec.mounts().iter().flatten().enumerate() {
             let opts = mount_options::parse(m.options().as_deref().unwrap_or(&[]));
             let typ = m.typ().clone().unwrap_or_default();
             let is_bind = opts.bind || typ == "bind";
             let mut opts = opts;
             opts.bind = is_bind;
+            if let Some(label) = &mount_label {
+                if crate::linux::lsm::takes_mount_label(&typ, is_bind) {
+                    opts.data = crate::linux::lsm::format_mount_label(&opts.data, label);
+                }
+            }
             let source = m.source().clone().unwrap_or_default();
             let (source, source_is_dir) = if is_bind {
                 let abs = if source.is_absolute() {

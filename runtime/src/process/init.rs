@@ -38,6 +38,8 @@ pub struct Plan {
     /// An unprivileged runtime writes the id maps of the init's new user namespace through
     /// its /proc files: the init stays dumpable until `go`.
     pub rootless_maps: bool,
+    /// Join a new session keyring of the container's own (unless --no-new-keyring).
+    pub new_keyring: bool,
 }
 
 /// Runs the init; returns only on error (the exit code for the child).
@@ -141,6 +143,13 @@ fn setup(plan: &Plan, sync: &Channel) -> Result<Never> {
         crate::linux::tty::setup(sock.as_fd(), plan.process.console_size, true)?;
     }
     rootfs::finish(&plan.rootfs)?;
+    if plan.new_keyring {
+        crate::linux::lsm::join_session_keyring(
+            &plan.id,
+            plan.process.labels.selinux.as_deref(),
+            Some(plan.ns.has(oci_spec::runtime::LinuxNamespaceType::User)),
+        )?;
+    }
 
     let exec = plan.process.resolve()?;
     plan.process.become_process(sync)?;

@@ -1,6 +1,6 @@
 //! The container process that an init or an exec child turns into: what it
 //! runs and the identity and limits it runs with, applied in one order for
-//! both (runc's): rlimits, seccomp when it needs privilege, the bounding set,
+//! both (runc's): the AppArmor profile and SELinux label for execve, rlimits, seccomp when it needs privilege, the bounding set,
 //! the stdio owner, cwd (before the user switch when only root can reach
 //! it), user, capabilities, fd cleanup; then, as late as errors can still be
 //! reported, no_new_privs and its seccomp filter; then execve.
@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use oci_spec::runtime::Process;
 
 use crate::error::{Error, Result, SysContext};
-use crate::linux::{capabilities, rlimits, seccomp, user};
+use crate::linux::{capabilities, lsm, rlimits, seccomp, user};
 use crate::process::Channel;
 
 /// Everything about the process, computed by the runtime before the clone.
@@ -29,6 +29,8 @@ pub struct ProcessPlan {
     pub console_size: Option<(u16, u16)>,
     /// Extra fds (3..3+N) the process keeps.
     pub preserve_fds: i32,
+    /// The AppArmor profile and SELinux label execve gives the process.
+    pub labels: lsm::Labels,
 }
 
 /// What execve needs, resolved inside the container before the switch.
@@ -64,6 +66,7 @@ impl ProcessPlan {
                     )
                 }),
             preserve_fds,
+            labels: lsm::Labels::from_spec(p),
         })
     }
 
@@ -81,6 +84,9 @@ impl ProcessPlan {
     /// Becomes the process: limits, privileged seccomp, user, capabilities,
     /// cwd, and only stdio plus preserved fds left for execve.
     pub fn become_process(&self, sync: &Channel) -> Result<()> {
+        // While we still own our /proc files (the user switch below ends that), and after
+        // everything the profile could forbid: it takes effect at execve.
+        self.labels.apply()?;
         rlimits::apply(&self.rlimits)?;
         if !self.no_new_privileges {
             // Without no_new_privs the filter needs CAP_SYS_ADMIN: load it now.
