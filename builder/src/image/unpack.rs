@@ -10,7 +10,7 @@
 //!   `*at` calls and an existing entry of that name is removed first, never written through;
 //! * hard link targets are resolved inside the target the same way;
 //! * with whiteouts on (layers), `.wh.NAME` becomes an overlayfs whiteout (char device 0/0) and
-//!   `.wh..wh..opq` sets `trusted.overlay.opaque=y`, so the directory can serve as an overlayfs
+//!   `.wh..wh..opq` sets `trusted.overlay.opaque=y` (`user.overlay.opaque` in a user namespace), so the directory can serve as an overlayfs
 //!   lower layer as is;
 //! * the headers of one entry (PAX extended header, GNU long name and link, which the `tar`
 //!   crate buffers whole) may take at most [`MAX_ENTRY_HEADERS`] bytes: the stream is metered
@@ -202,7 +202,7 @@ fn entry<R: Read>(
         if name_s == ".wh..wh..opq" {
             rfs::fsetxattr(
                 &pfd,
-                super::layer::OPAQUE_XATTR,
+                crate::idmap::opaque_xattr(),
                 b"y",
                 rfs::XattrFlags::empty(),
             )
@@ -386,7 +386,7 @@ fn set_xattrs<R: Read>(fd: &OwnedFd, e: &mut tar::Entry<'_, R>) -> io::Result<()
         let ext = ext?;
         let Ok(key) = ext.key() else { continue };
         if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
-            if name.starts_with("trusted.overlay.") {
+            if crate::idmap::is_overlay_xattr(name) {
                 continue;
             }
             match rfs::fsetxattr(fd, name, ext.value_bytes(), rfs::XattrFlags::empty()) {
