@@ -455,10 +455,12 @@ impl Builder<'_> {
         let owner = match &a.chown {
             Some(c) => {
                 let c = self.word(st, line, c)?;
-                Some(
-                    super::run::lookup_user(&dst, &c)
-                        .map_err(|e| self.err(line, format!("--chown={c}: {e}")))?,
-                )
+                let ids = super::run::lookup_user(&dst, &c)
+                    .map_err(|e| self.err(line, format!("--chown={c}: {e}")))?;
+                if let Some(why) = crate::idmap::unmapped(ids.0, ids.1) {
+                    return Err(self.err(line, format!("--chown={c}: {why}")));
+                }
+                Some(ids)
             }
             None => None,
         };

@@ -238,7 +238,7 @@ fn entry<R: Read>(
             Some(gid.into_gid()),
             AtFlags::SYMLINK_NOFOLLOW,
         )
-        .map_err(|e| io_err(e.into()))
+        .map_err(|e| io_err(chown_error(e, uid, gid)))
     };
     let mtime = h.mtime().unwrap_or(0);
     let kind = h.entry_type();
@@ -268,7 +268,7 @@ fn entry<R: Read>(
             }
             let d = open_dir_at(&pfd, name.as_os_str()).map_err(io_err)?;
             rfs::fchown(&d, Some(uid.into_uid()), Some(gid.into_gid()))
-                .map_err(|e| io_err(e.into()))?;
+                .map_err(|e| io_err(chown_error(e, uid, gid)))?;
             rfs::fchmod(&d, mode).map_err(|e| io_err(e.into()))?;
             set_xattrs(&d, e).map_err(io_err)?;
             dirs.push((target.clone(), mtime));
@@ -293,7 +293,7 @@ fn entry<R: Read>(
                 }
             }
             rfs::fchown(&file, Some(uid.into_uid()), Some(gid.into_gid()))
-                .map_err(|e| io_err(e.into()))?;
+                .map_err(|e| io_err(chown_error(e, uid, gid)))?;
             rfs::fchmod(&file, mode).map_err(|e| io_err(e.into()))?;
             let fd = OwnedFd::from(file);
             set_xattrs(&fd, e).map_err(io_err)?;
@@ -350,6 +350,14 @@ fn entry<R: Read>(
         }
     }
     Ok(raw)
+}
+
+/// A refused chown; EINVAL for an id this user namespace does not map says which and why.
+fn chown_error(e: rustix::io::Errno, uid: u32, gid: u32) -> io::Error {
+    match (e, crate::idmap::unmapped(uid, gid)) {
+        (rustix::io::Errno::INVAL, Some(why)) => io::Error::new(io::ErrorKind::InvalidInput, why),
+        _ => e.into(),
+    }
 }
 
 trait IntoIds {
