@@ -135,3 +135,42 @@ fn an_id_outside_the_users_range_is_named() {
         "{out}"
     );
 }
+
+#[test]
+fn a_user_without_a_subuid_range_is_told_how_to_get_one() {
+    if !ready_rootless("a_user_without_a_subuid_range_is_told_how_to_get_one") {
+        return;
+    }
+    // The runtime's rootless user has no range (its tests map only its own id).
+    let (uid, _) = brig_tests::rootless::rootless_user();
+    let subuid = fs::read_to_string("/etc/subuid").unwrap_or_default();
+    let name = brig_tests::rootless::ROOTLESS_USER;
+    if subuid
+        .lines()
+        .any(|l| l.starts_with(&format!("{name}:")) || l.starts_with(&format!("{uid}:")))
+    {
+        panic!("{name} has a range in /etc/subuid: this test needs a user without one");
+    }
+    let c = context("FROM scratch\nCOPY f /f\n");
+    let home = c.path("home");
+    std::os::unix::fs::chown(&home, Some(uid), None).unwrap();
+    let o = Command::new("runuser")
+        .args(["-u", name, "--", "env"])
+        .arg(format!("HOME={}", home.display()))
+        .arg(builder_path())
+        .arg("build")
+        .arg(c.ctx())
+        .current_dir(&home)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("/etc/subuid") && err.contains("usermod --add-subuids"),
+        "{err}"
+    );
+    assert!(
+        !home.join(".local/share/brig-build").exists(),
+        "a refused build made a store"
+    );
+}
