@@ -8,7 +8,8 @@
 //! [`registry`] pulls and pushes over the OCI distribution API; [`progress`] prints what the
 //! build does.
 //!
-//! Imports go down that list, never up: `image` imports none of the others but [`fsroot`];
+//! Imports go down that list, never up: `image` imports none of the others but [`fsroot`] and [`idmap`];
+//! [`rootless`] (the user namespace of a plain user's build) is main's, before all else;
 //! `registry` imports `image`; `source` and `cache` import both; `plan` imports `dockerfile`,
 //! `image` and `source`; `exec` imports them all.
 
@@ -19,8 +20,10 @@ pub mod dockerfile;
 pub mod exec;
 pub mod export;
 pub mod fsroot;
+pub mod idmap;
 pub mod image;
 pub mod plan;
 pub mod progress;
 pub mod registry;
+pub mod rootless;
 pub mod source;

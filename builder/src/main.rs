@@ -7,6 +7,7 @@ use brig_build::export;
 use brig_build::image::platform::Platform;
 use brig_build::image::store::Store;
 use brig_build::registry::{self, auth::Creds, Reference};
+use brig_build::rootless;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,9 +20,10 @@ use std::process::ExitCode;
     about = "Build OCI images from Dockerfiles"
 )]
 struct Cli {
-    /// The local image store.
-    #[arg(long, global = true, default_value = "/var/lib/brig-build")]
-    store: PathBuf,
+    /// The local image store (default: /var/lib/brig-build for root; for a plain user
+    /// $XDG_DATA_HOME/brig-build, else ~/.local/share/brig-build).
+    #[arg(long, global = true)]
+    store: Option<PathBuf>,
     /// Reach this registry (HOST[:PORT]) over plain HTTP instead of HTTPS (repeatable).
     #[arg(long = "insecure-registry", global = true, value_name = "HOST[:PORT]")]
     insecure_registry: Vec<String>,
@@ -529,7 +531,8 @@ fn run(cli: Cli) -> Result<(), String> {
                 annotations: manifest_annotations,
             };
             private_mounts()?;
-            let store = Store::open(&cli.store).map_err(|e| e.to_string())?;
+            let store = Store::open(cli.store.as_deref().expect("main sets the store"))
+                .map_err(|e| e.to_string())?;
             let built = exec::build(&opts, &store).map_err(|e| e.to_string())?;
             // Attestation blobs are referenced by no tag: no gc until they are written out.
             let _building = store.build_lock().map_err(|e| e.to_string())?;
@@ -623,7 +626,8 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Cmd::Pull { image } => {
             let r = parse_ref(&image)?;
-            let store = Store::open(&cli.store).map_err(|e| e.to_string())?;
+            let store = Store::open(cli.store.as_deref().expect("main sets the store"))
+                .map_err(|e| e.to_string())?;
             // Like a build: no gc may take the blobs before the image is named.
             let _building = store.build_lock().map_err(|e| e.to_string())?;
             let img = registry::pull(&store, &reg, &r).map_err(|e| format!("pull: {e}"))?;
@@ -632,7 +636,8 @@ fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Cmd::Push { image, dest } => {
-            let store = Store::open(&cli.store).map_err(|e| e.to_string())?;
+            let store = Store::open(cli.store.as_deref().expect("main sets the store"))
+                .map_err(|e| e.to_string())?;
             let digest = store
                 .resolve(&image)
                 .map_err(|e| e.to_string())?
@@ -645,7 +650,8 @@ fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Cmd::Images => {
-            let store = Store::open(&cli.store).map_err(|e| e.to_string())?;
+            let store = Store::open(cli.store.as_deref().expect("main sets the store"))
+                .map_err(|e| e.to_string())?;
             println!(
                 "{:<40} {:<14} {:<22} {:>10}",
                 "NAME", "IMAGE ID", "CREATED", "SIZE"
@@ -664,7 +670,8 @@ fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Cmd::Prune { keep_storage } => {
-            let store = Store::open(&cli.store).map_err(|e| e.to_string())?;
+            let store = Store::open(cli.store.as_deref().expect("main sets the store"))
+                .map_err(|e| e.to_string())?;
             let p = store.prune(keep_storage).map_err(|e| e.to_string())?;
             println!(
                 "removed {} cache entries, {} cache mounts, freed {} bytes",
@@ -673,7 +680,8 @@ fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Cmd::Rm { images } => {
-            let store = Store::open(&cli.store).map_err(|e| e.to_string())?;
+            let store = Store::open(cli.store.as_deref().expect("main sets the store"))
+                .map_err(|e| e.to_string())?;
             let missing = store.remove(&images).map_err(|e| e.to_string())?;
             if !missing.is_empty() {
                 return Err(format!("no such image: {}", missing.join(", ")));
@@ -684,7 +692,32 @@ fn run(cli: Cli) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let r = run(Cli::parse());
+    let mut cli = Cli::parse();
+    // The store's default is decided by who runs the command, before a plain user becomes
+    // root of the build's user namespace.
+    if cli.store.is_none() {
+        // SAFETY: a plain getter.
+        cli.store = Some(if unsafe { libc::geteuid() } == 0 {
+            PathBuf::from("/var/lib/brig-build")
+        } else {
+            match rootless::user_store() {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("brig-build: error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        });
+    }
+    match rootless::enter() {
+        Ok(rootless::Entered::Root) => {}
+        Ok(rootless::Entered::Parent(code)) => return ExitCode::from(code as u8),
+        Err(e) => {
+            eprintln!("brig-build: error: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let r = run(cli);
     SECRET_FILES.with(|v| {
         for p in v.borrow().iter() {
             let _ = std::fs::remove_file(p);

@@ -92,3 +92,83 @@ pub fn run_as_rootless_user(bin: &Path, xdg: &Path, dir: &Path, args: &[&str]) -
         ),
     }
 }
+
+/// The plain user brig-build's rootless tests build as.
+pub const BUILD_USER: &str = "brigbuild";
+
+/// The ids [`BUILD_USER`]'s range in /etc/subuid and /etc/subgid gives: its namespace maps
+/// 1..=SUB_COUNT to them.
+pub const SUB_COUNT: u32 = 65536;
+
+/// [`BUILD_USER`]'s uid and gid: a system user made when missing, with a range of
+/// [`SUB_COUNT`] ids in /etc/subuid and /etc/subgid added when it has none.
+pub fn build_user() -> (u32, u32) {
+    let id = |flag: &str| {
+        Command::new("id")
+            .args([flag, BUILD_USER])
+            .output()
+            .unwrap()
+    };
+    if !id("-u").status.success() {
+        let st = Command::new("useradd")
+            .args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+            ])
+            .arg(BUILD_USER)
+            .status()
+            .unwrap();
+        assert!(st.success(), "useradd {BUILD_USER}");
+    }
+    for (file, flag) in [
+        ("/etc/subuid", "--add-subuids"),
+        ("/etc/subgid", "--add-subgids"),
+    ] {
+        let text = fs::read_to_string(file).unwrap_or_default();
+        if !text
+            .lines()
+            .any(|l| l.starts_with(&format!("{BUILD_USER}:")))
+        {
+            let range = format!("400000-{}", 400000 + SUB_COUNT - 1);
+            let st = Command::new("usermod")
+                .args([flag, &range, BUILD_USER])
+                .status()
+                .unwrap();
+            assert!(st.success(), "usermod {flag} {range} {BUILD_USER}");
+        }
+    }
+    let num = |flag: &str| {
+        String::from_utf8(id(flag).stdout)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    (num("-u"), num("-g"))
+}
+
+/// `BIN ARGS` as [`BUILD_USER`] (runuser) in `dir` with HOME=`home` and `env`.
+pub fn run_as_build_user(bin: &Path, home: &Path, dir: &Path, env: &[&str], args: &[&str]) -> Out {
+    let o = Command::new("runuser")
+        .args(["-u", BUILD_USER, "--", "env"])
+        .arg(format!("HOME={}", home.display()))
+        .args(env)
+        .arg(bin)
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    Out {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        cmdline: format!(
+            "runuser -u {BUILD_USER} -- {} {}",
+            bin.display(),
+            args.join(" ")
+        ),
+    }
+}

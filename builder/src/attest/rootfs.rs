@@ -6,7 +6,6 @@
 //! directories); the files are read through [`crate::fsroot::Root`], scoped to the layer.
 
 use crate::fsroot::Root;
-use crate::image::layer::OPAQUE_XATTR;
 use std::io::{self, Read};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -19,11 +18,14 @@ fn is_whiteout(m: &std::fs::Metadata) -> bool {
 }
 
 fn is_opaque(dir: &Path) -> bool {
-    // user.overlay.opaque: overlayfs mounted with `userxattr` (in a user namespace).
-    [OPAQUE_XATTR, "user.overlay.opaque"].iter().any(|name| {
-        let mut v = [0u8; 4];
-        matches!(rustix::fs::lgetxattr(dir, *name, &mut v), Ok(n) if v[..n] == *b"y")
-    })
+    // Either: a layer unpacked by root (trusted.*) or in a plain user's build (user.*, overlayfs
+    // mounted with `userxattr`).
+    ["trusted.overlay.opaque", "user.overlay.opaque"]
+        .iter()
+        .any(|name| {
+            let mut v = [0u8; 4];
+            matches!(rustix::fs::lgetxattr(dir, *name, &mut v), Ok(n) if v[..n] == *b"y")
+        })
 }
 
 /// The content of `rel` (relative to the image's root) in the image whose layers are `layers`

@@ -533,7 +533,11 @@ impl Builder<'_> {
                     true => super::run::file_op_owner(&dst, &c),
                     false => super::run::lookup_user(&dst, &c),
                 };
-                Some(owner.map_err(|e| self.err(line, format!("--chown={c}: {e}")))?)
+                let ids = owner.map_err(|e| self.err(line, format!("--chown={c}: {e}")))?;
+                if let Some(why) = crate::idmap::unmapped(ids.0, ids.1) {
+                    return Err(self.err(line, format!("--chown={c}: {why}")));
+                }
+                Some(ids)
             }
             None => None,
         };

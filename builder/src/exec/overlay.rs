@@ -3,7 +3,8 @@
 //!
 //! Owns the mount options: `index=off` (layers are reused across mounts), `metacopy=off` (an
 //! upper file must hold its data, it becomes a layer) and `redirect_dir=off` (a renamed lower
-//! directory must be copied up whole, layers have no redirects). A [`Mounted`] unmounts when
+//! directory must be copied up whole, layers have no redirects); in a user namespace (a plain
+//! user's build) `userxattr` and `redirect_dir=nofollow`. A [`Mounted`] unmounts when
 //! dropped, so an error path never leaves a mount behind.
 //!
 //! Mount data is limited to one page: with the store's absolute layer paths (~100 bytes each)
@@ -108,16 +109,25 @@ pub fn mount_overlay(
             ));
         }
     }
+    let userns = crate::idmap::in_user_namespace();
     let lowerdir = |names: &mut dyn Iterator<Item = String>| {
         let mut data = format!("lowerdir={}", names.collect::<Vec<_>>().join(":"));
         if let Some((u, w)) = upper {
+            // In a user namespace `userxattr` conflicts with redirect_dir=off, which follows
+            // redirects when the kernel's redirect_always_follow is on: nofollow there.
+            let redirect = if userns { "nofollow" } else { "off" };
             data.push_str(&format!(
-                ",upperdir={},workdir={},metacopy=off,redirect_dir=off",
+                ",upperdir={},workdir={},metacopy=off,redirect_dir={redirect}",
                 u.display(),
                 w.display()
             ));
         }
         data.push_str(",index=off");
+        if userns {
+            // Overlayfs mounted in a user namespace (kernel 5.11+) keeps its opaque marks in
+            // user.overlay.* xattrs, the only ones its mounter may write.
+            data.push_str(",userxattr");
+        }
         data
     };
     let data = lowerdir(&mut ls.iter().map(|p| p.to_string_lossy().into_owned()));

@@ -89,6 +89,12 @@ pub fn spec(p: &Process, rootfs: &Path, net: Network) -> Value {
         json!({"type": "uts"}),
         json!({"type": "mount"}),
     ];
+    if net != Network::None && crate::idmap::in_user_namespace() {
+        // sysfs may be mounted only by the owner of the network namespace: a plain user's
+        // build with the host's network binds the host's /sys (read-only), as buildah does.
+        mounts[5] = json!({"destination": "/sys", "type": "bind", "source": "/sys",
+                           "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
+    }
     match net {
         Network::None => namespaces.push(json!({"type": "network"})),
         Network::Default | Network::Host => {

@@ -18,8 +18,9 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use tar::{EntryType, Header};
 
-/// The xattr that marks an opaque directory in an overlay upper dir.
-pub const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+/// The xattr that marks an opaque directory in an overlay upper dir (`trusted.overlay.opaque`,
+/// or `user.overlay.opaque` in a user namespace: [`crate::idmap::opaque_xattr`]).
+use crate::idmap::opaque_xattr;
 
 /// A written layer blob.
 #[derive(Debug, Clone)]
@@ -122,7 +123,7 @@ pub fn append_tree<W: Write>(b: &mut tar::Builder<W>, dir: &Path, opts: Options)
             let mut h = base_header(&md, opts, EntryType::Directory);
             h.set_size(0);
             append(b, h, &rel, None, &xattrs, io::empty())?;
-            if xattr_value(e.path(), OPAQUE_XATTR)?.as_deref() == Some(b"y") {
+            if xattr_value(e.path(), opaque_xattr())?.as_deref() == Some(b"y") {
                 let mut h = base_header(&md, opts, EntryType::Regular);
                 h.set_mode(0o644);
                 append(b, h, &rel.join(".wh..wh..opq"), None, &[], io::empty())?;
@@ -237,7 +238,7 @@ pub(crate) fn xattrs(path: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
     let mut out = Vec::new();
     for name in buf[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
         let name = String::from_utf8_lossy(name).into_owned();
-        if name.starts_with("trusted.overlay.") {
+        if crate::idmap::is_overlay_xattr(&name) {
             continue;
         }
         if let Some(v) = xattr_value(path, &name)? {
@@ -618,7 +619,7 @@ mod tests {
         mode(&s.join("o/kept"), 0o644);
         if let Err(e) = rustix::fs::setxattr(
             s.join("o"),
-            OPAQUE_XATTR,
+            opaque_xattr(),
             b"y",
             rustix::fs::XattrFlags::empty(),
         ) {
@@ -676,7 +677,7 @@ mod tests {
         let gone = fs::symlink_metadata(dst.path().join("gone")).unwrap();
         assert!(gone.file_type().is_char_device() && gone.rdev() == 0);
         assert_eq!(
-            xattr_value(&dst.path().join("o"), OPAQUE_XATTR)
+            xattr_value(&dst.path().join("o"), opaque_xattr())
                 .unwrap()
                 .as_deref(),
             Some(&b"y"[..])

@@ -10,7 +10,7 @@
 //!   `*at` calls and an existing entry of that name is removed first, never written through;
 //! * hard link targets are resolved inside the target the same way;
 //! * with whiteouts on (layers), `.wh.NAME` becomes an overlayfs whiteout (char device 0/0) and
-//!   `.wh..wh..opq` sets `trusted.overlay.opaque=y`, so the directory can serve as an overlayfs
+//!   `.wh..wh..opq` sets `trusted.overlay.opaque=y` (`user.overlay.opaque` in a user namespace), so the directory can serve as an overlayfs
 //!   lower layer as is;
 //! * the headers of one entry (PAX extended header, GNU long name and link, which the `tar`
 //!   crate buffers whole) may take at most [`MAX_ENTRY_HEADERS`] bytes: the stream is metered
@@ -202,7 +202,7 @@ fn entry<R: Read>(
         if name_s == ".wh..wh..opq" {
             rfs::fsetxattr(
                 &pfd,
-                super::layer::OPAQUE_XATTR,
+                crate::idmap::opaque_xattr(),
                 b"y",
                 rfs::XattrFlags::empty(),
             )
@@ -238,7 +238,7 @@ fn entry<R: Read>(
             Some(gid.into_gid()),
             AtFlags::SYMLINK_NOFOLLOW,
         )
-        .map_err(|e| io_err(e.into()))
+        .map_err(|e| io_err(chown_error(e, uid, gid)))
     };
     let mtime = h.mtime().unwrap_or(0);
     let kind = h.entry_type();
@@ -268,7 +268,7 @@ fn entry<R: Read>(
             }
             let d = open_dir_at(&pfd, name.as_os_str()).map_err(io_err)?;
             rfs::fchown(&d, Some(uid.into_uid()), Some(gid.into_gid()))
-                .map_err(|e| io_err(e.into()))?;
+                .map_err(|e| io_err(chown_error(e, uid, gid)))?;
             rfs::fchmod(&d, mode).map_err(|e| io_err(e.into()))?;
             set_xattrs(&d, e).map_err(io_err)?;
             dirs.push((target.clone(), mtime));
@@ -293,7 +293,7 @@ fn entry<R: Read>(
                 }
             }
             rfs::fchown(&file, Some(uid.into_uid()), Some(gid.into_gid()))
-                .map_err(|e| io_err(e.into()))?;
+                .map_err(|e| io_err(chown_error(e, uid, gid)))?;
             rfs::fchmod(&file, mode).map_err(|e| io_err(e.into()))?;
             let fd = OwnedFd::from(file);
             set_xattrs(&fd, e).map_err(io_err)?;
@@ -352,6 +352,14 @@ fn entry<R: Read>(
     Ok(raw)
 }
 
+/// A refused chown; EINVAL for an id this user namespace does not map says which and why.
+fn chown_error(e: rustix::io::Errno, uid: u32, gid: u32) -> io::Error {
+    match (e, crate::idmap::unmapped(uid, gid)) {
+        (rustix::io::Errno::INVAL, Some(why)) => io::Error::new(io::ErrorKind::InvalidInput, why),
+        _ => e.into(),
+    }
+}
+
 trait IntoIds {
     fn into_uid(self) -> rfs::Uid;
     fn into_gid(self) -> rfs::Gid;
@@ -386,7 +394,7 @@ fn set_xattrs<R: Read>(fd: &OwnedFd, e: &mut tar::Entry<'_, R>) -> io::Result<()
         let ext = ext?;
         let Ok(key) = ext.key() else { continue };
         if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
-            if name.starts_with("trusted.overlay.") {
+            if crate::idmap::is_overlay_xattr(name) {
                 continue;
             }
             match rfs::fsetxattr(fd, name, ext.value_bytes(), rfs::XattrFlags::empty()) {

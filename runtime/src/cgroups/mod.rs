@@ -168,7 +168,11 @@ pub fn for_container(
     linux: &oci_spec::runtime::Linux,
     id: &str,
 ) -> Result<(Box<dyn Manager>, bool)> {
-    let own = nix::unistd::geteuid().is_root() || wants_limits(linux.resources().as_ref());
+    // Root of a user namespace (a plain user's build) owns no cgroup either: as runc, no
+    // cgroup is made unless limits are asked (then a refused write is the error).
+    let privileged =
+        nix::unistd::geteuid().is_root() && !crate::linux::namespaces::running_in_user_namespace();
+    let own = privileged || wants_limits(linux.resources().as_ref());
     let cg = if own {
         new(linux.cgroups_path().as_ref().and_then(|p| p.to_str()), id)?
     } else {

@@ -151,6 +151,24 @@ pub fn unshare_time(offsets: &[(String, i64, u32)]) -> Result<()> {
     Ok(())
 }
 
+/// Whether this process runs in a user namespace other than the initial one: its uid_map is
+/// not the identity over all ids (runc's `userns.RunningInUserNS`). Root there owns no cgroup
+/// and may not mknod: a build of a plain user's brig-build runs the runtime so.
+pub fn running_in_user_namespace() -> bool {
+    static IN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *IN.get_or_init(|| {
+        std::fs::read_to_string("/proc/self/uid_map")
+            .map(|m| !is_identity_map(&m))
+            .unwrap_or(false)
+    })
+}
+
+/// The initial user namespace's uid_map: `0 0 4294967295`.
+fn is_identity_map(text: &str) -> bool {
+    let f: Vec<&str> = text.split_whitespace().collect();
+    f == ["0", "0", "4294967295"]
+}
+
 /// Writes a new user namespace's id maps. As root: directly. Otherwise
 /// directly only for the one mapping of our own ids the kernel allows an
 /// unprivileged process (setgroups denied first), else through the setuid
@@ -250,4 +268,16 @@ pub fn userns_with_maps(
     drop(w);
     let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
     res
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_the_full_identity_map_is_the_initial_namespace() {
+        assert!(super::is_identity_map("         0          0 4294967295\n"));
+        assert!(!super::is_identity_map(
+            "         0       1000          1\n"
+        ));
+        assert!(!super::is_identity_map("0 1000 1\n1 100000 65536\n"));
+    }
 }

@@ -172,11 +172,13 @@ impl Plan {
             own_mount_ns: crate::spec::has_namespace(spec, LinuxNamespaceType::Mount),
             cgroup_mounts,
             cgroupns,
+            // A new user namespace, or one the runtime already runs in: no mknod there.
             bind_devices: linux
                 .namespaces()
                 .iter()
                 .flatten()
-                .any(|n| n.typ() == LinuxNamespaceType::User),
+                .any(|n| n.typ() == LinuxNamespaceType::User)
+                || namespaces::running_in_user_namespace(),
             cwd: spec
                 .process()
                 .as_ref()
