@@ -34,6 +34,11 @@ if [ ! -c /dev/kvm ]; then
 fi
 
 need=()
+# VM_SYSTEMD=1: systemd as PID 1 (tests/vm/guest-systemd.sh), no suites by default.
+systemd=${VM_SYSTEMD:-}
+if [ "$systemd" = 1 ]; then
+  : "${VM_BATS=}" "${VM_TESTS=}"
+fi
 vm_bats=${VM_BATS-checkpoint.bats}
 suite=$ws/conformance/work/suite
 pkgs="qemu-system-x86 linux-image-amd64 busybox-static jq cpio criu"
@@ -162,7 +167,8 @@ for m in "${order[@]}"; do
 done
 cat > "$ird/vm.env" <<ENV
 VM_MODULES="$mods"
-VM_GUEST_SCRIPT="$ws/tests/vm/guest.sh"
+VM_GUEST_SCRIPT="$ws/tests/vm/$([ "$systemd" = 1 ] && echo guest-systemd.sh || echo guest.sh)"
+VM_SYSTEMD="$systemd"
 VM_TESTS="$test_bins"
 VM_TEST_ARGS="${1:-}"
 BRIG="${VM_BRIG:-$target/release/brig}"
