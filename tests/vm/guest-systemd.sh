@@ -17,6 +17,7 @@ finish() {
   systemctl poweroff -ff 2>/dev/null || echo o > /proc/sysrq-trigger
   sleep 60
 }
+echo "guest: AppArmor enabled: $(cat /sys/module/apparmor/parameters/enabled 2>/dev/null || echo absent), profiles loaded: $(grep -c . /sys/kernel/security/apparmor/profiles 2>/dev/null || echo 0)"
 echo "guest: === systemd driver smoke"
 b=$(mktemp -d /tmp/sd-bundle.XXXXXX)
 mkdir -p "$b/rootfs/bin" "$b/rootfs/proc" "$b/rootfs/dev" "$b/rootfs/sys"
@@ -25,7 +26,8 @@ for t in sh sleep true cat; do ln -s busybox "$b/rootfs/bin/$t"; done
 (cd "$b" && "$BRIG" spec)
 jq '.process.terminal = false | .process.args = ["sleep", "300"]
     | .linux.cgroupsPath = "system.slice:brig:smoke"
-    | .linux.resources.memory = {"limit": 67108864} | .linux.resources.pids = {"limit": 50}' \
+    | .linux.resources.memory = {"limit": 67108864} | .linux.resources.pids = {"limit": 50}
+    | .linux.resources.cpu = {"quota": 50000, "period": 100000}' \
   "$b/config.json" > "$b/c.json" && mv "$b/c.json" "$b/config.json"
 sd() { "$BRIG" --root /run/brig-sd --systemd-cgroup "$@"; }
 cg=/sys/fs/cgroup/system.slice/brig-smoke.scope
@@ -34,6 +36,8 @@ check "unit brig-smoke.scope active" systemctl is-active -q brig-smoke.scope
 check "memory.max 64M" grep -qx 67108864 "$cg/memory.max"
 check "pids.max 50" grep -qx 50 "$cg/pids.max"
 check "systemd's MemoryMax" test "$(systemctl show -P MemoryMax brig-smoke.scope)" = 67108864
+check "cpu.max 50000 100000" grep -qx "50000 100000" "$cg/cpu.max"
+check "systemd's CPUQuotaPerSecUSec" test "$(systemctl show -P CPUQuotaPerSecUSec brig-smoke.scope)" = 500ms
 check "systemd's TasksMax" test "$(systemctl show -P TasksMax brig-smoke.scope)" = 50
 check "container init in the scope" grep -qx "0::/system.slice/brig-smoke.scope" "/proc/$(sd state smoke | jq .pid)/cgroup"
 check "update --memory 128M" sd update --memory 134217728 smoke

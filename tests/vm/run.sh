@@ -148,7 +148,7 @@ add_mod() { # path relative to $moddir
   done
   order+=("$m")
 }
-for name in virtio_pci 9pnet_virtio 9p virtio_blk; do
+for name in virtio_pci 9pnet_virtio 9p virtio_blk $([ "$systemd" = 1 ] && echo overlay); do
   m=$(grep -E "/$name\.ko:" "$moddir/modules.dep" | cut -d: -f1)
   [ -n "$m" ] || { echo "FAIL vm tests: $moddir has no $name module" >&2; exit 1; }
   add_mod "$m"
