@@ -48,4 +48,15 @@ check "no unit after delete" bash -c '! systemctl is-active -q brig-smoke.scope'
 check "no cgroup after delete" test ! -e "$cg"
 echo "guest: systemd driver smoke: $fails failed"
 rm -rf "$b"
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export HOME=/root TMPDIR=/tmp BRIG BRIG_SHIM RUST_BACKTRACE=1
+for t in $VM_TESTS; do
+  bin=${t%%:*} filter=${t#"$bin"}
+  echo "guest: === ${bin##*/}"
+  if timeout -k 10 "${VM_TEST_SECONDS:-600}" "$bin" --test-threads=2 ${filter#:}; then
+    echo "guest: PASS ${bin##*/}"
+  else
+    echo "guest: FAIL ${bin##*/}"; fails=$((fails + 1))
+  fi
+done
 finish "$fails"

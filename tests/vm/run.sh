@@ -37,7 +37,7 @@ need=()
 # VM_SYSTEMD=1: systemd as PID 1 (tests/vm/guest-systemd.sh), no suites by default.
 systemd=${VM_SYSTEMD:-}
 if [ "$systemd" = 1 ]; then
-  : "${VM_BATS=}" "${VM_TESTS=}"
+  : "${VM_BATS=}" "${VM_TESTS=shim_systemd}"
 fi
 vm_bats=${VM_BATS-checkpoint.bats}
 suite=$ws/conformance/work/suite
