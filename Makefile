@@ -32,11 +32,13 @@ e2e: build
 	  grep -E '^test .* \.\.\. FAILED$$|^error: .*target.* failed|^    `-p brig-tests' $$log || echo "(cargo exited $$rc)"; fi; \
 	rm -f $$log; exit $$rc
 
-# The cgroup v2 guest (AppArmor enabled), then a guest with SELinux; both run.
+# The cgroup v2 guest (AppArmor enabled), a guest with SELinux, a guest with systemd as PID 1;
+# all run, whatever the ones before give.
 vm-test: build
 	@rc=0; \
 	VM_BATS="checkpoint.bats cgroups.bats exec.bats update.bats delete.bats" bash tests/vm/run.sh || rc=1; \
 	echo "== SELinux guest (runtime_lsm)"; VM_SELINUX=1 VM_TESTS="runtime_lsm" VM_BATS="" bash tests/vm/run.sh || rc=1; \
+	echo "== systemd guest (systemd cgroup driver, RUNC_USE_SYSTEMD=1 bats)"; VM_SYSTEMD=1 VM_BATS=delete.bats bash tests/vm/run.sh || rc=1; \
 	exit $$rc
 
 # Every suite runs, whatever the ones before give.

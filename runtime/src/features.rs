@@ -124,8 +124,9 @@ pub fn features() -> Value {
             "cgroup": {
                 "v1": true,
                 "v2": true,
-                "systemd": false,
-                "systemdUser": false
+                // --systemd-cgroup: the system instance (root) and the user's (rootless).
+                "systemd": true,
+                "systemdUser": true
             },
             "seccomp": {
                 "enabled": true,
@@ -189,7 +190,7 @@ mod tests {
         assert!(caps.contains(&json!("CAP_CHECKPOINT_RESTORE")));
         assert_eq!(
             linux["cgroup"],
-            json!({"v1": true, "v2": true, "systemd": false, "systemdUser": false})
+            json!({"v1": true, "v2": true, "systemd": true, "systemdUser": true})
         );
         let sc = &linux["seccomp"];
         assert_eq!(sc["enabled"], true);

@@ -149,9 +149,7 @@ fn report(msg: &str) {
 
 fn dispatch(cli: Cli) -> Result<u8> {
     if cli.systemd_cgroup {
-        return Err(Error::msg(
-            "systemd cgroup driver is not supported by this version of brig",
-        ));
+        brig::cgroups::systemd::enable();
     }
     let _ = &cli.rootless;
     // Absolute from the start, as runc's: create changes into the bundle, where a relative

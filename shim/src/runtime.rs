@@ -29,6 +29,8 @@ pub struct Runtime {
     pub binary: PathBuf,
     pub root: PathBuf,
     pub log: PathBuf,
+    /// Pass `--systemd-cgroup` (containerd's `SystemdCgroup = true`), as runc's shim does.
+    pub systemd_cgroup: bool,
 }
 
 /// Stdio for the runtime process of `create`/`exec` (the container gets it).
@@ -99,7 +101,14 @@ impl Runtime {
             binary: find_binary(binary),
             root: Path::new(root).join(namespace),
             log: bundle.join("log.json"),
+            systemd_cgroup: false,
         }
+    }
+
+    /// The same runtime, with `--systemd-cgroup` on every command when `on`.
+    pub fn with_systemd_cgroup(mut self, on: bool) -> Runtime {
+        self.systemd_cgroup = on;
+        self
     }
 
     fn command<S: AsRef<OsStr>>(&self, args: &[S]) -> Command {
@@ -108,8 +117,11 @@ impl Runtime {
             .arg(&self.root)
             .arg("--log")
             .arg(&self.log)
-            .args(["--log-format", "json"])
-            .args(args);
+            .args(["--log-format", "json"]);
+        if self.systemd_cgroup {
+            cmd.arg("--systemd-cgroup");
+        }
+        cmd.args(args);
         cmd
     }
 
@@ -228,5 +240,29 @@ mod tests {
             Err(Error::Runtime { msg }) => assert_eq!(msg, "bad bundle: no config.json"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn systemd_cgroup_option_becomes_the_global_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("rt");
+        let seen = dir.path().join("args");
+        std::fs::write(
+            &script,
+            format!("#!/bin/sh\necho \"$@\" > {}\n", seen.display()),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let rt = Runtime::new(script.to_str().unwrap(), "/r", "ns", dir.path());
+        rt.clone()
+            .with_systemd_cgroup(true)
+            .run(&["state", "x"])
+            .unwrap();
+        let args = std::fs::read_to_string(&seen).unwrap();
+        assert!(args.contains("--systemd-cgroup state x"), "{args}");
+        rt.run(&["state", "x"]).unwrap();
+        let args = std::fs::read_to_string(&seen).unwrap();
+        assert!(!args.contains("--systemd-cgroup"), "{args}");
     }
 }

@@ -257,7 +257,8 @@ impl Service {
             &opts.root,
             &self.inner.namespace,
             &bundle,
-        );
+        )
+        .with_systemd_cgroup(opts.systemd_cgroup);
         let rootfs = bundle.join("rootfs");
         let mounted_rootfs = !req.rootfs.is_empty();
         if mounted_rootfs {

@@ -133,7 +133,8 @@ fn start_options() -> Result<containerd_shim_protos::shim::oci::Options> {
 
 fn delete(flags: &Flags, bundle: &Path) -> Result<()> {
     let opts = options::load(bundle);
-    let runtime = Runtime::new(&opts.binary_name, &opts.root, &flags.namespace, bundle);
+    let runtime = Runtime::new(&opts.binary_name, &opts.root, &flags.namespace, bundle)
+        .with_systemd_cgroup(opts.systemd_cgroup);
     if let Err(e) = runtime.run(&["delete", "--force", flags.id.as_str()]) {
         log::warn!("delete {}: {e}", flags.id);
     }

@@ -38,6 +38,11 @@ if [ ! -c /dev/kvm ]; then
 fi
 
 need=()
+# VM_SYSTEMD=1: systemd as PID 1 (tests/vm/guest-systemd.sh), no suites by default.
+systemd=${VM_SYSTEMD:-}
+if [ "$systemd" = 1 ]; then
+  : "${VM_BATS=}" "${VM_TESTS=shim_systemd}"
+fi
 vm_bats=${VM_BATS-checkpoint.bats}
 suite=$ws/conformance/work/suite
 pkgs="qemu-system-x86 linux-image-amd64 busybox-static jq cpio criu"
@@ -148,7 +153,7 @@ add_mod() { # path relative to $moddir
   done
   order+=("$m")
 }
-for name in virtio_pci 9pnet_virtio 9p virtio_blk; do
+for name in virtio_pci 9pnet_virtio 9p virtio_blk $([ "$systemd" = 1 ] && echo overlay); do
   m=$(grep -E "/$name\.ko:" "$moddir/modules.dep" | cut -d: -f1)
   [ -n "$m" ] || { echo "FAIL vm tests: $moddir has no $name module" >&2; exit 1; }
   add_mod "$m"
@@ -167,7 +172,8 @@ for m in "${order[@]}"; do
 done
 cat > "$ird/vm.env" <<ENV
 VM_MODULES="$mods"
-VM_GUEST_SCRIPT="$ws/tests/vm/guest.sh"
+VM_GUEST_SCRIPT="$ws/tests/vm/$([ "$systemd" = 1 ] && echo guest-systemd.sh || echo guest.sh)"
+VM_SYSTEMD="$systemd"
 VM_TESTS="$test_bins"
 VM_TEST_ARGS="${1:-}"
 BRIG="${VM_BRIG:-$target/release/brig}"

@@ -37,6 +37,7 @@ mod layout;
 pub mod oom;
 mod shared;
 pub mod stats;
+pub mod systemd;
 mod util;
 pub mod v1;
 pub mod v2;
@@ -149,8 +150,12 @@ pub struct CgroupMount {
 /// cgroup in each hierarchy (from /proc/self/cgroup); absent → relative
 /// path `<id>` (runc 1.1's default). `..` may not climb above the start;
 /// the path may not name the root (or own) cgroup itself; the systemd form
-/// `slice:prefix:name` is refused.
+/// `slice:prefix:name` is refused. With `--systemd-cgroup` ([`systemd::enable`])
+/// the path is systemd's form and systemd makes the cgroup ([`systemd`]).
 pub fn new(cgroups_path: Option<&str>, id: &str) -> Result<Box<dyn Manager>> {
+    if systemd::enabled() {
+        return systemd::new(cgroups_path, id);
+    }
     let inner = parse_cgroups_path(cgroups_path, id)?;
     let layout = Layout::detect()?;
     match layout.mode()? {
@@ -169,10 +174,11 @@ pub fn for_container(
     id: &str,
 ) -> Result<(Box<dyn Manager>, bool)> {
     // Root of a user namespace (a plain user's build) owns no cgroup either: as runc, no
-    // cgroup is made unless limits are asked (then a refused write is the error).
+    // cgroup is made unless limits are asked (then a refused write is the error). Under
+    // systemd every container gets its scope, rootless too (as runc).
     let privileged =
         nix::unistd::geteuid().is_root() && !crate::linux::namespaces::running_in_user_namespace();
-    let own = privileged || wants_limits(linux.resources().as_ref());
+    let own = privileged || systemd::enabled() || wants_limits(linux.resources().as_ref());
     let cg = if own {
         new(linux.cgroups_path().as_ref().and_then(|p| p.to_str()), id)?
     } else {
@@ -203,8 +209,18 @@ fn wants_limits(r: Option<&oci_spec::runtime::LinuxResources>) -> bool {
 /// [`Manager::paths`]: one entry under the empty key is a cgroup v2
 /// container (as in runc's state), anything else v1/hybrid. The host layout
 /// is re-read for [`Manager::mounts`] and cpuset/hugetlb parents; if that
-/// fails those degrade (no mounts).
+/// fails those degrade (no mounts). With `--systemd-cgroup`, a container in
+/// a systemd scope also gets its unit stopped at destroy and properties set.
 pub fn load(paths: BTreeMap<String, PathBuf>) -> Box<dyn Manager> {
+    let fs = load_fs(&paths);
+    if systemd::enabled() {
+        return systemd::load(&paths, fs);
+    }
+    fs
+}
+
+fn load_fs(paths: &BTreeMap<String, PathBuf>) -> Box<dyn Manager> {
+    let paths = paths.clone();
     let layout = Layout::detect().ok();
     if paths.len() == 1 {
         if let Some(p) = paths.get(v2::KEY) {
@@ -233,7 +249,7 @@ pub(crate) fn parse_cgroups_path(p: Option<&str>, id: &str) -> Result<Inner> {
     };
     if !field_is_id && !raw.starts_with('/') && raw.split(':').count() == 3 {
         return Err(bad(format!(
-            "{raw:?} is in the systemd form \"slice:prefix:name\"; systemd cgroups are not supported yet"
+            "{raw:?} is in the systemd form \"slice:prefix:name\": systemd cgroups need --systemd-cgroup"
         )));
     }
     let mut clean = PathBuf::new();
