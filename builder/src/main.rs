@@ -96,6 +96,15 @@ enum Cmd {
         /// (`-o type=docker`).
         #[arg(long)]
         load: bool,
+        /// Add NAME:IP to /etc/hosts of every RUN step (repeatable).
+        #[arg(long = "add-host", value_name = "NAME:IP")]
+        add_hosts: Vec<String>,
+        /// The size of /dev/shm in RUN steps (e.g. 128m; default 64m).
+        #[arg(long = "shm-size", value_name = "SIZE")]
+        shm_size: Option<String>,
+        /// A resource limit of RUN steps: NAME=SOFT[:HARD] (nofile, nproc, ...; repeatable).
+        #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
+        ulimits: Vec<String>,
         /// Pull every base image from its registry, even when the store has it.
         #[arg(long)]
         pull: bool,
@@ -435,7 +444,20 @@ fn run(cli: Cli) -> Result<(), String> {
             metadata_file,
             pull,
             annotations,
+            add_hosts,
+            shm_size,
+            ulimits,
         } => {
+            let mut run_extra = exec::run::RunExtra::default();
+            for h in &add_hosts {
+                run_extra.add_host(h)?;
+            }
+            if let Some(s) = &shm_size {
+                run_extra.shm_size(s)?;
+            }
+            for u in &ulimits {
+                run_extra.ulimit(u)?;
+            }
             let (manifest_annotations, index_annotations) = parse_annotations(&annotations)?;
             let mut reg = reg.clone();
             reg.pull_always = pull;
@@ -529,6 +551,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 ssh: parse_ssh(&ssh)?,
                 build_contexts: exec::contexts::parse(&build_contexts)?,
                 annotations: manifest_annotations,
+                run_extra,
             };
             private_mounts()?;
             let store = Store::open(cli.store.as_deref().expect("main sets the store"))

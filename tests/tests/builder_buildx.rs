@@ -274,3 +274,59 @@ fn pull_takes_the_registry_image() {
     assert_eq!(seen(&[]), "one\n", "without --pull the store's copy serves");
     assert_eq!(seen(&["--pull"]), "two\n", "--pull takes the registry's");
 }
+
+/// `--add-host`, `--shm-size`, `--ulimit` reach RUN steps, and are part of their cache key.
+#[test]
+fn run_steps_get_hosts_shm_and_ulimits() {
+    if !ready("run_steps_get_hosts_shm_and_ulimits") {
+        return;
+    }
+    let c = Ctx::new(&format!(
+        "{}\nRUN (cat /etc/hosts 2>/dev/null || true) > /hosts && df -k /dev/shm | tail -1 > /shm && ulimit -n > /nofile && ulimit -Hn >> /nofile\n",
+        from_base()
+    ));
+    let built = |args: &[&str]| -> Image {
+        let oci = c.path("oci");
+        let _ = fs::remove_dir_all(&oci);
+        let dest = format!("type=oci,dest={},name=t:1", oci.display());
+        let mut a = vec!["--network", "none", "-o", dest.as_str()];
+        a.extend_from_slice(args);
+        build(&c, &[], &a, &[]).assert_ok();
+        Image::open(&oci, "1")
+    };
+    let img = built(&[
+        "--add-host",
+        "db.internal:10.1.2.3",
+        "--add-host",
+        "v6.internal=fd00::1",
+        "--shm-size",
+        "128m",
+        "--ulimit",
+        "nofile=1024:2048",
+    ]);
+    let hosts = img.layer_file(-1, "hosts");
+    assert!(hosts.contains("10.1.2.3\tdb.internal"), "{hosts}");
+    assert!(hosts.contains("fd00::1\tv6.internal"), "{hosts}");
+    assert!(hosts.contains("localhost"), "{hosts}");
+    let shm = img.layer_file(-1, "shm");
+    assert_eq!(shm.split_whitespace().nth(1), Some("131072"), "{shm}");
+    assert_eq!(img.layer_file(-1, "nofile"), "1024\n2048\n");
+    // The bind's mount point is not part of the layer.
+    let listing = img.layer_listing(-1).join("\n");
+    assert!(!listing.contains("etc/hosts"), "{listing}");
+    // Without them the step runs again (a cache hit would keep the extra host).
+    let img = built(&[]);
+    assert!(!img.layer_file(-1, "hosts").contains("db.internal"));
+    // Bad values are named.
+    for (flag, value, says) in [
+        ("--add-host", "nocolon", "NAME:IP"),
+        ("--add-host", "h:not-an-ip", "not an IP address"),
+        ("--shm-size", "lots", "--shm-size"),
+        ("--ulimit", "bogus=1", "unknown limit \"bogus\""),
+        ("--ulimit", "nofile=10:5", "soft limit"),
+    ] {
+        let out = build(&c, &[], &[flag, value], &[]);
+        out.assert_fail();
+        assert!(out.stderr.contains(says), "{flag} {value}: {out}");
+    }
+}

@@ -123,6 +123,15 @@ impl Builder<'_> {
     /// The key of a step applied to `st` ([`key::step`]); `inputs` is what the step reads
     /// besides the state.
     pub(super) fn step_key(&self, st: &State, instr: &Instr, inputs: &str) -> String {
+        // --add-host, --shm-size and --ulimit change what a RUN sees: keyed with the network
+        // (only when given, so that keys without them stay as they were).
+        let with_extra;
+        let network: &dyn std::fmt::Debug = if self.opts.run_extra.is_empty() {
+            &self.opts.network
+        } else {
+            with_extra = (&self.opts.network, &self.opts.run_extra);
+            &with_extra
+        };
         key::step(&key::Step {
             parent: &st.key,
             instr,
@@ -131,7 +140,7 @@ impl Builder<'_> {
             inputs,
             epoch: self.opts.source_date_epoch,
             compression: self.opts.compression,
-            network: &self.opts.network,
+            network,
         })
     }
 
@@ -332,6 +341,7 @@ mod tests {
             ssh: BTreeMap::new(),
             build_contexts: BTreeMap::new(),
             annotations: BTreeMap::new(),
+            run_extra: Default::default(),
         };
         let b = Builder {
             opts: &opts,

@@ -117,6 +117,8 @@ pub struct Options {
     pub build_contexts: BTreeMap<String, contexts::Named>,
     /// `--annotation KEY=VALUE` (and `manifest:KEY=VALUE`): the image manifest's annotations.
     pub annotations: BTreeMap<String, String>,
+    /// `--add-host`, `--shm-size`, `--ulimit`: what every RUN step gets.
+    pub run_extra: run::RunExtra,
 }
 
 /// A layer of an image being built.

@@ -59,6 +59,157 @@ const CAPS: &[&str] = &[
     "CAP_AUDIT_WRITE",
 ];
 
+/// What buildx's `--add-host`, `--shm-size` and `--ulimit` give every RUN step.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunExtra {
+    /// (name, address) lines added to /etc/hosts.
+    pub hosts: Vec<(String, String)>,
+    /// The size of /dev/shm in bytes (default 64 MiB).
+    pub shm_bytes: Option<u64>,
+    /// (RLIMIT_NAME, soft, hard).
+    pub ulimits: Vec<(String, u64, u64)>,
+}
+
+impl RunExtra {
+    pub fn is_empty(&self) -> bool {
+        *self == RunExtra::default()
+    }
+
+    /// Parses `--add-host NAME:IP` (an IPv6 address may hold colons: the name ends at the
+    /// first one, as docker's; `NAME=IP` too, as buildx).
+    pub fn add_host(&mut self, s: &str) -> Result<(), String> {
+        let (name, ip) = s
+            .split_once('=')
+            .or_else(|| s.split_once(':'))
+            .ok_or_else(|| format!("--add-host {s:?}: expected NAME:IP"))?;
+        let ip = ip.trim_start_matches('[').trim_end_matches(']');
+        if name.is_empty() || name.contains(char::is_whitespace) {
+            return Err(format!("--add-host {s:?}: invalid host name {name:?}"));
+        }
+        ip.parse::<std::net::IpAddr>()
+            .map_err(|_| format!("--add-host {s:?}: {ip:?} is not an IP address"))?;
+        self.hosts.push((name.to_string(), ip.to_string()));
+        Ok(())
+    }
+
+    /// Parses `--shm-size 128m` (b, k, m, g; bytes without a unit), at most 64 GiB.
+    pub fn shm_size(&mut self, s: &str) -> Result<(), String> {
+        let t = s.trim().to_ascii_lowercase();
+        let (num, mult) = match t.strip_suffix('b').unwrap_or(&t) {
+            n if n.ends_with('k') => (&n[..n.len() - 1], 1u64 << 10),
+            n if n.ends_with('m') => (&n[..n.len() - 1], 1 << 20),
+            n if n.ends_with('g') => (&n[..n.len() - 1], 1 << 30),
+            n => (n, 1),
+        };
+        let bytes = num
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(mult))
+            .filter(|&b| b > 0 && b <= 64 << 30)
+            .ok_or_else(|| {
+                format!("--shm-size {s:?}: expected a size from 1 byte to 64g (e.g. 128m)")
+            })?;
+        self.shm_bytes = Some(bytes);
+        Ok(())
+    }
+
+    /// Parses `--ulimit NAME=SOFT[:HARD]` (docker's names: nofile, nproc, core, ...; -1 or
+    /// `unlimited` for no limit).
+    pub fn ulimit(&mut self, s: &str) -> Result<(), String> {
+        let (name, vals) = s
+            .split_once('=')
+            .ok_or_else(|| format!("--ulimit {s:?}: expected NAME=SOFT[:HARD]"))?;
+        const NAMES: &[&str] = &[
+            "as",
+            "core",
+            "cpu",
+            "data",
+            "fsize",
+            "locks",
+            "memlock",
+            "msgqueue",
+            "nice",
+            "nofile",
+            "nproc",
+            "rss",
+            "rtprio",
+            "rttime",
+            "sigpending",
+            "stack",
+        ];
+        if !NAMES.contains(&name) {
+            return Err(format!(
+                "--ulimit {s:?}: unknown limit {name:?} ({})",
+                NAMES.join(", ")
+            ));
+        }
+        let num = |v: &str| -> Result<u64, String> {
+            match v {
+                "-1" | "unlimited" => Ok(u64::MAX),
+                _ => v
+                    .parse()
+                    .map_err(|_| format!("--ulimit {s:?}: {v:?} is not a number")),
+            }
+        };
+        let (soft, hard) = match vals.split_once(':') {
+            Some((a, b)) => (num(a)?, num(b)?),
+            None => (num(vals)?, num(vals)?),
+        };
+        if soft > hard {
+            return Err(format!(
+                "--ulimit {s:?}: the soft limit is above the hard one"
+            ));
+        }
+        self.ulimits
+            .push((format!("RLIMIT_{}", name.to_ascii_uppercase()), soft, hard));
+        Ok(())
+    }
+
+    /// Applies these to a RUN step's `spec`; `area` is the step's work dir (for /etc/hosts),
+    /// `host_hosts` whether the host's /etc/hosts is what the step would see.
+    pub fn apply(&self, spec: &mut Value, area: &Path, host_hosts: bool) -> std::io::Result<()> {
+        if let Some(b) = self.shm_bytes {
+            if let Some(m) = spec["mounts"]
+                .as_array_mut()
+                .and_then(|ms| ms.iter_mut().find(|m| m["destination"] == "/dev/shm"))
+            {
+                if let Some(opts) = m["options"].as_array_mut() {
+                    opts.retain(|o| !o.as_str().is_some_and(|o| o.starts_with("size=")));
+                    opts.push(json!(format!("size={}k", b.div_ceil(1024))));
+                }
+            }
+        }
+        if !self.ulimits.is_empty() {
+            spec["process"]["rlimits"] = json!(self
+                .ulimits
+                .iter()
+                .map(|(t, soft, hard)| json!({"type": t, "soft": soft, "hard": hard}))
+                .collect::<Vec<_>>());
+        }
+        if !self.hosts.is_empty() {
+            let mut text = if host_hosts {
+                std::fs::read_to_string("/etc/hosts").unwrap_or_default()
+            } else {
+                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_string()
+            };
+            if !text.is_empty() && !text.ends_with('\n') {
+                text.push('\n');
+            }
+            for (name, ip) in &self.hosts {
+                text.push_str(&format!("{ip}\t{name}\n"));
+            }
+            let file = area.join("hosts");
+            std::fs::write(&file, text)?;
+            if let Some(ms) = spec["mounts"].as_array_mut() {
+                ms.retain(|m| m["destination"] != "/etc/hosts");
+                ms.push(json!({"destination": "/etc/hosts", "type": "bind",
+                               "source": file, "options": ["rbind", "ro"]}));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What one RUN executes.
 pub struct Process {
     pub args: Vec<String>,
@@ -368,6 +519,9 @@ impl Builder<'_> {
         for f in host_net_files(network) {
             touch(Path::new(f.trim_start_matches('/')), &mut made)?;
         }
+        if !self.opts.run_extra.hosts.is_empty() {
+            touch(Path::new("etc/hosts"), &mut made)?;
+        }
         let cwd = st.workdir();
         root.mkdir_all(Path::new(&cwd), 0o755)
             .map_err(|e| self.err(line, e))?;
@@ -411,6 +565,10 @@ impl Builder<'_> {
         if let Some(ms) = spec["mounts"].as_array_mut() {
             ms.extend(extra_oci);
         }
+        self.opts
+            .run_extra
+            .apply(&mut spec, &area, network == Network::Host)
+            .map_err(|e| self.err(line, e))?;
         fs::write(
             area.join("config.json"),
             serde_json::to_vec_pretty(&spec).expect("json"),
