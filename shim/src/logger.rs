@@ -227,7 +227,20 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
         let uri = format!("binary://{}?a=b", script.display());
-        let (logger, mut o, mut e) = Logger::start(&uri, "c1", "ns").unwrap();
+        // Another test thread that forks while the script was open for writing holds it
+        // until its child execs: ETXTBSY for that moment. Tried again, as Go's tests do.
+        let mut tries = 0;
+        let (logger, mut o, mut e) = loop {
+            match Logger::start(&uri, "c1", "ns") {
+                Err(Error::Io { source, .. })
+                    if source.raw_os_error() == Some(libc::ETXTBSY) && tries < 50 =>
+                {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                r => break r.unwrap(),
+            }
+        };
         o.write_all(b"to-out\n").unwrap();
         e.write_all(b"to-err\n").unwrap();
         drop((o, e));
