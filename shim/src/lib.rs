@@ -46,3 +46,29 @@ pub fn run() {
         std::process::exit(1);
     }
 }
+
+/// Writes an executable script for a unit test from a child process (`sh -c 'cat > F'`), so
+/// that no thread of the test process ever has it open for writing: a fork by another test
+/// thread at that moment would hold the write descriptor until its exec, and executing the
+/// script then fails with ETXTBSY.
+#[cfg(test)]
+pub(crate) fn write_test_script(path: &std::path::Path, text: &str) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("/bin/sh")
+        .args(["-c", "cat > \"$0\" && chmod 755 \"$0\""])
+        .arg(path)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("sh");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write the script");
+    assert!(
+        child.wait().expect("sh").success(),
+        "writing {}",
+        path.display()
+    );
+}

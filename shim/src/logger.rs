@@ -215,32 +215,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let script = dir.path().join("logger");
         let out = dir.path().join("out");
-        std::fs::write(
+        crate::write_test_script(
             &script,
-            format!(
+            &format!(
                 "#!/bin/sh\necho \"$CONTAINER_NAMESPACE/$CONTAINER_ID $*\" > {d}/meta\n\
                  exec 5>&-\n/bin/cat <&3 > {d}/out & /bin/cat <&4 > {d}/err &\nwait\n",
                 d = dir.path().display()
             ),
-        )
-        .unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        );
         let uri = format!("binary://{}?a=b", script.display());
-        // Another test thread that forks while the script was open for writing holds it
-        // until its child execs: ETXTBSY for that moment. Tried again, as Go's tests do.
-        let mut tries = 0;
-        let (logger, mut o, mut e) = loop {
-            match Logger::start(&uri, "c1", "ns") {
-                Err(Error::Io { source, .. })
-                    if source.raw_os_error() == Some(libc::ETXTBSY) && tries < 50 =>
-                {
-                    tries += 1;
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                r => break r.unwrap(),
-            }
-        };
+        let (logger, mut o, mut e) = Logger::start(&uri, "c1", "ns").unwrap();
         o.write_all(b"to-out\n").unwrap();
         e.write_all(b"to-err\n").unwrap();
         drop((o, e));

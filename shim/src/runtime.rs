@@ -227,14 +227,8 @@ mod tests {
     fn failing_command_reports_its_log_error() {
         let dir = tempfile::tempdir().unwrap();
         let script = dir.path().join("rt");
-        std::fs::write(
-            &script,
-            "#!/bin/sh\nwhile [ \"$1\" != --log ]; do shift; done\n\
-             echo '{\"level\":\"error\",\"msg\":\"bad bundle: no config.json\"}' >> \"$2\"\nexit 1\n",
-        )
-        .unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        crate::write_test_script(&script, "#!/bin/sh\nwhile [ \"$1\" != --log ]; do shift; done\n\
+             echo '{\"level\":\"error\",\"msg\":\"bad bundle: no config.json\"}' >> \"$2\"\nexit 1\n");
         let rt = Runtime::new(script.to_str().unwrap(), "/nonexistent", "ns", dir.path());
         match rt.run(&["state", "x"]) {
             Err(Error::Runtime { msg }) => assert_eq!(msg, "bad bundle: no config.json"),
@@ -247,13 +241,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let script = dir.path().join("rt");
         let seen = dir.path().join("args");
-        std::fs::write(
+        crate::write_test_script(
             &script,
-            format!("#!/bin/sh\necho \"$@\" > {}\n", seen.display()),
-        )
-        .unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+            &format!("#!/bin/sh\necho \"$@\" > {}\n", seen.display()),
+        );
         let rt = Runtime::new(script.to_str().unwrap(), "/r", "ns", dir.path());
         rt.clone()
             .with_systemd_cgroup(true)
