@@ -420,7 +420,11 @@ impl Store {
             } else {
                 fs::remove_file(&path)
             };
-            at(&path, r)?;
+            match r {
+                // A build that has just let go of its lock removes its own work dir meanwhile.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                r => at(&path, r)?,
+            }
         }
         Ok(())
     }
