@@ -201,11 +201,18 @@ pub fn base() -> &'static Path {
             dir.join("oci").display()
         );
         c.build(&["-o", &dest]).assert_ok();
-        // Older runs' copies go (their processes are done with them).
+        // Copies of test processes that are gone go; those of running ones (another cargo
+        // test, a CI clone beside this one) stay.
         if let Ok(rd) = fs::read_dir(&scratch) {
             for e in rd.flatten() {
                 let n = e.file_name().to_string_lossy().into_owned();
-                if n.starts_with("builder-base-") && e.path() != dir {
+                let Some(pid) = n.strip_prefix("builder-base-") else {
+                    continue;
+                };
+                let alive = pid
+                    .parse::<u32>()
+                    .is_ok_and(|p| Path::new(&format!("/proc/{p}")).exists());
+                if !alive && e.path() != dir {
                     let _ = fs::remove_dir_all(e.path());
                 }
             }
