@@ -13,12 +13,12 @@ pub const ROOTLESS_USER: &str = "brigrootless";
 
 /// [`ROOTLESS_USER`]'s uid and gid, creating the user (a system user without home) when missing.
 pub fn rootless_user() -> (u32, u32) {
-    let id = |flag: &str| {
-        Command::new("id")
-            .args([flag, ROOTLESS_USER])
-            .output()
-            .unwrap()
-    };
+    system_user(ROOTLESS_USER)
+}
+
+/// `name`'s uid and gid, creating it (a system user without home, no login shell) when missing.
+fn system_user(name: &str) -> (u32, u32) {
+    let id = |flag: &str| Command::new("id").args([flag, name]).output().unwrap();
     if !id("-u").status.success() {
         let st = Command::new("useradd")
             .args([
@@ -26,11 +26,11 @@ pub fn rootless_user() -> (u32, u32) {
                 "--no-create-home",
                 "--shell",
                 "/usr/sbin/nologin",
-                ROOTLESS_USER,
+                name,
             ])
             .status()
             .unwrap();
-        assert!(st.success(), "useradd {ROOTLESS_USER}");
+        assert!(st.success(), "useradd {name}");
     }
     let num = |flag: &str| {
         String::from_utf8(id(flag).stdout)
@@ -103,25 +103,7 @@ pub const SUB_COUNT: u32 = 65536;
 /// [`BUILD_USER`]'s uid and gid: a system user made when missing, with a range of
 /// [`SUB_COUNT`] ids in /etc/subuid and /etc/subgid added when it has none.
 pub fn build_user() -> (u32, u32) {
-    let id = |flag: &str| {
-        Command::new("id")
-            .args([flag, BUILD_USER])
-            .output()
-            .unwrap()
-    };
-    if !id("-u").status.success() {
-        let st = Command::new("useradd")
-            .args([
-                "--system",
-                "--no-create-home",
-                "--shell",
-                "/usr/sbin/nologin",
-            ])
-            .arg(BUILD_USER)
-            .status()
-            .unwrap();
-        assert!(st.success(), "useradd {BUILD_USER}");
-    }
+    let ids = system_user(BUILD_USER);
     for (file, flag) in [
         ("/etc/subuid", "--add-subuids"),
         ("/etc/subgid", "--add-subgids"),
@@ -139,14 +121,7 @@ pub fn build_user() -> (u32, u32) {
             assert!(st.success(), "usermod {flag} {range} {BUILD_USER}");
         }
     }
-    let num = |flag: &str| {
-        String::from_utf8(id(flag).stdout)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
-    };
-    (num("-u"), num("-g"))
+    ids
 }
 
 /// `BIN ARGS` as [`BUILD_USER`] (runuser) in `dir` with HOME=`home` and `env`.
