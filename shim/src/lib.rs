@@ -52,6 +52,7 @@ pub fn run() {
 /// thread at that moment would hold the write descriptor until its exec, and executing the
 /// script then fails with ETXTBSY.
 #[cfg(test)]
+#[allow(clippy::zombie_processes)]
 pub(crate) fn write_test_script(path: &std::path::Path, text: &str) {
     use std::io::Write;
     let mut child = std::process::Command::new("/bin/sh")
@@ -66,9 +67,9 @@ pub(crate) fn write_test_script(path: &std::path::Path, text: &str) {
         .expect("stdin")
         .write_all(text.as_bytes())
         .expect("write the script");
-    assert!(
-        child.wait().expect("sh").success(),
-        "writing {}",
-        path.display()
-    );
+    // The shim's reaper owns every child of this process once any test has started it (it
+    // waits for any pid), so the script's writer is waited for through it, never Child::wait.
+    let code = crate::reaper::reaper().wait(child.id() as i32);
+    assert_eq!(code, 0, "writing {}", path.display());
+    drop(child);
 }
