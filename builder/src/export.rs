@@ -35,6 +35,14 @@ pub enum Kind {
     Tar,
 }
 
+impl Kind {
+    /// True for the outputs whose layers are OCI blobs (compressed: [`crate::image::compress`]);
+    /// docker's archives carry plain tars, the file outputs no layers.
+    pub fn compressed(self) -> bool {
+        matches!(self, Kind::Oci | Kind::OciArchive | Kind::Registry)
+    }
+}
+
 /// One `--output`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Output {
@@ -235,9 +243,14 @@ fn docker_archive(
         .zip(&img.config.rootfs.diff_ids)
     {
         let name = format!("{}/layer.tar", hex_of(diff_id));
-        // docker load wants the uncompressed tar: its size first.
+        // docker load wants the uncompressed tar: its size first (a plain layer's is its
+        // blob's; a compressed one is read through once).
         let blob = store.blob_path(l.digest().as_ref());
-        let size = io::copy(&mut open_layer(&blob)?, &mut io::sink())?;
+        let size = if l.digest().as_ref() == diff_id.as_str() {
+            fs::metadata(&blob)?.len()
+        } else {
+            io::copy(&mut open_layer(&blob)?, &mut io::sink())?
+        };
         let mut hd = dir_header();
         b.append_data(&mut hd, format!("{}/", hex_of(diff_id)), io::empty())?;
         let mut h = file_header(size);

@@ -57,6 +57,7 @@ enum ProgressMode {
 enum Compress {
     Gzip,
     Zstd,
+    Uncompressed,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -167,7 +168,8 @@ enum Cmd {
         /// NAME=oci-layout://DIR[:TAG] or NAME=docker-image://REF (also for FROM).
         #[arg(long = "build-context", value_name = "NAME=VALUE")]
         build_contexts: Vec<String>,
-        /// Compression of the new layers (zstd: media type ...layer.v1.tar+zstd).
+        /// Compression of the layers built here when the image or cache is exported (zstd:
+        /// media type ...layer.v1.tar+zstd); the store keeps them uncompressed.
         #[arg(long, value_enum, default_value = "gzip")]
         compression: Compress,
         /// Progress output on stderr: tty (steps with status and timings, redrawn), plain (one
@@ -535,6 +537,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 compression: match compression {
                     Compress::Gzip => brig_build::image::layer::Compression::Gzip,
                     Compress::Zstd => brig_build::image::layer::Compression::Zstd,
+                    Compress::Uncompressed => brig_build::image::layer::Compression::Uncompressed,
                 },
                 registry: reg.clone(),
                 platform,
@@ -562,6 +565,14 @@ fn run(cli: Cli) -> Result<(), String> {
             let img = store
                 .image(built.manifest.digest().as_ref())
                 .map_err(|e| e.to_string())?;
+            // What leaves as OCI (layouts, archives, registries) has its layers compressed; the
+            // attestations name that manifest.
+            let img = if outputs.iter().any(|o| o.kind.compressed()) {
+                brig_build::image::compress::for_export(&store, &img, opts.compression)
+                    .map_err(|e| format!("compressing the layers: {e}"))?
+            } else {
+                img
+            };
             let attested = if attest.any() {
                 if outputs.is_empty() && !quiet {
                     eprintln!(
@@ -614,7 +625,9 @@ fn run(cli: Cli) -> Result<(), String> {
                     None => (
                         "application/vnd.oci.image.manifest.v1+json",
                         img.manifest_digest.clone(),
-                        built.manifest.size(),
+                        std::fs::metadata(store.blob_path(&img.manifest_digest))
+                            .map_err(|e| format!("{}: {e}", img.manifest_digest))?
+                            .len(),
                     ),
                 };
                 let mut names: Vec<String> = tags.clone();
@@ -665,7 +678,15 @@ fn run(cli: Cli) -> Result<(), String> {
                 .resolve(&image)
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| format!("no such image: {image}"))?;
+            // As a build: no gc may take the compressed blobs before they are pushed.
+            let _pushing = store.build_lock().map_err(|e| e.to_string())?;
             let img = store.image(&digest).map_err(|e| e.to_string())?;
+            let img = brig_build::image::compress::for_export(
+                &store,
+                &img,
+                brig_build::image::layer::Compression::Gzip,
+            )
+            .map_err(|e| format!("compressing the layers: {e}"))?;
             let r = parse_ref(dest.as_deref().unwrap_or(&image))?;
             let d = registry::push(&store, &reg, &img, &r).map_err(|e| format!("push: {e}"))?;
             eprintln!("pushed {r}");

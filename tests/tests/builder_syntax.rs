@@ -401,6 +401,70 @@ fn zstd_layers_have_their_media_type_and_unpack() {
     // peer unpack is checked here.
 }
 
+/// Layers built here leave the store compressed, as BuildKit's do, and enter it plain: a build
+/// into the store only, then exports as gzip and as zstd, are one build (every step a cache hit
+/// whatever the compression), each export with its compression, the same image id, every layer
+/// decompressing to its diffID.
+#[test]
+fn layers_are_compressed_when_exported_not_when_built() {
+    if !ready("layers_are_compressed_when_exported_not_when_built") {
+        return;
+    }
+    let w = Witness::start();
+    let c = two_run_steps(&w);
+    c.build(&["-q", "-t", "lazy:1"]).assert_ok();
+    assert_eq!((w.count("one"), w.count("two")), (1, 1));
+    let gz = c.build_oci(&[]);
+    let zdest = format!("type=oci,dest={},name=t:1", c.path("oci-zstd").display());
+    c.build(&["-q", "-o", &zdest, "--compression", "zstd"])
+        .assert_ok();
+    let zs = Image::open(&c.path("oci-zstd"), "1");
+    assert_eq!(
+        (w.count("one"), w.count("two")),
+        (1, 1),
+        "a step ran again for another compression"
+    );
+    assert_eq!(gz.config, zs.config, "one image, two compressions");
+    let n = gz.layers();
+    assert_eq!(n, zs.layers());
+    for (img, media_type, tool) in [
+        (
+            &gz,
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+            "gzip -dc",
+        ),
+        (
+            &zs,
+            "application/vnd.oci.image.layer.v1.tar+zstd",
+            "zstd -dc",
+        ),
+    ] {
+        // The four layers this Dockerfile adds (the base's are exported as they came).
+        for i in n - 4..n {
+            let l = &img.manifest["layers"][i];
+            assert_eq!(l["mediaType"], media_type, "layer {i}");
+            let blob = img
+                .dir
+                .join("blobs/sha256")
+                .join(&l["digest"].as_str().unwrap()[7..]);
+            assert_eq!(
+                fs::metadata(&blob).unwrap().len(),
+                l["size"].as_u64().unwrap()
+            );
+            let out = run(Command::new("sh")
+                .arg("-c")
+                .arg(format!("{tool} {} | sha256sum", blob.display())));
+            out.assert_ok();
+            let diff_id = img.config["rootfs"]["diff_ids"][i].as_str().unwrap();
+            assert!(out.stdout.starts_with(&diff_id[7..]), "{out} vs {diff_id}");
+        }
+    }
+    assert_eq!(gz.layer_file(-2, "b"), "b");
+    // Exported again: the same blobs (compression is deterministic and remembered).
+    let again = c.build_oci(&[]);
+    assert_eq!(again.manifest, gz.manifest);
+}
+
 #[test]
 fn progress_plain_tty_and_quiet() {
     if !ready("progress_plain_tty_and_quiet") {

@@ -3,6 +3,7 @@
 
 use super::{err, exportable, import_entry, Entry};
 use crate::image::hex_of;
+use crate::image::layer::Compression;
 use crate::image::store::{Store, StoreError};
 use crate::image::unpacked::{bad, LayerError};
 use std::fs;
@@ -12,13 +13,18 @@ use std::path::Path;
 /// Writes the entries `keys` and their layer blobs to the cache directory `dir` (created):
 /// `DIR/cache/HEX.json` and `DIR/blobs/sha256/HEX`, each by rename of a complete file, blobs
 /// before the entries that name them. Returns how many entries were written.
-pub fn export_local(store: &Store, keys: &[String], dir: &Path) -> Result<usize, StoreError> {
+pub fn export_local(
+    store: &Store,
+    keys: &[String],
+    dir: &Path,
+    c: Compression,
+) -> Result<usize, StoreError> {
     let blobs = dir.join("blobs/sha256");
     let entries = dir.join("cache");
     for d in [&blobs, &entries] {
         fs::create_dir_all(d).map_err(|e| err(d, e))?;
     }
-    let list = exportable(store, keys);
+    let list = exportable(store, keys, c)?;
     for (key, bytes, e) in &list {
         if let Some(l) = &e.layer {
             let dst = blobs.join(hex_of(&l.digest));

@@ -28,6 +28,7 @@ pub mod sources;
 
 use crate::image::config::History;
 use crate::image::hex_of;
+use crate::image::layer::Compression;
 use crate::image::store::{Store, StoreError};
 use crate::image::unpacked::{self, bad, LayerError};
 use serde::{Deserialize, Serialize};
@@ -39,7 +40,7 @@ use std::time::SystemTime;
 /// A layer a step wrote.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LayerRef {
-    /// sha256 of the compressed blob.
+    /// sha256 of the blob: the plain tar (then equal to `diff_id`) or a compressed one.
     pub digest: String,
     pub diff_id: String,
     pub size: u64,
@@ -197,8 +198,13 @@ pub fn parse(flag: &str, s: &str, want: &str) -> Result<Location, String> {
 }
 
 /// The entries among `keys` that the store holds (unreadable ones skipped): key, the entry's
-/// file as it is, the entry. What both exports write.
-pub fn exportable(store: &Store, keys: &[String]) -> Vec<(String, Vec<u8>, Entry)> {
+/// file, the entry, with their plain layers compressed as `c` ([`crate::image::compress`]).
+/// What both exports write.
+pub fn exportable(
+    store: &Store,
+    keys: &[String],
+    c: Compression,
+) -> Result<Vec<(String, Vec<u8>, Entry)>, StoreError> {
     let mut out = Vec::new();
     for key in keys {
         let Ok(bytes) = fs::read(store.entry_path(key)) else {
@@ -209,7 +215,29 @@ pub fn exportable(store: &Store, keys: &[String]) -> Vec<(String, Vec<u8>, Entry
         };
         out.push((key.clone(), bytes, e));
     }
-    out
+    // Layers are recorded plain (digest = diffID); they leave compressed.
+    let mut plain: Vec<String> = Vec::new();
+    for (_, _, e) in &out {
+        if let Some(l) = &e.layer {
+            if l.digest == l.diff_id && !plain.contains(&l.digest) {
+                plain.push(l.digest.clone());
+            }
+        }
+    }
+    if c == Compression::Uncompressed || plain.is_empty() {
+        return Ok(out);
+    }
+    let done = crate::image::compress::layers(store, &plain, c)?;
+    for (_, bytes, e) in &mut out {
+        if let Some(l) = &mut e.layer {
+            if let Some(z) = done.get(&l.digest) {
+                l.digest = z.digest.clone();
+                l.size = z.size;
+                *bytes = serde_json::to_vec(&*e).expect("an entry serializes");
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Opens a cache's blob by digest (a file of a directory, a registry's blob).

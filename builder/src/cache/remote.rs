@@ -5,6 +5,7 @@
 //! ([`super::import_entry`]).
 
 use super::{exportable, import_entry, Entry};
+use crate::image::layer::Compression;
 use crate::image::store::Store;
 use crate::image::unpacked::LayerError;
 use crate::image::{sha256, valid_digest};
@@ -22,20 +23,6 @@ struct CacheConfig {
     entries: std::collections::BTreeMap<String, Entry>,
 }
 
-/// The media type of a layer blob, from its first bytes (gzip or zstd magic).
-fn layer_media_type(path: &std::path::Path) -> Result<MediaType, String> {
-    use std::io::Read as _;
-    let mut magic = [0u8; 4];
-    fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut magic))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(match magic {
-        [0x1f, 0x8b, ..] => MediaType::ImageLayerGzip,
-        [0x28, 0xb5, 0x2f, 0xfd] => MediaType::ImageLayerZstd,
-        _ => MediaType::ImageLayer,
-    })
-}
-
 /// Pushes the cache entries `keys` to `dest` as one image manifest (BuildKit's image-manifest
 /// style): a config of media type [`CACHE_CONFIG_MEDIA_TYPE`] holding the entries, and as layers
 /// the blobs they name (those the registry lacks are uploaded). Returns how many entries.
@@ -44,12 +31,13 @@ pub fn push_cache(
     opts: &Options,
     keys: &[String],
     dest: &Reference,
+    compression: Compression,
 ) -> Result<usize, RegistryError> {
     let f = |e| failed(dest, e);
     let mut c = Client::new(opts, dest, true).map_err(f)?;
     let mut config = CacheConfig::default();
     let mut layers: Vec<Descriptor> = Vec::new();
-    for (key, _, e) in exportable(store, keys) {
+    for (key, _, e) in exportable(store, keys, compression)? {
         if let Some(l) = &e.layer {
             if !layers.iter().any(|d| d.digest().as_ref() == l.digest) {
                 let path = store.blob_path(&l.digest);
@@ -64,7 +52,8 @@ pub fn push_cache(
                     .parse::<oci_spec::image::Digest>()
                     .map_err(|e| f(format!("{e}")))?;
                 layers.push(Descriptor::new(
-                    layer_media_type(&path).map_err(f)?,
+                    crate::image::blob_media_type(&path)
+                        .map_err(|e| f(format!("{}: {e}", path.display())))?,
                     size,
                     digest,
                 ));

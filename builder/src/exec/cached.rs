@@ -102,8 +102,12 @@ impl Builder<'_> {
         e: cache::Entry,
         layer: cache::LayerRef,
     ) -> Result<()> {
+        // Entries recorded before layers were stored plain hold gzip or zstd blobs.
+        let blob = self.store.blob_path(&layer.digest);
+        let media_type = crate::image::blob_media_type(&blob)
+            .map_err(|e| self.err(line, format!("{}: {e}", blob.display())))?;
         let desc = Descriptor::new(
-            self.opts.compression.media_type(),
+            media_type,
             layer.size,
             layer
                 .digest
@@ -139,7 +143,6 @@ impl Builder<'_> {
             args: &st.args,
             inputs,
             epoch: self.opts.source_date_epoch,
-            compression: self.opts.compression,
             network,
         })
     }

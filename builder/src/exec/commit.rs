@@ -48,13 +48,14 @@ impl Builder<'_> {
         by: &str,
     ) -> Result<()> {
         let n = self.n.fetch_add(1, Ordering::Relaxed) + 1;
-        let blob_tmp = self.work.path().join(format!("layer{n}.tar.gz"));
+        // A plain tar: compression waits for an export that asks (`crate::image::compress`).
+        let blob_tmp = self.work.path().join(format!("layer{n}.tar"));
         let w = layer::write(
             upper,
             &blob_tmp,
             layer::Options {
                 clamp_mtime: self.opts.source_date_epoch,
-                compression: self.opts.compression,
+                compression: layer::Compression::Uncompressed,
             },
         )
         .map_err(|e| self.err(line, format!("writing the layer: {e}")))?;
@@ -71,7 +72,7 @@ impl Builder<'_> {
             }
         }
         let desc = Descriptor::new(
-            self.opts.compression.media_type(),
+            layer::Compression::Uncompressed.media_type(),
             w.size,
             w.digest
                 .parse::<oci_spec::image::Digest>()

@@ -93,7 +93,8 @@ pub struct Options {
     pub source_date_epoch: Option<i64>,
     /// `--progress` (`Quiet` for `--quiet`).
     pub progress: crate::progress::Mode,
-    /// How new layers are compressed (`--compression`).
+    /// How layers are compressed when they leave the store (`--compression`): exported images
+    /// ([`crate::image::compress`]) and exported cache.
     pub compression: layer::Compression,
     /// How base images are pulled from registries.
     pub registry: crate::registry::Options,
@@ -270,10 +271,11 @@ pub fn build(opts: &Options, store: &Store) -> Result<Built> {
         let used = lock(&b.added).used.clone();
         let done = match to {
             cache::Location::Local(dir) => {
-                cache::local::export_local(store, &used, dir).map_err(|e| e.to_string())
+                cache::local::export_local(store, &used, dir, opts.compression)
+                    .map_err(|e| e.to_string())
             }
             cache::Location::Registry(dest) => {
-                cache::remote::push_cache(store, &opts.registry, &used, dest)
+                cache::remote::push_cache(store, &opts.registry, &used, dest, opts.compression)
                     .map_err(|e| e.to_string())
             }
         };

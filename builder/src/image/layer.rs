@@ -1,4 +1,5 @@
-//! A directory in overlayfs upper form → a layer tar, deterministic, gzip- or zstd-compressed.
+//! A directory in overlayfs upper form → a layer tar, deterministic, uncompressed (what the
+//! store keeps: [`super::compress`] compresses at export) or gzip- or zstd-compressed.
 //!
 //! Owns the translation from overlayfs to the OCI layer format: a character device 0/0 is a
 //! deletion (`.wh.NAME`), a directory with `trusted.overlay.opaque=y` is opaque
@@ -38,6 +39,8 @@ pub enum Compression {
     #[default]
     Gzip,
     Zstd,
+    /// A plain tar: its digest is its diffID.
+    Uncompressed,
 }
 
 impl Compression {
@@ -46,6 +49,63 @@ impl Compression {
         match self {
             Compression::Gzip => MediaType::ImageLayerGzip,
             Compression::Zstd => MediaType::ImageLayerZstd,
+            Compression::Uncompressed => MediaType::ImageLayer,
+        }
+    }
+
+    /// The name used for it in file names and messages (`gzip`, `zstd`, `uncompressed`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+            Compression::Uncompressed => "uncompressed",
+        }
+    }
+
+    /// The encoder of this compression around `w` (finished by [`Encoder::finish`]).
+    pub fn encoder<W: Write>(self, w: W) -> io::Result<Encoder<W>> {
+        Ok(match self {
+            Compression::Gzip => Encoder::Gzip(GzEncoder::new(w, flate2::Compression::default())),
+            Compression::Zstd => {
+                Encoder::Zstd(zstd::Encoder::new(w, zstd::DEFAULT_COMPRESSION_LEVEL)?)
+            }
+            Compression::Uncompressed => Encoder::Plain(w),
+        })
+    }
+}
+
+/// A writer compressing as a [`Compression`] says.
+pub enum Encoder<W: Write> {
+    Gzip(GzEncoder<W>),
+    Zstd(zstd::Encoder<'static, W>),
+    Plain(W),
+}
+
+impl<W: Write> Encoder<W> {
+    /// Ends the stream; returns the inner writer.
+    pub fn finish(self) -> io::Result<W> {
+        match self {
+            Encoder::Gzip(e) => e.finish(),
+            Encoder::Zstd(e) => e.finish(),
+            Encoder::Plain(w) => Ok(w),
+        }
+    }
+}
+
+impl<W: Write> Write for Encoder<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Encoder::Gzip(e) => e.write(buf),
+            Encoder::Zstd(e) => e.write(buf),
+            Encoder::Plain(w) => w.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Encoder::Gzip(e) => e.flush(),
+            Encoder::Zstd(e) => e.flush(),
+            Encoder::Plain(w) => w.flush(),
         }
     }
 }
@@ -69,27 +129,36 @@ fn tar_into<W: Write>(w: W, dir: &Path, opts: Options) -> io::Result<(W, String)
 /// Writes the layer of `dir`, compressed as `opts` says, to `out_path`.
 pub fn write(dir: &Path, out_path: &Path, opts: Options) -> io::Result<Written> {
     let file = File::create(out_path)?;
-    let outer = HashWriter::new(io::BufWriter::new(file));
-    let (outer, diff_id) = match opts.compression {
-        Compression::Gzip => {
-            let gz = GzEncoder::new(outer, flate2::Compression::default());
-            let (gz, diff_id) = tar_into(gz, dir, opts)?;
-            (gz.finish()?, diff_id)
-        }
-        Compression::Zstd => {
-            let z = zstd::Encoder::new(outer, zstd::DEFAULT_COMPRESSION_LEVEL)?;
-            let (z, diff_id) = tar_into(z, dir, opts)?;
-            (z.finish()?, diff_id)
-        }
+    let (file, written) = if opts.compression == Compression::Uncompressed {
+        // The blob is the tar: hashed once, its digest is the diffID.
+        let (w, diff_id) = tar_into(io::BufWriter::new(file), dir, opts)?;
+        let file = w.into_inner().map_err(|e| e.into_error())?;
+        let size = file.metadata()?.len();
+        let digest = diff_id.clone();
+        (
+            file,
+            Written {
+                digest,
+                diff_id,
+                size,
+            },
+        )
+    } else {
+        let outer = HashWriter::new(io::BufWriter::new(file));
+        let (enc, diff_id) = tar_into(opts.compression.encoder(outer)?, dir, opts)?;
+        let (buf, digest, size) = enc.finish()?.finish();
+        let file = buf.into_inner().map_err(|e| e.into_error())?;
+        (
+            file,
+            Written {
+                digest,
+                diff_id,
+                size,
+            },
+        )
     };
-    let (mut buf, digest, size) = outer.finish();
-    buf.flush()?;
-    buf.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-    Ok(Written {
-        digest,
-        diff_id,
-        size,
-    })
+    file.sync_all()?;
+    Ok(written)
 }
 
 /// Appends every entry below `dir` (not `dir` itself), sorted.
@@ -493,7 +562,11 @@ mod tests {
             clamp_mtime: Some(1_000),
             compression,
         };
-        for c in [Compression::Gzip, Compression::Zstd] {
+        for c in [
+            Compression::Gzip,
+            Compression::Zstd,
+            Compression::Uncompressed,
+        ] {
             let w1 = write_layer(one.path(), &out.path().join("1"), opts(c));
             let w2 = write_layer(two.path(), &out.path().join("2"), opts(c));
             assert_eq!(w1.digest, w2.digest, "{c:?}");
@@ -509,8 +582,22 @@ mod tests {
         // The same tar, compressed two ways: one diffID, two digests.
         let g = write_layer(one.path(), &out.path().join("g"), opts(Compression::Gzip));
         let z = write_layer(one.path(), &out.path().join("z"), opts(Compression::Zstd));
+        let u = write_layer(
+            one.path(),
+            &out.path().join("u"),
+            opts(Compression::Uncompressed),
+        );
         assert_eq!(g.diff_id, z.diff_id);
+        assert_eq!(g.diff_id, u.diff_id);
         assert_ne!(g.digest, z.digest);
+        // The plain tar is its own diffID, and what a gzip layer decompresses to.
+        assert_eq!(u.digest, u.diff_id);
+        assert_eq!(u.size, fs::metadata(out.path().join("u")).unwrap().len());
+        let mut plain = Vec::new();
+        flate2::read::GzDecoder::new(fs::File::open(out.path().join("g")).unwrap())
+            .read_to_end(&mut plain)
+            .unwrap();
+        assert_eq!(plain, fs::read(out.path().join("u")).unwrap());
         assert_eq!(
             &fs::read(out.path().join("z")).unwrap()[..4],
             &[0x28, 0xb5, 0x2f, 0xfd]

@@ -1,10 +1,12 @@
 //! Images, the lower layer of the builder: layers ([`layer`] writes them, [`unpack`] extracts
 //! them safely, [`unpacked`] keeps them unpacked in the store), the image config ([`config`]),
-//! platforms ([`platform`]) and the local content-addressed store ([`store`]).
+//! platforms ([`platform`]), the local content-addressed store ([`store`]) and the compression of
+//! its plain layers on their way out ([`compress`]).
 //!
 //! Never imports the build cache, the registry client or the build: they sit above and extend
 //! the store ([`crate::cache`] keeps its entries there).
 
+pub mod compress;
 pub mod config;
 pub mod layer;
 pub mod platform;
@@ -62,6 +64,20 @@ pub fn decompress<R: io::BufRead + 'static>(mut r: R) -> io::Result<Box<dyn io::
     } else {
         Ok(Box::new(r))
     }
+}
+
+/// The media type of the layer blob at `path`, from its first bytes (gzip or zstd magic, else
+/// a plain tar).
+pub fn blob_media_type(path: &std::path::Path) -> io::Result<oci_spec::image::MediaType> {
+    use oci_spec::image::MediaType;
+    use std::io::Read as _;
+    let mut magic = [0u8; 4];
+    let n = std::fs::File::open(path)?.read(&mut magic)?;
+    Ok(match &magic[..n] {
+        [0x1f, 0x8b, ..] => MediaType::ImageLayerGzip,
+        [0x28, 0xb5, 0x2f, 0xfd] => MediaType::ImageLayerZstd,
+        _ => MediaType::ImageLayer,
+    })
 }
 
 /// `sha256:HEX` of bytes.

@@ -3,8 +3,9 @@
 //!
 //! ```text
 //! STORE/oci-layout, index.json   the images; annotation org.opencontainers.image.ref.name = NAME:TAG
-//! STORE/blobs/sha256/HEX         configs, manifests, gzip layers
+//! STORE/blobs/sha256/HEX         configs, manifests, layers (those built here as plain tars)
 //! STORE/layers/HEX               a layer unpacked in overlayfs form (HEX = its diffID)
+//! STORE/compressed/HEX.KIND      the compressed blob of plain layer HEX (`crate::image::compress`)
 //! STORE/cache/HEX.json           the build cache (kept by `crate::cache`)
 //! STORE/tmp/                     work dirs of running builds; runtime state
 //! STORE/lock                     flock: one writer of index.json at a time
@@ -406,6 +407,17 @@ impl Store {
                 at(&path, r)?;
             }
         }
+        // Records of compressed layers whose blob is gone ([`super::compress`]).
+        let p = self.root.join("compressed");
+        for e in fs::read_dir(&p).into_iter().flatten().flatten() {
+            let gone = fs::read_to_string(e.path())
+                .ok()
+                .and_then(|t| t.split_whitespace().next().map(|d| !self.has_blob(d)))
+                .unwrap_or(true);
+            if gone {
+                let _ = fs::remove_file(e.path());
+            }
+        }
         Ok(freed)
     }
 
@@ -453,11 +465,6 @@ pub fn normalize(reference: &str) -> String {
     } else {
         format!("{reference}:latest")
     }
-}
-
-/// The media type of an OCI gzip layer.
-pub fn layer_media_type() -> MediaType {
-    MediaType::ImageLayerGzip
 }
 
 /// Builds an index with these manifests (for layouts written elsewhere).
