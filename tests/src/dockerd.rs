@@ -1,6 +1,9 @@
-//! A dockerd of the test's own (Debian's docker.io: its data root, exec root, pid file and
-//! socket in a temporary dir, no network setup), with `--add-runtime brig=BRIG`; stopped and
-//! everything it mounted or started removed when dropped.
+//! A dockerd of the test's own (Debian's docker.io: its data root, exec root, pid file, config
+//! file and socket in a temporary dir, no network setup), with `--add-runtime brig=BRIG`, in a
+//! private mount namespace where /run/containerd and /etc/docker are empty tmpfs (nothing of
+//! the host's containerd or docker configuration is seen or touched); stopped and everything it
+//! mounted or started removed when dropped. `docker` runs the client with BuildKit
+//! (DOCKER_BUILDKIT=1) and a client config dir of its own.
 
 use crate::command::{binary_path, run_timeout, Out};
 use crate::host::{kill_pid, wait_for};
@@ -28,27 +31,29 @@ impl Dockerd {
             .tempdir_in("/tmp")
             .map_err(|e| format!("tempdir: {e}"))?;
         let d = dir.path();
+        std::fs::write(d.join("daemon.json"), "{}").map_err(|e| e.to_string())?;
+        std::fs::create_dir(d.join("client")).map_err(|e| e.to_string())?;
+        let script = format!(
+            "for m in /run/containerd /etc/docker; do \
+             [ ! -d $m ] || mount -t tmpfs brig-test $m || exit 1; done; \
+             exec /usr/sbin/dockerd --config-file {d}/daemon.json --data-root {d}/data \
+             --exec-root {d}/exec --pidfile {d}/docker.pid -H unix://{d}/docker.sock \
+             --add-runtime brig={brig} --iptables=false --ip6tables=false --ip-masq=false \
+             --bridge=none",
+            d = d.display(),
+            brig = binary_path().display()
+        );
         let log = std::fs::File::create(d.join("dockerd.log")).map_err(|e| e.to_string())?;
-        let child = Command::new("/usr/sbin/dockerd")
-            .arg("--data-root")
-            .arg(d.join("data"))
-            .arg("--exec-root")
-            .arg(d.join("exec"))
-            .arg("--pidfile")
-            .arg(d.join("docker.pid"))
-            .arg("-H")
-            .arg(format!("unix://{}", d.join("docker.sock").display()))
-            .arg("--add-runtime")
-            .arg(format!("brig={}", binary_path().display()))
-            // No network setup: the containers run with --network none.
-            .args(["--iptables=false", "--ip-masq=false", "--bridge=none"])
+        // No network setup: the containers run with --network none (or host).
+        let child = Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c", &script])
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log)
             .spawn()
             .map_err(|e| format!("dockerd cannot start: {e}"))?;
         let mut dockerd = Dockerd { dir, child };
-        let up = wait_for(Duration::from_secs(30), || {
+        let up = wait_for(Duration::from_secs(60), || {
             dockerd.docker(&["version"]).success()
         });
         if !up {
@@ -57,7 +62,7 @@ impl Dockerd {
             let tail: Vec<&str> = log.lines().rev().take(5).collect();
             let status = dockerd.child.try_wait().ok().flatten();
             return Err(format!(
-                "dockerd did not answer on its socket within 30 s (exit: {status:?}); its log ends: {}",
+                "dockerd did not answer on its socket within 60 s (exit: {status:?}); its log ends: {}",
                 tail.join(" | ")
             ));
         }
@@ -73,16 +78,16 @@ impl Dockerd {
         self.dir.path()
     }
 
-    /// `docker -H unix://SOCK ARGS` (at most 60 s).
+    /// `docker -H unix://SOCK ARGS` with BuildKit and a client config of its own (at most
+    /// 300 s: builds go through it).
     pub fn docker(&self, args: &[&str]) -> Out {
         let mut cmd = Command::new("/usr/bin/docker");
-        cmd.arg("-H")
-            .arg(format!(
-                "unix://{}",
-                self.dir().join("docker.sock").display()
-            ))
+        cmd.env("DOCKER_BUILDKIT", "1")
+            .env("DOCKER_CONFIG", self.dir().join("client"))
+            .arg("-H")
+            .arg(format!("unix://{}", self.socket().display()))
             .args(args);
-        run_timeout(&mut cmd, Duration::from_secs(60))
+        run_timeout(&mut cmd, Duration::from_secs(300))
     }
 
     /// Processes whose command line names our directory (dockerd's own

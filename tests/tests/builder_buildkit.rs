@@ -20,13 +20,14 @@
 //! within its layer.
 
 use brig_tests::builder::*;
+use brig_tests::dockerd::Dockerd;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Instant;
 
 /// Differences that are expected: (Dockerfile dir or `*`, path or `config.FIELD[.key]` or
 /// `history`, reason).
@@ -72,82 +73,6 @@ fn case_dirs() -> Vec<PathBuf> {
     }
     dirs.sort_by_key(|p| p.file_name().unwrap().to_os_string());
     dirs
-}
-
-/// A dockerd of the test's own; stopped (and its temp dir removed) on drop.
-struct Dockerd {
-    dir: tempfile::TempDir,
-    child: Child,
-}
-
-impl Dockerd {
-    fn start() -> Dockerd {
-        let dir = tempfile::Builder::new()
-            .prefix("brig-dockerd-")
-            .tempdir()
-            .unwrap();
-        let d = dir.path();
-        fs::write(d.join("daemon.json"), "{}").unwrap();
-        fs::create_dir(d.join("client")).unwrap();
-        let script = format!(
-            "for m in /run/containerd /etc/docker; do \
-             [ ! -d $m ] || mount -t tmpfs brig-test $m || exit 1; done; exec {DOCKERD} --config-file {d}/daemon.json \
-             --data-root {d}/root --exec-root {d}/exec -H unix://{d}/docker.sock \
-             --pidfile {d}/docker.pid --bridge=none --iptables=false --ip6tables=false",
-            d = d.display()
-        );
-        let log = fs::File::create(d.join("dockerd.log")).unwrap();
-        let child = Command::new("unshare")
-            .args(["-m", "--propagation", "private", "sh", "-c", &script])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("spawn dockerd");
-        let mut me = Dockerd { dir, child };
-        let t0 = Instant::now();
-        while !me.docker(&["version"]).success() {
-            let exited = me.child.try_wait().ok().flatten();
-            assert!(
-                exited.is_none() && t0.elapsed() < Duration::from_secs(60),
-                "dockerd did not answer in 60 s:\n{}",
-                fs::read_to_string(me.dir.path().join("dockerd.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(250));
-        }
-        me
-    }
-
-    fn docker(&self, args: &[&str]) -> Out {
-        let d = self.dir.path();
-        run(Command::new(DOCKER)
-            .env("DOCKER_BUILDKIT", "1")
-            .env("DOCKER_CONFIG", d.join("client"))
-            .arg("-H")
-            .arg(format!("unix://{}/docker.sock", d.display()))
-            .args(args))
-    }
-}
-
-impl Drop for Dockerd {
-    fn drop(&mut self) {
-        // dockerd stops its containerd on SIGTERM; the mount namespace (and the overlay
-        // mounts in it) goes with the last of them.
-        // SAFETY: kill(2) on the pid of our own child, which we still wait for.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let t0 = Instant::now();
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(_)) | Err(_) => break,
-                Ok(None) if t0.elapsed() > Duration::from_secs(30) => {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    break;
-                }
-                Ok(None) => std::thread::sleep(Duration::from_millis(100)),
-            }
-        }
-    }
 }
 
 /// One entry of a flattened image.
@@ -411,7 +336,7 @@ fn in_buildkit_layers(d: &Dockerd, path: &str, ours: &Entry) -> bool {
         .iter()
         .filter(|(k, _)| k.starts_with("user."))
         .collect();
-    let Ok(layers) = fs::read_dir(d.dir.path().join("root/overlay2")) else {
+    let Ok(layers) = fs::read_dir(d.dir().join("data/overlay2")) else {
         return false;
     };
     layers.flatten().any(|l| {
@@ -436,7 +361,7 @@ fn same_images_as_buildkit() {
         }
     }
     let t0 = Instant::now();
-    let dockerd = Dockerd::start();
+    let dockerd = Dockerd::start().unwrap_or_else(|why| panic!("dockerd: {why}"));
     let c = Ctx::new("");
     let store = c.store();
     // The same base in both: made by brig-build (tagged in its store), loaded into dockerd.
