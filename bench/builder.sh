@@ -205,6 +205,11 @@ touch_two() { date +%s%N >"$CACHE_CTX/two.txt"; }
 bb_cache() {
     "$BRIG_BUILD" --store "$STORE" build -q --network none --runtime "$RUNC" -t bench/cache:1 "$@" "$CACHE_CTX"
 }
+# brig-build as it ships: RUN under brig (its default runtime).
+bbb_cache() {
+    "$BRIG_BUILD" --store "$STORE" build -q --network none --runtime "$BRIG" -t bench/cache:1 "$@" "$CACHE_CTX"
+}
+bbb_changed() { touch_two && bbb_cache; }
 bk_cache() { bk -q --network none -t bench/cache:1 "$@" "$CACHE_CTX"; }
 bh_cache() {
     bh build -q --layers --pull-never --runtime "$RUNC" --network none -t localhost/bench-cache:1 "$@" "$CACHE_CTX"
@@ -212,24 +217,28 @@ bh_cache() {
 bb_changed() { touch_two && bb_cache; }
 bk_changed() { touch_two && bk_cache; }
 bh_changed() { touch_two && bh_cache; }
-# cache_row NAME BRIG_CMD BUILDKIT_CMD BUILDAH_CMD [ARGS...]
+# cache_row NAME BRIG_CMD BRIG_BRIG_CMD BUILDKIT_CMD BUILDAH_CMD [ARGS...]
 cache_row() {
-    local name=$1 a k=- c
-    a=$(median_ms "brig-build $name" "$2" "${@:5}")
-    [ -z "$BUILDKIT" ] || k=$(median_ms "BuildKit $name" "$3" "${@:5}")
-    c=$(median_ms "buildah $name" "$4" "${@:5}")
-    printf '%-18s %12s %10s %10s %14s %14s\n' "$name" "$a" "$k" "$c" "$(ratio "$a" "$k")" "$(ratio "$a" "$c")"
+    local name=$1 a b k=- c
+    a=$(median_ms "brig-build $name" "$2" "${@:6}")
+    b=$(median_ms "brig-build (brig) $name" "$3" "${@:6}")
+    [ -z "$BUILDKIT" ] || k=$(median_ms "BuildKit $name" "$4" "${@:6}")
+    c=$(median_ms "buildah $name" "$5" "${@:6}")
+    printf '%-18s %12s %12s %10s %10s %12s %12s %12s\n' "$name" "$a" "$b" "$k" "$c" \
+        "$(ratio "$a" "$k")" "$(ratio "$b" "$k")" "$(ratio "$a" "$c")"
 }
 
 printf '\nbuild cache, multi-stage (two independent stages), median of %s, ms\n\n' "$RUNS"
-printf '%-18s %12s %10s %10s %14s %14s\n' case "brig-build" BuildKit buildah "ratio" "ratio"
-printf '%-18s %12s %10s %10s %14s %14s\n' "" "(runc)" "" "(runc)" "bb/BuildKit" "bb/buildah"
-cache_row "cold" bb_cache bk_cache bh_cache --no-cache
+printf '%-18s %12s %12s %10s %10s %12s %12s %12s\n' case "brig-build" "brig-build" BuildKit buildah \
+    "ratio" "ratio" "ratio"
+printf '%-18s %12s %12s %10s %10s %12s %12s %12s\n' "" "(runc)" "(brig)" "" "(runc)" "bb/BuildKit" \
+    "bb(brig)/BK" "bb/buildah"
+cache_row "cold" bb_cache bbb_cache bk_cache bh_cache --no-cache
 bb_cache >/dev/null 2>&1
 [ -z "$BUILDKIT" ] || bk_cache >/dev/null 2>&1
 bh_cache >/dev/null 2>&1
-cache_row "no change" bb_cache bk_cache bh_cache
-cache_row "one COPY changed" bb_changed bk_changed bh_changed
+cache_row "no change" bb_cache bbb_cache bk_cache bh_cache
+cache_row "one COPY changed" bb_changed bbb_changed bk_changed bh_changed
 printf '\nratio < 1: brig-build is faster. Compare only numbers from one run.\n'
 
 # ------------------------------------------------------------------ scenarios
