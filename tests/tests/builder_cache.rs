@@ -575,3 +575,41 @@ fn run_bind_mount_content_is_part_of_the_key() {
         "stale cache for a bind-mounted source"
     );
 }
+
+/// A context file is read again only when it changed: its digest is remembered by stat
+/// (`STORE/sums`), and a change that keeps its size and modification time is still seen (the
+/// change time moves): the COPY and the RUN after it run again, the image holds the new bytes.
+#[test]
+fn a_changed_file_is_seen_even_with_its_size_and_mtime_kept() {
+    if !ready("a_changed_file_is_seen_even_with_its_size_and_mtime_kept") {
+        return;
+    }
+    let w = Witness::start();
+    let c = Ctx::new(&format!(
+        "{}\nCOPY a.txt /a\nRUN {}\n",
+        from_base(),
+        w.hit("run")
+    ));
+    let set = |content: &str| {
+        c.write("a.txt", content);
+        fs::File::options()
+            .append(true)
+            .open(c.ctx().join("a.txt"))
+            .unwrap()
+            .set_modified(std::time::UNIX_EPOCH + Duration::from_secs(1_000_000_000))
+            .unwrap();
+    };
+    set("old");
+    // Older than brig-build's window for files still being written: its digest is remembered.
+    std::thread::sleep(Duration::from_secs(3));
+    c.build(&["-q", "-t", "sums:1"]).assert_ok();
+    assert!(c.store().join("sums").is_file(), "no digest remembered");
+    c.build(&["-q", "-t", "sums:1"]).assert_ok();
+    assert_eq!(w.count("run"), 1, "an unchanged context missed the cache");
+    set("new");
+    std::thread::sleep(Duration::from_secs(3));
+    let img = c.build_oci(&[]);
+    assert_eq!(w.count("run"), 2, "the change of a.txt was not seen");
+    assert_eq!(img.layer_file(-2, "a"), "new");
+    check_store(&c.store());
+}

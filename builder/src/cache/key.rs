@@ -265,9 +265,9 @@ mod tests {
         std::fs::write(d.path().join("f"), "1").unwrap();
         let root = crate::fsroot::Root::open(d.path()).unwrap();
         let srcs = ["f".to_string()];
-        let one = super::super::sources::digest(&root, None, &srcs).unwrap();
+        let one = super::super::sources::digest(&root, None, &srcs, &Default::default()).unwrap();
         std::fs::write(d.path().join("f"), "2").unwrap();
-        let two = super::super::sources::digest(&root, None, &srcs).unwrap();
+        let two = super::super::sources::digest(&root, None, &srcs, &Default::default()).unwrap();
         assert_ne!(one, two, "COPY source content");
         let f = fixed("COPY f /");
         assert_ne!(step(&step_of(&f, "p", &one)), step(&step_of(&f, "p", &two)));

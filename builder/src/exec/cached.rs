@@ -171,7 +171,7 @@ impl Builder<'_> {
                 };
                 let source = std::slice::from_ref(source);
                 let digest = match from {
-                    None => sources::digest(&self.context, Some(&self.ignore), source),
+                    None => sources::digest(&self.context, Some(&self.ignore), source, &self.sums),
                     Some(f) => match (
                         self.df.stage(f),
                         self.opts.build_contexts.get(&f.to_ascii_lowercase()),
@@ -180,9 +180,8 @@ impl Builder<'_> {
                             Some(s) => Ok(key::stage(&s.key)),
                             None => return Ok(key::unique("unbuilt")),
                         },
-                        (None, Some(contexts::Named::Dir(d))) => {
-                            Root::open(d).and_then(|root| sources::digest(&root, None, source))
-                        }
+                        (None, Some(contexts::Named::Dir(d))) => Root::open(d)
+                            .and_then(|root| sources::digest(&root, None, source, &self.sums)),
                         _ => return Ok(key::unique("unknown from")),
                     },
                 };
@@ -201,7 +200,7 @@ impl Builder<'_> {
         paths.retain(|p| !p.starts_with("<<"));
         let Some(f) = &a.from else {
             return Ok(
-                match sources::digest(&self.context, Some(&self.ignore), &paths) {
+                match sources::digest(&self.context, Some(&self.ignore), &paths, &self.sums) {
                     Ok(d) => d,
                     Err(e) => key::unique(&format!("unreadable {e}")),
                 },
@@ -215,7 +214,9 @@ impl Builder<'_> {
             },
             None => match self.opts.build_contexts.get(&f.to_ascii_lowercase()) {
                 Some(contexts::Named::Dir(d)) => {
-                    match Root::open(d).and_then(|root| sources::digest(&root, None, &paths)) {
+                    match Root::open(d)
+                        .and_then(|root| sources::digest(&root, None, &paths, &self.sums))
+                    {
                         Ok(digest) => key::named_dir(&digest),
                         Err(e) => return Ok(key::unique(&format!("unreadable {e}"))),
                     }
@@ -361,6 +362,7 @@ mod tests {
             progress: Mutex::new(Progress::new(crate::progress::Mode::Quiet)),
             cache_from: vec![],
             materials: Mutex::default(),
+            sums: Default::default(),
         };
         let mut st = b.base_state("scratch", 1).unwrap();
         assert_eq!(st.key, key::scratch());

@@ -188,6 +188,8 @@ struct Builder<'a> {
     cache_from: Vec<CacheFrom>,
     /// The base images used so far (for provenance and the SBOM).
     materials: Mutex<Vec<crate::attest::Material>>,
+    /// Content digests of context files, remembered across builds (`STORE/sums`).
+    sums: cache::sources::Sums,
 }
 
 /// An opened `--cache-from` cache.
@@ -265,8 +267,10 @@ pub fn build(opts: &Options, store: &Store) -> Result<Built> {
         progress: Mutex::new(progress),
         cache_from,
         materials: Mutex::default(),
+        sums: cache::sources::Sums::load(&store.root().join("sums")),
     };
     let mut r = b.build_all();
+    b.sums.save();
     if let (Ok(_), Some(to)) = (&r, &opts.cache_to) {
         let used = lock(&b.added).used.clone();
         let done = match to {
