@@ -48,7 +48,7 @@ impl Stat {
     }
 }
 
-/// File content digests remembered across builds, by [`Stat`] (see the module doc).
+/// File content digests remembered across builds, by stat (see the module doc).
 #[derive(Debug, Default)]
 pub struct Sums {
     path: Option<PathBuf>,
