@@ -71,6 +71,7 @@ pub fn create_with_sync(root: &Root, opts: &CreateOpts) -> Result<(i32, Channel)
     let (cg, use_cgroup) = cgroups::for_container(linux, &opts.id)?;
     let cgroup_mounts = cg.mounts();
     undo.cgroup = Some(cg);
+    let cgroup_entry = undo.cgroup.as_ref().expect("set above").entry()?;
 
     let rootfs_plan = rootfs::Plan::from_spec(
         spec,
@@ -90,6 +91,10 @@ pub fn create_with_sync(root: &Root, opts: &CreateOpts) -> Result<(i32, Channel)
         .collect();
     let rootless_maps =
         !nix::unistd::geteuid().is_root() && ns.clone_flags & libc::CLONE_NEWUSER as u64 != 0;
+    let id_maps = spec::new_user_namespace(linux);
+    let runtime_hooks = [hooks.prestart(), hooks.create_runtime()]
+        .iter()
+        .any(|h| h.as_ref().is_some_and(|l| !l.is_empty()));
     let plan = init::Plan {
         id: opts.id.clone(),
         bundle: bundle.dir.clone(),
@@ -115,6 +120,9 @@ pub fn create_with_sync(root: &Root, opts: &CreateOpts) -> Result<(i32, Channel)
         // it once the maps are written.
         rootless_maps,
         new_keyring: !opts.no_new_keyring,
+        cgroups: cgroup_entry,
+        parent_first: id_maps || process_spec.oom_score_adj().is_some(),
+        runtime_hooks,
     };
 
     if let Some(j) = &plan.ns.join_pid {
@@ -131,10 +139,32 @@ pub fn create_with_sync(root: &Root, opts: &CreateOpts) -> Result<(i32, Channel)
         "nsexec container setup: clone3 of the container init (namespace flags {:#x})",
         plan.ns.clone_flags
     ));
-    let pid = process::clone_init(plan.ns.clone_flags, || {
-        let _ = nix::unistd::close(parent_sync.as_raw_fd());
-        init::run(&plan, &child_sync)
-    });
+    let (plan_ref, parent_raw, child_ref) = (&plan, parent_sync.as_raw_fd(), &child_sync);
+    let child = |joins: bool| {
+        move || {
+            let _ = nix::unistd::close(parent_raw);
+            init::run(plan_ref, child_ref, joins)
+        }
+    };
+    // The init enters its cgroups itself (cgroups::Entry); should the kernel refuse to start
+    // it in its cgroup2 directory, it starts where we are and we put it in (apply).
+    let entry = plan.cgroups.as_ref();
+    let (pid, joins) = match entry.and_then(|e| e.clone_into()) {
+        Some(into) => match process::clone_into(plan.ns.clone_flags, Some(into), child(true)) {
+            Ok(pid) => (Ok(pid), true),
+            Err(e) => {
+                logging::debug(&format!("clone3 into the container's cgroup: {e}"));
+                (
+                    process::clone_init(plan.ns.clone_flags, child(false)),
+                    false,
+                )
+            }
+        },
+        None => (
+            process::clone_init(plan.ns.clone_flags, child(entry.is_some())),
+            entry.is_some(),
+        ),
+    };
     if rootless_maps {
         // SAFETY: as above.
         unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
@@ -145,19 +175,29 @@ pub fn create_with_sync(root: &Root, opts: &CreateOpts) -> Result<(i32, Channel)
     let cg = undo.cgroup.as_ref().expect("set above");
 
     let run_parent = || -> Result<()> {
-        cg.apply(pid)?;
+        if !joins {
+            cg.apply(pid)?;
+        }
         if let Some(adj) = process_spec.oom_score_adj() {
             std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string())
                 .map_err(|e| Error::io(format!("set process.oomScoreAdj to {adj}"), e))?;
         }
-        if spec::new_user_namespace(linux) {
+        if id_maps {
             namespaces::write_id_maps(
                 pid,
                 linux.uid_mappings().as_deref().unwrap_or(&[]),
                 linux.gid_mappings().as_deref().unwrap_or(&[]),
             )?;
         }
-        parent_sync.send(&Msg::Go)?;
+        if init::awaits_go(&plan, joins) {
+            if let Err(e) = parent_sync.send(&Msg::Go) {
+                // A child that failed already (entering its cgroups) said why.
+                return Err(match parent_sync.recv() {
+                    Ok(Some(Msg::Error { msg })) => Error::Msg(msg),
+                    _ => e,
+                });
+            }
+        }
         let listener = process::parent::Listener {
             profile: linux.seccomp().as_ref(),
             pid,

@@ -7,11 +7,14 @@
 //! clones, so the child may allocate (no other thread can hold the
 //! allocator's lock); it still does no parsing or file reading it can avoid.
 //!
-//! Protocol (one JSON message per datagram):
-//! parent → child `Go` once the child is in its cgroups; child → parent
-//! `Hooks` when the mounts are ready (the parent runs prestart and
-//! createRuntime, then answers `HooksDone`); child → parent `Ready` when it
-//! only has to wait for `start`; or `Error` with the real cause at any step.
+//! Protocol (one JSON message per datagram), each step only when it has work, so that
+//! the common container runs from clone to `Ready` without waiting on the parent (every
+//! round trip is a wait for the scheduler on a busy host): parent → child `Go` once the
+//! parent has put the child into its cgroups (where it could not enter them itself),
+//! written its id maps or oom_score_adj; child → parent `Hooks` when the mounts are ready
+//! and the spec has prestart or createRuntime hooks (the parent runs them, then answers
+//! `HooksDone`); child → parent `Ready` when it only has to wait for `start`; or `Error`
+//! with the real cause at any step.
 
 pub mod foreground;
 pub mod init;
@@ -169,7 +172,7 @@ impl Channel {
     }
 }
 
-pub use crate::linux::clone::clone_init;
+pub use crate::linux::clone::{clone_init, clone_into};
 
 /// Takes ownership of an inherited raw fd.
 ///
