@@ -82,8 +82,9 @@ impl Channel {
         Ok(())
     }
 
-    /// Child → parent: the error that ends the child, cut to fit one sync message (the parent
-    /// reads 64 KiB; a 10 MB hostname quoted whole would leave it with no error at all).
+    /// Child → parent: the error that ends the child, cut to fit one sync message (a
+    /// datagram must fit the socket's buffer; a 10 MB hostname quoted whole would leave the
+    /// parent with no error at all).
     pub fn send_error(&self, e: &Error) {
         let msg = crate::error::abbreviate(e.to_string(), 4096);
         let _ = self.send(&Msg::Error { msg });
@@ -133,8 +134,21 @@ impl Channel {
     }
 
     fn recv_one(&self) -> Result<Option<(Msg, Option<OwnedFd>)>> {
-        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-        let mut buf = vec![0u8; 64 * 1024];
+        use nix::sys::socket::{recv, recvmsg, ControlMessageOwned, MsgFlags};
+        // The datagram's size first, so that the buffer is what the message needs: one of
+        // 64 KiB, zeroed for every message, was resident memory of every create.
+        let len = loop {
+            match recv(
+                self.fd.as_raw_fd(),
+                &mut [],
+                MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC,
+            ) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(Error::sys("recv", "sync socket", e)),
+                Ok(n) => break n,
+            }
+        };
+        let mut buf = vec![0u8; len.max(1)];
         let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
         let (n, fd) = loop {
             let mut iov = [std::io::IoSliceMut::new(&mut buf)];
