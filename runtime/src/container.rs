@@ -146,25 +146,12 @@ pub fn create_with_sync(root: &Root, opts: &CreateOpts) -> Result<(i32, Channel)
             init::run(plan_ref, child_ref, joins)
         }
     };
-    // The init enters its cgroups itself (cgroups::Entry); should the kernel refuse to start
-    // it in its cgroup2 directory, it starts where we are and we put it in (apply).
-    let entry = plan.cgroups.as_ref();
-    let (pid, joins) = match entry.and_then(|e| e.clone_into()) {
-        Some(into) => match process::clone_into(plan.ns.clone_flags, Some(into), child(true)) {
-            Ok(pid) => (Ok(pid), true),
-            Err(e) => {
-                logging::debug(&format!("clone3 into the container's cgroup: {e}"));
-                (
-                    process::clone_init(plan.ns.clone_flags, child(false)),
-                    false,
-                )
-            }
-        },
-        None => (
-            process::clone_init(plan.ns.clone_flags, child(entry.is_some())),
-            entry.is_some(),
-        ),
-    };
+    // The init enters its cgroups itself where it can (cgroups::Entry).
+    let (pid, joins) =
+        match process::clone_entering(plan.ns.clone_flags, plan.cgroups.as_ref(), child) {
+            Ok((pid, joins)) => (Ok(pid), joins),
+            Err(e) => (Err(e), false),
+        };
     if rootless_maps {
         // SAFETY: as above.
         unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };

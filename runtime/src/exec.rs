@@ -200,21 +200,8 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32> {
             }
         }
     };
-    // As the init: into its cgroup2 directory by clone3, or (refused) where we are.
-    let entry = plan.cgroups.as_ref();
-    let (pid, joins) = match entry.and_then(|e| e.clone_into()) {
-        Some(into) => match process::clone_into(0, Some(into), run_child(true)) {
-            Ok(pid) => (pid, true),
-            Err(e) => {
-                crate::logging::debug(&format!("clone3 into the container's cgroup: {e}"));
-                (process::clone_init(0, run_child(false))?, false)
-            }
-        },
-        None => (
-            process::clone_init(0, run_child(entry.is_some()))?,
-            entry.is_some(),
-        ),
-    };
+    // As the init, it enters the container's cgroups itself where it can.
+    let (pid, joins) = process::clone_entering(0, plan.cgroups.as_ref(), run_child)?;
     drop(child_sync);
     drop(plan);
     let kill_child = || {

@@ -188,6 +188,30 @@ impl Channel {
 
 pub use crate::linux::clone::{clone_init, clone_into};
 
+/// Clones a container process (`flags`: its CLONE_NEW* bits) that enters the container's
+/// cgroups itself where `entry` allows ([`crate::cgroups::Entry`]): started in its cgroup2
+/// directory by clone3, and writing its v1 `tasks` files first thing, as `child(true)` does.
+/// Should the kernel refuse the start in the cgroup2 directory, the process starts where we
+/// are and `child(false)` leaves the joining to the caller ([`crate::cgroups::Manager::apply`]).
+/// Returns the pid and whether the process enters by itself.
+pub fn clone_entering<F: FnOnce() -> i32>(
+    flags: u64,
+    entry: Option<&crate::cgroups::Entry>,
+    child: impl Fn(bool) -> F,
+) -> Result<(i32, bool)> {
+    let joins = entry.is_some();
+    match entry.and_then(|e| e.clone_into()) {
+        Some(into) => match clone_into(flags, Some(into), child(true)) {
+            Ok(pid) => Ok((pid, true)),
+            Err(e) => {
+                crate::logging::debug(&format!("clone3 into the container's cgroup: {e}"));
+                clone_init(flags, child(false)).map(|pid| (pid, false))
+            }
+        },
+        None => clone_init(flags, child(joins)).map(|pid| (pid, joins)),
+    }
+}
+
 /// Takes ownership of an inherited raw fd.
 ///
 /// # Safety
