@@ -61,7 +61,8 @@ pub fn create_with_sync(root: &Root, opts: &CreateOpts) -> Result<(i32, Channel)
     let process_spec = process_of(&bundle)?;
     let linux = spec.linux().as_ref().expect("validated");
     let console = console_for(process_spec.terminal() == Some(true), opts)?;
-    let (ns, seccomp) = checked_plans(spec, process_spec)?;
+    let cache = root.dir.join(crate::linux::seccomp_cache::DIR);
+    let (ns, seccomp) = checked_plans(spec, process_spec, Some(&cache))?;
     let sysctls = linux.sysctl().clone().unwrap_or_default();
 
     let mut undo = process::undo::Undo::new("create");
@@ -249,10 +250,12 @@ fn process_of(bundle: &spec::Bundle) -> Result<&oci_spec::runtime::Process> {
 }
 
 /// What create checks of a validated spec against this host, and the plans it makes before
-/// anything exists: the namespaces and the compiled seccomp filter.
+/// anything exists: the namespaces and the compiled seccomp filter (kept in `cache`, when
+/// given, for the next container with the same profile).
 fn checked_plans(
     spec: &oci_spec::runtime::Spec,
     process_spec: &oci_spec::runtime::Process,
+    cache: Option<&Path>,
 ) -> Result<(namespaces::Plan, Option<seccomp::SeccompProgram>)> {
     let linux = spec.linux().as_ref().expect("validated");
     crate::linux::lsm::check(process_spec)
@@ -266,7 +269,11 @@ fn checked_plans(
     }
     let ns = namespaces::Plan::from_spec(linux.namespaces().as_deref().unwrap_or(&[]))?;
     spec::check_namespaced(spec, |t| ns.has(t))?;
-    let seccomp = linux.seccomp().as_ref().map(seccomp::compile).transpose()?;
+    let seccomp = linux
+        .seccomp()
+        .as_ref()
+        .map(|p| crate::linux::seccomp_cache::compile(p, cache))
+        .transpose()?;
     Ok((ns, seccomp))
 }
 
@@ -278,7 +285,7 @@ pub fn fuzz_plan(bundle: &Path) -> Result<()> {
     let bundle = spec::load(bundle)?;
     let spec = &bundle.spec;
     let process_spec = process_of(&bundle)?;
-    let (ns, seccomp) = checked_plans(spec, process_spec)?;
+    let (ns, seccomp) = checked_plans(spec, process_spec, None)?;
     let cgroupns = ns.has(LinuxNamespaceType::Cgroup);
     rootfs::Plan::from_spec(
         spec,

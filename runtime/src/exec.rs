@@ -21,7 +21,7 @@ use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceTyp
 
 use crate::cgroups;
 use crate::error::{Error, Result, SysContext};
-use crate::linux::{namespaces, seccomp, tty};
+use crate::linux::{namespaces, tty};
 use crate::process::plan::ProcessPlan;
 use crate::process::{self, Channel, Msg};
 use crate::state::{self, Root, Status};
@@ -93,7 +93,12 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32> {
         None => Error::config("exec", format!("process.{field}"), msg),
     })?;
     let linux = spec.linux().clone().unwrap_or_default();
-    let seccomp = linux.seccomp().as_ref().map(seccomp::compile).transpose()?;
+    let cache = root.dir.join(crate::linux::seccomp_cache::DIR);
+    let seccomp = linux
+        .seccomp()
+        .as_ref()
+        .map(|p| crate::linux::seccomp_cache::compile(p, Some(&cache)))
+        .transpose()?;
     let ns = namespaces::Plan::from_spec(&namespaces_of(saved.pid)?)?;
     crate::logging::debug(&format!(
         "exec: joining the namespaces of pid {} ({} to join)",
