@@ -39,6 +39,7 @@ case_cycle() {
     rt "$1" delete "$id"
 }
 case_exec() { rt "$1" exec "exec-$1" /bin/true; }
+case_seccomp() { next_id; rt "$1" run --bundle "$WORK/seccomp" "$id" </dev/null; }
 
 # Medians of the wall time and of the CPU time (user + system, the runtime's and every
 # process it waited for) in ms, as "WALL CPU".
@@ -90,6 +91,10 @@ log "run of /bin/true: ${NAMES[*]}"
 rounds run "${NAMES[@]}"
 log "create, start, state until stopped, delete: ${NAMES[*]}"
 rounds cycle "${NAMES[@]}"
+if [ -f "$WORK/seccomp/config.json" ]; then
+    log "run of /bin/true with a seccomp profile: ${NAMES[*]}"
+    rounds seccomp "${NAMES[@]}"
+fi
 log "exec of /bin/true into a running container: ${NAMES[*]}"
 for n in "${NAMES[@]}"; do
     rt "$n" run -d --bundle "$SLEEPER" "exec-$n" </dev/null >/dev/null 2>&1 || FAILED[$n-exec]=1
@@ -162,22 +167,24 @@ ratio() { # A B -> A/B as "0.75x", or n/a
 cell() { if [ -n "${FAILED[$1]:-}" ]; then printf 'failed'; else printf '%s' "${2:--}"; fi; }
 echo
 printf 'floor (unshare -mpnuiC -f /bin/true): %s ms wall, %s ms cpu (median)\n\n' "${WALL[floor-floor]}" "${CPU[floor-floor]}"
-printf '%-7s | %18s | %18s | %18s | %9s\n' "" "run ms" "cycle ms" "exec ms" "peak RSS"
-printf '%-7s | %8s %9s | %8s %9s | %8s %9s | %9s\n' runtime wall cpu wall cpu wall cpu KB
+printf '%-7s | %18s | %18s | %18s | %18s | %9s\n' "" "run ms" "cycle ms" "exec ms" "run+seccomp ms" "peak RSS"
+printf '%-7s | %8s %9s | %8s %9s | %8s %9s | %8s %9s | %9s\n' runtime wall cpu wall cpu wall cpu wall cpu KB
 for n in "${NAMES[@]}"; do
-    printf '%-7s | %8s %9s | %8s %9s | %8s %9s | %9s\n' "$n" \
+    printf '%-7s | %8s %9s | %8s %9s | %8s %9s | %8s %9s | %9s\n' "$n" \
         "$(cell "$n-run" "${WALL[$n-run]}")" "$(cell "$n-run" "${CPU[$n-run]}")" \
         "$(cell "$n-cycle" "${WALL[$n-cycle]}")" "$(cell "$n-cycle" "${CPU[$n-cycle]}")" \
-        "$(cell "$n-exec" "${WALL[$n-exec]}")" "$(cell "$n-exec" "${CPU[$n-exec]}")" "${RSS[$n]:--}"
+        "$(cell "$n-exec" "${WALL[$n-exec]}")" "$(cell "$n-exec" "${CPU[$n-exec]}")" \
+        "$(cell "$n-seccomp" "${WALL[$n-seccomp]:-}")" "$(cell "$n-seccomp" "${CPU[$n-seccomp]:-}")" "${RSS[$n]:--}"
 done
 if [ -n "${RT[brig]:-}" ]; then
     echo
     for b in crun runc; do
         [ -n "${RT[$b]:-}" ] || continue
-        printf 'brig/%s: run %s (cpu %s)  cycle %s (cpu %s)  exec %s (cpu %s)  rss %s\n' "$b" \
+        printf 'brig/%s: run %s (cpu %s)  cycle %s (cpu %s)  exec %s (cpu %s)  run+seccomp %s (cpu %s)  rss %s\n' "$b" \
             "$(ratio "${WALL[brig-run]}" "${WALL[$b-run]}")" "$(ratio "${CPU[brig-run]}" "${CPU[$b-run]}")" \
             "$(ratio "${WALL[brig-cycle]}" "${WALL[$b-cycle]}")" "$(ratio "${CPU[brig-cycle]}" "${CPU[$b-cycle]}")" \
             "$(ratio "${WALL[brig-exec]}" "${WALL[$b-exec]}")" "$(ratio "${CPU[brig-exec]}" "${CPU[$b-exec]}")" \
+            "$(ratio "${WALL[brig-seccomp]:-}" "${WALL[$b-seccomp]:-}")" "$(ratio "${CPU[brig-seccomp]:-}" "${CPU[$b-seccomp]:-}")" \
             "$(ratio "${RSS[brig]}" "${RSS[$b]}")"
     done
     echo "(ratio < 1: brig is faster / smaller; wall and cpu are separate medians)"
