@@ -61,7 +61,8 @@ pub fn create_with_sync(root: &Root, opts: &CreateOpts) -> Result<(i32, Channel)
     let process_spec = process_of(&bundle)?;
     let linux = spec.linux().as_ref().expect("validated");
     let console = console_for(process_spec.terminal() == Some(true), opts)?;
-    let (ns, seccomp) = checked_plans(spec, process_spec)?;
+    let cache = root.dir.join(crate::linux::seccomp_cache::DIR);
+    let (ns, seccomp) = checked_plans(spec, process_spec, Some(&cache))?;
     let sysctls = linux.sysctl().clone().unwrap_or_default();
 
     let mut undo = process::undo::Undo::new("create");
@@ -71,6 +72,7 @@ pub fn create_with_sync(root: &Root, opts: &CreateOpts) -> Result<(i32, Channel)
     let (cg, use_cgroup) = cgroups::for_container(linux, &opts.id)?;
     let cgroup_mounts = cg.mounts();
     undo.cgroup = Some(cg);
+    let cgroup_entry = undo.cgroup.as_ref().expect("set above").entry()?;
 
     let rootfs_plan = rootfs::Plan::from_spec(
         spec,
@@ -90,6 +92,10 @@ pub fn create_with_sync(root: &Root, opts: &CreateOpts) -> Result<(i32, Channel)
         .collect();
     let rootless_maps =
         !nix::unistd::geteuid().is_root() && ns.clone_flags & libc::CLONE_NEWUSER as u64 != 0;
+    let id_maps = spec::new_user_namespace(linux);
+    let runtime_hooks = [hooks.prestart(), hooks.create_runtime()]
+        .iter()
+        .any(|h| h.as_ref().is_some_and(|l| !l.is_empty()));
     let plan = init::Plan {
         id: opts.id.clone(),
         bundle: bundle.dir.clone(),
@@ -115,6 +121,9 @@ pub fn create_with_sync(root: &Root, opts: &CreateOpts) -> Result<(i32, Channel)
         // it once the maps are written.
         rootless_maps,
         new_keyring: !opts.no_new_keyring,
+        cgroups: cgroup_entry,
+        parent_first: id_maps || process_spec.oom_score_adj().is_some(),
+        runtime_hooks,
     };
 
     if let Some(j) = &plan.ns.join_pid {
@@ -131,10 +140,19 @@ pub fn create_with_sync(root: &Root, opts: &CreateOpts) -> Result<(i32, Channel)
         "nsexec container setup: clone3 of the container init (namespace flags {:#x})",
         plan.ns.clone_flags
     ));
-    let pid = process::clone_init(plan.ns.clone_flags, || {
-        let _ = nix::unistd::close(parent_sync.as_raw_fd());
-        init::run(&plan, &child_sync)
-    });
+    let (plan_ref, parent_raw, child_ref) = (&plan, parent_sync.as_raw_fd(), &child_sync);
+    let child = |joins: bool| {
+        move || {
+            let _ = nix::unistd::close(parent_raw);
+            init::run(plan_ref, child_ref, joins)
+        }
+    };
+    // The init enters its cgroups itself where it can (cgroups::Entry).
+    let (pid, joins) =
+        match process::clone_entering(plan.ns.clone_flags, plan.cgroups.as_ref(), child) {
+            Ok((pid, joins)) => (Ok(pid), joins),
+            Err(e) => (Err(e), false),
+        };
     if rootless_maps {
         // SAFETY: as above.
         unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
@@ -145,19 +163,29 @@ pub fn create_with_sync(root: &Root, opts: &CreateOpts) -> Result<(i32, Channel)
     let cg = undo.cgroup.as_ref().expect("set above");
 
     let run_parent = || -> Result<()> {
-        cg.apply(pid)?;
+        if !joins {
+            cg.apply(pid)?;
+        }
         if let Some(adj) = process_spec.oom_score_adj() {
             std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string())
                 .map_err(|e| Error::io(format!("set process.oomScoreAdj to {adj}"), e))?;
         }
-        if spec::new_user_namespace(linux) {
+        if id_maps {
             namespaces::write_id_maps(
                 pid,
                 linux.uid_mappings().as_deref().unwrap_or(&[]),
                 linux.gid_mappings().as_deref().unwrap_or(&[]),
             )?;
         }
-        parent_sync.send(&Msg::Go)?;
+        if init::awaits_go(&plan, joins) {
+            if let Err(e) = parent_sync.send(&Msg::Go) {
+                // A child that failed already (entering its cgroups) said why.
+                return Err(match parent_sync.recv() {
+                    Ok(Some(Msg::Error { msg })) => Error::Msg(msg),
+                    _ => e,
+                });
+            }
+        }
         let listener = process::parent::Listener {
             profile: linux.seccomp().as_ref(),
             pid,
@@ -222,10 +250,12 @@ fn process_of(bundle: &spec::Bundle) -> Result<&oci_spec::runtime::Process> {
 }
 
 /// What create checks of a validated spec against this host, and the plans it makes before
-/// anything exists: the namespaces and the compiled seccomp filter.
+/// anything exists: the namespaces and the compiled seccomp filter (kept in `cache`, when
+/// given, for the next container with the same profile).
 fn checked_plans(
     spec: &oci_spec::runtime::Spec,
     process_spec: &oci_spec::runtime::Process,
+    cache: Option<&Path>,
 ) -> Result<(namespaces::Plan, Option<seccomp::SeccompProgram>)> {
     let linux = spec.linux().as_ref().expect("validated");
     crate::linux::lsm::check(process_spec)
@@ -239,7 +269,11 @@ fn checked_plans(
     }
     let ns = namespaces::Plan::from_spec(linux.namespaces().as_deref().unwrap_or(&[]))?;
     spec::check_namespaced(spec, |t| ns.has(t))?;
-    let seccomp = linux.seccomp().as_ref().map(seccomp::compile).transpose()?;
+    let seccomp = linux
+        .seccomp()
+        .as_ref()
+        .map(|p| crate::linux::seccomp_cache::compile(p, cache))
+        .transpose()?;
     Ok((ns, seccomp))
 }
 
@@ -251,7 +285,7 @@ pub fn fuzz_plan(bundle: &Path) -> Result<()> {
     let bundle = spec::load(bundle)?;
     let spec = &bundle.spec;
     let process_spec = process_of(&bundle)?;
-    let (ns, seccomp) = checked_plans(spec, process_spec)?;
+    let (ns, seccomp) = checked_plans(spec, process_spec, None)?;
     let cgroupns = ns.has(LinuxNamespaceType::Cgroup);
     rootfs::Plan::from_spec(
         spec,

@@ -3,8 +3,9 @@
 //! The process comes from `--process` (a runtime-spec process JSON) or from
 //! the container's own config with runc's flag overrides. brig joins the
 //! namespaces the init lives in (those that differ from ours, read from
-//! /proc/PID/ns, so nothing depends on a config that may have changed), puts
-//! the new process into the container's cgroups before it runs anything,
+//! /proc/PID/ns, so nothing depends on a config that may have changed), has
+//! the new process enter the container's cgroups before it runs anything
+//! (itself, see `cgroups::Entry`, or put there by brig),
 //! and applies the process's user, capabilities, rlimits, seccomp filter and
 //! no_new_privileges as the init does.
 //!
@@ -20,7 +21,7 @@ use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceTyp
 
 use crate::cgroups;
 use crate::error::{Error, Result, SysContext};
-use crate::linux::{namespaces, seccomp, tty};
+use crate::linux::{namespaces, tty};
 use crate::process::plan::ProcessPlan;
 use crate::process::{self, Channel, Msg};
 use crate::state::{self, Root, Status};
@@ -92,7 +93,12 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32> {
         None => Error::config("exec", format!("process.{field}"), msg),
     })?;
     let linux = spec.linux().clone().unwrap_or_default();
-    let seccomp = linux.seccomp().as_ref().map(seccomp::compile).transpose()?;
+    let cache = root.dir.join(crate::linux::seccomp_cache::DIR);
+    let seccomp = linux
+        .seccomp()
+        .as_ref()
+        .map(|p| crate::linux::seccomp_cache::compile(p, Some(&cache)))
+        .transpose()?;
     let ns = namespaces::Plan::from_spec(&namespaces_of(saved.pid)?)?;
     crate::logging::debug(&format!(
         "exec: joining the namespaces of pid {} ({} to join)",
@@ -156,6 +162,14 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32> {
         in_userns,
         root,
         keyring: (!saved.no_new_keyring).then(|| saved.id.clone()),
+        // Where the entry cannot be made, the parent's join below says why.
+        cgroups: match opts.cgroups.is_empty() {
+            true => cgroups::load(saved.cgroup_paths.clone())
+                .entry()
+                .ok()
+                .flatten(),
+            false => None,
+        },
     };
     // pid and time namespaces apply to children: join them before the clone.
     if let Some(j) = &plan.ns.join_pid {
@@ -178,16 +192,21 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32> {
         "nsexec container setup: clone3 of the exec process for container {} (pid {})",
         saved.id, saved.pid
     ));
-    let pid = process::clone_init(0, || {
-        let _ = nix::unistd::close(parent_sync.as_raw_fd());
-        match child(&plan, &child_sync) {
-            Ok(never) => match never {},
-            Err(e) => {
-                child_sync.send_error(&e);
-                1
+    let (plan_ref, parent_raw, child_ref) = (&plan, parent_sync.as_raw_fd(), &child_sync);
+    let run_child = |joins: bool| {
+        move || {
+            let _ = nix::unistd::close(parent_raw);
+            match child(plan_ref, child_ref, joins) {
+                Ok(never) => match never {},
+                Err(e) => {
+                    child_ref.send_error(&e);
+                    1
+                }
             }
         }
-    })?;
+    };
+    // As the init, it enters the container's cgroups itself where it can.
+    let (pid, joins) = process::clone_entering(0, plan.cgroups.as_ref(), run_child)?;
     drop(child_sync);
     drop(plan);
     let kill_child = || {
@@ -195,10 +214,13 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32> {
         unsafe { libc::kill(pid, libc::SIGKILL) };
         let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
     };
-    let joined = cgroups::join::exec_process(&saved.cgroup_paths, &opts.cgroups, saved.pid, pid);
-    if let Err(e) = joined.and_then(|_| parent_sync.send(&Msg::Go)) {
-        kill_child();
-        return Err(e);
+    if !joins {
+        let joined =
+            cgroups::join::exec_process(&saved.cgroup_paths, &opts.cgroups, saved.pid, pid);
+        if let Err(e) = joined.and_then(|_| parent_sync.send(&Msg::Go)) {
+            kill_child();
+            return Err(e);
+        }
     }
     // Until the child has exec'd (closing its end) or failed.
     let listener = process::parent::Listener {
@@ -395,11 +417,21 @@ struct Plan {
     /// The container's session keyring to join (`_ses.<id>`), unless it was created with
     /// --no-new-keyring.
     keyring: Option<String>,
+    /// The container's cgroups, which the process enters first thing when they are all it
+    /// joins (no `--cgroup`); else the parent puts it in before `Go`.
+    cgroups: Option<cgroups::Entry>,
 }
 
 enum Never {}
 
-fn child(plan: &Plan, sync: &Channel) -> Result<Never> {
+/// The exec process; `joins`: it enters its cgroups itself ([`Plan::cgroups`]), and does
+/// not wait for the parent's `Go`.
+fn child(plan: &Plan, sync: &Channel, joins: bool) -> Result<Never> {
+    if joins {
+        if let Some(entry) = &plan.cgroups {
+            entry.join_self()?;
+        }
+    }
     // SAFETY: prctl with integer arguments.
     let r = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     nix::errno::Errno::result(r).sys("prctl", "PR_SET_DUMPABLE")?;
@@ -407,9 +439,11 @@ fn child(plan: &Plan, sync: &Channel) -> Result<Never> {
         "child process in init(): exec process {}, joining the container's namespaces",
         std::process::id()
     ));
-    match sync.recv()? {
-        Some(Msg::Go) => {}
-        other => return Err(Error::msg(format!("sync: expected go, got {other:?}"))),
+    if !joins {
+        match sync.recv()? {
+            Some(Msg::Go) => {}
+            other => return Err(Error::msg(format!("sync: expected go, got {other:?}"))),
+        }
     }
     // SAFETY: setsid in a fresh child.
     unsafe { libc::setsid() };

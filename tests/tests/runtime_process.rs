@@ -146,6 +146,37 @@ fn env() {
     }
 }
 
+/// An environment of 50,000 entries arrives whole, a duplicate name once with its last value
+/// (the order is process::plan's unit test's). The runtime's handling of it is linear: it was
+/// quadratic, 158 s for 100,000 entries (bench/env.sh times brig against runc; no timing here).
+/// The container runs `env` itself: a shell would spend seconds hashing 50,000 variables.
+#[test]
+fn large_env_arrives_whole() {
+    let Some(rt) = Runtime::new("large-env") else {
+        return;
+    };
+    const N: usize = 50_000;
+    let b = Bundle::new(&["env"]).with(|c| {
+        let mut env: Vec<String> = vec!["PATH=/bin".into()];
+        env.extend((0..N).map(|i| format!("K{i}=v{i}")));
+        env.push("K7=last".into());
+        c["process"]["env"] = json!(env);
+    });
+    let id = rt.new_id("large-env");
+    let out = rt.run_capture(&b, &id);
+    out.assert_ok();
+    assert_no_leftovers(&rt, &id, &b);
+    let ks: Vec<&str> = out.stdout.lines().filter(|l| l.starts_with('K')).collect();
+    assert_eq!(ks.len(), N, "{} K entries", ks.len());
+    let k7: Vec<&str> = ks
+        .iter()
+        .copied()
+        .filter(|l| l.starts_with("K7="))
+        .collect();
+    assert_eq!(k7, ["K7=last"]);
+    assert!(ks.contains(&"K49999=v49999"));
+}
+
 /// process.args[0] is looked up in the container's PATH.
 #[test]
 fn args_path_lookup() {

@@ -113,12 +113,81 @@ pub(crate) struct Layout {
     pub hierarchies: Vec<Hierarchy>,
 }
 
+/// Where systemd and the distributions mount the cgroup filesystems.
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
 impl Layout {
-    /// Read `/proc/self/mountinfo`.
+    /// The hierarchies of a conventional host ([`Layout::conventional`]), or else those
+    /// `/proc/self/mountinfo` lists.
     pub fn detect() -> Result<Layout> {
+        if let Some(l) = Layout::conventional() {
+            return Ok(l);
+        }
         let text = std::fs::read_to_string("/proc/self/mountinfo")
             .ctx(|| "read /proc/self/mountinfo".to_string())?;
         Ok(Layout::parse(&text))
+    }
+
+    /// The layout of a host that mounts its cgroups where systemd and the distributions do,
+    /// told from `/proc/self/cgroup` and a statfs of each mount point, without reading the
+    /// mount table (which grows with every container rootfs mounted on the host, so that
+    /// reading it made each container cost more than the one before): a cgroup2 mount at
+    /// /sys/fs/cgroup; or a tmpfs there with a mount for each v1 hierarchy, named after its
+    /// controllers (`systemd` for name=systemd), and `unified` for cgroup2. Each mount must
+    /// show the whole hierarchy: our own cgroup is found under it by its full path. `None`
+    /// when anything differs from that (a hierarchy mounted elsewhere, a mount of part of a
+    /// hierarchy, v1 without a cgroup2 mount): the mount table decides then.
+    fn conventional() -> Option<Layout> {
+        use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC, CGROUP_SUPER_MAGIC, TMPFS_MAGIC};
+        let own = read_own_cgroups().ok()?;
+        let top = Path::new(CGROUP_ROOT);
+        let at = |mountpoint: PathBuf, controllers: &[String], own: &str| -> Option<Hierarchy> {
+            let v2 = controllers.is_empty();
+            let want = if v2 {
+                CGROUP2_SUPER_MAGIC
+            } else {
+                CGROUP_SUPER_MAGIC
+            };
+            if statfs(&mountpoint).ok()?.filesystem_type() != want {
+                return None;
+            }
+            let rel = Path::new(own).strip_prefix("/").ok()?;
+            if rel.components().any(|c| !matches!(c, Component::Normal(_)))
+                || !mountpoint.join(rel).is_dir()
+            {
+                return None;
+            }
+            Some(Hierarchy {
+                v2,
+                controllers: controllers.to_vec(),
+                mountpoint,
+                root: PathBuf::from("/"),
+            })
+        };
+        let kind = statfs(top).ok()?.filesystem_type();
+        let mut hierarchies = Vec::new();
+        if kind == CGROUP2_SUPER_MAGIC {
+            // cgroup2 alone: its line is the only one.
+            let [only] = own.as_slice() else { return None };
+            hierarchies.push(at(top.to_path_buf(), &only.controllers, &only.path)?);
+            return (only.controllers.is_empty()).then_some(Layout { hierarchies });
+        }
+        if kind != TMPFS_MAGIC {
+            return None;
+        }
+        for p in &own {
+            let known = |c: &String| V1_CONTROLLERS.contains(&c.as_str()) || c.starts_with("name=");
+            if !p.controllers.iter().all(known) {
+                return None;
+            }
+            let dir = match p.controllers.as_slice() {
+                [] => "unified".to_string(),
+                [one] if one.starts_with("name=") => one["name=".len()..].to_string(),
+                all => all.join(","),
+            };
+            hierarchies.push(at(top.join(dir), &p.controllers, &p.path)?);
+        }
+        Some(Layout { hierarchies })
     }
 
     /// Parse mountinfo text. The first mount of each hierarchy wins.
@@ -323,6 +392,26 @@ mod tests {
         assert_eq!(l.hierarchies[0].controllers, vec!["cpu", "cpuacct"]);
         assert_eq!(l.hierarchies[1].mountpoint, PathBuf::from("/x y"));
         assert_eq!(l.hierarchies[1].root, PathBuf::from("/a"));
+    }
+
+    #[test]
+    fn conventional_host_as_its_mount_table_says() {
+        // This host's own layout both ways: where /sys/fs/cgroup is conventional, what the
+        // quick way finds is what the mount table lists (the hierarchies brig joins).
+        let Some(quick) = Layout::conventional() else {
+            eprintln!("skipped: /sys/fs/cgroup is not laid out conventionally here");
+            return;
+        };
+        let text = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+        let table = Layout::parse(&text);
+        let view = |l: &Layout| -> Vec<(Vec<String>, PathBuf, PathBuf)> {
+            l.joinable()
+                .iter()
+                .map(|h| (h.keys(), h.mountpoint.clone(), h.root.clone()))
+                .collect()
+        };
+        assert_eq!(view(&quick), view(&table));
+        assert_eq!(quick.mode().ok(), table.mode().ok());
     }
 
     #[test]

@@ -21,8 +21,9 @@
 //! container also joins); [`v2`] handles hosts with only the unified cgroup2
 //! hierarchy (devices through an eBPF program, see `bpf`).
 //!
-//! Order of use by the runtime (as runc): [`new`] → [`Manager::apply`] with
-//! the container init's pid, before that process unshares its cgroup
+//! Order of use by the runtime (as runc): [`new`] → [`Manager::entry`] before
+//! the clone of the init, which enters the cgroups itself (or
+//! [`Manager::apply`] with the init's pid), before that process unshares its cgroup
 //! namespace (the namespace root is the cgroup it is in at unshare time) →
 //! [`Manager::set`] with the resources (devices list built with
 //! [`device_rules`]) once the init has made its device nodes, before it
@@ -32,6 +33,7 @@
 
 mod bpf;
 mod devices;
+mod entry;
 pub mod join;
 mod layout;
 pub mod oom;
@@ -51,6 +53,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 pub use devices::{device_rules, DefaultDevice, DEFAULT_DEVICES};
+pub use entry::Entry;
 pub use oom::{OomEvent, OomWatch};
 pub use stats::Stats;
 
@@ -62,6 +65,14 @@ pub trait Manager: std::fmt::Debug + Send + Sync {
     /// into each (`cgroup.procs`). Also used to put an exec'd process into a
     /// running container's cgroups.
     fn apply(&self, pid: i32) -> Result<()>;
+
+    /// Creates the container's directories and opens them for a new process to enter by
+    /// itself as it starts ([`Entry`], which spares the kernel's global lock that
+    /// [`Manager::apply`] takes); `None` where that is not possible, and `apply` puts the
+    /// process in.
+    fn entry(&self) -> Result<Option<Entry>> {
+        Ok(None)
+    }
 
     /// Write the resource limits. Settings that are `None` are left as they
     /// are; `devices: Some(list)` replaces the device rules with exactly
@@ -208,7 +219,7 @@ fn wants_limits(r: Option<&oci_spec::runtime::LinuxResources>) -> bool {
 /// Rebuild the manager of an existing container from its stored
 /// [`Manager::paths`]: one entry under the empty key is a cgroup v2
 /// container (as in runc's state), anything else v1/hybrid. The host layout
-/// is re-read for [`Manager::mounts`] and cpuset/hugetlb parents; if that
+/// is read again when [`Manager::mounts`] or hugetlb need it; if that
 /// fails those degrade (no mounts). With `--systemd-cgroup`, a container in
 /// a systemd scope also gets its unit stopped at destroy and properties set.
 pub fn load(paths: BTreeMap<String, PathBuf>) -> Box<dyn Manager> {
@@ -219,15 +230,16 @@ pub fn load(paths: BTreeMap<String, PathBuf>) -> Box<dyn Manager> {
     fs
 }
 
+/// The host's layout is read only by what needs it (mounts, a missing directory, hugetlb on
+/// cgroup2), not by every command that loads a container.
 fn load_fs(paths: &BTreeMap<String, PathBuf>) -> Box<dyn Manager> {
     let paths = paths.clone();
-    let layout = Layout::detect().ok();
     if paths.len() == 1 {
         if let Some(p) = paths.get(v2::KEY) {
-            return Box::new(v2::V2Manager::load(layout.as_ref(), p.clone()));
+            return Box::new(v2::V2Manager::load(None, p.clone()));
         }
     }
-    Box::new(v1::V1Manager::load(layout.as_ref(), paths))
+    Box::new(v1::V1Manager::load(None, paths))
 }
 
 /// `linux.cgroupsPath`, cleaned.

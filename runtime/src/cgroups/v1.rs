@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::thread::sleep;
 use std::time::Duration;
 
@@ -26,7 +27,7 @@ use super::stats::{self, Stats};
 use super::util::{
     all_pids, mkdir_all, read_file, read_u64, remove_cgroup, write_file, write_some,
 };
-use super::{CgroupMount, Inner, Manager};
+use super::{CgroupMount, Entry, Inner, Manager};
 use crate::error::{Error, Result};
 
 /// The container's directory in one hierarchy.
@@ -54,6 +55,11 @@ impl Group {
 pub struct V1Manager {
     /// In join order (cpuset first, unified last).
     groups: Vec<Group>,
+    /// The groups with their hierarchies' mount points and the kernel's order of their
+    /// keys: known when made by [`V1Manager::new`]; for a loaded manager, from the host's
+    /// layout when first needed (mounts, a hugetlb limit on cgroup2), so that the commands
+    /// that only read, signal or remove (state, kill, delete) never look for it.
+    located: OnceLock<Vec<Group>>,
 }
 
 impl Dirs for V1Manager {
@@ -90,9 +96,14 @@ impl V1Manager {
                 "the devices cgroup controller is not mounted; refusing to run a container without device access control",
             ));
         }
-        Ok(V1Manager { groups })
+        Ok(V1Manager {
+            located: OnceLock::from(groups.clone()),
+            groups,
+        })
     }
 
+    /// The manager of the cgroups at `paths` (as [`Manager::paths`] gave them); `layout`,
+    /// when given, locates them now, else when first needed.
     pub(crate) fn load(layout: Option<&Layout>, paths: BTreeMap<String, PathBuf>) -> V1Manager {
         let mut by_path: BTreeMap<PathBuf, Vec<String>> = BTreeMap::new();
         for (k, p) in paths {
@@ -100,26 +111,40 @@ impl V1Manager {
         }
         let mut groups: Vec<Group> = by_path
             .into_iter()
-            .map(|(path, mut keys)| {
-                let v2 = keys.iter().any(|k| k == UNIFIED_KEY);
-                let h = layout.and_then(|l| l.containing(&path, v2));
-                if let Some(h) = h {
-                    // Keep the kernel's order ("cpu,cpuacct") for mounts().
-                    let hk = h.keys();
-                    if hk.len() == keys.len() && keys.iter().all(|k| hk.contains(k)) {
-                        keys = hk;
-                    }
-                }
-                Group {
-                    keys,
-                    v2,
-                    mountpoint: h.map(|h| h.mountpoint.clone()),
-                    path,
-                }
+            .map(|(path, keys)| Group {
+                v2: keys.iter().any(|k| k == UNIFIED_KEY),
+                keys,
+                mountpoint: None,
+                path,
             })
             .collect();
         groups.sort_by_key(|g| g.keys.iter().map(|k| rank(k)).min().unwrap_or(usize::MAX));
-        V1Manager { groups }
+        let located = match layout {
+            Some(l) => OnceLock::from(locate(l, &groups)),
+            None => OnceLock::new(),
+        };
+        V1Manager { groups, located }
+    }
+
+    /// [`V1Manager::located`], finding the host's layout on first use (without one, the
+    /// groups stay unlocated: no mounts, no hugetlb on cgroup2).
+    fn located(&self) -> &[Group] {
+        self.located.get_or_init(|| match Layout::detect() {
+            Ok(l) => locate(&l, &self.groups),
+            Err(_) => self.groups.clone(),
+        })
+    }
+
+    /// Makes the container's directory in every hierarchy (cpuset's with cpus and mems).
+    fn make_dirs(&self) -> Result<()> {
+        for g in &self.groups {
+            if g.has("cpuset") {
+                cpuset_prepare(&g.path)?;
+            } else {
+                mkdir_all(&g.path)?;
+            }
+        }
+        Ok(())
     }
 
     fn group(&self, key: &str) -> Option<&Group> {
@@ -342,7 +367,7 @@ impl V1Manager {
             (g.path.as_path(), false)
         } else {
             let g = self
-                .groups
+                .located()
                 .iter()
                 .find(|g| g.v2)
                 .and_then(|g| g.mountpoint.as_deref().map(|m| (g, m)))
@@ -488,6 +513,25 @@ fn enable_v2_controller(mnt: &Path, leaf: &Path, ctrl: &str, field: &str) -> Res
     Ok(())
 }
 
+/// `groups` with the mount points of their hierarchies in `layout`, and their keys in the
+/// kernel's order ("cpu,cpuacct", as mounts name them).
+fn locate(layout: &Layout, groups: &[Group]) -> Vec<Group> {
+    groups
+        .iter()
+        .map(|g| {
+            let mut g = g.clone();
+            if let Some(h) = layout.containing(&g.path, g.v2) {
+                let hk = h.keys();
+                if hk.len() == g.keys.len() && g.keys.iter().all(|k| hk.contains(k)) {
+                    g.keys = hk;
+                }
+                g.mountpoint = Some(h.mountpoint.clone());
+            }
+            g
+        })
+        .collect()
+}
+
 /// Make the cpuset cgroup `dir` (and any missing parent) with cpus and mems
 /// copied from its parent when empty: a process cannot join a cpuset cgroup
 /// whose cpus or mems are empty.
@@ -524,16 +568,27 @@ fn cpuset_prepare(dir: &Path) -> Result<()> {
 
 impl Manager for V1Manager {
     fn apply(&self, pid: i32) -> Result<()> {
+        self.make_dirs()?;
         let pid = pid.to_string();
         for g in &self.groups {
-            if g.has("cpuset") {
-                cpuset_prepare(&g.path)?;
-            } else {
-                mkdir_all(&g.path)?;
-            }
             write_file(&g.path, "cgroup.procs", &pid, None)?;
         }
         Ok(())
+    }
+
+    fn entry(&self) -> Result<Option<Entry>> {
+        self.make_dirs()?;
+        let mut e = Entry::default();
+        for g in &self.groups {
+            if g.v2 {
+                if !e.set_v2(&g.path)? {
+                    return Ok(None);
+                }
+            } else {
+                e.add_v1(&g.path)?;
+            }
+        }
+        Ok(Some(e))
     }
 
     fn set(&self, r: &LinuxResources) -> Result<()> {
@@ -786,7 +841,7 @@ impl Manager for V1Manager {
     }
 
     fn mounts(&self) -> Vec<CgroupMount> {
-        self.groups
+        self.located()
             .iter()
             .filter_map(|g| {
                 let name = g

@@ -21,6 +21,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -33,7 +34,7 @@ use super::oom::OomWatch;
 use super::shared::{self, Dirs};
 use super::stats::{self, Stats};
 use super::util::{all_pids, errno_of, read_file, remove_cgroup, write_file, write_some};
-use super::{bpf, CgroupMount, Inner, Manager};
+use super::{bpf, CgroupMount, Entry, Inner, Manager};
 use crate::error::{Error, Result};
 use crate::logging;
 
@@ -47,8 +48,9 @@ const DOMAIN_ONLY: &[&str] = &["memory", "io", "hugetlb", "rdma", "misc"];
 /// Cgroup of one container on a cgroup v2 host.
 #[derive(Debug)]
 pub struct V2Manager {
-    /// Where the cgroup2 hierarchy is mounted, when known.
-    mountpoint: Option<PathBuf>,
+    /// Where the cgroup2 hierarchy is mounted: known when made by [`V2Manager::new`]; for a
+    /// loaded manager, found when first needed (only to make a missing directory).
+    mountpoint: OnceLock<Option<PathBuf>>,
     /// The container's cgroup directory.
     path: PathBuf,
 }
@@ -106,16 +108,28 @@ impl V2Manager {
             Inner::Relative(rel) => own_dir(h, &read_own_cgroups()?)?.join(rel),
         };
         Ok(V2Manager {
-            mountpoint: Some(h.mountpoint.clone()),
+            mountpoint: OnceLock::from(Some(h.mountpoint.clone())),
             path,
         })
     }
 
+    /// The manager of the cgroup `path`; `layout`, when given, locates it now, else when
+    /// first needed.
     pub(crate) fn load(layout: Option<&Layout>, path: PathBuf) -> V2Manager {
-        let mountpoint = layout
-            .and_then(|l| l.containing(&path, true))
-            .map(|h| h.mountpoint.clone());
+        let mountpoint = match layout {
+            Some(l) => OnceLock::from(l.containing(&path, true).map(|h| h.mountpoint.clone())),
+            None => OnceLock::new(),
+        };
         V2Manager { mountpoint, path }
+    }
+
+    fn mountpoint(&self) -> Option<&PathBuf> {
+        self.mountpoint
+            .get_or_init(|| {
+                let l = Layout::detect().ok()?;
+                l.containing(&self.path, true).map(|h| h.mountpoint.clone())
+            })
+            .as_ref()
     }
 
     fn controllers(&self) -> Vec<String> {
@@ -129,7 +143,7 @@ impl V2Manager {
     /// cannot be enabled is reported by [`Self::need`] when a setting needs
     /// it).
     fn create(&self) -> Result<()> {
-        let Some(mnt) = &self.mountpoint else {
+        let Some(mnt) = self.mountpoint() else {
             return Err(Error::msg(format!(
                 "{}: not under a mounted cgroup2 hierarchy",
                 self.path.display()
@@ -489,6 +503,15 @@ fn enable_controllers(dir: &Path) {
 }
 
 impl Manager for V2Manager {
+    fn entry(&self) -> Result<Option<Entry>> {
+        if !self.path.is_dir() {
+            self.create()?;
+        }
+        let mut e = Entry::default();
+        e.set_v2(&self.path)?;
+        Ok(Some(e))
+    }
+
     fn apply(&self, pid: i32) -> Result<()> {
         // An exec joins the existing directory.
         if !self.path.is_dir() {

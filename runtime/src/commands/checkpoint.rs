@@ -34,6 +34,7 @@ pub struct CheckpointArgs {
 }
 
 /// `criu` is the global `--criu` path.
+#[inline(never)]
 pub fn run(root: &Root, a: &CheckpointArgs, criu: Option<PathBuf>) -> Result<()> {
     let opts = CheckpointOpts {
         criu: criu::opts(&a.criu, criu)?,

@@ -48,6 +48,7 @@ pub struct CreateArgs {
     id: String,
 }
 
+#[inline(never)]
 pub fn run(root: &Root, a: &CreateArgs) -> Result<()> {
     container::create(root, &opts(a)?)?;
     Ok(())

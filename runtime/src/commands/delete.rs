@@ -12,6 +12,7 @@ pub struct DeleteArgs {
     id: String,
 }
 
+#[inline(never)]
 pub fn run(root: &Root, a: &DeleteArgs) -> Result<()> {
     container::delete(root, &a.id, a.force)
 }

@@ -14,6 +14,7 @@ pub struct EventsArgs {
     id: String,
 }
 
+#[inline(never)]
 pub fn run(root: &Root, a: &EventsArgs) -> Result<()> {
     let opts = brig::events::Opts {
         stats_only: a.stats,

@@ -64,6 +64,7 @@ pub struct ExecArgs {
 }
 
 /// The process's exit code, or 255 (reported here) when it could not be started.
+#[inline(never)]
 pub fn run(root: &Root, a: ExecArgs) -> Result<u8> {
     if a.process.is_none() && a.command.is_empty() {
         return Err(Error::msg("exec: no command given (args or --process)"));

@@ -2,6 +2,7 @@
 
 use brig::Result;
 
+#[inline(never)]
 pub fn run() -> Result<()> {
     println!(
         "{}",

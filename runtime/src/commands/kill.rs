@@ -14,6 +14,7 @@ pub struct KillArgs {
     signal: String,
 }
 
+#[inline(never)]
 pub fn run(root: &Root, a: &KillArgs) -> Result<()> {
     let sig = parse_signal(&a.signal)?;
     container::kill_container(root, &a.id, sig, a.all)

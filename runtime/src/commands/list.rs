@@ -14,6 +14,7 @@ pub struct ListArgs {
     quiet: bool,
 }
 
+#[inline(never)]
 pub fn run(root: &Root, a: &ListArgs) -> Result<()> {
     let mut rows = Vec::new();
     for id in root.list()? {

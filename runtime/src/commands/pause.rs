@@ -9,6 +9,7 @@ pub struct PauseArgs {
     id: String,
 }
 
+#[inline(never)]
 pub fn run(root: &Root, a: &PauseArgs) -> Result<()> {
     container::pause(root, &a.id)
 }

@@ -14,6 +14,7 @@ pub struct PsArgs {
     ps_args: Vec<String>,
 }
 
+#[inline(never)]
 pub fn run(root: &Root, a: &PsArgs) -> Result<()> {
     print!("{}", brig::ps::render(root, &a.id, &a.format, &a.ps_args)?);
     Ok(())

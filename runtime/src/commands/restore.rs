@@ -32,6 +32,7 @@ pub struct RestoreArgs {
 
 /// The restored container's exit code (0 when detached); `criu` is the
 /// global `--criu` path.
+#[inline(never)]
 pub fn run(root: &Root, a: &RestoreArgs, criu: Option<PathBuf>) -> Result<u8> {
     let paths = a.paths.absolute()?;
     let opts = RestoreOpts {

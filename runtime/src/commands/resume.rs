@@ -9,6 +9,7 @@ pub struct ResumeArgs {
     id: String,
 }
 
+#[inline(never)]
 pub fn run(root: &Root, a: &ResumeArgs) -> Result<()> {
     container::resume(root, &a.id)
 }

@@ -23,6 +23,7 @@ pub struct RunArgs {
 }
 
 /// The container's exit code (0 when detached).
+#[inline(never)]
 pub fn run(root: &Root, a: &RunArgs) -> Result<u8> {
     let mut opts = create::opts(&a.create)?;
     // In the foreground brig itself takes the pty master (if the

@@ -13,6 +13,7 @@ pub struct SpecArgs {
     rootless: bool,
 }
 
+#[inline(never)]
 pub fn run(a: &SpecArgs) -> Result<()> {
     let path = a.bundle.join("config.json");
     if path.exists() {

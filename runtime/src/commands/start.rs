@@ -9,6 +9,7 @@ pub struct StartArgs {
     id: String,
 }
 
+#[inline(never)]
 pub fn run(root: &Root, a: &StartArgs) -> Result<()> {
     container::start(root, &a.id)
 }

@@ -8,6 +8,7 @@ pub struct StateArgs {
     id: String,
 }
 
+#[inline(never)]
 pub fn run(root: &Root, a: &StateArgs) -> Result<()> {
     let saved = root.load(&a.id)?;
     let st = saved.to_oci(saved.status(root));

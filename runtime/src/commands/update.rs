@@ -61,6 +61,7 @@ pub struct UpdateArgs {
     id: String,
 }
 
+#[inline(never)]
 pub fn run(root: &Root, a: UpdateArgs) -> Result<()> {
     let id = a.id.clone();
     brig::update::update(root, &id, &flags(a))

@@ -1,6 +1,8 @@
 //! clone3(2) of a new process into new namespaces, used for the container init, exec'd
 //! processes and the short-lived holder of an idmapped mount's user namespace.
 
+use std::os::fd::{AsRawFd, BorrowedFd};
+
 use crate::error::{Error, Result};
 
 #[repr(C)]
@@ -19,14 +21,30 @@ struct CloneArgs {
     cgroup: u64,
 }
 
+/// clone3's flag that starts the child in the cgroup2 directory `CloneArgs::cgroup`.
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
 /// Clones the container init with `flags` (CLONE_NEW* bits). The child runs
 /// `child` and never returns; the parent gets the child's pid.
 pub fn clone_init(flags: u64, child: impl FnOnce() -> i32) -> Result<i32> {
+    clone_into(flags, None, child)
+}
+
+/// [`clone_init`], the child starting in the cgroup2 directory `cgroup` when given.
+pub fn clone_into(
+    flags: u64,
+    cgroup: Option<BorrowedFd>,
+    child: impl FnOnce() -> i32,
+) -> Result<i32> {
     let mut args = CloneArgs {
         flags,
         exit_signal: libc::SIGCHLD as u64,
         ..Default::default()
     };
+    if let Some(fd) = cgroup {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = fd.as_raw_fd() as u64;
+    }
     // SAFETY: clone3 without CLONE_VM behaves like fork: the child gets a
     // copy of our address space and continues here with a return of 0. The
     // process is single-threaded at this point.

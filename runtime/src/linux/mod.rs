@@ -11,6 +11,7 @@ pub mod rlimits;
 pub mod rootfs;
 pub mod rootfs_plan;
 pub mod seccomp;
+pub mod seccomp_cache;
 pub mod selfexe;
 pub mod sysctl;
 pub mod tty;

@@ -65,7 +65,26 @@ pub fn open_in_root(root: BorrowedFd, path: &Path, flags: OFlag) -> nix::Result<
 /// Existing symlinks on the way are followed, but only within `root`; a
 /// dangling one gets its target created inside `root` (what a lexical
 /// secure join followed by `mkdir -p` does in runc).
+///
+/// Most paths exist already, or all but their last component (the mount points of a
+/// runtime's default mounts): those take one or three calls, each resolved within `root` as
+/// the walk resolves them, instead of two per component; anything else (a symlink on the
+/// way, a dangling one, `..`) takes the walk.
 pub fn mkdir_all_in_root(root: BorrowedFd, path: &Path, mode: u32) -> Result<OwnedFd> {
+    let flags = OFlag::O_PATH | OFlag::O_DIRECTORY;
+    if let Ok(fd) = open_in_root(root, path, flags) {
+        return Ok(fd);
+    }
+    if let (Some(parent), Some(name)) = (path.parent(), path.file_name()) {
+        if let Ok(up) = open_in_root(root, parent, flags) {
+            // Only a directory we made here: whatever exists by that name takes the walk.
+            if mkdirat(up.as_fd(), name, Mode::from_bits_truncate(mode)).is_ok() {
+                if let Ok(fd) = openat2(up.as_fd(), name, how_beneath(flags)) {
+                    return Ok(fd);
+                }
+            }
+        }
+    }
     mkdir_all_depth(root, path, mode, 0)
 }
 

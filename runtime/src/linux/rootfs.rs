@@ -665,22 +665,33 @@ fn dev_symlinks(root: BorrowedFd) -> Result<()> {
 
 /// Makes private the mount the rootfs lies on: the rootfs's own when it is a mount point (the
 /// overlay containerd mounts there), else the one holding its directory. Its bind is then
-/// private too, which pivot_root needs.
+/// private too, which pivot_root needs. A change of propagation on a path that is no mount
+/// point fails with EINVAL, so the rootfs's path (absolute, its symlinks resolved) is
+/// walked up until one takes it, as crun does: no read of the mount table, whose size grows
+/// with every container on the host.
 fn make_rootfs_mount_private(rootfs: &Path) -> Result<()> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| Error::io("read /proc/self/mountinfo", e))?;
-    let best = crate::linux::mountinfo::mount_points(&info)
-        .filter(|mp| rootfs.starts_with(mp))
-        .max_by_key(|mp| mp.as_os_str().len())
-        .unwrap_or_else(|| PathBuf::from("/"));
-    mount(
-        None::<&str>,
-        &best,
-        None::<&str>,
-        MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .sys("make private", best.display())
+    let mut at = rootfs;
+    loop {
+        match mount(
+            None::<&str>,
+            at,
+            None::<&str>,
+            MsFlags::MS_PRIVATE,
+            None::<&str>,
+        ) {
+            Err(nix::errno::Errno::EINVAL) => match at.parent() {
+                Some(up) => at = up,
+                None => {
+                    return Err(Error::sys(
+                        "make private",
+                        at.display(),
+                        nix::errno::Errno::EINVAL,
+                    ))
+                }
+            },
+            r => return r.sys("make private", at.display()),
+        }
+    }
 }
 
 /// Opens the directory `path` (`O_DIRECTORY | O_CLOEXEC | flags`).

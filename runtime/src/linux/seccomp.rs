@@ -225,6 +225,73 @@ impl SeccompProgram {
     pub fn kernel_flags(&self) -> libc::c_ulong {
         self.flags
     }
+
+    /// The program as bytes, for [`crate::linux::seccomp_cache`]: flags, notify, the
+    /// unknown names (each length-prefixed), then the instructions.
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 + self.filter.len() * SOCK_FILTER_LEN);
+        // Eight bytes whatever the width of c_ulong (u32 on 32-bit targets).
+        #[allow(clippy::useless_conversion)]
+        let flags = u64::from(self.flags);
+        out.extend_from_slice(&flags.to_le_bytes());
+        out.push(self.notify as u8);
+        out.extend_from_slice(&(self.unknown.len() as u32).to_le_bytes());
+        for n in &self.unknown {
+            out.extend_from_slice(&(n.len() as u32).to_le_bytes());
+            out.extend_from_slice(n.as_bytes());
+        }
+        for i in &self.filter {
+            out.extend_from_slice(&i.code.to_le_bytes());
+            out.push(i.jt);
+            out.push(i.jf);
+            out.extend_from_slice(&i.k.to_le_bytes());
+        }
+        out
+    }
+
+    /// The inverse of [`SeccompProgram::to_bytes`]; `None` for anything that is not
+    /// exactly such bytes of a loadable program.
+    pub(crate) fn from_bytes(b: &[u8]) -> Option<SeccompProgram> {
+        let take = |b: &mut &[u8], n: usize| -> Option<Vec<u8>> {
+            let (h, t) = (b.get(..n)?.to_vec(), b.get(n..)?);
+            *b = t;
+            Some(h)
+        };
+        let mut b = b;
+        let flags = u64::from_le_bytes(take(&mut b, 8)?.try_into().ok()?);
+        let notify = match take(&mut b, 1)?[0] {
+            0 => false,
+            1 => true,
+            _ => return None,
+        };
+        let n = u32::from_le_bytes(take(&mut b, 4)?.try_into().ok()?) as usize;
+        let mut unknown = Vec::new();
+        for _ in 0..n {
+            let len = u32::from_le_bytes(take(&mut b, 4)?.try_into().ok()?) as usize;
+            unknown.push(String::from_utf8(take(&mut b, len)?).ok()?);
+        }
+        if b.is_empty()
+            || !b.len().is_multiple_of(SOCK_FILTER_LEN)
+            || b.len() / SOCK_FILTER_LEN > BPF_MAXINSNS
+        {
+            return None;
+        }
+        let filter = b
+            .chunks_exact(SOCK_FILTER_LEN)
+            .map(|c| libc::sock_filter {
+                code: u16::from_le_bytes([c[0], c[1]]),
+                jt: c[2],
+                jf: c[3],
+                k: u32::from_le_bytes([c[4], c[5], c[6], c[7]]),
+            })
+            .collect();
+        Some(SeccompProgram {
+            filter,
+            flags: libc::c_ulong::try_from(flags).ok()?,
+            notify,
+            unknown,
+        })
+    }
 }
 
 /// Compile an OCI seccomp profile into a loadable program. Runs in the parent.

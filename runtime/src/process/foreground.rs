@@ -49,7 +49,8 @@ pub fn wait(pid: i32, master: Option<OwnedFd>) -> Result<i32> {
     }
     let mut master_open = master.is_some();
     let mut stdin_open = master.is_some();
-    let mut buf = vec![0u8; 32 * 1024];
+    // Only a pty has output to copy.
+    let mut buf = vec![0u8; if master.is_some() { 32 * 1024 } else { 0 }];
     // Copies what the pty has for us to stdout; false once it is closed.
     let drain = |m: &OwnedFd, buf: &mut [u8]| -> bool {
         loop {

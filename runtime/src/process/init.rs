@@ -40,11 +40,27 @@ pub struct Plan {
     pub rootless_maps: bool,
     /// Join a new session keyring of the container's own (unless --no-new-keyring).
     pub new_keyring: bool,
+    /// The container's cgroups, which the init enters first thing (or `None`: the parent
+    /// puts it in).
+    pub cgroups: Option<crate::cgroups::Entry>,
+    /// The parent works on the new process before it may go on (writes its id maps or its
+    /// oom_score_adj).
+    pub parent_first: bool,
+    /// The spec has prestart or createRuntime hooks, which the parent runs when the mounts
+    /// are ready.
+    pub runtime_hooks: bool,
 }
 
-/// Runs the init; returns only on error (the exit code for the child).
-pub fn run(plan: &Plan, sync: &Channel) -> i32 {
-    match setup(plan, sync) {
+/// Whether the init waits for the parent's `Go`: when the parent has work on it first, or
+/// puts it into its cgroups (`joins`: the init enters them itself).
+pub fn awaits_go(plan: &Plan, joins: bool) -> bool {
+    plan.parent_first || !joins
+}
+
+/// Runs the init; returns only on error (the exit code for the child). `joins`: it enters
+/// its cgroups itself ([`Plan::cgroups`]).
+pub fn run(plan: &Plan, sync: &Channel, joins: bool) -> i32 {
+    match setup(plan, sync, joins) {
         Ok(never) => match never {},
         Err(e) => {
             sync.send_error(&e);
@@ -63,7 +79,12 @@ fn expect(sync: &Channel, want: &str) -> Result<()> {
     }
 }
 
-fn setup(plan: &Plan, sync: &Channel) -> Result<Never> {
+fn setup(plan: &Plan, sync: &Channel, joins: bool) -> Result<Never> {
+    if joins {
+        if let Some(entry) = &plan.cgroups {
+            entry.join_self()?;
+        }
+    }
     // Not dumpable until execve (CVE-2016-9962): no process of the container
     // may open our /proc entries or ptrace us while we hold the runtime's
     // memory and fds. `create` is non-dumpable already; this keeps it so
@@ -89,8 +110,10 @@ fn setup(plan: &Plan, sync: &Channel) -> Result<Never> {
         "child process in init(): container init {}, in its new namespaces",
         std::process::id()
     ));
-    // The parent puts us into our cgroups (and writes our id maps) first.
-    expect(sync, "go")?;
+    // The parent puts us into our cgroups, writes our id maps or oom_score_adj first.
+    if awaits_go(plan, joins) {
+        expect(sync, "go")?;
+    }
     if rootless_maps {
         set_dumpable(false)?;
     }
@@ -116,8 +139,10 @@ fn setup(plan: &Plan, sync: &Channel) -> Result<Never> {
         nix::errno::Errno::result(r).sys("setdomainname", d)?;
     }
     rootfs::prepare(&plan.rootfs)?;
-    sync.send(&Msg::Hooks)?;
-    expect(sync, "hooks-done")?;
+    if plan.runtime_hooks {
+        sync.send(&Msg::Hooks)?;
+        expect(sync, "hooks-done")?;
+    }
     // createContainer hooks run from the rootfs (runc's cwd there).
     nix::unistd::chdir(&plan.rootfs.rootfs).sys("chdir", plan.rootfs.rootfs.display())?;
     let hooks = &plan.create_container_hooks;

@@ -7,11 +7,14 @@
 //! clones, so the child may allocate (no other thread can hold the
 //! allocator's lock); it still does no parsing or file reading it can avoid.
 //!
-//! Protocol (one JSON message per datagram):
-//! parent → child `Go` once the child is in its cgroups; child → parent
-//! `Hooks` when the mounts are ready (the parent runs prestart and
-//! createRuntime, then answers `HooksDone`); child → parent `Ready` when it
-//! only has to wait for `start`; or `Error` with the real cause at any step.
+//! Protocol (one JSON message per datagram), each step only when it has work, so that
+//! the common container runs from clone to `Ready` without waiting on the parent (every
+//! round trip is a wait for the scheduler on a busy host): parent → child `Go` once the
+//! parent has put the child into its cgroups (where it could not enter them itself),
+//! written its id maps or oom_score_adj; child → parent `Hooks` when the mounts are ready
+//! and the spec has prestart or createRuntime hooks (the parent runs them, then answers
+//! `HooksDone`); child → parent `Ready` when it only has to wait for `start`; or `Error`
+//! with the real cause at any step.
 
 pub mod foreground;
 pub mod init;
@@ -79,8 +82,9 @@ impl Channel {
         Ok(())
     }
 
-    /// Child → parent: the error that ends the child, cut to fit one sync message (the parent
-    /// reads 64 KiB; a 10 MB hostname quoted whole would leave it with no error at all).
+    /// Child → parent: the error that ends the child, cut to fit one sync message (a
+    /// datagram must fit the socket's buffer; a 10 MB hostname quoted whole would leave the
+    /// parent with no error at all).
     pub fn send_error(&self, e: &Error) {
         let msg = crate::error::abbreviate(e.to_string(), 4096);
         let _ = self.send(&Msg::Error { msg });
@@ -130,8 +134,21 @@ impl Channel {
     }
 
     fn recv_one(&self) -> Result<Option<(Msg, Option<OwnedFd>)>> {
-        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-        let mut buf = vec![0u8; 64 * 1024];
+        use nix::sys::socket::{recv, recvmsg, ControlMessageOwned, MsgFlags};
+        // The datagram's size first, so that the buffer is what the message needs: one of
+        // 64 KiB, zeroed for every message, was resident memory of every create.
+        let len = loop {
+            match recv(
+                self.fd.as_raw_fd(),
+                &mut [],
+                MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC,
+            ) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(Error::sys("recv", "sync socket", e)),
+                Ok(n) => break n,
+            }
+        };
+        let mut buf = vec![0u8; len.max(1)];
         let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
         let (n, fd) = loop {
             let mut iov = [std::io::IoSliceMut::new(&mut buf)];
@@ -169,7 +186,31 @@ impl Channel {
     }
 }
 
-pub use crate::linux::clone::clone_init;
+pub use crate::linux::clone::{clone_init, clone_into};
+
+/// Clones a container process (`flags`: its CLONE_NEW* bits) that enters the container's
+/// cgroups itself where `entry` allows ([`crate::cgroups::Entry`]): started in its cgroup2
+/// directory by clone3, and writing its v1 `tasks` files first thing, as `child(true)` does.
+/// Should the kernel refuse the start in the cgroup2 directory, the process starts where we
+/// are and `child(false)` leaves the joining to the caller ([`crate::cgroups::Manager::apply`]).
+/// Returns the pid and whether the process enters by itself.
+pub fn clone_entering<F: FnOnce() -> i32>(
+    flags: u64,
+    entry: Option<&crate::cgroups::Entry>,
+    child: impl Fn(bool) -> F,
+) -> Result<(i32, bool)> {
+    let joins = entry.is_some();
+    match entry.and_then(|e| e.clone_into()) {
+        Some(into) => match clone_into(flags, Some(into), child(true)) {
+            Ok(pid) => Ok((pid, true)),
+            Err(e) => {
+                crate::logging::debug(&format!("clone3 into the container's cgroup: {e}"));
+                clone_init(flags, child(false)).map(|pid| (pid, false))
+            }
+        },
+        None => clone_init(flags, child(joins)).map(|pid| (pid, joins)),
+    }
+}
 
 /// Takes ownership of an inherited raw fd.
 ///
