@@ -240,6 +240,11 @@ pub fn spec(p: &Process, rootfs: &Path, net: Network) -> Value {
         json!({"type": "uts"}),
         json!({"type": "mount"}),
     ];
+    if !crate::procfs::own_proc() {
+        // A new proc is refused under this container's masked /proc (see procfs): bind it.
+        mounts[0] = json!({"destination": "/proc", "type": "bind", "source": "/proc",
+                           "options": ["rbind", "nosuid", "noexec", "nodev"]});
+    }
     if net != Network::None && crate::idmap::in_user_namespace() {
         // sysfs may be mounted only by the owner of the network namespace: a plain user's
         // build with the host's network binds the host's /sys (read-only), as buildah does.
