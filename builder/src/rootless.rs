@@ -143,7 +143,7 @@ fn map_child(p: &Plan, pid: i32) -> Result<(), String> {
                 r.first,
                 r.count,
                 String::from_utf8_lossy(&out.stderr).trim(),
-                setuid_map_refused(prog).unwrap_or_default()
+                map_refused_because(prog).unwrap_or_default()
             ));
         }
     }
@@ -184,12 +184,22 @@ fn unshare_refused() -> String {
         .into()
 }
 
-/// Why a setuid-root newuidmap (or newgidmap) could not write the map: in a container whose
-/// capability bounding set lacks CAP_SYS_ADMIN, the map written as root for a namespace root
-/// does not own is refused; the same program with a file capability writes it as the user.
-/// None where that is not the case.
-fn setuid_map_refused(prog: &Path) -> Option<String> {
+/// Why newuidmap (or newgidmap) could not write the map, where this process can tell: with
+/// no_new_privs set it gains neither setuid root nor its file capabilities; setuid root in a
+/// container whose capability bounding set lacks CAP_SYS_ADMIN has its map refused (written
+/// as root for a namespace root does not own), where the same program with a file capability
+/// writes it as the user. None otherwise.
+fn map_refused_because(prog: &Path) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
+    if status_field("NoNewPrivs").as_deref() == Some("1") {
+        return Some(
+            "; no_new_privs is set on this process (NoNewPrivs: 1 in /proc/self/status), so \
+             newuidmap runs without the privilege it needs: run the container without it \
+             (Kubernetes: do not set securityContext.allowPrivilegeEscalation: false; docker, \
+             podman: no --security-opt no-new-privileges)"
+                .into(),
+        );
+    }
     let m = fs::metadata(prog).ok()?;
     let bounding = u64::from_str_radix(&status_field("CapBnd")?, 16).ok()?;
     let sys_admin = 1u64 << 21;

@@ -1,15 +1,17 @@
 //! brig-build in a CI job container: a container started by brig as containerd starts a
 //! Kubernetes pod's (containerd's default capabilities, noNewPrivileges off as with
 //! `allowPrivilegeEscalation` unset, /proc with masked and read-only paths as with
-//! `procMount: Default`), running brig-build as a plain user with a /etc/subuid range of the
-//! container's own, newuidmap and newgidmap with file capabilities as the job image ships
-//! them. With seccomp unconfined (the pod setting README names) it builds a Dockerfile with RUN
-//! steps and the image is checked; under the default seccomp profile, or with setuid-root
-//! newuidmap, the error says what to change.
+//! `procMount: Default`, seccomp unconfined: the pod settings README names), running
+//! brig-build as a plain user with a /etc/subuid range of the container's own, newuidmap and
+//! newgidmap with file capabilities as the job image ships them. README's CI job builds a
+//! Dockerfile with RUN steps and pushes it to a registry with htpasswd auth on 127.0.0.1; the
+//! image's owners and /proc are checked. Under the default seccomp profile, with no_new_privs
+//! or with setuid-root newuidmap, the error says what to change.
 
 use brig_tests::builder::*;
+use brig_tests::registry::Registry;
 use brig_tests::rootless::build_user;
-use brig_tests::{add_mount, default_seccomp_profile, Bundle, Out, Runtime};
+use brig_tests::{add_mount, default_seccomp_profile, remove_namespace, Bundle, Out, Runtime};
 use serde_json::{json, Value};
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
@@ -121,9 +123,22 @@ fn job_container(script: &str, seccomp: Option<Value>, mappers: IdMappers) -> Bu
     })
 }
 
-/// The build the job runs (as the tests of README's CI examples run it).
+/// The build the job runs.
 const BUILD: &str = "id -u; brig-build build --runtime /opt/brig \
                      -o type=oci,dest=/home/ci/oci,name=t:1 /ctx";
+
+/// README's CI job (GitLab's variables; GitHub's step runs the same two commands): the
+/// registry's credentials into ~/.docker/config.json, then build and push as the plain user.
+/// The test adds --insecure-registry (its registry speaks HTTP) and an OCI layout to check.
+const CI_JOB: &str = r#"set -e
+id -u
+mkdir -p ~/.docker
+printf '{"auths":{"%s":{"auth":"%s"}}}' "$CI_REGISTRY" \
+  "$(printf '%s:%s' "$CI_REGISTRY_USER" "$CI_REGISTRY_PASSWORD" | base64)" > ~/.docker/config.json
+brig-build build --runtime /opt/brig --insecure-registry "$CI_REGISTRY" \
+  -o type=oci,dest=/home/ci/oci,name=t:1 \
+  --push -t "$CI_REGISTRY_IMAGE:1" --metadata-file meta.json /ctx
+"#;
 
 fn ready_here(test: &str) -> Option<Runtime> {
     if !ready(test) {
@@ -144,14 +159,53 @@ fn run_job(rt: &Runtime, b: &Bundle) -> Out {
 }
 
 #[test]
-fn a_job_container_with_seccomp_unconfined_builds_as_a_plain_user() {
-    let Some(rt) = ready_here("a_job_container_with_seccomp_unconfined_builds_as_a_plain_user")
-    else {
+fn a_job_container_builds_and_pushes() {
+    let Some(rt) = ready_here("a_job_container_builds_and_pushes") else {
         return;
     };
-    let b = job_container(BUILD, None, IdMappers::FileCaps);
+    if !have("htpasswd") {
+        panic!("htpasswd is missing (apache2-utils)");
+    }
+    let pw = tempfile::tempdir().unwrap();
+    let htpasswd = pw.path().join("htpasswd");
+    let out = run(std::process::Command::new("htpasswd").args(["-Bbn", "ci-user", "ci-pass"]));
+    out.assert_ok();
+    fs::write(&htpasswd, out.stdout).unwrap();
+    let auth = format!(
+        "auth:\n  htpasswd:\n    realm: brig-test\n    path: {}\n",
+        htpasswd.display()
+    );
+    let Some(reg) = Registry::start("a_job_container_builds_and_pushes", &auth) else {
+        return;
+    };
+    let mut b = job_container(CI_JOB, None, IdMappers::FileCaps);
+    b.edit(|c| {
+        // The job reaches the test's registry on 127.0.0.1: the host's network.
+        remove_namespace(c, "network");
+        let env = c["process"]["env"].as_array_mut().unwrap();
+        for (k, v) in [
+            ("CI_REGISTRY", reg.host.clone()),
+            ("CI_REGISTRY_USER", "ci-user".into()),
+            ("CI_REGISTRY_PASSWORD", "ci-pass".into()),
+            ("CI_REGISTRY_IMAGE", format!("{}/group/app", reg.host)),
+        ] {
+            env.push(json!(format!("{k}={v}")));
+        }
+    });
     let out = run_job(&rt, &b);
     out.assert_ok();
+    // The registry has the tag, at the digest the metadata file gives.
+    let meta: Value =
+        serde_json::from_slice(&fs::read(b.path().join("home/meta.json")).unwrap()).unwrap();
+    let link = reg
+        .dir
+        .path()
+        .join("data/docker/registry/v2/repositories/group/app/_manifests/tags/1/current/link");
+    assert_eq!(
+        fs::read_to_string(&link).unwrap_or_default(),
+        meta["containerimage.digest"].as_str().unwrap(),
+        "{out}"
+    );
     let (uid, _) = build_user();
     assert!(out.stdout.starts_with(&format!("{uid}\n")), "{out}");
     // /proc is masked as in a pod with procMount Default: RUN steps get it bound, and are told.
@@ -197,6 +251,22 @@ fn a_setuid_newuidmap_is_told_to_have_file_capabilities() {
             && out
                 .stderr
                 .contains("setcap cap_setuid=ep /usr/bin/newuidmap"),
+        "{out}"
+    );
+}
+
+#[test]
+fn no_new_privileges_is_named_with_the_setting_to_change() {
+    let Some(rt) = ready_here("no_new_privileges_is_named_with_the_setting_to_change") else {
+        return;
+    };
+    let mut b = job_container(BUILD, None, IdMappers::FileCaps);
+    b.edit(|c| c["process"]["noNewPrivileges"] = json!(true));
+    let out = run_job(&rt, &b);
+    out.assert_fail();
+    assert!(
+        out.stderr.contains("NoNewPrivs: 1")
+            && out.stderr.contains("allowPrivilegeEscalation: false"),
         "{out}"
     );
 }
