@@ -129,15 +129,16 @@ const BUILD: &str = "id -u; brig-build build --runtime /opt/brig \
 
 /// README's CI job (GitLab's variables; GitHub's step runs the same two commands): the
 /// registry's credentials into ~/.docker/config.json, then build and push as the plain user.
-/// The test adds --insecure-registry (its registry speaks HTTP) and an OCI layout to check.
+/// The test adds --insecure-registry (its registry speaks HTTP) and an OCI layout to check;
+/// the context is read-only, so meta.json goes to the home.
 const CI_JOB: &str = r#"set -e
 id -u
 mkdir -p ~/.docker
 printf '{"auths":{"%s":{"auth":"%s"}}}' "$CI_REGISTRY" \
   "$(printf '%s:%s' "$CI_REGISTRY_USER" "$CI_REGISTRY_PASSWORD" | base64)" > ~/.docker/config.json
-brig-build build --runtime /opt/brig --insecure-registry "$CI_REGISTRY" \
-  -o type=oci,dest=/home/ci/oci,name=t:1 \
-  --push -t "$CI_REGISTRY_IMAGE:1" --metadata-file meta.json /ctx
+cd /ctx
+brig-build build --insecure-registry "$CI_REGISTRY" -o type=oci,dest=/home/ci/oci,name=t:1 \
+  --push -t "$CI_REGISTRY_IMAGE:$CI_COMMIT_SHORT_SHA" --metadata-file /home/ci/meta.json .
 "#;
 
 fn ready_here(test: &str) -> Option<Runtime> {
@@ -188,6 +189,7 @@ fn a_job_container_builds_and_pushes() {
             ("CI_REGISTRY_USER", "ci-user".into()),
             ("CI_REGISTRY_PASSWORD", "ci-pass".into()),
             ("CI_REGISTRY_IMAGE", format!("{}/group/app", reg.host)),
+            ("CI_COMMIT_SHORT_SHA", "1a2b3c4d".into()),
         ] {
             env.push(json!(format!("{k}={v}")));
         }
@@ -197,10 +199,9 @@ fn a_job_container_builds_and_pushes() {
     // The registry has the tag, at the digest the metadata file gives.
     let meta: Value =
         serde_json::from_slice(&fs::read(b.path().join("home/meta.json")).unwrap()).unwrap();
-    let link = reg
-        .dir
-        .path()
-        .join("data/docker/registry/v2/repositories/group/app/_manifests/tags/1/current/link");
+    let link = reg.dir.path().join(
+        "data/docker/registry/v2/repositories/group/app/_manifests/tags/1a2b3c4d/current/link",
+    );
     assert_eq!(
         fs::read_to_string(&link).unwrap_or_default(),
         meta["containerimage.digest"].as_str().unwrap(),
