@@ -1,7 +1,8 @@
 //! brig-build as a plain user (its own user namespace, the user's /etc/subuid range): the
 //! same Dockerfile built by root and by [`BUILD_USER`] with SOURCE_DATE_EPOCH gives the same
 //! image digest (owners by `COPY --chown`, `RUN chown`, several ids, a whiteout, an opaque
-//! directory, a setuid bit); an id outside the range is a clear error.
+//! directory, a setuid bit); an id outside the range (COPY --chown, RUN chown or chgrp) is a
+//! clear error.
 
 use brig_tests::builder::*;
 use brig_tests::rootless::{build_user, run_as_build_user, BUILD_USER, SUB_COUNT};
@@ -134,6 +135,38 @@ fn an_id_outside_the_users_range_is_named() {
             && out.stderr.contains("/etc/subuid"),
         "{out}"
     );
+}
+
+#[test]
+fn a_run_chown_outside_the_users_range_is_named() {
+    if !ready_rootless("a_run_chown_outside_the_users_range_is_named") {
+        return;
+    }
+    let beyond = SUB_COUNT + 1;
+    for (chown, what) in [
+        (
+            format!("chown -R {beyond}:0 /f"),
+            format!("uid {beyond} is outside"),
+        ),
+        // By name, from the image's /etc/group.
+        (
+            format!("echo far:x:{beyond}: >> /etc/group && chgrp far /f"),
+            format!("gid {beyond} is outside"),
+        ),
+    ] {
+        let c = context(&format!(
+            "FROM scratch\nCOPY rootfs/ /\nCOPY f /f\nRUN {chown}\n"
+        ));
+        let out = build_as_user(&c, &[]);
+        out.assert_fail();
+        assert!(
+            out.stderr.contains("Dockerfile:4: RUN")
+                && out.stderr.contains(&what)
+                && out.stderr.contains(&format!("1-{SUB_COUNT}"))
+                && out.stderr.contains("/etc/sub"),
+            "{out}"
+        );
+    }
 }
 
 #[test]
