@@ -4,7 +4,9 @@
 //! Owns the explanation of a chown the kernel refuses (EINVAL: an id with no mapping), and
 //! the choice of overlayfs' xattr namespace (`trusted.overlay.*` needs CAP_SYS_ADMIN in the
 //! initial user namespace; inside another one overlayfs is mounted with `userxattr` and reads
-//! `user.overlay.*`). Reads /proc/self/uid_map and gid_map only; imports nothing of the crate.
+//! `user.overlay.*`), and the stand-in for a device node a user namespace cannot make
+//! ([`DEVICE_STANDIN_XATTR`]). Reads /proc/self/uid_map and gid_map only; imports nothing of
+//! the crate.
 
 use std::fs;
 use std::sync::OnceLock;
@@ -47,6 +49,27 @@ pub fn in_user_namespace() -> bool {
             count: u32::MAX,
         }]
     })
+}
+
+/// The xattr of a regular file that stands for a device node a user namespace may not make
+/// (mknod: EPERM): `c MAJOR MINOR` or `b MAJOR MINOR`. Unpacking writes it; the layer writer
+/// turns the file back into the device entry (same mode, owner, time), so a plain user's layer
+/// is root's. Never part of a layer itself.
+pub const DEVICE_STANDIN_XATTR: &str = "user.brig.build.device";
+
+/// The device a stand-in's [`DEVICE_STANDIN_XATTR`] value names: (is a char device, major,
+/// minor).
+pub fn parse_device_standin(v: &[u8]) -> Option<(bool, u32, u32)> {
+    let s = std::str::from_utf8(v).ok()?;
+    let mut f = s.split(' ');
+    let chr = match f.next()? {
+        "c" => true,
+        "b" => false,
+        _ => return None,
+    };
+    let major = f.next()?.parse().ok()?;
+    let minor = f.next()?.parse().ok()?;
+    f.next().is_none().then_some((chr, major, minor))
 }
 
 /// The prefix of overlayfs' xattrs (opaque directories) for mounts made by this process.

@@ -9,7 +9,8 @@
 //! build does.
 //!
 //! Imports go down that list, never up: `image` imports none of the others but [`fsroot`] and [`idmap`];
-//! [`rootless`] (the user namespace of a plain user's build) is main's, before all else;
+//! [`rootless`] (the user namespace of a plain user's build) and [`procfs`] (whether RUN steps
+//! get a /proc of their own there) are main's, before all else; `exec` reads the latter's answer;
 //! `registry` imports `image`; `source` and `cache` import both; `plan` imports `dockerfile`,
 //! `image` and `source`; `exec` imports them all.
 
@@ -23,6 +24,7 @@ pub mod fsroot;
 pub mod idmap;
 pub mod image;
 pub mod plan;
+pub mod procfs;
 pub mod progress;
 pub mod registry;
 pub mod rootless;

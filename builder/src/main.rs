@@ -761,6 +761,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    if !brig_build::procfs::probe() && matches!(cli.cmd, Cmd::Build { .. }) {
+        eprintln!(
+            "brig-build: note: this container's /proc has masked paths and the kernel mounts \
+             no new proc under them: RUN steps get this /proc bound (their processes see the \
+             container's); for a /proc of their own run the container with an unmasked /proc \
+             (Kubernetes: securityContext.procMount: Unmasked; docker, podman: \
+             --security-opt systempaths=unconfined)"
+        );
+    }
     let r = run(cli);
     SECRET_FILES.with(|v| {
         for p in v.borrow().iter() {

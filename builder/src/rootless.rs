@@ -138,15 +138,81 @@ fn map_child(p: &Plan, pid: i32) -> Result<(), String> {
             .map_err(|e| format!("{}: {e}", prog.display()))?;
         if !out.status.success() {
             return Err(format!(
-                "{} {pid} 0 {own} 1 1 {} {}: {}",
+                "{} {pid} 0 {own} 1 1 {} {}: {}{}",
                 prog.display(),
                 r.first,
                 r.count,
-                String::from_utf8_lossy(&out.stderr).trim()
+                String::from_utf8_lossy(&out.stderr).trim(),
+                map_refused_because(prog).unwrap_or_default()
             ));
         }
     }
     Ok(())
+}
+
+/// A field of /proc/self/status (`Seccomp`, `CapBnd`).
+fn status_field(name: &str) -> Option<String> {
+    let text = fs::read_to_string("/proc/self/status").ok()?;
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k == name).then(|| v.trim().to_string())
+    })
+}
+
+/// Why unshare(CLONE_NEWUSER) was refused here and what to change: a seccomp filter (the
+/// default profiles of docker and containerd, Kubernetes' RuntimeDefault, allow it only with
+/// CAP_SYS_ADMIN), no user namespaces allowed by sysctl, or else an LSM.
+fn unshare_refused() -> String {
+    if status_field("Seccomp").as_deref() == Some("2") {
+        return "a seccomp filter refuses it (Seccomp: 2 in /proc/self/status; the default \
+                profiles of docker and containerd, Kubernetes' RuntimeDefault, allow \
+                unshare(CLONE_NEWUSER) only with CAP_SYS_ADMIN): run this container with \
+                seccomp unconfined (Kubernetes: securityContext.seccompProfile.type: \
+                Unconfined; docker, podman: --security-opt seccomp=unconfined) or a profile \
+                that allows unshare"
+            .into();
+    }
+    let max = fs::read_to_string("/proc/sys/user/max_user_namespaces").unwrap_or_default();
+    if max.trim() == "0" {
+        return "user.max_user_namespaces is 0: on the host, sysctl -w \
+                user.max_user_namespaces=15000"
+            .into();
+    }
+    "the kernel or an LSM refuses user namespaces here (AppArmor: Kubernetes' \
+     securityContext.appArmorProfile.type: Unconfined, or on Ubuntu's hosts \
+     kernel.apparmor_restrict_unprivileged_userns=0)"
+        .into()
+}
+
+/// Why newuidmap (or newgidmap) could not write the map, where this process can tell: with
+/// no_new_privs set it gains neither setuid root nor its file capabilities; setuid root in a
+/// container whose capability bounding set lacks CAP_SYS_ADMIN has its map refused (written
+/// as root for a namespace root does not own), where the same program with a file capability
+/// writes it as the user. None otherwise.
+fn map_refused_because(prog: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    if status_field("NoNewPrivs").as_deref() == Some("1") {
+        return Some(
+            "; no_new_privs is set on this process (NoNewPrivs: 1 in /proc/self/status), so \
+             newuidmap runs without the privilege it needs: run the container without it \
+             (Kubernetes: do not set securityContext.allowPrivilegeEscalation: false; docker, \
+             podman: no --security-opt no-new-privileges)"
+                .into(),
+        );
+    }
+    let m = fs::metadata(prog).ok()?;
+    let bounding = u64::from_str_radix(&status_field("CapBnd")?, 16).ok()?;
+    let sys_admin = 1u64 << 21;
+    if m.mode() & 0o4000 == 0 || m.uid() != 0 || bounding & sys_admin != 0 {
+        return None;
+    }
+    Some(
+        "; newuidmap and newgidmap are setuid root, which in a container without \
+         CAP_SYS_ADMIN cannot write the maps: give them file capabilities instead, in the \
+         image as root: chmod u-s /usr/bin/newuidmap /usr/bin/newgidmap && setcap \
+         cap_setuid=ep /usr/bin/newuidmap && setcap cap_setgid=ep /usr/bin/newgidmap"
+            .into(),
+    )
 }
 
 /// What [`enter`] did.
@@ -192,10 +258,8 @@ pub fn enter() -> Result<Entered, String> {
             libc::write(to_parent[1], &byte as *const u8 as *const libc::c_void, 1);
             if r != 0 {
                 eprintln!(
-                    "brig-build: error: unshare of a user namespace: {err}: the kernel or a \
-                     seccomp profile refuses user namespaces here (a container needs \
-                     seccomp unconfined, or a profile that allows unshare(CLONE_NEWUSER); \
-                     on the host: sysctl user.max_user_namespaces > 0)"
+                    "brig-build: error: unshare of a user namespace: {err}: {}",
+                    unshare_refused()
                 );
                 libc::_exit(1);
             }

@@ -400,3 +400,56 @@ pub fn compared_config(cfg: &Value, env_as_set: bool) -> BTreeMap<String, Value>
     }
     m
 }
+
+/// A debootstrap minbase rootfs of the host's Debian release as a .tar.xz: the conformance
+/// suite's image when `make conformance` made it already, else made once in `tmp_dir` (a test's
+/// `CARGO_TARGET_TMPDIR`).
+pub fn debian_tarball(tmp_dir: &Path) -> Result<PathBuf, String> {
+    let conformance = crate::workspace_dir().join("conformance/work/images/debian-amd64.tar.xz");
+    if conformance.is_file() {
+        return Ok(conformance);
+    }
+    let cached = tmp_dir.join("debian-minbase.tar.xz");
+    if cached.is_file() {
+        return Ok(cached);
+    }
+    if !have("debootstrap") {
+        return Err("debootstrap is not installed (make deps installs it)".into());
+    }
+    let mirror = fs::read_to_string("/etc/apt/sources.list.d/debian.sources")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .filter_map(|l| l.strip_prefix("URIs:"))
+                .map(str::trim)
+                .find(|u| !u.contains("security"))
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "http://deb.debian.org/debian".into());
+    let codename = fs::read_to_string("/etc/os-release")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VERSION_CODENAME=").map(str::to_string))
+        .unwrap_or_else(|| "bookworm".into());
+    let tmp = tempfile::Builder::new()
+        .prefix("debian-minbase-")
+        .tempdir_in(tmp_dir)
+        .unwrap();
+    let rootfs = tmp.path().join("rootfs");
+    let out = run(Command::new("debootstrap")
+        .args(["--variant=minbase", &codename])
+        .arg(&rootfs)
+        .arg(&mirror));
+    if !out.success() {
+        return Err(format!("debootstrap failed: {out}"));
+    }
+    let part = tmp.path().join("out.tar.xz");
+    let out = run(Command::new("sh").arg("-c").arg(format!(
+        "tar --numeric-owner -C '{}' -cf - . | xz -T0 > '{}'",
+        rootfs.display(),
+        part.display()
+    )));
+    out.assert_ok();
+    fs::rename(&part, &cached).unwrap();
+    Ok(cached)
+}

@@ -1,4 +1,5 @@
-//! A seccomp allow-list: every x86_64 system call but mkdir(2) and mkdirat(2).
+//! Seccomp allow-lists: every x86_64 system call but mkdir(2) and mkdirat(2); one with the
+//! meaning of docker's and containerd's default profile ([`default_seccomp_profile`]).
 
 /// The seccomp syscall table without mkdir/mkdirat, see [`SYSCALLS_EXCEPT_MKDIR`].
 #[cfg(target_arch = "x86_64")]
@@ -367,3 +368,95 @@ pub const SYSCALLS_EXCEPT_MKDIR: &[&str] = &[
     "landlock_add_rule",
     "landlock_restrict_self",
 ];
+
+/// The system calls the default seccomp profiles of docker and containerd (Kubernetes'
+/// `RuntimeDefault`) refuse a container with the default capabilities: those gated on
+/// CAP_SYS_ADMIN (mounts, namespaces, unshare, setns, bpf, ...), on capabilities not in the
+/// default set (modules, time, reboot, raw I/O, accounting, NUMA policy, process_vm_*), and
+/// those refused to every container (keyrings, kexec, userfaultfd, obsolete calls). Written
+/// from the profiles' published meaning, not copied; personality's argument filter is left out.
+#[cfg(target_arch = "x86_64")]
+pub const REFUSED_BY_DEFAULT_PROFILE: &[&str] = &[
+    "acct",
+    "add_key",
+    "bpf",
+    "clock_adjtime",
+    "clock_settime",
+    "create_module",
+    "delete_module",
+    "fanotify_init",
+    "finit_module",
+    "fsconfig",
+    "fsmount",
+    "fsopen",
+    "fspick",
+    "get_kernel_syms",
+    "get_mempolicy",
+    "init_module",
+    "ioperm",
+    "iopl",
+    "kcmp",
+    "kexec_file_load",
+    "kexec_load",
+    "keyctl",
+    "lookup_dcookie",
+    "mbind",
+    "mount",
+    "mount_setattr",
+    "move_mount",
+    "name_to_handle_at",
+    "nfsservctl",
+    "open_by_handle_at",
+    "open_tree",
+    "perf_event_open",
+    "pivot_root",
+    "process_vm_readv",
+    "process_vm_writev",
+    "query_module",
+    "quotactl",
+    "quotactl_fd",
+    "reboot",
+    "request_key",
+    "set_mempolicy",
+    "setdomainname",
+    "sethostname",
+    "setns",
+    "settimeofday",
+    "swapoff",
+    "swapon",
+    "_sysctl",
+    "sysfs",
+    "syslog",
+    "umount2",
+    "unshare",
+    "uselib",
+    "userfaultfd",
+    "ustat",
+    "vhangup",
+];
+
+/// A seccomp profile (`linux.seccomp`) with the meaning of docker's and containerd's default
+/// for a container with the default capabilities: an errno (EPERM) for every call but those
+/// allowed; clone only without namespace flags (CLONE_NEWNS, NEWCGROUP, NEWUTS, NEWIPC,
+/// NEWUSER, NEWPID, NEWNET: mask 0x7E020000), clone3 ENOSYS so that libc falls back to clone.
+#[cfg(target_arch = "x86_64")]
+pub fn default_seccomp_profile() -> serde_json::Value {
+    let allowed: Vec<&str> = SYSCALLS_EXCEPT_MKDIR
+        .iter()
+        .copied()
+        .chain(["mkdir", "mkdirat"])
+        .filter(|s| !REFUSED_BY_DEFAULT_PROFILE.contains(s) && *s != "clone" && *s != "clone3")
+        .collect();
+    serde_json::json!({
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "defaultErrnoRet": 1,
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": [
+            {"names": allowed, "action": "SCMP_ACT_ALLOW"},
+            {"names": ["clone"], "action": "SCMP_ACT_ALLOW",
+             "args": [{"index": 0, "value": 0x7E02_0000u64, "valueTwo": 0,
+                       "op": "SCMP_CMP_MASKED_EQ"}]},
+            {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}
+        ]
+    })
+}

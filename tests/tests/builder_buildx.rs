@@ -1,6 +1,7 @@
 //! buildx's command line, as pipelines use it (issue 15): `--push` to each `-t` name,
 //! `--iidfile`, `--metadata-file` (buildx's keys), `-o type=local` and `-o type=tar` (the
-//! image's files), `--load` into a docker daemon over its socket.
+//! image's files), `--load` into a docker daemon over its socket, `--cache-to type=inline` and
+//! `--cache-from` of the pushed image.
 
 use brig_tests::builder::*;
 use brig_tests::dockerd::Dockerd;
@@ -329,4 +330,110 @@ fn run_steps_get_hosts_shm_and_ulimits() {
         out.assert_fail();
         assert!(out.stderr.contains(says), "{flag} {value}: {out}");
     }
+}
+
+#[test]
+fn cache_to_inline_and_from_the_pushed_image() {
+    if !ready("cache_to_inline_and_from_the_pushed_image") {
+        return;
+    }
+    let Some(reg) = Registry::start("cache_to_inline_and_from_the_pushed_image", "") else {
+        return;
+    };
+    let h = reg.host.as_str();
+    let w = Witness::start();
+    let c = Ctx::new(&format!(
+        "{}\nRUN {} && echo one > /one\nENV E=1\nRUN {} && echo two > /two\n",
+        from_base(),
+        w.hit("one"),
+        w.hit("two")
+    ));
+    // Each build in a store of its own: `--store S build --push -t NAME ARGS`.
+    let build_in = |store: &str, name: &str, args: &[&str]| {
+        let meta = c.path(&format!("{store}.json"));
+        let out = run(Command::new(builder_path())
+            .arg("--store")
+            .arg(c.path(store))
+            .args(["--insecure-registry", h, "build", "--runtime"])
+            .arg(binary_path())
+            .args(["--push", "-t", &format!("{h}/{name}"), "--metadata-file"])
+            .arg(&meta)
+            .args(args)
+            .arg(c.ctx()));
+        out.assert_ok();
+        let m: Value = serde_json::from_slice(&fs::read(&meta).unwrap()).unwrap();
+        (out, m)
+    };
+    let (_, first) = build_in("store-a", "app:1", &["--cache-to", "type=inline"]);
+    assert_eq!((w.count("one"), w.count("two")), (1, 1));
+    // The pushed config carries the entries of the image's steps.
+    let blob = |d: &str| {
+        let hex = &d["sha256:".len()..];
+        let p = reg
+            .dir
+            .path()
+            .join("data/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data");
+        serde_json::from_slice::<Value>(&fs::read(p).unwrap()).unwrap()
+    };
+    let config = blob(first["containerimage.config.digest"].as_str().unwrap());
+    let entries = config["brig.build.cache.v0"]["entries"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no inline cache in {config}"));
+    let manifest = blob(first["containerimage.digest"].as_str().unwrap());
+    let layers: Vec<&Value> = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| &l["digest"])
+        .collect();
+    let with_layer: Vec<&Value> = entries.values().filter_map(|e| e.get("layer")).collect();
+    assert_eq!(entries.len(), 3, "RUN, ENV, RUN: {config}");
+    assert_eq!(with_layer.len(), 2, "{config}");
+    assert!(with_layer.iter().all(|l| layers.contains(&&l["digest"])));
+    // A fresh store, the pushed image as --cache-from (buildx's bare form): no step runs, and
+    // the image is the same, inline cache included.
+    w.reset();
+    let (_, again) = build_in(
+        "store-b",
+        "app:2",
+        &[
+            "--cache-from",
+            &format!("{h}/app:1"),
+            "--cache-to",
+            "type=inline",
+        ],
+    );
+    assert_eq!((w.count("one"), w.count("two")), (0, 0));
+    assert_eq!(
+        again["containerimage.digest"],
+        first["containerimage.digest"]
+    );
+    // An image pushed without it has no inline cache: ignored, with a notice; steps run.
+    build_in("store-b", "plain:1", &[]);
+    let (out, _) = build_in(
+        "store-c",
+        "app:3",
+        &["--cache-from", &format!("type=registry,ref={h}/plain:1")],
+    );
+    assert!(out.stderr.contains("no build cache there"), "{out}");
+    assert_eq!((w.count("one"), w.count("two")), (1, 1));
+    // An image FROM the one with the inline cache does not inherit it.
+    let d = Ctx::new(&format!("FROM {h}/app:1\nENV X=1\n"));
+    let oci = d.path("oci");
+    build(
+        &d,
+        &["--insecure-registry", h],
+        &["-o", &format!("type=oci,dest={},name=t:1", oci.display())],
+        &[],
+    )
+    .assert_ok();
+    let child = Image::open(&oci, "1");
+    assert!(
+        child.config.get("brig.build.cache.v0").is_none(),
+        "{}",
+        child.config
+    );
 }

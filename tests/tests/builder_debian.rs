@@ -11,67 +11,15 @@ use brig_tests::builder::*;
 use brig_tests::{registry::Registry, Containerd};
 use serde_json::json;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-
-/// A debootstrap minbase rootfs of the host's Debian release as a .tar.xz.
-fn debian_tarball() -> Result<PathBuf, String> {
-    let conformance =
-        brig_tests::workspace_dir().join("conformance/work/images/debian-amd64.tar.xz");
-    if conformance.is_file() {
-        return Ok(conformance);
-    }
-    let cached = Path::new(env!("CARGO_TARGET_TMPDIR")).join("debian-minbase.tar.xz");
-    if cached.is_file() {
-        return Ok(cached);
-    }
-    if !have("debootstrap") {
-        return Err("debootstrap is not installed (make deps installs it)".into());
-    }
-    let mirror = fs::read_to_string("/etc/apt/sources.list.d/debian.sources")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .filter_map(|l| l.strip_prefix("URIs:"))
-                .map(str::trim)
-                .find(|u| !u.contains("security"))
-                .map(str::to_string)
-        })
-        .unwrap_or_else(|| "http://deb.debian.org/debian".into());
-    let codename = fs::read_to_string("/etc/os-release")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VERSION_CODENAME=").map(str::to_string))
-        .unwrap_or_else(|| "bookworm".into());
-    let tmp = tempfile::Builder::new()
-        .prefix("debian-minbase-")
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-        .unwrap();
-    let rootfs = tmp.path().join("rootfs");
-    let out = run(Command::new("debootstrap")
-        .args(["--variant=minbase", &codename])
-        .arg(&rootfs)
-        .arg(&mirror));
-    if !out.success() {
-        return Err(format!("debootstrap failed: {out}"));
-    }
-    let part = tmp.path().join("out.tar.xz");
-    let out = run(Command::new("sh").arg("-c").arg(format!(
-        "tar --numeric-owner -C '{}' -cf - . | xz -T0 > '{}'",
-        rootfs.display(),
-        part.display()
-    )));
-    out.assert_ok();
-    fs::rename(&part, &cached).unwrap();
-    Ok(cached)
-}
 
 #[test]
 fn debootstrap_base_runs_apt_get_install() {
     if !ready("debootstrap_base_runs_apt_get_install") {
         return;
     }
-    let tarball = match debian_tarball() {
+    let tarball = match debian_tarball(Path::new(env!("CARGO_TARGET_TMPDIR"))) {
         Ok(t) => t,
         Err(why) => panic!("no Debian base: {why}"),
     };
@@ -189,7 +137,8 @@ fn sbom_and_provenance_beside_the_image() {
         return;
     };
     let h = reg.host.as_str();
-    let tarball = debian_tarball().unwrap_or_else(|why| panic!("no Debian base: {why}"));
+    let tarball = debian_tarball(Path::new(env!("CARGO_TARGET_TMPDIR")))
+        .unwrap_or_else(|why| panic!("no Debian base: {why}"));
     let c = Ctx::new("FROM scratch\nADD debian.tar.xz /\n");
     fs::copy(&tarball, c.ctx().join("debian.tar.xz")).unwrap();
     c.build(&["-q", "-t", "localhost/debian:base"]).assert_ok();

@@ -1,7 +1,8 @@
 //! brig-build as a plain user (its own user namespace, the user's /etc/subuid range): the
 //! same Dockerfile built by root and by [`BUILD_USER`] with SOURCE_DATE_EPOCH gives the same
 //! image digest (owners by `COPY --chown`, `RUN chown`, several ids, a whiteout, an opaque
-//! directory, a setuid bit); an id outside the range is a clear error.
+//! directory, a setuid bit; a debootstrap base, its device nodes, `RUN apt-get install`); an
+//! id outside the range (COPY --chown, RUN chown or chgrp) is a clear error.
 
 use brig_tests::builder::*;
 use brig_tests::rootless::{build_user, run_as_build_user, BUILD_USER, SUB_COUNT};
@@ -50,6 +51,22 @@ fn build_as_user(c: &Ctx, extra: &[&str]) -> brig_tests::Out {
     run_as_build_user(&builder_path(), &home, &home, &[EPOCH], &args)
 }
 
+/// Builds `c` as root with SOURCE_DATE_EPOCH into `root-oci`, returned.
+fn build_as_root(c: &Ctx) -> std::path::PathBuf {
+    let root_oci = c.path("root-oci");
+    let dest = format!("type=oci,dest={},name=t:1", root_oci.display());
+    let out = run(Command::new(builder_path())
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .arg("--store")
+        .arg(c.store())
+        .args(["build", "--runtime"])
+        .arg(binary_path())
+        .args(["-o", &dest])
+        .arg(c.ctx()));
+    out.assert_ok();
+    root_oci
+}
+
 fn ready_rootless(test: &str) -> bool {
     if !ready(test) {
         return false;
@@ -81,17 +98,7 @@ fn a_plain_users_image_is_roots_image() {
          USER app\n\
          RUN touch /home/app/mine\n"
     ));
-    let root_oci = c.path("root-oci");
-    let dest = format!("type=oci,dest={},name=t:1", root_oci.display());
-    let out = run(Command::new(builder_path())
-        .env("SOURCE_DATE_EPOCH", "1700000000")
-        .arg("--store")
-        .arg(c.store())
-        .args(["build", "--runtime"])
-        .arg(binary_path())
-        .args(["-o", &dest])
-        .arg(c.ctx()));
-    out.assert_ok();
+    let root_oci = build_as_root(&c);
     let user = build_as_user(&c, &[]);
     user.assert_ok();
     // The default store of a plain user is under its home.
@@ -118,6 +125,46 @@ fn a_plain_users_image_is_roots_image() {
 }
 
 #[test]
+fn a_debootstrap_base_with_apt_get_install_is_roots_image() {
+    if !ready_rootless("a_debootstrap_base_with_apt_get_install_is_roots_image") {
+        return;
+    }
+    let tarball = debian_tarball(Path::new(env!("CARGO_TARGET_TMPDIR")))
+        .unwrap_or_else(|why| panic!("no Debian base: {why}"));
+    // What differs run to run (package lists, apt's and dpkg's logs, caches) is removed.
+    let c = context(
+        "FROM scratch\n\
+         ADD debian.tar.xz /\n\
+         ENV DEBIAN_FRONTEND=noninteractive\n\
+         RUN apt-get update && apt-get install -y --no-install-recommends hello \\\n\
+         \x20   && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/* \\\n\
+         \x20      /var/cache/ldconfig/aux-cache /var/cache/debconf/*-old\n",
+    );
+    fs::copy(&tarball, c.ctx().join("debian.tar.xz")).unwrap();
+    let root_oci = build_as_root(&c);
+    build_as_user(&c, &[]).assert_ok();
+    let img = Image::open(&c.path("home/oci"), "1");
+    // debootstrap's device nodes, which a user namespace cannot make, are in the layer as
+    // they are in the tarball (mode included).
+    let base = img.layer_listing(0).join("\n");
+    assert!(
+        base.lines()
+            .any(|l| l.starts_with("crw-rw-rw- 0/0") && l.ends_with("dev/null")),
+        "{}",
+        &base[..base.len().min(2000)]
+    );
+    assert!(img
+        .layer_listing(-1)
+        .iter()
+        .any(|l| l.ends_with("usr/bin/hello")));
+    assert_eq!(
+        digest(&c.path("home/oci")),
+        digest(&root_oci),
+        "{BUILD_USER}'s image differs from root's"
+    );
+}
+
+#[test]
 fn an_id_outside_the_users_range_is_named() {
     if !ready_rootless("an_id_outside_the_users_range_is_named") {
         return;
@@ -134,6 +181,38 @@ fn an_id_outside_the_users_range_is_named() {
             && out.stderr.contains("/etc/subuid"),
         "{out}"
     );
+}
+
+#[test]
+fn a_run_chown_outside_the_users_range_is_named() {
+    if !ready_rootless("a_run_chown_outside_the_users_range_is_named") {
+        return;
+    }
+    let beyond = SUB_COUNT + 1;
+    for (chown, what) in [
+        (
+            format!("chown -R {beyond}:0 /f"),
+            format!("uid {beyond} is outside"),
+        ),
+        // By name, from the image's /etc/group.
+        (
+            format!("echo far:x:{beyond}: >> /etc/group && chgrp far /f"),
+            format!("gid {beyond} is outside"),
+        ),
+    ] {
+        let c = context(&format!(
+            "FROM scratch\nCOPY rootfs/ /\nCOPY f /f\nRUN {chown}\n"
+        ));
+        let out = build_as_user(&c, &[]);
+        out.assert_fail();
+        assert!(
+            out.stderr.contains("Dockerfile:4: RUN")
+                && out.stderr.contains(&what)
+                && out.stderr.contains(&format!("1-{SUB_COUNT}"))
+                && out.stderr.contains("/etc/sub"),
+            "{out}"
+        );
+    }
 }
 
 #[test]

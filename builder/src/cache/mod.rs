@@ -149,21 +149,48 @@ pub enum Location {
     /// `type=local,dest|src=DIR`: a directory ([`local::export_local`], [`local::import_local`]).
     Local(PathBuf),
     /// `type=registry,ref=REF`: one image manifest in a registry
-    /// ([`remote::push_cache`], [`remote::RemoteCache`]).
+    /// ([`remote::push_cache`], [`remote::RemoteCache`]); as `--cache-from`, also an image
+    /// whose config carries an inline cache.
     Registry(crate::registry::Reference),
+    /// `--cache-to type=inline`: the entries of the image's own steps in its config
+    /// ([`remote::INLINE_CACHE_KEY`]), read back by `--cache-from` of the pushed image.
+    Inline,
 }
 
 /// `--cache-to type=local,dest=DIR|type=registry,ref=REF` / `--cache-from
 /// type=local,src=DIR|type=registry,ref=REF`; `want` is the local form's key (`dest` or
 /// `src`). `flag` names the option in errors.
 pub fn parse(flag: &str, s: &str, want: &str) -> Result<Location, String> {
+    // buildx: a bare reference is a registry cache (or an image with an inline cache).
+    if !s.contains('=') {
+        return crate::registry::Reference::parse(s)
+            .map(Location::Registry)
+            .ok_or_else(|| format!("{flag} {s:?}: not an image reference"));
+    }
     let kind = s.split(',').find_map(|p| p.strip_prefix("type="));
+    if kind == Some("inline") {
+        if want != "dest" {
+            return Err(format!(
+                "{flag} {s:?}: type=inline is for --cache-to; --cache-from takes the pushed \
+                 image (type=registry,ref=REF)"
+            ));
+        }
+        return match s
+            .split(',')
+            .find(|p| !p.starts_with("type=") && *p != "mode=min")
+        {
+            Some(part) => Err(format!(
+                "{flag} {s:?}: unknown part {part:?} (type=inline has none)"
+            )),
+            None => Ok(Location::Inline),
+        };
+    }
     let key = match kind {
         Some("local") => want,
         Some("registry") => "ref",
         Some(k) => {
             return Err(format!(
-                "{flag} {s:?}: cache type {k:?} is not supported (local or registry)"
+                "{flag} {s:?}: cache type {k:?} is not supported (local, registry or inline)"
             ))
         }
         None => {
@@ -293,6 +320,15 @@ mod tests {
             .unwrap_err()
             .contains("not an image reference"));
         assert!(p("type=gha").unwrap_err().contains("not supported"));
+        assert_eq!(p("type=inline"), Ok(Location::Inline));
+        assert!(p("type=inline,ref=x").unwrap_err().contains("unknown part"));
+        assert!(parse("--cache-from", "type=inline", "src")
+            .unwrap_err()
+            .contains("for --cache-to"));
+        match parse("--cache-from", "127.0.0.1:5000/app:1", "src") {
+            Ok(Location::Registry(r)) => assert_eq!(r.to_string(), "127.0.0.1:5000/app:1"),
+            other => panic!("{other:?}"),
+        }
         assert!(p("type=local").unwrap_err().contains("dest=DIR is missing"));
         assert!(p("type=local,src=/x").unwrap_err().contains("unknown part"));
         assert!(p("dest=/x")

@@ -1,6 +1,8 @@
 //! `--cache-to type=registry,ref=REF` and `--cache-from type=registry,ref=REF`: a build cache
 //! as one image manifest in a registry (BuildKit's image-manifest style), its entries in the
-//! config blob, the layers they name as the manifest's layers. The bytes go through
+//! config blob, the layers they name as the manifest's layers; `--cache-to type=inline`: the
+//! entries of an image's own steps in its config ([`INLINE_CACHE_KEY`]), which `--cache-from`
+//! reads from the pushed image. The bytes go through
 //! [`crate::registry`]'s client; the entries are imported as [`super::local`]'s are
 //! ([`super::import_entry`]).
 
@@ -21,6 +23,34 @@ pub const CACHE_CONFIG_MEDIA_TYPE: &str = "application/vnd.brig.build.cache.conf
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct CacheConfig {
     entries: std::collections::BTreeMap<String, Entry>,
+}
+
+/// The key of the image config that holds an inline cache (`--cache-to type=inline`): the
+/// entries of the steps whose layers are the image's own (or that made none), as a
+/// [`CacheConfig`] object. BuildKit keeps its own format under `moby.buildkit.cache.v0`; a key
+/// of our own keeps each builder from misreading the other's.
+pub const INLINE_CACHE_KEY: &str = "brig.build.cache.v0";
+
+/// The inline cache of an image whose layers have the diffIDs `diff_ids`: the entries among
+/// `keys` whose layer is one of them or that have none, their layers compressed as `c` (the
+/// image's export compresses them alike: [`crate::image::compress`]), so that they name the
+/// blobs the pushed image has.
+pub fn inline_cache(
+    store: &Store,
+    keys: &[String],
+    diff_ids: &[&str],
+    c: Compression,
+) -> Result<serde_json::Value, crate::image::store::StoreError> {
+    let mut config = CacheConfig::default();
+    for (key, _, e) in exportable(store, keys, c)? {
+        if e.layer
+            .as_ref()
+            .is_none_or(|l| diff_ids.contains(&l.diff_id.as_str()))
+        {
+            config.entries.insert(key, e);
+        }
+    }
+    Ok(serde_json::to_value(&config).expect("cache entries serialize"))
 }
 
 /// Pushes the cache entries `keys` to `dest` as one image manifest (BuildKit's image-manifest
@@ -118,9 +148,12 @@ impl RemoteCache {
         }
         let m = ImageManifest::from_reader(&bytes[..]).map_err(|e| f(e.to_string()))?;
         let cd = m.config();
-        if cd.media_type().to_string() != CACHE_CONFIG_MEDIA_TYPE {
+        let inline = *cd.media_type() == MediaType::ImageConfig
+            || cd.media_type().to_string() == "application/vnd.docker.container.image.v1+json";
+        if !inline && cd.media_type().to_string() != CACHE_CONFIG_MEDIA_TYPE {
             return Err(f(format!(
-                "not a build cache: the config's media type is {}, not {CACHE_CONFIG_MEDIA_TYPE}",
+                "not a build cache: the config's media type is {}, not {CACHE_CONFIG_MEDIA_TYPE} \
+                 (a cache manifest) or an image config (an inline cache)",
                 cd.media_type()
             )));
         }
@@ -140,8 +173,18 @@ impl RemoteCache {
                 sha256(&raw)
             )));
         }
-        let config: CacheConfig =
-            serde_json::from_slice(&raw).map_err(|e| f(format!("config {digest}: {e}")))?;
+        let config: CacheConfig = if inline {
+            // An image: its inline cache, if it was built with one.
+            let image: serde_json::Value = serde_json::from_slice(&raw)
+                .map_err(|e| f(format!("image config {digest}: {e}")))?;
+            match image.get(INLINE_CACHE_KEY) {
+                Some(c) => serde_json::from_value(c.clone())
+                    .map_err(|e| f(format!("image config {digest}: {INLINE_CACHE_KEY}: {e}")))?,
+                None => return Ok(None),
+            }
+        } else {
+            serde_json::from_slice(&raw).map_err(|e| f(format!("config {digest}: {e}")))?
+        };
         Ok(Some(RemoteCache {
             reference: r.clone(),
             client,

@@ -98,6 +98,23 @@ impl Builder<'_> {
             .and_then(|h| h.created.clone())
             .or_else(|| Some(self.now()));
         st.config.rootfs.diff_ids = st.layers.iter().map(|l| l.diff_id.clone()).collect();
+        // A base image's inline cache is not this image's.
+        st.config
+            .extra
+            .remove(crate::cache::remote::INLINE_CACHE_KEY);
+        if self.opts.cache_to == Some(crate::cache::Location::Inline) {
+            let used = super::lock(&self.added).used.clone();
+            let diff_ids: Vec<&str> = st.layers.iter().map(|l| l.diff_id.as_str()).collect();
+            let inline = crate::cache::remote::inline_cache(
+                self.store,
+                &used,
+                &diff_ids,
+                self.opts.compression,
+            )?;
+            st.config
+                .extra
+                .insert(crate::cache::remote::INLINE_CACHE_KEY.into(), inline);
+        }
         let cbytes = serde_json::to_vec(&st.config).expect("config serializes");
         let (cdigest, new) = self.store.put_blob(&cbytes)?;
         if new {

@@ -238,6 +238,8 @@ pub fn build(opts: &Options, store: &Store) -> Result<Built> {
     for l in &opts.cache_from {
         match l {
             cache::Location::Local(d) => cache_from.push(CacheFrom::Local(d.clone())),
+            // parse refuses it for --cache-from.
+            cache::Location::Inline => {}
             cache::Location::Registry(r) => {
                 match cache::remote::RemoteCache::open(&opts.registry, r)
                     .map_err(|e| BuildError::Other(format!("--cache-from: {e}")))?
@@ -245,7 +247,7 @@ pub fn build(opts: &Options, store: &Store) -> Result<Built> {
                     Some(c) => cache_from.push(CacheFrom::Registry(Box::new(Mutex::new(c)))),
                     // As BuildKit: a cache not there yet is no reason to fail a build.
                     None => progress.notice(&format!(
-                        "[notice] --cache-from: {r}: no such cache in the registry, ignored"
+                        "[notice] --cache-from: {r}: no build cache there (no such manifest, or an image without an inline cache), ignored"
                     )),
                 }
             }
@@ -282,6 +284,8 @@ pub fn build(opts: &Options, store: &Store) -> Result<Built> {
                 cache::remote::push_cache(store, &opts.registry, &used, dest, opts.compression)
                     .map_err(|e| e.to_string())
             }
+            // Written into the image's config by commit_image.
+            cache::Location::Inline => Ok(0),
         };
         if let Err(e) = done {
             r = Err(BuildError::Other(format!("--cache-to: {e}")));

@@ -240,6 +240,11 @@ pub fn spec(p: &Process, rootfs: &Path, net: Network) -> Value {
         json!({"type": "uts"}),
         json!({"type": "mount"}),
     ];
+    if !crate::procfs::own_proc() {
+        // A new proc is refused under this container's masked /proc (see procfs): bind it.
+        mounts[0] = json!({"destination": "/proc", "type": "bind", "source": "/proc",
+                           "options": ["rbind", "nosuid", "noexec", "nodev"]});
+    }
     if net != Network::None && crate::idmap::in_user_namespace() {
         // sysfs may be mounted only by the owner of the network namespace: a plain user's
         // build with the host's network binds the host's /sys (read-only), as buildah does.
@@ -588,13 +593,24 @@ impl Builder<'_> {
             &mut |d| lock(&self.progress).run_output(CURRENT_STEP.with(|c| c.get()), d),
         )
         .map_err(|e| self.err(line, format!("RUN: cannot start the runtime: {e}")))?;
+        let why = if code != 0 {
+            unmapped_chown(&root, &args.join(" "))
+        } else {
+            None
+        };
         drop(root);
         extra.finish().map_err(|e| self.err(line, e))?;
         m.unmount().map_err(|e| self.err(line, e))?;
         if code != 0 {
             return Err(self.err(
                 line,
-                format!("RUN {} returned a non-zero code: {code}", show_cmd(c)),
+                match why {
+                    Some(why) => format!(
+                        "RUN {} returned a non-zero code: {code}; the step's chown: {why}",
+                        show_cmd(c)
+                    ),
+                    None => format!("RUN {} returned a non-zero code: {code}", show_cmd(c)),
+                },
             ));
         }
         let upper = area.join("upper");
@@ -653,9 +669,76 @@ impl Builder<'_> {
     }
 }
 
+/// The `OWNER[:GROUP]` (chown) and `GROUP` (chgrp, as `:GROUP`) arguments a shell command
+/// gives, options skipped: what a failed RUN step may have asked for beyond the ids mapped.
+fn chown_owners(cmd: &str) -> Vec<String> {
+    let words: Vec<String> = cmd
+        .split(|c: char| c.is_whitespace() || ";&|()".contains(c))
+        .filter(|w| !w.is_empty())
+        .map(|w| w.trim_matches(|c| c == '"' || c == '\'').to_string())
+        .collect();
+    let mut found = Vec::new();
+    for (i, w) in words.iter().enumerate() {
+        let prog = w.rsplit('/').next().unwrap_or(w);
+        if prog != "chown" && prog != "chgrp" {
+            continue;
+        }
+        if let Some(owner) = words[i + 1..].iter().find(|a| !a.starts_with('-')) {
+            found.push(if prog == "chgrp" {
+                format!(":{owner}")
+            } else {
+                owner.clone()
+            });
+        }
+    }
+    found
+}
+
+/// Why a failed RUN step's chown (or chgrp) was refused, when it names an id (by number or by
+/// the image's /etc/passwd and /etc/group) outside the ids this build maps (see
+/// [`crate::idmap::unmapped`]). None when it names none.
+fn unmapped_chown(root: &Root, cmd: &str) -> Option<String> {
+    chown_owners(cmd).into_iter().find_map(|o| {
+        let (u, g) = o.split_once([':', '.']).unwrap_or((&o, ""));
+        let uid = match u {
+            "" => 0,
+            u => u
+                .parse()
+                .ok()
+                .or_else(|| lookup_user(root, u).ok().map(|e| e.0))?,
+        };
+        let gid = match g {
+            "" => 0,
+            g => g
+                .parse()
+                .ok()
+                .or_else(|| lookup_user(root, &format!("0:{g}")).ok().map(|e| e.1))?,
+        };
+        crate::idmap::unmapped(uid, gid)
+    })
+}
+
 fn show_cmd(c: &Cmd) -> String {
     match c {
         Cmd::Shell(s) => s.lines().next().unwrap_or("").to_string(),
         Cmd::Exec(v) => serde_json::to_string(v).unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod chown_tests {
+    use super::chown_owners;
+
+    #[test]
+    fn chown_and_chgrp_arguments_are_found() {
+        assert_eq!(
+            chown_owners("/bin/sh -c mkdir /a && chown -R 70000:70000 /a; chgrp app /b"),
+            ["70000:70000", ":app"]
+        );
+        assert_eq!(
+            chown_owners("/bin/sh -c /bin/chown --no-dereference 'app' /x|true"),
+            ["app"]
+        );
+        assert!(chown_owners("/bin/sh -c echo chowned").is_empty());
     }
 }

@@ -201,6 +201,16 @@ pub fn append_tree<W: Write>(b: &mut tar::Builder<W>, dir: &Path, opts: Options)
             let target = fs::read_link(e.path())?;
             let h = base_header(&md, opts, EntryType::Symlink);
             append(b, h, &rel, Some(&target), &xattrs, io::empty())?;
+        } else if let Some((chr, major, minor)) = device_standin(e.path(), &md)? {
+            let kind = if chr {
+                EntryType::Char
+            } else {
+                EntryType::Block
+            };
+            let mut h = base_header(&md, opts, kind);
+            h.set_device_major(major)?;
+            h.set_device_minor(minor)?;
+            append(b, h, &rel, None, &xattrs, io::empty())?;
         } else if ft.is_file() {
             if md.nlink() > 1 {
                 if let Some(first) = links.get(&(md.dev(), md.ino())) {
@@ -307,7 +317,7 @@ pub(crate) fn xattrs(path: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
     let mut out = Vec::new();
     for name in buf[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
         let name = String::from_utf8_lossy(name).into_owned();
-        if crate::idmap::is_overlay_xattr(&name) {
+        if crate::idmap::is_overlay_xattr(&name) || name == crate::idmap::DEVICE_STANDIN_XATTR {
             continue;
         }
         if let Some(v) = xattr_value(path, &name)? {
@@ -316,6 +326,15 @@ pub(crate) fn xattrs(path: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
     }
     out.sort();
     Ok(out)
+}
+
+/// The device an empty regular file stands for ([`crate::idmap::DEVICE_STANDIN_XATTR`]).
+fn device_standin(path: &Path, md: &fs::Metadata) -> io::Result<Option<(bool, u32, u32)>> {
+    if !md.is_file() || md.len() != 0 {
+        return Ok(None);
+    }
+    Ok(xattr_value(path, crate::idmap::DEVICE_STANDIN_XATTR)?
+        .and_then(|v| crate::idmap::parse_device_standin(&v)))
 }
 
 /// One xattr of `path` (not following a final symlink).

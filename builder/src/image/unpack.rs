@@ -337,8 +337,40 @@ fn entry<R: Read>(
             };
             let major = h.device_major().ok().flatten().unwrap_or(0);
             let minor = h.device_minor().ok().flatten().unwrap_or(0);
-            rfs::mknodat(&pfd, name.as_os_str(), ft, mode, rfs::makedev(major, minor))
-                .map_err(|e| io_err(e.into()))?;
+            match rfs::mknodat(&pfd, name.as_os_str(), ft, mode, rfs::makedev(major, minor)) {
+                // A user namespace may make no device node (a plain user's build, a
+                // debootstrap tree's /dev): a stand-in file says which (see idmap).
+                Err(rustix::io::Errno::PERM)
+                    if ft != FileType::Fifo && crate::idmap::in_user_namespace() =>
+                {
+                    let f = rfs::openat(
+                        &pfd,
+                        name.as_os_str(),
+                        OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW,
+                        mode,
+                    )
+                    .map_err(|e| io_err(e.into()))?;
+                    let kind = if ft == FileType::CharacterDevice {
+                        'c'
+                    } else {
+                        'b'
+                    };
+                    rfs::fsetxattr(
+                        &f,
+                        crate::idmap::DEVICE_STANDIN_XATTR,
+                        format!("{kind} {major} {minor}").as_bytes(),
+                        rfs::XattrFlags::empty(),
+                    )
+                    .map_err(|e| io_err(e.into()))?;
+                    rfs::fchmod(&f, mode).map_err(|e| io_err(e.into()))?;
+                }
+                r => {
+                    r.map_err(|e| io_err(e.into()))?;
+                    // mknod's mode went through the umask: the entry's mode, exactly.
+                    rfs::chmodat(&pfd, name.as_os_str(), mode, AtFlags::empty())
+                        .map_err(|e| io_err(e.into()))?;
+                }
+            }
             chown_entry(&pfd)?;
         }
         EntryType::XHeader
