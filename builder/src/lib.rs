@@ -10,6 +10,7 @@
 //!
 //! Imports go down that list, never up: `image` imports none of the others but [`fsroot`] and [`idmap`];
 //! [`rootless`] (the user namespace of a plain user's build) is main's, before all else;
+//! [`emulate`] (qemu-user for RUN steps of another platform) imports `image` and [`idmap`];
 //! `registry` imports `image`; `source` and `cache` import both; `plan` imports `dockerfile`,
 //! `image` and `source`; `exec` imports them all.
 
@@ -17,6 +18,7 @@ pub mod attest;
 pub mod cache;
 pub mod docker;
 pub mod dockerfile;
+pub mod emulate;
 pub mod exec;
 pub mod export;
 pub mod fsroot;

@@ -97,8 +97,16 @@ pub struct Options {
     pub compression: layer::Compression,
     /// How base images are pulled from registries.
     pub registry: crate::registry::Options,
-    /// `--platform`: the target platform (this host's unless given).
+    /// `--platform`: the target platform (this host's unless given; a build for several is
+    /// one build per platform, see [`Options::built_keys`]).
     pub platform: Platform,
+    /// The emulators for RUN steps of other platforms than this host's, by platform
+    /// (`crate::emulate::prepare`); a RUN for a platform missing here is an error.
+    pub emulators: crate::emulate::Handlers,
+    /// Cache keys recorded by this invocation's builds so far (those of other platforms): a
+    /// step with one of them is taken from the cache even under `--no-cache`, so a stage that
+    /// does not depend on the target platform (`FROM --platform=$BUILDPLATFORM`) runs once.
+    pub built_keys: std::sync::Arc<Mutex<HashSet<String>>>,
     /// Use no cache entry (entries are still recorded).
     pub no_cache: bool,
     /// Use no cache entry in these stages (names or indexes).
@@ -143,6 +151,9 @@ struct State {
     /// Bytes of Dockerfile text this stage put in its config so far (expanded ARG, ENV, LABEL
     /// and VOLUME values, history lines; replaced values still count), see [`MAX_STAGE_TEXT`].
     text: usize,
+    /// The platform the stage builds for (`FROM --platform`, else the target's): its base
+    /// images' entry, its RUN steps' emulator, the root of its keys.
+    platform: Platform,
 }
 
 impl State {
@@ -221,9 +232,6 @@ pub fn build(opts: &Options, store: &Store) -> Result<Built> {
         .map_err(|e| BuildError::Other(format!("{}: {e}", opts.dockerfile.display())))?;
     let text = crate::dockerfile::decode(&file, bytes)?;
     let df = Dockerfile::parse(&file, &text)?;
-    opts.platform
-        .check_buildable()
-        .map_err(|e| BuildError::Other(format!("--platform: {e}")))?;
     let mut progress = Progress::new(opts.progress);
     for n in &df.notices {
         progress.notice(&format!("[notice] {n}"));
@@ -416,12 +424,25 @@ impl Builder<'_> {
         let look = |n: &str| globals.get(n).cloned();
         let base =
             expand::word(&stage.base, &look, df.escape).map_err(|e| self.err(stage.line, e))?;
-        if let Some(p) = &stage.platform {
-            let p = expand::word(p, &look, df.escape).map_err(|e| self.err(stage.line, e))?;
-            Platform::parse(&p)
-                .and_then(|p| p.check_buildable())
-                .map_err(|e| self.err(stage.line, format!("FROM --platform: {e}")))?;
-        }
+        let platform = match &stage.platform {
+            Some(p) => {
+                let p = expand::word(p, &look, df.escape).map_err(|e| self.err(stage.line, e))?;
+                let p = Platform::parse(&p)
+                    .map_err(|e| self.err(stage.line, format!("FROM --platform: {e}")))?;
+                if crate::emulate::needed(&p) && !self.opts.emulators.contains_key(&p.to_string()) {
+                    // Checked with the build's platforms up front; this one is another.
+                    return Err(self.err(
+                        stage.line,
+                        format!(
+                            "FROM --platform={p}: not a platform of this build (--platform): \
+                             RUN steps for it would have no emulator"
+                        ),
+                    ));
+                }
+                p
+            }
+            None => self.opts.platform.clone(),
+        };
         let id = self.progress(stage.line, &format!("FROM {base}"));
         let from = match df.stage(&base).filter(|s| s.index < i) {
             Some(dep) => {
@@ -431,7 +452,7 @@ impl Builder<'_> {
             }
             None => self
                 .named_image(&base, stage.line, "FROM")
-                .and_then(|base| self.base_state(&base, stage.line))
+                .and_then(|base| self.base_state(&base, stage.line, &platform))
                 .map(|s| (s, false)),
         };
         let from_stage = df.stage(&base).filter(|s| s.index < i).is_some();
@@ -494,13 +515,21 @@ impl Builder<'_> {
         Ok(())
     }
 
-    fn base_state(&self, base: &str, line: usize) -> Result<State> {
+    /// The state of a stage FROM `base` (or what `COPY --from` an image reads) for `platform`.
+    fn base_state(&self, base: &str, line: usize, platform: &Platform) -> Result<State> {
         // One stage at a time: a second stage FROM the same image finds it in the store.
         let _one = lock(&self.base_lock);
-        let img = source::resolve(self.store, base, &self.opts.registry)
+        let img = source::resolve(self.store, base, &self.opts.registry, platform)
             .map_err(|e| self.err(line, e))?;
         let Some(img) = img else {
             let mut config = ImageConfig::scratch();
+            config.architecture = platform.arch.clone();
+            config.os = platform.os.clone();
+            if !platform.variant.is_empty() {
+                config
+                    .extra
+                    .insert("variant".into(), platform.variant.clone().into());
+            }
             config.set_env("PATH", DEFAULT_PATH);
             // BuildKit's empty image has WorkingDir `/` (docker's legacy builder leaves it out).
             config.config.working_dir = Some("/".into());
@@ -509,8 +538,9 @@ impl Builder<'_> {
                 layers: Vec::new(),
                 args: BTreeMap::new(),
                 cmd_inherited: false,
-                key: key::scratch(),
+                key: key::scratch(&platform.to_string()),
                 text: 0,
+                platform: platform.clone(),
             });
         };
         let dirs = unpacked::layer_dirs(self.store, &img).map_err(|e| self.err(line, e))?;
@@ -547,8 +577,9 @@ impl Builder<'_> {
             layers,
             args: BTreeMap::new(),
             cmd_inherited,
-            key: key::base_image(&img.manifest_digest),
+            key: key::base_image(&img.manifest_digest, &platform.to_string()),
             text: 0,
+            platform: platform.clone(),
         })
     }
 

@@ -1,11 +1,13 @@
 //! Images, the lower layer of the builder: layers ([`layer`] writes them, [`unpack`] extracts
 //! them safely, [`unpacked`] keeps them unpacked in the store), the image config ([`config`]),
-//! platforms ([`platform`]) and the local content-addressed store ([`store`]).
+//! platforms ([`platform`]), the index of a build's manifests ([`index`]) and the local
+//! content-addressed store ([`store`]).
 //!
 //! Never imports the build cache, the registry client or the build: they sit above and extend
 //! the store ([`crate::cache`] keeps its entries there).
 
 pub mod config;
+pub mod index;
 pub mod layer;
 pub mod platform;
 pub mod store;
