@@ -1,0 +1,380 @@
+//! Multi-platform builds: `--platform linux/amd64,linux/arm64` builds each platform and
+//! writes one OCI image index (a layout, a registry push); FROM takes the platform's entry of a
+//! base's index; the automatic platform ARGs are per platform; RUN for arm64 runs under Debian's
+//! qemu-user-static registered in a user namespace of the RUN's own (never on the host); a stage
+//! `FROM --platform=$BUILDPLATFORM` runs once; the image-spec validators pass; the arm64 image
+//! runs with brig under the same emulation.
+//!
+//! The arm64 files come from Debian's mirror: busybox-static for arm64, fetched with apt-get
+//! against a private apt state (the host's dpkg architectures stay as they are), once per
+//! machine in $TMPDIR/brig-tests.
+
+use brig_tests::builder::*;
+use brig_tests::registry::Registry;
+use serde_json::Value;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Linux 6.7 gave binfmt_misc an instance per user namespace; before it, nothing to test.
+fn kernel_has_binfmt_instances() -> bool {
+    let r = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut it = r.trim().split(|c: char| !c.is_ascii_digit());
+    let v: (u32, u32) = (
+        it.next().and_then(|n| n.parse().ok()).unwrap_or(0),
+        it.next().and_then(|n| n.parse().ok()).unwrap_or(0),
+    );
+    v >= (6, 7)
+}
+
+/// Debian's arm64 busybox (static), fetched once per machine without touching the host's dpkg
+/// or apt configuration: `apt-get update` and `apt-get download` for arm64 with a private state.
+fn arm64_busybox() -> PathBuf {
+    let dir = std::env::temp_dir().join("brig-tests/arm64-busybox");
+    let bin = dir.join("files/bin/busybox");
+    if bin.is_file() {
+        return bin;
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix("arm64-apt-")
+        .tempdir_in(std::env::temp_dir())
+        .unwrap();
+    let t = tmp.path();
+    for d in [
+        "state/lists/partial",
+        "cache/archives/partial",
+        "etc/parts",
+        "etc/prefs",
+    ] {
+        fs::create_dir_all(t.join(d)).unwrap();
+    }
+    fs::write(t.join("state/status"), "").unwrap();
+    fs::write(
+        t.join("etc/sources.list"),
+        "deb [arch=arm64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] \
+         http://deb.debian.org/debian bookworm main\n",
+    )
+    .unwrap();
+    let p = |s: &str| t.join(s).display().to_string();
+    let opts = [
+        format!("Dir::State={}", p("state")),
+        format!("Dir::State::status={}", p("state/status")),
+        format!("Dir::Cache={}", p("cache")),
+        format!("Dir::Etc::SourceList={}", p("etc/sources.list")),
+        format!("Dir::Etc::SourceParts={}", p("etc/none")),
+        format!("Dir::Etc::Parts={}", p("etc/parts")),
+        format!("Dir::Etc::PreferencesParts={}", p("etc/prefs")),
+        "APT::Architecture=arm64".into(),
+        "APT::Architectures::=arm64".into(),
+        "APT::Sandbox::User=root".into(),
+        "Debug::NoLocking=1".into(),
+    ];
+    let apt = |args: &[&str]| {
+        let mut c = Command::new("apt-get");
+        c.arg("-q");
+        for o in &opts {
+            c.args(["-o", o]);
+        }
+        c.args(args).current_dir(t);
+        run(&mut c).assert_ok();
+    };
+    apt(&["update"]);
+    apt(&["download", "busybox-static"]);
+    let deb = fs::read_dir(t)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .expect("apt-get download wrote the .deb");
+    let files = t.join("files");
+    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&files)).assert_ok();
+    fs::create_dir_all(&dir).unwrap();
+    let _ = fs::rename(&files, dir.join("files"));
+    assert!(
+        bin.is_file(),
+        "{} after extracting {}",
+        bin.display(),
+        deb.display()
+    );
+    bin
+}
+
+fn json(p: &Path) -> Value {
+    serde_json::from_slice(&fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
+}
+
+fn blob(layout: &Path, d: &Value) -> Value {
+    json(&layout.join("blobs/sha256").join(&d.as_str().unwrap()[7..]))
+}
+
+/// The entries `(os/arch, manifest)` of the one index the layout's index.json names.
+fn platforms_of(layout: &Path) -> Vec<(String, Value)> {
+    let top = json(&layout.join("index.json"));
+    let ms = top["manifests"].as_array().unwrap();
+    assert_eq!(ms.len(), 1, "one entry: the image index: {top}");
+    assert_eq!(
+        ms[0]["mediaType"], "application/vnd.oci.image.index.v1+json",
+        "{top}"
+    );
+    let idx = blob(layout, &ms[0]["digest"]);
+    idx["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let p = format!(
+                "{}/{}",
+                m["platform"]["os"].as_str().unwrap(),
+                m["platform"]["architecture"].as_str().unwrap()
+            );
+            let manifest = blob(layout, &m["digest"]);
+            let config = blob(layout, &manifest["config"]["digest"]);
+            assert_eq!(
+                format!(
+                    "{}/{}",
+                    config["os"].as_str().unwrap(),
+                    config["architecture"].as_str().unwrap()
+                ),
+                p,
+                "the config's platform is the index entry's"
+            );
+            (p, manifest)
+        })
+        .collect()
+}
+
+/// The image-spec's validator (conformance/image-spec/validate.go, built as
+/// conformance/image-spec.sh builds it) on `layout`: every check passes.
+fn validate(layout: &Path, work: &Path) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../conformance/image-spec");
+    let bin = work.join("validate");
+    run(Command::new("go")
+        .args(["build", "-o"])
+        .arg(&bin)
+        .arg("validate.go")
+        .current_dir(&src)
+        .env("GOPATH", "/usr/share/gocode")
+        .env("GO111MODULE", "off")
+        .env("GOFLAGS", "")
+        .env("GOCACHE", std::env::temp_dir().join("brig-tests/gocache")))
+    .assert_ok();
+    let out = run(Command::new(&bin).arg(layout));
+    let ok = out.stdout.lines().filter(|l| l.starts_with("ok ")).count();
+    let failed: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("FAIL "))
+        .collect();
+    assert!(ok > 0 && failed.is_empty(), "{out}");
+    // Both images were checked, through the index.
+    assert!(out.stdout.contains("manifests[0] manifests[1]"), "{out}");
+}
+
+/// The arm64 binfmt_misc line of the store's qemu-user-static, with its interpreter.
+fn register_line(store: &Path) -> String {
+    let q = store.join("emulators/qemu-user-static");
+    let conf = fs::read_to_string(q.join("usr/lib/binfmt.d/qemu-aarch64.conf")).unwrap();
+    let line = conf.lines().find(|l| l.starts_with(':')).unwrap();
+    let mut f: Vec<String> = line.split(':').map(str::to_string).collect();
+    // :NAME:M:OFFSET:MAGIC:MASK:INTERPRETER:FLAGS
+    f[6] = q.join("usr/bin/qemu-aarch64-static").display().to_string();
+    f.join(":")
+}
+
+/// Runs `rootfs` (arm64) with brig in a user and mount namespace of its own; with `register`,
+/// qemu is registered with binfmt_misc there first.
+fn run_arm64(c: &Ctx, rootfs: &Path, register: Option<&str>) -> Out {
+    let bundle = c.path("bundle");
+    fs::create_dir_all(&bundle).unwrap();
+    let mut spec = brig_tests::bundle::default_spec(&["/bin/sh", "-c", "uname -m; cat /machine"]);
+    // Only root is mapped in this namespace: no gid= for devpts.
+    for m in spec["mounts"].as_array_mut().unwrap() {
+        if let Some(o) = m["options"].as_array_mut() {
+            o.retain(|o| !o.as_str().unwrap_or_default().starts_with("gid="));
+        }
+    }
+    spec["root"]["path"] = rootfs.display().to_string().into();
+    fs::write(bundle.join("config.json"), spec.to_string()).unwrap();
+    let mnt = c.path("binfmt");
+    fs::create_dir_all(&mnt).unwrap();
+    let reg = match register {
+        Some(l) => format!(
+            "mount -t binfmt_misc binfmt_misc {m} && printf '%s' '{l}' > {m}/register && ",
+            m = mnt.display()
+        ),
+        None => String::new(),
+    };
+    let script = format!(
+        "{reg}exec {} --root {} run --bundle {} mp-arm64",
+        binary_path().display(),
+        c.path("state").display(),
+        bundle.display()
+    );
+    run(Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "sh", "-c"])
+        .arg(&script))
+}
+
+fn host_binfmt() -> Vec<String> {
+    fs::read_dir("/proc/sys/fs/binfmt_misc")
+        .map(|rd| {
+            let mut v: Vec<String> = rd
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn two_platforms_one_index_each_run_on_its_own_machine() {
+    let test = "two_platforms_one_index_each_run_on_its_own_machine";
+    if !ready(test) {
+        return;
+    }
+    if std::env::consts::ARCH != "x86_64" {
+        println!("SKIP {test}: written for an amd64 host (arm64 is the emulated platform)");
+        return;
+    }
+    if !kernel_has_binfmt_instances() {
+        println!("SKIP {test}: the kernel is older than 6.7 (no binfmt_misc per user namespace)");
+        return;
+    }
+    let Some(reg) = Registry::start(test, "") else {
+        return;
+    };
+    let arm64 = arm64_busybox();
+    let c = Ctx::new("");
+    // The arm64 busybox cannot run on this host: the build must not change that.
+    let exec_arm64 = || Command::new(&arm64).status().map_err(|e| e.raw_os_error());
+    let native = exec_arm64();
+    let host_before = host_binfmt();
+
+    // A two-platform busybox base, pushed as one index.
+    let ctx = c.ctx();
+    busybox_rootfs(&ctx.join("rootfs-amd64"));
+    busybox_rootfs(&ctx.join("rootfs-arm64"));
+    fs::copy(&arm64, ctx.join("rootfs-arm64/bin/busybox")).unwrap();
+    c.write(
+        "Dockerfile.base",
+        "FROM scratch\nARG TARGETARCH\nCOPY rootfs-${TARGETARCH}/ /\nCMD [\"sh\"]\n",
+    );
+    let base = format!("{}/multi/busybox:1", reg.host);
+    let f = ctx.join("Dockerfile.base");
+    let out = c.build(&[
+        "--insecure-registry",
+        &reg.host,
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "-f",
+        f.to_str().unwrap(),
+        "-t",
+        &base,
+        "--push",
+    ]);
+    out.assert_ok();
+    let got = run(Command::new("curl").args([
+        "-sf",
+        "-H",
+        "Accept: application/vnd.oci.image.index.v1+json",
+        &format!("http://{}/v2/multi/busybox/manifests/1", reg.host),
+    ]));
+    got.assert_ok();
+    let idx: Value = serde_json::from_str(&got.stdout).unwrap();
+    let plats: Vec<String> = idx["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["platform"]["architecture"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        plats,
+        ["amd64", "arm64"],
+        "the registry's tag is one index: {idx}"
+    );
+
+    // FROM the index; a stage on the build platform (runs once, even under --no-cache); the
+    // platform ARGs per platform; RUN on each platform's machine.
+    c.write(
+        "Dockerfile",
+        &format!(
+            "FROM --platform=$BUILDPLATFORM {base} AS tool\n\
+             RUN uname -m > /build-machine\n\
+             FROM {base}\n\
+             ARG TARGETPLATFORM\nARG TARGETOS\nARG TARGETARCH\nARG TARGETVARIANT\n\
+             ARG BUILDPLATFORM\nARG BUILDOS\nARG BUILDARCH\n\
+             COPY --from=tool /build-machine /\n\
+             RUN uname -m > /machine && echo \"$TARGETPLATFORM $TARGETOS $TARGETARCH v=$TARGETVARIANT on $BUILDPLATFORM $BUILDOS $BUILDARCH\" > /platforms\n"
+        ),
+    );
+    let layout = c.path("oci");
+    let files = c.path("files");
+    let out = c.build(&[
+        "--insecure-registry",
+        &reg.host,
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "--no-cache",
+        "--progress",
+        "plain",
+        "-o",
+        &format!("type=oci,dest={},name=multi:1", layout.display()),
+        "-o",
+        &format!("type=local,dest={}", files.display()),
+    ]);
+    out.assert_ok();
+    let ps = platforms_of(&layout);
+    let names: Vec<&str> = ps.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(names, ["linux/amd64", "linux/arm64"]);
+    let read = |p: &str, f: &str| fs::read_to_string(files.join(p).join(f)).unwrap();
+    assert_eq!(read("linux_amd64", "machine"), "x86_64\n");
+    assert_eq!(read("linux_arm64", "machine"), "aarch64\n");
+    assert_eq!(read("linux_amd64", "build-machine"), "x86_64\n");
+    assert_eq!(read("linux_arm64", "build-machine"), "x86_64\n");
+    assert_eq!(
+        read("linux_amd64", "platforms"),
+        "linux/amd64 linux amd64 v= on linux/amd64 linux amd64\n"
+    );
+    assert_eq!(
+        read("linux_arm64", "platforms"),
+        "linux/arm64 linux arm64 v= on linux/amd64 linux amd64\n"
+    );
+    // The build-platform stage ran for the first platform only.
+    let second = out
+        .stderr
+        .split("[linux/arm64] building")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no arm64 build in {out}"));
+    let step = second
+        .lines()
+        .find(|l| l.contains("RUN uname -m > /build-machine"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        second.contains(&format!("{step} CACHED")),
+        "the $BUILDPLATFORM stage ran again for arm64: {out}"
+    );
+    let first = out.stderr.split("[linux/arm64] building").next().unwrap();
+    assert!(!first.contains(" CACHED"), "--no-cache: {out}");
+
+    validate(&layout, c.dir.path());
+
+    // The arm64 image runs with brig under the same emulation, and only with it.
+    let rootfs = files.join("linux_arm64");
+    let line = register_line(&c.store());
+    let ran = run_arm64(&c, &rootfs, Some(&line));
+    ran.assert_ok();
+    assert_eq!(ran.stdout, "aarch64\naarch64\n", "{ran}");
+    let plain = run_arm64(&c, &rootfs, None);
+    plain.assert_fail();
+    assert!(
+        plain.stderr.contains("ENOEXEC") || plain.stderr.contains("format"),
+        "{plain}"
+    );
+
+    // The host's binfmt_misc is as it was: the arm64 busybox runs there as before (or not).
+    assert_eq!(host_binfmt(), host_before);
+    assert_eq!(exec_arm64(), native);
+}
