@@ -378,3 +378,61 @@ fn two_platforms_one_index_each_run_on_its_own_machine() {
     assert_eq!(host_binfmt(), host_before);
     assert_eq!(exec_arm64(), native);
 }
+
+/// A plain user's build (its own user namespace) runs arm64 RUN steps too: the RUN's user
+/// namespace is nested in the build's, with the build's ids.
+#[test]
+fn a_plain_users_build_runs_arm64_steps_too() {
+    let test = "a_plain_users_build_runs_arm64_steps_too";
+    if !ready(test) {
+        return;
+    }
+    if std::env::consts::ARCH != "x86_64" || !kernel_has_binfmt_instances() {
+        println!("SKIP {test}: needs an amd64 host with Linux 6.7 or later");
+        return;
+    }
+    for tool in ["newuidmap", "runuser", "useradd", "usermod"] {
+        assert!(
+            have(tool),
+            "{test}: {tool} is missing (Debian's uidmap, util-linux, passwd)"
+        );
+    }
+    let arm64 = arm64_busybox();
+    let c = Ctx::new(
+        "FROM scratch\nCOPY rootfs/ /\nRUN uname -m > /machine && chown 1000:1000 /machine\n",
+    );
+    let (uid, gid) = brig_tests::rootless::build_user();
+    fs::set_permissions(
+        c.dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    busybox_rootfs(&c.ctx().join("rootfs"));
+    fs::copy(&arm64, c.ctx().join("rootfs/bin/busybox")).unwrap();
+    let home = c.path("home");
+    fs::create_dir(&home).unwrap();
+    std::os::unix::fs::chown(&home, Some(uid), Some(gid)).unwrap();
+    let files = home.join("files");
+    let rt = binary_path();
+    let ctx = c.ctx();
+    let dest = format!("type=local,dest={}", files.display());
+    let out = brig_tests::rootless::run_as_build_user(
+        &builder_path(),
+        &home,
+        &home,
+        &[],
+        &[
+            "build",
+            "--runtime",
+            rt.to_str().unwrap(),
+            "--platform",
+            "linux/arm64",
+            "-o",
+            &dest,
+            ctx.to_str().unwrap(),
+        ],
+    );
+    out.assert_ok();
+    let m = files.join("machine");
+    assert_eq!(fs::read_to_string(&m).unwrap(), "aarch64\n", "{out}");
+}
