@@ -107,8 +107,10 @@ fn blob(layout: &Path, d: &Value) -> Value {
     json(&layout.join("blobs/sha256").join(&d.as_str().unwrap()[7..]))
 }
 
-/// The entries `(os/arch, manifest)` of the one index the layout's index.json names.
-fn platforms_of(layout: &Path) -> Vec<(String, Value)> {
+/// The image entries `(os/arch, manifest digest)` of the one index the layout's index.json
+/// names, and its attestation manifests `(the digest they refer to, manifest)`.
+#[allow(clippy::type_complexity)]
+fn index_of(layout: &Path) -> (Vec<(String, String)>, Vec<(String, Value)>) {
     let top = json(&layout.join("index.json"));
     let ms = top["manifests"].as_array().unwrap();
     assert_eq!(ms.len(), 1, "one entry: the image index: {top}");
@@ -117,30 +119,38 @@ fn platforms_of(layout: &Path) -> Vec<(String, Value)> {
         "{top}"
     );
     let idx = blob(layout, &ms[0]["digest"]);
-    idx["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            let p = format!(
-                "{}/{}",
-                m["platform"]["os"].as_str().unwrap(),
-                m["platform"]["architecture"].as_str().unwrap()
-            );
-            let manifest = blob(layout, &m["digest"]);
-            let config = blob(layout, &manifest["config"]["digest"]);
+    let (mut images, mut attestations) = (Vec::new(), Vec::new());
+    for m in idx["manifests"].as_array().unwrap() {
+        let p = format!(
+            "{}/{}",
+            m["platform"]["os"].as_str().unwrap(),
+            m["platform"]["architecture"].as_str().unwrap()
+        );
+        let manifest = blob(layout, &m["digest"]);
+        if p == "unknown/unknown" {
             assert_eq!(
-                format!(
-                    "{}/{}",
-                    config["os"].as_str().unwrap(),
-                    config["architecture"].as_str().unwrap()
-                ),
-                p,
-                "the config's platform is the index entry's"
+                m["annotations"]["vnd.docker.reference.type"], "attestation-manifest",
+                "{idx}"
             );
-            (p, manifest)
-        })
-        .collect()
+            let of = m["annotations"]["vnd.docker.reference.digest"]
+                .as_str()
+                .unwrap();
+            attestations.push((of.to_string(), manifest));
+            continue;
+        }
+        let config = blob(layout, &manifest["config"]["digest"]);
+        assert_eq!(
+            format!(
+                "{}/{}",
+                config["os"].as_str().unwrap(),
+                config["architecture"].as_str().unwrap()
+            ),
+            p,
+            "the config's platform is the index entry's"
+        );
+        images.push((p, m["digest"].as_str().unwrap().to_string()));
+    }
+    (images, attestations)
 }
 
 /// The image-spec's validator (conformance/image-spec/validate.go, built as
@@ -319,15 +329,39 @@ fn two_platforms_one_index_each_run_on_its_own_machine() {
         "--no-cache",
         "--progress",
         "plain",
+        "--sbom",
+        "--provenance=mode=max",
         "-o",
         &format!("type=oci,dest={},name=multi:1", layout.display()),
         "-o",
         &format!("type=local,dest={}", files.display()),
     ]);
     out.assert_ok();
-    let ps = platforms_of(&layout);
-    let names: Vec<&str> = ps.iter().map(|(p, _)| p.as_str()).collect();
+    let (images, attestations) = index_of(&layout);
+    let names: Vec<&str> = images.iter().map(|(p, _)| p.as_str()).collect();
     assert_eq!(names, ["linux/amd64", "linux/arm64"]);
+    // An attestation manifest per image (BuildKit's layout), each about its image.
+    assert_eq!(attestations.len(), 2);
+    for ((platform, digest), (of, att)) in images.iter().zip(&attestations) {
+        assert_eq!(of, digest, "attestations follow the images' order");
+        let statements: Vec<Value> = att["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| blob(&layout, &l["digest"]))
+            .collect();
+        assert_eq!(statements.len(), 2, "an SBOM and provenance");
+        for st in &statements {
+            assert_eq!(st["subject"][0]["digest"]["sha256"], digest[7..], "{st}");
+            assert!(
+                st["subject"][0]["name"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with(&format!("platform={}", platform.replace('/', "%2F"))),
+                "{st}"
+            );
+        }
+    }
     let read = |p: &str, f: &str| fs::read_to_string(files.join(p).join(f)).unwrap();
     assert_eq!(read("linux_amd64", "machine"), "x86_64\n");
     assert_eq!(read("linux_arm64", "machine"), "aarch64\n");
