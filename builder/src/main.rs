@@ -500,8 +500,6 @@ fn run(cli: Cli) -> Result<(), String> {
                         .into(),
                 );
             }
-            // Before the store is touched: a refused build leaves nothing behind.
-            brig_build::emulate::check_host(&platforms).map_err(|e| format!("--platform: {e}"))?;
             let mut outputs = outputs
                 .iter()
                 .map(|o| export::parse_output(o))
@@ -520,6 +518,8 @@ fn run(cli: Cli) -> Result<(), String> {
             for o in &outputs {
                 export::check_platforms(o, platforms.len())?;
             }
+            // Before the store is touched: a refused build leaves nothing behind.
+            brig_build::emulate::check_host(&platforms).map_err(|e| format!("--platform: {e}"))?;
             let opts = exec::Options {
                 dockerfile: file.unwrap_or_else(|| context.join("Dockerfile")),
                 context,
