@@ -583,6 +583,14 @@ fn run(cli: Cli) -> Result<(), String> {
                 .iter()
                 .position(|p| !brig_build::emulate::needed(p))
                 .unwrap_or(0);
+            // The images of the platforms built first have no name in the store: no gc until
+            // all are written out. (A platform's build that fails then leaves what it added
+            // to `prune`: its undo needs the store to itself.)
+            let _platforms = if platforms.len() > 1 {
+                Some(store.build_lock().map_err(|e| e.to_string())?)
+            } else {
+                None
+            };
             let mut builds = Vec::new();
             for (n, p) in platforms.iter().enumerate() {
                 if platforms.len() > 1 && !quiet {

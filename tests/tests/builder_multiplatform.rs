@@ -470,3 +470,63 @@ fn a_plain_users_build_runs_arm64_steps_too() {
     let m = files.join("machine");
     assert_eq!(fs::read_to_string(&m).unwrap(), "aarch64\n", "{out}");
 }
+
+/// A Debian arm64 base made by `debootstrap --foreign` (files only, nothing run on the host),
+/// finished by its second stage in a RUN under emulation, then `RUN apt-get install` for arm64.
+/// Opt-in (`cargo test --test builder_multiplatform -- --ignored`): dpkg and apt under
+/// qemu-user take minutes here, beyond the CI budget of this file.
+#[test]
+#[ignore = "slow: Debian's second stage and apt-get under qemu-user take minutes"]
+fn debootstrap_foreign_arm64_base_finished_under_emulation() {
+    let test = "debootstrap_foreign_arm64_base_finished_under_emulation";
+    if !ready(test) {
+        return;
+    }
+    if std::env::consts::ARCH != "x86_64" || !kernel_has_binfmt_instances() {
+        println!("SKIP {test}: needs an amd64 host with Linux 6.7 or later");
+        return;
+    }
+    assert!(have("debootstrap"), "{test}: debootstrap is missing");
+    let c = Ctx::new(
+        "FROM scratch\n\
+         COPY rootfs/ /\n\
+         RUN container=lxc /debootstrap/debootstrap --second-stage\n\
+         RUN apt-get update && apt-get install -y --no-install-recommends hello \
+             && hello > /hello && uname -m > /machine && dpkg --print-architecture > /dpkg-arch\n",
+    );
+    let rootfs = c.ctx().join("rootfs");
+    let started = std::time::Instant::now();
+    run(Command::new("debootstrap")
+        .args(["--foreign", "--arch=arm64", "--variant=minbase", "bookworm"])
+        .arg(&rootfs)
+        .arg("http://deb.debian.org/debian"))
+    .assert_ok();
+    println!("debootstrap --foreign: {:?}", started.elapsed());
+    // The first stage leaves /proc a symlink to the host's; a RUN needs a directory there.
+    let proc_ = rootfs.join("proc");
+    if proc_.is_symlink() {
+        fs::remove_file(&proc_).unwrap();
+        fs::create_dir(&proc_).unwrap();
+    }
+    let files = c.path("files");
+    let started = std::time::Instant::now();
+    let out = c.build(&[
+        "--platform",
+        "linux/arm64",
+        "--progress",
+        "plain",
+        "-o",
+        &format!("type=local,dest={}", files.display()),
+    ]);
+    println!("the build under emulation: {:?}", started.elapsed());
+    out.assert_ok();
+    let read = |f: &str| fs::read_to_string(files.join(f)).unwrap();
+    assert_eq!(read("machine"), "aarch64\n");
+    assert_eq!(read("dpkg-arch"), "arm64\n");
+    assert_eq!(read("hello"), "Hello, world!\n");
+    let status = read("var/lib/dpkg/status");
+    assert!(
+        status.contains("Package: hello\nStatus: install ok installed"),
+        "hello is not installed"
+    );
+}
