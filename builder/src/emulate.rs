@@ -180,7 +180,7 @@ pub fn prepare(cache: &Path, platforms: &[Platform]) -> Result<Handlers, String>
 }
 
 /// Our `register` line from a binfmt.d line of the package: its name, magic and mask, our
-/// interpreter, its flags with `F` (open the interpreter now) and `P` (keep argv[0]: busybox
+/// interpreter, its flags with `F` (open the interpreter now) and `P` (keep `argv[0]`: busybox
 /// and friends pick their applet by it).
 pub fn register_line(conf: &str, interpreter: &Path) -> Result<Vec<u8>, String> {
     let line = conf
