@@ -283,6 +283,11 @@ fn two_platforms_one_index_each_run_on_its_own_machine() {
         "-t",
         &base,
         "--push",
+        "-o",
+        &format!(
+            "type=oci,dest={},name=busybox:1",
+            c.path("base-oci").display()
+        ),
     ]);
     out.assert_ok();
     let got = run(Command::new("curl").args([
@@ -335,8 +340,21 @@ fn two_platforms_one_index_each_run_on_its_own_machine() {
         &format!("type=oci,dest={},name=multi:1", layout.display()),
         "-o",
         &format!("type=local,dest={}", files.display()),
+        "-o",
+        &format!("type=oci-archive,dest={}", c.path("oci.tar").display()),
     ]);
     out.assert_ok();
+    // The oci-archive holds the same index as the layout.
+    let archived = run(Command::new("tar")
+        .arg("-xOf")
+        .arg(c.path("oci.tar"))
+        .arg("index.json"));
+    archived.assert_ok();
+    let archived: Value = serde_json::from_str(&archived.stdout).unwrap();
+    assert_eq!(
+        archived["manifests"][0]["digest"],
+        json(&layout.join("index.json"))["manifests"][0]["digest"]
+    );
     let (images, attestations) = index_of(&layout);
     let names: Vec<&str> = images.iter().map(|(p, _)| p.as_str()).collect();
     assert_eq!(names, ["linux/amd64", "linux/arm64"]);
@@ -394,6 +412,27 @@ fn two_platforms_one_index_each_run_on_its_own_machine() {
     assert!(!first.contains(" CACHED"), "--no-cache: {out}");
 
     validate(&layout, c.dir.path());
+
+    // FROM an OCI layout's index takes the platform's entry too.
+    c.write(
+        "Dockerfile.layout",
+        &format!(
+            "FROM oci-layout://{}:1\nRUN uname -m > /m && ls /bin/busybox\n",
+            c.path("base-oci").display()
+        ),
+    );
+    let f = ctx.join("Dockerfile.layout");
+    let lfiles = c.path("layout-files");
+    c.build(&[
+        "--platform",
+        "linux/arm64",
+        "-f",
+        f.to_str().unwrap(),
+        "-o",
+        &format!("type=local,dest={}", lfiles.display()),
+    ])
+    .assert_ok();
+    assert_eq!(fs::read_to_string(lfiles.join("m")).unwrap(), "aarch64\n");
 
     // The arm64 image runs with brig under the same emulation, and only with it.
     let rootfs = files.join("linux_arm64");
