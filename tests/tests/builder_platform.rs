@@ -103,4 +103,15 @@ fn platforms_that_cannot_be_built_are_refused_with_the_reason_and_nothing_writte
     assert!(out.stderr.contains("Dockerfile:3"), "{out}");
     assert!(out.stderr.contains("FROM --platform"), "{out}");
     assert!(out.stderr.contains("not a platform of this build"), "{out}");
+
+    // A stage of another platform with no RUN step needs no emulator (BuildKit builds it).
+    c.write(
+        "Dockerfile",
+        &format!(
+            "{} AS x\n{}\nCOPY --from=x /bin/busybox /bb\n",
+            from_base().replace("FROM ", &format!("FROM --platform={} ", other_platform())),
+            from_base()
+        ),
+    );
+    c.build(&[]).assert_ok();
 }

@@ -334,6 +334,27 @@ impl Builder<'_> {
             },
         )?;
         let (globals, target, need) = (plan.globals, plan.target, plan.needs);
+        // Before any step runs: a stage whose RUN steps would need an emulator the build has
+        // not prepared (its FROM --platform is none of the build's platforms).
+        for &i in need.keys() {
+            let stage = &self.df.stages[i];
+            let has_run = stage
+                .instrs
+                .iter()
+                .any(|l| matches!(l.instr, Instr::Run(_)));
+            if let (Some(p), true) = (&stage.platform, has_run) {
+                let p = self.stage_platform(i, p, &globals)?;
+                if crate::emulate::needed(&p) && !self.opts.emulators.contains_key(&p.to_string()) {
+                    return Err(self.err(
+                        stage.line,
+                        format!(
+                            "FROM --platform={p}: not a platform of this build (--platform): \
+                             its RUN steps would have no emulator; add {p} to --platform"
+                        ),
+                    ));
+                }
+            }
+        }
         self.steps.store(
             need.keys()
                 .map(|&i| 1 + self.df.stages[i].instrs.len())
@@ -425,22 +446,7 @@ impl Builder<'_> {
         let base =
             expand::word(&stage.base, &look, df.escape).map_err(|e| self.err(stage.line, e))?;
         let platform = match &stage.platform {
-            Some(p) => {
-                let p = expand::word(p, &look, df.escape).map_err(|e| self.err(stage.line, e))?;
-                let p = Platform::parse(&p)
-                    .map_err(|e| self.err(stage.line, format!("FROM --platform: {e}")))?;
-                if crate::emulate::needed(&p) && !self.opts.emulators.contains_key(&p.to_string()) {
-                    // Checked with the build's platforms up front; this one is another.
-                    return Err(self.err(
-                        stage.line,
-                        format!(
-                            "FROM --platform={p}: not a platform of this build (--platform): \
-                             RUN steps for it would have no emulator"
-                        ),
-                    ));
-                }
-                p
-            }
+            Some(p) => self.stage_platform(i, p, globals)?,
             None => self.opts.platform.clone(),
         };
         let id = self.progress(stage.line, &format!("FROM {base}"));
@@ -513,6 +519,19 @@ impl Builder<'_> {
             self.step_end(id, r)?;
         }
         Ok(())
+    }
+
+    /// The platform `FROM --platform=SPEC` of stage `i` names (expanded with the global ARGs).
+    fn stage_platform(
+        &self,
+        i: usize,
+        spec: &str,
+        globals: &BTreeMap<String, String>,
+    ) -> Result<Platform> {
+        let line = self.df.stages[i].line;
+        let look = |n: &str| globals.get(n).cloned();
+        let p = expand::word(spec, &look, self.df.escape).map_err(|e| self.err(line, e))?;
+        Platform::parse(&p).map_err(|e| self.err(line, format!("FROM --platform: {e}")))
     }
 
     /// The state of a stage FROM `base` (or what `COPY --from` an image reads) for `platform`.

@@ -578,7 +578,10 @@ impl Builder<'_> {
             Some(self.opts.emulators.get(&p).ok_or_else(|| {
                 self.err(
                     line,
-                    format!("RUN for {p}: no emulator was prepared for this platform"),
+                    format!(
+                        "RUN for {p}: not a platform of this build (--platform), so it has no \
+                         emulator; add {p} to --platform"
+                    ),
                 )
             })?)
         } else {
