@@ -131,12 +131,8 @@ pub fn resolve(
 /// True when `img`'s config is of `platform` (an image without an architecture serves any).
 pub fn of_platform(img: &Image, platform: &Platform) -> bool {
     let c = &img.config;
-    let variant = c
-        .extra
-        .get("variant")
-        .and_then(serde_json::Value::as_str)
-        .unwrap_or_default();
-    c.architecture.is_empty() || platform.matches(&c.os, &c.architecture, variant)
+    c.architecture.is_empty()
+        || platform.matches(&c.os, &c.architecture, c.variant().unwrap_or_default())
 }
 
 /// Imports the image tagged `tag` of the layout at `dir`.

@@ -153,17 +153,9 @@ pub fn docker_purl(reference: &str, platform: &str) -> String {
     )
 }
 
-fn variant(img: &Image) -> Option<&str> {
-    img.config
-        .extra
-        .get("variant")
-        .and_then(Value::as_str)
-        .filter(|v| !v.is_empty())
-}
-
 fn platform_of(img: &Image) -> String {
     let c = &img.config;
-    match variant(img) {
+    match c.variant() {
         Some(v) => format!("{}/{}/{v}", c.os, c.architecture),
         None => format!("{}/{}", c.os, c.architecture),
     }

@@ -542,13 +542,7 @@ impl Builder<'_> {
             .map_err(|e| self.err(line, e))?;
         let Some(img) = img else {
             let mut config = ImageConfig::scratch();
-            config.architecture = platform.arch.clone();
-            config.os = platform.os.clone();
-            if !platform.variant.is_empty() {
-                config
-                    .extra
-                    .insert("variant".into(), platform.variant.clone().into());
-            }
+            config.set_platform(&platform.os, &platform.arch, &platform.variant);
             config.set_env("PATH", DEFAULT_PATH);
             // BuildKit's empty image has WorkingDir `/` (docker's legacy builder leaves it out).
             config.config.working_dir = Some("/".into());

@@ -44,12 +44,7 @@ pub struct Indexed {
 pub fn platform_json(img: &Image) -> Value {
     let c = &img.config;
     let mut p = json!({"architecture": c.architecture, "os": c.os});
-    if let Some(v) = c
-        .extra
-        .get("variant")
-        .and_then(Value::as_str)
-        .filter(|v| !v.is_empty())
-    {
+    if let Some(v) = c.variant() {
         p["variant"] = json!(v);
     }
     p
