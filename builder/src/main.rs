@@ -556,6 +556,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 platform: platforms[0].clone(),
                 emulators: Default::default(),
                 built_keys: Default::default(),
+                earlier_keys: Default::default(),
                 no_cache,
                 no_cache_filter,
                 cache_from: cache_from

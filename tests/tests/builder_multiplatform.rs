@@ -326,6 +326,7 @@ fn two_platforms_one_index_each_run_on_its_own_machine() {
     );
     let layout = c.path("oci");
     let files = c.path("files");
+    let cache = format!("type=registry,ref={}/multi/cache:1", reg.host);
     let out = c.build(&[
         "--insecure-registry",
         &reg.host,
@@ -342,6 +343,8 @@ fn two_platforms_one_index_each_run_on_its_own_machine() {
         &format!("type=local,dest={}", files.display()),
         "-o",
         &format!("type=oci-archive,dest={}", c.path("oci.tar").display()),
+        "--cache-to",
+        &cache,
     ]);
     out.assert_ok();
     // The oci-archive holds the same index as the layout.
@@ -412,6 +415,39 @@ fn two_platforms_one_index_each_run_on_its_own_machine() {
     assert!(!first.contains(" CACHED"), "--no-cache: {out}");
 
     validate(&layout, c.dir.path());
+
+    // The registry cache holds both platforms' steps: a fresh store builds from it alone.
+    let again = run(Command::new(builder_path())
+        .arg("--store")
+        .arg(c.path("store-2"))
+        .args(["--insecure-registry", &reg.host, "build", "--runtime"])
+        .arg(binary_path())
+        .args([
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--progress",
+            "plain",
+        ])
+        .args(["--cache-from", &cache])
+        .arg(c.ctx()));
+    again.assert_ok();
+    // Each platform's steps are numbered from #1: look at each platform's part.
+    let parts: Vec<&str> = again.stderr.split("] building (").skip(1).collect();
+    assert_eq!(parts.len(), 2, "{again}");
+    for part in parts {
+        let runs: Vec<&str> = part
+            .lines()
+            .filter(|l| l.contains("] RUN "))
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        assert_eq!(runs.len(), 2, "{again}");
+        for id in runs {
+            assert!(
+                part.contains(&format!("\n{id} CACHED")),
+                "every RUN of both platforms from the cache: {again}"
+            );
+        }
+    }
 
     // FROM an OCI layout's index takes the platform's entry too.
     c.write(

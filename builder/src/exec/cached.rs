@@ -344,6 +344,7 @@ mod tests {
             platform: Platform::host(),
             emulators: Default::default(),
             built_keys: Default::default(),
+            earlier_keys: Default::default(),
             no_cache: false,
             no_cache_filter: vec![],
             cache_from: vec![],

@@ -107,6 +107,10 @@ pub struct Options {
     /// step with one of them is taken from the cache even under `--no-cache`, so a stage that
     /// does not depend on the target platform (`FROM --platform=$BUILDPLATFORM`) runs once.
     pub built_keys: std::sync::Arc<Mutex<HashSet<String>>>,
+    /// The keys this invocation's earlier builds (other platforms) used or recorded: with
+    /// `cache_to`, a build exports them with its own, so the export of the last platform's
+    /// build holds every platform's steps (a registry cache is one manifest, replaced).
+    pub earlier_keys: std::sync::Arc<Mutex<Vec<String>>>,
     /// Use no cache entry (entries are still recorded).
     pub no_cache: bool,
     /// Use no cache entry in these stages (names or indexes).
@@ -275,7 +279,11 @@ pub fn build(opts: &Options, store: &Store) -> Result<Built> {
     };
     let mut r = b.build_all();
     if let (Ok(_), Some(to)) = (&r, &opts.cache_to) {
-        let used = lock(&b.added).used.clone();
+        let used = {
+            let mut all = lock(&opts.earlier_keys);
+            all.extend(lock(&b.added).used.iter().cloned());
+            all.clone()
+        };
         let done = match to {
             cache::Location::Local(dir) => {
                 cache::local::export_local(store, &used, dir).map_err(|e| e.to_string())
