@@ -671,8 +671,15 @@ fn run(cli: Cli) -> Result<(), String> {
             }
             let built = &builds[named];
             let img = &imgs[named];
+            // A build for several platforms has no one config: its id is the index's digest,
+            // and its metadata names no config (as buildx writes them).
+            let index_id = indexed
+                .as_ref()
+                .filter(|_| platforms.len() > 1)
+                .map(|a| a.digest.clone());
             if let Some(f) = &iidfile {
-                write_file(f, built.config_digest.as_bytes())?;
+                let id = index_id.as_ref().unwrap_or(&built.config_digest);
+                write_file(f, id.as_bytes())?;
             }
             if let Some(f) = &metadata_file {
                 let (media_type, digest, size) = match &indexed {
@@ -695,7 +702,7 @@ fn run(cli: Cli) -> Result<(), String> {
                         }
                     }
                 }
-                let meta = serde_json::json!({
+                let mut meta = serde_json::json!({
                     "containerimage.digest": digest,
                     "containerimage.config.digest": built.config_digest,
                     "containerimage.descriptor": {
@@ -705,6 +712,11 @@ fn run(cli: Cli) -> Result<(), String> {
                     },
                     "image.name": names.join(","),
                 });
+                if index_id.is_some() {
+                    meta.as_object_mut()
+                        .expect("an object")
+                        .remove("containerimage.config.digest");
+                }
                 write_file(f, &serde_json::to_vec_pretty(&meta).expect("json"))?;
             }
             if !quiet {

@@ -345,8 +345,21 @@ fn two_platforms_one_index_each_run_on_its_own_machine() {
         &format!("type=oci-archive,dest={}", c.path("oci.tar").display()),
         "--cache-to",
         &cache,
+        "--iidfile",
+        c.path("iid").to_str().unwrap(),
+        "--metadata-file",
+        c.path("meta.json").to_str().unwrap(),
     ]);
     out.assert_ok();
+    // The build's id is its index (buildx: no one config for several platforms).
+    let index_digest = json(&layout.join("index.json"))["manifests"][0]["digest"].clone();
+    assert_eq!(
+        fs::read_to_string(c.path("iid")).unwrap(),
+        index_digest.as_str().unwrap()
+    );
+    let meta = json(&c.path("meta.json"));
+    assert_eq!(meta["containerimage.digest"], index_digest);
+    assert!(meta.get("containerimage.config.digest").is_none(), "{meta}");
     // The oci-archive holds the same index as the layout.
     let archived = run(Command::new("tar")
         .arg("-xOf")
