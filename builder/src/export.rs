@@ -9,7 +9,7 @@
 //! RepoTags holds `NAME:TAG`. Archives are written to a temporary name and renamed, so a failed
 //! export leaves no partial file at `dest`.
 
-use crate::attest::Attested;
+use crate::image::index::Indexed;
 use crate::image::store::{new_index, normalize, ref_name, Store, REF_NAME};
 use crate::image::{hex_of, store::Image};
 use oci_spec::image::{Descriptor, ImageIndex};
@@ -121,17 +121,58 @@ fn io_at(p: &Path) -> impl Fn(io::Error) -> String + '_ {
     move |e| format!("{}: {e}", p.display())
 }
 
-/// Writes `img` (with its attestations, in an index, when `attested`) as `out` asks; `tags`
-/// are the build's `-t` names; `registry` says how to reach registries. A docker-archive has
-/// no room for attestations (as buildx's docker exporter): they are left out, with a notice.
+/// Err when `out` cannot hold the images of `platforms` builds (checked before a build): a
+/// docker-archive and docker's image store hold one platform's image under a name (as
+/// buildx's docker exporter), a files tar one tree.
+pub fn check_platforms(out: &Output, platforms: usize) -> Result<(), String> {
+    if platforms < 2 {
+        return Ok(());
+    }
+    let what = match out.kind {
+        Kind::DockerArchive => "a docker-archive holds one platform's image under a name",
+        Kind::DockerLoad => "docker's image store (--load) takes one platform's image",
+        Kind::Tar => "a files tar holds one tree (type=local writes one directory a platform)",
+        _ => return Ok(()),
+    };
+    Err(format!(
+        "--output type={}: {what}; build one platform for it (--platform)",
+        match out.kind {
+            Kind::DockerArchive => "docker-archive",
+            Kind::DockerLoad => "docker",
+            _ => "tar",
+        }
+    ))
+}
+
+/// The directory of `img`'s files under a `type=local` dest of a build for several platforms
+/// (BuildKit's `linux_arm64`).
+fn platform_dir(img: &Image) -> String {
+    let p = crate::image::index::platform_json(img);
+    let mut s = format!(
+        "{}_{}",
+        p["os"].as_str().unwrap_or_default(),
+        p["architecture"].as_str().unwrap_or_default()
+    );
+    if let Some(v) = p["variant"].as_str() {
+        s = format!("{s}_{v}");
+    }
+    s
+}
+
+/// Writes `imgs` (one a platform; with the index of them and their attestations when
+/// `indexed`, which a build for several platforms always has) as `out` asks; `tags` are the
+/// build's `-t` names; `registry` says how to reach registries. A docker-archive has no room
+/// for attestations (as buildx's docker exporter): they are left out, with a notice.
 pub fn export(
     store: &Store,
-    img: &Image,
-    attested: Option<&Attested>,
+    imgs: &[Image],
+    indexed: Option<&Indexed>,
     out: &Output,
     tags: &[String],
     registry: &crate::registry::Options,
 ) -> Result<(), String> {
+    check_platforms(out, imgs.len())?;
+    let img = imgs.first().ok_or("nothing was built")?;
     let full = out
         .name
         .clone()
@@ -142,18 +183,18 @@ pub fn export(
             let name = out.name.as_deref().unwrap_or_default();
             let r = crate::registry::Reference::parse(name)
                 .ok_or_else(|| format!("{name:?} is not an image reference"))?;
-            match attested {
-                Some(a) => crate::registry::push_attested(store, registry, img, a, &r),
+            match indexed {
+                Some(a) => crate::registry::push_index(store, registry, imgs, a, &r),
                 None => crate::registry::push(store, registry, img, &r),
             }
             .map(|_| ())
             .map_err(|e| format!("push: {e}"))
         }
-        Kind::Oci => write_layout(store, img, attested, &out.dest, full.as_deref()),
+        Kind::Oci => write_layout(store, imgs, indexed, &out.dest, full.as_deref()),
         Kind::OciArchive => {
             let tmp = store.tempdir("export-").map_err(|e| e.to_string())?;
             let dir = tmp.path().join("layout");
-            write_layout(store, img, attested, &dir, full.as_deref())?;
+            write_layout(store, imgs, indexed, &dir, full.as_deref())?;
             write_tar(&out.dest, |b| {
                 let mut entries: Vec<PathBuf> = walkdir::WalkDir::new(&dir)
                     .min_depth(1)
@@ -178,7 +219,7 @@ pub fn export(
             })
         }
         Kind::DockerArchive => write_tar(&out.dest, |b| {
-            if attested.is_some() {
+            if indexed.is_some() {
                 eprintln!(
                     "[notice] {}: a docker-archive holds no attestations; left out",
                     out.dest.display()
@@ -194,6 +235,14 @@ pub fn export(
             })?;
             crate::docker::load(&tar).map_err(|e| format!("--load: {e}"))
         }
+        Kind::Local if imgs.len() > 1 => imgs.iter().try_for_each(|i| {
+            let dest = out.dest.join(platform_dir(i));
+            let one = Output {
+                dest,
+                ..out.clone()
+            };
+            export(store, std::slice::from_ref(i), None, &one, tags, registry)
+        }),
         Kind::Local | Kind::Tar => {
             let tmp = store.tempdir("files-").map_err(|e| e.to_string())?;
             let merged = tmp.path().join("merged");
@@ -352,21 +401,26 @@ fn write_tar(
     r.map_err(io_at(dest))
 }
 
-/// Writes (or adds to) the OCI layout at `dir`: the image, or the index of it and its
-/// attestations.
+/// Writes (or adds to) the OCI layout at `dir`: the image, or the index of the images and
+/// their attestations.
 pub fn write_layout(
     store: &Store,
-    img: &Image,
-    attested: Option<&Attested>,
+    imgs: &[Image],
+    indexed: Option<&Indexed>,
     dir: &Path,
     full: Option<&str>,
 ) -> Result<(), String> {
+    let img = imgs.first().ok_or("nothing was built")?;
     let blobs = dir.join("blobs/sha256");
     fs::create_dir_all(&blobs).map_err(io_at(&blobs))?;
-    let mut digests = vec![img.manifest_digest.clone(), img.config_digest.clone()];
-    digests.extend(img.manifest.layers().iter().map(|l| l.digest().to_string()));
-    if let Some(a) = attested {
-        digests.extend([a.index_digest.clone(), a.attestation_digest.clone()]);
+    let mut digests = Vec::new();
+    for i in imgs {
+        digests.extend([i.manifest_digest.clone(), i.config_digest.clone()]);
+        digests.extend(i.manifest.layers().iter().map(|l| l.digest().to_string()));
+    }
+    if let Some(a) = indexed {
+        digests.push(a.digest.clone());
+        digests.extend(a.attestations.iter().cloned());
         digests.extend(a.attestation_blobs.iter().cloned());
     }
     for d in digests {
@@ -386,8 +440,8 @@ pub fn write_layout(
         Ok(i) => i.manifests().clone(),
         Err(_) => Vec::new(),
     };
-    let (media_type, top) = match attested {
-        Some(a) => (oci_spec::image::MediaType::ImageIndex, &a.index_digest),
+    let (media_type, top) = match indexed {
+        Some(a) => (oci_spec::image::MediaType::ImageIndex, &a.digest),
         None => (
             oci_spec::image::MediaType::ImageManifest,
             &img.manifest_digest,

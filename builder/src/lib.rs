@@ -11,6 +11,7 @@
 //! Imports go down that list, never up: `image` imports none of the others but [`fsroot`] and [`idmap`];
 //! [`rootless`] (the user namespace of a plain user's build) and [`procfs`] (whether RUN steps
 //! get a /proc of their own there) are main's, before all else; `exec` reads the latter's answer;
+//! [`emulate`] (qemu-user for RUN steps of another platform) imports `image` and [`idmap`];
 //! `registry` imports `image`; `source` and `cache` import both; `plan` imports `dockerfile`,
 //! `image` and `source`; `exec` imports them all.
 
@@ -18,6 +19,7 @@ pub mod attest;
 pub mod cache;
 pub mod docker;
 pub mod dockerfile;
+pub mod emulate;
 pub mod exec;
 pub mod export;
 pub mod fsroot;

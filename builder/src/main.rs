@@ -149,8 +149,11 @@ enum Cmd {
         /// Add a label to the image (repeatable).
         #[arg(long = "label", value_name = "K=V")]
         labels: Vec<String>,
-        /// The target platform, OS/ARCH[/VARIANT]: this host's (RUN steps run natively);
-        /// sets the TARGET* platform ARGs.
+        /// The target platforms, OS/ARCH[/VARIANT][,...] (default: this host's): one image a
+        /// platform, written out as one index when there are several; RUN steps for another
+        /// platform than the host's run under qemu-user (Debian's qemu-user-static, fetched
+        /// into the store, registered in the RUN's own user namespace: Linux 6.7+). Sets the
+        /// TARGET* platform ARGs.
         #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
         platform: Option<String>,
         /// A secret for `RUN --mount=type=secret` (repeatable): id=ID,src=PATH (or env=VAR).
@@ -406,6 +409,21 @@ fn write_file(path: &Path, data: &[u8]) -> Result<(), String> {
         })
 }
 
+/// `--platform OS/ARCH[/VARIANT][,...]` (this host's when not given), each once.
+fn parse_platforms(arg: Option<&str>) -> Result<Vec<Platform>, String> {
+    let Some(arg) = arg else {
+        return Ok(vec![Platform::host()]);
+    };
+    let mut out: Vec<Platform> = Vec::new();
+    for p in arg.split(',') {
+        let p = Platform::parse(p).map_err(|e| format!("--platform: {e}"))?;
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
 fn now_secs() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -475,22 +493,15 @@ fn run(cli: Cli) -> Result<(), String> {
                     .transpose()?
                     .flatten(),
             };
-            if !index_annotations.is_empty() && !attest.any() {
+            let started = now_secs();
+            let platforms = parse_platforms(platform.as_deref())?;
+            if !index_annotations.is_empty() && !attest.any() && platforms.len() < 2 {
                 return Err(
                     "--annotation index:...: this image has no index (it gets one with \
-                            --sbom or --provenance)"
+                            --sbom or --provenance, or with several --platform)"
                         .into(),
                 );
             }
-            let started = now_secs();
-            let platform = match platform {
-                Some(p) => Platform::parse(&p).map_err(|e| format!("--platform: {e}"))?,
-                None => Platform::host(),
-            };
-            // Before the store is touched: a refused build leaves nothing behind.
-            platform
-                .check_buildable()
-                .map_err(|e| format!("--platform: {e}"))?;
             let mut outputs = outputs
                 .iter()
                 .map(|o| export::parse_output(o))
@@ -506,6 +517,11 @@ fn run(cli: Cli) -> Result<(), String> {
             if load {
                 outputs.push(export::parse_output("type=docker")?);
             }
+            for o in &outputs {
+                export::check_platforms(o, platforms.len())?;
+            }
+            // Before the store is touched: a refused build leaves nothing behind.
+            brig_build::emulate::check_host(&platforms).map_err(|e| format!("--platform: {e}"))?;
             let opts = exec::Options {
                 dockerfile: file.unwrap_or_else(|| context.join("Dockerfile")),
                 context,
@@ -540,7 +556,10 @@ fn run(cli: Cli) -> Result<(), String> {
                     Compress::Uncompressed => brig_build::image::layer::Compression::Uncompressed,
                 },
                 registry: reg.clone(),
-                platform,
+                platform: platforms[0].clone(),
+                emulators: Default::default(),
+                built_keys: Default::default(),
+                earlier_keys: Default::default(),
                 no_cache,
                 no_cache_filter,
                 cache_from: cache_from
@@ -557,70 +576,132 @@ fn run(cli: Cli) -> Result<(), String> {
                 run_extra,
             };
             private_mounts()?;
-            let store = Store::open(cli.store.as_deref().expect("main sets the store"))
-                .map_err(|e| e.to_string())?;
-            let built = exec::build(&opts, &store).map_err(|e| e.to_string())?;
-            // Attestation blobs are referenced by no tag: no gc until they are written out.
+            let store_dir = cli.store.as_deref().expect("main sets the store");
+            let mut opts = opts;
+            opts.emulators = brig_build::emulate::prepare(&store_dir.join("emulators"), &platforms)
+                .map_err(|e| format!("--platform: {e}"))?;
+            let store = Store::open(store_dir).map_err(|e| e.to_string())?;
+            // One build a platform; the store names the image of this host's platform (else
+            // the first), as a name there serves one platform.
+            let named = platforms
+                .iter()
+                .position(|p| !brig_build::emulate::needed(p))
+                .unwrap_or(0);
+            // The images of the platforms built first have no name in the store: no gc until
+            // all are written out. (A platform's build that fails then leaves what it added
+            // to `prune`: its undo needs the store to itself.)
+            let _platforms = if platforms.len() > 1 {
+                Some(store.build_lock().map_err(|e| e.to_string())?)
+            } else {
+                None
+            };
+            let mut builds = Vec::new();
+            for (n, p) in platforms.iter().enumerate() {
+                if platforms.len() > 1 && !quiet {
+                    eprintln!("[{p}] building ({} of {})", n + 1, platforms.len());
+                }
+                let one = exec::Options {
+                    platform: p.clone(),
+                    tags: if n == named { tags.clone() } else { Vec::new() },
+                    ..opts.clone()
+                };
+                builds.push(exec::build(&one, &store).map_err(|e| {
+                    if platforms.len() > 1 {
+                        format!("[{p}] {e}")
+                    } else {
+                        e.to_string()
+                    }
+                })?);
+            }
+            // Attestation and index blobs are referenced by no tag: no gc until they are
+            // written out.
             let _building = store.build_lock().map_err(|e| e.to_string())?;
-            let img = store
-                .image(built.manifest.digest().as_ref())
+            let imgs = builds
+                .iter()
+                .map(|b| store.image(b.manifest.digest().as_ref()))
+                .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| e.to_string())?;
             // What leaves as OCI (layouts, archives, registries) has its layers compressed; the
-            // attestations name that manifest.
-            let img = if outputs.iter().any(|o| o.kind.compressed()) {
-                brig_build::image::compress::for_export(&store, &img, opts.compression)
+            // attestations and the index name those manifests.
+            let imgs = if outputs.iter().any(|o| o.kind.compressed()) {
+                imgs.iter()
+                    .map(|img| {
+                        brig_build::image::compress::for_export(&store, img, opts.compression)
+                    })
+                    .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| format!("compressing the layers: {e}"))?
             } else {
-                img
+                imgs
             };
-            let attested = if attest.any() {
-                if outputs.is_empty() && !quiet {
-                    eprintln!(
-                        "[notice] --sbom/--provenance: attestations go with --output; the \
-                         store's image has none (as with buildx --load)"
-                    );
-                }
-                let info = brig_build::attest::BuildInfo {
-                    name: outputs
-                        .iter()
-                        .find_map(|o| o.name.clone())
-                        .or_else(|| tags.first().cloned()),
-                    dockerfile_name: opts
-                        .dockerfile
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_else(|| "Dockerfile".into()),
-                    dockerfile_text: std::fs::read_to_string(&opts.dockerfile)
-                        .map_err(|e| format!("{}: {e}", opts.dockerfile.display()))?,
-                    context: opts.context.clone(),
-                    build_args: opts
-                        .build_args
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect(),
-                    target: opts.target.clone(),
-                    materials: built.materials.clone(),
-                    started,
-                    finished: now_secs(),
-                    source_date_epoch: opts.source_date_epoch,
-                    index_annotations: index_annotations.clone(),
+            let mut entries = Vec::new();
+            for (img, built) in imgs.iter().zip(&builds) {
+                let att = if attest.any() {
+                    let info = brig_build::attest::BuildInfo {
+                        name: outputs
+                            .iter()
+                            .find_map(|o| o.name.clone())
+                            .or_else(|| tags.first().cloned()),
+                        dockerfile_name: opts
+                            .dockerfile
+                            .file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_else(|| "Dockerfile".into()),
+                        dockerfile_text: std::fs::read_to_string(&opts.dockerfile)
+                            .map_err(|e| format!("{}: {e}", opts.dockerfile.display()))?,
+                        context: opts.context.clone(),
+                        build_args: opts
+                            .build_args
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect(),
+                        target: opts.target.clone(),
+                        materials: built.materials.clone(),
+                        started,
+                        finished: now_secs(),
+                        source_date_epoch: opts.source_date_epoch,
+                    };
+                    Some(brig_build::attest::attach(&store, img, attest, &info)?)
+                } else {
+                    None
                 };
-                Some(brig_build::attest::attach(&store, &img, attest, &info)?)
+                entries.push((img.clone(), att));
+            }
+            if attest.any() && outputs.is_empty() && !quiet {
+                eprintln!(
+                    "[notice] --sbom/--provenance: attestations go with --output; the \
+                     store's image has none (as with buildx --load)"
+                );
+            }
+            let indexed = if attest.any() || imgs.len() > 1 {
+                Some(brig_build::image::index::write(
+                    &store,
+                    &entries,
+                    &index_annotations,
+                )?)
             } else {
                 None
             };
             for o in &outputs {
-                export::export(&store, &img, attested.as_ref(), o, &tags, &reg)?;
+                export::export(&store, &imgs, indexed.as_ref(), o, &tags, &reg)?;
             }
+            let built = &builds[named];
+            let img = &imgs[named];
+            // A build for several platforms has no one config: its id is the index's digest,
+            // and its metadata names no config (as buildx writes them).
+            let index_id = indexed
+                .as_ref()
+                .filter(|_| platforms.len() > 1)
+                .map(|a| a.digest.clone());
             if let Some(f) = &iidfile {
-                write_file(f, built.config_digest.as_bytes())?;
+                let id = index_id.as_ref().unwrap_or(&built.config_digest);
+                write_file(f, id.as_bytes())?;
             }
             if let Some(f) = &metadata_file {
-                let (media_type, digest, size) = match &attested {
+                let (media_type, digest, size) = match &indexed {
                     Some(a) => (
                         "application/vnd.oci.image.index.v1+json",
-                        a.index_digest.clone(),
-                        a.index_size,
+                        a.digest.clone(),
+                        a.size,
                     ),
                     None => (
                         "application/vnd.oci.image.manifest.v1+json",
@@ -638,7 +719,7 @@ fn run(cli: Cli) -> Result<(), String> {
                         }
                     }
                 }
-                let meta = serde_json::json!({
+                let mut meta = serde_json::json!({
                     "containerimage.digest": digest,
                     "containerimage.config.digest": built.config_digest,
                     "containerimage.descriptor": {
@@ -648,6 +729,11 @@ fn run(cli: Cli) -> Result<(), String> {
                     },
                     "image.name": names.join(","),
                 });
+                if index_id.is_some() {
+                    meta.as_object_mut()
+                        .expect("an object")
+                        .remove("containerimage.config.digest");
+                }
                 write_file(f, &serde_json::to_vec_pretty(&meta).expect("json"))?;
             }
             if !quiet {

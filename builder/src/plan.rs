@@ -1,7 +1,8 @@
 //! The build plan, before anything runs: the global ARG values, the target stage (`--target`,
 //! else the last), and the stages it needs as a graph (FROM another stage, `COPY --from`,
 //! `RUN --mount=from=`), each with the stages it reads directly. Stages that do not read each
-//! other can run at the same time; the graph is for one platform, the build's (`--platform`).
+//! other can run at the same time; the graph is for one platform, the build's (`--platform`; a
+//! build for several platforms is one build, and one plan, a platform).
 //!
 //! Pure: reads the parsed Dockerfile and the options, touches no file, resolves no image (a
 //! `--from` that names no stage is left to the build). Errors name the Dockerfile line.

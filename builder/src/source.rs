@@ -6,8 +6,7 @@
 //! safe) and their diffIDs checked against the image config. Never writes outside the store.
 
 use crate::fsroot::Root;
-use crate::image::config::host_arch;
-use crate::image::platform::host_manifest;
+use crate::image::platform::{platform_manifest, Platform};
 use crate::image::store::{ref_name, Image, Store};
 use crate::image::unpack::{self, UnpackError};
 use crate::image::unpacked::LayerError;
@@ -53,19 +52,21 @@ pub fn is_transport(reference: &str) -> bool {
     reference.starts_with("oci-layout://") || reference.starts_with("oci-archive:")
 }
 
-/// The image `reference` names, imported into the store (pulled from its registry if the store
-/// has no image of that name); None for `scratch`.
+/// The image `reference` names for `platform` (its entry, when it is an index), imported into
+/// the store (pulled from its registry if the store has no image of that name for that
+/// platform); None for `scratch`.
 pub fn resolve(
     store: &Store,
     reference: &str,
     registry: &crate::registry::Options,
+    platform: &Platform,
 ) -> Result<Option<Image>, SourceError> {
     if reference == "scratch" {
         return Ok(None);
     }
     if let Some(rest) = reference.strip_prefix("oci-layout://") {
         let (dir, tag) = split_tag(rest);
-        return import_layout(store, reference, Path::new(dir), tag).map(Some);
+        return import_layout(store, reference, Path::new(dir), tag, platform).map(Some);
     }
     if let Some(rest) = reference.strip_prefix("oci-archive:") {
         let (path, tag) = split_tag(rest);
@@ -82,29 +83,56 @@ pub fn resolve(
                 owners: false,
             },
         )?;
-        return import_layout(store, reference, tmp.path(), tag).map(Some);
+        return import_layout(store, reference, tmp.path(), tag, platform).map(Some);
     }
     if registry.pull_always {
         // --pull, as BuildKit's: the registry's current image, whatever the store has.
         if let Some(r) = crate::registry::Reference::parse(reference) {
-            return Ok(Some(crate::registry::pull(store, registry, &r)?));
+            return Ok(Some(crate::registry::pull_for(
+                store, registry, &r, platform,
+            )?));
         }
     }
+    // The store's names name one image each: used when it is of the platform asked for.
+    let mut other = None;
     if let Some(d) = store.resolve(reference)? {
-        return Ok(Some(store.image(&d)?));
+        let img = store.image(&d)?;
+        if of_platform(&img, platform) {
+            return Ok(Some(img));
+        }
+        other = Some(img);
     }
     match crate::registry::Reference::parse(reference) {
         Some(r) => {
             if let Some(d) = store.resolve(&r.store_name())? {
-                return Ok(Some(store.image(&d)?));
+                let img = store.image(&d)?;
+                if of_platform(&img, platform) {
+                    return Ok(Some(img));
+                }
             }
-            Ok(Some(crate::registry::pull(store, registry, &r)?))
+            Ok(Some(crate::registry::pull_for(
+                store, registry, &r, platform,
+            )?))
         }
         None => Err(bad(
             reference,
-            "not in the local store and not a valid registry reference",
+            match other {
+                Some(img) => format!(
+                    "the store's image is {}/{}, not {platform}, and the name is not a \
+                     registry reference to pull {platform} from",
+                    img.config.os, img.config.architecture
+                ),
+                None => "not in the local store and not a valid registry reference".into(),
+            },
         )),
     }
+}
+
+/// True when `img`'s config is of `platform` (an image without an architecture serves any).
+pub fn of_platform(img: &Image, platform: &Platform) -> bool {
+    let c = &img.config;
+    c.architecture.is_empty()
+        || platform.matches(&c.os, &c.architecture, c.variant().unwrap_or_default())
 }
 
 /// Imports the image tagged `tag` of the layout at `dir`.
@@ -113,6 +141,7 @@ fn import_layout(
     reference: &str,
     dir: &Path,
     tag: Option<&str>,
+    platform: &Platform,
 ) -> Result<Image, SourceError> {
     let idx_path = dir.join("index.json");
     let idx = ImageIndex::from_file(&idx_path)
@@ -138,7 +167,7 @@ fn import_layout(
         )
     })?;
     let mut desc = pick.clone();
-    // An index (multi-platform): take this host's platform.
+    // An index (multi-platform): take the platform's entry.
     for _ in 0..4 {
         if !matches!(desc.media_type(), MediaType::ImageIndex)
             && desc.media_type().to_string()
@@ -148,9 +177,9 @@ fn import_layout(
         }
         let bytes = copy_blob(store, reference, dir, desc.digest().as_ref())?;
         let sub = ImageIndex::from_reader(&bytes[..]).map_err(|e| bad(reference, e))?;
-        desc = host_manifest(&sub)
+        desc = platform_manifest(&sub, platform)
             .cloned()
-            .ok_or_else(|| bad(reference, format!("no linux/{} manifest", host_arch())))?;
+            .ok_or_else(|| bad(reference, format!("no {platform} manifest")))?;
     }
     let mdigest = desc.digest().to_string();
     let mbytes = copy_blob(store, reference, dir, &mdigest)?;

@@ -16,20 +16,22 @@
 //! are in-toto v0.1 with an SPDX 2.3 document ([`sbom`]) and SLSA provenance v0.2
 //! ([`provenance`]). They are made after the build from the image itself and what the build
 //! recorded, and attached only to what is exported: the store's tag names the image manifest,
-//! as `docker buildx build --load` leaves attestations out of the local image.
+//! as `docker buildx build --load` leaves attestations out of the local image. A build for
+//! several platforms has one attestation manifest per image, all in the one index
+//! ([`crate::image::index`]).
 
 pub mod provenance;
 mod rootfs;
 pub mod sbom;
 
+use crate::image::hex_of;
+use crate::image::index::Attachment;
 use crate::image::store::{Image, Store};
-use crate::image::{hex_of, sha256};
 use serde_json::{json, Value};
 
 pub const IN_TOTO_MEDIA_TYPE: &str = "application/vnd.in-toto+json";
 pub const PREDICATE_TYPE_ANNOTATION: &str = "in-toto.io/predicate-type";
-pub const REFERENCE_TYPE: &str = "vnd.docker.reference.type";
-pub const REFERENCE_DIGEST: &str = "vnd.docker.reference.digest";
+pub use crate::image::index::{REFERENCE_DIGEST, REFERENCE_TYPE};
 
 /// Provenance detail, as BuildKit's `mode=`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,20 +134,6 @@ pub struct BuildInfo {
     pub started: i64,
     pub finished: i64,
     pub source_date_epoch: Option<i64>,
-    /// `--annotation index:KEY=VALUE`: the index's annotations.
-    pub index_annotations: std::collections::BTreeMap<String, String>,
-}
-
-/// An image with its attestations: the index that holds both manifests, in the store.
-#[derive(Debug, Clone)]
-pub struct Attested {
-    pub index_digest: String,
-    pub index_size: u64,
-    pub manifest_digest: String,
-    pub manifest_size: u64,
-    /// The attestation manifest and every blob it names (config, statements).
-    pub attestation_digest: String,
-    pub attestation_blobs: Vec<String>,
 }
 
 /// `pkg:docker/NAME@TAG?platform=OS%2FARCH` (BuildKit's subject and material names).
@@ -165,17 +153,9 @@ pub fn docker_purl(reference: &str, platform: &str) -> String {
     )
 }
 
-fn variant(img: &Image) -> Option<&str> {
-    img.config
-        .extra
-        .get("variant")
-        .and_then(Value::as_str)
-        .filter(|v| !v.is_empty())
-}
-
 fn platform_of(img: &Image) -> String {
     let c = &img.config;
-    match variant(img) {
+    match c.variant() {
         Some(v) => format!("{}/{}/{v}", c.os, c.architecture),
         None => format!("{}/{}", c.os, c.architecture),
     }
@@ -195,13 +175,14 @@ fn statement(img: &Image, info: &BuildInfo, predicate_type: &str, predicate: Val
     })
 }
 
-/// Makes the attestations `req` asks for `img`, and the index holding both, in the store.
+/// Makes the attestations `req` asks for `img`: their manifest in the store, for the build's
+/// index ([`crate::image::index::write`]).
 pub fn attach(
     store: &Store,
     img: &Image,
     req: Request,
     info: &BuildInfo,
-) -> Result<Attested, String> {
+) -> Result<Attachment, String> {
     let mut statements = Vec::new();
     if req.sbom {
         let doc = sbom::document(store, img, info)?;
@@ -252,53 +233,11 @@ pub fn attach(
         },
         "layers": layers,
     });
-    let (att_digest, att_size) = put(&manifest)?;
-    let manifest_size = std::fs::metadata(store.blob_path(&img.manifest_digest))
-        .map_err(|e| format!("{}: {e}", store.blob_path(&img.manifest_digest).display()))?
-        .len();
-    let (os, arch) = (&img.config.os, &img.config.architecture);
-    let mut image_platform = json!({"architecture": arch, "os": os});
-    if let Some(v) = variant(img) {
-        image_platform["variant"] = json!(v);
-    }
-    let index = json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": [
-            {
-                "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "digest": img.manifest_digest,
-                "size": manifest_size,
-                "platform": image_platform,
-            },
-            {
-                "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "digest": att_digest,
-                "size": att_size,
-                "annotations": {
-                    REFERENCE_DIGEST: img.manifest_digest,
-                    REFERENCE_TYPE: "attestation-manifest",
-                },
-                "platform": {"architecture": "unknown", "os": "unknown"},
-            },
-        ],
-    });
-    let mut index = index;
-    if !info.index_annotations.is_empty() {
-        index["annotations"] = json!(info.index_annotations);
-    }
-    let (index_digest, index_size) = put(&index)?;
-    debug_assert_eq!(
-        index_digest,
-        sha256(&serde_json::to_vec(&index).expect("json"))
-    );
-    Ok(Attested {
-        index_digest,
-        index_size,
-        manifest_digest: img.manifest_digest.clone(),
-        manifest_size,
-        attestation_digest: att_digest,
-        attestation_blobs: blobs,
+    let (digest, size) = put(&manifest)?;
+    Ok(Attachment {
+        digest,
+        size,
+        blobs,
     })
 }
 

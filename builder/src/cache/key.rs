@@ -1,6 +1,7 @@
 //! Cache keys as pure functions: what a step reads in, its key out.
 //!
-//! A step's key is the sha256 of its parent's key (a base image's key is its manifest digest; a
+//! A step's key is the sha256 of its parent's key (a base image's key is its manifest digest and
+//! the stage's platform, `FROM scratch`'s the platform, so the platform is part of every key; a
 //! stage built on another stage continues that stage's chain), the instruction as parsed, with
 //! every flag (its `Debug` form, so flags the parser learns later are part of the key without
 //! a change here), the stage's run config (ENV, USER, WORKDIR, SHELL...) and build args in
@@ -43,14 +44,22 @@ impl Key {
     }
 }
 
-/// The key of a stage `FROM scratch` before its first step.
-pub fn scratch() -> String {
-    Key::new("").add("from", "scratch").finish()
+/// The key of a stage `FROM scratch` for `platform` (`linux/arm64`) before its first step.
+pub fn scratch(platform: &str) -> String {
+    Key::new("")
+        .add("from", "scratch")
+        .add("platform", platform)
+        .finish()
 }
 
-/// The key of a stage on a base image before its first step: from its manifest digest.
-pub fn base_image(manifest_digest: &str) -> String {
-    Key::new("").add("from", manifest_digest).finish()
+/// The key of a stage on a base image for `platform` before its first step: from its manifest
+/// digest (a base serves one platform; an image of another architecture may be used FROM a
+/// stage of this one, and steps on it run for this one).
+pub fn base_image(manifest_digest: &str, platform: &str) -> String {
+    Key::new("")
+        .add("from", manifest_digest)
+        .add("platform", platform)
+        .finish()
 }
 
 /// Everything a step's key depends on.
@@ -244,7 +253,16 @@ mod tests {
         differs("platform arg", step(&step_of(&g, "p", "in")));
         differs("platform arg", amd);
         // A base image per platform has its own manifest digest.
-        assert_ne!(base_image("sha256:a"), base_image("sha256:b"));
+        assert_ne!(
+            base_image("sha256:a", "linux/amd64"),
+            base_image("sha256:b", "linux/amd64")
+        );
+        // The platform is in every key, from the root.
+        assert_ne!(scratch("linux/amd64"), scratch("linux/arm64"));
+        assert_ne!(
+            base_image("sha256:a", "linux/amd64"),
+            base_image("sha256:a", "linux/arm64")
+        );
     }
 
     #[test]
@@ -285,8 +303,9 @@ mod tests {
         );
     }
 
-    /// Key values computed by the builder before keys became this module (commit 9586dd6):
-    /// existing caches are named by them, so they must not drift.
+    /// Key values computed by the builder before keys became this module (commit 9586dd6; the
+    /// roots since the platform became part of them): existing caches are named by them, so
+    /// they must not drift.
     #[test]
     fn key_values_are_pinned() {
         /// As `exec::run::Network`: its `Debug` form is what is hashed.
@@ -295,12 +314,12 @@ mod tests {
             Default,
         }
         assert_eq!(
-            scratch(),
-            "sha256:19e3824b236cfe918ed5e0e779517862b2bf31339e0cf8e4495109d6c73f556e"
+            scratch("linux/amd64"),
+            "sha256:5eba504a35f82273f1d8a395e969f603b8447c2ee2a5a2e50b06a4fb9611c5e7"
         );
         assert_eq!(
-            base_image(&format!("sha256:{}", "0".repeat(64))),
-            "sha256:eed46e1b903eeda44e4a31581f5b71e8d40b452e3d587db383967ae75950a1ba"
+            base_image(&format!("sha256:{}", "0".repeat(64)), "linux/amd64"),
+            "sha256:7333b389cdbfc32ae82a06b6104af93a7f4491fc96fb4e23a9f8b98f5063b65e"
         );
         let mut c = ImageConfig::scratch();
         c.set_env(

@@ -30,7 +30,7 @@ impl Builder<'_> {
             // A config change only: apply it, then key it by the result.
             self.apply(st, line, &l.instr, text, globals, done)?;
             let key = self.step_key(st, &l.instr, "");
-            let hit = if use_cache {
+            let hit = if use_cache || self.built_here(&key) {
                 self.cache_get(&key, line)?
             } else {
                 None
@@ -74,7 +74,7 @@ impl Builder<'_> {
         }
         let inputs = self.step_inputs(st, line, &l.instr, done)?;
         let key = self.step_key(st, &l.instr, &inputs);
-        let hit = if use_cache {
+        let hit = if use_cache || self.built_here(&key) {
             self.cache_get(&key, line)?
         } else {
             None
@@ -221,8 +221,8 @@ impl Builder<'_> {
                         Err(e) => return Ok(key::unique(&format!("unreadable {e}"))),
                     }
                 }
-                Some(contexts::Named::Image(i)) => self.base_state(i, line)?.key,
-                None => self.base_state(&f, line)?.key,
+                Some(contexts::Named::Image(i)) => self.base_state(i, line, &st.platform)?.key,
+                None => self.base_state(&f, line, &st.platform)?.key,
             },
         };
         Ok(key::copy_from(&from, &paths))
@@ -268,7 +268,14 @@ impl Builder<'_> {
             a.keys.push(key.to_string());
             a.used.push(key.to_string());
         });
+        lock(&self.opts.built_keys).insert(key.to_string());
         Ok(())
+    }
+
+    /// True when this invocation recorded `key` (for another platform): see
+    /// [`super::Options::built_keys`].
+    fn built_here(&self, key: &str) -> bool {
+        lock(&self.opts.built_keys).contains(key)
     }
 }
 
@@ -314,7 +321,9 @@ mod tests {
     /// before keys moved to `cache::key` (commit 9586dd6): they name existing cache entries.
     /// Changed once since, on purpose: `FROM scratch` got BuildKit's WorkingDir `/`, which is
     /// part of every later step's run config (entries of scratch-based builds made before
-    /// miss once; they hold configs without it).
+    /// miss once; they hold configs without it). And once more: the platform became part of
+    /// every key's root (`key::scratch`, `key::base_image`), so that two platforms' steps (and
+    /// two hosts' exported caches) never share an entry; every entry made before misses once.
     #[test]
     fn step_keys_are_pinned() {
         let ctx = fixed_context();
@@ -337,6 +346,9 @@ mod tests {
             compression: layer::Compression::Gzip,
             registry: Default::default(),
             platform: Platform::host(),
+            emulators: Default::default(),
+            built_keys: Default::default(),
+            earlier_keys: Default::default(),
             no_cache: false,
             no_cache_filter: vec![],
             cache_from: vec![],
@@ -364,8 +376,10 @@ mod tests {
             materials: Mutex::default(),
             sums: Default::default(),
         };
-        let mut st = b.base_state("scratch", 1).unwrap();
-        assert_eq!(st.key, key::scratch());
+        // A fixed platform: the pinned keys are the same on every host.
+        let amd64 = Platform::parse("linux/amd64").unwrap();
+        let mut st = b.base_state("scratch", 1, &amd64).unwrap();
+        assert_eq!(st.key, key::scratch("linux/amd64"));
         let done = HashMap::new();
         let globals = BTreeMap::new();
         let mut got = Vec::new();
@@ -389,32 +403,32 @@ mod tests {
             (
                 "ARG V=1",
                 "",
-                "29bb590500c2ba9703681395021e9491bcd9261574f5f6dc6286016dd8a2ac28",
+                "51b9b10bc8f30ba114ea4cd7d54941a5883744e11250dd8d3929e01b2aa0ddda",
             ),
             (
                 "ENV A=$V B=2",
                 "",
-                "66fd1540007a26fe6c93f4ccf88dc25056ca80694c7a3a0a1f94a56e13650e46",
+                "0c011eac4ab6dc1d746ed183db96a08513da3b5f42338f5a63f7977bb87bbd84",
             ),
             (
                 "RUN echo $A",
                 "",
-                "1134088c896f42536f713a54dc52ab60624e453446b9e10acb938aedb3aba87a",
+                "634eba6152c70299fe03542d82bb51bf8920e7deb1ac2d00bd2c640a975a0e81",
             ),
             (
                 "COPY --chmod=644 a.txt d /dst/",
                 "sha256:596e24139f934d0737c6567894c0bc1bbfdf8967444221144370ca45c8e5e573",
-                "2eb8d2c6e87d23c5b2371757a7688754805daa8ad07e7aefdc4642c58fd1e44c",
+                "9e94d3de78967e335016511bc80d4d6ffab155debbb687a98dbb8835352d5842",
             ),
             (
                 "RUN cat /m/b",
                 "bind /m sha256:92ba4ed713da6967e3a77c592775d0500008564397d63e27fc2940b1e04ba253",
-                "76a5a3094f6ee29c61ffa35712f80c048dcf93da04f02535bec96cf1638a2590",
+                "626953b52cca7e3340c8f1029e1e43e35ddfea89428690a1c95be0c2f3498a5c",
             ),
             (
                 "WORKDIR /w",
                 "",
-                "d0613e01d0fd13bc91f8161111ee978b17346773aa36c18a1a6982d9c5c2c67a",
+                "c9a3046f67e9930aadd04b8b6158d6a05b4fe3f2169933e0c008e835f7dc36d7",
             ),
         ];
         let want: Vec<(String, String, String)> = want

@@ -579,7 +579,7 @@ impl Builder<'_> {
                                 Some(contexts::Named::Image(r)) => r.clone(),
                                 _ => f.clone(),
                             };
-                            let s = self.base_state(&r, line)?;
+                            let s = self.base_state(&r, line, &st.platform)?;
                             s.layers.iter().map(|l| l.dir.clone()).collect()
                         }
                     };

@@ -98,8 +98,20 @@ pub struct Options {
     pub compression: layer::Compression,
     /// How base images are pulled from registries.
     pub registry: crate::registry::Options,
-    /// `--platform`: the target platform (this host's unless given).
+    /// `--platform`: the target platform (this host's unless given; a build for several is
+    /// one build per platform, see [`Options::built_keys`]).
     pub platform: Platform,
+    /// The emulators for RUN steps of other platforms than this host's, by platform
+    /// (`crate::emulate::prepare`); a RUN for a platform missing here is an error.
+    pub emulators: crate::emulate::Handlers,
+    /// Cache keys recorded by this invocation's builds so far (those of other platforms): a
+    /// step with one of them is taken from the cache even under `--no-cache`, so a stage that
+    /// does not depend on the target platform (`FROM --platform=$BUILDPLATFORM`) runs once.
+    pub built_keys: std::sync::Arc<Mutex<HashSet<String>>>,
+    /// The keys this invocation's earlier builds (other platforms) used or recorded: with
+    /// `cache_to`, a build exports them with its own, so the export of the last platform's
+    /// build holds every platform's steps (a registry cache is one manifest, replaced).
+    pub earlier_keys: std::sync::Arc<Mutex<Vec<String>>>,
     /// Use no cache entry (entries are still recorded).
     pub no_cache: bool,
     /// Use no cache entry in these stages (names or indexes).
@@ -144,6 +156,9 @@ struct State {
     /// Bytes of Dockerfile text this stage put in its config so far (expanded ARG, ENV, LABEL
     /// and VOLUME values, history lines; replaced values still count), see [`MAX_STAGE_TEXT`].
     text: usize,
+    /// The platform the stage builds for (`FROM --platform`, else the target's): its base
+    /// images' entry, its RUN steps' emulator, the root of its keys.
+    platform: Platform,
 }
 
 impl State {
@@ -224,9 +239,6 @@ pub fn build(opts: &Options, store: &Store) -> Result<Built> {
         .map_err(|e| BuildError::Other(format!("{}: {e}", opts.dockerfile.display())))?;
     let text = crate::dockerfile::decode(&file, bytes)?;
     let df = Dockerfile::parse(&file, &text)?;
-    opts.platform
-        .check_buildable()
-        .map_err(|e| BuildError::Other(format!("--platform: {e}")))?;
     let mut progress = Progress::new(opts.progress);
     for n in &df.notices {
         progress.notice(&format!("[notice] {n}"));
@@ -274,7 +286,11 @@ pub fn build(opts: &Options, store: &Store) -> Result<Built> {
     let mut r = b.build_all();
     b.sums.save();
     if let (Ok(_), Some(to)) = (&r, &opts.cache_to) {
-        let used = lock(&b.added).used.clone();
+        let used = {
+            let mut all = lock(&opts.earlier_keys);
+            all.extend(lock(&b.added).used.iter().cloned());
+            all.clone()
+        };
         let done = match to {
             cache::Location::Local(dir) => {
                 cache::local::export_local(store, &used, dir, opts.compression)
@@ -336,6 +352,27 @@ impl Builder<'_> {
             },
         )?;
         let (globals, target, need) = (plan.globals, plan.target, plan.needs);
+        // Before any step runs: a stage whose RUN steps would need an emulator the build has
+        // not prepared (its FROM --platform is none of the build's platforms).
+        for &i in need.keys() {
+            let stage = &self.df.stages[i];
+            let has_run = stage
+                .instrs
+                .iter()
+                .any(|l| matches!(l.instr, Instr::Run(_)));
+            if let (Some(p), true) = (&stage.platform, has_run) {
+                let p = self.stage_platform(i, p, &globals)?;
+                if crate::emulate::needed(&p) && !self.opts.emulators.contains_key(&p.to_string()) {
+                    return Err(self.err(
+                        stage.line,
+                        format!(
+                            "FROM --platform={p}: not a platform of this build (--platform): \
+                             its RUN steps would have no emulator; add {p} to --platform"
+                        ),
+                    ));
+                }
+            }
+        }
         self.steps.store(
             need.keys()
                 .map(|&i| 1 + self.df.stages[i].instrs.len())
@@ -426,12 +463,10 @@ impl Builder<'_> {
         let look = |n: &str| globals.get(n).cloned();
         let base =
             expand::word(&stage.base, &look, df.escape).map_err(|e| self.err(stage.line, e))?;
-        if let Some(p) = &stage.platform {
-            let p = expand::word(p, &look, df.escape).map_err(|e| self.err(stage.line, e))?;
-            Platform::parse(&p)
-                .and_then(|p| p.check_buildable())
-                .map_err(|e| self.err(stage.line, format!("FROM --platform: {e}")))?;
-        }
+        let platform = match &stage.platform {
+            Some(p) => self.stage_platform(i, p, globals)?,
+            None => self.opts.platform.clone(),
+        };
         let id = self.progress(stage.line, &format!("FROM {base}"));
         let from = match df.stage(&base).filter(|s| s.index < i) {
             Some(dep) => {
@@ -441,7 +476,7 @@ impl Builder<'_> {
             }
             None => self
                 .named_image(&base, stage.line, "FROM")
-                .and_then(|base| self.base_state(&base, stage.line))
+                .and_then(|base| self.base_state(&base, stage.line, &platform))
                 .map(|s| (s, false)),
         };
         let from_stage = df.stage(&base).filter(|s| s.index < i).is_some();
@@ -504,13 +539,28 @@ impl Builder<'_> {
         Ok(())
     }
 
-    fn base_state(&self, base: &str, line: usize) -> Result<State> {
+    /// The platform `FROM --platform=SPEC` of stage `i` names (expanded with the global ARGs).
+    fn stage_platform(
+        &self,
+        i: usize,
+        spec: &str,
+        globals: &BTreeMap<String, String>,
+    ) -> Result<Platform> {
+        let line = self.df.stages[i].line;
+        let look = |n: &str| globals.get(n).cloned();
+        let p = expand::word(spec, &look, self.df.escape).map_err(|e| self.err(line, e))?;
+        Platform::parse(&p).map_err(|e| self.err(line, format!("FROM --platform: {e}")))
+    }
+
+    /// The state of a stage FROM `base` (or what `COPY --from` an image reads) for `platform`.
+    fn base_state(&self, base: &str, line: usize, platform: &Platform) -> Result<State> {
         // One stage at a time: a second stage FROM the same image finds it in the store.
         let _one = lock(&self.base_lock);
-        let img = source::resolve(self.store, base, &self.opts.registry)
+        let img = source::resolve(self.store, base, &self.opts.registry, platform)
             .map_err(|e| self.err(line, e))?;
         let Some(img) = img else {
             let mut config = ImageConfig::scratch();
+            config.set_platform(&platform.os, &platform.arch, &platform.variant);
             config.set_env("PATH", DEFAULT_PATH);
             // BuildKit's empty image has WorkingDir `/` (docker's legacy builder leaves it out).
             config.config.working_dir = Some("/".into());
@@ -519,8 +569,9 @@ impl Builder<'_> {
                 layers: Vec::new(),
                 args: BTreeMap::new(),
                 cmd_inherited: false,
-                key: key::scratch(),
+                key: key::scratch(&platform.to_string()),
                 text: 0,
+                platform: platform.clone(),
             });
         };
         let dirs = unpacked::layer_dirs(self.store, &img).map_err(|e| self.err(line, e))?;
@@ -557,8 +608,9 @@ impl Builder<'_> {
             layers,
             args: BTreeMap::new(),
             cmd_inherited,
-            key: key::base_image(&img.manifest_digest),
+            key: key::base_image(&img.manifest_digest, &platform.to_string()),
             text: 0,
+            platform: platform.clone(),
         })
     }
 

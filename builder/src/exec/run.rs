@@ -219,8 +219,9 @@ pub struct Process {
     pub cwd: String,
 }
 
-/// The bundle config for `rootfs` (absolute path of the mounted overlay).
-pub fn spec(p: &Process, rootfs: &Path, net: Network) -> Value {
+/// The bundle config for `rootfs` (absolute path of the mounted overlay); `own_userns`: the
+/// runtime runs in a user namespace of the RUN's own (an emulated RUN, [`crate::emulate`]).
+pub fn spec(p: &Process, rootfs: &Path, net: Network, own_userns: bool) -> Value {
     let mut mounts = vec![
         json!({"destination": "/proc", "type": "proc", "source": "proc"}),
         json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
@@ -245,9 +246,10 @@ pub fn spec(p: &Process, rootfs: &Path, net: Network) -> Value {
         mounts[0] = json!({"destination": "/proc", "type": "bind", "source": "/proc",
                            "options": ["rbind", "nosuid", "noexec", "nodev"]});
     }
-    if net != Network::None && crate::idmap::in_user_namespace() {
-        // sysfs may be mounted only by the owner of the network namespace: a plain user's
-        // build with the host's network binds the host's /sys (read-only), as buildah does.
+    if net != Network::None && (own_userns || crate::idmap::in_user_namespace()) {
+        // sysfs may be mounted only by the owner of the network namespace: a runtime in a user
+        // namespace (a plain user's build, an emulated RUN) with the host's network binds the
+        // host's /sys (read-only), as buildah does.
         mounts[5] = json!({"destination": "/sys", "type": "bind", "source": "/sys",
                            "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
     }
@@ -302,12 +304,15 @@ pub fn host_net_files(net: Network) -> Vec<&'static str> {
 
 /// Runs the bundle at `bundle` with `runtime`; returns the exit code (128+signal if the
 /// runtime died of a signal). The step's and the runtime's output (stdout and stderr through
-/// one pipe, in order) go to `output` as they come.
+/// one pipe, in order) go to `output` as they come. With `emulator`, the runtime runs in a
+/// user namespace of its own where that emulator is registered ([`crate::emulate::spawn`],
+/// binfmt_misc mounted on `bundle/binfmt`).
 pub fn run_bundle(
     runtime: &Path,
     state: &Path,
     bundle: &Path,
     id: &str,
+    emulator: Option<&crate::emulate::Handler>,
     output: &mut dyn FnMut(&[u8]),
 ) -> io::Result<i32> {
     use std::os::unix::process::ExitStatusExt;
@@ -325,8 +330,15 @@ pub fn run_bundle(
             .stdin(Stdio::null())
             .stdout(w.try_clone()?)
             .stderr(w);
-        cmd.spawn()
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", runtime.display())))?
+        match emulator {
+            None => cmd.spawn(),
+            Some(h) => {
+                let dir = bundle.join("binfmt");
+                fs::create_dir_all(&dir)?;
+                crate::emulate::spawn(&mut cmd, h, &dir)
+            }
+        }
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", runtime.display())))?
     };
     let mut buf = [0u8; 8192];
     loop {
@@ -566,7 +578,21 @@ impl Builder<'_> {
             gid,
             cwd,
         };
-        let mut spec = spec(&proc_, &merged, network);
+        let emulator = if crate::emulate::needed(&st.platform) {
+            let p = st.platform.to_string();
+            Some(self.opts.emulators.get(&p).ok_or_else(|| {
+                self.err(
+                    line,
+                    format!(
+                        "RUN for {p}: not a platform of this build (--platform), so it has no \
+                         emulator; add {p} to --platform"
+                    ),
+                )
+            })?)
+        } else {
+            None
+        };
+        let mut spec = spec(&proc_, &merged, network, emulator.is_some());
         if let Some(ms) = spec["mounts"].as_array_mut() {
             ms.extend(extra_oci);
         }
@@ -590,6 +616,7 @@ impl Builder<'_> {
             &self.work.path().join("state"),
             &area,
             &id,
+            emulator,
             &mut |d| lock(&self.progress).run_output(CURRENT_STEP.with(|c| c.get()), d),
         )
         .map_err(|e| self.err(line, format!("RUN: cannot start the runtime: {e}")))?;

@@ -98,6 +98,25 @@ impl ImageConfig {
         }
     }
 
+    /// The architecture's variant (`v7`, `v8`), None when the config names none.
+    pub fn variant(&self) -> Option<&str> {
+        self.extra
+            .get("variant")
+            .and_then(serde_json::Value::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    /// Sets the platform's fields (`os`, `architecture`, `variant`).
+    pub fn set_platform(&mut self, os: &str, arch: &str, variant: &str) {
+        self.os = os.into();
+        self.architecture = arch.into();
+        if variant.is_empty() {
+            self.extra.remove("variant");
+        } else {
+            self.extra.insert("variant".into(), variant.into());
+        }
+    }
+
     /// The value of `NAME` in Env.
     pub fn env(&self, name: &str) -> Option<String> {
         self.config.env.as_ref()?.iter().find_map(|kv| {

@@ -1,13 +1,15 @@
 //! Images, the lower layer of the builder: layers ([`layer`] writes them, [`unpack`] extracts
 //! them safely, [`unpacked`] keeps them unpacked in the store), the image config ([`config`]),
-//! platforms ([`platform`]), the local content-addressed store ([`store`]) and the compression of
-//! its plain layers on their way out ([`compress`]).
+//! platforms ([`platform`]), the index of a build's manifests ([`index`]), the local
+//! content-addressed store ([`store`]) and the compression of its plain layers on their way out
+//! ([`compress`]).
 //!
 //! Never imports the build cache, the registry client or the build: they sit above and extend
 //! the store ([`crate::cache`] keeps its entries there).
 
 pub mod compress;
 pub mod config;
+pub mod index;
 pub mod layer;
 pub mod platform;
 pub mod store;

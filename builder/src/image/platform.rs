@@ -2,9 +2,8 @@
 //! platform ARGs (`TARGETPLATFORM`, `TARGETOS`, `TARGETARCH`, `TARGETVARIANT` and the same
 //! with `BUILD`).
 //!
-//! brig-build runs RUN steps natively, without emulation, so it builds for this host's platform
-//! only; another platform is refused up front with the reason, rather than producing an image
-//! labelled for an architecture its binaries were not built for.
+//! RUN steps for this host's platform run natively, those for another one under qemu-user
+//! (`crate::emulate`, which decides what a host can build for).
 
 use super::config::host_arch;
 use std::collections::BTreeMap;
@@ -57,19 +56,7 @@ impl Platform {
         Ok(Platform { os, arch, variant })
     }
 
-    /// Err with the reason when builds for this platform cannot run here.
-    pub fn check_buildable(&self) -> Result<(), String> {
-        let host = Platform::host();
-        if *self == host || (self.os == host.os && self.arch == host.arch) {
-            return Ok(());
-        }
-        Err(format!(
-            "cannot build for {self}: brig-build runs RUN steps natively on this {host} host \
-             and has no emulation for other platforms"
-        ))
-    }
-
-    /// BuildKit's automatic platform ARGs: target and build platform (both this host's).
+    /// BuildKit's automatic platform ARGs: the target platform and the build's (this host's).
     pub fn automatic_args(target: &Platform) -> BTreeMap<String, String> {
         let build = Platform::host();
         let mut m = BTreeMap::new();
@@ -80,6 +67,18 @@ impl Platform {
             m.insert(format!("{prefix}VARIANT"), p.variant.clone());
         }
         m
+    }
+
+    /// True when an image of `os/arch/variant` serves this platform: same OS and architecture,
+    /// and the variant asked for (none asked: any; arm64's `v8` is its default).
+    pub fn matches(&self, os: &str, arch: &str, variant: &str) -> bool {
+        let norm = |a: &str, v: &str| match (a, v) {
+            ("arm64", "v8") => String::new(),
+            (_, v) => v.to_string(),
+        };
+        os == self.os
+            && arch == self.arch
+            && (self.variant.is_empty() || norm(arch, variant) == norm(&self.arch, &self.variant))
     }
 }
 
@@ -93,14 +92,28 @@ impl fmt::Display for Platform {
     }
 }
 
-/// The entry of a multi-platform index for this host (linux and our architecture).
-pub fn host_manifest(idx: &oci_spec::image::ImageIndex) -> Option<&oci_spec::image::Descriptor> {
-    idx.manifests().iter().find(|m| {
-        m.platform()
-            .as_ref()
-            .map(|p| p.os().to_string() == "linux" && p.architecture().to_string() == host_arch())
-            .unwrap_or(false)
-    })
+/// The entry of a multi-platform index for `p` (an exact variant first, else the first that
+/// [`Platform::matches`]).
+pub fn platform_manifest<'a>(
+    idx: &'a oci_spec::image::ImageIndex,
+    p: &Platform,
+) -> Option<&'a oci_spec::image::Descriptor> {
+    let of = |m: &oci_spec::image::Descriptor| {
+        m.platform().as_ref().map(|q| {
+            (
+                q.os().to_string(),
+                q.architecture().to_string(),
+                q.variant().clone().unwrap_or_default(),
+            )
+        })
+    };
+    let ms = idx.manifests();
+    ms.iter()
+        .find(|m| of(m).is_some_and(|(o, a, v)| p.matches(&o, &a, &v) && v == p.variant))
+        .or_else(|| {
+            ms.iter()
+                .find(|m| of(m).is_some_and(|(o, a, v)| p.matches(&o, &a, &v)))
+        })
 }
 
 #[cfg(test)]
@@ -126,22 +139,32 @@ mod tests {
     }
 
     #[test]
-    fn only_the_host_is_buildable() {
-        assert!(Platform::host().check_buildable().is_ok());
-        let other = if host_arch() == "arm64" {
-            "linux/amd64"
-        } else {
-            "linux/arm64"
+    fn index_entries_by_platform() {
+        let idx: oci_spec::image::ImageIndex = serde_json::from_str(
+            r#"{"schemaVersion":2,"manifests":[
+            {"mediaType":"application/vnd.oci.image.manifest.v1+json","size":1,
+             "digest":"sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+             "platform":{"os":"linux","architecture":"amd64"}},
+            {"mediaType":"application/vnd.oci.image.manifest.v1+json","size":1,
+             "digest":"sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+             "platform":{"os":"linux","architecture":"arm","variant":"v6"}},
+            {"mediaType":"application/vnd.oci.image.manifest.v1+json","size":1,
+             "digest":"sha256:cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc",
+             "platform":{"os":"linux","architecture":"arm","variant":"v7"}},
+            {"mediaType":"application/vnd.oci.image.manifest.v1+json","size":1,
+             "digest":"sha256:dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd",
+             "platform":{"os":"linux","architecture":"arm64","variant":"v8"}}]}"#,
+        )
+        .unwrap();
+        let pick = |p: &str| {
+            platform_manifest(&idx, &Platform::parse(p).unwrap())
+                .map(|d| d.digest().to_string()[7..8].to_string())
         };
-        let e = Platform::parse(other)
-            .unwrap()
-            .check_buildable()
-            .unwrap_err();
-        assert!(e.contains("no emulation"), "{e}");
-        assert!(Platform::parse("windows/amd64")
-            .unwrap()
-            .check_buildable()
-            .is_err());
+        assert_eq!(pick("linux/amd64").as_deref(), Some("a"));
+        assert_eq!(pick("linux/arm/v7").as_deref(), Some("c"));
+        assert_eq!(pick("linux/arm/v6").as_deref(), Some("b"));
+        assert_eq!(pick("linux/arm64").as_deref(), Some("d"));
+        assert_eq!(pick("linux/s390x"), None);
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub mod tls;
 pub use client::Options;
 pub use reference::Reference;
 
-use crate::image::config::host_arch;
+use crate::image::platform::Platform;
 use crate::image::store::{Image, Store, StoreError};
 use crate::image::{sha256, valid_digest};
 use client::Client;
@@ -71,10 +71,23 @@ fn is_index(media_type: &str) -> bool {
         || media_type == "application/vnd.docker.distribution.manifest.list.v2+json"
 }
 
-/// Pulls `r` into the store and names it `r` there; returns the image. A Docker Hub image
-/// comes from the first `--registry-mirror` that has it, else from Docker Hub (docker's
-/// `registry-mirrors`).
+/// Pulls `r` (this host's platform of it) into the store and names it `r` there; returns the
+/// image.
 pub fn pull(store: &Store, opts: &Options, r: &Reference) -> Result<Image, RegistryError> {
+    pull_for(store, opts, r, &Platform::host())
+}
+
+/// Pulls the `platform` image of `r` into the store; returns it. The store names it `r` when
+/// it is of this host's platform (a name serves the host: another platform's image is found
+/// again through the registry, its blobs already in the store). A Docker Hub image comes from
+/// the first `--registry-mirror` that has it, else from Docker Hub (docker's
+/// `registry-mirrors`).
+pub fn pull_for(
+    store: &Store,
+    opts: &Options,
+    r: &Reference,
+    platform: &Platform,
+) -> Result<Image, RegistryError> {
     if r.registry == "docker.io" {
         let mut tried = Vec::new();
         for m in &opts.mirrors {
@@ -82,12 +95,12 @@ pub fn pull(store: &Store, opts: &Options, r: &Reference) -> Result<Image, Regis
                 registry: m.clone(),
                 ..r.clone()
             };
-            match pull_from(store, opts, r, &via) {
+            match pull_from(store, opts, r, &via, platform) {
                 Ok(img) => return Ok(img),
                 Err(e) => tried.push(e.to_string()),
             }
         }
-        return pull_from(store, opts, r, r).map_err(|e| {
+        return pull_from(store, opts, r, r, platform).map_err(|e| {
             if tried.is_empty() {
                 e
             } else {
@@ -95,7 +108,7 @@ pub fn pull(store: &Store, opts: &Options, r: &Reference) -> Result<Image, Regis
             }
         });
     }
-    pull_from(store, opts, r, r)
+    pull_from(store, opts, r, r, platform)
 }
 
 /// Pulls `r` from `via` (the same repository and tag on another registry: a mirror, or `r`).
@@ -104,6 +117,7 @@ fn pull_from(
     opts: &Options,
     r: &Reference,
     via: &Reference,
+    platform: &Platform,
 ) -> Result<Image, RegistryError> {
     let mut c = Client::new(opts, via, false).map_err(|e| failed(via, e))?;
     let (mut bytes, ct) = c.get_manifest(r.manifest_ref()).map_err(|e| failed(r, e))?;
@@ -113,14 +127,14 @@ fn pull_from(
         }
     }
     let mut mt = media_type_of(&ct, &bytes);
-    // An index (multi-platform): take this host's platform.
+    // An index (multi-platform): take the platform's entry.
     for _ in 0..4 {
         if !is_index(&mt) {
             break;
         }
         let idx = ImageIndex::from_reader(&bytes[..]).map_err(|e| failed(r, e))?;
-        let desc = crate::image::platform::host_manifest(&idx)
-            .ok_or_else(|| failed(r, format!("no linux/{} manifest in the index", host_arch())))?;
+        let desc = crate::image::platform::platform_manifest(&idx, platform)
+            .ok_or_else(|| failed(r, format!("no {platform} manifest in the index")))?;
         let d = desc.digest().to_string();
         let (b, ct) = c.get_manifest(&d).map_err(|e| failed(r, e))?;
         if sha256(&b) != d {
@@ -152,7 +166,10 @@ fn pull_from(
             "config rootfs.diff_ids and manifest layers differ in number",
         ));
     }
-    store.tag(&desc, &[r.store_name()])?;
+    let host = Platform::host();
+    if platform.os == host.os && platform.arch == host.arch {
+        store.tag(&desc, &[r.store_name()])?;
+    }
     Ok(img)
 }
 
@@ -210,41 +227,38 @@ pub fn push(
     Ok(img.manifest_digest.clone())
 }
 
-/// Pushes `img` with its attestations: every blob the registry lacks, the image and
-/// attestation manifests by digest, then the index under `dest`'s tag (or digest). Returns the
-/// index digest.
-pub fn push_attested(
+/// Pushes the index of a build (`imgs`, one a platform, and their attestations): every blob
+/// the registry lacks, each manifest by digest, then the index under `dest`'s tag (or digest).
+/// Returns the index digest.
+pub fn push_index(
     store: &Store,
     opts: &Options,
-    img: &Image,
-    att: &crate::attest::Attested,
+    imgs: &[Image],
+    idx: &crate::image::index::Indexed,
     dest: &Reference,
 ) -> Result<String, RegistryError> {
     let mut c = Client::new(opts, dest, true).map_err(|e| failed(dest, e))?;
-    let mut blobs = image_blobs(img);
-    blobs.extend(att.attestation_blobs.iter().cloned());
+    let mut blobs: Vec<String> = imgs.iter().flat_map(image_blobs).collect();
+    blobs.extend(idx.attestation_blobs.iter().cloned());
     push_blobs(&mut c, store, dest, &blobs)?;
-    for m in [&img.manifest_digest, &att.attestation_digest] {
+    for m in idx.images.iter().chain(&idx.attestations) {
         let bytes = store.read_blob(m)?;
         c.put_manifest(m, &bytes, &media_type_of("", &bytes))
             .map_err(|e| failed(dest, e))?;
     }
     if let Some(d) = &dest.digest {
-        if d != &att.index_digest {
-            return Err(failed(
-                dest,
-                format!("the image's index is {}", att.index_digest),
-            ));
+        if d != &idx.digest {
+            return Err(failed(dest, format!("the image's index is {}", idx.digest)));
         }
     }
-    let bytes = store.read_blob(&att.index_digest)?;
+    let bytes = store.read_blob(&idx.digest)?;
     c.put_manifest(
         dest.manifest_ref(),
         &bytes,
         "application/vnd.oci.image.index.v1+json",
     )
     .map_err(|e| failed(dest, e))?;
-    Ok(att.index_digest.clone())
+    Ok(idx.digest.clone())
 }
 
 /// The layers and config of `img`.
