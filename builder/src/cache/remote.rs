@@ -27,8 +27,8 @@ struct CacheConfig {
 
 /// The key of the image config that holds an inline cache (`--cache-to type=inline`): the
 /// entries of the steps whose layers are the image's own (or that made none), as a
-/// `CacheConfig` object (`{"entries": {KEY: ENTRY}}`). BuildKit keeps its own format under `moby.buildkit.cache.v0`; a key
-/// of our own keeps each builder from misreading the other's.
+/// `CacheConfig` object (`{"entries": {KEY: ENTRY}}`). BuildKit keeps its own format under
+/// `moby.buildkit.cache.v0`; a key of our own keeps each builder from misreading the other's.
 pub const INLINE_CACHE_KEY: &str = "brig.build.cache.v0";
 
 /// The inline cache of an image whose layers have the diffIDs `diff_ids`: the entries among
