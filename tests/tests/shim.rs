@@ -1028,6 +1028,78 @@ fn checkpoint_leaves_the_task_running() {
     delete_task(&c, &id);
 }
 
+/// The runc options' CriuPath: `ctr task checkpoint` runs the criu it names (a wrapper that
+/// records its calls and runs Debian's criu), as runc's shim passes it to the runtime
+/// (`--criu`). Where criu cannot dump (the host's kernel) the dump still goes through the
+/// wrapper; the shim used to ignore the option and run criu from PATH.
+#[test]
+fn criu_path_option_names_the_criu_of_a_checkpoint() {
+    let test = "criu_path_option_names_the_criu_of_a_checkpoint";
+    let Some((c, image)) = setup(test) else {
+        return;
+    };
+    let unusable = match criu_unusable() {
+        Err(why) => return eprintln!("skipping {test}: {why}"),
+        Ok(u) => u,
+    };
+    let criu = String::from_utf8(
+        std::process::Command::new("sh")
+            .args(["-c", "command -v criu"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let calls = c.dir().join("criu-calls");
+    let wrapper = c.dir().join("recording-criu");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$1\" >> {}\nexec {} \"$@\"\n",
+            calls.display(),
+            criu.trim()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let opts = c.dir().join("criu-options.toml");
+    std::fs::write(&opts, format!("CriuPath = \"{}\"\n", wrapper.display())).unwrap();
+    let id = unique("criupath");
+    c.ctr(&[
+        "run",
+        "-d",
+        "--runtime",
+        BRIG_SHIM,
+        "--runtime-config-path",
+        opts.to_str().unwrap(),
+        &image,
+        &id,
+        "sleep",
+        "1000",
+    ])
+    .assert_ok();
+    let out = c.ctr(&["task", "checkpoint", &id]);
+    match &unusable {
+        None => {
+            out.assert_ok();
+        }
+        Some(_) => assert!(out.stderr.contains("criu dump failed"), "{out}"),
+    }
+    let calls = std::fs::read_to_string(&calls).unwrap_or_default();
+    assert!(
+        calls.lines().any(|l| l == "dump"),
+        "the checkpoint did not run the CriuPath criu ({}): its calls: {calls:?}; ctr: {out}",
+        wrapper.display()
+    );
+    assert_eq!(task_status(&c, &id).as_deref(), Some("RUNNING"));
+    kill_task(&c, &id);
+    delete_task(&c, &id);
+}
+
 /// `criu check`'s complaint where criu cannot checkpoint on this kernel
 /// (3.17 on 6.18), or `None` where it can; `Err` when criu is absent.
 fn criu_unusable() -> Result<Option<String>, String> {
