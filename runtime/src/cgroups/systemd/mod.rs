@@ -390,6 +390,14 @@ impl Manager for SystemdManager {
     fn apply(&self, pid: i32) -> Result<()> {
         if self.create.swap(false, Ordering::Relaxed) {
             self.start_unit(pid)?;
+            // systemd enables only the controllers it manages (not hugetlb, rdma, misc) on
+            // the way to the scope; the container gets every one its ancestors have, as
+            // with the cgroupfs driver (runc: the scope's controllers equal its slice's).
+            if self.v2 {
+                for dir in self.fs.paths().values() {
+                    super::v2::enable_ancestor_controllers(dir);
+                }
+            }
         }
         // The hierarchies systemd does not manage (v1), and the pid's place in them.
         self.fs.apply(pid)
