@@ -17,6 +17,11 @@ pub struct Dockerd {
 impl Dockerd {
     /// Starts dockerd; `Err` says exactly why it cannot run here.
     pub fn start() -> Result<Dockerd, String> {
+        Dockerd::start_with(&[])
+    }
+
+    /// [`Dockerd::start`] with more daemon flags (`--exec-opt native.cgroupdriver=systemd`).
+    pub fn start_with(flags: &[&str]) -> Result<Dockerd, String> {
         if !is_root() {
             return Err("needs root".into());
         }
@@ -42,6 +47,7 @@ impl Dockerd {
             .arg(format!("brig={}", binary_path().display()))
             // No network setup: the containers run with --network none.
             .args(["--iptables=false", "--ip-masq=false", "--bridge=none"])
+            .args(flags)
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log)
