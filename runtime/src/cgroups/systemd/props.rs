@@ -84,13 +84,16 @@ pub fn resources(r: &LinuxResources, v2: bool) -> Vec<(String, Value)> {
             if let Some(l) = m.reservation() {
                 p.push(("MemoryLow".into(), Value::U64(limit(l))));
             }
-            // OCI's swap is memory+swap; systemd's MemorySwapMax is swap alone.
-            if let Some(s) = m.swap() {
-                let v = match m.limit() {
-                    _ if s < 0 => INFINITY,
-                    Some(l) if l > 0 && s >= l => (s - l) as u64,
-                    _ => s as u64,
-                };
+            // OCI's swap is memory+swap; systemd's MemorySwapMax is swap alone. As runc:
+            // 0 is unset, and an unlimited memory with swap unset makes swap unlimited too.
+            let v = match (m.swap().unwrap_or(0), m.limit()) {
+                (0, Some(-1)) => Some(INFINITY),
+                (0, _) => None,
+                (s, _) if s < 0 => Some(INFINITY),
+                (s, Some(l)) if l > 0 && s >= l => Some((s - l) as u64),
+                (s, _) => Some(s as u64),
+            };
+            if let Some(v) = v {
                 p.push(("MemorySwapMax".into(), Value::U64(v)));
             }
         }
@@ -312,7 +315,11 @@ mod tests {
         assert!(q.contains(&("CPUQuotaPerSecUSec".into(), Value::U64(40_000))));
         let q = resources(&res(r#"{"memory":{"limit":-1},"pids":{"limit":-1}}"#), true);
         assert!(q.contains(&("MemoryMax".into(), Value::U64(u64::MAX))));
+        // Unlimited memory, swap unset: unlimited swap (runc's update --memory -1).
+        assert!(q.contains(&("MemorySwapMax".into(), Value::U64(u64::MAX))));
         assert!(q.contains(&("TasksMax".into(), Value::U64(u64::MAX))));
+        let q = resources(&res(r#"{"memory":{"limit":1048576,"swap":0}}"#), true);
+        assert!(!q.iter().any(|(k, _)| k == "MemorySwapMax"));
     }
 
     #[test]
