@@ -117,7 +117,9 @@ fn lexically_clean(p: &Path) -> PathBuf {
 }
 
 /// The keys of `linux.resources` per level, as runc's Go decoder matches them: case
-/// insensitively (`"CPU": {"Cpus": "0"}` is `cpu.cpus`), an exact match winning.
+/// insensitively (`"CPU": {"Cpus": "0"}` is `cpu.cpus`). Go decodes both of `"cpu"` and
+/// `"CPU"` into the one field, merging objects; here an object under a miscased key is
+/// merged into the exact key's, whose own values win.
 const RESOURCES: &[&str] = &[
     "devices",
     "memory",
@@ -163,7 +165,8 @@ const BLOCK_IO: &[&str] = &[
 const PIDS: &[&str] = &["limit"];
 
 /// Rename the keys of `v` (an object) that match a name of `known` but for
-/// case, as Go's decoder accepts them; an exact match wins over a folded one.
+/// case, as Go's decoder accepts them; an exact match wins over a folded one, and an
+/// object under a folded key adds its keys to the exact key's object.
 fn fold_keys(v: &mut serde_json::Value, known: &[&str]) {
     let serde_json::Value::Object(map) = v else {
         return;
@@ -179,7 +182,17 @@ fn fold_keys(v: &mut serde_json::Value, known: &[&str]) {
         }
     }
     for (k, val) in folded {
-        map.entry(k).or_insert(val);
+        match (map.get_mut(&k), val) {
+            (Some(serde_json::Value::Object(exact)), serde_json::Value::Object(more)) => {
+                for (k, v) in more {
+                    exact.entry(k).or_insert(v);
+                }
+            }
+            (Some(_), _) => {}
+            (None, val) => {
+                map.insert(k, val);
+            }
+        }
     }
 }
 
@@ -686,20 +699,29 @@ mod tests {
     #[test]
     fn resource_keys_match_case_insensitively() {
         let mut v = minimal();
+        // As runc's update.bats writes it: jq adds "CPU" beside the "cpu" set up before.
         v["linux"] = serde_json::json!({"resources": {
-            "CPU": {"Cpus": "0", "MEMS": "0", "shares": 2},
+            "cpu": {"shares": 2, "cpus": "1"},
+            "CPU": {"Cpus": "0", "MEMS": "0", "shares": 3},
             "Pids": {"Limit": 7},
             "memory": {"limit": 1048576, "Limit": 5}
         }});
         let s = parse(&serde_json::to_vec(&v).unwrap()).unwrap();
         let r = s.linux().as_ref().unwrap().resources().as_ref().unwrap();
         let cpu = r.cpu().as_ref().unwrap();
-        assert_eq!(cpu.cpus().as_deref(), Some("0"));
+        assert_eq!(cpu.cpus().as_deref(), Some("1"));
         assert_eq!(cpu.mems().as_deref(), Some("0"));
         assert_eq!(cpu.shares(), Some(2));
         assert_eq!(r.pids().as_ref().unwrap().limit(), 7);
         // The exact key wins over a folded one.
         assert_eq!(r.memory().as_ref().unwrap().limit(), Some(1048576));
+        let mut v = minimal();
+        v["linux"] = serde_json::json!({"resources": {
+            "cpu": {"shares": 2}, "CPU": {"Cpus": "0"}}});
+        let s = parse(&serde_json::to_vec(&v).unwrap()).unwrap();
+        let r = s.linux().as_ref().unwrap().resources().as_ref().unwrap();
+        let cpu = r.cpu().as_ref().unwrap();
+        assert_eq!((cpu.shares(), cpu.cpus().as_deref()), (Some(2), Some("0")));
         assert!(may_have_capitalised_key(b"{\"A\" : 1}"));
         assert!(!may_have_capitalised_key(
             b"{\"env\": [\"PATH=/bin\"], \"a\": \"X\"}"
