@@ -2,8 +2,11 @@
 # Runs in the systemd guest (tests/vm/run.sh with VM_SYSTEMD=1) as the unit
 # brig-vm.service, with systemd as PID 1, cgroup v2 only: the systemd cgroup
 # driver (brig --systemd-cgroup) makes a container's scope with its limits,
-# update changes them through systemd, delete removes unit and cgroup.
-# Prints "BRIG-VM-RESULT: rc=N" on the console and powers off.
+# update changes them through systemd, delete removes unit and cgroup; AppArmor
+# has the profiles apparmor.service loads; then the e2e tests (VM_TESTS:
+# containerd with SystemdCgroup, dockerd with the systemd cgroup driver under
+# AppArmor) and runc's bats files (VM_BATS) with RUNC_USE_SYSTEMD=1, for brig
+# and runc. Prints "BRIG-VM-RESULT: rc=N" on the console and powers off.
 . "$1"
 echo "guest: systemd guest up after $(cut -d' ' -f1 /proc/uptime)s (uptime at the test unit's start)"
 fails=0
