@@ -33,6 +33,7 @@ die() { printf 'critest: error: %s\n' "$*" >&2; exit 1; }
 usage() {
 	cat <<-EOF
 		usage: $0 [--handlers "runc brig brig-runc-shim"] [--focus REGEX]
+		       $0 --build-only        (builds critest and crictl into $cri/bin, no run)
 		       CRI_INSIDE=SCRIPT $0   (runs SCRIPT in the environment instead of critest,
 		                               with \$CRI_SOCK and \$CRICTL set)
 
@@ -279,10 +280,12 @@ fi
 
 handlers="runc brig brig-runc-shim"
 focus=""
+build_only=""
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--handlers) handlers="${2:?--handlers needs a value}"; shift 2 ;;
 	--focus) focus="${2:?--focus needs a value}"; shift 2 ;;
+	--build-only) build_only=1; shift ;;
 	-h | --help) usage; exit 0 ;;
 	*) usage >&2; exit 2 ;;
 	esac
@@ -296,7 +299,7 @@ export BRIG="${BRIG:-$top/target/release/brig}"
 export BRIG_SHIM="${BRIG_SHIM:-$top/target/release/containerd-shim-brig-v2}"
 export BRIG_BUILD="${BRIG_BUILD:-$top/target/release/brig-build}"
 for b in "$BRIG" "$BRIG_SHIM" "$BRIG_BUILD"; do
-	[ -x "$b" ] || die "no executable $b (make build)"
+	[ -n "$build_only" ] || [ -x "$b" ] || die "no executable $b (make build)"
 done
 
 t_start=$SECONDS
@@ -332,6 +335,7 @@ if [ "$(cat "$cri/bin/.suite" 2>/dev/null)" != "$suite_sha" ]; then
 	rm -rf "$cri/src" "$cri/gocache"
 	log "built in $((SECONDS - t0)) s"
 fi
+[ -z "$build_only" ] || exit 0
 
 # Debian's busybox package (the dynamically linked one), for the images.
 export busybox="$cri/busybox/bin/busybox"

@@ -116,8 +116,139 @@ fn lexically_clean(p: &Path) -> PathBuf {
     out
 }
 
-/// Parses config.json bytes; an error carries the JSON path and the message.
+/// The keys of `linux.resources` per level, as runc's Go decoder matches them: case
+/// insensitively (`"CPU": {"Cpus": "0"}` is `cpu.cpus`). Go decodes both of `"cpu"` and
+/// `"CPU"` into the one field, merging objects; here an object under a miscased key is
+/// merged into the exact key's, whose own values win.
+const RESOURCES: &[&str] = &[
+    "devices",
+    "memory",
+    "cpu",
+    "pids",
+    "blockIO",
+    "hugepageLimits",
+    "network",
+    "rdma",
+    "unified",
+];
+const MEMORY: &[&str] = &[
+    "limit",
+    "reservation",
+    "swap",
+    "kernel",
+    "kernelTCP",
+    "swappiness",
+    "disableOOMKiller",
+    "useHierarchy",
+    "checkBeforeUpdate",
+];
+const CPU: &[&str] = &[
+    "shares",
+    "quota",
+    "burst",
+    "period",
+    "realtimeRuntime",
+    "realtimePeriod",
+    "cpus",
+    "mems",
+    "idle",
+];
+const BLOCK_IO: &[&str] = &[
+    "weight",
+    "leafWeight",
+    "weightDevice",
+    "throttleReadBpsDevice",
+    "throttleWriteBpsDevice",
+    "throttleReadIOPSDevice",
+    "throttleWriteIOPSDevice",
+];
+const PIDS: &[&str] = &["limit"];
+
+/// Rename the keys of `v` (an object) that match a name of `known` but for
+/// case, as Go's decoder accepts them; an exact match wins over a folded one, and an
+/// object under a folded key adds its keys to the exact key's object.
+fn fold_keys(v: &mut serde_json::Value, known: &[&str]) {
+    let serde_json::Value::Object(map) = v else {
+        return;
+    };
+    let old = std::mem::take(map);
+    let mut folded = Vec::new();
+    for (k, val) in old {
+        match known.iter().find(|n| n.eq_ignore_ascii_case(&k)) {
+            Some(n) if *n != k => folded.push((n.to_string(), val)),
+            _ => {
+                map.insert(k, val);
+            }
+        }
+    }
+    for (k, val) in folded {
+        match (map.get_mut(&k), val) {
+            (Some(serde_json::Value::Object(exact)), serde_json::Value::Object(more)) => {
+                for (k, v) in more {
+                    exact.entry(k).or_insert(v);
+                }
+            }
+            (Some(_), _) => {}
+            (None, val) => {
+                map.insert(k, val);
+            }
+        }
+    }
+}
+
+/// [`fold_keys`] on a `linux.resources` object (config.json's, or `update -r`'s document)
+/// and its memory, cpu, blockIO and pids objects.
+pub(crate) fn fold_resource_keys(v: &mut serde_json::Value) {
+    fold_keys(v, RESOURCES);
+    if let serde_json::Value::Object(map) = v {
+        for (key, known) in [
+            ("memory", MEMORY),
+            ("cpu", CPU),
+            ("blockIO", BLOCK_IO),
+            ("pids", PIDS),
+        ] {
+            if let Some(sub) = map.get_mut(key) {
+                fold_keys(sub, known);
+            }
+        }
+    }
+}
+
+/// Whether the text may hold a key that starts with a capital letter (`"X...":`): every
+/// key of the runtime spec starts lower case, so only then can one need folding. A cheap
+/// scan, so that config.json is parsed once in the usual case.
+fn may_have_capitalised_key(data: &[u8]) -> bool {
+    data.windows(2)
+        .enumerate()
+        .filter(|(_, w)| w[0] == b'"' && w[1].is_ascii_uppercase())
+        .any(|(i, _)| {
+            let rest = &data[i + 1..];
+            rest.iter().position(|b| *b == b'"').is_some_and(|end| {
+                rest[end + 1..]
+                    .iter()
+                    .find(|b| !b.is_ascii_whitespace())
+                    .is_some_and(|b| *b == b':')
+            })
+        })
+}
+
+/// Parses config.json bytes; an error carries the JSON path and the message. Keys of
+/// `linux.resources` match case-insensitively, as runc's decoder matches them.
 pub fn parse(data: &[u8]) -> std::result::Result<Spec, (String, String)> {
+    if may_have_capitalised_key(data) {
+        if let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(data) {
+            if let Some(r) = v.pointer_mut("/linux/resources") {
+                fold_resource_keys(r);
+                if let Ok(text) = serde_json::to_vec(&v) {
+                    return parse_exact(&text);
+                }
+            }
+        }
+    }
+    parse_exact(data)
+}
+
+fn parse_exact(data: &[u8]) -> std::result::Result<Spec, (String, String)> {
     let de = &mut serde_json::Deserializer::from_slice(data);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -563,6 +694,38 @@ mod tests {
             "process": {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
             "linux": {"namespaces": [{"type": "mount"}, {"type": "pid"}]}
         })
+    }
+
+    #[test]
+    fn resource_keys_match_case_insensitively() {
+        let mut v = minimal();
+        // As runc's update.bats writes it: jq adds "CPU" beside the "cpu" set up before.
+        v["linux"] = serde_json::json!({"resources": {
+            "cpu": {"shares": 2, "cpus": "1"},
+            "CPU": {"Cpus": "0", "MEMS": "0", "shares": 3},
+            "Pids": {"Limit": 7},
+            "memory": {"limit": 1048576, "Limit": 5}
+        }});
+        let s = parse(&serde_json::to_vec(&v).unwrap()).unwrap();
+        let r = s.linux().as_ref().unwrap().resources().as_ref().unwrap();
+        let cpu = r.cpu().as_ref().unwrap();
+        assert_eq!(cpu.cpus().as_deref(), Some("1"));
+        assert_eq!(cpu.mems().as_deref(), Some("0"));
+        assert_eq!(cpu.shares(), Some(2));
+        assert_eq!(r.pids().as_ref().unwrap().limit(), 7);
+        // The exact key wins over a folded one.
+        assert_eq!(r.memory().as_ref().unwrap().limit(), Some(1048576));
+        let mut v = minimal();
+        v["linux"] = serde_json::json!({"resources": {
+            "cpu": {"shares": 2}, "CPU": {"Cpus": "0"}}});
+        let s = parse(&serde_json::to_vec(&v).unwrap()).unwrap();
+        let r = s.linux().as_ref().unwrap().resources().as_ref().unwrap();
+        let cpu = r.cpu().as_ref().unwrap();
+        assert_eq!((cpu.shares(), cpu.cpus().as_deref()), (Some(2), Some("0")));
+        assert!(may_have_capitalised_key(b"{\"A\" : 1}"));
+        assert!(!may_have_capitalised_key(
+            b"{\"env\": [\"PATH=/bin\"], \"a\": \"X\"}"
+        ));
     }
 
     fn check(v: serde_json::Value) -> std::result::Result<Spec, Invalid> {

@@ -103,59 +103,17 @@ pub struct Pids {
     pub limit: Option<i64>,
 }
 
-/// Field names of the document per level, for case-insensitive matching.
-const TOP: &[&str] = &["memory", "cpu", "blockIO", "pids", "unified"];
-const MEMORY: &[&str] = &["limit", "reservation", "swap", "kernel", "kernelTCP"];
-const CPU: &[&str] = &[
-    "shares",
-    "quota",
-    "period",
-    "realtimeRuntime",
-    "realtimePeriod",
-    "cpus",
-    "mems",
-];
-const BLOCK_IO: &[&str] = &["weight"];
-const PIDS: &[&str] = &["limit"];
-
-/// Rename the keys of `v` (an object) that match a name of `known` but for
-/// case, as Go's decoder accepts them; an exact match wins over a folded one.
-fn fold_keys(v: &mut Value, known: &[&str]) {
-    let Value::Object(map) = v else { return };
-    let old = std::mem::take(map);
-    let mut folded = Vec::new();
-    for (k, val) in old {
-        match known.iter().find(|n| n.eq_ignore_ascii_case(&k)) {
-            Some(n) if *n != k => folded.push((n.to_string(), val)),
-            _ => {
-                map.insert(k, val);
-            }
-        }
-    }
-    for (k, val) in folded {
-        map.entry(k).or_insert(val);
-    }
-}
-
 /// Parse the `-r` document.
 pub fn parse_document(text: &str, source: &str) -> Result<Request> {
     let bad = |path: String, msg: String| Error::config(source, path, msg);
     let mut v: Value =
         serde_json::from_str(text).map_err(|e| bad("(document)".into(), e.to_string()))?;
-    fold_keys(&mut v, TOP);
+    crate::spec::fold_resource_keys(&mut v);
     if let Value::Object(map) = &mut v {
-        for (key, known) in [
-            ("memory", MEMORY),
-            ("cpu", CPU),
-            ("blockIO", BLOCK_IO),
-            ("pids", PIDS),
-        ] {
-            if let Some(sub) = map.get_mut(key) {
-                fold_keys(sub, known);
-                // Go leaves a field alone when the document says null.
-                if sub.is_null() {
-                    map.remove(key);
-                }
+        // Go leaves a field alone when the document says null.
+        for key in ["memory", "cpu", "blockIO", "pids"] {
+            if map.get(key).is_some_and(Value::is_null) {
+                map.remove(key);
             }
         }
     }

@@ -4,6 +4,12 @@
 //! `ctr run --runtime-config-path` sends). They are kept in the bundle as
 //! `options.json` so the `delete` subcommand, run after a shim crash,
 //! drives the same runtime.
+//!
+//! `CriuPath` (field 8 of containerd 1.6's runc options, which containerd 2.0 removed, and
+//! so has no field in the protos crate's `Options`) is kept where protobuf keeps a field it
+//! does not know: among the message's unknown fields, field 8, as containerd sends it;
+//! [`criu_path`] reads it, [`from_toml`] puts the TOML key there. Only checkpoint and
+//! restore need it, so `options.json` (for the `delete` subcommand) does without it.
 
 use std::path::Path;
 
@@ -16,6 +22,8 @@ use containerd_shim_protos::shim::oci::Options;
 use crate::error::{Error, Result};
 
 const RUNC_OPTIONS: &str = "containerd.runc.v1.Options";
+/// `criu_path` of containerd 1.6's `containerd.runc.v1.Options`.
+const CRIU_PATH_FIELD: u32 = 8;
 const CONFIG_OPTIONS: &str = "runtimeoptions.v1.Options";
 
 /// Decodes the options of a Create request (none: the defaults).
@@ -103,6 +111,10 @@ pub fn from_toml(name: &str, text: &str) -> Result<Options> {
             "NoNewKeyring" => opts.no_new_keyring = boolean()?,
             "ShimCgroup" => opts.shim_cgroup = string()?,
             "CriuWorkPath" => opts.criu_work_path = string()?,
+            "CriuPath" => opts
+                .special_fields
+                .mut_unknown_fields()
+                .add_length_delimited(CRIU_PATH_FIELD, string()?.into_bytes()),
             // Kept, and (as by containerd's runc shim) not used: the image path comes with
             // each Create and Checkpoint.
             "CriuImagePath" => opts.criu_image_path = string()?,
@@ -112,6 +124,17 @@ pub fn from_toml(name: &str, text: &str) -> Result<Options> {
         }
     }
     Ok(opts)
+}
+
+/// The runc options' `CriuPath`: the criu binary for checkpoint and restore (empty: criu
+/// from `PATH`).
+pub fn criu_path(opts: &Options) -> String {
+    match opts.special_fields.unknown_fields().get(CRIU_PATH_FIELD) {
+        Some(protobuf::UnknownValueRef::LengthDelimited(b)) => {
+            String::from_utf8_lossy(b).into_owned()
+        }
+        _ => String::new(),
+    }
 }
 
 pub fn save(bundle: &Path, opts: &Options) -> Result<()> {
@@ -241,6 +264,33 @@ mod tests {
         let empty = runc_any(&Options::default());
         assert!(empty.value.is_empty());
         assert_eq!(from_any(Some(&empty)).unwrap(), Options::default());
+    }
+
+    /// containerd 1.6 sends CriuPath as field 8 of the runc options; a runtime options file
+    /// names it `CriuPath`. Either way it comes back from [`criu_path`].
+    #[test]
+    fn criu_path_from_runc_options_and_from_a_config_file() {
+        assert_eq!(criu_path(&Options::default()), "");
+        // field 6 (binary_name) "b", field 8 (criu_path) "/opt/criu", field 11 "/w".
+        let mut value = vec![50, 1, b'b', 66, 9];
+        value.extend_from_slice(b"/opt/criu");
+        value.extend_from_slice(&[90, 2, b'/', b'w']);
+        let any = Any {
+            type_url: format!("type.googleapis.com/{RUNC_OPTIONS}"),
+            value,
+            ..Default::default()
+        };
+        let o = from_any(Some(&any)).unwrap();
+        assert_eq!(
+            (o.binary_name.as_str(), o.criu_work_path.as_str()),
+            ("b", "/w")
+        );
+        assert_eq!(criu_path(&o), "/opt/criu");
+
+        let o = from_toml("rt.toml", "CriuPath = \"/usr/local/sbin/criu\"\n").unwrap();
+        assert_eq!(criu_path(&o), "/usr/local/sbin/criu");
+        let e = from_toml("rt.toml", "CriuPath = 1\n").unwrap_err();
+        assert_eq!(e.to_string(), "rt.toml: CriuPath = 1: want a string");
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub struct Runtime {
     pub log: PathBuf,
     /// Pass `--systemd-cgroup` (containerd's `SystemdCgroup = true`), as runc's shim does.
     pub systemd_cgroup: bool,
+    /// Pass `--criu PATH` (the runc options' `CriuPath`), as runc's shim does.
+    pub criu: Option<PathBuf>,
 }
 
 /// Stdio for the runtime process of `create`/`exec` (the container gets it).
@@ -102,12 +104,19 @@ impl Runtime {
             root: Path::new(root).join(namespace),
             log: bundle.join("log.json"),
             systemd_cgroup: false,
+            criu: None,
         }
     }
 
     /// The same runtime, with `--systemd-cgroup` on every command when `on`.
     pub fn with_systemd_cgroup(mut self, on: bool) -> Runtime {
         self.systemd_cgroup = on;
+        self
+    }
+
+    /// The same runtime, with `--criu PATH` on every command when `path` is not empty.
+    pub fn with_criu(mut self, path: &str) -> Runtime {
+        self.criu = (!path.is_empty()).then(|| PathBuf::from(path));
         self
     }
 
@@ -120,6 +129,9 @@ impl Runtime {
             .args(["--log-format", "json"]);
         if self.systemd_cgroup {
             cmd.arg("--systemd-cgroup");
+        }
+        if let Some(criu) = &self.criu {
+            cmd.arg("--criu").arg(criu);
         }
         cmd.args(args);
         cmd
@@ -255,5 +267,29 @@ mod tests {
         rt.run(&["state", "x"]).unwrap();
         let args = std::fs::read_to_string(&seen).unwrap();
         assert!(!args.contains("--systemd-cgroup"), "{args}");
+    }
+
+    #[test]
+    fn criu_path_option_becomes_the_global_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("rt");
+        let seen = dir.path().join("args");
+        crate::write_test_script(
+            &script,
+            &format!("#!/bin/sh\necho \"$@\" > {}\n", seen.display()),
+        );
+        let rt = Runtime::new(script.to_str().unwrap(), "/r", "ns", dir.path());
+        rt.clone()
+            .with_criu("/opt/criu/bin/criu")
+            .run(&["checkpoint", "x"])
+            .unwrap();
+        let args = std::fs::read_to_string(&seen).unwrap();
+        assert!(
+            args.contains("--criu /opt/criu/bin/criu checkpoint x"),
+            "{args}"
+        );
+        rt.with_criu("").run(&["checkpoint", "x"]).unwrap();
+        let args = std::fs::read_to_string(&seen).unwrap();
+        assert!(!args.contains("--criu"), "{args}");
     }
 }

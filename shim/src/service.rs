@@ -258,7 +258,8 @@ impl Service {
             &self.inner.namespace,
             &bundle,
         )
-        .with_systemd_cgroup(opts.systemd_cgroup);
+        .with_systemd_cgroup(opts.systemd_cgroup)
+        .with_criu(&options::criu_path(&opts));
         let rootfs = bundle.join("rootfs");
         let mounted_rootfs = !req.rootfs.is_empty();
         if mounted_rootfs {

@@ -8,7 +8,19 @@ use std::time::Duration;
 
 use crate::command::{binary_path, is_root, run_timeout, shim_path, Out};
 use crate::host::{kill_pid, wait_for};
-use crate::image::layered_busybox_oci_archive;
+use crate::image::{busybox_oci_archive_with_cmd, layered_busybox_oci_archive};
+
+/// The sandbox image of [`Containerd::start_cri`].
+const CRI_PAUSE: &str = "docker.io/brigtest/pause:latest";
+
+/// crictl, built from cri-tools by conformance/critest.sh: `$CRICTL`, else
+/// `conformance/work/cri/bin/crictl` of the workspace.
+pub fn crictl_path() -> PathBuf {
+    match std::env::var_os("CRICTL") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => crate::command::workspace_dir().join("conformance/work/cri/bin/crictl"),
+    }
+}
 
 /// A containerd of our own: config, root, state and sockets in a temporary directory, with
 /// `bin/` first in its PATH holding `containerd-shim-brig-v2` (the shim under test) and `brig`
@@ -23,6 +35,20 @@ pub struct Containerd {
 impl Containerd {
     /// Starts containerd; `Err` says why it cannot run here (the caller skips).
     pub fn start() -> Result<Containerd, String> {
+        Containerd::launch(false)
+    }
+
+    /// [`Containerd::start`] with containerd's CRI plugin, as kubelet talks to it (on the
+    /// socket [`Containerd::socket`], in the namespace `k8s.io`, which [`Containerd::ctr`]
+    /// then uses): runtime handlers `brig` (the shim under test, the default) and `runc`
+    /// (containerd's runc shim); the sandbox image `docker.io/brigtest/pause:latest`, which
+    /// [`Containerd::import_cri_images`] imports. No CNI: pods use the host's network
+    /// (`namespace_options.network` 2).
+    pub fn start_cri() -> Result<Containerd, String> {
+        Containerd::launch(true)
+    }
+
+    fn launch(cri: bool) -> Result<Containerd, String> {
         if !is_root() {
             return Err("needs root".into());
         }
@@ -58,13 +84,32 @@ impl Containerd {
         fs::create_dir_all(&bin).unwrap();
         symlink(&shim, bin.join("containerd-shim-brig-v2")).unwrap();
         symlink(&brig, bin.join("brig")).unwrap();
-        let config = format!(
+        let mut config = format!(
             "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n\
-             disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+             disabled_plugins = [{cri}]\n\
              [grpc]\n  address = \"{d}/c.sock\"\n[ttrpc]\n  address = \"{d}/c.sock.ttrpc\"\n\
              [plugins.\"io.containerd.internal.v1.opt\"]\n  path = \"{d}/opt\"\n",
-            d = d.display()
+            d = d.display(),
+            cri = if cri {
+                ""
+            } else {
+                "\"io.containerd.grpc.v1.cri\""
+            },
         );
+        if cri {
+            fs::create_dir_all(d.join("net.d")).unwrap();
+            let p = "plugins.\"io.containerd.grpc.v1.cri\"";
+            config.push_str(&format!(
+                "[{p}]\n  sandbox_image = \"{CRI_PAUSE}\"\n  stream_server_address = \"127.0.0.1\"\n\
+                 \x20 # (no CAP_SYS_RESOURCE on the host: sandboxes cannot get oom_score_adj -998)\n\
+                 \x20 restrict_oom_score_adj = true\n\
+                 [{p}.cni]\n  conf_dir = \"{d}/net.d\"\n\
+                 [{p}.containerd]\n  default_runtime_name = \"brig\"\n  snapshotter = \"overlayfs\"\n\
+                 [{p}.containerd.runtimes.brig]\n  runtime_type = \"io.containerd.brig.v2\"\n\
+                 [{p}.containerd.runtimes.runc]\n  runtime_type = \"io.containerd.runc.v2\"\n",
+                d = d.display()
+            ));
+        }
         fs::write(d.join("config.toml"), config).unwrap();
         let path = format!(
             "{}:{}",
@@ -84,7 +129,7 @@ impl Containerd {
         let mut c = Containerd {
             dir,
             child,
-            namespace: "brigtest".into(),
+            namespace: if cri { "k8s.io" } else { "brigtest" }.into(),
         };
         let up = wait_for(Duration::from_secs(15), || c.ctr(&["version"]).success());
         if !up {
@@ -178,6 +223,29 @@ impl Containerd {
         self.ctr(&["image", "import", archive.to_str().unwrap()])
             .assert_ok();
         name
+    }
+
+    /// Imports what pods of [`Containerd::start_cri`] run: the sandbox image (busybox whose
+    /// command sleeps, in pause's place) and busybox; returns busybox's name.
+    pub fn import_cri_images(&self) -> String {
+        let dir = self.dir.path().join("image-pause");
+        fs::create_dir_all(&dir).unwrap();
+        let archive = busybox_oci_archive_with_cmd(&dir, CRI_PAUSE, &["sleep", "2147483647"]);
+        self.ctr(&["image", "import", archive.to_str().unwrap()])
+            .assert_ok();
+        self.import_busybox()
+    }
+
+    /// `crictl --runtime-endpoint unix://SOCK ARGS` (at most 120 s), with `crictl` from
+    /// [`crictl_path`].
+    pub fn crictl(&self, args: &[&str]) -> Out {
+        let mut cmd = Command::new(crictl_path());
+        cmd.arg("--runtime-endpoint")
+            .arg(format!("unix://{}", self.socket().display()))
+            .arg("--timeout")
+            .arg("100s")
+            .args(args);
+        run_timeout(&mut cmd, Duration::from_secs(120))
     }
 
     /// Pids of the shims serving this containerd (their command line names its socket).

@@ -20,6 +20,11 @@ pub struct Dockerd {
 impl Dockerd {
     /// Starts dockerd; `Err` says exactly why it cannot run here.
     pub fn start() -> Result<Dockerd, String> {
+        Dockerd::start_with(&[])
+    }
+
+    /// [`Dockerd::start`] with more daemon flags (`--exec-opt native.cgroupdriver=systemd`).
+    pub fn start_with(flags: &[&str]) -> Result<Dockerd, String> {
         if !is_root() {
             return Err("needs root".into());
         }
@@ -39,14 +44,24 @@ impl Dockerd {
              exec /usr/sbin/dockerd --config-file {d}/daemon.json --data-root {d}/data \
              --exec-root {d}/exec --pidfile {d}/docker.pid -H unix://{d}/docker.sock \
              --add-runtime brig={brig} --iptables=false --ip6tables=false --ip-masq=false \
-             --bridge=none",
+             --bridge=none \"$@\"",
             d = d.display(),
             brig = binary_path().display()
         );
         let log = std::fs::File::create(d.join("dockerd.log")).map_err(|e| e.to_string())?;
-        // No network setup: the containers run with --network none (or host).
+        // No network setup: the containers run with --network none (or host). `flags` go last,
+        // as the script's own arguments.
         let child = Command::new("unshare")
-            .args(["-m", "--propagation", "private", "sh", "-c", &script])
+            .args([
+                "-m",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                &script,
+                "dockerd",
+            ])
+            .args(flags)
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log)

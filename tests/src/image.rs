@@ -26,9 +26,18 @@ pub fn busybox_oci_archive(dir: &Path, name: &str) -> PathBuf {
     layered_busybox_oci_archive(dir, name, 0)
 }
 
+/// [`busybox_oci_archive`] whose config's command is `cmd` (instead of `sh`).
+pub fn busybox_oci_archive_with_cmd(dir: &Path, name: &str, cmd: &[&str]) -> PathBuf {
+    oci_archive(dir, name, 0, cmd)
+}
+
 /// [`busybox_oci_archive`] with `extra` layers on top of the busybox one, layer N (1-based)
 /// adding the file `/layers/N` that holds `N`.
 pub fn layered_busybox_oci_archive(dir: &Path, name: &str, extra: usize) -> PathBuf {
+    oci_archive(dir, name, extra, &["sh"])
+}
+
+fn oci_archive(dir: &Path, name: &str, extra: usize, cmd: &[&str]) -> PathBuf {
     let rootfs = dir.join("image-rootfs");
     busybox_rootfs(&rootfs);
     let layout = dir.join("image-layout");
@@ -71,7 +80,7 @@ pub fn layered_busybox_oci_archive(dir: &Path, name: &str, extra: usize) -> Path
     let diff_ids: Vec<String> = layers.iter().map(|(d, _)| format!("sha256:{d}")).collect();
     let config_json = json!({
         "architecture": "amd64", "os": "linux",
-        "config": {"Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], "Cmd": ["sh"]},
+        "config": {"Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], "Cmd": cmd},
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
     });
     fs::write(&config, config_json.to_string()).unwrap();

@@ -311,3 +311,64 @@ fn selinux_labels_apply_to_process_mounts_and_exec() {
     rt.delete(&id).assert_ok();
     assert_no_leftovers(&rt, &id, &b);
 }
+
+/// `security.selinux` of `path` (as the test sees it: through /proc/PID/root).
+fn selinux_label_of(path: &Path) -> String {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    let mut buf = vec![0u8; 256];
+    // SAFETY: NUL-terminated name and path, a buffer of the length given.
+    let n = unsafe {
+        libc::getxattr(
+            c.as_ptr(),
+            c"security.selinux".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    assert!(
+        n >= 0,
+        "getxattr {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
+    buf.truncate(n as usize);
+    String::from_utf8_lossy(&buf)
+        .trim_end_matches('\0')
+        .to_string()
+}
+
+/// Where SELinux runs: linux.mountLabel also labels what takes no `context=` option, as runc
+/// does: the mqueue mount's root (set as a file label after mounting) and the read-only tmpfs
+/// over a masked directory (mounted with the label's `context=`).
+#[test]
+fn selinux_mount_label_on_mqueue_and_masked_directories() {
+    let test = "selinux_mount_label_on_mqueue_and_masked_directories";
+    let Some(rt) = Runtime::new(test) else {
+        return;
+    };
+    if !selinux_enabled() {
+        assert!(
+            !guest_lsm_is("selinux"),
+            "the test guest should run SELinux, but it is not enabled"
+        );
+        println!("{test}: SELinux is not enabled here; the SELinux guest (make vm-test) runs it");
+        return;
+    }
+    let mount_label = "system_u:object_r:tmp_t:s0";
+    let b = Bundle::new(&["sleep", "300"]).with(|c| {
+        c["linux"]["mountLabel"] = json!(mount_label);
+        c["linux"]["maskedPaths"] = json!(["/masked-dir"]);
+    });
+    std::fs::create_dir_all(b.rootfs().join("masked-dir")).unwrap();
+    let id = rt.new_id("se-mq");
+    rt.run_detached(&b, &id).assert_ok();
+    let root = std::path::PathBuf::from(format!("/proc/{}/root", rt.pid(&id)));
+    let mqueue = selinux_label_of(&root.join("dev/mqueue"));
+    let masked = selinux_label_of(&root.join("masked-dir"));
+    rt.kill(&id, "KILL").assert_ok();
+    rt.wait_status(&id, "stopped", std::time::Duration::from_secs(30));
+    rt.delete(&id).assert_ok();
+    assert_eq!(mqueue, mount_label, "/dev/mqueue's label");
+    assert_eq!(masked, mount_label, "the masked directory's label");
+    assert_no_leftovers(&rt, &id, &b);
+}

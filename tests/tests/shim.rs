@@ -46,6 +46,29 @@ fn run_sleeper(c: &Containerd, image: &str, id: &str) {
     .assert_ok();
 }
 
+/// `ctr run -d` of `sleep 1000` through the brig shim with the runtime options file `opts`.
+fn run_sleeper_with_options(c: &Containerd, image: &str, id: &str, opts: &std::path::Path) {
+    c.ctr(&[
+        "run",
+        "-d",
+        "--runtime",
+        BRIG_SHIM,
+        "--runtime-config-path",
+        opts.to_str().unwrap(),
+        image,
+        id,
+        "sleep",
+        "1000",
+    ])
+    .assert_ok();
+}
+
+/// Writes an executable script.
+fn write_script(path: &std::path::Path, text: impl AsRef<[u8]>) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+}
+
 /// SIGKILL to the task; waits until containerd sees it stopped.
 fn kill_task(c: &Containerd, id: &str) {
     c.ctr(&["task", "kill", "-s", "SIGKILL", id]).assert_ok();
@@ -342,20 +365,14 @@ fn runc_options_reach_the_runtime_and_the_pipes() {
     };
     let calls = c.dir().join("runtime-calls");
     let wrapper = c.dir().join("recording-brig");
-    std::fs::write(
+    write_script(
         &wrapper,
         format!(
             "#!/bin/sh\necho \"$*\" >> {}\nexec {} \"$@\"\n",
             calls.display(),
             binary_path().display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        &wrapper,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    );
     let opts = c.dir().join("runc-options.toml");
     std::fs::write(
         &opts,
@@ -414,19 +431,7 @@ fn shim_cgroup_option_places_the_shim() {
     let opts = c.dir().join("shim-cgroup.toml");
     std::fs::write(&opts, format!("ShimCgroup = \"/{name}\"\n")).unwrap();
     let id = unique("shimcg");
-    c.ctr(&[
-        "run",
-        "-d",
-        "--runtime",
-        BRIG_SHIM,
-        "--runtime-config-path",
-        opts.to_str().unwrap(),
-        &image,
-        &id,
-        "sleep",
-        "1000",
-    ])
-    .assert_ok();
+    run_sleeper_with_options(&c, &image, &id, &opts);
     let shims = c.shim_pids();
     let placed = shims.iter().any(|pid| {
         std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
@@ -523,7 +528,7 @@ fn kill_of_a_process_already_gone_is_not_found() {
     };
     let marker = c.dir().join("answer-not-running");
     let wrapper = c.dir().join("brig-wrapper");
-    std::fs::write(
+    write_script(
         &wrapper,
         format!(
             "#!/bin/sh\nfor a in \"$@\"; do\n  if [ \"$a\" = kill ] && [ -e {m} ]; then\n    \
@@ -531,29 +536,11 @@ fn kill_of_a_process_already_gone_is_not_found() {
             m = marker.display(),
             b = binary_path().display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        &wrapper,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    );
     let opts = c.dir().join("wrapper-options.toml");
     std::fs::write(&opts, format!("BinaryName = \"{}\"\n", wrapper.display())).unwrap();
     let id = unique("killgone");
-    c.ctr(&[
-        "run",
-        "-d",
-        "--runtime",
-        BRIG_SHIM,
-        "--runtime-config-path",
-        opts.to_str().unwrap(),
-        &image,
-        &id,
-        "sleep",
-        "1000",
-    ])
-    .assert_ok();
+    run_sleeper_with_options(&c, &image, &id, &opts);
     std::fs::write(&marker, "").unwrap();
     let out = c.ctr(&["task", "kill", "-s", "SIGKILL", &id]);
     out.assert_fail();
@@ -581,19 +568,13 @@ fn brig_shim_with_runc_underneath() {
     // A wrapper records that the shim really called it, then runs runc.
     let calls = c.dir().join("runc-calls");
     let wrapper = c.dir().join("runc-wrapper");
-    std::fs::write(
+    write_script(
         &wrapper,
         format!(
             "#!/bin/sh\necho \"$*\" >> {}\nexec {runc} \"$@\"\n",
             calls.display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        &wrapper,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    );
     let id = unique("underrunc");
     let out = run_with_binary_name(
         &c,
@@ -1024,6 +1005,60 @@ fn checkpoint_leaves_the_task_running() {
     assert_eq!(task_status(&c, &id).as_deref(), Some("RUNNING"));
     let images = c.ctr(&["image", "ls", "-q"]);
     assert!(images.stdout.contains(&checkpoint), "{images}");
+    kill_task(&c, &id);
+    delete_task(&c, &id);
+}
+
+/// The runc options' CriuPath: `ctr task checkpoint` runs the criu it names (a wrapper that
+/// records its calls and runs Debian's criu), as runc's shim passes it to the runtime
+/// (`--criu`). Where criu cannot dump (the host's kernel) the dump still goes through the
+/// wrapper; the shim used to ignore the option and run criu from PATH.
+#[test]
+fn criu_path_option_names_the_criu_of_a_checkpoint() {
+    let test = "criu_path_option_names_the_criu_of_a_checkpoint";
+    let Some((c, image)) = setup(test) else {
+        return;
+    };
+    let unusable = match criu_unusable() {
+        Err(why) => return eprintln!("skipping {test}: {why}"),
+        Ok(u) => u,
+    };
+    let criu = String::from_utf8(
+        std::process::Command::new("sh")
+            .args(["-c", "command -v criu"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let calls = c.dir().join("criu-calls");
+    let wrapper = c.dir().join("recording-criu");
+    write_script(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$1\" >> {}\nexec {} \"$@\"\n",
+            calls.display(),
+            criu.trim()
+        ),
+    );
+    let opts = c.dir().join("criu-options.toml");
+    std::fs::write(&opts, format!("CriuPath = \"{}\"\n", wrapper.display())).unwrap();
+    let id = unique("criupath");
+    run_sleeper_with_options(&c, &image, &id, &opts);
+    let out = c.ctr(&["task", "checkpoint", &id]);
+    match &unusable {
+        None => {
+            out.assert_ok();
+        }
+        Some(_) => assert!(out.stderr.contains("criu dump failed"), "{out}"),
+    }
+    let calls = std::fs::read_to_string(&calls).unwrap_or_default();
+    assert!(
+        calls.lines().any(|l| l == "dump"),
+        "the checkpoint did not run the CriuPath criu ({}): its calls: {calls:?}; ctr: {out}",
+        wrapper.display()
+    );
+    assert_eq!(task_status(&c, &id).as_deref(), Some("RUNNING"));
     kill_task(&c, &id);
     delete_task(&c, &id);
 }

@@ -125,10 +125,13 @@ fn docker_run_exec_stop_with_brig_runtime() {
     assert!(!root.join(&id).exists(), "brig's state of {id} is left");
 }
 
-/// Where AppArmor is enabled (the cgroup v2 guest): `docker run --runtime brig` and
+/// Where AppArmor is enabled (the systemd guest): `docker run --runtime brig` and
 /// `docker exec` are confined by docker's default profile, docker-default, which dockerd
 /// loads and names in process.apparmorProfile; and a profile of ours that denies a path
-/// (`--security-opt apparmor=...`) denies it in the container and in `docker exec`.
+/// (`--security-opt apparmor=...`) denies it in the container and in `docker exec`. With
+/// systemd as PID 1, dockerd runs as on such hosts, with `--exec-opt
+/// native.cgroupdriver=systemd`: its runc shim runs brig with `--systemd-cgroup`, and the
+/// container is in the scope `docker-ID.scope` that systemd made, gone after `docker rm`.
 #[test]
 fn docker_apparmor_profiles_confine_brig_containers() {
     if !apparmor_enabled() {
@@ -142,7 +145,12 @@ fn docker_apparmor_profiles_confine_brig_containers() {
         );
         return;
     }
-    let dockerd = Dockerd::start().unwrap_or_else(|why| panic!("dockerd: {why}"));
+    let systemd = Path::new("/run/systemd/system").is_dir();
+    let flags: &[&str] = match systemd {
+        true => &["--exec-opt", "native.cgroupdriver=systemd"],
+        false => &[],
+    };
+    let dockerd = Dockerd::start_with(flags).unwrap_or_else(|why| panic!("dockerd: {why}"));
     let archive = busybox_docker_archive(dockerd.dir());
     dockerd
         .docker(&["load", "-i", archive.to_str().unwrap()])
@@ -168,7 +176,36 @@ fn docker_apparmor_profiles_confine_brig_containers() {
         "docker-default (enforce)",
         "{out}"
     );
+    let scope = systemd.then(|| {
+        let out = dockerd.docker(&["inspect", "-f", "{{.Id}} {{.State.Pid}}", &name]);
+        let text = out.assert_ok().stdout.clone();
+        let (id, pid) = text.trim().split_once(' ').expect("id and pid");
+        let scope = format!("docker-{id}.scope");
+        let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        assert_eq!(
+            cgroup.trim(),
+            format!("0::/system.slice/{scope}"),
+            "the container's init is not in the scope systemd made"
+        );
+        assert!(
+            systemctl_active(&scope),
+            "{scope} is not an active unit of systemd's"
+        );
+        scope
+    });
     dockerd.docker(&["rm", "-f", &name]).assert_ok();
+    if let Some(scope) = scope {
+        assert!(
+            wait_for(Duration::from_secs(10), || !systemctl_active(&scope)),
+            "{scope} is left after docker rm"
+        );
+        assert!(
+            !Path::new("/sys/fs/cgroup/system.slice")
+                .join(&scope)
+                .exists(),
+            "the cgroup of {scope} is left after docker rm"
+        );
+    }
 
     let profile = "brig-test-docker-deny";
     load_apparmor_profile(profile, Some("/etc/passwd"));
@@ -197,4 +234,11 @@ fn docker_apparmor_profiles_confine_brig_containers() {
     assert!(out.stderr.contains("Permission denied"), "{out}");
     drop(dockerd);
     unload_apparmor_profile(profile);
+}
+
+fn systemctl_active(unit: &str) -> bool {
+    Command::new("systemctl")
+        .args(["is-active", "-q", unit])
+        .status()
+        .is_ok_and(|s| s.success())
 }

@@ -48,10 +48,15 @@ done
 # brig did not pass (failed, skipped or not reported), which is all the
 # verdict needs: a failure for every test that runc passes and brig does not.
 # (Emulation makes every test slow; runc's run of the tests brig passed would
-# change nothing.)
+# change nothing.) With VM_BATS_BOTH=1 runc runs the whole selection too, and
+# VM_BATS_SUMMARY names the line of both runtimes' totals over all files
+# ("NAME: brig P passed, F failed, S skipped; runc P passed, F failed, S skipped").
 bats_counts() { # TAP file -> "pass/fail/skip"
   awk '/^ok [0-9]+ .*# skip/ { s++; next } /^ok [0-9]/ { p++ } /^not ok [0-9]/ { f++ }
        END { printf "%d/%d/%d", p, f, s }' "$1"
+}
+bats_totals() { # "p/f/s" lines -> "P passed, F failed, S skipped"
+  awk -F/ '{ p += $1; f += $2; s += $3 } END { printf "%d passed, %d failed, %d skipped", p, f, s }'
 }
 bats_complete() { # TAP file: the plan (1..N) and N results
   awk '/^1\.\.[0-9]+$/ { n = substr($0, 4); plan = 1 } /^(not )?ok [0-9]/ { r++ }
@@ -112,6 +117,8 @@ run_bats() { # runtime binary, file, filter, limit, TAP output
 if [ -n "${VM_BATS:-}" ]; then
   out=/tmp/brig-vm-bats
   mkdir -p "$out"
+  : > "$out/totals-brig"
+  : > "$out/totals-runc"
   for f in $VM_BATS; do
     src=$VM_BATS_SUITE/tests/integration/$f
     # run.sh's selection: the tests of this file that need the guest (cgroup v2,
@@ -128,13 +135,21 @@ if [ -n "${VM_BATS:-}" ]; then
     bats_complete "$out/brig-$f.tap" || echo "guest: bats $f: the brig run reported too few results"
     verdict=""
     runc_counts="not needed"
+    if [ "${VM_BATS_BOTH:-}" = 1 ]; then
+      cp "$out/$f.selected" "$out/$f.rest"
+      runc_what="the same $(grep -c . "$out/$f.rest") tests"
+    else
+      runc_what="the $(grep -c . "$out/$f.rest") tests brig did not pass"
+    fi
     if [ -s "$out/$f.rest" ]; then
-      start_item "bats $f (runc: $(command -v runc), the $(grep -c . "$out/$f.rest") tests brig did not pass)" "$limit"
+      start_item "bats $f (runc: $(command -v runc), $runc_what)" "$limit"
       run_bats "$(command -v runc)" "$f" "$(as_filter < "$out/$f.rest")" "$limit" "$out/runc-$f.tap"
       echo "guest: bats $f (runc) took $(took)"
       bats_complete "$out/runc-$f.tap" || verdict=" (the runc run reported too few results to compare)"
       bats_passed "$out/runc-$f.tap" > "$out/runc-$f.passed"
       runc_counts="$(bats_counts "$out/runc-$f.tap") of those"
+      bats_counts "$out/runc-$f.tap" >> "$out/totals-runc"
+      echo >> "$out/totals-runc"
       grep -vxF -f "$out/brig-$f.passed" "$out/runc-$f.passed" > "$out/$f.ahead" || true
       if [ -s "$out/$f.ahead" ]; then
         # Some of these tests race fixed timeouts (checkpoint.bats gives criu 2 s to be ready
@@ -150,6 +165,8 @@ if [ -n "${VM_BATS:-}" ]; then
         [ -z "$still" ] || verdict="$verdict $still"
       fi
     fi
+    bats_counts "$out/brig-$f.tap" >> "$out/totals-brig"
+    echo >> "$out/totals-brig"
     echo "guest: bats $f pass/fail/skip: brig $(bats_counts "$out/brig-$f.tap") of $(grep -c . "$out/$f.selected") selected, runc $runc_counts"
     if [ -n "$verdict" ]; then
       echo "guest: FAIL bats $f: brig does not pass$verdict, which runc passes"
@@ -158,6 +175,9 @@ if [ -n "${VM_BATS:-}" ]; then
       echo "guest: PASS bats $f: brig passes every test runc passes"
     fi
   done
+  if [ -n "${VM_BATS_SUMMARY:-}" ]; then
+    echo "$VM_BATS_SUMMARY: brig $(bats_totals < "$out/totals-brig"); runc $(bats_totals < "$out/totals-runc")"
+  fi
 fi
 if [ -n "$failed" ]; then
   echo "guest: failed:$failed"

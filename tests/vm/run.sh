@@ -25,7 +25,11 @@
 #        that long is ended, the test named; 300), VM_BOOT_SECONDS (300), VM_TIMEOUT (the guest's limit;
 #        default: the sum of those), VM_KEEP=1 keeps the work dir, VM_BRIG
 #        (the brig under test, default the release build), VM_SELINUX=1 (boot with
-#        SELinux and Debian's reference policy instead of AppArmor).
+#        SELinux and Debian's reference policy instead of AppArmor), VM_SYSTEMD=1 (systemd as
+#        PID 1: tests/vm/guest-systemd.sh; its VM_TESTS default shim_systemd and
+#        shim_docker:apparmor; its bats run with RUNC_USE_SYSTEMD=1, for runc too, on the tests
+#        that check systemd's side, totals on the line "vm systemd bats: ...").
+# shim_cri (CRI ContainerStats) needs crictl: built first by conformance/critest.sh --build-only.
 # Prints PASS/FAIL; exits non-zero on failure; skips (exit 0) only when
 # /dev/kvm is absent.
 set -euo pipefail
@@ -41,7 +45,7 @@ need=()
 # VM_SYSTEMD=1: systemd as PID 1 (tests/vm/guest-systemd.sh), no suites by default.
 systemd=${VM_SYSTEMD:-}
 if [ "$systemd" = 1 ]; then
-  : "${VM_BATS=}" "${VM_TESTS=shim_systemd}"
+  : "${VM_BATS=}" "${VM_TESTS=shim_systemd shim_docker:apparmor}"
 fi
 vm_bats=${VM_BATS-checkpoint.bats}
 suite=$ws/conformance/work/suite
@@ -70,10 +74,14 @@ echo "vm: building brig and the test binaries (target dir $target)"
 [ -n "${VM_BRIG:-}" ] || bash scripts/build-brig.sh -q
 # (brig-build makes the busybox image shim_docker's tests load into dockerd.)
 cargo build --release -q -p containerd-shim-brig-v2 -p brig-build
-tests=${VM_TESTS-"runtime_cgroups runtime_cgroups_v2 runtime_ps_update_events runtime_lifecycle runtime_terminal_exec runtime_checkpoint runtime_lsm shim:checkpoint shim:metrics shim_docker:apparmor"}
+tests=${VM_TESTS-"runtime_cgroups runtime_cgroups_v2 runtime_ps_update_events runtime_lifecycle runtime_terminal_exec runtime_checkpoint runtime_lsm shim:checkpoint shim:metrics shim_cri"}
 bins=$([ -z "$tests" ] || cargo test -p brig-tests --no-run --message-format=json 2>/dev/null \
   | jq -r 'select(.reason == "compiler-artifact" and .executable != null
                   and (.target.kind | index("test"))) | "\(.target.name) \(.executable)"')
+# crictl for shim_cri's CRI ContainerStats test, built from cri-tools as critest.sh builds it.
+case " $tests " in
+*" shim_cri"[:\ ]*) bash conformance/critest.sh --build-only ;;
+esac
 test_bins=""
 for t in $tests; do
   # NAME or NAME:FILTER (that file's tests whose names contain FILTER)
@@ -100,21 +108,28 @@ budget=$boot_seconds
 for t in $tests; do budget=$((budget + test_seconds)); done
 
 # Of each bats file, only the tests that need the guest: those whose body deals with
-# cgroups (v2 here, v1 on the host), systemd or criu. The host's run of the whole suite
-# (make conformance) covers the rest. Each file's selection goes to the guest as a regex for
-# `bats --filter` (empty: the whole file) and a time limit.
-select_dir=$ws/conformance/work/vm-select
-rm -rf "$select_dir"
-mkdir -p "$select_dir"
+# cgroups (v2 here, v1 on the host), systemd or criu; in the systemd guest, those that check
+# what the systemd driver does (their body names systemd: check_systemd_value,
+# RUNC_USE_SYSTEMD), since the cgroup v2 guest runs the rest with the cgroupfs driver. The
+# host's run of the whole suite (make conformance) covers the rest. Each file's selection
+# goes to the guest as a regex for `bats --filter` (empty: the whole file) and a time limit.
+need_re="cgroup|systemd|criu" every_re="criu|cgroups_v2|systemd"
+[ "$systemd" != 1 ] || need_re="systemd" every_re="systemd"
+# (One per run, so that two runs side by side, say the systemd and the SELinux guest, keep
+# their own.)
+mkdir -p "$ws/conformance/work"
+select_dir=$(mktemp -d "$ws/conformance/work/vm-select.XXXXXX")
+trap 'rm -rf "$select_dir"' EXIT
 selected_bats=""
 for f in $vm_bats; do
   src=$suite/tests/integration/$f
   [ -f "$src" ] || { echo "FAIL vm tests: no $f in the suite" >&2; exit 1; }
   # (A file whose setup requires such a host needs the guest for every test.)
-  names=$(awk '/^@test "/ { name = $0; sub(/^@test "/, "", name); sub(/" *\{ *$/, "", name); body = "" }
-               name == "" && /requires.*(criu|cgroups_v2|systemd)/ { every = 1 }
+  names=$(awk -v need="$need_re" -v all="requires.*($every_re)" '
+               /^@test "/ { name = $0; sub(/^@test "/, "", name); sub(/" *\{ *$/, "", name); body = "" }
+               name == "" && $0 ~ all { every = 1 }
                name != "" { body = body "\n" $0 }
-               /^}/ && name != "" { if (every || body ~ /cgroup|systemd|criu/) print name; name = "" }' "$src")
+               /^}/ && name != "" { if (every || body ~ need) print name; name = "" }' "$src")
   all=$(grep -c '^@test ' "$src")
   n=$(grep -c . <<<"$names" || true)
   [ "$n" -gt 0 ] || { echo "vm: $f: no test needs the guest"; continue; }
@@ -138,7 +153,10 @@ vm_bats=${selected_bats# }
 [ -z "$vm_bats" ] || mkdir -p /etc/criu
 
 work=$(mktemp -d /tmp/brig-vm.XXXXXX)
-cleanup() { [ "${VM_KEEP:-}" = 1 ] && echo "vm: kept $work" || rm -rf "$work"; }
+cleanup() {
+  rm -rf "$select_dir"
+  [ "${VM_KEEP:-}" = 1 ] && echo "vm: kept $work" || rm -rf "$work"
+}
 trap cleanup EXIT
 
 # Modules for virtio-pci, 9p and virtio-blk, dependencies first.
@@ -234,7 +252,8 @@ qrc=${PIPESTATUS[0]}
 set -e
 verdict=$(grep -a 'BRIG-VM-RESULT:' "$log" | tail -1 | tr -d '\r')
 # The summary again, below the console output: each item's verdict and time.
-grep -a 'guest: \(bats .* pass/fail/skip\|PASS\|FAIL\|bats .* took\|.* timed out\)' "$log" | tr -d '\r' | sed 's/^guest/vm/' || true
+grep -a '^\(guest: \(bats .* pass/fail/skip\|PASS\|FAIL\|bats .* took\|.* timed out\)\|vm systemd bats: \)' "$log" |
+  tr -d '\r' | sed 's/^guest/vm/' || true
 case "$verdict" in
   *"rc=0") echo "PASS vm tests (cgroup v2 guest, kernel $kver)"; exit 0 ;;
   "") running=$(grep -a '^guest: === ' "$log" | tail -1 | tr -d '\r' | sed 's/^guest: === //')

@@ -502,6 +502,22 @@ fn enable_controllers(dir: &Path) {
     }
 }
 
+/// Enables, in every ancestor of `dir` in its cgroup2 hierarchy (top down), every controller
+/// that ancestor has, as the directories [`V2Manager`] makes get them: for a cgroup another
+/// made (a systemd scope), as runc's systemd driver does after systemd made it. Failures are
+/// left for [`V2Manager::need`] to explain.
+pub(crate) fn enable_ancestor_controllers(dir: &Path) {
+    let mut chain: Vec<&Path> = dir
+        .ancestors()
+        .skip(1)
+        .take_while(|d| d.join("cgroup.controllers").exists())
+        .collect();
+    chain.reverse();
+    for d in chain {
+        enable_controllers(d);
+    }
+}
+
 impl Manager for V2Manager {
     fn entry(&self) -> Result<Option<Entry>> {
         if !self.path.is_dir() {

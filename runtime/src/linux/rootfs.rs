@@ -39,6 +39,10 @@ pub struct MountPlan {
     pub source_is_dir: bool,
     /// For binds: the source, opened by the runtime before the clone.
     pub source_fd: Option<std::sync::Arc<OwnedFd>>,
+    /// The SELinux label set on the mount's root once mounted (`security.selinux`): the
+    /// mount label for an mqueue mount, which takes no `context=` option (runc's
+    /// SetFileLabel).
+    pub file_label: Option<std::ffi::CString>,
 }
 
 /// A device node to create.
@@ -72,6 +76,9 @@ pub struct Plan {
     pub cwd: PathBuf,
     /// In a user namespace device nodes cannot be made: bind the host's.
     pub bind_devices: bool,
+    /// Mount data of the read-only tmpfs over a masked directory: the mount label's
+    /// `context=` where there is one (as runc), else none.
+    pub mask_data: Option<String>,
 }
 
 /// The default device nodes every container gets (runc's list).
@@ -255,8 +262,38 @@ fn mount_one(root: BorrowedFd, plan: &Plan, m: &MountPlan) -> Result<()> {
     } else {
         do_mount(&target, m, &what)?;
     }
+    if let Some(label) = &m.file_label {
+        set_file_label(root, dest, label, &what)?;
+    }
     apply_recursive_attrs(root, m, &what)?;
     apply_propagation(root, dest, &m.opts.propagation, &what)
+}
+
+/// `security.selinux` of the mount at `dest` (inside `root`), reopened: the fd the mount
+/// was made on still names the covered directory.
+fn set_file_label(
+    root: BorrowedFd,
+    dest: &Path,
+    label: &std::ffi::CStr,
+    what: &dyn Fn() -> String,
+) -> Result<()> {
+    let target = open_in_root(root, dest, OFlag::O_PATH).sys("open", what())?;
+    let path = std::ffi::CString::new(fd_path(target.as_fd()))
+        .map_err(|_| Error::msg(format!("label {}: path with a NUL byte", what())))?;
+    // SAFETY: NUL-terminated path, name and value that outlive the call; the value's
+    // length excludes the NUL, as the kernel wants the label.
+    let r = unsafe {
+        libc::setxattr(
+            path.as_ptr(),
+            c"security.selinux".as_ptr(),
+            label.as_ptr().cast(),
+            label.to_bytes().len(),
+            0,
+        )
+    };
+    nix::errno::Errno::result(r)
+        .map(drop)
+        .sys("set the SELinux label of", what())
 }
 
 /// A detached copy of the mount at `source` (the whole subtree when
@@ -806,7 +843,7 @@ pub fn finish(plan: &Plan) -> Result<()> {
     if !plan.masked.is_empty() {
         let null = checked_dev_null()?;
         for p in &plan.masked {
-            mask_path(root.as_fd(), p, null.as_fd())?;
+            mask_path(root.as_fd(), p, null.as_fd(), plan.mask_data.as_deref())?;
         }
     }
     for m in &plan.mounts {
@@ -893,7 +930,7 @@ fn checked_dev_null() -> Result<OwnedFd> {
     Ok(fd)
 }
 
-fn mask_path(root: BorrowedFd, p: &Path, null: BorrowedFd) -> Result<()> {
+fn mask_path(root: BorrowedFd, p: &Path, null: BorrowedFd, data: Option<&str>) -> Result<()> {
     let fd = match open_in_root(root, p, OFlag::O_PATH) {
         Ok(fd) => fd,
         Err(nix::errno::Errno::ENOENT) => return Ok(()),
@@ -906,7 +943,7 @@ fn mask_path(root: BorrowedFd, p: &Path, null: BorrowedFd) -> Result<()> {
             target.as_str(),
             Some("tmpfs"),
             MsFlags::MS_RDONLY,
-            None::<&str>,
+            data,
         )
         .sys("mask", p.display())
     } else {

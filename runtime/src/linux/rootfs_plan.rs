@@ -105,9 +105,14 @@ impl Plan {
             } else {
                 None
             };
+            let file_label = match (&mount_label, typ.as_str()) {
+                (Some(l), "mqueue") => std::ffi::CString::new(l.as_str()).ok(),
+                _ => None,
+            };
             let plan = rootfs::MountPlan {
                 index: i,
                 destination: m.destination().clone(),
+                file_label,
                 typ,
                 source,
                 opts,
@@ -146,7 +151,11 @@ impl Plan {
             None | Some("") => None,
             Some(p) => mount_options::propagation(p),
         };
+        let mask_data = mount_label
+            .as_deref()
+            .map(|l| crate::linux::lsm::format_mount_label("", l));
         Ok(Plan {
+            mask_data,
             rootfs: rootfs.to_path_buf(),
             mounts: mounts_out,
             devices,

@@ -332,20 +332,29 @@ impl SystemdManager {
         let description = format!("brig container {}", self.unit);
         let props = props::base(&description, &self.slice, pid as u32, self.v2);
         self.with_bus(|c| {
-            let reply = c
-                .call(
-                    SYSTEMD,
-                    SYSTEMD_PATH,
-                    MANAGER,
-                    "StartTransientUnit",
-                    &[
-                        Value::Str(self.unit.clone()),
-                        Value::Str("replace".into()),
-                        Value::Props(props),
-                        Value::AuxUnits,
-                    ],
-                )
-                .map_err(|e| bus_err(&format!("start unit {}", self.unit), e))?;
+            let reply = match c.call(
+                SYSTEMD,
+                SYSTEMD_PATH,
+                MANAGER,
+                "StartTransientUnit",
+                &[
+                    Value::Str(self.unit.clone()),
+                    Value::Str("replace".into()),
+                    Value::Props(props),
+                    Value::AuxUnits,
+                ],
+            ) {
+                Ok(reply) => reply,
+                // The unit of another container with the same cgroupsPath: this one joins
+                // its cgroup (the cgroupfs backend writes the pid there), as runc's does.
+                Err(BusError::Reply { name, .. })
+                    if name == "org.freedesktop.systemd1.UnitExists" =>
+                {
+                    self.started.store(true, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Err(e) => return Err(bus_err(&format!("start unit {}", self.unit), e)),
+            };
             self.started.store(true, Ordering::Relaxed);
             let job = reply.args.first().cloned().unwrap_or_default();
             self.wait_job(c, &job, "start")
@@ -381,6 +390,14 @@ impl Manager for SystemdManager {
     fn apply(&self, pid: i32) -> Result<()> {
         if self.create.swap(false, Ordering::Relaxed) {
             self.start_unit(pid)?;
+            // systemd enables only the controllers it manages (not hugetlb, rdma, misc) on
+            // the way to the scope; the container gets every one its ancestors have, as
+            // with the cgroupfs driver (runc: the scope's controllers equal its slice's).
+            if self.v2 {
+                for dir in self.fs.paths().values() {
+                    super::v2::enable_ancestor_controllers(dir);
+                }
+            }
         }
         // The hierarchies systemd does not manage (v1), and the pid's place in them.
         self.fs.apply(pid)

@@ -2,8 +2,11 @@
 //!
 //! Owns: the mapping only (pure functions, no I/O but reading /proc/devices
 //! for device-type names). What has no property (swap on v1, blkio, hugetlb,
-//! rdma, network, unified keys...) is written to the cgroup files by the
-//! cgroupfs backend after the properties are set.
+//! rdma, network, unified keys systemd has no property for...) is written to the
+//! cgroup files by the cgroupfs backend after the properties are set. On cgroup v2
+//! the unified keys systemd has a property for become it too, after the others (so
+//! they win, as in runc): were they only written to the files, systemd would write
+//! its own values back at its next change to the unit.
 
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources};
 
@@ -81,13 +84,16 @@ pub fn resources(r: &LinuxResources, v2: bool) -> Vec<(String, Value)> {
             if let Some(l) = m.reservation() {
                 p.push(("MemoryLow".into(), Value::U64(limit(l))));
             }
-            // OCI's swap is memory+swap; systemd's MemorySwapMax is swap alone.
-            if let Some(s) = m.swap() {
-                let v = match m.limit() {
-                    _ if s < 0 => INFINITY,
-                    Some(l) if l > 0 && s >= l => (s - l) as u64,
-                    _ => s as u64,
-                };
+            // OCI's swap is memory+swap; systemd's MemorySwapMax is swap alone. As runc:
+            // 0 is unset, and an unlimited memory with swap unset makes swap unlimited too.
+            let v = match (m.swap().unwrap_or(0), m.limit()) {
+                (0, Some(-1)) => Some(INFINITY),
+                (0, _) => None,
+                (s, _) if s < 0 => Some(INFINITY),
+                (s, Some(l)) if l > 0 && s >= l => Some((s - l) as u64),
+                (s, _) => Some(s as u64),
+            };
+            if let Some(v) = v {
                 p.push(("MemorySwapMax".into(), Value::U64(v)));
             }
         }
@@ -108,10 +114,7 @@ pub fn resources(r: &LinuxResources, v2: bool) -> Vec<(String, Value)> {
             let v = if q < 0 {
                 INFINITY
             } else {
-                // Per second of CPU time, rounded up to whole percents (systemd's unit).
-                let per = period.unwrap_or(100_000);
-                let v = (q as u64).saturating_mul(1_000_000) / per;
-                v.div_ceil(10_000) * 10_000
+                quota_per_sec(q as u64, period.unwrap_or(100_000))
             };
             p.push(("CPUQuotaPerSecUSec".into(), Value::U64(v)));
         }
@@ -130,6 +133,84 @@ pub fn resources(r: &LinuxResources, v2: bool) -> Vec<(String, Value)> {
     }
     if let Some(d) = r.devices() {
         p.extend(devices(d));
+    }
+    if let Some(u) = r.unified().as_ref().filter(|_| v2) {
+        p.extend(unified(u));
+    }
+    p
+}
+
+/// CPU quota per period as systemd's quota per second of CPU time, rounded up to whole
+/// percents (systemd's unit), so that the cgroup gets at least the quota asked for.
+fn quota_per_sec(quota: u64, period: u64) -> u64 {
+    let v = quota.saturating_mul(1_000_000) / period.max(1);
+    v.div_ceil(10_000) * 10_000
+}
+
+/// The unified (cgroup v2 file) keys systemd has a property for, as runc translates them:
+/// cpu.max, cpu.weight, cpuset.cpus/mems, memory.min/low/high/max/swap.max, pids.max. Other
+/// keys, and values that do not parse, are left to the cgroupfs backend, which writes every
+/// key to its file (and reports a bad one naming it).
+pub fn unified(u: &std::collections::HashMap<String, String>) -> Vec<(String, Value)> {
+    let mut keys: Vec<&String> = u.keys().collect();
+    keys.sort();
+    let num = |v: &str| match v {
+        "max" => Some(INFINITY),
+        v => v.parse::<u64>().ok(),
+    };
+    let mut p = Vec::new();
+    for k in keys {
+        let v = u[k].trim();
+        let name = match k.as_str() {
+            "cpu.max" => {
+                // "QUOTA [PERIOD]", QUOTA "max" for none.
+                let f: Vec<&str> = v.split_whitespace().collect();
+                let period = match f.get(1).map(|s| s.parse::<u64>()) {
+                    None => 100_000,
+                    Some(Ok(n)) if n > 0 => n,
+                    Some(_) => continue,
+                };
+                let quota = match f.first().and_then(|q| num(q)) {
+                    Some(q) if f.len() <= 2 => q,
+                    _ => continue,
+                };
+                if f.len() == 2 {
+                    p.push(("CPUQuotaPeriodUSec".into(), Value::U64(period)));
+                }
+                let per_sec = match quota {
+                    INFINITY | 0 => INFINITY,
+                    q => quota_per_sec(q, period),
+                };
+                p.push(("CPUQuotaPerSecUSec".into(), Value::U64(per_sec)));
+                continue;
+            }
+            "cpuset.cpus" | "cpuset.mems" => {
+                if let Some(m) = cpu_mask(v) {
+                    let name = match k.as_str() {
+                        "cpuset.cpus" => "AllowedCPUs",
+                        _ => "AllowedMemoryNodes",
+                    };
+                    p.push((name.into(), Value::Bytes(m)));
+                }
+                continue;
+            }
+            "cpu.weight" => {
+                if let Ok(n) = v.parse::<u64>() {
+                    p.push(("CPUWeight".into(), Value::U64(n)));
+                }
+                continue;
+            }
+            "memory.min" => "MemoryMin",
+            "memory.low" => "MemoryLow",
+            "memory.high" => "MemoryHigh",
+            "memory.max" => "MemoryMax",
+            "memory.swap.max" => "MemorySwapMax",
+            "pids.max" => "TasksMax",
+            _ => continue,
+        };
+        if let Some(n) = num(v) {
+            p.push((name.into(), Value::U64(n)));
+        }
     }
     p
 }
@@ -234,7 +315,49 @@ mod tests {
         assert!(q.contains(&("CPUQuotaPerSecUSec".into(), Value::U64(40_000))));
         let q = resources(&res(r#"{"memory":{"limit":-1},"pids":{"limit":-1}}"#), true);
         assert!(q.contains(&("MemoryMax".into(), Value::U64(u64::MAX))));
+        // Unlimited memory, swap unset: unlimited swap (runc's update --memory -1).
+        assert!(q.contains(&("MemorySwapMax".into(), Value::U64(u64::MAX))));
         assert!(q.contains(&("TasksMax".into(), Value::U64(u64::MAX))));
+        let q = resources(&res(r#"{"memory":{"limit":1048576,"swap":0}}"#), true);
+        assert!(!q.iter().any(|(k, _)| k == "MemorySwapMax"));
+    }
+
+    #[test]
+    fn unified_keys_as_runc() {
+        let r = res(
+            r#"{"pids":{"limit":10},"unified":{"memory.min":"131072","memory.max":"max",
+                "pids.max":" 42\n","cpu.max":"10000 50000","cpu.weight":"7","cpuset.cpus":"1",
+                "memory.oom.group":"1","memory.high":"lots"}}"#,
+        );
+        let p = resources(&r, true);
+        // After the pids limit's TasksMax, so it wins; keys sorted; unknown or bad ones left out.
+        let names: Vec<&str> = p.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "TasksMax",
+                "CPUQuotaPeriodUSec",
+                "CPUQuotaPerSecUSec",
+                "CPUWeight",
+                "AllowedCPUs",
+                "MemoryMax",
+                "MemoryMin",
+                "TasksMax"
+            ]
+        );
+        assert_eq!(p[2].1, Value::U64(200_000));
+        assert_eq!(p[5].1, Value::U64(u64::MAX));
+        assert_eq!(p[6].1, Value::U64(131072));
+        assert_eq!(p[7].1, Value::U64(42));
+        let p = unified(
+            &res(r#"{"unified":{"cpu.max":"max"}}"#)
+                .unified()
+                .clone()
+                .unwrap(),
+        );
+        assert_eq!(p, [("CPUQuotaPerSecUSec".into(), Value::U64(u64::MAX))]);
+        // On cgroup v1 the unified keys are not systemd's business.
+        assert_eq!(resources(&r, false).len(), 1);
     }
 
     #[test]
