@@ -1,6 +1,6 @@
 //! Cache keys as pure functions: what a step reads in, its key out.
 //!
-//! A step's key is the sha256 of its parent's key (a base image's key is its manifest digest and
+//! A step's key is the sha256 of its parent's key (a base image's key is its config digest and
 //! the stage's platform, `FROM scratch`'s the platform, so the platform is part of every key; a
 //! stage built on another stage continues that stage's chain), the instruction as parsed, with
 //! every flag (its `Debug` form, so flags the parser learns later are part of the key without
@@ -52,12 +52,15 @@ pub fn scratch(platform: &str) -> String {
         .finish()
 }
 
-/// The key of a stage on a base image for `platform` before its first step: from its manifest
-/// digest (a base serves one platform; an image of another architecture may be used FROM a
-/// stage of this one, and steps on it run for this one).
-pub fn base_image(manifest_digest: &str, platform: &str) -> String {
+/// The key of a stage on a base image for `platform` before its first step: from its config
+/// digest, the image id, which fixes its files by their diffIDs and its settings (not the
+/// manifest's: the same image stored with plain layers and pushed with gzip ones has two
+/// manifests, and a store that pulled the pushed one must find the other's cache). A base
+/// serves one platform; an image of another architecture may be used FROM a stage of this
+/// one, and steps on it run for this one.
+pub fn base_image(config_digest: &str, platform: &str) -> String {
     Key::new("")
-        .add("from", manifest_digest)
+        .add("from", config_digest)
         .add("platform", platform)
         .finish()
 }
@@ -252,7 +255,7 @@ mod tests {
         g.args.insert("TARGETPLATFORM".into(), "linux/arm64".into());
         differs("platform arg", step(&step_of(&g, "p", "in")));
         differs("platform arg", amd);
-        // A base image per platform has its own manifest digest.
+        // A base image per platform has its own config digest.
         assert_ne!(
             base_image("sha256:a", "linux/amd64"),
             base_image("sha256:b", "linux/amd64")

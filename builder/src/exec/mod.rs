@@ -608,7 +608,7 @@ impl Builder<'_> {
             layers,
             args: BTreeMap::new(),
             cmd_inherited,
-            key: key::base_image(&img.manifest_digest, &platform.to_string()),
+            key: key::base_image(&img.config_digest, &platform.to_string()),
             text: 0,
             platform: platform.clone(),
         })
