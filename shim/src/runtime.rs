@@ -248,16 +248,25 @@ mod tests {
         }
     }
 
-    #[test]
-    fn systemd_cgroup_option_becomes_the_global_flag() {
+    /// A runtime that records its arguments in DIR/args.
+    fn recording_runtime() -> (tempfile::TempDir, Runtime) {
         let dir = tempfile::tempdir().unwrap();
         let script = dir.path().join("rt");
-        let seen = dir.path().join("args");
         crate::write_test_script(
             &script,
-            &format!("#!/bin/sh\necho \"$@\" > {}\n", seen.display()),
+            &format!(
+                "#!/bin/sh\necho \"$@\" > {}\n",
+                dir.path().join("args").display()
+            ),
         );
         let rt = Runtime::new(script.to_str().unwrap(), "/r", "ns", dir.path());
+        (dir, rt)
+    }
+
+    #[test]
+    fn systemd_cgroup_option_becomes_the_global_flag() {
+        let (dir, rt) = recording_runtime();
+        let seen = dir.path().join("args");
         rt.clone()
             .with_systemd_cgroup(true)
             .run(&["state", "x"])
@@ -271,14 +280,8 @@ mod tests {
 
     #[test]
     fn criu_path_option_becomes_the_global_flag() {
-        let dir = tempfile::tempdir().unwrap();
-        let script = dir.path().join("rt");
+        let (dir, rt) = recording_runtime();
         let seen = dir.path().join("args");
-        crate::write_test_script(
-            &script,
-            &format!("#!/bin/sh\necho \"$@\" > {}\n", seen.display()),
-        );
-        let rt = Runtime::new(script.to_str().unwrap(), "/r", "ns", dir.path());
         rt.clone()
             .with_criu("/opt/criu/bin/criu")
             .run(&["checkpoint", "x"])
