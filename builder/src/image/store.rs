@@ -6,6 +6,7 @@
 //! STORE/blobs/sha256/HEX         configs, manifests, layers (those built here as plain tars)
 //! STORE/layers/HEX               a layer unpacked in overlayfs form (HEX = its diffID)
 //! STORE/compressed/HEX.KIND      the compressed blob of plain layer HEX (`crate::image::compress`)
+//! STORE/sums                     content digests of build context files by stat (`crate::cache::sources`)
 //! STORE/cache/HEX.json           the build cache (kept by `crate::cache`)
 //! STORE/tmp/                     work dirs of running builds; runtime state
 //! STORE/lock                     flock: one writer of index.json at a time
