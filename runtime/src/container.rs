@@ -216,10 +216,12 @@ pub fn create_with_sync(root: &Root, opts: &CreateOpts) -> Result<(i32, Channel)
     // Rootless without limits: no cgroup to configure.
     if use_cgroup {
         let mut res = linux.resources().clone().unwrap_or_default();
-        res.set_devices(Some(cgroups::device_rules(
-            res.devices().as_deref(),
-            linux.devices().as_deref(),
-        )));
+        // Rootless, the container reaches only the devices its user can, and an
+        // unprivileged caller can load no device program (cgroup v2) nor write a
+        // devices cgroup it does not own (v1): no device rules, as runc ignores them.
+        let devices = cgroups::privileged()
+            .then(|| cgroups::device_rules(res.devices().as_deref(), linux.devices().as_deref()));
+        res.set_devices(devices);
         cg.set(&res)?;
     }
 

@@ -217,6 +217,14 @@ pub fn exec(root: &Root, opts: &ExecOpts) -> Result<i32> {
     if !joins {
         let joined =
             cgroups::join::exec_process(&saved.cgroup_paths, &opts.cgroups, saved.pid, pid);
+        // Rootless, the caller may sit outside the subtree delegated to its user (a login
+        // session's scope, a system service), and the kernel refuses to move the process
+        // out of there: it stays in its caller's cgroup, as runc leaves it. A --cgroup
+        // asked for explicitly still fails.
+        let joined = match joined {
+            Err(_) if !cgroups::privileged() && opts.cgroups.is_empty() => Ok(()),
+            j => j,
+        };
         if let Err(e) = joined.and_then(|_| parent_sync.send(&Msg::Go)) {
             kill_child();
             return Err(e);

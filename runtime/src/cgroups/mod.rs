@@ -187,9 +187,7 @@ pub fn for_container(
     // Root of a user namespace (a plain user's build) owns no cgroup either: as runc, no
     // cgroup is made unless limits are asked (then a refused write is the error). Under
     // systemd every container gets its scope, rootless too (as runc).
-    let privileged =
-        nix::unistd::geteuid().is_root() && !crate::linux::namespaces::running_in_user_namespace();
-    let own = privileged || systemd::enabled() || wants_limits(linux.resources().as_ref());
+    let own = privileged() || systemd::enabled() || wants_limits(linux.resources().as_ref());
     let cg = if own {
         new(linux.cgroups_path().as_ref().and_then(|p| p.to_str()), id)?
     } else {
@@ -202,6 +200,12 @@ pub fn for_container(
         crate::logging::warn("container's cgroup is not empty: it already has processes");
     }
     Ok((cg, own))
+}
+
+/// Whether this brig runs as the host's root (not a plain user, nor root of a user
+/// namespace): only then does it own cgroups it did not get delegated, and devices rules.
+pub fn privileged() -> bool {
+    nix::unistd::geteuid().is_root() && !crate::linux::namespaces::running_in_user_namespace()
 }
 
 /// Whether `linux.resources` sets a limit (device rules alone do not count:

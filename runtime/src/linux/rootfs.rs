@@ -503,7 +503,7 @@ fn mount_cgroups(root: BorrowedFd, plan: &Plan, m: &MountPlan) -> Result<()> {
     // cgroup v2 host: the one hierarchy goes at the destination itself.
     if let Some(cg) = plan.cgroup_mounts.iter().find(|c| c.name.is_empty()) {
         let tp = fd_path(target.as_fd());
-        if plan.cgroupns {
+        let fresh = plan.cgroupns.then(|| {
             mount(
                 Some("cgroup2"),
                 tp.as_str(),
@@ -511,12 +511,21 @@ fn mount_cgroups(root: BorrowedFd, plan: &Plan, m: &MountPlan) -> Result<()> {
                 m.opts.flags | base,
                 None::<&str>,
             )
-            .sys("mount cgroup2 on", what())?;
-        } else {
-            bind_cgroup(cg, &tp, what())?;
-            if m.opts.flags.contains(MsFlags::MS_RDONLY) {
-                remount_readonly_with(root, dest, base, &what)?;
+        });
+        match fresh {
+            Some(Ok(())) => {}
+            // Where /sys/fs/cgroup already is the host's cgroup2 (a rootless container's
+            // /sys is a bind of the host's), the kernel refuses the same filesystem on the
+            // same mount point (EBUSY); in a user namespace that owns no cgroup namespace,
+            // EPERM. Then, as runc, the container's own cgroup is bound there, which shows
+            // what a cgroup namespace would.
+            Some(Err(nix::errno::Errno::EBUSY | nix::errno::Errno::EPERM)) | None => {
+                bind_cgroup(cg, &tp, what())?;
+                if m.opts.flags.contains(MsFlags::MS_RDONLY) {
+                    remount_readonly_with(root, dest, base, &what)?;
+                }
             }
+            Some(Err(e)) => return Err(Error::sys("mount cgroup2 on", what(), e)),
         }
         return Ok(());
     }

@@ -216,6 +216,8 @@ pub struct SystemdManager {
     create: AtomicBool,
     /// Whether the unit may exist (systemd accepted its start, or a loaded container).
     started: AtomicBool,
+    /// A loaded container (`update`), whose processes may be running its code.
+    loaded: bool,
     conn: Mutex<Option<Conn>>,
     fs: Box<dyn Manager>,
 }
@@ -235,6 +237,15 @@ impl std::fmt::Debug for SystemdManager {
 pub(crate) fn new(cgroups_path: Option<&str>, id: &str) -> Result<Box<dyn Manager>> {
     let instance = Instance::detect();
     let (slice, unit) = parse_path(cgroups_path, id, instance != Instance::System)?;
+    let layout = Layout::detect()?;
+    let mode = layout.mode()?;
+    // A user's systemd delegates only on cgroup v2 (v1 hierarchies are root's): refused
+    // before anything is made, as runc refuses it.
+    if let (Instance::User(uid), Mode::Legacy | Mode::Hybrid) = (instance, mode) {
+        return Err(Error::msg(format!(
+            "systemd cgroup driver: rootless containers (uid {uid}) need cgroup v2: this host has cgroup v1 controllers, which the user's systemd cannot delegate"
+        )));
+    }
     let mut conn = instance.connect()?;
     let mut base = PathBuf::new();
     if let Instance::User(_) = instance {
@@ -259,9 +270,8 @@ pub(crate) fn new(cgroups_path: Option<&str>, id: &str) -> Result<Box<dyn Manage
     }
     base.push(expand_slice(&slice).map_err(Error::msg)?);
     base.push(&unit);
-    let layout = Layout::detect()?;
     let inner = Inner::Absolute(base);
-    let (fs, v2): (Box<dyn Manager>, bool) = match layout.mode()? {
+    let (fs, v2): (Box<dyn Manager>, bool) = match mode {
         Mode::Legacy | Mode::Hybrid => {
             (Box::new(super::v1::V1Manager::new(&layout, &inner)?), false)
         }
@@ -274,6 +284,7 @@ pub(crate) fn new(cgroups_path: Option<&str>, id: &str) -> Result<Box<dyn Manage
         v2,
         create: AtomicBool::new(true),
         started: AtomicBool::new(false),
+        loaded: false,
         conn: Mutex::new(Some(conn)),
         fs,
     }))
@@ -296,6 +307,7 @@ pub(crate) fn load(paths: &BTreeMap<String, PathBuf>, fs: Box<dyn Manager>) -> B
         v2,
         create: AtomicBool::new(false),
         started: AtomicBool::new(true),
+        loaded: true,
         conn: Mutex::new(None),
         fs,
     })
@@ -361,6 +373,25 @@ impl SystemdManager {
         })
     }
 
+    /// SetUnitProperties of the unit with `p`, for its runtime (not saved to disk).
+    fn set_properties(&self, p: Vec<(String, Value)>) -> Result<()> {
+        self.with_bus(|c| {
+            c.call(
+                SYSTEMD,
+                SYSTEMD_PATH,
+                MANAGER,
+                "SetUnitProperties",
+                &[
+                    Value::Str(self.unit.clone()),
+                    Value::Bool(true),
+                    Value::Props(p),
+                ],
+            )
+            .map(|_| ())
+            .map_err(|e| bus_err(&format!("set properties of unit {}", self.unit), e))
+        })
+    }
+
     fn stop_unit(&self) -> Result<()> {
         self.with_bus(|c| {
             match c.call(
@@ -406,21 +437,19 @@ impl Manager for SystemdManager {
     fn set(&self, r: &LinuxResources) -> Result<()> {
         let p = props::resources(r, self.v2);
         if !p.is_empty() {
-            self.with_bus(|c| {
-                c.call(
-                    SYSTEMD,
-                    SYSTEMD_PATH,
-                    MANAGER,
-                    "SetUnitProperties",
-                    &[
-                        Value::Str(self.unit.clone()),
-                        Value::Bool(true),
-                        Value::Props(p),
-                    ],
-                )
-                .map(|_| ())
-                .map_err(|e| bus_err(&format!("set properties of unit {}", self.unit), e))
-            })?;
+            // On cgroup v1 systemd applies a unit's device rules by denying every device
+            // first: a running container would see spurious EPERM (opening /dev/null). As
+            // runc, a running container is frozen while systemd sets properties (unless it
+            // already is), and thawed after. Not at create: the init runs none of the
+            // container's code yet (and a run -d hung once in the emulated hybrid guest
+            // when its init was frozen mid-setup).
+            let freeze = !self.v2 && self.loaded && !self.fs.state_frozen().unwrap_or(true);
+            if freeze {
+                self.fs.freeze()?;
+            }
+            let set = self.set_properties(p);
+            let thawed = if freeze { self.fs.thaw() } else { Ok(()) };
+            set.and(thawed)?;
         }
         self.fs.set(r)
     }

@@ -118,13 +118,12 @@ pub fn resources(r: &LinuxResources, v2: bool) -> Vec<(String, Value)> {
             };
             p.push(("CPUQuotaPerSecUSec".into(), Value::U64(v)));
         }
-        if v2 {
-            if let Some(m) = c.cpus().as_deref().and_then(cpu_mask) {
-                p.push(("AllowedCPUs".into(), Value::Bytes(m)));
-            }
-            if let Some(m) = c.mems().as_deref().and_then(cpu_mask) {
-                p.push(("AllowedMemoryNodes".into(), Value::Bytes(m)));
-            }
+        // On v1 too, as runc: systemd records them (brig writes cpuset's files itself).
+        if let Some(m) = c.cpus().as_deref().and_then(cpu_mask) {
+            p.push(("AllowedCPUs".into(), Value::Bytes(m)));
+        }
+        if let Some(m) = c.mems().as_deref().and_then(cpu_mask) {
+            p.push(("AllowedMemoryNodes".into(), Value::Bytes(m)));
         }
     }
     if let Some(l) = r.pids().map(|p| p.limit()) {
@@ -311,6 +310,8 @@ mod tests {
         assert!(p
             .iter()
             .any(|(k, v)| k == "CPUShares" && *v == Value::U64(1024)));
+        // AllowedCPUs on v1 as well (runc's update.bats checks it there).
+        assert!(p.contains(&("AllowedCPUs".into(), Value::Bytes(vec![0b1011]))));
         let q = resources(&res(r#"{"cpu":{"quota":3333,"period":100000}}"#), true);
         assert!(q.contains(&("CPUQuotaPerSecUSec".into(), Value::U64(40_000))));
         let q = resources(&res(r#"{"memory":{"limit":-1},"pids":{"limit":-1}}"#), true);
