@@ -5,7 +5,8 @@ set -euo pipefail
 need=()
 for p in build-essential pkg-config libseccomp-dev busybox-static runc crun hyperfine time jq iproute2 util-linux \
          skopeo umoci podman containerd docker-registry apache2-utils buildah \
-         qemu-system-x86 linux-image-amd64 cpio docker.io debootstrap xz-utils bzip2 zstd openssl ca-certificates uidmap libcap2-bin; do
+         qemu-system-x86 linux-image-amd64 cpio docker.io debootstrap xz-utils bzip2 zstd openssl ca-certificates uidmap libcap2-bin \
+         fuse-overlayfs; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -13,11 +13,18 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// The environment variables brig-build reads, for `--help`.
+const ENV_HELP: &str = "Environment:\n  \
+    SOURCE_DATE_EPOCH     build's time and every layer's latest mtime (as --source-date-epoch)\n  \
+    BRIG_BUILD_OVERLAY    the overlay of RUN/COPY steps: auto (default: the kernel's overlayfs,\n  \
+    \x20                     fuse-overlayfs where the kernel refuses it), kernel or fuse";
+
 #[derive(Parser)]
 #[command(
     name = "brig-build",
     version,
-    about = "Build OCI images from Dockerfiles"
+    about = "Build OCI images from Dockerfiles",
+    after_help = ENV_HELP
 )]
 struct Cli {
     /// The local image store (default: /var/lib/brig-build for root; for a plain user
@@ -72,6 +79,7 @@ enum Net {
 #[derive(Subcommand)]
 enum Cmd {
     /// Build an image from a Dockerfile.
+    #[command(after_help = ENV_HELP)]
     Build {
         /// The Dockerfile (default: CONTEXT/Dockerfile).
         #[arg(short = 'f', long = "file")]
@@ -578,8 +586,13 @@ fn run(cli: Cli) -> Result<(), String> {
             private_mounts()?;
             let store_dir = cli.store.as_deref().expect("main sets the store");
             let mut opts = opts;
-            opts.emulators = brig_build::emulate::prepare(&store_dir.join("emulators"), &platforms)
-                .map_err(|e| format!("--platform: {e}"))?;
+            // A Dockerfile without RUN (COPY-only, say) runs nothing of the image: no emulator
+            // to fetch. One that cannot be read or parsed is refused by the build, as before.
+            if needs_emulators(&opts.dockerfile) {
+                opts.emulators =
+                    brig_build::emulate::prepare(&store_dir.join("emulators"), &platforms)
+                        .map_err(|e| format!("--platform: {e}"))?;
+            }
             let store = Store::open(store_dir).map_err(|e| e.to_string())?;
             // One build a platform; the store names the image of this host's platform (else
             // the first), as a name there serves one platform.
@@ -588,9 +601,9 @@ fn run(cli: Cli) -> Result<(), String> {
                 .position(|p| !brig_build::emulate::needed(p))
                 .unwrap_or(0);
             // The images of the platforms built first have no name in the store: no gc until
-            // all are written out. (A platform's build that fails then leaves what it added
-            // to `prune`: its undo needs the store to itself.)
-            let _platforms = if platforms.len() > 1 {
+            // all are written out. A platform's build that fails is undone under this lock
+            // when no other build runs (the complete images of the platforms before it stay).
+            let platforms_lock = if platforms.len() > 1 {
                 Some(store.build_lock().map_err(|e| e.to_string())?)
             } else {
                 None
@@ -605,7 +618,8 @@ fn run(cli: Cli) -> Result<(), String> {
                     tags: if n == named { tags.clone() } else { Vec::new() },
                     ..opts.clone()
                 };
-                builds.push(exec::build(&one, &store).map_err(|e| {
+                let built = exec::build_under(&one, &store, platforms_lock.as_ref());
+                builds.push(built.map_err(|e| {
                     if platforms.len() > 1 {
                         format!("[{p}] {e}")
                     } else {
@@ -839,6 +853,10 @@ fn main() -> ExitCode {
             }
         });
     }
+    if let (Cmd::Build { .. }, Err(e)) = (&cli.cmd, exec::overlay::choice()) {
+        eprintln!("brig-build: error: {e}");
+        return ExitCode::FAILURE;
+    }
     match rootless::enter() {
         Ok(rootless::Entered::Root) => {}
         Ok(rootless::Entered::Parent(code)) => return ExitCode::from(code as u8),
@@ -869,6 +887,21 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// False only when the Dockerfile reads and parses, and has no RUN instruction. (ONBUILD
+/// triggers of a base image are out of reach here: a COPY-only Dockerfile whose base adds a RUN
+/// gets the emulator-missing error naming that RUN.)
+fn needs_emulators(dockerfile: &Path) -> bool {
+    let name = dockerfile
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "Dockerfile".into());
+    std::fs::read(dockerfile)
+        .ok()
+        .and_then(|b| brig_build::dockerfile::decode(&name, b).ok())
+        .and_then(|t| brig_build::dockerfile::Dockerfile::parse(&name, &t).ok())
+        .is_none_or(|df| df.has_run())
 }
 
 #[cfg(test)]

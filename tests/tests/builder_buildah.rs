@@ -43,7 +43,7 @@ const ALLOWED: &[(&str, &str, &str)] = &[
         "etc/hostname",
         "buildah bind-mounts a generated /etc/hostname into RUN containers, so a RUN's \
          chown/chmod of it never reaches buildah's image; brig-build binds only /etc/resolv.conf \
-         (and /etc/hosts with --network host), as BuildKit does, so the change is kept",
+         and a generated /etc/hosts, as BuildKit does, so the change is kept",
     ),
 ];
 

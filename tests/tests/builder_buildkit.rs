@@ -15,7 +15,8 @@
 //! base is made by brig-build and `docker load`ed; nothing comes from the network.
 //!
 //! A case may carry a `setup` file applied to its context copy before the builds, for what git
-//! does not keep: `xattr PATH NAME VALUE` (VALUE in hex for `security.*`), `hardlink FROM TO`.
+//! does not keep: `xattr PATH NAME VALUE` (VALUE in hex for `security.*`), `hardlink FROM TO`,
+//! `chmod PATH OCTAL`, `mkfifo PATH`, `mkdir PATH`, `write PATH TEXT` (a path git does not take).
 //! A hard link is compared as what it shares (its target's entry) plus the path it links to
 //! within its layer.
 
@@ -25,6 +26,7 @@ use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -32,13 +34,13 @@ use std::time::Instant;
 /// Differences that are expected: (Dockerfile dir or `*`, path or `config.FIELD[.key]` or
 /// `history`, reason).
 const ALLOWED: &[(&str, &str, &str)] = &[
-    (
-        "cache-from",
-        "c",
-        "dockerd 20.10's BuildKit (v0.8) leaves the empty directory it made for a cache mount \
-         in the layer (its stub cleaner removed only empty files); BuildKit since v0.11 \
-         (moby/buildkit 677897377) removes it, as brig-build does",
-    ),
+    ("cache-from", "c", MOUNT_STUB),
+    ("steps-and-modes", "m", MOUNT_STUB),
+    ("steps-and-modes", "t", MOUNT_STUB),
+    ("steps-and-modes", "chm", CHMOD_DIRS),
+    ("steps-and-modes", "parent", CHMOD_DIRS),
+    ("steps-and-modes", "parent/sub", CHMOD_DIRS),
+    ("common-patterns", "tools", CHMOD_DIRS),
     ("xattrs", "direct/tagged", USER_XATTR),
     ("xattrs", "from-stage/tagged", USER_XATTR),
     ("xattrs", "from-stage/dir", USER_XATTR),
@@ -46,6 +48,14 @@ const ALLOWED: &[(&str, &str, &str)] = &[
     ("xattrs", "direct/capped", CAP_XATTR),
     ("xattrs", "from-stage/capped", CAP_XATTR),
 ];
+
+const MOUNT_STUB: &str = "dockerd 20.10's BuildKit (v0.8) leaves the empty directory it made \
+     for a RUN mount's target in the layer (its stub cleaner removed only empty files); BuildKit \
+     since v0.11 (moby/buildkit 677897377) removes it, as brig-build does";
+
+const CHMOD_DIRS: &str = "directories a COPY --chmod=MODE makes (its destination, the parents) \
+     get MODE in BuildKit since 2025 (tonistiigi/fsutil 183e7fb, BuildKit's testCopyChmod), as \
+     brig-build does; dockerd 20.10's BuildKit made them 0755";
 
 const USER_XATTR: &str = "BuildKit keeps user.* xattrs in its layers (seen in the overlay2 diff \
      directories of the test's dockerd), but `docker save` of dockerd 20.10 writes only \
@@ -257,6 +267,18 @@ fn describe(e: Option<&Entry>) -> String {
 /// The compared config fields ([`compared_config`]; Env in order) and the history.
 fn config_fields(cfg: &Value) -> BTreeMap<String, Value> {
     let mut m = compared_config(cfg, false);
+    // The fields BuildKit fills beside those (buildah's docker format differs in them).
+    for f in ["Healthcheck", "OnBuild", "Shell", "ArgsEscaped"] {
+        let v = &cfg["config"][f];
+        if !v.is_null() {
+            m.insert(format!("config.{f}"), v.clone());
+        }
+    }
+    for f in ["architecture", "os", "variant"] {
+        if !cfg[f].is_null() {
+            m.insert(f.into(), cfg[f].clone());
+        }
+    }
     // History: how many entries, and which are empty layers (created_by differs in form).
     let flags: Vec<bool> = cfg["history"]
         .as_array()
@@ -281,6 +303,15 @@ fn differences(ours: &Saved, theirs: &Saved) -> Vec<(String, String)> {
                 if a.content != b.content && a.size == b.size {
                     why.push_str(" (content differs)");
                 }
+                // Small text files: both contents, to see what differs.
+                fn text(c: &[u8]) -> Option<&str> {
+                    (c.len() <= 400).then(|| std::str::from_utf8(c).ok())?
+                }
+                if let (true, Some(ta), Some(tb)) =
+                    (a.content != b.content, text(&a.content), text(&b.content))
+                {
+                    why.push_str(&format!("\n    brig-build: {ta:?}\n    buildkit:   {tb:?}"));
+                }
             }
             out.push((k.clone(), why));
         }
@@ -291,10 +322,20 @@ fn differences(ours: &Saved, theirs: &Saved) -> Vec<(String, String)> {
         let (a, b) = (ca.get(k), cb.get(k));
         if a != b {
             let show = |v: Option<&Value>| v.map(|v| v.to_string()).unwrap_or("absent".into());
-            out.push((
-                k.clone(),
-                format!("brig-build={} buildkit={}", show(a), show(b)),
-            ));
+            let mut why = format!("brig-build={} buildkit={}", show(a), show(b));
+            if k == "history" {
+                // created_by is not compared (its form differs), but it shows which step differs.
+                for (who, cfg) in [("brig-build", &ours.config), ("buildkit", &theirs.config)] {
+                    why.push_str(&format!("\n    {who}:"));
+                    for h in cfg["history"].as_array().into_iter().flatten() {
+                        let by = h["created_by"].as_str().unwrap_or("");
+                        let empty = h["empty_layer"].as_bool().unwrap_or(false);
+                        let by: String = by.chars().take(60).collect();
+                        why.push_str(&format!("\n      {} {by}", if empty { "-" } else { "L" }));
+                    }
+                }
+            }
+            out.push((k.clone(), why));
         }
     }
     out
@@ -323,6 +364,18 @@ fn setup(ctx: &Path) {
                 set_xattr(&ctx.join(p), name, &value);
             }
             ["hardlink", from, to] => fs::hard_link(ctx.join(from), ctx.join(to)).unwrap(),
+            ["mkdir", p] => fs::create_dir_all(ctx.join(p)).unwrap(),
+            ["write", p, text] => {
+                fs::create_dir_all(ctx.join(p).parent().unwrap()).unwrap();
+                fs::write(ctx.join(p), format!("{text}\n")).unwrap();
+            }
+            ["mkfifo", p] => {
+                run(Command::new("mkfifo").arg(ctx.join(p))).assert_ok();
+            }
+            ["chmod", p, mode] => {
+                let mode = u32::from_str_radix(mode, 8).unwrap();
+                fs::set_permissions(ctx.join(p), fs::Permissions::from_mode(mode)).unwrap();
+            }
             _ => panic!("{}: bad setup line {l:?}", ctx.display()),
         }
     }

@@ -225,3 +225,119 @@ fn hard_links_in_a_copied_directory_stay_linked() {
         );
     }
 }
+
+/// The symlinks of layer `i` of `img`: path -> target, as the tar's bytes say.
+fn layer_symlinks(img: &Image, i: usize) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let d = img.manifest["layers"][i]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let f = fs::File::open(img.dir.join("blobs/sha256").join(&d[7..])).unwrap();
+    let mut a = tar::Archive::new(flate2::read::GzDecoder::new(f));
+    let mut out = std::collections::BTreeMap::new();
+    for e in a.entries().unwrap() {
+        let e = e.unwrap();
+        if e.header().entry_type() == tar::EntryType::Symlink {
+            let p = String::from_utf8_lossy(&e.path_bytes()).into_owned();
+            out.insert(p, e.link_name_bytes().unwrap().into_owned());
+        }
+    }
+    out
+}
+
+/// A symlink's target is written into the layer exactly as readlink gives it, as BuildKit
+/// writes it: `/` stays `/` (the tar crate's path-based setter made it `//`), `a//b` and `./x/.`
+/// are not cleaned, a non-UTF-8 target keeps its bytes; from RUN, COPY and an ADD'ed archive.
+#[test]
+fn symlink_targets_are_kept_byte_for_byte() {
+    if !ready("symlink_targets_are_kept_byte_for_byte") {
+        return;
+    }
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let c = Ctx::new(&format!(
+        "{}\nRUN ln -s / /rootlink && ln -s a//b /dbl && ln -s ./x/. /dotx\nCOPY links/ /ctx-links/\nADD a.tar /arc/\n",
+        from_base()
+    ));
+    let links = c.ctx().join("links");
+    fs::create_dir_all(&links).unwrap();
+    symlink("/", links.join("root")).unwrap();
+    symlink(OsStr::from_bytes(b"caf\xe9"), links.join("latin1")).unwrap();
+    let arc = c.path("arc");
+    fs::create_dir_all(&arc).unwrap();
+    symlink("/", arc.join("rootlink")).unwrap();
+    run(Command::new("tar")
+        .arg("-cf")
+        .arg(c.ctx().join("a.tar"))
+        .arg("-C")
+        .arg(&arc)
+        .arg("rootlink"))
+    .assert_ok();
+    let img = c.build_oci(&["--no-cache"]);
+    let n = img.layers();
+    let want: [(usize, &str, &[u8]); 6] = [
+        (n - 3, "rootlink", b"/"),
+        (n - 3, "dbl", b"a//b"),
+        (n - 3, "dotx", b"./x/."),
+        (n - 2, "ctx-links/root", b"/"),
+        (n - 2, "ctx-links/latin1", b"caf\xe9"),
+        (n - 1, "arc/rootlink", b"/"),
+    ];
+    for (i, path, target) in want {
+        let got = layer_symlinks(&img, i);
+        assert_eq!(
+            got.get(path).map(Vec::as_slice),
+            Some(target),
+            "layer {i}: {path}: {got:?}"
+        );
+    }
+}
+
+/// A RUN step is confined and set up as BuildKit's: the default seccomp profile's meaning
+/// (Seccomp: 2; a user namespace is refused, which needs no capability otherwise), a generated
+/// /etc/hosts where localhost and the step's hostname resolve, the host's /etc/resolv.conf,
+/// whatever the network, its cgroups on /sys/fs/cgroup (read-only); neither bind's mount point
+/// is left in the layer.
+#[test]
+fn run_steps_are_confined_and_named_as_buildkits() {
+    if !ready("run_steps_are_confined_and_named_as_buildkits") {
+        return;
+    }
+    let c = Ctx::new(&format!(
+        "{}\nRUN grep -E '^Seccomp:' /proc/self/status > /seccomp \
+         && (unshare -U true 2>/dev/null && echo allowed || echo refused) > /userns \
+         && cat /etc/hosts > /hosts && hostname > /hostname \
+         && (test -f /etc/resolv.conf && echo yes || echo no) > /resolv \
+         && (ls /sys/fs/cgroup | grep -c .) > /cgroups\n",
+        from_base()
+    ));
+    let host_resolv = if std::path::Path::new("/etc/resolv.conf").exists() {
+        "yes\n"
+    } else {
+        "no\n"
+    };
+    for net in ["none", "default", "host"] {
+        let img = c.build_oci(&["--no-cache", "--network", net]);
+        let seen = |f: &str| img.layer_file(-1, f);
+        assert_eq!(seen("seccomp"), "Seccomp:\t2\n", "--network {net}");
+        assert_eq!(seen("userns"), "refused\n", "--network {net}");
+        let host = seen("hostname");
+        let hosts = seen("hosts");
+        assert!(
+            hosts.starts_with(&format!("127.0.0.1\tlocalhost {}", host.trim())),
+            "--network {net}: {hosts}"
+        );
+        assert!(hosts.contains("::1\tlocalhost"), "--network {net}: {hosts}");
+        assert_eq!(seen("resolv"), host_resolv, "--network {net}");
+        let cgroups: u32 = seen("cgroups").trim().parse().unwrap();
+        assert!(
+            cgroups > 0,
+            "--network {net}: no cgroup mounted on /sys/fs/cgroup"
+        );
+        let listing = img.layer_listing(-1).join("\n");
+        assert!(
+            !listing.contains("etc/hosts") && !listing.contains("etc/resolv.conf"),
+            "{listing}"
+        );
+    }
+}

@@ -95,6 +95,14 @@ impl Dockerfile {
         stages(file, parsed)
     }
 
+    /// True when some stage has a RUN instruction (a build without one runs no program of
+    /// the image, so it needs no emulator for a foreign platform).
+    pub fn has_run(&self) -> bool {
+        self.stages
+            .iter()
+            .any(|s| s.instrs.iter().any(|l| matches!(l.instr, Instr::Run(_))))
+    }
+
     /// The stage named (case-insensitive) or numbered `r`.
     pub fn stage(&self, r: &str) -> Option<&Stage> {
         let lower = r.to_ascii_lowercase();

@@ -198,6 +198,9 @@ impl Builder<'_> {
             }
             Instr::Cmd(c) => {
                 cfg(st).cmd = Some(Self::argv(st, c));
+                // Deprecated in the OCI spec, still set by BuildKit at every CMD (docker's
+                // image spec reads it on Windows).
+                cfg(st).extra.insert("ArgsEscaped".into(), json!(true));
                 st.cmd_inherited = false;
                 self.history(st, text, true);
             }
@@ -214,7 +217,8 @@ impl Builder<'_> {
                     .on_build
                     .get_or_insert_with(Vec::new)
                     .push(t.clone());
-                self.history(st, text, true);
+                // No history entry: BuildKit records ONBUILD only in the config (the legacy
+                // builder added a `#(nop) ONBUILD` entry).
             }
             Instr::Healthcheck(h) => {
                 let v = match h {

@@ -36,7 +36,15 @@ impl Builder<'_> {
             &a.join("empty"),
         )
         .map_err(|e| self.err(line, e))?;
+        self.overlay_notes();
         Ok((a, m))
+    }
+
+    /// Shows what the overlays have to say ([`overlay::take_notes`]).
+    fn overlay_notes(&self) {
+        for n in overlay::take_notes() {
+            super::lock(&self.progress).notice(&n);
+        }
     }
 
     /// Turns `upper` into a layer blob and an unpacked layer of the store; appends it.
@@ -47,6 +55,7 @@ impl Builder<'_> {
         upper: &Path,
         by: &str,
     ) -> Result<()> {
+        self.overlay_notes();
         let n = self.n.fetch_add(1, Ordering::Relaxed) + 1;
         // A plain tar: compression waits for an export that asks (`crate::image::compress`).
         let blob_tmp = self.work.path().join(format!("layer{n}.tar"));

@@ -62,9 +62,13 @@ impl CopyOp<'_> {
     }
 }
 
-/// Creates `dir` and its missing parents (0755); with `--chown`, the ones created get its owner.
+/// Creates `dir` and its missing parents (0755 or `--chmod`'s mode); with `--chown`, the ones
+/// created get its owner.
 fn mkdirs(op: &CopyOp<'_>, dst: &Root, dir: &Path) -> Result<OwnedFd, String> {
-    let (fd, created) = dst.mkdir_all(dir, 0o755).map_err(|e| e.to_string())?;
+    // Directories a copy creates take --chmod's mode when it is given, else 0755 (BuildKit's
+    // fsutil since 2025, checked by its testCopyChmod; dockerd 20.10's BuildKit made 0755).
+    let mode = op.chmod.unwrap_or(0o755);
+    let (fd, created) = dst.mkdir_all(dir, mode).map_err(|e| e.to_string())?;
     if let Some((uid, gid)) = op.owner {
         for d in created {
             let f = dst.dir(&d).map_err(|e| e.to_string())?;
@@ -239,16 +243,16 @@ fn copy_tree(
     dest: &Path,
     dst: &Root,
 ) -> Result<(), String> {
-    // A destination directory that exists keeps its owner and mode; only one the copy
-    // creates takes the source's (BuildKit's fsutil copy; docker does the same).
+    // A destination directory that exists keeps its owner and mode; one the copy creates is
+    // made as its parents are (0755 or --chmod's mode, --chown's owner), not with the source
+    // directory's mode: the contents are what is copied (BuildKit's fsutil prepareTargetDir).
     let existed = dst.dir(dest).is_ok();
     let dfd = mkdirs(op, dst, dest)?;
     if !existed {
-        let md = fs::metadata(real).map_err(|e| e.to_string())?;
         finish(
             &dfd,
             op.owner.unwrap_or((0, 0)),
-            op.chmod.unwrap_or(md.mode() & 0o7777),
+            op.chmod.unwrap_or(0o755),
             None,
         )
         .map_err(|e| e.to_string())?;

@@ -22,11 +22,14 @@ mod cached;
 mod commit;
 pub mod contexts;
 pub mod copy;
+pub mod fuse;
 pub mod mounts;
 pub mod overlay;
 pub mod remote;
 pub mod run;
 mod schedule;
+mod seccomp;
+pub mod upper;
 
 use crate::cache::{self, key};
 use crate::dockerfile::{expand, ignore::Ignore, DfError, Dockerfile, Instr};
@@ -35,7 +38,7 @@ use crate::image::config::ImageConfig;
 use crate::image::layer;
 use crate::image::platform::Platform;
 use crate::image::rfc3339;
-use crate::image::store::{Store, StoreError};
+use crate::image::store::{Lock, Store, StoreError};
 use crate::image::unpacked::{self, LayerError};
 use crate::plan::{self, PlanError};
 use crate::progress::Progress;
@@ -224,6 +227,13 @@ struct Added {
 
 /// Builds the Dockerfile; on success the image is in the store under `opts.tags`.
 pub fn build(opts: &Options, store: &Store) -> Result<Built> {
+    build_under(opts, store, None)
+}
+
+/// [`build`] under `held`, the store's build lock of a caller that builds several images
+/// (a multi-platform build): a failure is undone through that lock when no other process holds
+/// one (a lock of this build's own would keep the caller's from turning exclusive).
+pub fn build_under(opts: &Options, store: &Store, held: Option<&Lock>) -> Result<Built> {
     let file = opts
         .dockerfile
         .file_name()
@@ -265,7 +275,13 @@ pub fn build(opts: &Options, store: &Store) -> Result<Built> {
             }
         }
     }
-    let build_lock = store.build_lock()?;
+    let own = match held {
+        Some(_) => None,
+        None => Some(store.build_lock()?),
+    };
+    let build_lock = held
+        .or(own.as_ref())
+        .expect("either the caller's lock or our own");
     let b = Builder {
         opts,
         store,
@@ -321,7 +337,7 @@ pub fn build(opts: &Options, store: &Store) -> Result<Built> {
             let _ = store.undo(&a.keys, &a.blobs, &a.layers);
         }
     }
-    drop(build_lock);
+    drop(own);
     r
 }
 

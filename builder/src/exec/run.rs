@@ -1,8 +1,9 @@
 //! RUN: an OCI bundle over the mounted overlay, executed by a runc-compatible runtime.
 //!
 //! Owns the bundle's `config.json` (process from the image config: args, env, user, cwd; the
-//! default namespaces; /proc, /dev, /sys mounts; for the default and host networks the host's
-//! network namespace and its /etc/resolv.conf bound read-only) and the runtime's command line:
+//! default namespaces; /proc, /dev, /sys mounts; the host's network namespace for the default
+//! and host networks; the host's /etc/resolv.conf and a generated /etc/hosts bound read-only,
+//! as BuildKit binds them) and the runtime's command line:
 //! `RUNTIME --root STATE run --bundle DIR ID`. The runtime is only ever driven by that command
 //! line, so runc, crun or brig all work. Mount points the runtime needs but the image lacks are
 //! created before the run and removed from the new layer after, so they never leak into it.
@@ -23,11 +24,11 @@ use std::process::{Command, Stdio};
 /// `--network`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Network {
-    /// Host network namespace, host resolv.conf (what `docker build` gives by default).
+    /// Host network namespace (what `docker build` gives by default, with a bridge there).
     Default,
     /// A new, empty network namespace.
     None,
-    /// Host network namespace, resolv.conf and hosts.
+    /// Host network namespace (BuildKit's `network.host` entitlement).
     Host,
 }
 
@@ -165,9 +166,8 @@ impl RunExtra {
         Ok(())
     }
 
-    /// Applies these to a RUN step's `spec`; `area` is the step's work dir (for /etc/hosts),
-    /// `host_hosts` whether the host's /etc/hosts is what the step would see.
-    pub fn apply(&self, spec: &mut Value, area: &Path, host_hosts: bool) -> std::io::Result<()> {
+    /// Applies these to a RUN step's `spec`; `area` is the step's work dir (for /etc/hosts).
+    pub fn apply(&self, spec: &mut Value, area: &Path) -> std::io::Result<()> {
         if let Some(b) = self.shm_bytes {
             if let Some(m) = spec["mounts"]
                 .as_array_mut()
@@ -186,29 +186,29 @@ impl RunExtra {
                 .map(|(t, soft, hard)| json!({"type": t, "soft": soft, "hard": hard}))
                 .collect::<Vec<_>>());
         }
-        if !self.hosts.is_empty() {
-            let mut text = if host_hosts {
-                std::fs::read_to_string("/etc/hosts").unwrap_or_default()
-            } else {
-                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_string()
-            };
-            if !text.is_empty() && !text.ends_with('\n') {
-                text.push('\n');
-            }
-            for (name, ip) in &self.hosts {
-                text.push_str(&format!("{ip}\t{name}\n"));
-            }
-            let file = area.join("hosts");
-            std::fs::write(&file, text)?;
-            if let Some(ms) = spec["mounts"].as_array_mut() {
-                ms.retain(|m| m["destination"] != "/etc/hosts");
-                ms.push(json!({"destination": "/etc/hosts", "type": "bind",
-                               "source": file, "options": ["rbind", "ro"]}));
-            }
+        // Every step gets a generated /etc/hosts, whatever the network (BuildKit's): localhost
+        // and the step's own hostname resolve (a tool that looks its host up, as the JVM does,
+        // works under --network none), then the --add-host lines.
+        let mut text =
+            format!("127.0.0.1\tlocalhost {HOSTNAME}\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+        for (name, ip) in &self.hosts {
+            text.push_str(&format!("{ip}\t{name}\n"));
+        }
+        let file = area.join("hosts");
+        std::fs::write(&file, text)?;
+        if let Some(ms) = spec["mounts"].as_array_mut() {
+            ms.retain(|m| m["destination"] != "/etc/hosts");
+            ms.push(
+                json!({"destination": "/etc/hosts", "type": "bind", "source": file,
+                           "options": ["nosuid", "noexec", "nodev", "rbind", "ro"]}),
+            );
         }
         Ok(())
     }
 }
+
+/// The hostname of every RUN step (in its /etc/hosts too).
+const HOSTNAME: &str = "brig-build";
 
 /// What one RUN executes.
 pub struct Process {
@@ -234,6 +234,10 @@ pub fn spec(p: &Process, rootfs: &Path, net: Network, own_userns: bool) -> Value
                "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/sys", "type": "sysfs", "source": "sysfs",
                "options": ["nosuid", "noexec", "nodev", "ro"]}),
+        // The step's own cgroups, read-only, as BuildKit mounts them (a JVM or a build tool
+        // reads its limits there).
+        json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+               "options": ["nosuid", "noexec", "nodev", "ro"]}),
     ];
     let mut namespaces = vec![
         json!({"type": "pid"}),
@@ -253,14 +257,12 @@ pub fn spec(p: &Process, rootfs: &Path, net: Network, own_userns: bool) -> Value
         mounts[5] = json!({"destination": "/sys", "type": "bind", "source": "/sys",
                            "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
     }
-    match net {
-        Network::None => namespaces.push(json!({"type": "network"})),
-        Network::Default | Network::Host => {
-            for f in host_net_files(net) {
-                mounts.push(json!({"destination": f, "type": "bind", "source": f,
-                                   "options": ["rbind", "ro"]}));
-            }
-        }
+    if net == Network::None {
+        namespaces.push(json!({"type": "network"}));
+    }
+    for f in host_net_files() {
+        mounts.push(json!({"destination": f, "type": "bind", "source": f,
+                           "options": ["nosuid", "noexec", "nodev", "rbind", "ro"]}));
     }
     json!({
         "ociVersion": "1.0.2",
@@ -274,7 +276,7 @@ pub fn spec(p: &Process, rootfs: &Path, net: Network, own_userns: bool) -> Value
             "noNewPrivileges": false
         },
         "root": {"path": rootfs, "readonly": false},
-        "hostname": "brig-build",
+        "hostname": HOSTNAME,
         "mounts": mounts,
         "linux": {
             "namespaces": namespaces,
@@ -283,21 +285,17 @@ pub fn spec(p: &Process, rootfs: &Path, net: Network, own_userns: bool) -> Value
                             "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
                             "/sys/firmware", "/proc/scsi"],
             "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
-                              "/proc/sysrq-trigger"]
+                              "/proc/sysrq-trigger"],
+            "seccomp": super::seccomp::profile()
         }
     })
 }
 
-/// The host files bound into a RUN step for `net` (only those that exist).
-pub fn host_net_files(net: Network) -> Vec<&'static str> {
-    let files: &[&'static str] = match net {
-        Network::None => &[],
-        Network::Default => &["/etc/resolv.conf"],
-        Network::Host => &["/etc/resolv.conf", "/etc/hosts"],
-    };
-    files
-        .iter()
-        .copied()
+/// The host files bound into a RUN step (only those that exist): the host's
+/// /etc/resolv.conf, whatever the network, as BuildKit binds one into every step.
+pub fn host_net_files() -> Vec<&'static str> {
+    ["/etc/resolv.conf"]
+        .into_iter()
         .filter(|f| Path::new(f).exists())
         .collect()
 }
@@ -533,12 +531,10 @@ impl Builder<'_> {
                 touch(rel, &mut made)?;
             }
         }
-        for f in host_net_files(network) {
+        for f in host_net_files() {
             touch(Path::new(f.trim_start_matches('/')), &mut made)?;
         }
-        if !self.opts.run_extra.hosts.is_empty() {
-            touch(Path::new("etc/hosts"), &mut made)?;
-        }
+        touch(Path::new("etc/hosts"), &mut made)?;
         let cwd = st.workdir();
         root.mkdir_all(Path::new(&cwd), 0o755)
             .map_err(|e| self.err(line, e))?;
@@ -598,7 +594,7 @@ impl Builder<'_> {
         }
         self.opts
             .run_extra
-            .apply(&mut spec, &area, network == Network::Host)
+            .apply(&mut spec, &area)
             .map_err(|e| self.err(line, e))?;
         fs::write(
             area.join("config.json"),

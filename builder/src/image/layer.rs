@@ -1,27 +1,29 @@
 //! A directory in overlayfs upper form → a layer tar, deterministic, uncompressed (what the
 //! store keeps: [`super::compress`] compresses at export) or gzip- or zstd-compressed.
 //!
-//! Owns the translation from overlayfs to the OCI layer format: a character device 0/0 is a
-//! deletion (`.wh.NAME`), a directory with `trusted.overlay.opaque=y` is opaque
-//! (`.wh..wh..opq` after it). Entries are sorted by name, headers are ustar with PAX records
+//! Owns the translation from an overlay upper dir to the OCI layer format, for the marks of
+//! kernel overlayfs and of fuse-overlayfs alike ([`super::whiteout`] reads them): a
+//! deletion (character device 0/0, or fuse-overlayfs' `.wh.NAME` file) is `.wh.NAME`, an
+//! opaque directory (an opaque xattr, or fuse-overlayfs' `.wh..wh..opq` file) has
+//! `.wh..wh..opq` after it; neither overlay's private marks nor xattrs reach a layer. Entries
+//! are sorted by name (a whiteout by the name it deletes), headers are ustar with PAX records
 //! for long names and xattrs, owner names are left empty, hard links (same inode) become link
 //! entries, and mtimes can be clamped to a fixed time (SOURCE_DATE_EPOCH) so two builds of the
 //! same input give the same digest (the gzip header carries no time or name; the zstd stream
 //! is single-threaded, so its bytes depend only on the input). It never follows a symlink.
 
+use super::whiteout::{self, Entry};
 use super::HashWriter;
 use flate2::write::GzEncoder;
 use oci_spec::image::MediaType;
 use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, File};
 use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use tar::{EntryType, Header};
-
-/// The xattr that marks an opaque directory in an overlay upper dir (`trusted.overlay.opaque`,
-/// or `user.overlay.opaque` in a user namespace: [`crate::idmap::opaque_xattr`]).
-use crate::idmap::opaque_xattr;
 
 /// A written layer blob.
 #[derive(Debug, Clone)]
@@ -167,7 +169,7 @@ pub fn append_tree<W: Write>(b: &mut tar::Builder<W>, dir: &Path, opts: Options)
     let walk = walkdir::WalkDir::new(dir)
         .min_depth(1)
         .follow_links(false)
-        .sort_by_file_name();
+        .sort_by(|a, b| sort_name(a).cmp(sort_name(b)));
     for e in walk {
         let e = e.map_err(io::Error::other)?;
         let rel = e
@@ -177,25 +179,37 @@ pub fn append_tree<W: Write>(b: &mut tar::Builder<W>, dir: &Path, opts: Options)
             .to_path_buf();
         let md = e.path().symlink_metadata()?;
         let ft = md.file_type();
-        if ft.is_char_device() && md.rdev() == 0 {
-            let name = rel.file_name().expect("entry has a name").to_string_lossy();
-            let wh = rel.with_file_name(format!(".wh.{name}"));
-            let mut h = base_header(&md, opts, EntryType::Regular);
-            h.set_mode(0o644);
-            h.set_uid(0);
-            h.set_gid(0);
-            append(b, h, &wh, None, &[], io::empty())?;
-            continue;
+        match whiteout::classify(e.file_name(), &md) {
+            Entry::Whiteout(victim) => {
+                let mut wh = OsString::from(whiteout::PREFIX);
+                wh.push(victim);
+                let mut h = base_header(&md, opts, EntryType::Regular);
+                h.set_mode(0o644);
+                h.set_uid(0);
+                h.set_gid(0);
+                append(b, h, &rel.with_file_name(wh), None, &[], io::empty())?;
+                continue;
+            }
+            // Written once, after its directory.
+            Entry::OpaqueFile | Entry::Stray => continue,
+            Entry::Content => {}
         }
         let xattrs = xattrs(e.path())?;
         if ft.is_dir() {
             let mut h = base_header(&md, opts, EntryType::Directory);
             h.set_size(0);
             append(b, h, &rel, None, &xattrs, io::empty())?;
-            if xattr_value(e.path(), opaque_xattr())?.as_deref() == Some(b"y") {
+            if whiteout::is_opaque_dir(e.path())? {
                 let mut h = base_header(&md, opts, EntryType::Regular);
                 h.set_mode(0o644);
-                append(b, h, &rel.join(".wh..wh..opq"), None, &[], io::empty())?;
+                append(
+                    b,
+                    h,
+                    &rel.join(whiteout::OPAQUE_FILE),
+                    None,
+                    &[],
+                    io::empty(),
+                )?;
             }
         } else if ft.is_symlink() {
             let target = fs::read_link(e.path())?;
@@ -245,6 +259,20 @@ pub fn append_tree<W: Write>(b: &mut tar::Builder<W>, dir: &Path, opts: Options)
     Ok(())
 }
 
+/// Where an entry sorts: by its name, a whiteout by the name it deletes in either form (so
+/// fuse-overlayfs' `.wh.NAME` file lands where the kernel's device NAME does).
+fn sort_name(e: &walkdir::DirEntry) -> &OsStr {
+    let name = e.file_name();
+    match name.as_bytes().strip_prefix(whiteout::PREFIX.as_bytes()) {
+        Some(victim)
+            if !victim.is_empty() && e.file_type().is_file() && name != whiteout::OPAQUE_FILE =>
+        {
+            OsStr::from_bytes(victim)
+        }
+        _ => name,
+    }
+}
+
 fn base_header(md: &fs::Metadata, opts: Options, kind: EntryType) -> Header {
     let mut h = Header::new_ustar();
     h.set_entry_type(kind);
@@ -261,6 +289,9 @@ fn base_header(md: &fs::Metadata, opts: Options, kind: EntryType) -> Header {
 }
 
 /// Appends one entry; names that do not fit ustar and xattrs go in a PAX header before it.
+/// Names and link targets are written as their bytes: a symlink's target exactly as readlink
+/// gives it (`/`, `a//b`, `./x`, non-UTF-8), as BuildKit writes it; the tar crate's
+/// `set_link_name` rewrites targets by their components (`/` became `//`).
 fn append<W: Write>(
     b: &mut tar::Builder<W>,
     mut h: Header,
@@ -269,31 +300,23 @@ fn append<W: Write>(
     xattrs: &[(String, Vec<u8>)],
     data: impl io::Read,
 ) -> io::Result<()> {
-    let mut name = rel.to_string_lossy().into_owned();
+    let mut name = rel.as_os_str().as_bytes().to_vec();
     if h.entry_type() == EntryType::Directory {
-        name.push('/');
+        name.push(b'/');
     }
     let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
-    if h.set_path(&name).is_err() {
-        pax.push(("path".into(), name.clone().into_bytes()));
+    if h.set_path(Path::new(OsStr::from_bytes(&name))).is_err() {
+        pax.push(("path".into(), name.clone()));
         // A truncated but valid name for readers without PAX support.
-        let short: String = name
-            .chars()
-            .rev()
-            .take(90)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
-        h.set_path(short.trim_start_matches('/'))?;
+        let short = utf8_tail(&name, 90);
+        let short = short.strip_prefix(b"/").unwrap_or(short);
+        h.set_path(Path::new(OsStr::from_bytes(short)))?;
     }
     if let Some(l) = link {
-        if h.set_link_name(l).is_err() {
-            pax.push((
-                "linkpath".into(),
-                l.to_string_lossy().into_owned().into_bytes(),
-            ));
-            h.set_link_name("pax-linkpath")?;
+        let l = l.as_os_str().as_bytes();
+        if h.set_link_name_literal(l).is_err() {
+            pax.push(("linkpath".into(), l.to_vec()));
+            h.set_link_name_literal("pax-linkpath")?;
         }
     }
     for (k, v) in xattrs {
@@ -306,26 +329,46 @@ fn append<W: Write>(
     b.append(&h, data)
 }
 
+/// The last `max` bytes of `name` or fewer, starting at a character boundary if it is UTF-8.
+fn utf8_tail(name: &[u8], max: usize) -> &[u8] {
+    let mut start = name.len().saturating_sub(max);
+    while start < name.len() && name[start] & 0b1100_0000 == 0b1000_0000 {
+        start += 1;
+    }
+    &name[start..]
+}
+
 /// The xattrs of `path` worth keeping in a layer: everything but overlayfs' own.
 pub(crate) fn xattrs(path: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
-    let mut buf = vec![0u8; 4096];
-    let n = match rustix::fs::llistxattr(path, &mut buf) {
-        Ok(n) => n,
-        Err(rustix::io::Errno::NOTSUP) => return Ok(Vec::new()),
-        Err(e) => return Err(e.into()),
-    };
+    let names = xattrs_named(path, |name| {
+        !crate::idmap::is_overlay_xattr(name)
+            && !whiteout::is_fuse_xattr(name)
+            && name != crate::idmap::DEVICE_STANDIN_XATTR
+    })?;
     let mut out = Vec::new();
-    for name in buf[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
-        let name = String::from_utf8_lossy(name).into_owned();
-        if crate::idmap::is_overlay_xattr(&name) || name == crate::idmap::DEVICE_STANDIN_XATTR {
-            continue;
-        }
+    for name in names {
         if let Some(v) = xattr_value(path, &name)? {
             out.push((name, v));
         }
     }
     out.sort();
     Ok(out)
+}
+
+/// The names of the xattrs of `path` (not following a final symlink) that `keep` takes.
+pub(crate) fn xattrs_named(path: &Path, keep: impl Fn(&str) -> bool) -> io::Result<Vec<String>> {
+    let mut buf = vec![0u8; 4096];
+    let n = match rustix::fs::llistxattr(path, &mut buf) {
+        Ok(n) => n,
+        Err(rustix::io::Errno::NOTSUP) => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(buf[..n]
+        .split(|&b| b == 0)
+        .filter(|n| !n.is_empty())
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .filter(|n| keep(n))
+        .collect())
 }
 
 /// The device an empty regular file stands for ([`crate::idmap::DEVICE_STANDIN_XATTR`]).
@@ -354,6 +397,7 @@ pub fn xattr_value(path: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
 mod tests {
     use super::*;
     use crate::fsroot::Root;
+    use crate::idmap::opaque_xattr;
     use crate::image::unpack;
     use std::io::Read;
     use std::os::unix::fs::{symlink, PermissionsExt};
@@ -494,6 +538,18 @@ mod tests {
             });
         }
         out
+    }
+
+    /// An entry's name, type, mode and xattrs.
+    type Brief = (String, EntryType, u32, Vec<(String, Vec<u8>)>);
+
+    /// Name, type, mode and xattrs of each entry of the layer of `dir`, written to `blob`.
+    fn entries_of(dir: &Path, blob: &Path) -> Vec<Brief> {
+        write_layer(dir, blob, Options::default());
+        read_layer(blob)
+            .into_iter()
+            .map(|e| (e.name, e.kind, e.mode, e.xattrs))
+            .collect()
     }
 
     fn write_layer(dir: &Path, out: &Path, opts: Options) -> Written {
@@ -734,11 +790,7 @@ mod tests {
         }
         let out = tempfile::tempdir().unwrap();
         let blob = out.path().join("l");
-        write_layer(s, &blob, Options::default());
-        let got: Vec<_> = read_layer(&blob)
-            .into_iter()
-            .map(|e| (e.name, e.kind, e.mode, e.xattrs))
-            .collect();
+        let got = entries_of(s, &blob);
         assert_eq!(
             got,
             [
@@ -793,5 +845,84 @@ mod tests {
             diff_id(dst.path(), &out.path().join("again")),
             diff_id(s, &out.path().join("first"))
         );
+    }
+
+    #[test]
+    fn fuse_overlayfs_marks_become_oci_whiteouts() {
+        // A fuse-overlayfs upper dir as it leaves one where it may not mknod or set trusted
+        // xattrs: `.wh.NAME` files, an opaque directory with the `.wh..wh..opq` file and (in
+        // another) `user.fuseoverlayfs.opaque`, its own whiteout of that file (`.wh..opq`, a
+        // device 0/0), and its private xattrs on a file.
+        let src = tempfile::tempdir().unwrap();
+        let s = src.path();
+        let set = |p: &Path, k: &str, v: &[u8]| {
+            rustix::fs::lsetxattr(p, k, v, rustix::fs::XattrFlags::empty())
+        };
+        fs::write(s.join(".wh.gone"), "").unwrap();
+        mode(&s.join(".wh.gone"), 0o700);
+        for d in ["o", "x"] {
+            fs::create_dir(s.join(d)).unwrap();
+            mode(&s.join(d), 0o755);
+            fs::write(s.join(d).join("kept"), "k").unwrap();
+            mode(&s.join(d).join("kept"), 0o644);
+        }
+        fs::write(s.join("o/.wh..wh..opq"), "").unwrap();
+        mode(&s.join("o/.wh..wh..opq"), 0o700);
+        fs::write(s.join("o/.wh.old"), "").unwrap();
+        let stray = rustix::fs::mknodat(
+            rustix::fs::CWD,
+            s.join("o/.wh..opq"),
+            rustix::fs::FileType::CharacterDevice,
+            rustix::fs::Mode::from_raw_mode(0o700),
+            0,
+        );
+        fs::write(s.join("f"), "f").unwrap();
+        mode(&s.join("f"), 0o644);
+        if let Err(e) = set(&s.join("x"), whiteout::FUSE_OPAQUE_XATTR, b"y")
+            .and_then(|_| {
+                set(
+                    &s.join("f"),
+                    "user.fuseoverlayfs.override_stat",
+                    b"0:0:0644",
+                )
+            })
+            .and_then(|_| set(&s.join("f"), "user.kept", b"v"))
+        {
+            eprintln!("skipping: {} has no user xattrs: {e}", s.display());
+            return;
+        }
+        let out = tempfile::tempdir().unwrap();
+        let blob = out.path().join("l");
+        let got = entries_of(s, &blob);
+        let r = EntryType::Regular;
+        let kept = vec![("user.kept".to_string(), b"v".to_vec())];
+        assert_eq!(
+            got,
+            [
+                // Whiteouts sort by the name they delete, as the kernel's devices do.
+                ("f".into(), r, 0o644, kept),
+                (".wh.gone".into(), r, 0o644, vec![]),
+                ("o/".into(), EntryType::Directory, 0o755, vec![]),
+                ("o/.wh..wh..opq".into(), r, 0o644, vec![]),
+                ("o/kept".into(), r, 0o644, vec![]),
+                ("o/.wh.old".into(), r, 0o644, vec![]),
+                ("x/".into(), EntryType::Directory, 0o755, vec![]),
+                ("x/.wh..wh..opq".into(), r, 0o644, vec![]),
+                ("x/kept".into(), r, 0o644, vec![]),
+            ],
+            "the stray device was {}made",
+            if stray.is_ok() { "" } else { "not " }
+        );
+        let mut ar = tar::Archive::new(open_layer(&blob));
+        for e in ar.entries().unwrap() {
+            let e = e.unwrap();
+            if e.path().unwrap().to_string_lossy().contains(".wh.") {
+                let h = e.header();
+                assert_eq!(
+                    (h.uid().unwrap(), h.gid().unwrap(), h.size().unwrap()),
+                    (0, 0, 0)
+                );
+            }
+        }
     }
 }

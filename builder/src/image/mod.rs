@@ -1,5 +1,6 @@
 //! Images, the lower layer of the builder: layers ([`layer`] writes them, [`unpack`] extracts
-//! them safely, [`unpacked`] keeps them unpacked in the store), the image config ([`config`]),
+//! them safely, [`unpacked`] keeps them unpacked in the store, [`whiteout`] reads an overlay
+//! upper dir's deletion marks), the image config ([`config`]),
 //! platforms ([`platform`]), the index of a build's manifests ([`index`]), the local
 //! content-addressed store ([`store`]) and the compression of its plain layers on their way out
 //! ([`compress`]).
@@ -15,6 +16,7 @@ pub mod platform;
 pub mod store;
 pub mod unpack;
 pub mod unpacked;
+pub mod whiteout;
 
 use sha2::{Digest as _, Sha256};
 use std::io::{self, Write};

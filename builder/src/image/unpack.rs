@@ -2,8 +2,9 @@
 //!
 //! Owns the one place where bytes from outside become files on the host, so it trusts nothing
 //! in the archive:
-//! * entry names with a `..` component are refused (the error names the layer and the entry);
-//!   absolute names are taken relative to the target (contained, as tar(1) does by default);
+//! * in layers, entry names with a `..` component are refused (the error names the layer and
+//!   the entry); in an ADD'ed archive they are cleaned as in a chroot at the destination, as
+//!   BuildKit does; absolute names are taken relative to the target (contained, as tar(1) does);
 //! * every parent directory is resolved with `openat2(RESOLVE_IN_ROOT)` through [`Root`], so a
 //!   symlink entry followed by a file "through" it (`evil -> /etc`, then `evil/passwd`) lands
 //!   inside the target, never on the host; the final component is created with `O_NOFOLLOW` /
@@ -11,7 +12,8 @@
 //! * hard link targets are resolved inside the target the same way;
 //! * with whiteouts on (layers), `.wh.NAME` becomes an overlayfs whiteout (char device 0/0) and
 //!   `.wh..wh..opq` sets `trusted.overlay.opaque=y` (`user.overlay.opaque` in a user namespace), so the directory can serve as an overlayfs
-//!   lower layer as is;
+//!   lower layer as is; where the filesystem refuses either (a store on overlayfs), the entry
+//!   stays an empty file, fuse-overlayfs' form ([`super::whiteout`]);
 //! * the headers of one entry (PAX extended header, GNU long name and link, which the `tar`
 //!   crate buffers whole) may take at most [`MAX_ENTRY_HEADERS`] bytes: the stream is metered
 //!   while the crate reads them;
@@ -31,6 +33,7 @@ use std::cell::Cell;
 use std::ffi::OsStr;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::rc::Rc;
 use tar::EntryType;
@@ -181,7 +184,7 @@ fn entry<R: Read>(
         entry: raw.clone(),
         why: why.to_string(),
     };
-    let rel = clean(&raw).ok_or_else(|| hostile("path has a '..' component"))?;
+    let rel = name_in(&raw, opts.whiteouts).ok_or_else(|| hostile("path has a '..' component"))?;
     if rel.as_os_str().is_empty() {
         return Ok(raw);
     }
@@ -199,6 +202,20 @@ fn entry<R: Read>(
     let (pfd, _) = root.mkdir_all(&parent, 0o755).map_err(io_err)?;
     let name_s = name.to_string_lossy();
     if opts.whiteouts {
+        // Where the filesystem refuses the overlay's marks (overlayfs refuses whiteout
+        // devices), fuse-overlayfs' forms, which only it reads (the kernel's overlay cannot
+        // stack on such a store anyway): the entry's own name as an empty file.
+        let as_file = |e: rustix::io::Errno| match e {
+            rustix::io::Errno::PERM | rustix::io::Errno::NOTSUP => rfs::openat(
+                &pfd,
+                name.as_os_str(),
+                OFlags::CREATE | OFlags::WRONLY | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o644),
+            )
+            .map(drop)
+            .map_err(|e| io_err(e.into())),
+            e => Err(io_err(e.into())),
+        };
         if name_s == ".wh..wh..opq" {
             rfs::fsetxattr(
                 &pfd,
@@ -206,7 +223,7 @@ fn entry<R: Read>(
                 b"y",
                 rfs::XattrFlags::empty(),
             )
-            .map_err(|e| io_err(e.into()))?;
+            .or_else(as_file)?;
             return Ok(raw);
         }
         if let Some(victim) = name_s.strip_prefix(".wh.") {
@@ -215,7 +232,7 @@ fn entry<R: Read>(
             }
             remove_at(&pfd, OsStr::new(victim)).map_err(io_err)?;
             rfs::mknodat(&pfd, victim, FileType::CharacterDevice, Mode::empty(), 0)
-                .map_err(|e| io_err(e.into()))?;
+                .or_else(as_file)?;
             return Ok(raw);
         }
     }
@@ -303,8 +320,9 @@ fn entry<R: Read>(
             let link = e
                 .link_name_bytes()
                 .ok_or_else(|| hostile("symlink without target"))?;
-            let link = String::from_utf8_lossy(&link).into_owned();
-            rfs::symlinkat(link.as_str(), &pfd, name.as_os_str()).map_err(|e| io_err(e.into()))?;
+            // The target as its bytes: a non-UTF-8 target stays what the archive says.
+            let link = OsStr::from_bytes(&link);
+            rfs::symlinkat(link, &pfd, name.as_os_str()).map_err(|e| io_err(e.into()))?;
             chown_entry(&pfd)?;
             rfs::utimensat(
                 &pfd,
@@ -319,7 +337,8 @@ fn entry<R: Read>(
                 .link_name_bytes()
                 .ok_or_else(|| hostile("hard link without target"))?;
             let link = String::from_utf8_lossy(&link).into_owned();
-            let lrel = clean(&link).ok_or_else(|| hostile("link target has a '..' component"))?;
+            let lrel = name_in(&link, opts.whiteouts)
+                .ok_or_else(|| hostile("link target has a '..' component"))?;
             let ltarget = base.join(&lrel);
             let lparent = ltarget.parent().unwrap_or(Path::new(""));
             let lname = ltarget
@@ -328,6 +347,18 @@ fn entry<R: Read>(
             let lfd = root.dir(lparent).map_err(io_err)?;
             rfs::linkat(&lfd, lname, &pfd, name.as_os_str(), AtFlags::empty())
                 .map_err(|e| io_err(e.into()))?;
+            // The link entry's owner, mode and mtime apply to the file it shares, as containerd
+            // and moby's archive apply them (BuildKit's ADD); a link to a symlink keeps the
+            // symlink's.
+            let st = rfs::statat(&pfd, name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(|e| io_err(e.into()))?;
+            if FileType::from_raw_mode(st.st_mode) != FileType::Symlink {
+                chown_entry(&pfd)?;
+                rfs::chmodat(&pfd, name.as_os_str(), mode, AtFlags::empty())
+                    .map_err(|e| io_err(e.into()))?;
+                rfs::utimensat(&pfd, name.as_os_str(), &times(mtime), AtFlags::empty())
+                    .map_err(|e| io_err(e.into()))?;
+            }
         }
         EntryType::Char | EntryType::Block | EntryType::Fifo => {
             let ft = match kind {
@@ -673,6 +704,26 @@ fn write_sparse(
 }
 
 /// The entry name as a relative path: `.` and root components dropped, None if it has `..`.
+/// An entry's name below the target: a layer's (`layer`) with a `..` component is refused; an
+/// ADD'ed archive's is cleaned as inside a chroot at the destination (`..` at the top stays
+/// there), as BuildKit's chrooted untar resolves it.
+fn name_in(name: &str, layer: bool) -> Option<PathBuf> {
+    if layer {
+        return clean(name);
+    }
+    let mut out = PathBuf::new();
+    for c in Path::new(name).components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    Some(out)
+}
+
 pub fn clean(name: &str) -> Option<PathBuf> {
     let mut out = PathBuf::new();
     for c in Path::new(name).components() {
