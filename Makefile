@@ -32,13 +32,15 @@ e2e: build
 	  grep -E '^test .* \.\.\. FAILED$$|^error: .*target.* failed|^    `-p brig-tests' $$log || echo "(cargo exited $$rc)"; fi; \
 	rm -f $$log; exit $$rc
 
-# The cgroup v2 guest (AppArmor enabled), a guest with SELinux, a guest with systemd as PID 1;
+# The cgroup v2 guest (AppArmor enabled), a guest with SELinux, a guest with systemd as PID 1
+# (cgroup v2), one with systemd on cgroup v1 (hybrid);
 # all run, whatever the ones before give.
 vm-test: build
 	@rc=0; \
 	VM_BATS="checkpoint.bats cgroups.bats exec.bats update.bats delete.bats" bash tests/vm/run.sh || rc=1; \
 	echo "== SELinux guest (runtime_lsm)"; VM_SELINUX=1 VM_TESTS="runtime_lsm" VM_BATS="" bash tests/vm/run.sh || rc=1; \
-	echo "== systemd guest (systemd cgroup driver, RUNC_USE_SYSTEMD=1 bats)"; VM_SYSTEMD=1 VM_BATS="cgroups.bats update.bats delete.bats" bash tests/vm/run.sh || rc=1; \
+	echo "== systemd guest (systemd cgroup driver, rootless through the user's systemd, RUNC_USE_SYSTEMD=1 bats)"; VM_SYSTEMD=1 VM_BATS="cgroups.bats update.bats delete.bats" bash tests/vm/run.sh || rc=1; \
+	echo "== systemd hybrid guest (systemd cgroup driver on cgroup v1, RUNC_USE_SYSTEMD=1 bats)"; VM_SYSTEMD=hybrid VM_BATS="update.bats delete.bats" VM_BATS_EXCLUDE="common limits|cgroup v2|v2 unified|devices \[minimal|rt period" bash tests/vm/run.sh || rc=1; \
 	exit $$rc
 
 # Every suite runs, whatever the ones before give.
@@ -53,12 +55,19 @@ conformance: build
 	exit $$rc
 
 # Every part runs, whatever fails before it; the summary names the parts that failed.
+# Each failed part's failure lines are repeated at the end, where a log's tail shows them.
 test: build
-	@set -o pipefail; failed=""; \
-	echo "== unit tests"; $(MAKE) -s unit || failed="$$failed unit"; \
-	echo "== end-to-end tests"; $(MAKE) -s e2e || failed="$$failed e2e"; \
-	echo "== cgroup v2 guest"; $(MAKE) -s vm-test || failed="$$failed vm-test"; \
-	echo "== conformance (runc's integration suite, image-spec, critest)"; $(MAKE) -s conformance || failed="$$failed conformance"; \
+	@set -o pipefail; failed=""; times=""; logs=$$(mktemp -d); \
+	part() { t0=$$(date +%s); echo "== $$2"; $(MAKE) -s $$1 2>&1 | tee "$$logs/$$1" || failed="$$failed $$1"; times="$$times $$1 $$(( $$(date +%s) - t0 ))s"; }; \
+	part unit "unit tests"; \
+	part e2e "end-to-end tests"; \
+	part vm-test "guests (cgroup v2, SELinux, systemd)"; \
+	part conformance "conformance (runc's integration suite, image-spec, critest)"; \
+	echo "== times:$$times"; \
+	for p in $$failed; do echo "== $$p: what failed"; \
+	  tr -d '\r' < "$$logs/$$p" | grep -a -E '(^|: )FAIL|^test .* \.\.\. FAILED$$|timed out|: FAIL$$|^error: |running for over|near the [0-9]+s limit|^guest: ps: ' | \
+	  sed 's/^guest: /vm: /' | awk '!seen[$$0]++' | tail -80; done; \
+	rm -rf "$$logs"; \
 	echo "== summary: $$( [ -z "$$failed" ] && echo all passed || echo "FAILED:$$failed (see each part's failures above)" )"; \
 	[ -z "$$failed" ]
 

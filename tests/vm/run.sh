@@ -19,8 +19,9 @@
 # env:   CARGO_TARGET_DIR (as cargo), VM_TESTS (test files, default below;
 #        NAME:FILTER runs only that file's tests matching FILTER; empty: none),
 #        VM_BATS (bats files; empty: none; of each, the tests that deal with
-#        cgroups, systemd or criu), VM_TEST_SECONDS (limit of one test binary,
-#        600), VM_BATS_TEST_SECONDS (limit of a bats file per test, 150; at
+#        cgroups, systemd or criu, less those whose names match the regex
+#        VM_BATS_EXCLUDE), VM_TEST_SECONDS (limit of one test binary,
+#        300: the longest takes ~60 s), VM_BATS_TEST_SECONDS (limit of a bats file per test, 150; at
 #        least 300), VM_BATS_STALL_SECONDS (a bats run that reports nothing
 #        that long is ended, the test named; 300), VM_BOOT_SECONDS (300), VM_TIMEOUT (the guest's limit;
 #        default: the sum of those), VM_KEEP=1 keeps the work dir, VM_BRIG
@@ -28,7 +29,11 @@
 #        SELinux and Debian's reference policy instead of AppArmor), VM_SYSTEMD=1 (systemd as
 #        PID 1: tests/vm/guest-systemd.sh; its VM_TESTS default shim_systemd and
 #        shim_docker:apparmor; its bats run with RUNC_USE_SYSTEMD=1, for runc too, on the tests
-#        that check systemd's side, totals on the line "vm systemd bats: ...").
+#        that check systemd's side, totals on the line "vm systemd bats: ..."; rootless
+#        containers through a user's systemd: guest-systemd-rootless.sh), VM_SYSTEMD=hybrid
+#        (the same guest with systemd's hybrid cgroup layout, v1 controllers and cgroup2 at
+#        /sys/fs/cgroup/unified: guest-systemd-hybrid.sh; no VM_TESTS by default; bats
+#        totals on "vm systemd-hybrid bats: ...").
 # shim_cri (CRI ContainerStats) needs crictl: built first by conformance/critest.sh --build-only.
 # Prints PASS/FAIL; exits non-zero on failure; skips (exit 0) only when
 # /dev/kvm is absent.
@@ -42,15 +47,24 @@ if [ ! -c /dev/kvm ]; then
 fi
 
 need=()
-# VM_SYSTEMD=1: systemd as PID 1 (tests/vm/guest-systemd.sh), no suites by default.
+# VM_SYSTEMD=1: systemd as PID 1 (tests/vm/guest-systemd.sh), no suites by default;
+# VM_SYSTEMD=hybrid: the same with cgroup v1 controllers (systemd's hybrid layout).
 systemd=${VM_SYSTEMD:-}
-if [ "$systemd" = 1 ]; then
+case $systemd in
+"" | 1) ;;
+hybrid) : "${VM_TESTS=}" ;;
+*) echo "FAIL vm tests: VM_SYSTEMD=$systemd: give 1 (cgroup v2) or hybrid" >&2; exit 1 ;;
+esac
+if [ -n "$systemd" ]; then
   : "${VM_BATS=}" "${VM_TESTS=shim_systemd shim_docker:apparmor}"
 fi
 vm_bats=${VM_BATS-checkpoint.bats}
 suite=$ws/conformance/work/suite
 pkgs="qemu-system-x86 linux-image-amd64 busybox-static jq cpio criu"
 [ -z "$vm_bats" ] || pkgs="$pkgs bats runc iproute2"
+# The systemd guests boot the host's systemd and dbus; a user's manager gets its session bus
+# from dbus-user-session (rootless through the user's systemd); runc runs beside brig there.
+[ -z "$systemd" ] || pkgs="$pkgs systemd dbus dbus-user-session apparmor runc"
 for p in $pkgs; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
@@ -100,7 +114,7 @@ fi
 # binary VM_TEST_SECONDS, each bats run VM_BATS_TEST_SECONDS a test (at least 300), the
 # guest as a whole their sum plus VM_BOOT_SECONDS. The guest ends each item at its own
 # limit, so the guest's is only a backstop.
-test_seconds=${VM_TEST_SECONDS:-600}
+test_seconds=${VM_TEST_SECONDS:-300}
 bats_test_seconds=${VM_BATS_TEST_SECONDS:-150}
 bats_stall_seconds=${VM_BATS_STALL_SECONDS:-300}
 boot_seconds=${VM_BOOT_SECONDS:-300}
@@ -114,7 +128,7 @@ for t in $tests; do budget=$((budget + test_seconds)); done
 # host's run of the whole suite (make conformance) covers the rest. Each file's selection
 # goes to the guest as a regex for `bats --filter` (empty: the whole file) and a time limit.
 need_re="cgroup|systemd|criu" every_re="criu|cgroups_v2|systemd"
-[ "$systemd" != 1 ] || need_re="systemd" every_re="systemd"
+[ -z "$systemd" ] || need_re="systemd" every_re="systemd"
 # (One per run, so that two runs side by side, say the systemd and the SELinux guest, keep
 # their own.)
 mkdir -p "$ws/conformance/work"
@@ -129,7 +143,8 @@ for f in $vm_bats; do
                /^@test "/ { name = $0; sub(/^@test "/, "", name); sub(/" *\{ *$/, "", name); body = "" }
                name == "" && $0 ~ all { every = 1 }
                name != "" { body = body "\n" $0 }
-               /^}/ && name != "" { if (every || body ~ need) print name; name = "" }' "$src")
+               /^}/ && name != "" { if (every || body ~ need) print name; name = "" }' "$src" |
+           { if [ -n "${VM_BATS_EXCLUDE:-}" ]; then grep -vE -- "$VM_BATS_EXCLUDE" || true; else cat; fi; })
   all=$(grep -c '^@test ' "$src")
   n=$(grep -c . <<<"$names" || true)
   [ "$n" -gt 0 ] || { echo "vm: $f: no test needs the guest"; continue; }
@@ -171,7 +186,7 @@ add_mod() { # path relative to $moddir
   done
   order+=("$m")
 }
-for name in virtio_pci 9pnet_virtio 9p virtio_blk $([ "$systemd" = 1 ] && echo overlay); do
+for name in virtio_pci 9pnet_virtio 9p virtio_blk $([ -n "$systemd" ] && echo overlay); do
   m=$(grep -E "/$name\.ko:" "$moddir/modules.dep" | cut -d: -f1)
   [ -n "$m" ] || { echo "FAIL vm tests: $moddir has no $name module" >&2; exit 1; }
   add_mod "$m"
@@ -190,7 +205,7 @@ for m in "${order[@]}"; do
 done
 cat > "$ird/vm.env" <<ENV
 VM_MODULES="$mods"
-VM_GUEST_SCRIPT="$ws/tests/vm/$([ "$systemd" = 1 ] && echo guest-systemd.sh || echo guest.sh)"
+VM_GUEST_SCRIPT="$ws/tests/vm/$([ -n "$systemd" ] && echo guest-systemd.sh || echo guest.sh)"
 VM_SYSTEMD="$systemd"
 VM_TESTS="$test_bins"
 VM_TEST_ARGS="${1:-}"
@@ -236,6 +251,10 @@ case $accel in
   *) accel_args=(-accel tcg,thread=multi -cpu max) ;;
 esac
 
+# cgroup v2 only, or (VM_SYSTEMD=hybrid) systemd's hybrid layout: the v1 controllers, and
+# cgroup2 at /sys/fs/cgroup/unified for systemd's own tracking.
+cg_args="cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1"
+[ "$systemd" != hybrid ] || cg_args="systemd.unified_cgroup_hierarchy=0"
 timeout=${VM_TIMEOUT:-$budget}
 echo "vm: booting $kver ($accel), limit ${timeout}s:$(for t in $tests $vm_bats; do printf ' %s' "$t"; done)"
 log=$work/console.log
@@ -243,7 +262,7 @@ set +e
 timeout "$timeout" qemu-system-x86_64 \
   "${accel_args[@]}" -smp 2 -m 2048 -nographic -no-reboot -nic none \
   -kernel "/boot/vmlinuz-$kver" -initrd "$work/initrd.gz" \
-  -append "console=ttyS0 ${VM_KERNEL_ARGS:-quiet loglevel=3} panic=-1 $lsm_args cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1" \
+  -append "console=ttyS0 ${VM_KERNEL_ARGS:-quiet loglevel=3} panic=-1 $lsm_args $cg_args" \
   -fsdev local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap \
   -device virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot \
   -drive file="$work/disk.img",format=raw,if=virtio \
@@ -252,10 +271,10 @@ qrc=${PIPESTATUS[0]}
 set -e
 verdict=$(grep -a 'BRIG-VM-RESULT:' "$log" | tail -1 | tr -d '\r')
 # The summary again, below the console output: each item's verdict and time.
-grep -a '^\(guest: \(bats .* pass/fail/skip\|PASS\|FAIL\|bats .* took\|.* timed out\)\|vm systemd bats: \)' "$log" |
+grep -a '^\(guest: \(bats .* pass/fail/skip\|PASS\|FAIL\|bats .* took\|.* timed out\)\|vm systemd[a-z-]* bats: \)' "$log" |
   tr -d '\r' | sed 's/^guest/vm/' || true
 case "$verdict" in
-  *"rc=0") echo "PASS vm tests (cgroup v2 guest, kernel $kver)"; exit 0 ;;
+  *"rc=0") echo "PASS vm tests ($([ "$systemd" = hybrid ] && echo "systemd hybrid cgroup v1" || echo "cgroup v2") guest, kernel $kver)"; exit 0 ;;
   "") running=$(grep -a '^guest: === ' "$log" | tail -1 | tr -d '\r' | sed 's/^guest: === //')
       [ "$qrc" = 124 ] && echo "FAIL vm tests: guest timed out after ${timeout}s, while running: ${running:-(nothing yet: boot)}" \
         || echo "FAIL vm tests: guest gave no verdict (qemu exit $qrc), last running: ${running:-(nothing yet: boot)}"; exit 1 ;;
