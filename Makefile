@@ -65,7 +65,7 @@ test: build
 	part conformance "conformance (runc's integration suite, image-spec, critest)"; \
 	echo "== times:$$times"; \
 	for p in $$failed; do echo "== $$p: what failed"; \
-	  tr -d '\r' < "$$logs/$$p" | grep -a -E '(^|: )FAIL|^test .* \.\.\. FAILED$$|timed out|: FAIL$$|^error: |running for over|near the [0-9]+s limit|^guest: ps: ' | \
+	  tr -d '\r' < "$$logs/$$p" | grep -a -E '(^|: )FAIL|^test .* \.\.\. FAILED$$|timed out|: FAIL$$|^error: |running for over|RETRY|near the [0-9]+s limit|^guest: ps: ' | \
 	  sed 's/^guest: /vm: /' | awk '!seen[$$0]++' | tail -80; done; \
 	rm -rf "$$logs"; \
 	echo "== summary: $$( [ -z "$$failed" ] && echo all passed || echo "FAILED:$$failed (see each part's failures above)" )"; \

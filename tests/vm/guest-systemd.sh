@@ -49,7 +49,7 @@ export HOME=/root TMPDIR=/tmp BRIG BRIG_SHIM BRIG_VM_LSM RUST_BACKTRACE=1
 for t in $VM_TESTS; do
   bin=${t%%:*} filter=${t#"$bin"}
   echo "guest: === ${bin##*/}"
-  if run_limited "${VM_TEST_SECONDS:-300}" "$bin" --test-threads=2 ${filter#:}; then
+  if run_test_binary "${VM_TEST_SECONDS:-300}" "$bin" ${filter#:}; then
     echo "guest: PASS ${bin##*/}"
   else
     echo "guest: FAIL ${bin##*/}"; fails=$((fails + 1))

@@ -34,7 +34,7 @@ for t in $VM_TESTS; do
   name=${bin##*/}
   start_item "$name$filter" "$VM_TEST_SECONDS"
   # The run's filter, else the file's own (VM_TESTS' NAME:FILTER).
-  run_limited "$VM_TEST_SECONDS" "$bin" --test-threads=2 ${VM_TEST_ARGS:-${filter#:}}
+  run_test_binary "$VM_TEST_SECONDS" "$bin" ${VM_TEST_ARGS:-${filter#:}}
   rc=$?
   if [ "$rc" = 0 ]; then
     echo "guest: PASS $name ($(took))"

@@ -35,6 +35,8 @@
 #        /sys/fs/cgroup/unified: guest-systemd-hybrid.sh; no VM_TESTS by default; bats
 #        totals on "vm systemd-hybrid bats: ...").
 # shim_cri (CRI ContainerStats) needs crictl: built first by conformance/critest.sh --build-only.
+# A test binary that fails runs the tests it did not pass once more (tests/vm/limit.sh:
+# "RETRY", "passed on retry" in the summary), as brig's failed bats tests do.
 # Prints PASS/FAIL; exits non-zero on failure; skips (exit 0) only when
 # /dev/kvm is absent.
 set -euo pipefail
@@ -120,6 +122,8 @@ bats_stall_seconds=${VM_BATS_STALL_SECONDS:-300}
 boot_seconds=${VM_BOOT_SECONDS:-300}
 budget=$boot_seconds
 for t in $tests; do budget=$((budget + test_seconds)); done
+# and one binary's second run of the tests it did not pass (tests/vm/limit.sh).
+[ -z "$tests" ] || budget=$((budget + test_seconds))
 
 # Of each bats file, only the tests that need the guest: those whose body deals with
 # cgroups (v2 here, v1 on the host), systemd or criu; in the systemd guest, those that check
@@ -271,7 +275,7 @@ qrc=${PIPESTATUS[0]}
 set -e
 verdict=$(grep -a 'BRIG-VM-RESULT:' "$log" | tail -1 | tr -d '\r')
 # The summary again, below the console output: each item's verdict and time.
-grep -a '^\(guest: \(bats .* pass/fail/skip\|PASS\|FAIL\|bats .* took\|.* timed out\)\|vm systemd[a-z-]* bats: \)' "$log" |
+grep -a '^\(guest: \(bats .* pass/fail/skip\|PASS\|FAIL\|bats .* took\|.* timed out\|RETRY\|.* passed on retry\)\|vm systemd[a-z-]* bats: \)' "$log" |
   tr -d '\r' | sed 's/^guest/vm/' || true
 case "$verdict" in
   *"rc=0") echo "PASS vm tests ($([ "$systemd" = hybrid ] && echo "systemd hybrid cgroup v1" || echo "cgroup v2") guest, kernel $kver)"; exit 0 ;;
